@@ -1,0 +1,41 @@
+# Every target creates the virtual environment when it is missing and installs swarmd into it
+# (editable), so a fresh clone needs nothing but python3 >= 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODES ?= 4
+
+.PHONY: devnet test lint types pytest chaos bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# A local swarm on loopback with embedded defaults (SQLite, 127.0.0.1).
+devnet: $(STAMP)
+	$(BIN)/swarmd devnet --nodes $(NODES) --home .devnet
+
+test: lint types pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check protocol storage node benchmarks tests
+	$(BIN)/ruff format --check protocol storage node benchmarks tests
+
+# mypy cannot follow setuptools' editable finder, so it checks a symlink tree that mirrors the
+# installed package layout (swarmd/protocol -> ../../protocol, ...).
+types: $(STAMP)
+	rm -rf .build/typecheck && mkdir -p .build/typecheck/swarmd
+	ln -s ../../../protocol .build/typecheck/swarmd/protocol
+	ln -s ../../../storage .build/typecheck/swarmd/storage
+	ln -s ../../../node .build/typecheck/swarmd/node
+	cd .build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml \
+		-p swarmd.protocol -p swarmd.storage
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .build .devnet

@@ -1,0 +1,1 @@
+"""Benchmarks runnable through `swarmd bench ...`."""

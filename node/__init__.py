@@ -1,0 +1,1 @@
+"""swarmd.node: the asyncio shell around the protocol core."""

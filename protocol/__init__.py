@@ -1,0 +1,1 @@
+"""swarmd.protocol: the sans-I/O core (pure, deterministic state machines)."""

@@ -1,0 +1,1 @@
+"""swarmd.storage: durable state through aiosqlite (WAL, one writer)."""
