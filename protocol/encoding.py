@@ -52,14 +52,19 @@ def _reject_ext(code: int, data: bytes) -> None:
     raise DecodeError(f"msgpack extension type {code} is not allowed")
 
 
-def decode(data: bytes, *, size_max: int = limits.ENCODED_VALUE_SIZE_BYTES_MAX) -> Value:
-    """Decode canonical msgpack under the limits; any failure is a DecodeError subclass."""
+def unpack(data: bytes, *, size_max: int = limits.ENCODED_VALUE_SIZE_BYTES_MAX) -> Value:
+    """Decode msgpack under the size and count limits, without the canonical-form checks.
+
+    Callers that know the exact shape of what they expect (the op decoder, on its hot path)
+    check types themselves and then compare `pack(value)` with the input; everyone else uses
+    `decode`, which does all of it.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError("input is not bytes")
     if len(data) > size_max:
         raise LimitExceededError(f"encoded value of {len(data)} bytes exceeds {size_max}")
     try:
-        value = msgpack.unpackb(
+        return msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
@@ -78,24 +83,48 @@ def decode(data: bytes, *, size_max: int = limits.ENCODED_VALUE_SIZE_BYTES_MAX) 
         raise DecodeError(f"invalid msgpack: {exc}") from exc
     except RecursionError as exc:
         raise LimitExceededError("value nests too deeply") from exc
+
+
+def pack(value: Value) -> bytes:
+    """Encode a value already known to be in canonical shape (sorted maps, allowed types)."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def decode(data: bytes, *, size_max: int = limits.ENCODED_VALUE_SIZE_BYTES_MAX) -> Value:
+    """Decode canonical msgpack under the limits; any failure is a DecodeError subclass."""
+    value = unpack(data, size_max=size_max)
     _check_model(value, 0)
-    if encode(value) != bytes(data):
+    # _check_model proved every map is sorted, so a plain pack re-encodes canonically.
+    if pack(value) != bytes(data):
         raise NonCanonicalEncodingError("value is not in canonical msgpack form")
     return value
 
 
 def _check_model(value: Value, depth: int) -> None:
-    if depth > limits.ENCODED_DEPTH_MAX:
-        raise LimitExceededError(f"nesting deeper than {limits.ENCODED_DEPTH_MAX}")
-    if isinstance(value, float):
+    """Reject floats, non-str or unsorted map keys and deep nesting (hot path: keep it lean).
+
+    Ints need no range check: msgpack cannot carry ints outside the allowed range.
+    """
+    kind = type(value)
+    if kind is float:
         raise DecodeError("floats are not allowed")
-    if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
-        raise DecodeError("int out of range")
-    if isinstance(value, list):
-        for item in value:
-            _check_model(item, depth + 1)
-    elif isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            raise DecodeError("map keys must be str")
-        for item in value.values():
+    if kind is list:
+        items: Any = value
+    elif kind is dict:
+        keys = []
+        for key in value:
+            if type(key) is not str:
+                raise DecodeError("map keys must be str")
+            keys.append(key.encode())
+        if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+            raise NonCanonicalEncodingError("map keys are not in ascending byte order")
+        items = value.values()
+    else:
+        return
+    if depth >= limits.ENCODED_DEPTH_MAX:
+        raise LimitExceededError(f"nesting deeper than {limits.ENCODED_DEPTH_MAX}")
+    for item in items:
+        item_kind = type(item)
+        if item_kind is list or item_kind is dict or item_kind is float:
             _check_model(item, depth + 1)

@@ -1,0 +1,98 @@
+"""`swarmd bench pipeline`: the validation pipeline against raw Ed25519 verification.
+
+Both figures come from the same run on the same signatures: `verify_ops_per_s` is libsodium
+verifying every op's signed message (the ceiling: verification dominates the pipeline), and
+`pipeline_ops_per_s` is the whole pipeline (decode, shape, signature, chain, deps, rules, apply,
+state root at the end). `ratio` = pipeline / verify; the target is >= 0.8 on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from swarmd.protocol import crypto
+from swarmd.protocol.genesis import Genesis
+from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ops import Op
+from swarmd.protocol.wallet import Author
+
+from .common import best_of, emit, timed
+
+
+def build_workload(ops_count: int, accounts: int, seed: int) -> tuple[Genesis, list[Op]]:
+    """Grants to `accounts` new accounts, then random transfers that receive their credits."""
+    rng = random.Random(seed)
+    council_keys = [crypto.KeyPair.from_seed(rng.randbytes(32)) for _ in range(4)]
+    genesis = Genesis.create(
+        "bench",
+        [k.public_key for k in council_keys],
+        signup_reward=1_000_000,
+        grants_per_member_per_window=10**9,
+    )
+    council = [Author(k, genesis.network_id) for k in council_keys]
+    people = [
+        Author(crypto.KeyPair.from_seed(rng.randbytes(32)), genesis.network_id)
+        for _ in range(accounts)
+    ]
+    ops: list[Op] = []
+    unreceived: dict[bytes, list[bytes]] = {p.key: [] for p in people}
+    for index, person in enumerate(people):
+        grant = council[index % len(council)].grant(person.key, 1_000_000)
+        ops.append(grant)
+        unreceived[person.key].append(grant.op_id)
+    while len(ops) < ops_count:
+        payer, payee = rng.sample(people, 2)
+        receive, unreceived[payer.key] = unreceived[payer.key][:8], unreceived[payer.key][8:]
+        op = payer.transfer(payee.key, rng.randint(1, 100), receive=receive)
+        unreceived[payee.key].append(op.op_id)
+        ops.append(op)
+    return genesis, ops[:ops_count]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd bench pipeline", description=__doc__)
+    parser.add_argument("--ops", type=int, default=20_000, help="ops per run (default 20000)")
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.ops < 1 or args.accounts < 2 or args.repeat < 1:
+        parser.error("--ops >= 1, --accounts >= 2 and --repeat >= 1 are required")
+    genesis, ops = build_workload(args.ops, min(args.accounts, args.ops), args.seed)
+    network_id = genesis.network_id
+    triples = [(op.author, op.signed_message(network_id), op.signature) for op in ops]
+
+    def verify_all() -> None:
+        verify = crypto.verify
+        for key, message, signature in triples:
+            verify(key, message, signature)
+
+    def pipeline() -> None:
+        ledger = Ledger(genesis)
+        receive = ledger.receive_op
+        for op in ops:
+            receive(op.envelope, 0.0)
+            ledger.drain_events()
+        ledger.state_root()
+        assert ledger.stats.accepted == len(ops), ledger.stats
+
+    verify_s, verify_samples = best_of(args.repeat, lambda: timed(verify_all))
+    pipeline_s, pipeline_samples = best_of(args.repeat, lambda: timed(pipeline))
+    verify_rate = len(ops) / verify_s
+    pipeline_rate = len(ops) / pipeline_s
+    emit(
+        {
+            "benchmark": "pipeline",
+            "ops": len(ops),
+            "repeat": args.repeat,
+            "verify_ops_per_s": round(verify_rate),
+            "pipeline_ops_per_s": round(pipeline_rate),
+            "ratio": round(pipeline_rate / verify_rate, 3),
+            "verify_s_samples": [round(s, 4) for s in verify_samples],
+            "pipeline_s_samples": [round(s, 4) for s in pipeline_samples],
+        },
+        args.json,
+    )
+    return 0
