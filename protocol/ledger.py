@@ -21,10 +21,12 @@ Determinism. The state is a function of the set of valid ops, whatever their arr
   no replay.
 
 Credits are received explicitly: an op that lists a grant or transfer *to its author* in its
-deps adds that amount to the author's spendable credits (once per credit). Spending (transfer,
-burn) may not exceed spendable credits, so validity needs only the author's own chain and its
-deps. Balances count every applied credit, so `sum(balances) == granted - burned` always holds
-and no balance is ever below the author's spendable amount, hence never negative.
+deps adds that amount to the author's spendable credits (once per credit: the account keeps
+the set of credits it has not received yet). Spending (transfer, burn) may not exceed
+spendable credits, so validity needs only the author's own chain and its deps. Balances count
+every applied credit, so `sum(balances) == granted - burned` always holds and
+`0 <= spendable <= balance`. Everything validation needs lives in the account records, so a
+state restored from a snapshot validates future ops exactly like a replayed one.
 """
 
 from __future__ import annotations
@@ -173,13 +175,13 @@ class _Rejection(Exception):
 
 
 @dataclass(slots=True)
-class _Applied:
-    """Per applied op: what the next op of the same author needs to know."""
+class _Checked:
+    """What the rules computed for an op about to be applied."""
 
-    op: Op
-    depth: int
     spendable_after: int
-    window_grants: int  # grants by the author in the window `op.basis`, up to this op
+    window_basis: int
+    window_grants: int
+    received: tuple[bytes, ...]
 
 
 @dataclass
@@ -218,10 +220,9 @@ class Ledger:
         self._final_state = LedgerState()
         self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
         self._depth: dict[bytes, int] = {}
-        self._applied: dict[bytes, _Applied] = {}
+        self._applied: set[bytes] = set()
         self._excluded: dict[bytes, str] = {}
         self._conflicts: dict[ConflictKey, bytes] = {}
-        self._received: dict[bytes, set[bytes]] = {}
         self._endorsement_keys: dict[bytes, list[CanonicalKey]] = {}
         self._claims_by_handle: dict[str, list[bytes]] = {}
         self._revokes: dict[bytes, set[bytes]] = {}
@@ -281,10 +282,8 @@ class Ledger:
         return self.state.balance(account)
 
     def spendable(self, account: bytes) -> int:
-        head = self.state.accounts.get(account)
-        if head is None or not head.head:
-            return 0
-        return self._applied[head.head].spendable_after
+        record = self.state.accounts.get(account)
+        return record.spendable if record else 0
 
     def op(self, op_id: bytes) -> Op | None:
         return self._known.get(op_id)
@@ -318,8 +317,11 @@ class Ledger:
         assert state.total_balances() == state.granted - state.burned, "supply invariant"
         assert all(account.balance >= 0 for account in state.accounts.values()), "negative"
         seqs: dict[bytes, list[int]] = {}
-        for info in self._applied.values():
-            seqs.setdefault(info.op.author, []).append(info.op.seq)
+        for op_id in self._applied:
+            op = self._known[op_id]
+            seqs.setdefault(op.author, []).append(op.seq)
+        for account in state.accounts.values():
+            assert 0 <= account.spendable <= account.balance, "spendable within balance"
         for author, author_seqs in seqs.items():
             assert sorted(author_seqs) == list(range(1, len(author_seqs) + 1)), "seq gap"
             assert state.accounts[author].seq == len(author_seqs), "head seq"
@@ -379,11 +381,11 @@ class Ledger:
 
     def _apply_checked(self, op: Op) -> Outcome:
         try:
-            applied = self._check_rules(op)
+            checked = self._check_rules(op)
         except _Rejection as rejection:
             del self._known[op.op_id], self._depth[op.op_id]
             return self._emit_rejection(op.op_id, rejection.code, rejection.detail)
-        self._apply(op, applied)
+        self._apply(op, checked)
         return Outcome(op.op_id, "accepted")
 
     def _release_waiters(self, op_id: bytes, now: float) -> None:
@@ -430,23 +432,28 @@ class Ledger:
             verdict = "holder"
         return verdict
 
-    def _check_rules(self, op: Op) -> _Applied:
-        """Check the kind's rules against the causal past; return the bookkeeping to store."""
+    def _check_rules(self, op: Op) -> _Checked:
+        """Check the kind's rules against the causal past; return what applying needs.
+
+        The chain-position and conflict checks passed, so `op` extends its author's head and
+        the author's account record is exactly the state after `op.prev`.
+        """
         author = op.author
-        prev_info = self._applied.get(op.prev) if op.prev else None
-        spendable = prev_info.spendable_after if prev_info else 0
-        received = self._received.get(author, set())
+        record = self.state.accounts.get(author)
+        spendable = record.spendable if record else 0
+        unreceived = record.unreceived if record else set()
+        received: list[bytes] = []
         for dep in op.deps:
             dep_op = self._known[dep]
-            if dep_op.kind in (Kind.GRANT, Kind.TRANSFER) and dep_op.to == author:
-                if dep in received:
+            if dep_op.kind in _CREDIT_KINDS and dep_op.to == author:
+                if dep not in unreceived:
                     raise _Rejection("credit_already_received", f"credit {dep.hex()} reused")
                 spendable += dep_op.amount
-        window_grants = (
-            prev_info.window_grants if prev_info and prev_info.op.basis == op.basis else 0
-        )
+                received.append(dep)
+        window_basis = op.basis
+        window_grants = record.window_grants if record and record.window_basis == op.basis else 0
         kind = op.kind
-        if kind in (Kind.TRANSFER, Kind.BURN):
+        if kind is Kind.TRANSFER or kind is Kind.BURN:
             if kind is Kind.TRANSFER and op.to == author:
                 raise _Rejection("self_transfer", "a transfer to oneself moves nothing")
             if op.amount > spendable:
@@ -463,9 +470,9 @@ class Ledger:
             self._check_endorse(op)
         elif kind is Kind.HANDLE_REVOKE:
             self._check_revoke(op)
-        elif kind in (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME):
+        elif kind is Kind.COUNCIL_QUIESCE or kind is Kind.COUNCIL_RESUME:
             self._require_council(op)
-        return _Applied(op, self._depth[op.op_id], spendable, window_grants)
+        return _Checked(spendable, window_basis, window_grants, tuple(received))
 
     def _require_council(self, op: Op) -> None:
         if op.author not in self.council:
@@ -495,26 +502,31 @@ class Ledger:
 
     # --- applying --------------------------------------------------------------------------
 
-    def _apply(self, op: Op, applied: _Applied) -> None:
+    def _apply(self, op: Op, checked: _Checked) -> None:
         state = self.state
         author = op.author
-        self._applied[op.op_id] = applied
+        self._applied.add(op.op_id)
         for key in self._conflict_keys(op):
             self._conflicts[key] = op.op_id
         account = state.account(author)
         account.seq = op.seq
         account.head = op.op_id
-        for dep in op.deps:
-            dep_op = self._known[dep]
-            if dep_op.kind in (Kind.GRANT, Kind.TRANSFER) and dep_op.to == author:
-                self._received.setdefault(author, set()).add(dep)
+        account.spendable = checked.spendable_after
+        account.window_basis = checked.window_basis
+        account.window_grants = checked.window_grants
+        for credit_id in checked.received:
+            account.remove_unreceived(credit_id)
         kind = op.kind
         if kind is Kind.TRANSFER:
             account.balance -= op.amount
-            state.credit(op.to, op.amount)
+            recipient = state.account(op.to)
+            recipient.balance += op.amount
+            recipient.add_unreceived(op.op_id)
             self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.GRANT:
-            state.credit(op.to, op.amount)
+            recipient = state.account(op.to)
+            recipient.balance += op.amount
+            recipient.add_unreceived(op.op_id)
             state.add_granted(op.amount)
             self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.BURN:
@@ -594,10 +606,9 @@ class Ledger:
         bindings_before = {h: b.claim_id for h, b in self.state.bindings.items()}
         ordered = sorted(self._known.values(), key=lambda op: self._canonical_key(op.op_id))
         self.state = self._final_state.copy()
-        self._applied = {}
+        self._applied = set()
         self._excluded = {}
         self._conflicts = {}
-        self._received = {}
         self._endorsement_keys = {}
         self._claims_by_handle = {}
         self._revokes = {}
@@ -632,12 +643,12 @@ class Ledger:
             if self._conflict_winner_check(op) != "none":
                 self._excluded[op.op_id] = _conflict_code(op)
                 return
-            applied = self._check_rules(op)
+            checked = self._check_rules(op)
         except _Rejection as rejection:
             del self._known[op.op_id], self._depth[op.op_id]
             self._remember_rejected(op.op_id, rejection.code)
             return
-        self._apply(op, applied)
+        self._apply(op, checked)
 
     # --- rejection and events --------------------------------------------------------------
 
@@ -681,6 +692,9 @@ class Ledger:
             self._events.popleft()
             self.stats.events_dropped += 1
         self._events.append(event)
+
+
+_CREDIT_KINDS = (Kind.GRANT, Kind.TRANSFER)
 
 
 def _conflict_code(op: Op) -> str:

@@ -7,7 +7,9 @@ paid once per root, not once per op.
 
 Records and their tree keys (H = sha256, encode = canonical msgpack):
 
-- account  key H("swarmd/state/account\\0" || account)  value H(encode([balance, seq, head]))
+- account  key H("swarmd/state/account\\0" || account)
+           value H(encode([balance, spendable, seq, head, unreceived_sum (32 bytes),
+                           window_basis, window_grants]))
 - handle   key H("swarmd/state/handle\\0" || name)     value H(encode([owner, claim_id]))
   (only bound handles are in the tree)
 - burn     key H("swarmd/state/burn\\0" || target)     value H(encode([total]))
@@ -27,21 +29,68 @@ _BURN_TAG = b"swarmd/state/burn\x00"
 _TOTALS_KEY = crypto.sha256(b"swarmd/state/totals\x00")
 
 
+_ID_SPACE = 2**256
+
+
 class Account:
-    """One account's balance and chain position. `head` is the id of the op at `seq`."""
+    """One account: balance, chain position and what it may spend.
 
-    __slots__ = ("balance", "head", "seq")
+    `balance` counts every applied credit and debit. `spendable` counts only credits the
+    account has *received* (listed in the deps of one of its own ops) minus its debits, so
+    `0 <= spendable <= balance`. `unreceived` holds the ids of applied credits to this account
+    that it has not received yet; `unreceived_sum` is their sum mod 2**256, an incremental,
+    order-independent digest of that set for the state root. `window_basis` and
+    `window_grants` count a council member's grants in its current checkpoint window.
+    """
 
-    def __init__(self, balance: int = 0, seq: int = 0, head: bytes = b"") -> None:
-        self.balance = balance
-        self.seq = seq
-        self.head = head
+    __slots__ = (
+        "balance",
+        "head",
+        "seq",
+        "spendable",
+        "unreceived",
+        "unreceived_sum",
+        "window_basis",
+        "window_grants",
+    )
+
+    def __init__(self) -> None:
+        self.balance = 0
+        self.spendable = 0
+        self.seq = 0
+        self.head = b""
+        self.unreceived: set[bytes] = set()
+        self.unreceived_sum = 0
+        self.window_basis = 0
+        self.window_grants = 0
+
+    def add_unreceived(self, credit_id: bytes) -> None:
+        self.unreceived.add(credit_id)
+        self.unreceived_sum = (self.unreceived_sum + int.from_bytes(credit_id)) % _ID_SPACE
+
+    def remove_unreceived(self, credit_id: bytes) -> None:
+        self.unreceived.remove(credit_id)
+        self.unreceived_sum = (self.unreceived_sum - int.from_bytes(credit_id)) % _ID_SPACE
 
     def copy(self) -> Account:
-        return Account(self.balance, self.seq, self.head)
+        other = Account()
+        other.balance, other.spendable = self.balance, self.spendable
+        other.seq, other.head = self.seq, self.head
+        other.unreceived, other.unreceived_sum = set(self.unreceived), self.unreceived_sum
+        other.window_basis, other.window_grants = self.window_basis, self.window_grants
+        return other
 
-    def as_tuple(self) -> tuple[int, int, bytes]:
-        return (self.balance, self.seq, self.head)
+    def as_list(self) -> list[int | bytes]:
+        """The account record as hashed into the state root (docs/PROTOCOL.md)."""
+        return [
+            self.balance,
+            self.spendable,
+            self.seq,
+            self.head,
+            self.unreceived_sum.to_bytes(32, "big"),
+            self.window_basis,
+            self.window_grants,
+        ]
 
 
 @dataclass
@@ -132,7 +181,7 @@ class LedgerState:
         tree = self.tree
         for key in self._dirty_accounts:
             account = self.accounts[key]
-            tree.set(_account_key(key), crypto.sha256(encoding.encode(list(account.as_tuple()))))
+            tree.set(_account_key(key), crypto.sha256(encoding.encode(account.as_list())))
         for handle in self._dirty_handles:
             binding = self.bindings.get(handle)
             value = (
