@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import limits
-from .errors import BadSignatureError, RemoteProtocolError
+from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 from .genesis import Genesis
 from .ledger_state import Claim, LedgerState
 from .ops import Kind, Op, decode_op, op_id_of, verify_op
@@ -165,6 +165,12 @@ class LedgerConfig:
     events_max: int = 1_000_000
 
 
+class CutInvalidError(RemoteProtocolError):
+    """A proposed or received checkpoint cut cannot be final."""
+
+    code = "cut_invalid"
+
+
 class _Rejection(Exception):
     """Internal: a rule failed. Carries the stable code."""
 
@@ -182,6 +188,35 @@ class _Checked:
     window_basis: int
     window_grants: int
     received: tuple[bytes, ...]
+
+
+@dataclass
+class _Derivation:
+    """A state plus the indexes that deriving it needs; copied to fork the provisional state
+    off the final one, and replaced whole when the state is re-derived."""
+
+    state: LedgerState
+    applied: set[bytes]
+    excluded: dict[bytes, str]
+    conflicts: dict[tuple[str, bytes, int], bytes]
+    endorsement_keys: dict[bytes, list[tuple[int, bytes]]]
+    claims_by_handle: dict[str, list[bytes]]
+    revokes: dict[bytes, set[bytes]]
+
+    @classmethod
+    def empty(cls) -> _Derivation:
+        return cls(LedgerState(), set(), {}, {}, {}, {}, {})
+
+    def copy(self) -> _Derivation:
+        return _Derivation(
+            self.state.copy(),
+            set(self.applied),
+            dict(self.excluded),
+            dict(self.conflicts),
+            {claim: list(keys) for claim, keys in self.endorsement_keys.items()},
+            {handle: list(claims) for handle, claims in self.claims_by_handle.items()},
+            {claim: set(members) for claim, members in self.revokes.items()},
+        )
 
 
 @dataclass
@@ -210,22 +245,17 @@ class Ledger:
         self.council = frozenset(genesis.council)
         self.quorum = genesis.quorum
         self.final_height = 0
-        self.state = LedgerState()
         self.stats = LedgerStats()
         self.pending = PendingPool(
             ops_max=self.config.pending_ops_max,
             per_author_max=self.config.pending_ops_per_author_max,
             ttl_s=self.config.pending_op_ttl_s,
         )
-        self._final_state = LedgerState()
+        #: The derivation at the last final checkpoint, and the live (provisional) one above it.
+        self._final = _Derivation.empty()
+        self._live = self._final.copy()
         self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
         self._depth: dict[bytes, int] = {}
-        self._applied: set[bytes] = set()
-        self._excluded: dict[bytes, str] = {}
-        self._conflicts: dict[ConflictKey, bytes] = {}
-        self._endorsement_keys: dict[bytes, list[CanonicalKey]] = {}
-        self._claims_by_handle: dict[str, list[bytes]] = {}
-        self._revokes: dict[bytes, set[bytes]] = {}
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False
@@ -275,14 +305,26 @@ class Ledger:
 
     # --- reading ---------------------------------------------------------------------------
 
+    @property
+    def state(self) -> LedgerState:
+        """The provisional state: the last final state plus every applied op above it."""
+        return self._live.state
+
+    @property
+    def final_state(self) -> LedgerState:
+        return self._final.state
+
+    def is_final(self, op_id: bytes) -> bool:
+        return op_id in self._final.applied
+
     def state_root(self) -> bytes:
-        return self.state.root()
+        return self._live.state.root()
 
     def balance(self, account: bytes) -> int:
-        return self.state.balance(account)
+        return self._live.state.balance(account)
 
     def spendable(self, account: bytes) -> int:
-        record = self.state.accounts.get(account)
+        record = self._live.state.accounts.get(account)
         return record.spendable if record else 0
 
     def op(self, op_id: bytes) -> Op | None:
@@ -290,10 +332,10 @@ class Ledger:
 
     def status_of(self, op_id: bytes) -> tuple[str, str]:
         """(status, code) of an op id: applied, excluded, pending, rejected or unknown."""
-        if op_id in self._applied:
+        if op_id in self._live.applied:
             return ("applied", "")
-        if op_id in self._excluded:
-            return ("excluded", self._excluded[op_id])
+        if op_id in self._live.excluded:
+            return ("excluded", self._live.excluded[op_id])
         if op_id in self.pending:
             return ("pending", "")
         if op_id in self._rejected:
@@ -301,23 +343,23 @@ class Ledger:
         return ("unknown", "")
 
     def applied_ids(self) -> list[bytes]:
-        return list(self._applied)
+        return list(self._live.applied)
 
     def known_ops(self) -> list[Op]:
         """Every op that passed the pipeline (applied or excluded), in arrival order."""
         return list(self._known.values())
 
     def handle_owner(self, handle: str) -> bytes | None:
-        binding = self.state.bindings.get(handle)
+        binding = self._live.state.bindings.get(handle)
         return binding.owner if binding else None
 
     def check_invariants(self) -> None:
         """Raise AssertionError if a ledger invariant is broken (tests and the simulator)."""
-        state = self.state
+        state = self._live.state
         assert state.total_balances() == state.granted - state.burned, "supply invariant"
         assert all(account.balance >= 0 for account in state.accounts.values()), "negative"
         seqs: dict[bytes, list[int]] = {}
-        for op_id in self._applied:
+        for op_id in self._live.applied:
             op = self._known[op_id]
             seqs.setdefault(op.author, []).append(op.seq)
         for account in state.accounts.values():
@@ -340,9 +382,9 @@ class Ledger:
         missing: set[MissingKey] = set()
         excluded_parent = b""
         for parent in op.parents:
-            if parent in self._applied:
+            if parent in self._live.applied:
                 continue
-            if parent in self._excluded:
+            if parent in self._live.excluded:
                 excluded_parent = parent
             elif parent in self._rejected:
                 code = "prev_rejected" if parent == op.prev else "dep_rejected"
@@ -363,6 +405,9 @@ class Ledger:
             del self._known[op.op_id], self._depth[op.op_id]
             return self._emit_rejection(op.op_id, rejection.code, rejection.detail)
         loser = self._conflict_winner_check(op)
+        if loser == "final":
+            del self._known[op.op_id], self._depth[op.op_id]
+            return self._emit_rejection(op.op_id, _conflict_code(op) + "_final", "final conflict")
         if loser == "newcomer":
             return self._exclude(op.op_id, _conflict_code(op))
         if loser == "holder":
@@ -420,13 +465,18 @@ class Ledger:
     def _canonical_key(self, op_id: bytes) -> CanonicalKey:
         return (self._depth[op_id], op_id)
 
-    def _conflict_winner_check(self, op: Op) -> Literal["none", "newcomer", "holder"]:
-        """Which side loses if `op` contends for a conflict key that is already held."""
-        verdict: Literal["none", "newcomer", "holder"] = "none"
+    def _conflict_winner_check(self, op: Op) -> Literal["none", "newcomer", "holder", "final"]:
+        """Which side loses if `op` contends for a conflict key that is already held.
+
+        "final": the holder is final, so the newcomer can never win (a permanent rejection).
+        """
+        verdict: Literal["none", "newcomer", "holder", "final"] = "none"
         for key in self._conflict_keys(op):
-            holder = self._conflicts.get(key)
+            holder = self._live.conflicts.get(key)
             if holder is None or holder == op.op_id:
                 continue
+            if holder in self._final.applied:
+                return "final"
             if self._canonical_key(op.op_id) > self._canonical_key(holder):
                 return "newcomer"
             verdict = "holder"
@@ -439,7 +489,7 @@ class Ledger:
         the author's account record is exactly the state after `op.prev`.
         """
         author = op.author
-        record = self.state.accounts.get(author)
+        record = self._live.state.accounts.get(author)
         spendable = record.spendable if record else 0
         unreceived = record.unreceived if record else set()
         received: list[bytes] = []
@@ -484,7 +534,7 @@ class Ledger:
         claim_op = self._known.get(claim_id) if claim_id in op.parents else None
         if claim_op is None or claim_op.kind is not Kind.HANDLE_CLAIM:
             raise _Rejection("endorse_without_claim", "prev or deps must name the claim")
-        if op.author in self.state.claims[claim_id].endorsers:
+        if op.author in self._live.state.claims[claim_id].endorsers:
             raise _Rejection("already_endorsed", "this member endorsed this claim already")
 
     def _check_revoke(self, op: Op) -> None:
@@ -497,17 +547,17 @@ class Ledger:
         ]
         if len(targets) != 1:
             raise _Rejection("revoke_without_claim", "deps must include exactly one claim")
-        if op.author in self._revokes.get(targets[0], set()):
+        if op.author in self._live.revokes.get(targets[0], set()):
             raise _Rejection("already_revoked", "this member revoked this claim already")
 
     # --- applying --------------------------------------------------------------------------
 
     def _apply(self, op: Op, checked: _Checked) -> None:
-        state = self.state
+        state = self._live.state
         author = op.author
-        self._applied.add(op.op_id)
+        self._live.applied.add(op.op_id)
         for key in self._conflict_keys(op):
-            self._conflicts[key] = op.op_id
+            self._live.conflicts[key] = op.op_id
         account = state.account(author)
         account.seq = op.seq
         account.head = op.op_id
@@ -536,11 +586,11 @@ class Ledger:
         elif kind is Kind.HANDLE_CLAIM:
             handle = op.fields["handle"]
             state.claims[op.op_id] = Claim(handle, author)
-            self._claims_by_handle.setdefault(handle, []).append(op.op_id)
+            self._live.claims_by_handle.setdefault(handle, []).append(op.op_id)
         elif kind is Kind.HANDLE_ENDORSE:
             claim_id = op.fields["claim"]
             state.claims[claim_id].endorsers.add(author)
-            keys = self._endorsement_keys.setdefault(claim_id, [])
+            keys = self._live.endorsement_keys.setdefault(claim_id, [])
             keys.append(self._canonical_key(op.op_id))
             keys.sort()
             self._settle_handle(state.claims[claim_id].handle)
@@ -551,7 +601,7 @@ class Ledger:
                 if self._known[parent].kind is Kind.HANDLE_CLAIM
                 and self._known[parent].fields["handle"] == op.fields["handle"]
             )
-            self._revokes.setdefault(claim_id, set()).add(author)
+            self._live.revokes.setdefault(claim_id, set()).add(author)
             self._settle_handle(op.fields["handle"])
         else:
             self._apply_mode_vote(op)
@@ -559,7 +609,7 @@ class Ledger:
         self._emit(OpAccepted(op.op_id, kind, author, op.seq))
 
     def _apply_mode_vote(self, op: Op) -> None:
-        state = self.state
+        state = self._live.state
         state.mode_votes[op.author] = op.kind is Kind.COUNCIL_QUIESCE
         quiesced = sum(state.mode_votes.values()) >= self.quorum
         if quiesced != state.quiesced:
@@ -571,21 +621,21 @@ class Ledger:
         without a quorum of revocations, the one whose quorum-th endorsement comes first in
         canonical order. A pure function of the applied set, hence order-independent."""
         eligible: list[tuple[CanonicalKey, bytes]] = []
-        for claim_id in self._claims_by_handle.get(handle, []):
-            keys = self._endorsement_keys.get(claim_id, [])
-            if len(keys) >= self.quorum and len(self._revokes.get(claim_id, ())) < self.quorum:
+        for claim_id in self._live.claims_by_handle.get(handle, []):
+            keys = self._live.endorsement_keys.get(claim_id, [])
+            if len(keys) >= self.quorum and len(self._live.revokes.get(claim_id, ())) < self.quorum:
                 eligible.append((keys[self.quorum - 1], claim_id))
         eligible.sort()
-        binding = self.state.bindings.get(handle)
+        binding = self._live.state.bindings.get(handle)
         winner = eligible[0][1] if eligible else None
         current = binding.claim_id if binding else None
         if winner != current:
             if current is not None:
-                self.state.unbind(handle)
+                self._live.state.unbind(handle)
                 self._emit(HandleUnbound(handle, current))
             if winner is not None:
-                owner = self.state.claims[winner].claimant
-                self.state.bind(handle, owner, winner)
+                owner = self._live.state.claims[winner].claimant
+                self._live.state.bind(handle, owner, winner)
                 self._emit(HandleBound(handle, owner, winner))
         for _, loser in eligible[1:]:
             if winner is not None:
@@ -594,61 +644,180 @@ class Ledger:
     # --- exclusion and re-derivation ---------------------------------------------------------
 
     def _exclude(self, op_id: bytes, code: str) -> Outcome:
-        self._excluded[op_id] = code
+        self._live.excluded[op_id] = code
         self.stats.excluded += 1
         self._emit(OpExcluded(op_id, code))
         return Outcome(op_id, "excluded", code)
 
     def _rederive(self) -> None:
-        """Replay every known op in canonical order onto the final state."""
+        """Replay every known op above the final state in canonical order."""
         self.stats.rederivations += 1
-        before = set(self._applied)
-        bindings_before = {h: b.claim_id for h, b in self.state.bindings.items()}
-        ordered = sorted(self._known.values(), key=lambda op: self._canonical_key(op.op_id))
-        self.state = self._final_state.copy()
-        self._applied = set()
-        self._excluded = {}
-        self._conflicts = {}
-        self._endorsement_keys = {}
-        self._claims_by_handle = {}
-        self._revokes = {}
-        self._replaying = True
-        try:
-            for op in ordered:
-                self._replay_one(op)
-        finally:
-            self._replaying = False
-        for op_id in self._applied:
-            if op_id not in before:
-                op = self._known[op_id]
-                self._emit(OpAccepted(op_id, op.kind, op.author, op.seq))
-        for op_id, code in self._excluded.items():
+        before = set(self._live.applied)
+        bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
+        final = self._final.applied
+        ordered = sorted(
+            (op for op in self._known.values() if op.op_id not in final),
+            key=lambda op: self._canonical_key(op.op_id),
+        )
+        self._live = self._replay(self._final, ordered)
+        for op_id in sorted(self._live.applied - before):
+            op = self._known[op_id]
+            self._emit(OpAccepted(op_id, op.kind, op.author, op.seq))
+        for op_id, code in self._live.excluded.items():
             if op_id in before:
                 self._emit(OpExcluded(op_id, code))
-        bindings_after = {h: b.claim_id for h, b in self.state.bindings.items()}
+        bindings_after = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         for handle in sorted(bindings_before.keys() | bindings_after.keys()):
             old, new = bindings_before.get(handle), bindings_after.get(handle)
             if old != new and old is not None:
                 self._emit(HandleUnbound(handle, old))
             if old != new and new is not None:
-                self._emit(HandleBound(handle, self.state.bindings[handle].owner, new))
-        self._emit(StateRederived(len(self._applied), len(self._excluded)))
+                self._emit(HandleBound(handle, self._live.state.bindings[handle].owner, new))
+        self._emit(StateRederived(len(self._live.applied), len(self._live.excluded)))
 
-    def _replay_one(self, op: Op) -> None:
-        if any(parent not in self._applied for parent in op.parents):
-            self._excluded[op.op_id] = "depends_on_excluded"
+    def _replay(self, base: _Derivation, ordered: list[Op]) -> _Derivation:
+        """A copy of `base` with `ordered` (canonical order) applied; the live derivation is
+        untouched (it is swapped out while the replay runs)."""
+        live, self._live = self._live, base.copy()
+        self._replaying = True
+        try:
+            for op in ordered:
+                self._replay_one(op, strict=False)
+            return self._live
+        finally:
+            self._replaying = False
+            self._live = live
+
+    def _replay_one(self, op: Op, *, strict: bool) -> None:
+        """Apply `op` during a replay. Outside strict mode a rule failure rejects the op for
+        good; in strict mode (checking a proposed cut) it raises, since a cut holding an
+        invalid op is itself invalid."""
+        if any(parent not in self._live.applied for parent in op.parents):
+            self._live.excluded[op.op_id] = "depends_on_excluded"
             return
         try:
             self._check_chain_position(op)
-            if self._conflict_winner_check(op) != "none":
-                self._excluded[op.op_id] = _conflict_code(op)
+            verdict = self._conflict_winner_check(op)
+            if verdict != "none":
+                code = _conflict_code(op) + ("_final" if verdict == "final" else "")
+                self._live.excluded[op.op_id] = code
                 return
             checked = self._check_rules(op)
         except _Rejection as rejection:
+            if strict:
+                raise
             del self._known[op.op_id], self._depth[op.op_id]
             self._remember_rejected(op.op_id, rejection.code)
             return
         self._apply(op, checked)
+
+    # --- finality ----------------------------------------------------------------------------
+
+    def unfinalized_heads(self) -> list[tuple[bytes, int, bytes]]:
+        """(author, seq, head id) of every author whose applied chain moved since the last
+        final checkpoint, sorted by author: the heads of the cut this node would propose."""
+        final_accounts = self._final.state.accounts
+        heads = []
+        for author, account in self._live.state.accounts.items():
+            final_account = final_accounts.get(author)
+            if account.seq > (final_account.seq if final_account else 0):
+                heads.append((author, account.seq, account.head))
+        heads.sort()
+        return heads
+
+    def canonical_order(self, op_ids: list[bytes] | set[bytes]) -> list[bytes]:
+        """Known ids sorted parents-first (by causal depth, then id); unknown ids dropped."""
+        known = [op_id for op_id in op_ids if op_id in self._depth]
+        return sorted(known, key=self._canonical_key)
+
+    def unfinalized_count(self) -> int:
+        return len(self._live.applied) - len(self._final.applied)
+
+    def cut_closure(self, heads: list[bytes]) -> tuple[set[bytes], list[bytes]]:
+        """The non-final ops a cut with these heads contains, and the ids we lack (if any)."""
+        closure: set[bytes] = set()
+        missing: list[bytes] = []
+        stack = list(heads)
+        final = self._final.applied
+        while stack:
+            op_id = stack.pop()
+            if op_id in closure or op_id in final:
+                continue
+            op = self._known.get(op_id)
+            if op is None:
+                if op_id not in missing:
+                    missing.append(op_id)
+                continue
+            closure.add(op_id)
+            stack.extend(op.parents)
+        return closure, missing
+
+    def derive_cut(self, heads: list[tuple[bytes, int, bytes]]) -> tuple[bytes, set[bytes]]:
+        """Check a proposed cut whose ops we all hold; returns (state root, closure).
+
+        Raises CutInvalidError when the cut cannot be final (a head that is not the author's op
+        at that seq, an op that breaks a rule, a head excluded by a conflict in the cut).
+        """
+        closure, missing = self.cut_closure([head for _, _, head in heads])
+        if missing:
+            raise CutInvalidError(f"{len(missing)} ops of the cut are unknown")
+        for author, seq, head in heads:
+            op = self._known[head]
+            if op.author != author or op.seq != seq:
+                raise CutInvalidError("a head is not its author's op at that seq")
+        live_unfinal = self._live.applied - self._final.applied
+        if closure == live_unfinal and not self._live.excluded:
+            # The common case: the cut is exactly our provisional state.
+            return self._live.state.root(), closure
+        ordered = sorted(
+            (self._known[op_id] for op_id in closure), key=lambda o: self._canonical_key(o.op_id)
+        )
+        try:
+            derivation = self._replay_strict(ordered)
+        except _Rejection as rejection:
+            raise CutInvalidError(f"the cut holds an invalid op: {rejection.code}") from None
+        if any(head not in derivation.applied for _, _, head in heads):
+            raise CutInvalidError("a head of the cut loses a conflict inside the cut")
+        return derivation.state.root(), closure
+
+    def _replay_strict(self, ordered: list[Op]) -> _Derivation:
+        live, self._live = self._live, self._final.copy()
+        self._replaying = True
+        try:
+            for op in ordered:
+                self._replay_one(op, strict=True)
+            return self._live
+        finally:
+            self._replaying = False
+            self._live = live
+
+    def finalize(self, height: int, closure: set[bytes]) -> list[bytes]:
+        """Make a checked cut final (its closure from `cut_closure`); returns the final ids.
+
+        When the cut is exactly the provisional state (the common case) the final state is a
+        copy of it; otherwise the cut is replayed onto the previous final state and the
+        provisional state is re-derived above the new final one.
+        """
+        if height != self.final_height + 1:
+            raise LocalProtocolError(f"finalize height {height} after {self.final_height}")
+        if closure == self._live.applied - self._final.applied and not self._live.excluded:
+            self._final = self._live.copy()
+        else:
+            ordered = sorted(
+                (self._known[op_id] for op_id in closure),
+                key=lambda o: self._canonical_key(o.op_id),
+            )
+            derivation = self._replay_strict(ordered)
+            for op_id, code in list(derivation.excluded.items()):
+                # A loser inside a final cut can never win any more.
+                self._known.pop(op_id, None)
+                self._depth.pop(op_id, None)
+                self._remember_rejected(op_id, code + "_final")
+            derivation.excluded = {}
+            self._final = derivation
+            self._rederive()
+        self.final_height = height
+        return sorted(closure)
 
     # --- rejection and events --------------------------------------------------------------
 

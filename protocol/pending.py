@@ -41,6 +41,13 @@ class PendingPool:
     def __contains__(self, op_id: bytes) -> bool:
         return op_id in self._entries
 
+    def get(self, op_id: bytes) -> Op | None:
+        entry = self._entries.get(op_id)
+        return entry.op if entry else None
+
+    def missing_count(self) -> int:
+        return len(self._waiting_on)
+
     def missing_ids(self) -> list[bytes]:
         """Parent ids some pending op waits for, in first-needed order (to fetch from peers)."""
         return [key for key in self._waiting_on if isinstance(key, bytes)]

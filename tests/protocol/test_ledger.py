@@ -94,9 +94,9 @@ def test_self_transfer_and_not_council_rules() -> None:
     council = members()
     alice = author(GENESIS, "alice")
     grant = council[0].grant(alice.key, 100)
-    assert feed(ledger, [grant, alice.transfer(alice.key, 5, receive=[grant.op_id])])[
-        1
-    ].code == ("self_transfer")
+    assert feed(ledger, [grant, alice.transfer(alice.key, 5, receive=[grant.op_id])])[1].code == (
+        "self_transfer"
+    )
     assert feed(ledger, [author(GENESIS, "x").quiesce("no")])[0].code == "not_council"
 
 

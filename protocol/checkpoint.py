@@ -1,0 +1,84 @@
+"""Checkpoint cuts: the value the council decides at each height.
+
+A cut is the canonical msgpack array ``[1, parent_id, height, heads, state_root]``:
+``parent_id`` is the checkpoint id of the previous final cut (empty at height 1), ``heads`` is a
+list of ``[author, seq, op_id]`` sorted by author (the chains that moved since the parent; the
+cut holds every op reachable from these heads through prev/deps that was not final before), and
+``state_root`` is the root after applying those ops to the parent's final state in canonical
+order. The checkpoint id is sha256 of the encoded cut (the consensus value id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import crypto, encoding, limits
+from .errors import DecodeError, RemoteProtocolError
+
+CUT_VERSION = 1
+#: Heads per cut: ~80 bytes each keeps a cut under the consensus value limit (~176 KiB). A
+#: proposer with more moved chains proposes the first CUT_HEADS_MAX (by author) and the rest
+#: go into the next checkpoint.
+CUT_HEADS_MAX = 2_000
+
+assert CUT_HEADS_MAX * 80 < limits.ENCODED_VALUE_SIZE_BYTES_MAX - 16 * 1024
+
+
+class CutDecodeError(RemoteProtocolError):
+    code = "cut_malformed"
+
+
+Head = tuple[bytes, int, bytes]
+
+
+@dataclass(frozen=True)
+class Cut:
+    parent_id: bytes
+    height: int
+    heads: tuple[Head, ...]
+    state_root: bytes
+
+    def encode(self) -> bytes:
+        heads = [[author, seq, op_id] for author, seq, op_id in self.heads]
+        return encoding.encode([CUT_VERSION, self.parent_id, self.height, heads, self.state_root])
+
+    @property
+    def checkpoint_id(self) -> bytes:
+        return crypto.sha256(self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Cut:
+        try:
+            value = encoding.decode(data)
+        except DecodeError as exc:
+            raise CutDecodeError(f"cut: {exc.message}") from exc
+        if type(value) is not list or len(value) != 5 or value[0] != CUT_VERSION:
+            raise CutDecodeError("a cut is [1, parent_id, height, heads, state_root]")
+        _, parent_id, height, heads, state_root = value
+        if type(parent_id) is not bytes or len(parent_id) not in (0, limits.HASH_SIZE_BYTES):
+            raise CutDecodeError("parent_id must be empty or 32 bytes")
+        if type(height) is not int or not 1 <= height <= limits.SEQ_MAX:
+            raise CutDecodeError("height must be a positive int")
+        if (height == 1) != (parent_id == b""):
+            raise CutDecodeError("only the first cut has no parent")
+        if type(state_root) is not bytes or len(state_root) != limits.HASH_SIZE_BYTES:
+            raise CutDecodeError("state_root must be 32 bytes")
+        if type(heads) is not list or not 1 <= len(heads) <= CUT_HEADS_MAX:
+            raise CutDecodeError(f"heads must list 1..{CUT_HEADS_MAX} chains")
+        parsed: list[Head] = []
+        for head in heads:
+            if (
+                type(head) is not list
+                or len(head) != 3
+                or type(head[0]) is not bytes
+                or len(head[0]) != limits.PUBLIC_KEY_SIZE_BYTES
+                or type(head[1]) is not int
+                or not 1 <= head[1] <= limits.SEQ_MAX
+                or type(head[2]) is not bytes
+                or len(head[2]) != limits.HASH_SIZE_BYTES
+            ):
+                raise CutDecodeError("a head is [author (32 bytes), seq >= 1, op_id (32 bytes)]")
+            parsed.append((head[0], head[1], head[2]))
+        if any(parsed[i][0] >= parsed[i + 1][0] for i in range(len(parsed) - 1)):
+            raise CutDecodeError("heads must be sorted by author, one per author")
+        return cls(parent_id, height, tuple(parsed), state_root)

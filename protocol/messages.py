@@ -1,0 +1,212 @@
+"""Peer messages of the swarm protocol (inside frames; see framing.py).
+
+Every message is a canonical msgpack array whose first item is the message type:
+
+| type | name           | items after the type                                       |
+|-----:|----------------|------------------------------------------------------------|
+| 1    | OPS            | list of op envelopes (bytes), 1..OPS_PER_MESSAGE_MAX       |
+| 2    | FETCH          | list of op ids (32 bytes), 1..FETCH_OPS_PER_REQUEST_MAX    |
+| 3    | SYNC_HELLO     | session id (int), final height (int), reconcile message    |
+| 4    | RECONCILE      | session id (int), from_initiator (bool), message (bytes)   |
+| 5    | CONSENSUS      | an encoded consensus message (bytes)                       |
+| 6    | BUNDLES        | list of encoded checkpoint bundles (bytes)                 |
+| 7    | BUNDLE_REQUEST | first height wanted (int), count (int)                     |
+| 8    | SYNC_DONE      | session id (int)                                           |
+| 9    | CHECKPOINT_OPS | a final height (int): send every op that became final there |
+
+Decoding a message never raises anything but a `RemoteProtocolError` subclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from . import encoding, limits
+from .errors import DecodeError, RemoteProtocolError
+
+#: Ops per OPS message: 22 envelopes of up to the 8 KiB envelope limit stay under the encoded
+#: value limit; typical envelopes (~200 bytes) make one message of ~5 KiB, one frame.
+OPS_PER_MESSAGE_MAX = 22
+#: Checkpoint bundles per BUNDLES message (each carries its cut; big cuts travel fragmented).
+BUNDLES_PER_MESSAGE_MAX = 8
+SESSION_ID_MAX = 2**63 - 1
+
+assert OPS_PER_MESSAGE_MAX * limits.OP_ENVELOPE_SIZE_BYTES_MAX < limits.ENCODED_VALUE_SIZE_BYTES_MAX
+
+
+class MessageType(IntEnum):
+    OPS = 1
+    FETCH = 2
+    SYNC_HELLO = 3
+    RECONCILE = 4
+    CONSENSUS = 5
+    BUNDLES = 6
+    BUNDLE_REQUEST = 7
+    SYNC_DONE = 8
+    CHECKPOINT_OPS = 9
+
+
+class MessageError(RemoteProtocolError):
+    code = "message_malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class OpsMessage:
+    envelopes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchMessage:
+    op_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncHelloMessage:
+    session_id: int
+    final_height: int
+    reconcile: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileMessage:
+    session_id: int
+    from_initiator: bool
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusEnvelope:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BundlesMessage:
+    bundles: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRequestMessage:
+    first_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDoneMessage:
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointOpsRequest:
+    height: int
+
+
+Message = (
+    OpsMessage
+    | FetchMessage
+    | SyncHelloMessage
+    | ReconcileMessage
+    | ConsensusEnvelope
+    | BundlesMessage
+    | BundleRequestMessage
+    | SyncDoneMessage
+    | CheckpointOpsRequest
+)
+
+
+def encode_message(message: Message) -> bytes:
+    if isinstance(message, OpsMessage):
+        return encoding.encode([MessageType.OPS, list(message.envelopes)])
+    if isinstance(message, FetchMessage):
+        return encoding.encode([MessageType.FETCH, list(message.op_ids)])
+    if isinstance(message, SyncHelloMessage):
+        value = [MessageType.SYNC_HELLO, message.session_id, message.final_height]
+        return encoding.encode([*value, message.reconcile])
+    if isinstance(message, ReconcileMessage):
+        value = [MessageType.RECONCILE, message.session_id, message.from_initiator]
+        return encoding.encode([*value, message.payload])
+    if isinstance(message, ConsensusEnvelope):
+        return encoding.encode([MessageType.CONSENSUS, message.payload])
+    if isinstance(message, BundlesMessage):
+        return encoding.encode([MessageType.BUNDLES, list(message.bundles)])
+    if isinstance(message, BundleRequestMessage):
+        return encoding.encode([MessageType.BUNDLE_REQUEST, message.first_height, message.count])
+    if isinstance(message, CheckpointOpsRequest):
+        return encoding.encode([MessageType.CHECKPOINT_OPS, message.height])
+    return encoding.encode([MessageType.SYNC_DONE, message.session_id])
+
+
+def _int(value: object, low: int, high: int, name: str) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise MessageError(f"{name} must be an int in {low}..{high}")
+    return value
+
+
+def _bytes_list(
+    value: object, count_max: int, name: str, size: int | None = None
+) -> tuple[bytes, ...]:
+    if type(value) is not list or not 1 <= len(value) <= count_max:
+        raise MessageError(f"{name} must be a list of 1..{count_max} items")
+    if not all(type(item) is bytes and (size is None or len(item) == size) for item in value):
+        raise MessageError(f"{name} items must be bytes" + (f" of {size}" if size else ""))
+    return tuple(value)
+
+
+def decode_message(data: bytes) -> Message:
+    try:
+        value = encoding.decode(data)
+    except DecodeError as exc:
+        raise MessageError(f"undecodable message: {exc.message}") from exc
+    if type(value) is not list or not value or type(value[0]) is not int:
+        raise MessageError("a message is a list starting with its type")
+    kind, items = value[0], value[1:]
+    try:
+        message_type = MessageType(kind)
+    except ValueError as exc:
+        raise MessageError(f"unknown message type {kind}") from exc
+    expected = {
+        MessageType.OPS: 1,
+        MessageType.FETCH: 1,
+        MessageType.SYNC_HELLO: 3,
+        MessageType.RECONCILE: 3,
+        MessageType.CONSENSUS: 1,
+        MessageType.BUNDLES: 1,
+        MessageType.BUNDLE_REQUEST: 2,
+        MessageType.SYNC_DONE: 1,
+        MessageType.CHECKPOINT_OPS: 1,
+    }[message_type]
+    if len(items) != expected:
+        raise MessageError(f"{message_type.name} has {expected} items")
+    return _decode_items(message_type, items)
+
+
+def _decode_items(message_type: MessageType, items: list[object]) -> Message:
+    if message_type is MessageType.OPS:
+        return OpsMessage(_bytes_list(items[0], OPS_PER_MESSAGE_MAX, "envelopes"))
+    if message_type is MessageType.FETCH:
+        ids = _bytes_list(items[0], limits.FETCH_OPS_PER_REQUEST_MAX, "ids", limits.HASH_SIZE_BYTES)
+        return FetchMessage(ids)
+    if message_type is MessageType.SYNC_HELLO:
+        session = _int(items[0], 0, SESSION_ID_MAX, "session id")
+        height = _int(items[1], 0, limits.SEQ_MAX, "final height")
+        if type(items[2]) is not bytes:
+            raise MessageError("reconcile payload must be bytes")
+        return SyncHelloMessage(session, height, items[2])
+    if message_type is MessageType.RECONCILE:
+        session = _int(items[0], 0, SESSION_ID_MAX, "session id")
+        if type(items[1]) is not bool or type(items[2]) is not bytes:
+            raise MessageError("RECONCILE is [session, from_initiator bool, payload bytes]")
+        return ReconcileMessage(session, items[1], items[2])
+    if message_type is MessageType.CONSENSUS:
+        if type(items[0]) is not bytes:
+            raise MessageError("consensus payload must be bytes")
+        return ConsensusEnvelope(items[0])
+    if message_type is MessageType.BUNDLES:
+        return BundlesMessage(_bytes_list(items[0], BUNDLES_PER_MESSAGE_MAX, "bundles"))
+    if message_type is MessageType.BUNDLE_REQUEST:
+        first = _int(items[0], 1, limits.SEQ_MAX, "first height")
+        count = _int(items[1], 1, BUNDLES_PER_MESSAGE_MAX, "count")
+        return BundleRequestMessage(first, count)
+    if message_type is MessageType.CHECKPOINT_OPS:
+        return CheckpointOpsRequest(_int(items[0], 1, limits.SEQ_MAX, "height"))
+    return SyncDoneMessage(_int(items[0], 0, SESSION_ID_MAX, "session id"))

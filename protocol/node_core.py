@@ -1,0 +1,911 @@
+"""The swarm node core (sans-I/O): ledger + peers + gossip + delta sync + council finality.
+
+Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
+`set_mode`, all with an explicit `now`. Outputs: `frames_to_send()` (peer, frame),
+`next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
+(`PersistOps`, `PersistCheckpoint`) and the shell feeds results back by calling it. The same
+core runs in the daemon (node/) and in the deterministic simulator.
+
+Gossip pushes every newly admitted op to `gossip_fanout` peers. Delta sync runs with each
+peer every `delta_sync_interval_s`: the initiator's SYNC_HELLO carries its final height (the
+peer that is behind asks for checkpoint bundles) and the first message of a range-based set
+reconciliation over the ids of the unfinalized ops; at the end both sides push the ops the
+other lacks. Council members run Tendermint on checkpoint cuts (checkpoint.py); everyone
+finalizes from decisions or from gossiped bundles.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from . import consensus, limits
+from .checkpoint import CUT_HEADS_MAX, Cut
+from .crypto import KeyPair, sha256
+from .errors import LocalProtocolError, RemoteProtocolError
+from .framing import FrameDecoder, FrameEncoder, Priority
+from .genesis import Genesis
+from .ledger import (
+    CutInvalidError,
+    Ledger,
+    LedgerConfig,
+    LedgerEvent,
+    OpEvicted,
+    OpExcluded,
+    OpRejected,
+    Outcome,
+)
+from .messages import (
+    OPS_PER_MESSAGE_MAX,
+    BundleRequestMessage,
+    BundlesMessage,
+    CheckpointOpsRequest,
+    ConsensusEnvelope,
+    FetchMessage,
+    Message,
+    OpsMessage,
+    ReconcileMessage,
+    SyncDoneMessage,
+    SyncHelloMessage,
+    decode_message,
+    encode_message,
+)
+from .ops import Kind
+from .reconcile import IdSet, Reconciler
+
+#: How long a fetched id is not requested again from anyone.
+FETCH_RETRY_S = 1.0
+#: Missing parents are looked for at most this often (the scan is linear in the pool).
+FETCH_SCAN_S = 0.02
+#: Ids remembered as requested (bounded; the oldest are forgotten first).
+FETCH_REQUESTED_MAX = 50_000
+#: Consensus messages remembered for relay de-duplication.
+CONSENSUS_SEEN_MAX = 20_000
+#: Penalties subtracted from a peer's score; at limits.PEER_SCORE_MIN it is disconnected.
+PENALTY_MALFORMED_FRAME = 20
+PENALTY_MALFORMED_MESSAGE = 10
+PENALTY_BAD_OP = 5
+PENALTY_RATE_LIMITED = 1
+#: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
+BUNDLES_KEPT_MAX = 4_096
+#: A sync session that has not finished after this many intervals is abandoned.
+SYNC_SESSION_TIMEOUT_INTERVALS = 5
+#: Events queued for the shell before the oldest are dropped (and counted).
+NODE_EVENTS_MAX = 1_000_000
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    READ_ONLY = "read-only"
+    QUIESCED = "quiesced"
+
+
+@dataclass(frozen=True)
+class NodeCoreConfig:
+    gossip_fanout: int = limits.GOSSIP_FANOUT
+    peers_max: int = limits.PEERS_MAX
+    delta_sync_interval_s: float = limits.DELTA_SYNC_INTERVAL_S
+    peer_messages_per_s: float = limits.PEER_MESSAGES_PER_S
+    peer_messages_burst: float = limits.PEER_MESSAGES_BURST
+    checkpoint_interval_s: float = limits.CHECKPOINT_INTERVAL_S
+    checkpoint_ops_trigger: int = limits.CHECKPOINT_OPS_TRIGGER
+    consensus: consensus.ConsensusConfig = field(default_factory=consensus.ConsensusConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:
+            raise LocalProtocolError("need 1 <= gossip_fanout <= peers_max <= PEERS_MAX")
+        if self.delta_sync_interval_s <= 0 or self.checkpoint_interval_s <= 0:
+            raise LocalProtocolError("intervals must be positive")
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOps:
+    """Make these envelopes durable (the op log); acknowledge submissions after that."""
+
+    envelopes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistCheckpoint:
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    bundle: bytes
+    final_op_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointFinalized:
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    ops: int
+    latency_s: float  # from the first unfinalized op of this cut to finality, on this node
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSessionFinished:
+    peer: bytes
+    duration_s: float
+    rounds: int
+    bytes: int
+    within_cadence: bool
+    missing: int  # ops the peer lacked that we pushed, plus ops we lacked
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMisbehaved:
+    peer: bytes
+    code: str
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class EquivocationRecorded:
+    evidence: bytes
+    validator: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChanged:
+    mode: str
+    reason: str
+
+
+NodeEvent = (
+    LedgerEvent
+    | PersistOps
+    | PersistCheckpoint
+    | CheckpointFinalized
+    | SyncSessionFinished
+    | PeerMisbehaved
+    | EquivocationRecorded
+    | ModeChanged
+)
+
+
+# --- per-peer state --------------------------------------------------------------------------
+
+
+@dataclass
+class _SyncSession:
+    session_id: int
+    reconciler: Reconciler
+    started_at: float
+    initiator: bool
+
+
+@dataclass
+class _Peer:
+    peer_id: bytes
+    encoder: FrameEncoder
+    decoder: FrameDecoder
+    tokens: float
+    tokens_at: float
+    score: int = 0
+    final_height: int = 0
+    next_sync_at: float = 0.0
+    outgoing_sync: _SyncSession | None = None
+    incoming_sync: _SyncSession | None = None
+    frames_received: int = 0
+    messages_dropped: int = 0
+
+
+@dataclass
+class NodeStats:
+    messages_received: int = 0
+    messages_malformed: int = 0
+    messages_rate_limited: int = 0
+    ops_gossiped: int = 0
+    ops_fetched: int = 0
+    sync_sessions: int = 0
+    sync_sessions_within_cadence: int = 0
+    sync_bytes: int = 0
+    checkpoints: int = 0
+    events_dropped: int = 0
+    equivocations: int = 0
+
+
+class NodeCore:
+    """One swarm node's protocol logic, driven by a shell or the simulator."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        keypair: KeyPair,
+        config: NodeCoreConfig | None = None,
+        rng: random.Random,
+        now: float,
+    ) -> None:
+        self.genesis = genesis
+        self.keypair = keypair
+        self.node_id = keypair.public_key
+        self.config = config or NodeCoreConfig()
+        self.rng = rng
+        self.ledger = Ledger(genesis, self.config.ledger)
+        self.stats = NodeStats()
+        self.mode = Mode.NORMAL
+        self.mode_reason = ""
+        self.is_validator = self.node_id in genesis.council
+        self.consensus = consensus.Tendermint(
+            network_id=genesis.network_id,
+            validators=list(genesis.council),
+            keypair=keypair if self.is_validator else None,
+            config=self.config.consensus,
+        )
+        self._consensus_height = 0  # the height consensus runs at (0 = none started)
+        self._peers: dict[bytes, _Peer] = {}
+        self._unfinal_ids = IdSet()
+        self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
+        self._consensus_seen: OrderedDict[bytes, None] = OrderedDict()
+        self._bundles: OrderedDict[int, bytes] = OrderedDict()
+        self._final_ids_by_height: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
+        self._awaiting_decision: tuple[int, Cut, bytes] | None = None
+        self._validation_waiting: dict[bytes, tuple[int, int, Cut]] = {}
+        self._last_checkpoint_id = b""
+        self._last_final_at = now
+        self._first_unfinal_at: float | None = None
+        self._next_session_id = 1
+        self._last_fetch_scan = now
+        self._events: deque[NodeEvent] = deque()
+        self._now = now
+        self._evidence_seen: set[bytes] = set()
+        self.evidence: list[bytes] = []
+
+    # --- restart -----------------------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        *,
+        genesis: Genesis,
+        keypair: KeyPair,
+        config: NodeCoreConfig | None = None,
+        rng: random.Random,
+        now: float,
+        envelopes: list[bytes],
+        bundles: list[bytes] = (),  # type: ignore[assignment]
+    ) -> NodeCore:
+        """Rebuild a core from its durable op log and checkpoint bundles (after a crash)."""
+        core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
+        for envelope in envelopes:
+            outcome = core.ledger.receive_op(envelope, now)
+            if outcome.status in ("accepted", "pending", "excluded"):
+                core._unfinal_ids.add(outcome.op_id)
+        core.ledger.drain_events()
+        for data in bundles:
+            core._receive_bundle(b"", data, now, persist=False)
+        core._events.clear()
+        return core
+
+    # --- peers -------------------------------------------------------------------------------
+
+    def peer_connected(self, peer_id: bytes, now: float) -> bool:
+        """Register a peer; False (and nothing changes) when the peer limit is reached."""
+        self._now = now
+        if peer_id in self._peers:
+            return True
+        if len(self._peers) >= self.config.peers_max or peer_id == self.node_id:
+            return False
+        jitter = self.rng.random() * self.config.delta_sync_interval_s
+        self._peers[peer_id] = _Peer(
+            peer_id=peer_id,
+            encoder=FrameEncoder(),
+            decoder=FrameDecoder(),
+            tokens=self.config.peer_messages_burst,
+            tokens_at=now,
+            next_sync_at=now + min(0.05, jitter),
+        )
+        return True
+
+    def peer_disconnected(self, peer_id: bytes, now: float) -> None:
+        self._now = now
+        self._peers.pop(peer_id, None)
+
+    def peer_ids(self) -> list[bytes]:
+        return sorted(self._peers)
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def receive_frame(self, peer_id: bytes, frame: bytes, now: float) -> None:
+        self._now = now
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        peer.frames_received += 1
+        try:
+            messages = peer.decoder.receive_frame(frame, now)
+        except RemoteProtocolError as exc:
+            self._penalize(peer, PENALTY_MALFORMED_FRAME, exc.code)
+            return
+        for data in messages:
+            if peer_id not in self._peers:
+                return  # disconnected for misbehaving while handling this frame
+            if not self._take_token(peer, now):
+                continue
+            self.stats.messages_received += 1
+            try:
+                message = decode_message(data)
+            except RemoteProtocolError as exc:
+                self.stats.messages_malformed += 1
+                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                continue
+            self._dispatch(peer, message, now)
+        self._after_input(now)
+
+    def submit_op(self, envelope: bytes, now: float) -> Outcome:
+        """A local client's op. Refused in read-only and quiesced modes (code = the mode)."""
+        self._now = now
+        if self.effective_mode is not Mode.NORMAL:
+            return Outcome(b"", "rejected", self.effective_mode.value.replace("-", "_"), "")
+        outcome = self._admit_op(envelope, now, source=None)
+        self._after_input(now)
+        return outcome
+
+    def set_mode(self, mode: Mode, reason: str, now: float) -> None:
+        self._now = now
+        if mode is not self.mode or reason != self.mode_reason:
+            self.mode, self.mode_reason = mode, reason
+            self._emit(ModeChanged(self.effective_mode.value, reason))
+
+    @property
+    def effective_mode(self) -> Mode:
+        """Quiesced when set locally or by a council broadcast signed by a quorum."""
+        if self.mode is Mode.QUIESCED or self.ledger.state.quiesced:
+            return Mode.QUIESCED
+        return self.mode
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        self.ledger.expire_pending(now)
+        for peer in [self._peers[p] for p in sorted(self._peers)]:
+            peer.decoder.handle_timer(now)
+            self._maybe_abandon_sync(peer, now)
+            if now >= peer.next_sync_at:
+                self._start_sync(peer, now)
+        self.consensus.handle_timer(now)
+        self._maybe_start_height(now)
+        self._request_missing(now)
+        self._after_input(now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [peer.next_sync_at for peer in self._peers.values()]
+        deadlines += [
+            t for peer in self._peers.values() if (t := peer.decoder.get_timer()) is not None
+        ]
+        for candidate in (
+            self.ledger.pending.next_expiry(),
+            self.consensus.get_timer(),
+            self._checkpoint_due_at(),
+        ):
+            if candidate is not None:
+                deadlines.append(candidate)
+        if self.ledger.pending.missing_count() or self._awaiting_decision:
+            deadlines.append(self._now + FETCH_RETRY_S)
+        return min(deadlines, default=None)
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def frames_to_send(self) -> list[tuple[bytes, bytes]]:
+        frames: list[tuple[bytes, bytes]] = []
+        for peer_id in sorted(self._peers):
+            for frame in self._peers[peer_id].encoder.frames_to_send():
+                frames.append((peer_id, frame))
+        return frames
+
+    def next_event(self) -> NodeEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # --- reading -----------------------------------------------------------------------------
+
+    @property
+    def final_height(self) -> int:
+        return self.ledger.final_height
+
+    def state_root(self) -> bytes:
+        return self.ledger.state_root()
+
+    def bundle(self, height: int) -> bytes | None:
+        return self._bundles.get(height)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id.hex(),
+            "mode": self.effective_mode.value,
+            "mode_reason": self.mode_reason,
+            "validator": self.is_validator,
+            "final_height": self.final_height,
+            "consensus_height": self._consensus_height,
+            "state_root": self.state_root().hex(),
+            "applied_ops": len(self.ledger.applied_ids()),
+            "unfinalized_ops": self.ledger.unfinalized_count(),
+            "pending_ops": len(self.ledger.pending),
+            "peers": {
+                peer_id.hex(): {"score": peer.score, "final_height": peer.final_height}
+                for peer_id, peer in sorted(self._peers.items())
+            },
+            "stats": dict(self.stats.__dict__),
+            "evidence": len(self.evidence),
+            "fragments": self._fragment_stats(),
+        }
+
+    def _fragment_stats(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for peer in self._peers.values():
+            for name, value in peer.decoder.stats.__dict__.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self, peer: _Peer, message: Message, now: float) -> None:
+        if isinstance(message, OpsMessage):
+            quiesced = self.effective_mode is Mode.QUIESCED
+            for envelope in message.envelopes:
+                self._admit_op(envelope, now, source=peer, council_only=quiesced)
+        elif isinstance(message, FetchMessage):
+            self._serve_fetch(peer, message.op_ids)
+        elif isinstance(message, SyncHelloMessage):
+            self._on_sync_hello(peer, message, now)
+        elif isinstance(message, ReconcileMessage):
+            self._on_reconcile(peer, message, now)
+        elif isinstance(message, SyncDoneMessage):
+            pass
+        elif isinstance(message, ConsensusEnvelope):
+            self._on_consensus(peer, message.payload, now)
+        elif isinstance(message, BundlesMessage):
+            for data in message.bundles:
+                self._receive_bundle(peer.peer_id, data, now, persist=True)
+        elif isinstance(message, BundleRequestMessage):
+            self._serve_bundles(peer, message)
+        elif isinstance(message, CheckpointOpsRequest):
+            ids = self._final_ids_by_height.get(message.height, ())
+            self._send_ops(peer, list(ids), Priority.BULK)
+
+    # --- ops ---------------------------------------------------------------------------------
+
+    def _admit_op(
+        self, envelope: bytes, now: float, *, source: _Peer | None, council_only: bool = False
+    ) -> Outcome:
+        if council_only and not _is_council_broadcast(envelope):
+            return Outcome(b"", "rejected", "quiesced", "")
+        outcome = self.ledger.receive_op(envelope, now)
+        if outcome.status in ("accepted", "pending", "excluded"):
+            self._unfinal_ids.add(outcome.op_id)
+            self._fetch_requested.pop(outcome.op_id, None)
+            self._emit(PersistOps((envelope,)))
+            if self._first_unfinal_at is None:
+                self._first_unfinal_at = now
+            self._gossip(envelope, exclude=source)
+        elif (
+            outcome.status == "rejected"
+            and source is not None
+            and outcome.code in ("bad_signature", "malformed_op", "non_canonical_encoding")
+        ):
+            self._penalize(source, PENALTY_BAD_OP, outcome.code)
+        self._drain_ledger_events()
+        return outcome
+
+    def _gossip(self, envelope: bytes, *, exclude: _Peer | None) -> None:
+        candidates = [p for p in sorted(self._peers) if exclude is None or p != exclude.peer_id]
+        if len(candidates) > self.config.gossip_fanout:
+            candidates = self.rng.sample(candidates, self.config.gossip_fanout)
+        message = encode_message(OpsMessage((envelope,)))
+        for peer_id in candidates:
+            self._peers[peer_id].encoder.queue_message(message, Priority.NORMAL)
+            self.stats.ops_gossiped += 1
+
+    def _send_ops(self, peer: _Peer, op_ids: list[bytes], priority: Priority) -> int:
+        envelopes = []
+        for op_id in op_ids:
+            op = self.ledger.op(op_id)
+            if op is None:
+                op = self.ledger.pending.get(op_id)
+            if op is not None:
+                envelopes.append(op.envelope)
+        for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
+            chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
+            peer.encoder.queue_message(encode_message(OpsMessage(chunk)), priority)
+        return len(envelopes)
+
+    def _serve_fetch(self, peer: _Peer, op_ids: tuple[bytes, ...]) -> None:
+        self._send_ops(peer, list(op_ids), Priority.BULK)
+
+    def _request_missing(self, now: float) -> None:
+        """Fetch the parents pending ops wait for, and the ops of a decided cut we lack."""
+        wanted = self.ledger.pending.missing_ids()
+        if self._awaiting_decision is not None:
+            _, cut, _ = self._awaiting_decision
+            wanted += self.ledger.cut_closure([head for _, _, head in cut.heads])[1]
+        for op_id, (_, _, cut) in list(self._validation_waiting.items()):
+            wanted += self.ledger.cut_closure([head for _, _, head in cut.heads])[1]
+            del op_id
+        due = [
+            op_id
+            for op_id in dict.fromkeys(wanted)
+            if now - self._fetch_requested.get(op_id, -FETCH_RETRY_S) >= FETCH_RETRY_S
+        ][: limits.FETCH_OPS_PER_REQUEST_MAX]
+        if not due or not self._peers:
+            return
+        for op_id in due:
+            self._fetch_requested[op_id] = now
+            self._fetch_requested.move_to_end(op_id)
+        while len(self._fetch_requested) > FETCH_REQUESTED_MAX:
+            self._fetch_requested.popitem(last=False)
+        peers = sorted(self._peers)
+        target = self._peers[peers[self.rng.randrange(len(peers))]]
+        target.encoder.queue_message(encode_message(FetchMessage(tuple(due))), Priority.BULK)
+        self.stats.ops_fetched += len(due)
+
+    # --- delta sync --------------------------------------------------------------------------
+
+    def _start_sync(self, peer: _Peer, now: float) -> None:
+        peer.next_sync_at = now + self.config.delta_sync_interval_s
+        previous = peer.outgoing_sync
+        if previous is not None and now - previous.started_at < self.config.delta_sync_interval_s:
+            return  # still running; a session older than one interval is replaced (lost)
+        session = _SyncSession(self._next_session_id, Reconciler(self._unfinal_ids), now, True)
+        self._next_session_id += 1
+        peer.outgoing_sync = session
+        first = session.reconciler.initiate()
+        hello = SyncHelloMessage(session.session_id, self.final_height, first)
+        peer.encoder.queue_message(encode_message(hello), Priority.BULK)
+
+    def _on_sync_hello(self, peer: _Peer, message: SyncHelloMessage, now: float) -> None:
+        self._note_peer_height(peer, message.final_height)
+        if message.final_height < self.final_height:
+            # The peer is behind: send the bundles it needs next (it asks for more if needed).
+            request = BundleRequestMessage(message.final_height + 1, 8)
+            self._serve_bundles(peer, request)
+        session = _SyncSession(message.session_id, Reconciler(self._unfinal_ids), now, False)
+        peer.incoming_sync = session
+        self._continue_responder(peer, session, message.reconcile)
+
+    def _on_reconcile(self, peer: _Peer, message: ReconcileMessage, now: float) -> None:
+        if message.from_initiator:
+            session = peer.incoming_sync
+            if session is None or session.session_id != message.session_id:
+                return
+            self._continue_responder(peer, session, message.payload)
+            return
+        session = peer.outgoing_sync
+        if session is None or session.session_id != message.session_id:
+            return
+        try:
+            reply = session.reconciler.reconcile(message.payload)
+        except RemoteProtocolError as exc:
+            peer.outgoing_sync = None
+            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if reply is not None and not session.reconciler.is_complete:
+            out = ReconcileMessage(session.session_id, True, reply)
+            peer.encoder.queue_message(encode_message(out), Priority.BULK)
+            return
+        if reply is not None:
+            out = ReconcileMessage(session.session_id, True, reply)
+            peer.encoder.queue_message(encode_message(out), Priority.BULK)
+        self._finish_sync(peer, session, now)
+        peer.outgoing_sync = None
+
+    def _continue_responder(self, peer: _Peer, session: _SyncSession, payload: bytes) -> None:
+        try:
+            reply = session.reconciler.respond(payload)
+        except RemoteProtocolError as exc:
+            peer.incoming_sync = None
+            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if reply is not None:
+            out = ReconcileMessage(session.session_id, False, reply)
+            peer.encoder.queue_message(encode_message(out), Priority.BULK)
+        if reply is None or session.reconciler.is_complete:
+            self._send_ops(peer, session.reconciler.have_ids, Priority.BULK)
+            peer.incoming_sync = None
+
+    def _finish_sync(self, peer: _Peer, session: _SyncSession, now: float) -> None:
+        reconciler = session.reconciler
+        pushed = self._send_ops(peer, reconciler.have_ids, Priority.BULK)
+        duration = now - session.started_at
+        within = duration <= self.config.delta_sync_interval_s
+        total_bytes = reconciler.bytes_sent + reconciler.bytes_received
+        self.stats.sync_sessions += 1
+        self.stats.sync_sessions_within_cadence += within
+        self.stats.sync_bytes += total_bytes
+        self._emit(
+            SyncSessionFinished(
+                peer.peer_id,
+                duration,
+                reconciler.rounds,
+                total_bytes,
+                within,
+                pushed + len(reconciler.need_ids),
+            )
+        )
+
+    def _maybe_abandon_sync(self, peer: _Peer, now: float) -> None:
+        limit = self.config.delta_sync_interval_s * SYNC_SESSION_TIMEOUT_INTERVALS
+        if peer.outgoing_sync and now - peer.outgoing_sync.started_at > limit:
+            peer.outgoing_sync = None
+        if peer.incoming_sync and now - peer.incoming_sync.started_at > limit:
+            peer.incoming_sync = None
+
+    def _note_peer_height(self, peer: _Peer, height: int) -> None:
+        peer.final_height = max(peer.final_height, height)
+        if height > self.final_height and self._awaiting_decision is None:
+            count = min(height - self.final_height, 8)
+            request = BundleRequestMessage(self.final_height + 1, count)
+            peer.encoder.queue_message(encode_message(request), Priority.CONTROL)
+
+    # --- finality ----------------------------------------------------------------------------
+
+    def _checkpoint_due_at(self) -> float | None:
+        if not self.is_validator or self._consensus_height > self.final_height:
+            return None
+        if self.effective_mode is Mode.QUIESCED or self.ledger.unfinalized_count() == 0:
+            return None
+        if self.ledger.unfinalized_count() >= self.config.checkpoint_ops_trigger:
+            return self._now
+        return self._last_final_at + self.config.checkpoint_interval_s
+
+    def _maybe_start_height(self, now: float) -> None:
+        due = self._checkpoint_due_at()
+        if due is not None and now >= due:
+            self._start_height(self.final_height + 1, now)
+
+    def _start_height(self, height: int, now: float) -> None:
+        if self._consensus_height >= height or self.effective_mode is Mode.QUIESCED:
+            return
+        self._consensus_height = height
+        self.consensus.start_height(height, now)
+        self._drain_consensus(now)
+
+    def _on_consensus(self, peer: _Peer, payload: bytes, now: float) -> None:
+        digest = sha256(payload)
+        if digest in self._consensus_seen:
+            return
+        self._consensus_seen[digest] = None
+        while len(self._consensus_seen) > CONSENSUS_SEEN_MAX:
+            self._consensus_seen.popitem(last=False)
+        if self.effective_mode is Mode.QUIESCED:
+            return
+        # Relay, so that nodes not directly connected to every member still follow.
+        relay = encode_message(ConsensusEnvelope(payload))
+        for peer_id in sorted(self._peers):
+            if peer_id != peer.peer_id:
+                self._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
+        try:
+            height = consensus.decode_message(payload).height
+        except RemoteProtocolError as exc:
+            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if height == self.final_height + 1:
+            self._start_height(height, now)
+        self.consensus.receive_message(payload, now)
+        self._drain_consensus(now)
+
+    def _drain_consensus(self, now: float) -> None:
+        for payload in self.consensus.messages_to_send():
+            digest = sha256(payload)
+            self._consensus_seen[digest] = None
+            message = encode_message(ConsensusEnvelope(payload))
+            for peer_id in sorted(self._peers):
+                self._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
+        while (event := self.consensus.next_event()) is not None:
+            if isinstance(event, consensus.ValueRequested):
+                self._propose(event.height, event.round, now)
+            elif isinstance(event, consensus.ValidationRequested):
+                self._validate(event.height, event.round, event.value_id, event.value, now)
+            elif isinstance(event, consensus.Decided):
+                self._on_decided(event.bundle.encode(), event.value, now, persist=True)
+            elif isinstance(event, consensus.EquivocationDetected):
+                self._record_evidence(event.evidence)
+
+    def _propose(self, height: int, round_: int, now: float) -> None:
+        if height != self.final_height + 1:
+            return
+        heads = self.ledger.unfinalized_heads()[:CUT_HEADS_MAX]
+        if not heads:
+            return  # nothing moved: no empty checkpoints (the propose timeout moves on)
+        if self.ledger.cut_closure([head for _, _, head in heads])[1]:
+            return
+        root, _ = self.ledger.derive_cut(heads)
+        cut = Cut(self._last_checkpoint_id, height, tuple(heads), root)
+        value = cut.encode()
+        if len(value) > consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            return
+        self.consensus.provide_value(height, round_, value, now)
+        self._drain_consensus(now)
+
+    def _validate(
+        self, height: int, round_: int, value_id: bytes, value: bytes, now: float
+    ) -> None:
+        try:
+            cut = Cut.decode(value)
+        except RemoteProtocolError:
+            self.consensus.report_validity(value_id, False, now)
+            return
+        if cut.height != height or cut.parent_id != self._last_checkpoint_id:
+            self.consensus.report_validity(value_id, False, now)
+            return
+        _, missing = self.ledger.cut_closure([head for _, _, head in cut.heads])
+        if missing:
+            # Answer once the ops arrive (fetched now); the propose timeout still applies.
+            self._validation_waiting[value_id] = (height, round_, cut)
+            self._request_missing(now)
+            return
+        self._validation_waiting.pop(value_id, None)
+        try:
+            root, _ = self.ledger.derive_cut(list(cut.heads))
+            valid = root == cut.state_root
+        except CutInvalidError:
+            valid = False
+        self.consensus.report_validity(value_id, valid, now)
+
+    def _retry_waiting(self, now: float) -> None:
+        for value_id, (height, round_, cut) in list(self._validation_waiting.items()):
+            if height != self.final_height + 1:
+                del self._validation_waiting[value_id]
+                continue
+            if not self.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+                self._validate(height, round_, value_id, cut.encode(), now)
+                self._drain_consensus(now)
+        if self._awaiting_decision is not None:
+            height, cut, bundle = self._awaiting_decision
+            if not self.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+                self._awaiting_decision = None
+                self._finalize(height, cut, bundle, now, persist=True)
+
+    def _receive_bundle(self, source: bytes, data: bytes, now: float, *, persist: bool) -> None:
+        try:
+            bundle = consensus.CheckpointBundle.decode(data)
+            consensus.verify_bundle(bundle, self.genesis.network_id, list(self.genesis.council))
+        except RemoteProtocolError as exc:
+            peer = self._peers.get(source)
+            if peer is not None:
+                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if bundle.height != self.final_height + 1:
+            return
+        self._on_decided(data, bundle.value, now, persist=persist)
+
+    def _on_decided(self, bundle: bytes, value: bytes, now: float, *, persist: bool) -> None:
+        try:
+            cut = Cut.decode(value)
+        except RemoteProtocolError:
+            return  # a quorum decided an undecodable value: impossible with honest quorums
+        if cut.height != self.final_height + 1 or cut.parent_id != self._last_checkpoint_id:
+            return
+        if self.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+            self._awaiting_decision = (cut.height, cut, bundle)
+            # Ask for the whole cut at once (parents first) rather than walking it id by id.
+            request = encode_message(CheckpointOpsRequest(cut.height))
+            for peer_id in sorted(self._peers):
+                if self._peers[peer_id].final_height >= cut.height:
+                    self._peers[peer_id].encoder.queue_message(request, Priority.BULK)
+                    break
+            self._request_missing(now)
+            return
+        self._finalize(cut.height, cut, bundle, now, persist=persist)
+
+    def _finalize(self, height: int, cut: Cut, bundle: bytes, now: float, *, persist: bool) -> None:
+        closure, _ = self.ledger.cut_closure([head for _, _, head in cut.heads])
+        try:
+            final_ids = self.ledger.finalize(height, closure)
+        except CutInvalidError:
+            return
+        for op_id in final_ids:
+            self._unfinal_ids.discard(op_id)
+        self._drain_ledger_events()
+        self._last_checkpoint_id = cut.checkpoint_id
+        self._bundles[height] = bundle
+        while len(self._bundles) > BUNDLES_KEPT_MAX:
+            self._bundles.popitem(last=False)
+        self._final_ids_by_height[height] = tuple(self.ledger.canonical_order(final_ids))
+        while len(self._final_ids_by_height) > BUNDLES_KEPT_MAX:
+            self._final_ids_by_height.popitem(last=False)
+        started = self._first_unfinal_at if self._first_unfinal_at is not None else now
+        self._last_final_at = now
+        self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
+        self.stats.checkpoints += 1
+        if self._consensus_height < height:
+            self._consensus_height = height
+            self.consensus.start_height(height, now)
+        if persist:
+            self._emit(
+                PersistCheckpoint(
+                    height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids)
+                )
+            )
+        self._emit(
+            CheckpointFinalized(
+                height, cut.checkpoint_id, cut.state_root, len(final_ids), now - started
+            )
+        )
+        # Share the bundle so that nodes outside the council finalize too.
+        message = encode_message(BundlesMessage((bundle,)))
+        for peer_id in sorted(self._peers):
+            peer = self._peers[peer_id]
+            if peer.final_height < height:
+                peer.encoder.queue_message(message, Priority.CONTROL)
+
+    def _serve_bundles(self, peer: _Peer, request: BundleRequestMessage) -> None:
+        bundles = []
+        for height in range(request.first_height, request.first_height + request.count):
+            data = self._bundles.get(height)
+            if data is None:
+                break
+            bundles.append(data)
+        if bundles:
+            peer.encoder.queue_message(
+                encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
+            )
+
+    def _record_evidence(self, evidence: consensus.Evidence) -> None:
+        data = evidence.encode()
+        digest = sha256(data)
+        if digest in self._evidence_seen:
+            return
+        self._evidence_seen.add(digest)
+        self.evidence.append(data)
+        self.stats.equivocations += 1
+        self._emit(EquivocationRecorded(data, evidence.validator))
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _after_input(self, now: float) -> None:
+        self._retry_waiting(now)
+        if self.ledger.pending.missing_count() and now - self._last_fetch_scan >= FETCH_SCAN_S:
+            self._last_fetch_scan = now
+            self._request_missing(now)
+        self._drain_consensus(now)
+
+    def _drain_ledger_events(self) -> None:
+        for event in self.ledger.drain_events():
+            if isinstance(event, (OpEvicted, OpRejected)):
+                self._unfinal_ids.discard(event.op_id)
+            elif isinstance(event, OpExcluded):
+                self._unfinal_ids.add(event.op_id)
+            self._emit(event)
+
+    def _take_token(self, peer: _Peer, now: float) -> bool:
+        elapsed = max(0.0, now - peer.tokens_at)
+        peer.tokens = min(
+            self.config.peer_messages_burst, peer.tokens + elapsed * self.config.peer_messages_per_s
+        )
+        peer.tokens_at = now
+        if peer.tokens < 1:
+            self.stats.messages_rate_limited += 1
+            peer.messages_dropped += 1
+            self._penalize(peer, PENALTY_RATE_LIMITED, "rate_limited")
+            return False
+        peer.tokens -= 1
+        return True
+
+    def _penalize(self, peer: _Peer, penalty: int, code: str) -> None:
+        peer.score -= penalty
+        if peer.score <= limits.PEER_SCORE_MIN:
+            self._peers.pop(peer.peer_id, None)
+            self._emit(PeerMisbehaved(peer.peer_id, code, peer.score))
+
+    def _emit(self, event: NodeEvent) -> None:
+        if len(self._events) >= NODE_EVENTS_MAX:
+            self._events.popleft()
+            self.stats.events_dropped += 1
+        self._events.append(event)
+
+
+def _is_council_broadcast(envelope: bytes) -> bool:
+    """Whether an envelope is a council.quiesce/resume op (cheap check before full decode)."""
+    from .ops import decode_op
+
+    try:
+        return decode_op(envelope).kind in (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
+    except RemoteProtocolError:
+        return False
