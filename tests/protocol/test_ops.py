@@ -161,7 +161,9 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
 
 
 @given(st.sampled_from(sample_ops()), st.data())
-def test_fuzz_mutated_envelopes_never_verify_unless_identical(op: object, data: st.DataObject) -> None:
+def test_fuzz_mutated_envelopes_never_verify_unless_identical(
+    op: object, data: st.DataObject
+) -> None:
     raw = bytearray(op.envelope)  # type: ignore[attr-defined]
     count = data.draw(st.integers(min_value=1, max_value=4))
     for _ in range(count):
