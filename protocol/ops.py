@@ -95,21 +95,11 @@ class Op:
     body: bytes
     signature: bytes
     envelope: bytes
-
-    @property
-    def amount(self) -> int:
-        value: int = self.fields.get("amount", 0)
-        return value
-
-    @property
-    def to(self) -> bytes:
-        value: bytes = self.fields.get("to", b"")
-        return value
-
-    @property
-    def parents(self) -> tuple[bytes, ...]:
-        """prev (when present) followed by deps: every op this one needs applied first."""
-        return (self.prev, *self.deps) if self.prev else self.deps
+    #: Copies of the hot fields (0 / empty where the kind has none), read on every apply.
+    amount: int = 0
+    to: bytes = b""
+    #: prev (when present) followed by deps: every op this one needs applied first.
+    parents: tuple[bytes, ...] = ()
 
     def signed_message(self, network_id: bytes) -> bytes:
         return signed_message(network_id, self.kind, self.body)
@@ -219,18 +209,22 @@ def decode_op(envelope: bytes) -> Op:
         raise MalformedOpError("body is not canonical msgpack", code="non_canonical_encoding")
     for name in COMMON_FIELDS:
         del fields[name]
+    deps_tuple = tuple(deps)
     return Op(
         op_id=op_id_of(envelope),
         kind=kind,
         author=author,
         seq=seq,
         prev=prev,
-        deps=tuple(deps),
+        deps=deps_tuple,
         basis=basis,
         fields=fields,
         body=body,
         signature=signature,
         envelope=envelope,
+        amount=fields.get("amount", 0),
+        to=fields.get("to", b""),
+        parents=(prev, *deps_tuple) if prev else deps_tuple,
     )
 
 
