@@ -1,0 +1,223 @@
+"""Prometheus metrics of one node, with the `prometheus-client` package.
+
+Each `NodeMetrics` owns its own `CollectorRegistry`, so several nodes in one process (tests,
+an in-process devnet) never share or collide on series. The shell calls the small methods
+below at the points where things happen; the HTTP API serves `render()` with `CONTENT_TYPE`
+at `[metrics].path`.
+
+Every label value comes from a closed set (result codes, route templates, directions); as a
+guard against a bug that would put an unbounded value into a label (a raw URL path, a peer
+id), each metric keeps at most `LABEL_SETS_PER_METRIC_MAX` distinct label sets and folds the
+rest into the value "other".
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from swarmd.protocol.errors import LocalProtocolError
+
+#: The Content-Type of `render()` (the text exposition format prometheus-client writes).
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Distinct label sets per metric. Result/reason codes number a few dozen and route templates
+#: x statuses a few hundred at most; beyond this a label is being fed something unbounded.
+LABEL_SETS_PER_METRIC_MAX = 512
+OTHER_LABEL_VALUE = "other"
+
+#: Finality latency buckets (seconds from an op's acceptance to the checkpoint that finalizes
+#: it): checkpoints are cut every CHECKPOINT_INTERVAL_S (1 s) by default, so most ops land
+#: between 0.5 s and 3 s; the long tail covers council crashes and partitions.
+FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+MODES = ("normal", "read_only", "quiesced")
+DIRECTIONS = ("sent", "received")
+
+
+class MetricsUsageError(LocalProtocolError):
+    """A caller passed a label value outside its closed set (a mode, a direction)."""
+
+    code = "metrics_misuse"
+
+
+class NodeMetrics:
+    """The metrics of one node; see the module docstring."""
+
+    def __init__(self, process_metrics: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        if process_metrics:
+            # CPU, memory, open file descriptors of this process (from /proc; absent elsewhere).
+            ProcessCollector(registry=self.registry)
+        self._label_sets: dict[str, set[tuple[str, ...]]] = {}
+        registry = self.registry
+        self.ops = Counter(
+            "swarmd_ops_total",
+            "Ops processed, by result (accepted, rejected, pending, duplicate) and reason code.",
+            ["result", "reason"],
+            registry=registry,
+        )
+        self.pending_ops = Gauge(
+            "swarmd_pending_ops", "Ops waiting in the pending pool.", registry=registry
+        )
+        self.peers = Gauge(
+            "swarmd_peers", "Connected peers, by transport.", ["transport"], registry=registry
+        )
+        self.sync_sessions = Counter(
+            "swarmd_sync_sessions_total",
+            "Delta sync sessions completed, by whether they finished within the cadence.",
+            ["within_cadence"],
+            registry=registry,
+        )
+        self.sync_bytes = Counter(
+            "swarmd_sync_bytes_total",
+            "Bytes of delta sync messages, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.frames = Counter(
+            "swarmd_frames_total",
+            "Transport frames, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.fragments = Counter(
+            "swarmd_fragments_total",
+            "Fragment events (sent, received, reassembled, dropped_timeout, refused_limit, ...).",
+            ["event"],
+            registry=registry,
+        )
+        self._init_ledger_metrics(registry)
+
+    def _init_ledger_metrics(self, registry: CollectorRegistry) -> None:
+        self.final_height = Gauge(
+            "swarmd_final_height", "Height of the latest final checkpoint.", registry=registry
+        )
+        self.finality_latency = Histogram(
+            "swarmd_finality_latency_seconds",
+            "Time from accepting an op to the final checkpoint that includes it.",
+            buckets=FINALITY_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "swarmd_http_requests_total",
+            "HTTP requests served, by route template and status code.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.admin_mode = Gauge(
+            "swarmd_admin_mode",
+            "1 for the node's current mode (normal, read_only, quiesced), 0 for the others.",
+            ["mode"],
+            registry=registry,
+        )
+        self.checkpoint_bundles = Counter(
+            "swarmd_checkpoint_bundles_total",
+            "Signed checkpoint bundles verified and stored (made here or received).",
+            registry=registry,
+        )
+        self.equivocations = Counter(
+            "swarmd_equivocations_total",
+            "Equivocations seen: two ops with the same author and seq, or two votes.",
+            registry=registry,
+        )
+        self.websocket_clients = Gauge(
+            "swarmd_websocket_clients", "Connected event-stream clients.", registry=registry
+        )
+        self.info = Gauge(
+            "swarmd_node_info",
+            "Always 1; labels identify the node and its network.",
+            ["node_id", "network_id", "version"],
+            registry=registry,
+        )
+        for mode in MODES:
+            self.admin_mode.labels(mode=mode).set(1 if mode == "normal" else 0)
+
+    # --- what the shell calls --------------------------------------------------------------
+
+    def set_node_info(self, node_id: str, network_id: str, version: str) -> None:
+        self.info.labels(node_id=node_id, network_id=network_id, version=version).set(1)
+
+    def op_result(self, result: str, reason: str = "") -> None:
+        """Count one op outcome; `reason` is the stable error code ("" when accepted)."""
+        result, reason = self._bounded("ops", result, reason)
+        self.ops.labels(result=result, reason=reason).inc()
+
+    def set_pending(self, count: int) -> None:
+        self.pending_ops.set(count)
+
+    def set_peers(self, transport: str, count: int) -> None:
+        (transport,) = self._bounded("peers", transport)
+        self.peers.labels(transport=transport).set(count)
+
+    def sync_session(self, within_cadence: bool) -> None:
+        self.sync_sessions.labels(within_cadence="true" if within_cadence else "false").inc()
+
+    def sync_bytes_sent(self, count: int) -> None:
+        self.sync_bytes.labels(direction="sent").inc(count)
+
+    def sync_bytes_received(self, count: int) -> None:
+        self.sync_bytes.labels(direction="received").inc(count)
+
+    def frame(self, direction: str, count: int = 1) -> None:
+        """Count frames; `direction` is "sent" or "received"."""
+        self.frames.labels(direction=_direction(direction)).inc(count)
+
+    def fragment_event(self, event: str, count: int = 1) -> None:
+        (event,) = self._bounded("fragments", event)
+        self.fragments.labels(event=event).inc(count)
+
+    def set_final_height(self, height: int) -> None:
+        self.final_height.set(height)
+
+    def observe_finality(self, seconds: float) -> None:
+        self.finality_latency.observe(max(0.0, seconds))
+
+    def http_request(self, route: str, status: int) -> None:
+        """Count a request; `route` must be the route template ("/accounts/{id}"), not a path."""
+        route, status_text = self._bounded("http_requests", route, str(status))
+        self.http_requests.labels(route=route, status=status_text).inc()
+
+    def set_mode(self, mode: str) -> None:
+        """Mark `mode` (one of MODES) as current."""
+        if mode not in MODES:
+            raise MetricsUsageError(f"unknown mode {mode!r}")
+        for known in MODES:
+            self.admin_mode.labels(mode=known).set(1 if known == mode else 0)
+
+    def checkpoint_bundle(self) -> None:
+        self.checkpoint_bundles.inc()
+
+    def equivocation(self) -> None:
+        self.equivocations.inc()
+
+    def set_websocket_clients(self, count: int) -> None:
+        self.websocket_clients.set(count)
+
+    def render(self) -> bytes:
+        """The exposition text of every metric of this node."""
+        return generate_latest(self.registry)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _bounded(self, metric: str, *values: str) -> tuple[str, ...]:
+        """`values` unless this metric already has too many label sets; then all "other"."""
+        seen = self._label_sets.setdefault(metric, set())
+        if values in seen:
+            return values
+        if len(seen) >= LABEL_SETS_PER_METRIC_MAX:
+            return tuple(OTHER_LABEL_VALUE for _ in values)
+        seen.add(values)
+        return values
+
+
+def _direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise MetricsUsageError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    return direction
