@@ -137,6 +137,50 @@ def cmd_bench(args: argparse.Namespace, out: Output) -> int:
     return result
 
 
+def read_bundle_file(path: Path) -> bytes:
+    """A bundle file holds the raw bundle bytes or their hex (as the HTTP API returns it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc}", "bundle_unreadable") from exc
+    text = data.strip()
+    try:
+        return bytes.fromhex(text.decode("ascii")) if text else data
+    except (UnicodeDecodeError, ValueError):
+        return data
+
+
+def cmd_checkpoint_verify(args: argparse.Namespace, out: Output) -> int:
+    """Verify a checkpoint bundle offline with only the genesis keys."""
+    from swarmd.protocol import consensus
+    from swarmd.protocol.checkpoint import Cut
+
+    genesis = load_genesis(Path(args.genesis))
+    data = read_bundle_file(Path(args.file))
+    result: dict[str, Any] = {"file": args.file, "network_id": genesis.network_id.hex()}
+    try:
+        bundle = consensus.CheckpointBundle.decode(data)
+        consensus.verify_bundle(bundle, genesis.network_id, list(genesis.council))
+        cut = Cut.decode(bundle.value)
+    except ProtocolError as exc:
+        result.update(valid=False, code=exc.code, error=exc.message)
+        out.result(result, f"INVALID: {exc.message} [{exc.code}]")
+        return EXIT_FAILED
+    result.update(
+        valid=True,
+        height=bundle.height,
+        round=bundle.round,
+        checkpoint_id=cut.checkpoint_id.hex(),
+        parent_id=cut.parent_id.hex(),
+        state_root=cut.state_root.hex(),
+        heads=len(cut.heads),
+        signers=[crypto.account_id_text(key) for key, _ in bundle.precommits],
+        quorum=genesis.quorum,
+    )
+    out.result(result, f"valid: height {bundle.height}, {len(bundle.precommits)} signatures")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     from .demo import run_demo
 
@@ -194,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "run an in-process ledger demo")
     demo.add_argument("--seed", type=int, default=1)
+
+    checkpoint = add("checkpoint", cmd_checkpoint_verify, "checkpoint bundles (offline)")
+    checkpoint.add_argument("action", choices=["verify"])
+    checkpoint.add_argument("file", help="bundle file: raw bytes or hex")
+    checkpoint.add_argument("--genesis", required=True, help="genesis file of the network")
 
     bench = add("bench", cmd_bench, "run a benchmark (see BENCHMARKS.md)")
     bench.add_argument("name", choices=BENCHMARKS)
