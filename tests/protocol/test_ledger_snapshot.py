@@ -1,0 +1,394 @@
+"""Ledger state <-> snapshot records: round trips, determinism, splitting, fuzzing, chunking."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from swarmd.protocol import encoding, snapshot
+from swarmd.protocol.errors import RemoteProtocolError
+from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ledger_snapshot import (
+    RECORD_ACCOUNT,
+    RECORD_BINDING,
+    RECORD_SIZE_BYTES_MAX,
+    RECORD_TOTALS,
+    RECORD_UNRECEIVED,
+    UNRECEIVED_IDS_PER_RECORD_MAX,
+    SnapshotRecordError,
+    state_from_records,
+    state_records,
+)
+from swarmd.protocol.ledger_state import Claim, LedgerState
+from swarmd.protocol.ops import Op
+from swarmd.protocol.snapshot import build_manifest, split_chunk
+
+from .helpers import author, feed, keypair, make_council
+
+GENESIS, MEMBERS = make_council(4, signup_reward=100, grants_per_member_per_window=50)
+HANDLES = ("zed", "yan", "neo")
+
+
+def workload(seed: int, people_count: int, steps: int) -> list[Op]:
+    """Random ops of every kind: grants, transfers, burns, forks, claims, endorsements,
+    revocations and mode votes (some of them invalid, which the ledger rejects)."""
+    rng = random.Random(seed)
+    council = make_council(4, signup_reward=100, grants_per_member_per_window=50)[1]
+    people = [author(GENESIS, f"w{seed}-{i}") for i in range(people_count)]
+    credits: dict[bytes, list[bytes]] = {p.key: [] for p in people}
+    claims: list[Op] = []
+    ops: list[Op] = []
+    for person in people:
+        grant = rng.choice(council).grant(person.key, 100)
+        ops.append(grant)
+        credits[person.key].append(grant.op_id)
+    for _ in range(steps):
+        payer, payee = rng.sample(people, 2)
+        receive, credits[payer.key] = credits[payer.key][:3], credits[payer.key][3:]
+        roll = rng.random()
+        if roll < 0.4:
+            op = payer.transfer(payee.key, rng.randint(1, 80), receive=receive)
+            credits[payee.key].append(op.op_id)
+        elif roll < 0.55:
+            op = payer.burn(rng.randint(1, 40), rng.choice(["a", "b", "c"]), receive=receive)
+        elif roll < 0.7:
+            op = payer.claim(rng.choice(HANDLES), deps=receive)
+            claims.append(op)
+            ops.extend(m.endorse(op) for m in rng.sample(council, rng.randint(1, len(council))))
+        elif roll < 0.78 and claims:
+            op = rng.choice(council).revoke(rng.choice(claims))
+        elif roll < 0.86:
+            member = rng.choice(council)
+            op = member.quiesce("drill") if rng.random() < 0.6 else member.resume("done")
+        else:  # a fork: two ops at the same seq spending the same credits
+            twin = author(GENESIS, "twin")
+            twin.keypair, twin.seq, twin.head = payer.keypair, payer.seq, payer.head
+            ops.append(twin.transfer(payee.key, rng.randint(1, 50), receive=receive))
+            op = payer.burn(rng.randint(1, 50), "fork", receive=receive)
+        ops.append(op)
+    return ops
+
+
+def rich_workload() -> list[Op]:
+    """A workload (found by trying seeds) that leaves every record type in the state: two bound
+    handles, mode votes with the council quiesced, tallies, unreceived credits, and forks."""
+    return workload(6, 5, 40)
+
+
+def ledger_of(ops: list[Op]) -> Ledger:
+    ledger = Ledger(GENESIS)
+    feed(ledger, ops)
+    ledger.check_invariants()
+    return ledger
+
+
+workloads = st.builds(
+    workload,
+    seed=st.integers(min_value=0, max_value=2**32),
+    people_count=st.integers(min_value=2, max_value=6),
+    steps=st.integers(min_value=0, max_value=40),
+)
+
+
+def record_type(record: bytes) -> int:
+    kind: int = encoding.decode(record)[0]
+    return kind
+
+
+# --- round trips -------------------------------------------------------------------------------
+
+
+@given(workloads)
+def test_round_trip_of_random_ledgers_keeps_the_root_and_every_field(ops: list[Op]) -> None:
+    ledger = ledger_of(ops)
+    records = state_records(ledger.state)
+    assert all(len(record) <= RECORD_SIZE_BYTES_MAX for record in records)
+    rebuilt = state_from_records(records)
+    assert rebuilt.root() == ledger.state_root()
+    assert state_records(rebuilt) == records  # the encoding is canonical
+    original = ledger.state
+    assert rebuilt.claims == original.claims
+    assert rebuilt.bindings == original.bindings
+    assert rebuilt.mode_votes == original.mode_votes
+    assert rebuilt.burn_tallies == original.burn_tallies
+    assert (rebuilt.granted, rebuilt.burned, rebuilt.quiesced) == (
+        original.granted,
+        original.burned,
+        original.quiesced,
+    )
+    for key, account in original.accounts.items():
+        assert rebuilt.accounts[key].as_list() == account.as_list()
+        assert rebuilt.accounts[key].unreceived == account.unreceived
+    assert rebuilt.accounts.keys() == original.accounts.keys()
+
+
+@given(workloads, st.randoms(use_true_random=False))
+def test_records_are_deterministic_for_one_op_set(ops: list[Op], rnd: random.Random) -> None:
+    ledger = ledger_of(ops)
+    records = state_records(ledger.state)
+    assert state_records(ledger.state) == records
+    shuffled = list(ops)
+    rnd.shuffle(shuffled)
+    assert state_records(ledger_of(shuffled).state) == records
+
+
+def test_records_are_sorted_by_type_then_key() -> None:
+    ops = rich_workload()
+    ledger = ledger_of(ops)
+    records = state_records(ledger.state)
+    kinds = [record_type(record) for record in records]
+    assert kinds == sorted(kinds)
+    assert kinds[-1] == RECORD_TOTALS and kinds.count(RECORD_TOTALS) == 1
+    accounts = [encoding.decode(r)[1] for r in records if record_type(r) == RECORD_ACCOUNT]
+    assert accounts == sorted(ledger.state.accounts)
+    assert set(kinds) == set(range(RECORD_ACCOUNT, RECORD_TOTALS + 1)) - {RECORD_UNRECEIVED}
+    assert len(ledger.state.bindings) == 2 and ledger.state.quiesced
+
+
+def test_empty_state_round_trips() -> None:
+    state = LedgerState()
+    records = state_records(state)
+    assert [record_type(r) for r in records] == [RECORD_TOTALS]
+    assert state_from_records(records).root() == state.root()
+
+
+# --- large unreceived sets -------------------------------------------------------------------
+
+
+def state_with_unreceived(count: int, seed: int = 0) -> LedgerState:
+    rng = random.Random(seed)
+    state = LedgerState()
+    account = state.account(keypair("rich").public_key)
+    for _ in range(count):
+        account.add_unreceived(rng.randbytes(32))
+    account.balance = count
+    state.add_granted(count)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("count", "record_count"),
+    [
+        (0, 1),
+        (UNRECEIVED_IDS_PER_RECORD_MAX, 1),
+        (UNRECEIVED_IDS_PER_RECORD_MAX + 1, 2),
+        (3 * UNRECEIVED_IDS_PER_RECORD_MAX, 3),
+        (3 * UNRECEIVED_IDS_PER_RECORD_MAX + 7, 4),
+    ],
+)
+def test_large_unreceived_sets_are_split_into_parts(count: int, record_count: int) -> None:
+    state = state_with_unreceived(count)
+    records = state_records(state)
+    account_records = records[:-1]  # the last one is the totals record
+    assert len(account_records) == record_count
+    assert [record_type(r) for r in account_records] == [RECORD_ACCOUNT] + [RECORD_UNRECEIVED] * (
+        record_count - 1
+    )
+    assert all(len(record) <= RECORD_SIZE_BYTES_MAX for record in records)
+    rebuilt = state_from_records(records)
+    assert rebuilt.root() == state.root()
+    key = keypair("rich").public_key
+    assert rebuilt.accounts[key].unreceived == state.accounts[key].unreceived
+
+
+def test_missing_reordered_or_foreign_unreceived_parts_are_rejected() -> None:
+    records = state_records(state_with_unreceived(3 * UNRECEIVED_IDS_PER_RECORD_MAX + 7))
+    account, part1, part2, part3, totals = records
+    for broken in (
+        [account, part1, part3, totals],  # a gap
+        [account, part1, part2, totals],  # the last part missing
+        [account, part2, part1, part3, totals],  # out of order
+        [account, part1, part1, part2, part3, totals],  # duplicated
+        [part1, part2, part3, totals],  # no account
+    ):
+        with pytest.raises(SnapshotRecordError):
+            state_from_records(broken)
+    # A part moved to another account.
+    value = encoding.decode(part1)
+    value[1] = keypair("other").public_key
+    with pytest.raises(SnapshotRecordError):
+        state_from_records([account, encoding.encode(value), part2, part3, totals])
+
+
+def test_parts_must_be_full_and_ids_ascending_across_parts() -> None:
+    records = state_records(state_with_unreceived(UNRECEIVED_IDS_PER_RECORD_MAX + 5))
+    account, part1, totals = records
+    first, second = encoding.decode(account), encoding.decode(part1)
+    # Move one id from the full first part into the second: both parts are malformed.
+    moved = first[9][-32:]
+    first[9], second[3] = first[9][:-32], moved + second[3]
+    with pytest.raises(SnapshotRecordError):
+        state_from_records([encoding.encode(first), encoding.encode(second), totals])
+    # Swap the id sets of the two parts, keeping sizes: ids are no longer ascending overall.
+    first, second = encoding.decode(account), encoding.decode(part1)
+    first[9] = second[3] + first[9][len(second[3]) :]
+    second[3] = encoding.decode(account)[9][: len(second[3])]
+    with pytest.raises(SnapshotRecordError):
+        state_from_records([encoding.encode(first), encoding.encode(second), totals])
+
+
+# --- consistency checks ----------------------------------------------------------------------
+
+
+def replaced(records: list[bytes], index: int, position: int, new: object) -> list[bytes]:
+    value = encoding.decode(records[index])
+    value[position] = new
+    return [*records[:index], encoding.encode(value), *records[index + 1 :]]
+
+
+def test_inconsistent_states_are_rejected() -> None:
+    ledger = ledger_of(rich_workload())
+    records = state_records(ledger.state)
+    kinds = [record_type(r) for r in records]
+    first_account = kinds.index(RECORD_ACCOUNT)
+    binding = kinds.index(RECORD_BINDING)
+    totals = len(records) - 1
+    balance = encoding.decode(records[first_account])[2]
+    for broken in (
+        replaced(records, first_account, 2, balance + 1),  # supply no longer adds up
+        replaced(records, first_account, 3, balance + 1),  # spendable above balance
+        replaced(records, first_account, 1, b"\x00" * 32),  # not a valid key (and order)
+        replaced(records, binding, 3, b"\x01" * 32),  # binding names an unknown claim
+        replaced(records, totals, 2, ledger.state.burned + 1),  # burned != sum of tallies
+        replaced(records, totals, 3, 1),  # quiesced must be a bool
+        records[:-1],  # no totals
+        [*records, records[-1]],  # two totals
+        [encoding.encode([99, b""]), *records],  # unknown type
+        [records[1], records[0], *records[2:]],  # out of order
+    ):
+        with pytest.raises(SnapshotRecordError):
+            state_from_records(broken)
+
+
+def test_binding_must_match_its_claim() -> None:
+    state = LedgerState()
+    alice, bob = keypair("alice").public_key, keypair("bob").public_key
+    state.claims[b"\x05" * 32] = Claim("neo", alice, {MEMBERS[0].key})
+    state.bind("neo", bob, b"\x05" * 32)  # owner is not the claimant
+    with pytest.raises(SnapshotRecordError):
+        state_from_records(state_records(state))
+    state.bind("neo", alice, b"\x05" * 32)
+    assert state_from_records(state_records(state)).root() == state.root()
+
+
+# --- fuzzing: parse or raise a RemoteProtocolError subclass ----------------------------------
+
+FUZZ_RECORDS = state_records(ledger_of(rich_workload()).state)
+
+
+def parses_or_raises_remote_error(records: list[bytes]) -> None:
+    try:
+        state = state_from_records(records)
+    except RemoteProtocolError as exc:
+        assert exc.code == "snapshot_record_invalid"
+    else:
+        state.root()
+
+
+@given(st.data())
+def test_fuzz_byte_mutations(data: st.DataObject) -> None:
+    records = list(FUZZ_RECORDS)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        index = data.draw(st.integers(min_value=0, max_value=len(records) - 1))
+        record = bytearray(records[index])
+        if not record:  # emptied by an earlier truncation
+            continue
+        action = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
+        position = data.draw(st.integers(min_value=0, max_value=len(record) - 1))
+        if action == "flip":
+            record[position] ^= data.draw(st.integers(min_value=1, max_value=255))
+        elif action == "truncate":
+            del record[position:]
+        else:
+            record[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+        records[index] = bytes(record)
+    parses_or_raises_remote_error(records)
+
+
+@given(st.data())
+def test_fuzz_record_list_mutations(data: st.DataObject) -> None:
+    records = list(FUZZ_RECORDS)
+    index = data.draw(st.integers(min_value=0, max_value=len(records) - 1))
+    action = data.draw(st.sampled_from(["drop", "duplicate", "swap", "replace"]))
+    if action == "drop":
+        del records[index]
+        parses_or_raises_remote_error(records)
+        return
+    if action == "duplicate":
+        records.insert(index, records[index])
+    elif action == "swap":
+        other = data.draw(st.integers(min_value=0, max_value=len(records) - 1).filter(
+            lambda i: records[i] != records[index]
+        ))  # fmt: skip
+        records[index], records[other] = records[other], records[index]
+    else:
+        records[index] = encoding.encode(data.draw(record_values))
+        parses_or_raises_remote_error(records)
+        return
+    with pytest.raises(SnapshotRecordError):
+        state_from_records(records)
+
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.binary(max_size=70),
+    st.sampled_from([b"\x00" * 32, MEMBERS[0].key, MEMBERS[1].key, keypair("alice").public_key]),
+    st.text(max_size=40),
+    st.sampled_from(list(HANDLES)),
+)
+record_values = st.builds(
+    lambda kind, rest: [kind, *rest],
+    st.integers(min_value=0, max_value=9),
+    st.lists(
+        st.one_of(leaves, st.lists(leaves, max_size=3), st.dictionaries(st.text(), leaves)),
+        max_size=11,
+    ),
+)
+
+
+@given(st.lists(record_values, max_size=6))
+def test_fuzz_structured_records(values: list[list[object]]) -> None:
+    parses_or_raises_remote_error([encoding.encode(value) for value in values])
+
+
+@given(st.lists(st.binary(max_size=64), max_size=4))
+def test_fuzz_arbitrary_bytes(records: list[bytes]) -> None:
+    parses_or_raises_remote_error(records)
+
+
+def test_non_bytes_and_oversized_records_are_remote_errors() -> None:
+    with pytest.raises(SnapshotRecordError):
+        state_from_records(["not bytes"])  # type: ignore[list-item]
+    with pytest.raises(SnapshotRecordError):
+        state_from_records([encoding.encode([RECORD_TOTALS, b"\x00" * RECORD_SIZE_BYTES_MAX])])
+    with pytest.raises(SnapshotRecordError):
+        state_from_records([])  # no totals record
+
+
+# --- through the snapshot catalog ------------------------------------------------------------
+
+
+@given(workloads)
+def test_records_through_manifest_and_chunks_rebuild_the_root(ops: list[Op]) -> None:
+    ledger = ledger_of(ops)
+    root = ledger.state_root()
+    records = state_records(ledger.state)
+    manifest, chunks = build_manifest(3, b"\x07" * 32, root, records, chunk_size_bytes_max=2048)
+    for index, chunk in enumerate(chunks):
+        snapshot.verify_chunk(manifest, index, chunk)
+    recovered = [record for chunk in chunks for record in split_chunk(chunk)]
+    assert len(recovered) == manifest.record_count
+    assert state_from_records(recovered).root() == manifest.state_root == root
+
+
+def test_large_account_through_default_size_chunks() -> None:
+    state = state_with_unreceived(5 * UNRECEIVED_IDS_PER_RECORD_MAX + 3, seed=4)
+    records = state_records(state)
+    manifest, chunks = build_manifest(9, b"\x01" * 32, state.root(), records)
+    assert manifest.chunk_count >= 3  # 160 KiB of ids cannot fit fewer chunks
+    recovered = [record for chunk in chunks for record in split_chunk(chunk)]
+    assert state_from_records(recovered).root() == state.root()
