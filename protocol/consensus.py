@@ -1,0 +1,1137 @@
+"""Tendermint consensus for council checkpoints (sans-I/O).
+
+This is Algorithm 1 of Buchman, Kwon, Milosevic, "The latest gossip on BFT consensus" (2018,
+arXiv 1807.04938). Comments of the form "line N" refer to the line numbers of that pseudocode.
+The core decides one opaque value (the application's encoded checkpoint cut) per height among
+the genesis council: n validators of equal power, of which at most f = floor((n-1)/3) are
+faulty. A quorum ("2f+1" in the paper) is the smallest q with q > 2n/3; the round-skip
+threshold ("f+1", line 55) is n - q + 1, the smallest count that must include a correct node.
+
+Deviations from the pseudocode, each needed because the core is driven from outside:
+- getValue() (line 18) and valid(v) (lines 23, 29, 36, 50) are asynchronous: the core emits
+  `ValueRequested` / `ValidationRequested` and the application answers with `provide_value` /
+  `report_validity`. Until valid(v) is known the core does not prevote for v (the propose
+  timeout still applies), except that it prevotes nil at once when its lock alone rules v out.
+- The proposer also schedules OnTimeoutPropose (line 21 only does it for the others), so a
+  proposer whose application never answers still moves on. A nil prevote is always safe.
+- A decision does not move to height h+1 by itself (line 52): the application applies the
+  value first and then calls `start_height(h + 1)`. Messages for h+1 that arrive meanwhile are
+  kept in a bounded book.
+- The paper assumes gossip that eventually delivers every message. Lost messages are made up
+  for by re-broadcasting our own messages of the current height at a fixed interval, and
+  lagging nodes catch up through signed checkpoint bundles (`receive_bundle`).
+- A validator's conflicting second vote in a slot is evidence, and counts only for nil or a
+  value proposed at this height (see `_RoundBook`); the paper counts every sender per value.
+- Observers (no key pair) run the same rules without broadcasting and take every value as
+  valid: a value with a quorum of precommits was checked by at least one correct validator.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import crypto, encoding, limits
+from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
+
+#: Every consensus signature covers this tag, then the 32-byte network id, then the canonical
+#: encoding of the message body, so a consensus signature can never be replayed as an op
+#: signature, nor on another network.
+DOMAIN_TAG = b"swarmd/consensus/v1"
+
+#: Rounds grow by one per timeout (or by a skip); 2**31 rounds would take decades of timeouts,
+#: so a larger round number on the wire is malformed.
+CONSENSUS_ROUND_MAX = 2**31 - 1
+#: Heights fit a signed 64-bit column like every other counter of the ledger.
+CONSENSUS_HEIGHT_MAX = 2**63 - 1
+#: Room left in one encoded message or bundle for everything but the value: the envelope of a
+#: proposal (~200 bytes) or a bundle's precommit list (COUNCIL_SIZE_MAX x ~100 bytes).
+CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX = 16 * 1024
+#: A proposed value must fit a proposal and a checkpoint bundle within one encoded value.
+CONSENSUS_VALUE_SIZE_BYTES_MAX = (
+    limits.ENCODED_VALUE_SIZE_BYTES_MAX - CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
+)
+#: Evidence holds two message headers without values (~250 bytes each).
+EVIDENCE_SIZE_BYTES_MAX = 4 * 1024
+#: Decided bundles kept to serve lagging peers (`bundle_for`); older ones come from storage.
+CONSENSUS_BUNDLES_KEPT_MAX = 16
+#: Our own messages of the current height are re-broadcast this often, so that a round never
+#: stalls on a quorum whose messages were lost; receivers drop exact duplicates.
+CONSENSUS_REBROADCAST_INTERVAL_S = 1.0
+#: Rule firings per input. Every firing moves the step or round forward or sets a fire-once
+#: flag, so a handful suffice; the bound only guards against a bug looping forever.
+CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = 1024
+#: Events queued for the shell. Only rejections can pile up (a peer flooding junk); when the
+#: queue is full they are counted instead of queued, other events are always kept.
+CONSENSUS_EVENTS_QUEUED_MAX = 4096
+
+assert CONSENSUS_VALUE_SIZE_BYTES_MAX > 0
+assert limits.COUNCIL_SIZE_MAX * 128 + 1024 <= CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ConsensusMessageError(RemoteProtocolError):
+    """A consensus message that decodes as msgpack but not as a consensus message."""
+
+    code = "malformed_consensus_message"
+
+
+class UnknownValidatorError(RemoteProtocolError):
+    code = "unknown_validator"
+
+
+class NotProposerError(RemoteProtocolError):
+    """A proposal signed by a validator that is not the proposer of its height and round."""
+
+    code = "not_proposer"
+
+
+class BundleError(RemoteProtocolError):
+    code = "invalid_bundle"
+
+
+class MalformedBundleError(BundleError):
+    code = "malformed_bundle"
+
+
+class BundleUnknownValidatorError(BundleError):
+    code = "bundle_unknown_validator"
+
+
+class BundleDuplicateValidatorError(BundleError):
+    code = "bundle_duplicate_validator"
+
+
+class BundleQuorumError(BundleError):
+    code = "bundle_no_quorum"
+
+
+class BundleSignatureError(BundleError):
+    code = "bundle_bad_signature"
+
+
+class EvidenceError(RemoteProtocolError):
+    code = "invalid_evidence"
+
+
+class MalformedEvidenceError(EvidenceError):
+    code = "malformed_evidence"
+
+
+class EvidenceNotConflictingError(EvidenceError):
+    code = "evidence_not_conflicting"
+
+
+class EvidenceUnknownValidatorError(EvidenceError):
+    code = "evidence_unknown_validator"
+
+
+class EvidenceSignatureError(EvidenceError):
+    code = "evidence_bad_signature"
+
+
+# --- quorums and timeouts --------------------------------------------------------------------
+
+
+def quorum_size(validator_count: int) -> int:
+    """The paper's 2f+1: the smallest q with q > 2n/3, so two quorums share a correct node."""
+    return 2 * validator_count // 3 + 1
+
+
+def round_skip_size(validator_count: int) -> int:
+    """The paper's f+1 (line 55): n - q + 1 senders include at least one correct node."""
+    return validator_count - quorum_size(validator_count) + 1
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """Timeouts grow linearly with the round (the paper's timeoutX(r) = initX + r * delta)."""
+
+    timeout_propose_s: float = limits.CONSENSUS_TIMEOUT_PROPOSE_S
+    timeout_prevote_s: float = limits.CONSENSUS_TIMEOUT_PREVOTE_S
+    timeout_precommit_s: float = limits.CONSENSUS_TIMEOUT_PRECOMMIT_S
+    timeout_delta_s: float = limits.CONSENSUS_TIMEOUT_DELTA_S
+    rebroadcast_interval_s: float = CONSENSUS_REBROADCAST_INTERVAL_S
+
+    def timeout_s(self, kind: TimeoutKind, round: int) -> float:
+        base = {
+            TimeoutKind.PROPOSE: self.timeout_propose_s,
+            TimeoutKind.PREVOTE: self.timeout_prevote_s,
+            TimeoutKind.PRECOMMIT: self.timeout_precommit_s,
+        }[kind]
+        return base + round * self.timeout_delta_s
+
+
+class TimeoutKind(enum.Enum):
+    PROPOSE = "propose"
+    PREVOTE = "prevote"
+    PRECOMMIT = "precommit"
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+class MessageKind(enum.Enum):
+    PROPOSAL = "proposal"
+    PREVOTE = "prevote"
+    PRECOMMIT = "precommit"
+
+
+@dataclass(frozen=True)
+class ConsensusMessage:
+    """A signed proposal or vote.
+
+    The signature covers DOMAIN_TAG || network_id || encode(body). A proposal's body names the
+    value by its id (sha256) and the message carries the value beside the body, so that
+    evidence and bundles never need to repeat the value.
+    """
+
+    kind: MessageKind
+    height: int
+    round: int
+    value_id: bytes | None  # None is the paper's nil (votes only)
+    validator: bytes
+    signature: bytes
+    valid_round: int = -1  # proposals only: the paper's validRound (POL round) or -1
+    value: bytes | None = None  # proposals only; None in evidence
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.kind.value,
+            "height": self.height,
+            "round": self.round,
+            "value_id": self.value_id,
+        }
+        if self.kind is MessageKind.PROPOSAL:
+            body["valid_round"] = self.valid_round
+        return body
+
+    def header(self) -> dict[str, Any]:
+        return {"body": self.body(), "signature": self.signature, "validator": self.validator}
+
+    def encode(self) -> bytes:
+        envelope = self.header()
+        if self.kind is MessageKind.PROPOSAL and self.value is not None:
+            envelope["value"] = self.value
+        return encoding.encode(envelope)
+
+    def without_value(self) -> ConsensusMessage:
+        return ConsensusMessage(
+            kind=self.kind,
+            height=self.height,
+            round=self.round,
+            value_id=self.value_id,
+            validator=self.validator,
+            signature=self.signature,
+            valid_round=self.valid_round,
+        )
+
+    def same_body(self, other: ConsensusMessage) -> bool:
+        return self.body() == other.body()
+
+
+def signing_bytes(network_id: bytes, body: dict[str, Any]) -> bytes:
+    return DOMAIN_TAG + network_id + encoding.encode(body)
+
+
+def sign_proposal(
+    keypair: crypto.KeyPair,
+    network_id: bytes,
+    height: int,
+    round: int,
+    value: bytes,
+    valid_round: int,
+) -> ConsensusMessage:
+    unsigned = ConsensusMessage(
+        kind=MessageKind.PROPOSAL,
+        height=height,
+        round=round,
+        value_id=crypto.sha256(value),
+        validator=keypair.public_key,
+        signature=b"",
+        valid_round=valid_round,
+        value=value,
+    )
+    signature = keypair.sign(signing_bytes(network_id, unsigned.body()))
+    return _with_signature(unsigned, signature)
+
+
+def sign_vote(
+    keypair: crypto.KeyPair,
+    network_id: bytes,
+    kind: MessageKind,
+    height: int,
+    round: int,
+    value_id: bytes | None,
+) -> ConsensusMessage:
+    if kind is MessageKind.PROPOSAL:
+        raise LocalProtocolError("sign_vote signs prevotes and precommits only")
+    unsigned = ConsensusMessage(
+        kind=kind,
+        height=height,
+        round=round,
+        value_id=value_id,
+        validator=keypair.public_key,
+        signature=b"",
+    )
+    signature = keypair.sign(signing_bytes(network_id, unsigned.body()))
+    return _with_signature(unsigned, signature)
+
+
+def _with_signature(message: ConsensusMessage, signature: bytes) -> ConsensusMessage:
+    return ConsensusMessage(
+        kind=message.kind,
+        height=message.height,
+        round=message.round,
+        value_id=message.value_id,
+        validator=message.validator,
+        signature=signature,
+        valid_round=message.valid_round,
+        value=message.value,
+    )
+
+
+def verify_message_signature(message: ConsensusMessage, network_id: bytes) -> None:
+    """Raise BadSignatureError unless the validator signed this body on this network."""
+    crypto.verify(message.validator, signing_bytes(network_id, message.body()), message.signature)
+
+
+def _int_field(mapping: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = mapping[key]
+    if type(value) is not int or not low <= value <= high:  # bool is not an int here
+        raise ConsensusMessageError(f"{key} must be an int in [{low}, {high}]")
+    return value
+
+
+def _bytes_field(mapping: dict[str, Any], key: str, size: int) -> bytes:
+    value = mapping[key]
+    if not isinstance(value, bytes) or len(value) != size:
+        raise ConsensusMessageError(f"{key} must be {size} bytes")
+    return value
+
+
+_VOTE_BODY_KEYS = frozenset({"type", "height", "round", "value_id"})
+_PROPOSAL_BODY_KEYS = _VOTE_BODY_KEYS | {"valid_round"}
+_HEADER_KEYS = frozenset({"body", "signature", "validator"})
+
+
+def _parse_body(body: Any) -> tuple[MessageKind, int, int, bytes | None, int]:
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        raise ConsensusMessageError("body must be a map with a type")
+    try:
+        kind = MessageKind(body["type"])
+    except ValueError as exc:
+        raise ConsensusMessageError(f"unknown message type {body['type']!r}") from exc
+    is_proposal = kind is MessageKind.PROPOSAL
+    if set(body) != (_PROPOSAL_BODY_KEYS if is_proposal else _VOTE_BODY_KEYS):
+        raise ConsensusMessageError(f"{kind.value} body has the wrong fields")
+    height = _int_field(body, "height", 0, CONSENSUS_HEIGHT_MAX)
+    round = _int_field(body, "round", 0, CONSENSUS_ROUND_MAX)
+    value_id: bytes | None = None
+    if is_proposal or body["value_id"] is not None:
+        value_id = _bytes_field(body, "value_id", limits.HASH_SIZE_BYTES)
+    # validRound is -1 or a round before the proposal's round (line 28: vr < round_p).
+    valid_round = _int_field(body, "valid_round", -1, round - 1) if is_proposal else -1
+    return kind, height, round, value_id, valid_round
+
+
+def _parse_message(envelope: Any, *, with_value: bool) -> ConsensusMessage:
+    if not isinstance(envelope, dict):
+        raise ConsensusMessageError("message must be a map")
+    kind, height, round, value_id, valid_round = _parse_body(envelope.get("body"))
+    carries_value = with_value and kind is MessageKind.PROPOSAL
+    if set(envelope) != (_HEADER_KEYS | {"value"} if carries_value else _HEADER_KEYS):
+        raise ConsensusMessageError("message has the wrong fields")
+    value: bytes | None = None
+    if carries_value:
+        value = envelope["value"]
+        if not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            raise ConsensusMessageError("value must be bytes within the size limit")
+        if crypto.sha256(value) != value_id:
+            raise ConsensusMessageError("value does not match value_id")
+    return ConsensusMessage(
+        kind=kind,
+        height=height,
+        round=round,
+        value_id=value_id,
+        validator=_bytes_field(envelope, "validator", limits.PUBLIC_KEY_SIZE_BYTES),
+        signature=_bytes_field(envelope, "signature", limits.SIGNATURE_SIZE_BYTES),
+        valid_round=valid_round,
+        value=value,
+    )
+
+
+def decode_message(data: bytes) -> ConsensusMessage:
+    """Parse a wire message (signature not checked). Raises RemoteProtocolError subclasses."""
+    return _parse_message(encoding.decode(data), with_value=True)
+
+
+# --- checkpoint bundles ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointBundle:
+    """A decided value with the precommit signatures that decided it (offline-verifiable)."""
+
+    height: int
+    round: int
+    value: bytes
+    precommits: tuple[tuple[bytes, bytes], ...]  # (validator key, precommit signature)
+
+    @property
+    def value_id(self) -> bytes:
+        return crypto.sha256(self.value)
+
+    def encode(self) -> bytes:
+        return encoding.encode(
+            {
+                "height": self.height,
+                "round": self.round,
+                "value": self.value,
+                "precommits": [[key, signature] for key, signature in self.precommits],
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> CheckpointBundle:
+        try:
+            obj = encoding.decode(data)
+        except RemoteProtocolError as exc:
+            raise MalformedBundleError(f"bundle bytes: {exc.message}") from exc
+        try:
+            return cls._from_obj(obj)
+        except ConsensusMessageError as exc:
+            raise MalformedBundleError(exc.message) from exc
+
+    @classmethod
+    def _from_obj(cls, obj: Any) -> CheckpointBundle:
+        if not isinstance(obj, dict) or set(obj) != {"height", "round", "value", "precommits"}:
+            raise MalformedBundleError("bundle must be a map with the bundle fields")
+        value, precommits = obj["value"], obj["precommits"]
+        if not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            raise MalformedBundleError("bundle value must be bytes within the size limit")
+        if not isinstance(precommits, list) or len(precommits) > limits.COUNCIL_SIZE_MAX:
+            raise MalformedBundleError("bundle precommits must be a list of at most the council")
+        pairs: list[tuple[bytes, bytes]] = []
+        for item in precommits:
+            if not isinstance(item, list) or len(item) != 2:
+                raise MalformedBundleError("a precommit entry is [validator, signature]")
+            entry = {"validator": item[0], "signature": item[1]}
+            pairs.append(
+                (
+                    _bytes_field(entry, "validator", limits.PUBLIC_KEY_SIZE_BYTES),
+                    _bytes_field(entry, "signature", limits.SIGNATURE_SIZE_BYTES),
+                )
+            )
+        return cls(
+            height=_int_field(obj, "height", 0, CONSENSUS_HEIGHT_MAX),
+            round=_int_field(obj, "round", 0, CONSENSUS_ROUND_MAX),
+            value=value,
+            precommits=tuple(pairs),
+        )
+
+
+def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[bytes]) -> None:
+    """Raise a BundleError subclass unless a quorum of `validators` precommitted the value.
+
+    Needs nothing but the genesis validator keys: every signature is checked against the
+    precommit body for sha256(value) at the bundle's height and round.
+    """
+    council = set(validators)
+    seen: set[bytes] = set()
+    for key, _signature in bundle.precommits:
+        if key not in council:
+            raise BundleUnknownValidatorError("a precommit is signed by a non-member")
+        if key in seen:
+            raise BundleDuplicateValidatorError("a validator appears twice")
+        seen.add(key)
+    quorum = quorum_size(len(council))
+    if len(seen) < quorum:
+        raise BundleQuorumError(f"{len(seen)} precommits, a quorum is {quorum}")
+    body = {
+        "type": MessageKind.PRECOMMIT.value,
+        "height": bundle.height,
+        "round": bundle.round,
+        "value_id": bundle.value_id,
+    }
+    message = signing_bytes(network_id, body)
+    for key, signature in bundle.precommits:
+        try:
+            crypto.verify(key, message, signature)
+        except BadSignatureError as exc:
+            raise BundleSignatureError("a precommit signature does not verify") from exc
+
+
+# --- equivocation evidence -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Two conflicting signed messages of one validator for one height, round and type."""
+
+    first: ConsensusMessage
+    second: ConsensusMessage
+
+    @property
+    def validator(self) -> bytes:
+        return self.first.validator
+
+    def encode(self) -> bytes:
+        return encoding.encode({"first": self.first.header(), "second": self.second.header()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Evidence:
+        try:
+            obj = encoding.decode(data, size_max=EVIDENCE_SIZE_BYTES_MAX)
+            if not isinstance(obj, dict) or set(obj) != {"first", "second"}:
+                raise MalformedEvidenceError("evidence must be a map of first and second")
+            first = _parse_message(obj["first"], with_value=False)
+            second = _parse_message(obj["second"], with_value=False)
+        except EvidenceError:
+            raise
+        except RemoteProtocolError as exc:
+            raise MalformedEvidenceError(exc.message) from exc
+        return cls(first=first, second=second)
+
+
+def verify_evidence(evidence: Evidence, network_id: bytes, validators: list[bytes]) -> None:
+    """Raise an EvidenceError subclass unless `evidence` proves a council member equivocated."""
+    first, second = evidence.first, evidence.second
+    if first.validator not in set(validators):
+        raise EvidenceUnknownValidatorError("evidence names a non-member")
+    same_slot = (first.validator, first.kind, first.height, first.round) == (
+        second.validator,
+        second.kind,
+        second.height,
+        second.round,
+    )
+    if not same_slot or first.same_body(second):
+        raise EvidenceNotConflictingError("messages are not two different ones for one slot")
+    for message in (first, second):
+        try:
+            verify_message_signature(message, network_id)
+        except BadSignatureError as exc:
+            raise EvidenceSignatureError("an evidence signature does not verify") from exc
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueRequested:
+    """We propose at (height, round): answer with `provide_value` (the paper's getValue)."""
+
+    height: int
+    round: int
+
+
+@dataclass(frozen=True)
+class ValidationRequested:
+    """Answer with `report_validity(value_id, ...)` (the paper's valid(v))."""
+
+    height: int
+    round: int
+    value_id: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Decided:
+    height: int
+    round: int
+    value: bytes
+    bundle: CheckpointBundle
+
+
+@dataclass(frozen=True)
+class EquivocationDetected:
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class MessageRejected:
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RoundAdvanced:
+    height: int
+    round: int
+
+
+Event = (
+    ValueRequested
+    | ValidationRequested
+    | Decided
+    | EquivocationDetected
+    | MessageRejected
+    | RoundAdvanced
+)
+
+
+# --- the vote book ---------------------------------------------------------------------------
+
+
+class _Step(enum.IntEnum):
+    PROPOSE = 0
+    PREVOTE = 1
+    PRECOMMIT = 2
+
+
+@dataclass
+class _RoundBook:
+    """Messages of one round, with per-value tallies of distinct validators.
+
+    The first vote of a validator in a (type, round) slot always counts. A conflicting later
+    vote is evidence, and it also counts (for its own value) when it names nil or a value
+    proposed at this height: the paper counts messages from distinct senders per value, and
+    a correct node that locked on v may hold an equivocator's vote for v that others saw
+    second; not counting it there would leave the others unable to see the lock's POL
+    (line 28) forever. Votes for ids that no proposal names are of no use to any rule and
+    are not kept, which bounds the book.
+    """
+
+    proposal: ConsensusMessage | None = None
+    prevotes: dict[bytes, dict[bytes | None, ConsensusMessage]] = field(default_factory=dict)
+    precommits: dict[bytes, dict[bytes | None, ConsensusMessage]] = field(default_factory=dict)
+    prevote_tally: dict[bytes | None, int] = field(default_factory=dict)
+    precommit_tally: dict[bytes | None, int] = field(default_factory=dict)
+    senders: set[bytes] = field(default_factory=set)
+
+    def prevotes_for(self, value_id: bytes | None) -> int:
+        return self.prevote_tally.get(value_id, 0)
+
+    def precommits_for(self, value_id: bytes | None) -> int:
+        return self.precommit_tally.get(value_id, 0)
+
+    def votes_for(self, kind: MessageKind, value_id: bytes | None) -> list[ConsensusMessage]:
+        slots = self.prevotes if kind is MessageKind.PREVOTE else self.precommits
+        return [slot[value_id] for slot in slots.values() if value_id in slot]
+
+
+@dataclass
+class _HeightBook:
+    """Messages of one height, for rounds up to the current one plus the future window."""
+
+    height: int
+    rounds: dict[int, _RoundBook] = field(default_factory=dict)
+    proposal_value_ids: set[bytes] = field(default_factory=set)
+    equivocations_reported: set[tuple[bytes, MessageKind, int]] = field(default_factory=set)
+
+    def round_book(self, round: int) -> _RoundBook:
+        book = self.rounds.get(round)
+        if book is None:
+            book = self.rounds[round] = _RoundBook()
+        return book
+
+    def add(self, message: ConsensusMessage) -> ConsensusMessage | None:
+        """Count `message`; return the validator's earlier message of the slot on conflict."""
+        book = self.round_book(message.round)
+        if message.kind is MessageKind.PROPOSAL:
+            if book.proposal is not None:
+                return None if book.proposal.same_body(message) else book.proposal
+            book.proposal = message
+            assert message.value_id is not None
+            self.proposal_value_ids.add(message.value_id)
+            book.senders.add(message.validator)
+            return None
+        is_prevote = message.kind is MessageKind.PREVOTE
+        slots = book.prevotes if is_prevote else book.precommits
+        tally = book.prevote_tally if is_prevote else book.precommit_tally
+        slot = slots.get(message.validator)
+        if slot is None:
+            slots[message.validator] = {message.value_id: message}
+            tally[message.value_id] = tally.get(message.value_id, 0) + 1
+            book.senders.add(message.validator)
+            return None
+        if message.value_id in slot:
+            return None  # a duplicate
+        earlier = next(iter(slot.values()))
+        if message.value_id is None or message.value_id in self.proposal_value_ids:
+            slot[message.value_id] = message
+            tally[message.value_id] = tally.get(message.value_id, 0) + 1
+        return earlier
+
+    def proposals(self) -> list[ConsensusMessage]:
+        return [book.proposal for book in self.rounds.values() if book.proposal is not None]
+
+
+@dataclass
+class _Timer:
+    deadline: float
+    kind: TimeoutKind
+    height: int
+    round: int
+
+
+# --- the core --------------------------------------------------------------------------------
+
+
+class Tendermint:
+    """One node's consensus core: validator (with a key pair) or observer (without)."""
+
+    def __init__(
+        self,
+        *,
+        network_id: bytes,
+        validators: list[bytes],
+        keypair: crypto.KeyPair | None,
+        config: ConsensusConfig | None = None,
+    ) -> None:
+        if not isinstance(network_id, bytes) or len(network_id) != limits.HASH_SIZE_BYTES:
+            raise LocalProtocolError("network_id must be 32 bytes")
+        if not 1 <= len(validators) <= limits.COUNCIL_SIZE_MAX:
+            raise LocalProtocolError(f"council size must be 1..{limits.COUNCIL_SIZE_MAX}")
+        if len(set(validators)) != len(validators):
+            raise LocalProtocolError("validators must be distinct")
+        for key in validators:
+            try:
+                crypto.check_public_key(key)
+            except RemoteProtocolError as exc:
+                raise LocalProtocolError(f"invalid validator key: {exc.message}") from exc
+        if keypair is not None and keypair.public_key not in validators:
+            raise LocalProtocolError("the key pair is not a validator; pass None to observe")
+        self._network_id = network_id
+        self._validators = sorted(validators)
+        self._validator_set = frozenset(validators)
+        self._keypair = keypair
+        self._config = config if config is not None else ConsensusConfig()
+        self._quorum = quorum_size(len(validators))
+        self._round_skip = round_skip_size(len(validators))
+        self._events: deque[Event] = deque()
+        self._rejections_dropped = 0
+        self._outbox: list[bytes] = []
+        self._bundles: dict[int, CheckpointBundle] = {}
+        self._height: int | None = None
+        self._reset_height_state(0, _HeightBook(0))
+
+    def _reset_height_state(self, height: int, book: _HeightBook) -> None:
+        # Lines 2-9 and 53: the per-height variables and an empty message log.
+        self._book = book
+        self._next_book = _HeightBook(height + 1)
+        self._round = 0
+        self._step = _Step.PROPOSE
+        self._decided = False
+        self._locked_value: bytes | None = None
+        self._locked_round = -1
+        self._valid_value: bytes | None = None
+        self._valid_round = -1
+        self._validity: dict[bytes, bool] = {}
+        self._validation_requested: set[bytes] = set()
+        self._awaiting_value = False
+        self._fired: set[tuple[int, int]] = set()  # (paper line, round) of fire-once rules
+        self._timers: list[_Timer] = []
+        self._own_messages: list[ConsensusMessage] = []
+        self._rebroadcast_at: float | None = None
+
+    # --- read-only state -------------------------------------------------------------------
+
+    @property
+    def height(self) -> int | None:
+        return self._height
+
+    @property
+    def round(self) -> int:
+        return self._round
+
+    @property
+    def decided(self) -> bool:
+        return self._decided
+
+    @property
+    def quorum(self) -> int:
+        return self._quorum
+
+    @property
+    def rejections_dropped(self) -> int:
+        """Rejection events not queued because the event queue was full."""
+        return self._rejections_dropped
+
+    def proposer(self, height: int, round: int) -> bytes:
+        """Round-robin over the validators sorted by key: index (height + round) mod n."""
+        return self._validators[(height + round) % len(self._validators)]
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def start_height(self, height: int, now: float) -> None:
+        """Start consensus for `height` (line 10, and line 54 once the app applied h-1)."""
+        if type(height) is not int or not 0 <= height <= CONSENSUS_HEIGHT_MAX:
+            raise LocalProtocolError("height out of range")
+        if self._height is not None and height <= self._height:
+            raise LocalProtocolError(f"height {height} is not above {self._height}")
+        book = self._next_book if self._next_book.height == height else _HeightBook(height)
+        self._height = height
+        self._reset_height_state(height, book)
+        if self._keypair is not None:
+            self._rebroadcast_at = now + self._config.rebroadcast_interval_s
+        self._start_round(0, now)
+        for proposal in book.proposals():
+            self._request_validation(proposal)
+        self._run_rules(now)
+
+    def receive_message(self, data: bytes, now: float) -> None:
+        """Take one encoded consensus message from a peer; problems become events."""
+        try:
+            message = decode_message(data)
+            self._admit(message)
+        except RemoteProtocolError as exc:
+            self._reject(exc)
+            return
+        self._run_rules(now)
+
+    def receive_bundle(self, data: bytes, now: float) -> None:
+        """Take a checkpoint bundle; one for the current height decides it at once."""
+        try:
+            bundle = CheckpointBundle.decode(data)
+            verify_bundle(bundle, self._network_id, self._validators)
+        except RemoteProtocolError as exc:
+            self._reject(exc)
+            return
+        if self._height is None or bundle.height != self._height or self._decided:
+            return
+        self._decide(bundle)
+
+    def provide_value(self, height: int, round: int, value: bytes, now: float) -> None:
+        """The app's answer to ValueRequested; an answer for a past round is ignored."""
+        if not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            raise LocalProtocolError("value must be bytes within CONSENSUS_VALUE_SIZE_BYTES_MAX")
+        current = (height, round) == (self._height, self._round)
+        if not (current and self._awaiting_value and self._step is _Step.PROPOSE):
+            return
+        self._awaiting_value = False
+        self._validity[crypto.sha256(value)] = True  # our own getValue() is valid
+        self._broadcast_proposal(value, -1)  # line 19, with validRound_p = -1 (line 15)
+        self._run_rules(now)
+
+    def report_validity(self, value_id: bytes, valid: bool, now: float) -> None:
+        """The app's answer to ValidationRequested for a value of the current height."""
+        if value_id not in self._validation_requested or value_id in self._validity:
+            return
+        self._validity[value_id] = bool(valid)
+        self._run_rules(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timeout due at `now` (lines 57-67) and the re-broadcast."""
+        due = sorted(
+            (timer for timer in self._timers if timer.deadline <= now),
+            key=lambda timer: timer.deadline,
+        )
+        for timer in due:
+            if timer not in self._timers:
+                continue  # a previous timeout started a new round and dropped it
+            self._timers.remove(timer)
+            self._on_timeout(timer, now)
+            self._run_rules(now)
+        if self._rebroadcast_at is not None and self._rebroadcast_at <= now:
+            self._rebroadcast(now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [timer.deadline for timer in self._timers]
+        if self._rebroadcast_at is not None:
+            deadlines.append(self._rebroadcast_at)
+        return min(deadlines, default=None)
+
+    # --- outputs ---------------------------------------------------------------------------
+
+    def messages_to_send(self) -> list[bytes]:
+        """Encoded signed messages to broadcast to every peer."""
+        messages, self._outbox = self._outbox, []
+        return messages
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def bundle_for(self, height: int) -> CheckpointBundle | None:
+        """The bundle of a recently decided height, to help lagging peers catch up."""
+        return self._bundles.get(height)
+
+    # --- admission of peer messages ---------------------------------------------------------
+
+    def _admit(self, message: ConsensusMessage) -> None:
+        if self._height is None:
+            return
+        if message.validator not in self._validator_set:
+            raise UnknownValidatorError("message signed by a non-member")
+        if message.height == self._height and not self._decided:
+            book, round_limit = self._book, self._round + limits.CONSENSUS_FUTURE_ROUNDS_MAX
+        elif message.height == self._height + 1:
+            book, round_limit = self._next_book, limits.CONSENSUS_FUTURE_ROUNDS_MAX
+        else:
+            return  # an old height (nothing left to do) or too far ahead (catch up by bundles)
+        if message.round > round_limit:
+            return  # beyond the bounded window; the sender will re-broadcast it later
+        if message.kind is MessageKind.PROPOSAL and message.validator != self.proposer(
+            message.height, message.round
+        ):
+            raise NotProposerError("proposal from a validator that is not the proposer")
+        verify_message_signature(message, self._network_id)
+        earlier = book.add(message)
+        if earlier is not None:
+            self._report_equivocation(book, earlier, message)
+        elif book is self._book and message.kind is MessageKind.PROPOSAL:
+            self._request_validation(message)
+
+    def _report_equivocation(
+        self, book: _HeightBook, earlier: ConsensusMessage, later: ConsensusMessage
+    ) -> None:
+        slot = (later.validator, later.kind, later.round)
+        if slot in book.equivocations_reported:
+            return  # one piece of evidence per slot is enough, and bounds the events
+        book.equivocations_reported.add(slot)
+        evidence = Evidence(first=earlier.without_value(), second=later.without_value())
+        self._events.append(EquivocationDetected(evidence))
+
+    def _request_validation(self, proposal: ConsensusMessage) -> None:
+        assert proposal.value_id is not None and proposal.value is not None
+        if self._keypair is None or proposal.value_id in self._validation_requested:
+            return
+        if proposal.value_id in self._validity:
+            return  # our own proposal
+        self._validation_requested.add(proposal.value_id)
+        self._events.append(
+            ValidationRequested(proposal.height, proposal.round, proposal.value_id, proposal.value)
+        )
+
+    def _reject(self, error: RemoteProtocolError) -> None:
+        if len(self._events) >= CONSENSUS_EVENTS_QUEUED_MAX:
+            self._rejections_dropped += 1
+            return
+        self._events.append(MessageRejected(error.code, error.message))
+
+    # --- broadcasting our own messages -------------------------------------------------------
+
+    def _send(self, message: ConsensusMessage) -> None:
+        # Our own message counts like any other (the paper's broadcast includes ourselves).
+        self._book.add(message)
+        self._own_messages.append(message)
+        self._outbox.append(message.encode())
+
+    def _broadcast_proposal(self, value: bytes, valid_round: int) -> None:
+        assert self._keypair is not None and self._height is not None
+        self._send(
+            sign_proposal(
+                self._keypair, self._network_id, self._height, self._round, value, valid_round
+            )
+        )
+
+    def _broadcast_vote(self, kind: MessageKind, value_id: bytes | None) -> None:
+        if self._keypair is None or self._height is None:
+            return  # an observer follows the rules silently
+        self._send(
+            sign_vote(self._keypair, self._network_id, kind, self._height, self._round, value_id)
+        )
+
+    def _rebroadcast(self, now: float) -> None:
+        # Everything we sent at this height: earlier rounds matter too, since a peer still in
+        # an earlier round may need our vote there to reach its quorum (lines 34, 44, 47), a
+        # POL (line 28) or a decision (line 49). At most 3 messages per round.
+        queued = set(self._outbox)
+        for message in [*self._own_messages, *self._pol_messages()]:
+            encoded = message.encode()
+            if encoded not in queued:
+                queued.add(encoded)
+                self._outbox.append(encoded)
+        self._rebroadcast_at = now + self._config.rebroadcast_interval_s
+
+    def _pol_messages(self) -> list[ConsensusMessage]:
+        """The prevotes behind our lock and our valid value, relayed for peers that missed
+        them: the paper's gossip guarantees every correct node eventually receives what one
+        correct node received, and lines 28-29 of peers depend on these POLs."""
+        relayed: list[ConsensusMessage] = []
+        for round, value in {
+            self._locked_round: self._locked_value,
+            self._valid_round: self._valid_value,
+        }.items():
+            book = self._book.rounds.get(round)
+            if book is None or value is None:
+                continue
+            for vote in book.votes_for(MessageKind.PREVOTE, crypto.sha256(value)):
+                if self._keypair is None or vote.validator != self._keypair.public_key:
+                    relayed.append(vote)
+        return relayed
+
+    # --- the algorithm ----------------------------------------------------------------------
+
+    def _start_round(self, round: int, now: float) -> None:
+        """StartRound (lines 11-21)."""
+        assert self._height is not None
+        self._round = round  # line 12
+        self._step = _Step.PROPOSE  # line 13
+        self._awaiting_value = False
+        self._timers = []  # every pending timeout names an older round: all would be no-ops
+        if round > 0:
+            self._events.append(RoundAdvanced(self._height, round))
+        if self._keypair is not None and self.proposer(self._height, round) == (
+            self._keypair.public_key
+        ):  # line 14
+            if self._valid_value is not None:  # lines 15-16
+                self._broadcast_proposal(self._valid_value, self._valid_round)  # line 19
+            else:  # line 18: getValue() is asked of the application
+                self._awaiting_value = True
+                self._events.append(ValueRequested(self._height, round))
+        self._schedule(TimeoutKind.PROPOSE, now)  # line 21 (for the proposer too, see above)
+
+    def _schedule(self, kind: TimeoutKind, now: float) -> None:
+        assert self._height is not None
+        deadline = now + self._config.timeout_s(kind, self._round)
+        self._timers.append(_Timer(deadline, kind, self._height, self._round))
+
+    def _on_timeout(self, timer: _Timer, now: float) -> None:
+        if (timer.height, timer.round) != (self._height, self._round) or self._decided:
+            return
+        if timer.kind is TimeoutKind.PROPOSE and self._step is _Step.PROPOSE:  # lines 57-60
+            self._broadcast_vote(MessageKind.PREVOTE, None)
+            self._step = _Step.PREVOTE
+        elif timer.kind is TimeoutKind.PREVOTE and self._step is _Step.PREVOTE:  # lines 61-64
+            self._broadcast_vote(MessageKind.PRECOMMIT, None)
+            self._step = _Step.PRECOMMIT
+        elif timer.kind is TimeoutKind.PRECOMMIT:  # lines 65-67
+            self._start_round(self._round + 1, now)
+
+    def _is_valid(self, value_id: bytes) -> bool | None:
+        """valid(v): True, False, or None while the application has not answered."""
+        if self._keypair is None:
+            return True  # observers: see the module docstring
+        return self._validity.get(value_id)
+
+    def _run_rules(self, now: float) -> None:
+        """Fire upon-rules until none applies (the paper runs them atomically)."""
+        for _ in range(CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX):
+            if self._height is None or self._decided:
+                return
+            fired = (
+                self._try_decide()
+                or self._try_round_skip(now)
+                or self._try_prevote()
+                or self._try_schedule_prevote_timeout(now)
+                or self._try_precommit_value()
+                or self._try_precommit_nil()
+                or self._try_schedule_precommit_timeout(now)
+            )
+            if not fired:
+                return
+
+    def _try_decide(self) -> bool:
+        """Line 49: a proposal and 2f+1 precommits for its id, in any round."""
+        for round, book in self._book.rounds.items():
+            proposal = book.proposal
+            if proposal is None or book.precommits_for(proposal.value_id) < self._quorum:
+                continue
+            assert proposal.value_id is not None and proposal.value is not None
+            if self._is_valid(proposal.value_id) is not True:  # line 50
+                continue
+            precommits = sorted(
+                (vote.validator, vote.signature)
+                for vote in book.votes_for(MessageKind.PRECOMMIT, proposal.value_id)
+            )
+            assert self._height is not None
+            self._decide(CheckpointBundle(self._height, round, proposal.value, tuple(precommits)))
+            return True
+        return False
+
+    def _decide(self, bundle: CheckpointBundle) -> None:
+        """Lines 51-53; the move to the next height waits for `start_height` (see above)."""
+        self._decided = True
+        self._timers = []
+        self._rebroadcast_at = None
+        self._bundles[bundle.height] = bundle
+        while len(self._bundles) > CONSENSUS_BUNDLES_KEPT_MAX:
+            del self._bundles[min(self._bundles)]
+        self._events.append(Decided(bundle.height, bundle.round, bundle.value, bundle))
+
+    def _try_round_skip(self, now: float) -> bool:
+        """Line 55: f+1 senders of any message in a higher round make us join that round."""
+        higher = [
+            round
+            for round, book in self._book.rounds.items()
+            if round > self._round and len(book.senders) >= self._round_skip
+        ]
+        if not higher:
+            return False
+        self._start_round(max(higher), now)  # line 56
+        return True
+
+    def _try_prevote(self) -> bool:
+        """Lines 22-27 (validRound -1) and 28-33 (a proposal backed by a POL in round vr)."""
+        book = self._book.rounds.get(self._round)
+        if self._step is not _Step.PROPOSE or book is None or book.proposal is None:
+            return False
+        proposal = book.proposal
+        value_id, valid_round = proposal.value_id, proposal.valid_round
+        assert value_id is not None
+        if valid_round == -1:  # line 22
+            lock_allows = self._locked_round == -1 or self._locked_value_id() == value_id
+        else:  # line 28: 0 <= vr < round_p was checked when the message was parsed
+            pol_book = self._book.rounds.get(valid_round)
+            if pol_book is None or pol_book.prevotes_for(value_id) < self._quorum:
+                return False
+            lock_allows = self._locked_round <= valid_round or self._locked_value_id() == value_id
+        validity = self._is_valid(value_id)
+        if lock_allows and validity is None:
+            return False  # wait for valid(v); the propose timeout still runs
+        vote = value_id if lock_allows and validity else None  # lines 23-26 / 29-32
+        self._broadcast_vote(MessageKind.PREVOTE, vote)
+        self._step = _Step.PREVOTE  # lines 27 / 33
+        return True
+
+    def _locked_value_id(self) -> bytes | None:
+        return None if self._locked_value is None else crypto.sha256(self._locked_value)
+
+    def _try_schedule_prevote_timeout(self, now: float) -> bool:
+        """Line 34: 2f+1 prevotes of any kind, for the first time in this round."""
+        book = self._book.rounds.get(self._round)
+        if self._step is not _Step.PREVOTE or book is None or (34, self._round) in self._fired:
+            return False
+        if len(book.prevotes) < self._quorum:
+            return False
+        self._fired.add((34, self._round))
+        self._schedule(TimeoutKind.PREVOTE, now)  # line 35
+        return True
+
+    def _try_precommit_value(self) -> bool:
+        """Line 36: the proposal and 2f+1 prevotes for it, for the first time in this round."""
+        book = self._book.rounds.get(self._round)
+        if self._step < _Step.PREVOTE or book is None or book.proposal is None:
+            return False
+        proposal = book.proposal
+        assert proposal.value_id is not None and proposal.value is not None
+        if (36, self._round) in self._fired or book.prevotes_for(proposal.value_id) < self._quorum:
+            return False
+        if self._is_valid(proposal.value_id) is not True:
+            return False
+        self._fired.add((36, self._round))
+        if self._step is _Step.PREVOTE:  # line 37
+            self._locked_value = proposal.value  # line 38
+            self._locked_round = self._round  # line 39
+            self._broadcast_vote(MessageKind.PRECOMMIT, proposal.value_id)  # line 40
+            self._step = _Step.PRECOMMIT  # line 41
+        self._valid_value = proposal.value  # line 42
+        self._valid_round = self._round  # line 43
+        return True
+
+    def _try_precommit_nil(self) -> bool:
+        """Line 44: 2f+1 nil prevotes while in the prevote step."""
+        book = self._book.rounds.get(self._round)
+        if self._step is not _Step.PREVOTE or book is None:
+            return False
+        if book.prevotes_for(None) < self._quorum:
+            return False
+        self._broadcast_vote(MessageKind.PRECOMMIT, None)  # line 45
+        self._step = _Step.PRECOMMIT  # line 46
+        return True
+
+    def _try_schedule_precommit_timeout(self, now: float) -> bool:
+        """Line 47: 2f+1 precommits of any kind, for the first time in this round."""
+        book = self._book.rounds.get(self._round)
+        if book is None or (47, self._round) in self._fired:
+            return False
+        if len(book.precommits) < self._quorum:
+            return False
+        self._fired.add((47, self._round))
+        self._schedule(TimeoutKind.PRECOMMIT, now)  # line 48
+        return True
