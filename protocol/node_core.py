@@ -242,6 +242,7 @@ class NodeCore:
             config=self.config.consensus,
         )
         self._consensus_height = 0  # the height consensus runs at (0 = none started)
+        self._sit_out_height = 0  # a height this node must not vote at (see restore)
         self._peers: dict[bytes, _Peer] = {}
         self._unfinal_ids = IdSet()
         self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
@@ -284,6 +285,10 @@ class NodeCore:
         for data in bundles:
             core._receive_bundle(b"", data, now, persist=False)
         core._events.clear()
+        # Votes are not persisted, so a restarted member could sign something different from
+        # what it signed before the crash at the height that was in progress (equivocation).
+        # It sits that height out and learns its decision from a bundle.
+        core._sit_out_height = core.final_height + 1
         return core
 
     # --- peers -------------------------------------------------------------------------------
@@ -648,6 +653,8 @@ class NodeCore:
     def _checkpoint_due_at(self) -> float | None:
         if not self.is_validator or self._consensus_height > self.final_height:
             return None
+        if self._sit_out_height == self.final_height + 1:
+            return None
         if self.effective_mode is Mode.QUIESCED or self.ledger.unfinalized_count() == 0:
             return None
         if self.ledger.unfinalized_count() >= self.config.checkpoint_ops_trigger:
@@ -661,6 +668,8 @@ class NodeCore:
 
     def _start_height(self, height: int, now: float) -> None:
         if self._consensus_height >= height or self.effective_mode is Mode.QUIESCED:
+            return
+        if height == self._sit_out_height:
             return
         self._consensus_height = height
         self.consensus.start_height(height, now)
@@ -814,9 +823,6 @@ class NodeCore:
         self._last_final_at = now
         self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
         self.stats.checkpoints += 1
-        if self._consensus_height < height:
-            self._consensus_height = height
-            self.consensus.start_height(height, now)
         if persist:
             self._emit(
                 PersistCheckpoint(

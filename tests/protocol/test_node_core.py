@@ -95,3 +95,43 @@ def test_same_seed_same_result() -> None:
         return swarm.nodes[0].state_root(), swarm.nodes[0].final_height
 
     assert run() == run()
+
+
+def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
+    import random as _random
+
+    from swarmd.protocol.node_core import EquivocationRecorded, NodeCore, PersistCheckpoint
+
+    swarm = Swarm(4, seed=11)
+    fund(swarm, 3)
+    swarm.run(until=3.0)
+    # "kill -9" node 2: keep only what it asked to persist.
+    envelopes = [env for e in swarm.events[2] if isinstance(e, PersistOps) for env in e.envelopes]
+    bundles = [e.bundle for e in swarm.events[2] if isinstance(e, PersistCheckpoint)]
+    crashed = swarm.nodes[2]
+    for node in swarm.nodes:
+        node.peer_disconnected(crashed.node_id, swarm.now)
+    more = [swarm.author(f"after-crash-{i}") for i in range(3)]
+    for i, person in enumerate(more):
+        outcome = swarm.submit(i % 2, swarm.members[3].grant(person.key, 100))
+        assert outcome.status in ("accepted", "pending")
+    swarm.run(until=6.0)
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[2],
+        rng=_random.Random(99),
+        now=swarm.now,
+        envelopes=envelopes,
+        bundles=bundles,
+    )
+    assert restored.final_height == crashed.final_height
+    swarm.nodes[2] = restored
+    for node in swarm.nodes:
+        for other in swarm.nodes:
+            if node is not other:
+                node.peer_connected(other.node_id, swarm.now)
+    swarm.run(until=14.0)
+    assert len({n.state_root() for n in swarm.nodes}) == 1
+    assert len({n.final_height for n in swarm.nodes}) == 1
+    assert all(restored.ledger.balance(p.key) == 100 for p in more)
+    assert not any(isinstance(e, EquivocationRecorded) for ev in swarm.events for e in ev)
