@@ -25,8 +25,16 @@ deps adds that amount to the author's spendable credits (once per credit: the ac
 the set of credits it has not received yet). Spending (transfer, burn) may not exceed
 spendable credits, so validity needs only the author's own chain and its deps. Balances count
 every applied credit, so `sum(balances) == granted - burned` always holds and
-`0 <= spendable <= balance`. Everything validation needs lives in the account records, so a
-state restored from a snapshot validates future ops exactly like a replayed one.
+`0 <= spendable <= balance`.
+
+Restored state. What validation reads about the past lives in the state (account records with
+unreceived credit amounts, claims, mode votes), all of it under the state root, so a ledger
+built by `Ledger.restore_final` from a snapshot validates later ops like a replayed one: a
+parent it never saw counts as applied when the final state shows it (the author's final head
+as prev, an unreceived credit to the author, a claim). Causal depth counts from the last final
+checkpoint (final parents are depth 0) and is re-counted at every finalization, so canonical
+keys agree between nodes that replayed everything and nodes that restored
+(docs/PROTOCOL.md section 5).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Literal
 from . import limits
 from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 from .genesis import Genesis
-from .ledger_state import Claim, LedgerState
+from .ledger_state import Claim, EndorsementKey, LedgerState
 from .ops import Kind, Op, decode_op, op_id_of, verify_op
 from .pending import MissingKey, PendingPool
 
@@ -199,13 +207,17 @@ class _Derivation:
     applied: set[bytes]
     excluded: dict[bytes, str]
     conflicts: dict[tuple[str, bytes, int], bytes]
-    endorsement_keys: dict[bytes, list[tuple[int, bytes]]]
     claims_by_handle: dict[str, list[bytes]]
-    revokes: dict[bytes, set[bytes]]
 
     @classmethod
     def empty(cls) -> _Derivation:
-        return cls(LedgerState(), set(), {}, {}, {}, {}, {})
+        return cls(LedgerState(), set(), {}, {}, {})
+
+    @classmethod
+    def around(cls, state: LedgerState) -> _Derivation:
+        """A derivation whose state came from elsewhere (a snapshot): no op is known, and the
+        per-handle index is rebuilt from the claims."""
+        return cls(state, set(), {}, {}, state.claims_by_handle())
 
     def copy(self) -> _Derivation:
         return _Derivation(
@@ -213,9 +225,7 @@ class _Derivation:
             set(self.applied),
             dict(self.excluded),
             dict(self.conflicts),
-            {claim: list(keys) for claim, keys in self.endorsement_keys.items()},
             {handle: list(claims) for handle, claims in self.claims_by_handle.items()},
-            {claim: set(members) for claim, members in self.revokes.items()},
         )
 
 
@@ -259,6 +269,32 @@ class Ledger:
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False
+        #: Each author's seq in the state this ledger started from (empty unless restored):
+        #: the ops up to it are final and were never seen here.
+        self._base_seqs: dict[bytes, int] = {}
+
+    @classmethod
+    def restore_final(
+        cls,
+        genesis: Genesis,
+        state: LedgerState,
+        height: int,
+        config: LedgerConfig | None = None,
+    ) -> Ledger:
+        """A ledger continuing from `state`, the final state at checkpoint `height` (rebuilt
+        from a snapshot whose root the caller checked against the checkpoint's).
+
+        The final ops themselves are unknown here; later ops that name them are admitted from
+        the state alone (see `_is_state_final`). `state` is copied, not aliased.
+        """
+        if height < 0:
+            raise LocalProtocolError(f"restore height {height} is negative")
+        ledger = cls(genesis, config)
+        ledger._final = _Derivation.around(state.copy())
+        ledger._live = ledger._final.copy()
+        ledger.final_height = height
+        ledger._base_seqs = {key: account.seq for key, account in state.accounts.items()}
+        return ledger
 
     # --- the pipeline ----------------------------------------------------------------------
 
@@ -283,7 +319,7 @@ class Ledger:
         if self._seen(op.op_id):
             return self._duplicate(op.op_id)
         outcome = self._admit(op, now)
-        if outcome.status in ("accepted", "excluded"):
+        if _releases_waiters(outcome):
             self._release_waiters(op.op_id, now)
         return outcome
 
@@ -361,12 +397,15 @@ class Ledger:
         seqs: dict[bytes, list[int]] = {}
         for op_id in self._live.applied:
             op = self._known[op_id]
-            seqs.setdefault(op.author, []).append(op.seq)
+            if op.seq > self._base_seqs.get(op.author, 0):  # not a final op from before restore
+                seqs.setdefault(op.author, []).append(op.seq)
         for account in state.accounts.values():
             assert 0 <= account.spendable <= account.balance, "spendable within balance"
         for author, author_seqs in seqs.items():
-            assert sorted(author_seqs) == list(range(1, len(author_seqs) + 1)), "seq gap"
-            assert state.accounts[author].seq == len(author_seqs), "head seq"
+            base = self._base_seqs.get(author, 0)
+            expected = list(range(base + 1, base + len(author_seqs) + 1))
+            assert sorted(author_seqs) == expected, "seq gap"
+            assert state.accounts[author].seq == base + len(author_seqs), "head seq"
 
     # --- admission -------------------------------------------------------------------------
 
@@ -379,10 +418,20 @@ class Ledger:
         return Outcome(op_id, "duplicate", code, status)
 
     def _admit(self, op: Op, now: float) -> Outcome:
+        if self._described_final(op):
+            # A final op this node never saw (it restored a snapshot). The state names its id,
+            # so it is that op: hold it as final, and answer "duplicate" as a node that had it
+            # all along does.
+            self._known[op.op_id] = op
+            self._depth[op.op_id] = 0
+            self._final.applied.add(op.op_id)
+            self._live.applied.add(op.op_id)
+            self.stats.duplicate += 1
+            return Outcome(op.op_id, "duplicate", "", _FINAL_DETAIL)
         missing: set[MissingKey] = set()
         excluded_parent = b""
         for parent in op.parents:
-            if parent in self._live.applied:
+            if self._parent_applied(op, parent):
                 continue
             if parent in self._live.excluded:
                 excluded_parent = parent
@@ -393,10 +442,15 @@ class Ledger:
                 missing.add(parent)
         if op.basis > self.final_height:
             missing.add(op.basis)
+        if missing and self._below_final_seq(op):
+            # It can never apply (its seq is final), so waiting for its parents is pointless;
+            # on a restored node they may be final ops that never arrive.
+            code = "fork_lost_final"
+            return self._emit_rejection(op.op_id, code, "seq at or below the final head")
         if missing:
             return self._park(op, missing, now)
         self._known[op.op_id] = op
-        self._depth[op.op_id] = 1 + max((self._depth[p] for p in op.parents), default=0)
+        self._depth[op.op_id] = self._depth_of(op)
         if excluded_parent:
             return self._exclude(op.op_id, "depends_on_excluded")
         try:
@@ -442,7 +496,7 @@ class Ledger:
             for ready in self.pending.resolve(arrived):
                 self.stats.pending -= 1
                 outcome = self._admit(ready, now)
-                if outcome.status in ("accepted", "excluded"):
+                if _releases_waiters(outcome):
                     work.append(ready.op_id)
 
     # --- rules -----------------------------------------------------------------------------
@@ -450,11 +504,69 @@ class Ledger:
     def _check_chain_position(self, op: Op) -> None:
         if op.seq == 1:
             return
-        prev = self._known[op.prev]
-        if prev.author != op.author or prev.seq != op.seq - 1:
+        prev = self._known.get(op.prev)
+        if prev is not None:
+            prev_author, prev_seq, prev_basis = prev.author, prev.seq, prev.basis
+        else:
+            # An unknown prev was admitted as final (`_is_state_final`); it is valid only as the
+            # author's final head, whose seq and basis (window_basis is the head's basis) the
+            # account record holds.
+            head = self._final.state.accounts.get(op.author)
+            if head is None or head.head != op.prev:
+                raise _Rejection("bad_prev", "prev is not the author's op at seq - 1")
+            prev_author, prev_seq, prev_basis = op.author, head.seq, head.window_basis
+        if prev_author != op.author or prev_seq != op.seq - 1:
             raise _Rejection("bad_prev", "prev is not the author's op at seq - 1")
-        if op.basis < prev.basis:
+        if op.basis < prev_basis:
             raise _Rejection("basis_regressed", "basis is older than the previous op's basis")
+
+    def _is_state_final(self, op: Op, parent: bytes) -> bool:
+        """Whether `parent`, which `op` names, is final by the final state alone: the author's
+        final head (as prev), an unreceived credit to the author, or a claim. A node restored
+        from a snapshot never saw these ops; a node that replayed everything also holds them
+        in the final applied set, so both admit the same ops."""
+        final = self._final.state
+        account = final.accounts.get(op.author)
+        if account is not None and (account.head == parent or parent in account.unreceived):
+            return True
+        return parent in final.claims
+
+    def _described_final(self, op: Op) -> bool:
+        """Whether the final state names `op` itself: an author's final head, an unreceived
+        credit, or a claim (only a restored node can meet such an op without knowing it)."""
+        final = self._final.state
+        author = final.accounts.get(op.author)
+        if author is not None and author.head == op.op_id:
+            return True
+        if op.kind in _CREDIT_KINDS:
+            recipient = final.accounts.get(op.to)
+            return recipient is not None and op.op_id in recipient.unreceived
+        return op.op_id in final.claims
+
+    def _parent_applied(self, op: Op, parent: bytes) -> bool:
+        return parent in self._live.applied or self._is_state_final(op, parent)
+
+    def _below_final_seq(self, op: Op) -> bool:
+        account = self._final.state.accounts.get(op.author)
+        return account is not None and op.seq <= account.seq
+
+    def _depth_of(self, op: Op) -> int:
+        """Causal depth counted from the last final checkpoint: final parents count as depth 0
+        (whether this node knows them or not), so every node at the same final height gives an
+        op the same depth, replayed or restored."""
+        final = self._final.applied
+        return 1 + max(
+            (self._depth[p] for p in op.parents if p not in final and p in self._depth),
+            default=0,
+        )
+
+    def _recompute_depths(self) -> None:
+        """Re-count the depth of every known non-final op from the (new) final checkpoint,
+        parents first (the old keys already order parents before children)."""
+        final = self._final.applied
+        unfinal = [op_id for op_id in self._known if op_id not in final]
+        for op_id in sorted(unfinal, key=self._canonical_key):
+            self._depth[op_id] = self._depth_of(self._known[op_id])
 
     def _conflict_keys(self, op: Op) -> list[ConflictKey]:
         keys: list[ConflictKey] = [("seq", op.author, op.seq)]
@@ -470,6 +582,12 @@ class Ledger:
 
         "final": the holder is final, so the newcomer can never win (a permanent rejection).
         """
+        if self._below_final_seq(op):
+            return "final"
+        if op.kind is Kind.GRANT:
+            recipient = self._final.state.accounts.get(op.to)
+            if recipient is not None and recipient.granted:
+                return "final"
         verdict: Literal["none", "newcomer", "holder", "final"] = "none"
         for key in self._conflict_keys(op):
             holder = self._live.conflicts.get(key)
@@ -491,15 +609,25 @@ class Ledger:
         author = op.author
         record = self._live.state.accounts.get(author)
         spendable = record.spendable if record else 0
-        unreceived = record.unreceived if record else set()
+        unreceived = record.unreceived if record else {}
+        final_record = self._final.state.accounts.get(author)
         received: list[bytes] = []
         for dep in op.deps:
-            dep_op = self._known[dep]
-            if dep_op.kind in _CREDIT_KINDS and dep_op.to == author:
+            dep_op = self._known.get(dep)
+            if dep_op is not None:
+                is_credit = dep_op.kind in _CREDIT_KINDS and dep_op.to == author
+            else:  # a final op we never saw: a credit to the author iff unreceived at final
+                is_credit = final_record is not None and dep in final_record.unreceived
+            if is_credit:
                 if dep not in unreceived:
                     raise _Rejection("credit_already_received", f"credit {dep.hex()} reused")
-                spendable += dep_op.amount
+                spendable += unreceived[dep]
                 received.append(dep)
+            elif (dep_op is None or dep in self._final.applied) and not self._is_claim(dep):
+                # A final dep is only useful as a credit to receive or a claim to endorse or
+                # revoke; anything else says nothing and would be unresolvable on a node
+                # restored from a snapshot, so it is refused everywhere alike.
+                raise _Rejection("dep_final_unusable", f"final dep {dep.hex()} is not usable")
         window_basis = op.basis
         window_grants = record.window_grants if record and record.window_basis == op.basis else 0
         kind = op.kind
@@ -524,6 +652,12 @@ class Ledger:
             self._require_council(op)
         return _Checked(spendable, window_basis, window_grants, tuple(received))
 
+    def _is_claim(self, op_id: bytes) -> bool:
+        op = self._known.get(op_id)
+        if op is not None:
+            return op.kind is Kind.HANDLE_CLAIM
+        return op_id in self._live.state.claims
+
     def _require_council(self, op: Op) -> None:
         if op.author not in self.council:
             raise _Rejection("not_council", f"{op.kind.label} needs a council member")
@@ -531,24 +665,29 @@ class Ledger:
     def _check_endorse(self, op: Op) -> None:
         self._require_council(op)
         claim_id: bytes = op.fields["claim"]
-        claim_op = self._known.get(claim_id) if claim_id in op.parents else None
-        if claim_op is None or claim_op.kind is not Kind.HANDLE_CLAIM:
+        # Every parent is applied (or final) by now, so a parent that is a claim op is in the
+        # state's claims, known or not.
+        claim = self._live.state.claims.get(claim_id) if claim_id in op.parents else None
+        if claim is None:
             raise _Rejection("endorse_without_claim", "prev or deps must name the claim")
-        if op.author in self._live.state.claims[claim_id].endorsers:
+        if op.author in claim.endorsers:
             raise _Rejection("already_endorsed", "this member endorsed this claim already")
 
     def _check_revoke(self, op: Op) -> None:
         self._require_council(op)
-        targets = [
-            dep
-            for dep in op.parents
-            if self._known[dep].kind is Kind.HANDLE_CLAIM
-            and self._known[dep].fields["handle"] == op.fields["handle"]
-        ]
+        targets = self._revoke_targets(op)
         if len(targets) != 1:
             raise _Rejection("revoke_without_claim", "deps must include exactly one claim")
-        if op.author in self._live.revokes.get(targets[0], set()):
+        if op.author in self._live.state.claims[targets[0]].revokers:
             raise _Rejection("already_revoked", "this member revoked this claim already")
+
+    def _revoke_targets(self, op: Op) -> list[bytes]:
+        """The parents of a revoke that are claims of its handle (in state, known or not)."""
+        claims = self._live.state.claims
+        handle = op.fields["handle"]
+        return [
+            parent for parent in op.parents if parent in claims and claims[parent].handle == handle
+        ]
 
     # --- applying --------------------------------------------------------------------------
 
@@ -571,12 +710,13 @@ class Ledger:
             account.balance -= op.amount
             recipient = state.account(op.to)
             recipient.balance += op.amount
-            recipient.add_unreceived(op.op_id)
+            recipient.add_unreceived(op.op_id, op.amount)
             self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.GRANT:
             recipient = state.account(op.to)
             recipient.balance += op.amount
-            recipient.add_unreceived(op.op_id)
+            recipient.add_unreceived(op.op_id, op.amount)
+            recipient.granted = True
             state.add_granted(op.amount)
             self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.BURN:
@@ -585,23 +725,16 @@ class Ledger:
             self._emit(HypeBurned(op.fields["target"], op.amount, total, op.op_id))
         elif kind is Kind.HANDLE_CLAIM:
             handle = op.fields["handle"]
-            state.claims[op.op_id] = Claim(handle, author)
+            state.put_claim(op.op_id, Claim(handle, author))
             self._live.claims_by_handle.setdefault(handle, []).append(op.op_id)
         elif kind is Kind.HANDLE_ENDORSE:
             claim_id = op.fields["claim"]
-            state.claims[claim_id].endorsers.add(author)
-            keys = self._live.endorsement_keys.setdefault(claim_id, [])
-            keys.append(self._canonical_key(op.op_id))
-            keys.sort()
+            depth, _ = self._canonical_key(op.op_id)
+            endorsement = (self.final_height, depth, op.op_id)
+            state.add_endorsement(claim_id, author, endorsement, self.quorum)
             self._settle_handle(state.claims[claim_id].handle)
         elif kind is Kind.HANDLE_REVOKE:
-            claim_id = next(
-                parent
-                for parent in op.parents
-                if self._known[parent].kind is Kind.HANDLE_CLAIM
-                and self._known[parent].fields["handle"] == op.fields["handle"]
-            )
-            self._live.revokes.setdefault(claim_id, set()).add(author)
+            state.add_revocation(self._revoke_targets(op)[0], author)
             self._settle_handle(op.fields["handle"])
         else:
             self._apply_mode_vote(op)
@@ -610,7 +743,7 @@ class Ledger:
 
     def _apply_mode_vote(self, op: Op) -> None:
         state = self._live.state
-        state.mode_votes[op.author] = op.kind is Kind.COUNCIL_QUIESCE
+        state.set_mode_vote(op.author, op.kind is Kind.COUNCIL_QUIESCE)
         quiesced = sum(state.mode_votes.values()) >= self.quorum
         if quiesced != state.quiesced:
             state.set_quiesced(quiesced)
@@ -620,11 +753,13 @@ class Ledger:
         """Bind `handle` to its rightful claim: among claims with a quorum of endorsements and
         without a quorum of revocations, the one whose quorum-th endorsement comes first in
         canonical order. A pure function of the applied set, hence order-independent."""
-        eligible: list[tuple[CanonicalKey, bytes]] = []
+        eligible: list[tuple[EndorsementKey, bytes]] = []
+        claims = self._live.state.claims
         for claim_id in self._live.claims_by_handle.get(handle, []):
-            keys = self._live.endorsement_keys.get(claim_id, [])
-            if len(keys) >= self.quorum and len(self._live.revokes.get(claim_id, ())) < self.quorum:
-                eligible.append((keys[self.quorum - 1], claim_id))
+            claim = claims[claim_id]
+            quorum_key = claim.quorum_key(self.quorum)
+            if quorum_key is not None and len(claim.revokers) < self.quorum:
+                eligible.append((quorum_key, claim_id))
         eligible.sort()
         binding = self._live.state.bindings.get(handle)
         winner = eligible[0][1] if eligible else None
@@ -692,7 +827,7 @@ class Ledger:
         """Apply `op` during a replay. Outside strict mode a rule failure rejects the op for
         good; in strict mode (checking a proposed cut) it raises, since a cut holding an
         invalid op is itself invalid."""
-        if any(parent not in self._live.applied for parent in op.parents):
+        if not all(self._parent_applied(op, parent) for parent in op.parents):
             self._live.excluded[op.op_id] = "depends_on_excluded"
             return
         try:
@@ -749,7 +884,7 @@ class Ledger:
                     missing.append(op_id)
                 continue
             closure.add(op_id)
-            stack.extend(op.parents)
+            stack.extend(p for p in op.parents if not self._is_state_final(op, p))
         return closure, missing
 
     def derive_cut(self, heads: list[tuple[bytes, int, bytes]]) -> tuple[bytes, set[bytes]]:
@@ -815,6 +950,9 @@ class Ledger:
                 self._remember_rejected(op_id, code + "_final")
             derivation.excluded = {}
             self._final = derivation
+            # Depths and endorsement epochs count from the new final checkpoint from now on.
+            self.final_height = height
+            self._recompute_depths()
             self._rederive()
         self.final_height = height
         return sorted(closure)
@@ -864,6 +1002,15 @@ class Ledger:
 
 
 _CREDIT_KINDS = (Kind.GRANT, Kind.TRANSFER)
+#: The detail of a "duplicate" outcome for a final op a restored ledger meets for the first time.
+_FINAL_DETAIL = "final"
+
+
+def _releases_waiters(outcome: Outcome) -> bool:
+    """Whether ops waiting for this one may now be admitted."""
+    return outcome.status in ("accepted", "excluded") or (
+        outcome.status == "duplicate" and outcome.detail == _FINAL_DETAIL
+    )
 
 
 def _conflict_code(op: Op) -> str:

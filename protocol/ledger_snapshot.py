@@ -12,28 +12,33 @@ snapshot, duplicates are impossible, and an account always precedes its continua
 type name         array                                                                 sort key
 ==== ============ ===================================================================== ========
 1    account      [1, account, balance, spendable, seq, head, window_basis,             account
-                  window_grants, unreceived_count, unreceived_ids]
-2    unreceived   [2, account, part, unreceived_ids]                                    account
+                  window_grants, granted (bool), unreceived_count, unreceived_credits]
+2    unreceived   [2, account, part, unreceived_credits]                                account
                                                                                         || part
-3    claim        [3, claim_id, handle, claimant, endorsers]                            claim_id
-4    binding      [4, handle, owner, claim_id, revokers]                                handle
+3    claim        [3, claim_id, handle, claimant, endorsers, endorsement_keys,          claim_id
+                  revokers]
+4    binding      [4, handle, owner, claim_id]                                          handle
 5    burn         [5, target, total]                                                    target
 6    mode_vote    [6, member, quiesce (bool)]                                           member
 7    totals       [7, granted, burned, quiesced (bool)]                                 (empty)
 ==== ============ ===================================================================== ========
 
-Id sets (`unreceived_ids`, `endorsers`, `revokers`) are one byte string: the 32-byte ids in
-strictly ascending order, concatenated. An account's unreceived set is cut into parts of
-`UNRECEIVED_IDS_PER_RECORD_MAX` ids: part 0 rides in the account record, parts 1.. in
-`unreceived` records (part is a 4-byte big-endian number in the sort key); every part but the
-last is full, so a huge set still gives records below the snapshot's per-record size limit.
-Strings sort by their UTF-8 bytes.
+Member sets (`endorsers`, `revokers`) are one byte string: the 32-byte keys in strictly
+ascending order, concatenated. `unreceived_credits` is one byte string of 40-byte entries,
+credit id (32 bytes) then amount (8 bytes big-endian, 1..2**63-1), in strictly ascending id
+order. `endorsement_keys` is an array of `[epoch, depth, op_id]` arrays in strictly ascending
+order, at most one per endorser (the ledger keeps only the quorum smallest). An account's
+unreceived credits are cut into parts of `UNRECEIVED_CREDITS_PER_RECORD_MAX`: part 0 rides in
+the account record, parts 1.. in `unreceived` records (part is a 4-byte big-endian number in the
+sort key); every part but the last is full, so a huge set still gives records below the
+snapshot's per-record size limit. Strings sort by their UTF-8 bytes.
 
 Beyond the shape of each record, `state_from_records` checks what every honest state satisfies:
 keys are valid Ed25519 keys, `0 <= spendable <= balance`, a binding names a claim of that handle
 by its owner, exactly one totals record, sum(balances) == granted - burned and
 sum(burn tallies) == burned. Hash parity (the rebuilt root equals the checkpoint's root) is the
-caller's final check; claims and mode votes are not in the root (see docs/parts/state.md).
+caller's final check; every record, claims and mode votes included, is covered by the root
+(docs/PROTOCOL.md section 5).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from typing import Any
 
 from . import crypto, encoding, limits, snapshot
 from .errors import RemoteProtocolError
-from .ledger_state import Account, Claim, LedgerState
+from .ledger_state import Account, Claim, EndorsementKey, LedgerState
 from .ops import check_handle
 
 RECORD_ACCOUNT = 1
@@ -61,26 +66,36 @@ RECORD_SIZE_BYTES_MAX = min(
     limits.SNAPSHOT_CHUNK_SIZE_BYTES - snapshot.RECORD_LENGTH_PREFIX_BYTES,
     limits.ENCODED_VALUE_SIZE_BYTES_MAX,
 )
-#: Unreceived credit ids per record (64 KiB of ids): half a chunk, so that a large account's
-#: parts fill chunks evenly and content-defined cuts still fall between them.
-UNRECEIVED_IDS_PER_RECORD_MAX = 2048
+#: Unreceived credits per record (1,600 x 40 bytes = 62.5 KiB): about half a chunk, so that a
+#: large account's parts fill chunks evenly and content-defined cuts still fall between them.
+UNRECEIVED_CREDITS_PER_RECORD_MAX = 1600
 #: Endorsers and revokers are council members, so a set never holds more than the council.
 MEMBER_SET_SIZE_MAX = limits.COUNCIL_SIZE_MAX
 #: Generous bound on everything in an account record besides its id bytes: the type, key,
-#: head, six 9-byte ints and the msgpack headers take under 150 bytes.
+#: head, six 9-byte ints, a bool and the msgpack headers take under 150 bytes.
 _ACCOUNT_RECORD_OVERHEAD_BYTES_MAX = 256
 #: Ints in records are the ones msgpack may carry in canonical form (encoding module).
 _INT_FIELD_MAX = 2**64 - 1
 #: Continuation part numbers are 4 bytes in the sort key.
 _PART_MAX = 2**32 - 1
 
+#: An unreceived credit is its id and its amount (amounts are below 2**63).
+_AMOUNT_SIZE = 8
+#: One encoded endorsement key: an array header, two ints of at most 9 bytes, a 34-byte bin.
+_ENDORSEMENT_KEY_SIZE_BYTES_MAX = 1 + 9 + 9 + 34
+
 _ID_SIZE = limits.HASH_SIZE_BYTES
+_CREDIT_SIZE = _ID_SIZE + _AMOUNT_SIZE
 assert _ID_SIZE == limits.PUBLIC_KEY_SIZE_BYTES
+assert limits.AMOUNT_MAX < 2 ** (8 * _AMOUNT_SIZE)
 assert (
-    UNRECEIVED_IDS_PER_RECORD_MAX * _ID_SIZE + _ACCOUNT_RECORD_OVERHEAD_BYTES_MAX
+    UNRECEIVED_CREDITS_PER_RECORD_MAX * _CREDIT_SIZE + _ACCOUNT_RECORD_OVERHEAD_BYTES_MAX
     <= RECORD_SIZE_BYTES_MAX
 )
-assert MEMBER_SET_SIZE_MAX * _ID_SIZE * 2 + 1024 <= RECORD_SIZE_BYTES_MAX
+assert (
+    MEMBER_SET_SIZE_MAX * (_ID_SIZE * 2 + _ENDORSEMENT_KEY_SIZE_BYTES_MAX) + 1024
+    <= RECORD_SIZE_BYTES_MAX
+)
 assert MEMBER_SET_SIZE_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
 
 
@@ -101,11 +116,18 @@ def state_records(state: LedgerState) -> list[bytes]:
     for key, account in state.accounts.items():
         keyed.extend(_account_values(key, account))
     for claim_id, claim in state.claims.items():
-        value = [RECORD_CLAIM, claim_id, claim.handle, claim.claimant, _join_ids(claim.endorsers)]
+        value = [
+            RECORD_CLAIM,
+            claim_id,
+            claim.handle,
+            claim.claimant,
+            _join_ids(claim.endorsers),
+            [list(key) for key in claim.endorsement_keys],
+            _join_ids(claim.revokers),
+        ]
         keyed.append(((RECORD_CLAIM, claim_id), value))
     for handle, binding in state.bindings.items():
-        revokers = _join_ids(binding.revokers)
-        value = [RECORD_BINDING, handle, binding.owner, binding.claim_id, revokers]
+        value = [RECORD_BINDING, handle, binding.owner, binding.claim_id]
         keyed.append(((RECORD_BINDING, handle.encode()), value))
     for target, total in state.burn_tallies.items():
         keyed.append(((RECORD_BURN, target.encode()), [RECORD_BURN, target, total]))
@@ -122,8 +144,11 @@ def state_records(state: LedgerState) -> list[bytes]:
 
 
 def _account_values(key: bytes, account: Account) -> list[tuple[SortKey, list[Any]]]:
-    ids = sorted(account.unreceived)
-    step = UNRECEIVED_IDS_PER_RECORD_MAX
+    credits = [
+        credit_id + amount.to_bytes(_AMOUNT_SIZE, "big")
+        for credit_id, amount in sorted(account.unreceived.items())
+    ]
+    step = UNRECEIVED_CREDITS_PER_RECORD_MAX
     first = [
         RECORD_ACCOUNT,
         key,
@@ -133,14 +158,15 @@ def _account_values(key: bytes, account: Account) -> list[tuple[SortKey, list[An
         account.head,
         account.window_basis,
         account.window_grants,
-        len(ids),
-        b"".join(ids[:step]),
+        account.granted,
+        len(credits),
+        b"".join(credits[:step]),
     ]
     values: list[tuple[SortKey, list[Any]]] = [((RECORD_ACCOUNT, key), first)]
-    for part, start in enumerate(range(step, len(ids), step), start=1):
+    for part, start in enumerate(range(step, len(credits), step), start=1):
         sort_key = (RECORD_UNRECEIVED, key + part.to_bytes(4, "big"))
-        part_ids = b"".join(ids[start : start + step])
-        values.append((sort_key, [RECORD_UNRECEIVED, key, part, part_ids]))
+        part_credits = b"".join(credits[start : start + step])
+        values.append((sort_key, [RECORD_UNRECEIVED, key, part, part_credits]))
     return values
 
 
@@ -196,8 +222,10 @@ def _decode_record(record: bytes) -> list[Any]:
 
 
 def _read_account(builder: _Builder, value: list[Any]) -> SortKey:
-    _check_length(value, 10, "account")
-    _, key, balance, spendable, seq, head, window_basis, window_grants, count, ids = value
+    _check_length(value, 11, "account")
+    _, key, balance, spendable, seq, head, window_basis, window_grants, granted, count, credits = (
+        value
+    )
     _check_key(key, "account")
     balance = _int(balance, "balance", _INT_FIELD_MAX)
     spendable = _int(spendable, "spendable", balance)
@@ -210,23 +238,28 @@ def _read_account(builder: _Builder, value: list[Any]) -> SortKey:
     account.seq, account.head = seq, head
     account.window_basis = _int(window_basis, "window_basis", snapshot.HEIGHT_MAX)
     account.window_grants = _int(window_grants, "window_grants", _INT_FIELD_MAX)
-    last = _add_unreceived(account, ids, min(count, UNRECEIVED_IDS_PER_RECORD_MAX), b"")
-    if count > UNRECEIVED_IDS_PER_RECORD_MAX:
+    if not isinstance(granted, bool):
+        raise SnapshotRecordError("granted must be a bool")
+    account.granted = granted
+    step = UNRECEIVED_CREDITS_PER_RECORD_MAX
+    last = _add_unreceived(account, credits, min(count, step), b"")
+    if count > step:
         builder.open_accounts[key] = (count, 1, last)
     return (RECORD_ACCOUNT, key)
 
 
 def _read_unreceived(builder: _Builder, value: list[Any]) -> SortKey:
     _check_length(value, 4, "unreceived")
-    _, key, part, ids = value
+    _, key, part, credits = value
     _check_key(key, "unreceived")
     part = _int(part, "part", _PART_MAX)
     expected = builder.open_accounts.get(key)
     if expected is None or part != expected[1]:
         raise SnapshotRecordError("unreceived part without its account or out of sequence")
     count, _, last = expected
-    step = UNRECEIVED_IDS_PER_RECORD_MAX
-    last = _add_unreceived(builder.state.accounts[key], ids, min(step, count - part * step), last)
+    step = UNRECEIVED_CREDITS_PER_RECORD_MAX
+    account = builder.state.accounts[key]
+    last = _add_unreceived(account, credits, min(step, count - part * step), last)
     if count > (part + 1) * step:
         builder.open_accounts[key] = (count, part + 1, last)
     else:
@@ -234,41 +267,70 @@ def _read_unreceived(builder: _Builder, value: list[Any]) -> SortKey:
     return (RECORD_UNRECEIVED, key + part.to_bytes(4, "big"))
 
 
-def _add_unreceived(account: Account, ids: object, expected: int, last: bytes) -> bytes:
-    """Add one part's ids (which must continue the ascending order after `last`)."""
-    parsed = _split_ids(ids, "unreceived_ids", UNRECEIVED_IDS_PER_RECORD_MAX)
-    if len(parsed) != expected:
-        raise SnapshotRecordError(f"unreceived part holds {len(parsed)} ids, expected {expected}")
-    if parsed and parsed[0] <= last:
-        raise SnapshotRecordError("unreceived ids are not ascending across parts")
-    for credit_id in parsed:
-        account.add_unreceived(credit_id)
-    return parsed[-1] if parsed else last
+def _add_unreceived(account: Account, credits: object, expected: int, last: bytes) -> bytes:
+    """Add one part's credits (whose ids must continue the ascending order after `last`)."""
+    if not isinstance(credits, bytes) or len(credits) % _CREDIT_SIZE:
+        raise SnapshotRecordError(f"unreceived_credits must be {_CREDIT_SIZE}-byte entries")
+    count = len(credits) // _CREDIT_SIZE
+    if count != expected:
+        raise SnapshotRecordError(f"unreceived part holds {count} credits, expected {expected}")
+    for offset in range(0, len(credits), _CREDIT_SIZE):
+        credit_id = credits[offset : offset + _ID_SIZE]
+        amount = int.from_bytes(credits[offset + _ID_SIZE : offset + _CREDIT_SIZE], "big")
+        if credit_id <= last:
+            raise SnapshotRecordError("unreceived credit ids are not strictly ascending")
+        if not 1 <= amount <= limits.AMOUNT_MAX:
+            raise SnapshotRecordError(f"an unreceived amount must be in 1..{limits.AMOUNT_MAX}")
+        account.add_unreceived(credit_id, amount)
+        last = credit_id
+    return last
 
 
 def _read_claim(builder: _Builder, value: list[Any]) -> SortKey:
-    _check_length(value, 5, "claim")
-    _, claim_id, handle, claimant, endorsers = value
+    _check_length(value, 7, "claim")
+    _, claim_id, handle, claimant, endorsers, keys, revokers = value
     _check_id(claim_id, "claim_id")
     _check_handle(handle)
     _check_key(claimant, "claimant")
-    members = _split_members(endorsers, "endorsers")
-    builder.state.claims[claim_id] = Claim(handle, claimant, set(members))
+    endorser_set = set(_split_members(endorsers, "endorsers"))
+    endorsement_keys = _endorsement_keys(keys, len(endorser_set))
+    revoker_set = set(_split_members(revokers, "revokers"))
+    claim = Claim(handle, claimant, endorser_set, endorsement_keys, revoker_set)
+    builder.state.put_claim(claim_id, claim)
     return (RECORD_CLAIM, claim_id)
 
 
+def _endorsement_keys(value: object, endorser_count: int) -> list[EndorsementKey]:
+    """Strictly ascending [epoch, depth, op_id] keys, at most one per endorser and none
+    without endorsers."""
+    if not isinstance(value, list) or len(value) > endorser_count:
+        raise SnapshotRecordError("endorsement_keys must be a list of at most one per endorser")
+    if endorser_count and not value:
+        raise SnapshotRecordError("endorsement_keys is empty for an endorsed claim")
+    keys: list[EndorsementKey] = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 3:
+            raise SnapshotRecordError("an endorsement key is [epoch, depth, op_id]")
+        epoch = _int(item[0], "epoch", snapshot.HEIGHT_MAX)
+        depth = _int(item[1], "depth", _INT_FIELD_MAX, minimum=1)
+        _check_id(item[2], "endorsement op_id")
+        key = (epoch, depth, item[2])
+        if keys and key <= keys[-1]:
+            raise SnapshotRecordError("endorsement keys are not strictly ascending")
+        keys.append(key)
+    return keys
+
+
 def _read_binding(builder: _Builder, value: list[Any]) -> SortKey:
-    _check_length(value, 5, "binding")
-    _, handle, owner, claim_id, revokers = value
+    _check_length(value, 4, "binding")
+    _, handle, owner, claim_id = value
     _check_handle(handle)
     _check_key(owner, "owner")
     _check_id(claim_id, "claim_id")
-    members = _split_members(revokers, "revokers")
     claim = builder.state.claims.get(claim_id)
     if claim is None or claim.handle != handle or claim.claimant != owner:
         raise SnapshotRecordError("a binding must name a claim of its handle by its owner")
     builder.state.bind(handle, owner, claim_id)
-    builder.state.bindings[handle].revokers = set(members)
     return (RECORD_BINDING, handle.encode())
 
 
@@ -292,7 +354,7 @@ def _read_mode_vote(builder: _Builder, value: list[Any]) -> SortKey:
     _check_key(member, "member")
     if not isinstance(quiesce, bool):
         raise SnapshotRecordError("a mode vote must be a bool")
-    builder.state.mode_votes[member] = quiesce
+    builder.state.set_mode_vote(member, quiesce)
     return (RECORD_MODE_VOTE, member)
 
 
@@ -388,7 +450,7 @@ def _split_members(value: object, name: str) -> list[bytes]:
 
 __all__ = [
     "RECORD_SIZE_BYTES_MAX",
-    "UNRECEIVED_IDS_PER_RECORD_MAX",
+    "UNRECEIVED_CREDITS_PER_RECORD_MAX",
     "SnapshotRecordError",
     "state_from_records",
     "state_records",

@@ -6,7 +6,6 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from swarmd.protocol import limits
 from swarmd.protocol.ledger import (
     CreditReceived,
@@ -321,3 +320,73 @@ def test_state_root_changes_with_state_and_is_incremental() -> None:
 
 def test_limits_are_consistent() -> None:
     assert limits.PENDING_OPS_PER_AUTHOR_MAX <= limits.PENDING_OPS_MAX
+
+
+# --- above a final checkpoint ----------------------------------------------------------------
+
+
+def checkpoint(ledger: Ledger) -> None:
+    """Finalize every applied chain, as protocol/node_core.py does with a decided cut."""
+    heads = ledger.unfinalized_heads()
+    closure, missing = ledger.cut_closure([head for _, _, head in heads])
+    assert not missing
+    root, _ = ledger.derive_cut(heads)
+    ledger.finalize(ledger.final_height + 1, closure)
+    assert ledger.final_state.root() == root
+
+
+def test_depth_counts_from_the_last_final_checkpoint() -> None:
+    ledger = fresh()
+    council = members()
+    alice = author(GENESIS, "alice")
+    claim = alice.claim("depth")
+    pads = [member.claim(f"pad{i}") for i, member in enumerate(council) for _ in range(3)]
+    feed(ledger, [claim, *pads])
+    checkpoint(ledger)
+    endorse = council[0].endorse(claim)  # prev and claim are final: depth 1
+    feed(ledger, [endorse])
+    assert ledger.state.claims[claim.op_id].endorsement_keys == [(1, 1, endorse.op_id)]
+    late = council[1].claim("late")  # depth 1 (its prev is final)
+    follow = council[0].endorse(late)  # depth 2: one non-final parent at depth 1
+    feed(ledger, [late, follow])
+    assert ledger.state.claims[late.op_id].endorsement_keys == [(1, 2, follow.op_id)]
+
+
+def test_a_handle_bound_at_a_checkpoint_is_not_taken_by_a_later_shallow_quorum() -> None:
+    ledger = fresh()
+    council = members()
+    alice, bob = author(GENESIS, "alice"), author(GENESIS, "bob")
+    claim_a = alice.claim("first")
+    # Deep member chains make the first quorum's endorsements deep (depth 4).
+    pads = [member.claim(f"pad{i}-{j}") for i, member in enumerate(council) for j in range(3)]
+    endorsements = [member.endorse(claim_a) for member in council[: GENESIS.quorum]]
+    feed(ledger, [claim_a, *pads, *endorsements])
+    assert ledger.handle_owner("first") == alice.key
+    checkpoint(ledger)
+    claim_b = bob.claim("first")
+    later = [member.endorse(claim_b) for member in council[: GENESIS.quorum]]  # depth 2
+    feed(ledger, [claim_b, *later])
+    assert ledger.handle_owner("first") == alice.key
+    conflicts = [e for e in ledger.drain_events() if isinstance(e, HandleConflictRaised)]
+    assert conflicts and conflicts[-1].losing_claim == claim_b.op_id
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.randoms(use_true_random=False))
+def test_same_op_set_above_a_checkpoint_any_order_same_state_root(
+    seed: int, rnd: random.Random
+) -> None:
+    ops = scenario_ops(seed)
+    cut = len(ops) // 2
+    base = fresh()
+    feed(base, ops[:cut])
+    checkpoint(base)
+    roots = set()
+    for order in (ops[cut:], rnd.sample(ops[cut:], len(ops) - cut)):
+        ledger = fresh()
+        feed(ledger, ops[:cut])
+        checkpoint(ledger)
+        feed(ledger, order)
+        ledger.check_invariants()
+        roots.add(ledger.state_root())
+        assert len(ledger.pending) == 0
+    assert len(roots) == 1

@@ -13,10 +13,12 @@ from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ledger_snapshot import (
     RECORD_ACCOUNT,
     RECORD_BINDING,
+    RECORD_CLAIM,
+    RECORD_MODE_VOTE,
     RECORD_SIZE_BYTES_MAX,
     RECORD_TOTALS,
     RECORD_UNRECEIVED,
-    UNRECEIVED_IDS_PER_RECORD_MAX,
+    UNRECEIVED_CREDITS_PER_RECORD_MAX,
     SnapshotRecordError,
     state_from_records,
     state_records,
@@ -162,9 +164,9 @@ def state_with_unreceived(count: int, seed: int = 0) -> LedgerState:
     state = LedgerState()
     account = state.account(keypair("rich").public_key)
     for _ in range(count):
-        account.add_unreceived(rng.randbytes(32))
-    account.balance = count
-    state.add_granted(count)
+        account.add_unreceived(rng.randbytes(32), 1 + rng.randrange(1000))
+    account.balance = sum(account.unreceived.values())
+    state.add_granted(account.balance)
     return state
 
 
@@ -172,10 +174,10 @@ def state_with_unreceived(count: int, seed: int = 0) -> LedgerState:
     ("count", "record_count"),
     [
         (0, 1),
-        (UNRECEIVED_IDS_PER_RECORD_MAX, 1),
-        (UNRECEIVED_IDS_PER_RECORD_MAX + 1, 2),
-        (3 * UNRECEIVED_IDS_PER_RECORD_MAX, 3),
-        (3 * UNRECEIVED_IDS_PER_RECORD_MAX + 7, 4),
+        (UNRECEIVED_CREDITS_PER_RECORD_MAX, 1),
+        (UNRECEIVED_CREDITS_PER_RECORD_MAX + 1, 2),
+        (3 * UNRECEIVED_CREDITS_PER_RECORD_MAX, 3),
+        (3 * UNRECEIVED_CREDITS_PER_RECORD_MAX + 7, 4),
     ],
 )
 def test_large_unreceived_sets_are_split_into_parts(count: int, record_count: int) -> None:
@@ -194,7 +196,7 @@ def test_large_unreceived_sets_are_split_into_parts(count: int, record_count: in
 
 
 def test_missing_reordered_or_foreign_unreceived_parts_are_rejected() -> None:
-    records = state_records(state_with_unreceived(3 * UNRECEIVED_IDS_PER_RECORD_MAX + 7))
+    records = state_records(state_with_unreceived(3 * UNRECEIVED_CREDITS_PER_RECORD_MAX + 7))
     account, part1, part2, part3, totals = records
     for broken in (
         [account, part1, part3, totals],  # a gap
@@ -212,19 +214,19 @@ def test_missing_reordered_or_foreign_unreceived_parts_are_rejected() -> None:
         state_from_records([account, encoding.encode(value), part2, part3, totals])
 
 
-def test_parts_must_be_full_and_ids_ascending_across_parts() -> None:
-    records = state_records(state_with_unreceived(UNRECEIVED_IDS_PER_RECORD_MAX + 5))
+def test_parts_must_be_full_and_credit_ids_ascending_across_parts() -> None:
+    records = state_records(state_with_unreceived(UNRECEIVED_CREDITS_PER_RECORD_MAX + 5))
     account, part1, totals = records
     first, second = encoding.decode(account), encoding.decode(part1)
-    # Move one id from the full first part into the second: both parts are malformed.
-    moved = first[9][-32:]
-    first[9], second[3] = first[9][:-32], moved + second[3]
+    # Move one credit from the full first part into the second: both parts are malformed.
+    moved = first[10][-40:]
+    first[10], second[3] = first[10][:-40], moved + second[3]
     with pytest.raises(SnapshotRecordError):
         state_from_records([encoding.encode(first), encoding.encode(second), totals])
-    # Swap the id sets of the two parts, keeping sizes: ids are no longer ascending overall.
+    # Swap the credits of the two parts, keeping sizes: ids are no longer ascending overall.
     first, second = encoding.decode(account), encoding.decode(part1)
-    first[9] = second[3] + first[9][len(second[3]) :]
-    second[3] = encoding.decode(account)[9][: len(second[3])]
+    first[10] = second[3] + first[10][len(second[3]) :]
+    second[3] = encoding.decode(account)[10][: len(second[3])]
     with pytest.raises(SnapshotRecordError):
         state_from_records([encoding.encode(first), encoding.encode(second), totals])
 
@@ -265,7 +267,7 @@ def test_inconsistent_states_are_rejected() -> None:
 def test_binding_must_match_its_claim() -> None:
     state = LedgerState()
     alice, bob = keypair("alice").public_key, keypair("bob").public_key
-    state.claims[b"\x05" * 32] = Claim("neo", alice, {MEMBERS[0].key})
+    state.put_claim(b"\x05" * 32, Claim("neo", alice, {MEMBERS[0].key}, [(0, 1, b"\x06" * 32)]))
     state.bind("neo", bob, b"\x05" * 32)  # owner is not the claimant
     with pytest.raises(SnapshotRecordError):
         state_from_records(state_records(state))
@@ -386,9 +388,174 @@ def test_records_through_manifest_and_chunks_rebuild_the_root(ops: list[Op]) -> 
 
 
 def test_large_account_through_default_size_chunks() -> None:
-    state = state_with_unreceived(5 * UNRECEIVED_IDS_PER_RECORD_MAX + 3, seed=4)
+    state = state_with_unreceived(5 * UNRECEIVED_CREDITS_PER_RECORD_MAX + 3, seed=4)
     records = state_records(state)
     manifest, chunks = build_manifest(9, b"\x01" * 32, state.root(), records)
     assert manifest.chunk_count >= 3  # 160 KiB of ids cannot fit fewer chunks
     recovered = [record for chunk in chunks for record in split_chunk(chunk)]
     assert state_from_records(recovered).root() == state.root()
+
+
+# --- continuing from a restored snapshot -----------------------------------------------------
+
+
+def checkpoint(ledger: Ledger) -> bytes:
+    """Finalize every applied chain the way protocol/node_core.py does; returns the root."""
+    heads = ledger.unfinalized_heads()
+    closure, missing = ledger.cut_closure([head for _, _, head in heads])
+    assert not missing
+    root, _ = ledger.derive_cut(heads)
+    ledger.finalize(ledger.final_height + 1, closure)
+    assert ledger.final_state.root() == root
+    return root
+
+
+def restored(ledger: Ledger) -> Ledger:
+    records = state_records(ledger.final_state)
+    state = state_from_records(records)
+    assert state.root() == ledger.final_state.root()  # hash parity
+    return Ledger.restore_final(GENESIS, state, ledger.final_height)
+
+
+def test_restored_ledger_continues_like_the_one_that_replayed_everything() -> None:
+    council = make_council(4, signup_reward=100, grants_per_member_per_window=50)[1]
+    alice, bob, carol = (author(GENESIS, name) for name in ("r-alice", "r-bob", "r-carol"))
+    grant_a, grant_b = council[0].grant(alice.key, 100), council[1].grant(bob.key, 100)
+    pay = alice.transfer(bob.key, 30, receive=[grant_a.op_id])
+    claim_neo, claim_zed = alice.claim("neo"), bob.claim("zed", deps=[grant_b.op_id])
+    rival = carol.claim("neo")
+    votes = [member.endorse(claim_neo) for member in council[:2]]
+    quiesce = council[3].quiesce("drill")
+    before = [grant_a, grant_b, pay, claim_neo, claim_zed, rival, *votes, quiesce]
+    full = Ledger(GENESIS)
+    assert [o.status for o in feed(full, before)] == ["accepted"] * len(before)
+    checkpoint(full)
+    restart = restored(full)
+    assert restart.state_root() == full.state_root()
+    assert restart.final_height == full.final_height == 1
+    # Final ops the state names (a claim, a chain head, an unreceived credit) arriving again
+    # are duplicates on both, as if the restored ledger held them.
+    for ledger in (full, restart):
+        assert [o.status for o in feed(ledger, [claim_neo, quiesce, pay])] == ["duplicate"] * 3
+    assert restart.state_root() == full.state_root()
+
+    twin = author(GENESIS, "r-alice")  # alice's chain again: forks of final ops
+    twin.seq, twin.head = 1, pay.op_id
+    after = [
+        bob.transfer(carol.key, 120, receive=[pay.op_id]),  # bob's next op; credits from before
+        alice.burn(70, "rocket"),  # next op of a chain whose head is final
+        council[2].endorse(claim_neo),  # the quorum-th endorsement of a final claim
+        *(member.endorse(rival) for member in council[:3]),  # a competing claim, later
+        council[0].revoke(claim_zed),  # revocation of a final claim
+        council[0].endorse(claim_neo),  # already endorsed before the checkpoint
+        council[1].grant(alice.key, 100),  # alice got her grant before the checkpoint
+        twin.burn(1, "fork"),  # seq 2 is final: a fork that can never win
+        council[3].resume("done"),  # a final mode vote replaced
+    ]
+    outcomes = [feed(ledger, after) for ledger in (full, restart)]
+    assert [(o.status, o.code) for o in outcomes[0]] == [(o.status, o.code) for o in outcomes[1]]
+    assert [o.code for o in outcomes[0]] == [
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "already_endorsed",
+        "grant_conflict_lost_final",
+        "fork_lost_final",
+        "",
+    ]
+    for ledger in (full, restart):
+        ledger.check_invariants()
+        assert ledger.handle_owner("neo") == alice.key  # the earlier quorum keeps the handle
+        assert ledger.state.claims[claim_zed.op_id].revokers == {council[0].key}
+        assert ledger.balance(carol.key) == 120 and not ledger.state.quiesced
+    assert state_records(restart.state) == state_records(full.state)
+    assert restart.state_root() == full.state_root()
+    for op in after:
+        assert restart.status_of(op.op_id) == full.status_of(op.op_id)
+    # Both make the next checkpoint from the same cut with the same root.
+    assert restart.unfinalized_heads() == full.unfinalized_heads()
+    assert checkpoint(restart) == checkpoint(full)
+
+
+def test_a_credit_received_before_the_checkpoint_is_fetched_and_judged() -> None:
+    """A credit received before the checkpoint is gone from the state: the restored ledger
+    waits for it. Fetched while it is still its sender's final head (which the state names),
+    it is held as final and the citing op is judged exactly as by the full ledger; once the
+    sender moved on, the state no longer names it, so both reject the citing op, with
+    different codes (docs/PROTOCOL.md section 5)."""
+    council = make_council(4, signup_reward=100, grants_per_member_per_window=50)[1]
+    bob, dan = author(GENESIS, "f-bob"), author(GENESIS, "f-dan")
+    grant = council[1].grant(bob.key, 100)
+    grant_dan = council[2].grant(dan.key, 100)
+    later = council[2].quiesce("moved on")
+    receive = bob.burn(10, "x", receive=[grant.op_id])
+    receive_dan = dan.burn(10, "x", receive=[grant_dan.op_id])
+    full = Ledger(GENESIS)
+    feed(full, [grant, grant_dan, later, receive, receive_dan])
+    checkpoint(full)
+    restart = restored(full)
+    again = bob.burn(1, "x", receive=[grant.op_id])
+    again_dan = dan.burn(1, "x", receive=[grant_dan.op_id])
+    codes = [o.code for o in feed(full, [again, again_dan])]
+    assert codes == ["credit_already_received"] * 2
+    assert [o.status for o in feed(restart, [again, again_dan])] == ["pending"] * 2
+    fetched = feed(restart, [grant, grant_dan])  # from a peer
+    assert [(o.status, o.detail) for o in fetched[:1]] == [("duplicate", "final")]
+    assert fetched[1].status == "rejected"  # its seq is final, and the state does not name it
+    assert restart.status_of(again.op_id) == ("rejected", "credit_already_received")
+    assert restart.status_of(again_dan.op_id) == ("rejected", "dep_rejected")
+    assert restart.state_root() == full.state_root()
+    assert len(restart.pending) == 0
+    restart.check_invariants()
+
+
+def test_ops_pending_on_unknown_parents_wait_on_a_restored_ledger_too() -> None:
+    council = make_council(4, signup_reward=100, grants_per_member_per_window=50)[1]
+    alice, bob = author(GENESIS, "p-alice"), author(GENESIS, "p-bob")
+    grant = council[0].grant(alice.key, 100)
+    full = Ledger(GENESIS)
+    feed(full, [grant])
+    checkpoint(full)
+    restart = restored(full)
+    first = alice.transfer(bob.key, 10, receive=[grant.op_id])
+    second = alice.transfer(bob.key, 5)
+    for ledger in (full, restart):
+        assert feed(ledger, [second])[0].status == "pending"
+        assert feed(ledger, [first])[0].status == "accepted"
+        assert ledger.status_of(second.op_id) == ("applied", "")
+    assert restart.state_root() == full.state_root()
+
+
+def test_claims_and_mode_votes_are_in_the_root() -> None:
+    ledger = ledger_of(rich_workload())
+    records = state_records(ledger.state)
+    kinds = [record_type(r) for r in records]
+    claim_index = next(
+        i
+        for i, record in enumerate(records)
+        if kinds[i] == RECORD_CLAIM and len(encoding.decode(record)[4]) > 32
+    )
+    vote_index = kinds.index(RECORD_MODE_VOTE)
+    endorsers = encoding.decode(records[claim_index])[4]
+    vote = encoding.decode(records[vote_index])[2]
+    for forged in (
+        replaced(records, claim_index, 4, endorsers[32:]),  # one endorser dropped
+        replaced(records, claim_index, 6, endorsers[:32]),  # a revoker invented
+        replaced(records, vote_index, 2, not vote),  # a vote flipped
+    ):
+        assert state_from_records(forged).root() != ledger.state_root()
+
+
+def test_unreceived_amounts_are_in_the_root() -> None:
+    state = state_with_unreceived(5)
+    records = state_records(state)
+    value = encoding.decode(records[0])
+    credits = bytearray(value[10])
+    credits[39] ^= 1  # the first credit's amount, balance unchanged
+    value[10] = bytes(credits)
+    forged = state_from_records([encoding.encode(value), *records[1:]])
+    assert forged.root() != state.root()

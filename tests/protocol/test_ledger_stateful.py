@@ -241,6 +241,19 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.ledger.status_of(waiter.op_id) == ("applied", "")
         self.resync()
 
+    @rule()
+    def checkpoint(self) -> None:
+        """Finalize every applied chain, as protocol/node_core.py does with a decided cut."""
+        heads = self.ledger.unfinalized_heads()
+        if not heads:
+            return
+        closure, missing = self.ledger.cut_closure([head for _, _, head in heads])
+        assert not missing
+        root, _ = self.ledger.derive_cut(heads)
+        self.ledger.finalize(self.ledger.final_height + 1, closure)
+        assert self.ledger.final_state.root() == root
+        assert self.ledger.unfinalized_heads() == []
+
     @precondition(lambda self: bool(self.delivered))
     @rule(choice=choices)
     def duplicate_delivery(self, choice: int) -> None:
@@ -300,16 +313,26 @@ class LedgerMachine(RuleBasedStateMachine):
             self.check_replay()
 
     def check_replay(self) -> None:
-        """A second ledger fed the known ops sorted by id (mostly before their parents)
-        reaches the same state; the state also survives a snapshot round trip."""
-        other = Ledger(GENESIS)
-        for op in sorted(self.ledger.known_ops(), key=lambda op: op.op_id):
+        """A second ledger reaches the same state from the known non-final ops sorted by id
+        (mostly before their parents): a fresh one before any checkpoint, else one restored
+        from a snapshot of the last final state. The state also survives a snapshot round
+        trip."""
+        ledger = self.ledger
+        if ledger.final_height == 0:
+            other = Ledger(GENESIS)
+        else:
+            final = state_from_records(state_records(ledger.final_state))
+            other = Ledger.restore_final(GENESIS, final, ledger.final_height)
+        unfinal = [op for op in ledger.known_ops() if not ledger.is_final(op.op_id)]
+        for op in sorted(unfinal, key=lambda op: op.op_id):
             other.receive_verified(op, 0.0)  # signatures were checked on first delivery
         assert len(other.pending) == 0
-        assert other.state_root() == self.ledger.state_root()
-        assert sorted(other.applied_ids()) == sorted(self.ledger.applied_ids())
-        rebuilt = state_from_records(state_records(self.ledger.state))
-        assert rebuilt.root() == self.ledger.state_root()
+        assert other.state_root() == ledger.state_root()
+        assert state_records(other.state) == state_records(ledger.state)
+        final_ids = {op.op_id for op in ledger.known_ops() if ledger.is_final(op.op_id)}
+        assert set(other.applied_ids()) == set(ledger.applied_ids()) - final_ids
+        rebuilt = state_from_records(state_records(ledger.state))
+        assert rebuilt.root() == ledger.state_root()
 
     def teardown(self) -> None:
         if self.held:  # once with ops still parked, once after they all arrived
