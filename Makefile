@@ -37,5 +37,10 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# Every simulator scenario over 100 seeds; prints one JSON object and the replay command of any
+# failing seed.
+chaos: $(STAMP)
+	$(BIN)/swarmd chaos --scenario all --seeds 100 --json
+
 clean:
 	rm -rf $(VENV) .build .devnet

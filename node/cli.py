@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
+    from . import chaos
+
+    chaos.register(add)
     for register in _EXTRA_COMMANDS:
         register(add)
     return parser

@@ -1,0 +1,685 @@
+"""The deterministic swarm simulator: N node cores over a seeded virtual network (sans-I/O).
+
+A discrete-event loop (a heap of ``(time, seq, action)``) drives pure node cores with virtual
+time. The network model is per link: a delay of ``base + uniform(0, jitter)`` (so frames
+reorder), a loss probability and a duplication probability. Faults are partitions (groups of
+nodes that cannot reach each other), crashes (the core is dropped; its durable store survives)
+and restarts (the core is rebuilt from the durable store), store wipes and per-node clock skew.
+
+Persistence is modelled like the shell's store: a ``PersistOps`` event asks for envelopes to be
+made durable; they become durable ``commit_delay_s`` after the event is drained (at once when
+the delay is 0), and a crash in between loses the uncommitted ones, exactly as an in-memory
+write-ahead buffer with crash semantics would. A client op counts as *acknowledged* only once
+it is durable on the node it was submitted to.
+
+Connections are modelled like the real transports (WebRTC data channel, WebSocket): a link
+between two live nodes that can reach each other is up; the application heartbeat notices a
+cut or a dead peer after `NetworkConfig.detect_s`, and a healed link or restarted node is
+reconnected after `NetworkConfig.reconnect_s`. A frame belongs to the connection (epoch) it was
+sent on and is dropped if that connection is gone when it arrives.
+
+Determinism: every random choice comes from one `random.Random(seed)`, every iteration is over
+lists or sorted keys, and nothing reads a clock. The trace hash is sha256 over every delivered
+frame's ``(time, src, dst, sha256(frame))`` and every core event's canonical repr, in order, so
+the same seed and the same code give the same trace hash in any process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from . import limits
+from .crypto import KeyPair
+from .errors import LocalProtocolError
+from .ledger import Ledger, Outcome
+from .ops import op_id_of
+
+# --- bounds ----------------------------------------------------------------------------------
+
+#: Actions one simulation may execute. A scenario of a few hundred ops over ~60 virtual seconds
+#: runs well under 10**6 actions; a core that keeps re-arming a timer in the past would spin
+#: the loop forever, so the bound turns that bug into a reported failure instead of a hang.
+SIM_ACTIONS_MAX = 3_000_000
+#: Frames one node may hand over per input call. A core flushes at most a few hundred per call;
+#: more means a runaway sender, reported rather than simulated.
+SIM_FRAMES_PER_DRAIN_MAX = 100_000
+#: Events one node may emit per input call (a rederive of a few hundred ops emits ~1000).
+SIM_EVENTS_PER_DRAIN_MAX = 1_000_000
+#: Timer firings at one node at one virtual instant: a core whose timer stays in the past after
+#: `handle_timer` is re-armed a little later instead of spinning (counted as a failure).
+SIM_TIMER_REFIRES_MAX = 1_000
+
+
+class SimulationError(LocalProtocolError):
+    """The simulator was misused or a core broke a rule of the sans-I/O contract."""
+
+    code = "simulation_error"
+
+
+class SimActionsExceededError(SimulationError):
+    code = "sim_actions_exceeded"
+
+
+# --- the core contract -----------------------------------------------------------------------
+
+
+class SimCore(Protocol):
+    """What the simulator needs from a node core (`swarmd.protocol.node_core.NodeCore`)."""
+
+    @property
+    def node_id(self) -> bytes: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    def peer_connected(self, peer_id: bytes, now: float) -> object: ...
+
+    def peer_disconnected(self, peer_id: bytes, now: float) -> None: ...
+
+    def receive_frame(self, peer_id: bytes, frame: bytes, now: float) -> None: ...
+
+    def submit_op(self, envelope: bytes, now: float) -> Outcome: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def frames_to_send(self) -> list[tuple[bytes, bytes]]: ...
+
+    def next_event(self) -> object | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class DurableStore:
+    """What a node's store holds across a crash: op envelopes and checkpoint bundles."""
+
+    envelopes: list[bytes] = field(default_factory=list)
+    bundles: list[bytes] = field(default_factory=list)
+    op_ids: set[bytes] = field(default_factory=set)
+
+    def copy(self) -> DurableStore:
+        return DurableStore(list(self.envelopes), list(self.bundles), set(self.op_ids))
+
+
+class CoreFactory(Protocol):
+    """Builds a node's core: fresh when `store` is None, else restored from it."""
+
+    def __call__(
+        self,
+        index: int,
+        keypair: KeyPair,
+        rng: random.Random,
+        now: float,
+        store: DurableStore | None,
+    ) -> SimCore: ...
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The virtual network and the shell model. Times in virtual seconds."""
+
+    delay_s: float = 0.010
+    jitter_s: float = 0.020
+    loss: float = 0.0
+    duplicate: float = 0.0
+    #: The application heartbeat declares a peer dead after this long without frames.
+    detect_s: float = limits.HEARTBEAT_DEAD_AFTER_S
+    #: A healed link or a restarted node is connected again after this long (signaling, ICE).
+    reconnect_s: float = 0.5
+    #: Delay between a PersistOps event and the envelopes being durable.
+    commit_delay_s: float = 0.0
+    #: Each node's clock is off by uniform(-skew, +skew) seconds.
+    clock_skew_s_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.loss < 1.0 and 0.0 <= self.duplicate < 1.0):
+            raise SimulationError("loss and duplicate are probabilities below 1")
+        if min(self.delay_s, self.jitter_s, self.detect_s, self.reconnect_s) < 0:
+            raise SimulationError("delays must be non-negative")
+        if self.commit_delay_s < 0 or self.clock_skew_s_max < 0:
+            raise SimulationError("commit delay and skew must be non-negative")
+
+
+class FaultKind(Enum):
+    PARTITION = "partition"
+    CRASH = "crash"
+    WIPE = "wipe"
+    FLOOD = "flood"
+    FORK = "fork"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    injected_at: float
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A sign that some node noticed a fault: a lost peer, misbehaviour or a divergence."""
+
+    time: float
+    node: int
+    what: str
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SimNode:
+    index: int
+    keypair: KeyPair
+    skew_s: float
+    core: SimCore | None = None
+    incarnation: int = 0
+    durable: DurableStore = field(default_factory=DurableStore)
+    #: Persist requests not yet durable: (commit time, envelopes, bundles); lost on crash.
+    uncommitted: list[tuple[float, tuple[bytes, ...], tuple[bytes, ...]]] = field(
+        default_factory=list
+    )
+    timer_generation: int = 0
+    timer_at: float | None = None
+    timer_refires: int = 0
+    timer_refire_at: float = -1.0
+
+    @property
+    def node_id(self) -> bytes:
+        return self.keypair.public_key
+
+    @property
+    def alive(self) -> bool:
+        return self.core is not None
+
+
+@dataclass
+class _Link:
+    up: bool = False
+    epoch: int = 0
+    #: One end crashed: the survivor still believes the link is up until its heartbeat
+    #: notices, but nothing it sends arrives.
+    broken: bool = False
+
+
+@dataclass
+class SyncStats:
+    sessions: int = 0
+    within_cadence: int = 0
+
+
+Action = Callable[[], object]
+EventHook = Callable[[int, object], None]
+
+
+class Simulation:
+    """Node cores over a seeded virtual network; call the fault methods from scheduled actions.
+
+    `now` is the true virtual time; node `i` sees ``now + skew_i``.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        keypairs: list[KeyPair],
+        factory: CoreFactory,
+        network: NetworkConfig | None = None,
+        outsiders: Iterable[bytes] = (),
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.network = network or NetworkConfig()
+        self.factory = factory
+        self.now = 0.0
+        self.actions = 0
+        self._heap: list[tuple[float, int, Action]] = []
+        self._seq = 0
+        self._trace = hashlib.sha256()
+        self.frames_delivered = 0
+        self.frames_lost = 0
+        self.events_seen = 0
+        self.faults: list[Fault] = []
+        self.detections: list[Detection] = []
+        self.sync = SyncStats()
+        self.errors: list[str] = []
+        self.event_hooks: list[EventHook] = []
+        #: Called with (node index, op id) when an op becomes durable on a node.
+        self.commit_hooks: list[Callable[[int, bytes], None]] = []
+        #: Outsiders each node stopped listening to (it banned or disconnected them).
+        self.banned: set[tuple[int, bytes]] = set()
+        skew = self.network.clock_skew_s_max
+        self.nodes = [
+            SimNode(index, keypair, self.rng.uniform(-skew, skew) if skew else 0.0)
+            for index, keypair in enumerate(keypairs)
+        ]
+        self._index_of = {node.node_id: node.index for node in self.nodes}
+        if len(self._index_of) != len(self.nodes):
+            raise SimulationError("node keys must be distinct")
+        #: Peers outside the simulated cores (e.g. a flooding attacker): frames to them vanish.
+        self.outsiders = list(outsiders)
+        self._links: dict[tuple[int, int], _Link] = {}
+        self._cut: set[tuple[int, int]] = set()
+        self._outsider_frames: list[tuple[bytes, bytes]] = []
+        for node in self.nodes:
+            self._start_core(node, None)
+        for a in range(len(self.nodes)):
+            for b in range(a + 1, len(self.nodes)):
+                self._link_up(a, b)
+
+    # --- the event loop --------------------------------------------------------------------
+
+    def at(self, time: float, action: Action) -> None:
+        """Run `action` at virtual `time` (not before now). Ties run in scheduling order."""
+        self._seq += 1
+        heapq.heappush(self._heap, (max(time, self.now), self._seq, action))
+
+    def run_until(self, time: float, stop: Callable[[], bool] | None = None) -> None:
+        """Execute actions up to `time` (or until `stop()` is true after an action)."""
+        while self._heap and self._heap[0][0] <= time:
+            self.actions += 1
+            if self.actions > SIM_ACTIONS_MAX:
+                raise SimActionsExceededError(f"more than {SIM_ACTIONS_MAX} actions")
+            when, _, action = heapq.heappop(self._heap)
+            self.now = when
+            action()
+            if stop is not None and stop():
+                return
+        self.now = max(self.now, time)
+
+    def local_time(self, node: SimNode) -> float:
+        return self.now + node.skew_s
+
+    def trace_hash(self) -> str:
+        return self._trace.copy().hexdigest()
+
+    # --- driving one core ------------------------------------------------------------------
+
+    def _start_core(self, node: SimNode, store: DurableStore | None) -> None:
+        rng = random.Random(self.rng.getrandbits(64))
+        node.incarnation += 1
+        node.core = self.factory(node.index, node.keypair, rng, self.local_time(node), store)
+        node.timer_at = None
+        self._after_input(node)
+
+    def _after_input(self, node: SimNode) -> None:
+        """Drain frames and events of `node` and re-arm its timer (after every input call)."""
+        core = node.core
+        if core is None:
+            return
+        frames = core.frames_to_send()
+        if len(frames) > SIM_FRAMES_PER_DRAIN_MAX:
+            self.errors.append(f"node {node.index} flushed {len(frames)} frames at once")
+        for peer_id, frame in frames:
+            self._send(node, peer_id, frame)
+        for _ in range(SIM_EVENTS_PER_DRAIN_MAX):
+            event = core.next_event()
+            if event is None:
+                break
+            self._on_event(node, event)
+        self._arm_timer(node)
+
+    def _arm_timer(self, node: SimNode) -> None:
+        assert node.core is not None
+        local = node.core.get_timer()
+        if local is None:
+            if node.timer_at is not None:
+                node.timer_generation += 1
+                node.timer_at = None
+            return
+        when = max(local - node.skew_s, self.now)
+        if when == node.timer_at:
+            return
+        node.timer_generation += 1
+        node.timer_at = when
+        generation, incarnation = node.timer_generation, node.incarnation
+
+        def fire() -> None:
+            if node.incarnation != incarnation or node.timer_generation != generation:
+                return
+            node.timer_at = None
+            self._fire_timer(node, local)
+
+        self.at(when, fire)
+
+    def _fire_timer(self, node: SimNode, deadline_local: float) -> None:
+        assert node.core is not None
+        if node.timer_refire_at == self.now:
+            node.timer_refires += 1
+            if node.timer_refires > SIM_TIMER_REFIRES_MAX:
+                self.errors.append(f"node {node.index} timer stuck at {self.now:.3f}")
+                node.timer_refires = 0
+                self.at(self.now + 0.1, lambda: self._after_input(node))
+                return
+        else:
+            node.timer_refire_at, node.timer_refires = self.now, 0
+        # (t - skew) + skew may round to just below t: the core must see its deadline reached.
+        node.core.handle_timer(max(self.local_time(node), deadline_local))
+        self._after_input(node)
+
+    def _on_event(self, node: SimNode, event: object) -> None:
+        self.events_seen += 1
+        self._trace.update(f"E|{self.now!r}|{node.index}|{canonical_repr(event)}\n".encode())
+        name = type(event).__name__
+        if name == "PersistOps":
+            self._persist(node, tuple(getattr(event, "envelopes", ())), ())
+        elif name == "PersistCheckpoint":
+            self._persist(node, (), (getattr(event, "bundle", b""),))
+        elif name == "SyncSessionFinished":
+            self.sync.sessions += 1
+            self.sync.within_cadence += bool(getattr(event, "within_cadence", False))
+            if getattr(event, "missing", 0):
+                self.detect(node.index, "sync_found_missing")
+        elif name in DETECTION_EVENTS:
+            self.detect(node.index, name)
+        if name in DISCONNECT_EVENTS:
+            self._drop_peer(node, getattr(event, "peer", None))
+        for hook in self.event_hooks:
+            hook(node.index, event)
+
+    def detect(self, node: int, what: str) -> None:
+        self.detections.append(Detection(self.now, node, what))
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def _drop_peer(self, node: SimNode, peer: object) -> None:
+        """The core dropped a peer (misbehaviour): the shell closes that connection."""
+        if not isinstance(peer, bytes):
+            return
+        if peer in self.outsiders:
+            self.banned.add((node.index, peer))
+            return
+        other = self._index_of.get(peer)
+        if other is not None:
+            self.errors.append(f"node {node.index} dropped honest node {other} as misbehaving")
+            self._link_down(node.index, other)
+
+    def _persist(
+        self, node: SimNode, envelopes: tuple[bytes, ...], bundles: tuple[bytes, ...]
+    ) -> None:
+        if not envelopes and not bundles:
+            return
+        delay = self.network.commit_delay_s
+        if delay == 0:
+            self._commit(node, envelopes, bundles)
+            return
+        commit_at = self.now + delay
+        node.uncommitted.append((commit_at, envelopes, bundles))
+        incarnation = node.incarnation
+
+        def commit() -> None:
+            if node.incarnation != incarnation or not node.uncommitted:
+                return
+            _, ready, ready_bundles = node.uncommitted.pop(0)
+            self._commit(node, ready, ready_bundles)
+
+        self.at(commit_at, commit)
+
+    def _commit(self, node: SimNode, envelopes: Iterable[bytes], bundles: Iterable[bytes]) -> None:
+        store = node.durable
+        store.bundles.extend(bundles)
+        for envelope in envelopes:
+            op_id = op_id_of(envelope)
+            if op_id not in store.op_ids:
+                store.op_ids.add(op_id)
+                store.envelopes.append(envelope)
+                for hook in self.commit_hooks:
+                    hook(node.index, op_id)
+
+    # --- the network -----------------------------------------------------------------------
+
+    def _link(self, a: int, b: int) -> _Link:
+        key = (a, b) if a < b else (b, a)
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = _Link()
+        return link
+
+    def reachable(self, a: int, b: int) -> bool:
+        return ((a, b) if a < b else (b, a)) not in self._cut
+
+    def _send(self, node: SimNode, peer_id: bytes, frame: bytes) -> None:
+        dst_index = self._index_of.get(peer_id)
+        if dst_index is None:
+            if peer_id in self.outsiders:
+                self._outsider_frames.append((node.node_id, frame))
+            else:
+                self.errors.append(f"node {node.index} sent to unknown peer {peer_id.hex()[:16]}")
+            return
+        link = self._link(node.index, dst_index)
+        if not link.up:
+            return  # the connection is gone: the transport refuses the send
+        if link.broken:
+            self.frames_lost += 1
+            return
+        copies = 1
+        if self.network.loss and self.rng.random() < self.network.loss:
+            self.frames_lost += 1
+            copies = 0
+        elif self.network.duplicate and self.rng.random() < self.network.duplicate:
+            copies = 2
+        for _ in range(copies):
+            delay = self.network.delay_s + self.rng.uniform(0.0, self.network.jitter_s)
+            self._schedule_delivery(node.index, dst_index, link.epoch, frame, self.now + delay)
+
+    def _schedule_delivery(self, src: int, dst: int, epoch: int, frame: bytes, when: float) -> None:
+        def deliver() -> None:
+            link = self._link(src, dst)
+            target = self.nodes[dst]
+            if not link.up or link.epoch != epoch or target.core is None:
+                self.frames_lost += 1
+                return
+            if not self.reachable(src, dst):
+                self.frames_lost += 1
+                return
+            self._deliver(self.nodes[src].node_id, target, frame)
+
+        self.at(when, deliver)
+
+    def _deliver(self, src_id: bytes, target: SimNode, frame: bytes) -> None:
+        assert target.core is not None
+        self.frames_delivered += 1
+        digest = hashlib.sha256(frame).hexdigest()
+        self._trace.update(f"F|{self.now!r}|{src_id.hex()}|{target.index}|{digest}\n".encode())
+        target.core.receive_frame(src_id, frame, self.local_time(target))
+        self._after_input(target)
+
+    def _link_up(self, a: int, b: int) -> None:
+        link = self._link(a, b)
+        node_a, node_b = self.nodes[a], self.nodes[b]
+        if link.up or node_a.core is None or node_b.core is None or not self.reachable(a, b):
+            return
+        link.up = True
+        link.broken = False
+        link.epoch += 1
+        node_a.core.peer_connected(node_b.node_id, self.local_time(node_a))
+        self._after_input(node_a)
+        if node_b.core is not None:
+            node_b.core.peer_connected(node_a.node_id, self.local_time(node_b))
+            self._after_input(node_b)
+
+    def _link_down(self, a: int, b: int) -> None:
+        link = self._link(a, b)
+        if not link.up:
+            return
+        link.up = False
+        for here, there in ((a, b), (b, a)):
+            node = self.nodes[here]
+            if node.core is not None:
+                node.core.peer_disconnected(self.nodes[there].node_id, self.local_time(node))
+                self.detect(here, "peer_lost")
+                self._after_input(node)
+
+    # --- outsiders (attackers) -------------------------------------------------------------
+
+    def connect_outsider(self, outsider_id: bytes, node: int) -> None:
+        target = self.nodes[node]
+        if target.core is not None:
+            target.core.peer_connected(outsider_id, self.local_time(target))
+            self._after_input(target)
+
+    def inject_frame(self, outsider_id: bytes, node: int, frame: bytes) -> None:
+        """Deliver a frame from an outsider now (it bypasses loss: the attacker is adjacent)."""
+        target = self.nodes[node]
+        if target.core is not None and (node, outsider_id) not in self.banned:
+            self._deliver(outsider_id, target, frame)
+
+    def take_outsider_frames(self) -> list[tuple[bytes, bytes]]:
+        """Frames honest nodes sent to outsiders since the last call: (sender id, frame)."""
+        frames, self._outsider_frames = self._outsider_frames, []
+        return frames
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def partition(self, *groups: Iterable[int]) -> None:
+        """Cut every link between different groups (nodes in no group keep all their links)."""
+        sets = [sorted(set(group)) for group in groups]
+        involved: list[int] = []
+        for i, group in enumerate(sets):
+            involved.extend(group)
+            for other in sets[i + 1 :]:
+                for a in group:
+                    for b in other:
+                        self._cut.add((a, b) if a < b else (b, a))
+        self.faults.append(Fault(FaultKind.PARTITION, self.now, tuple(sorted(involved))))
+        for a, b in sorted(self._cut):
+            self.at(self.now + self.network.detect_s, functools.partial(self._detect_cut, a, b))
+
+    def _detect_cut(self, a: int, b: int) -> None:
+        if not self.reachable(a, b):
+            self._link_down(a, b)
+
+    def heal(self) -> None:
+        cut, self._cut = sorted(self._cut), set()
+        for a, b in cut:
+            self.at(self.now + self.network.reconnect_s, functools.partial(self._reconnect, a, b))
+
+    def _reconnect(self, a: int, b: int) -> None:
+        if self._link(a, b).up:
+            # The heartbeat had not noticed the cut yet: the old connection is replaced.
+            self._link_down(a, b)
+        self._link_up(a, b)
+
+    def crash(self, index: int, *, wipe: bool = False) -> None:
+        """Kill a node: its core and uncommitted writes are gone; `wipe` also loses its store."""
+        node = self.nodes[index]
+        if node.core is None:
+            return
+        node.core = None
+        node.incarnation += 1
+        node.uncommitted.clear()
+        node.timer_at = None
+        if wipe:
+            node.durable = DurableStore()
+        kind = FaultKind.WIPE if wipe else FaultKind.CRASH
+        self.faults.append(Fault(kind, self.now, (index,)))
+        for other in range(len(self.nodes)):
+            if other != index:
+                link = self._link(index, other)
+                link.epoch += 1  # frames in flight to or from the dead node are lost
+                link.broken = link.up
+                self.at(
+                    self.now + self.network.detect_s,
+                    functools.partial(self._detect_dead, index, other),
+                )
+
+    def _detect_dead(self, dead: int, other: int) -> None:
+        if self.nodes[dead].core is None:
+            self._link_down(dead, other)
+
+    def restart(self, index: int) -> None:
+        """Rebuild a crashed node from its durable store and reconnect it."""
+        node = self.nodes[index]
+        if node.core is not None:
+            return
+        self._start_core(node, node.durable.copy())
+        for other in range(len(self.nodes)):
+            if other != index:
+                self.at(
+                    self.now + self.network.reconnect_s,
+                    functools.partial(self._reconnect_restarted, index, other),
+                )
+
+    def _reconnect_restarted(self, index: int, other: int) -> None:
+        link = self._link(index, other)
+        if link.up:
+            link.up = False  # the restarted side has no connection any more
+            peer = self.nodes[other]
+            if peer.core is not None:
+                peer.core.peer_disconnected(self.nodes[index].node_id, self.local_time(peer))
+                self.detect(other, "peer_lost")  # the new handshake shows the peer restarted
+                self._after_input(peer)
+        self._link_up(index, other)
+
+    def record_fault(self, kind: FaultKind, nodes: tuple[int, ...]) -> None:
+        """Record a fault the scenario injects itself (a flood, a fork)."""
+        self.faults.append(Fault(kind, self.now, nodes))
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def submit(self, index: int, envelope: bytes) -> Outcome | None:
+        """A client submits an op to node `index` now; None if the node is down."""
+        node = self.nodes[index]
+        if node.core is None:
+            return None
+        outcome = node.core.submit_op(envelope, self.local_time(node))
+        self._trace.update(f"S|{self.now!r}|{index}|{canonical_repr(outcome)}\n".encode())
+        self._after_input(node)
+        return outcome
+
+
+#: Core events that show a node noticed something wrong (class names, so that the simulator
+#: does not depend on where each event class lives).
+DETECTION_EVENTS = frozenset(
+    {
+        "PeerMisbehaved",
+        "PeerDisconnected",
+        "PeerDead",
+        "PeerTimedOut",
+        "PeerBanned",
+        "PeerThrottled",
+        "DivergenceDetected",
+        "OpExcluded",
+        "StateRederived",
+    }
+)
+
+
+#: Core events that ask the shell to drop a peer's connection (the shell obeys at once).
+DISCONNECT_EVENTS = frozenset(
+    {"PeerMisbehaved", "PeerBanned", "DisconnectPeer", "PeerDisconnectRequested"}
+)
+
+
+def canonical_repr(value: object) -> str:
+    """A repr that is the same in every process: sets are sorted, bytes are hex."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        inner = ",".join(
+            f"{f.name}={canonical_repr(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(canonical_repr(item) for item in value)) + "}"
+    if isinstance(value, dict):
+        items = sorted((canonical_repr(k), canonical_repr(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(canonical_repr(item) for item in value) + "]"
+    return repr(value)
