@@ -39,6 +39,7 @@ from .ledger import (
     Outcome,
 )
 from .messages import (
+    BUNDLES_PER_MESSAGE_MAX,
     OPS_PER_MESSAGE_MAX,
     BundleRequestMessage,
     BundlesMessage,
@@ -71,6 +72,8 @@ PENALTY_BAD_OP = 5
 PENALTY_RATE_LIMITED = 1
 #: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
 BUNDLES_KEPT_MAX = 4_096
+#: Bundles above the next height kept while catching up (they arrive in batches of 8).
+FUTURE_BUNDLES_MAX = 64
 #: A sync session that has not finished after this many intervals is abandoned.
 SYNC_SESSION_TIMEOUT_INTERVALS = 5
 #: Events queued for the shell before the oldest are dropped (and counted).
@@ -141,6 +144,15 @@ class SyncSessionFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class CatchUpStarted:
+    """A peer is final at a greater height than we are: we fetch bundles and their ops."""
+
+    peer: bytes
+    peer_height: int
+    own_height: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerMisbehaved:
     peer: bytes
     code: str
@@ -165,6 +177,7 @@ NodeEvent = (
     | PersistCheckpoint
     | CheckpointFinalized
     | SyncSessionFinished
+    | CatchUpStarted
     | PeerMisbehaved
     | EquivocationRecorded
     | ModeChanged
@@ -250,6 +263,8 @@ class NodeCore:
         self._bundles: OrderedDict[int, bytes] = OrderedDict()
         self._final_ids_by_height: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
         self._awaiting_decision: tuple[int, Cut, bytes] | None = None
+        self._future_bundles: dict[int, bytes] = {}
+        self._catching_up = False
         self._validation_waiting: dict[bytes, tuple[int, int, Cut]] = {}
         self._last_checkpoint_id = b""
         self._last_final_at = now
@@ -643,9 +658,17 @@ class NodeCore:
 
     def _note_peer_height(self, peer: _Peer, height: int) -> None:
         peer.final_height = max(peer.final_height, height)
-        if height > self.final_height and self._awaiting_decision is None:
-            count = min(height - self.final_height, 8)
-            request = BundleRequestMessage(self.final_height + 1, count)
+        if height > self.final_height and not self._catching_up:
+            self._catching_up = True
+            self._emit(CatchUpStarted(peer.peer_id, height, self.final_height))
+        self._request_bundles(peer)
+
+    def _request_bundles(self, peer: _Peer) -> None:
+        """Ask `peer` for the bundles after what we hold (final or buffered)."""
+        have = max([self.final_height, *self._future_bundles])
+        if peer.final_height > have and self._awaiting_decision is None:
+            count = min(peer.final_height - have, BUNDLES_PER_MESSAGE_MAX)
+            request = BundleRequestMessage(have + 1, count)
             peer.encoder.queue_message(encode_message(request), Priority.CONTROL)
 
     # --- finality ----------------------------------------------------------------------------
@@ -780,7 +803,12 @@ class NodeCore:
             if peer is not None:
                 self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
-        if bundle.height != self.final_height + 1:
+        if bundle.height <= self.final_height:
+            return
+        if bundle.height > self.final_height + 1:
+            # Ahead of us: keep it (bounded) until the heights below it are final.
+            if len(self._future_bundles) < FUTURE_BUNDLES_MAX:
+                self._future_bundles[bundle.height] = data
             return
         self._on_decided(data, bundle.value, now, persist=persist)
 
@@ -834,12 +862,26 @@ class NodeCore:
                 height, cut.checkpoint_id, cut.state_root, len(final_ids), now - started
             )
         )
+        self._future_bundles.pop(height, None)
+        self._continue_catch_up(now, persist=persist)
         # Share the bundle so that nodes outside the council finalize too.
         message = encode_message(BundlesMessage((bundle,)))
         for peer_id in sorted(self._peers):
             peer = self._peers[peer_id]
             if peer.final_height < height:
                 peer.encoder.queue_message(message, Priority.CONTROL)
+
+    def _continue_catch_up(self, now: float, *, persist: bool) -> None:
+        """After a height became final: apply the next buffered bundle, or ask for more."""
+        next_bundle = self._future_bundles.pop(self.final_height + 1, None)
+        if next_bundle is not None:
+            self._receive_bundle(b"", next_bundle, now, persist=persist)
+            return
+        ahead = [p for p in self._peers.values() if p.final_height > self.final_height]
+        if not ahead:
+            self._catching_up = False
+            return
+        self._request_bundles(max(ahead, key=lambda p: (p.final_height, p.peer_id)))
 
     def _serve_bundles(self, peer: _Peer, request: BundleRequestMessage) -> None:
         bundles = []

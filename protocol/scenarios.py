@@ -402,7 +402,7 @@ def finish(swarm: Swarm) -> RunResult:
 DETECTED_BY: dict[FaultKind, frozenset[str]] = {
     FaultKind.PARTITION: frozenset({"peer_lost"}),
     FaultKind.CRASH: frozenset({"peer_lost"}),
-    FaultKind.WIPE: frozenset({"peer_lost", "sync_found_missing"}),
+    FaultKind.WIPE: frozenset({"peer_lost", "sync_found_missing", "CatchUpStarted"}),
     FaultKind.FLOOD: frozenset({"PeerMisbehaved"}),
     FaultKind.FORK: frozenset({"OpExcluded", "StateRederived"}),
 }

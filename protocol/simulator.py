@@ -646,6 +646,7 @@ class Simulation:
 DETECTION_EVENTS = frozenset(
     {
         "PeerMisbehaved",
+        "CatchUpStarted",
         "PeerDisconnected",
         "PeerDead",
         "PeerTimedOut",
