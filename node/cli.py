@@ -303,4 +303,7 @@ def register_commands(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module, which holds the commands registered by other modules.
+    from swarmd.node.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,418 @@
+"""The public HTTP API (aiohttp, JSON) and the WebSocket event stream.
+
+Routes (docs/parts/daemon.md is the reference):
+  GET  /v1/status                   node, mode, heights, peers, sync lag, pool size, version
+  GET  /v1/accounts/{account_id}    balance, spendable, seq, head, unreceived credit ids
+  GET  /v1/handles/{name}           binding and open claims
+  GET  /v1/ops/{op_id}              status and decoded view
+  GET  /v1/checkpoints/{height}     bundle hex and cut fields ("latest" for the newest)
+  POST /v1/ops                      a signed envelope; 202 once durable
+  GET  /v1/events                   WebSocket of JSON events (optional ?account=)
+  GET  /metrics                     Prometheus ([metrics].path)
+plus the peer transports' routes (signaling, /v1/ws).
+
+Every error is JSON `{"error": message, "code": stable code}`; no input crashes a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from swarmd.protocol import consensus, crypto, limits
+from swarmd.protocol.checkpoint import Cut
+from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.ops import check_handle
+
+from .daemon import Daemon
+from .logs import get_logger
+from .metrics import CONTENT_TYPE
+
+log = get_logger("swarmd.api")
+
+#: Client IPs whose token buckets are remembered; the least recently seen are forgotten first
+#: (a forgotten client starts again with a full bucket, which errs on the side of serving).
+RATE_LIMIT_CLIENTS_MAX = 10_000
+#: Events queued per WebSocket client; a client that falls this far behind is disconnected
+#: (it can reconnect and read state) rather than holding memory for everyone.
+EVENTS_QUEUED_PER_CLIENT_MAX = 1024
+#: Unreceived credit ids listed in an account view (the count is always given).
+UNRECEIVED_LISTED_MAX = 1024
+#: Open claims listed per handle.
+CLAIMS_LISTED_MAX = 64
+#: Largest JSON body for the {"envelope": hex} form: the hex of the largest envelope plus room.
+JSON_BODY_SIZE_BYTES_MAX = 2 * limits.OP_ENVELOPE_SIZE_BYTES_MAX + 1024
+
+DaemonKey = web.AppKey("daemon", Daemon)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, "code": code, **extra}, status=status)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+class RateLimiter:
+    """A token bucket per client IP, bounded in the number of clients."""
+
+    def __init__(self, per_s: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.per_s, self.burst, self.clock = per_s, float(burst), clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str) -> bool:
+        now = self.clock()
+        tokens, at = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.per_s)
+        allowed = tokens >= 1
+        self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+        while len(self._buckets) > RATE_LIMIT_CLIENTS_MAX:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
+    """The public application, with the transports' routes mounted when `extra_routes`."""
+    config = daemon.config
+    limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = _route_name(request)
+        client = request.remote or "unknown"
+        if not limiter.allow(client):
+            response: web.StreamResponse = error_response(
+                429, "rate_limited", "too many requests from this address; slow down"
+            )
+        else:
+            response = await _call(request, handler)
+        daemon.metrics.http_request(route, response.status)
+        return response
+
+    app = web.Application(client_max_size=config.api.request_size_bytes_max, middlewares=[guard])
+    app[DaemonKey] = daemon
+    app[_CLIENTS] = set()
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/accounts/{account_id}", get_account)
+    app.router.add_get("/v1/handles/{name}", get_handle)
+    app.router.add_get("/v1/ops/{op_id}", get_op)
+    app.router.add_get("/v1/checkpoints/{height}", get_checkpoint)
+    app.router.add_post("/v1/ops", post_op)
+    app.router.add_get("/v1/events", get_events)
+    if config.metrics.enabled:
+        app.router.add_get(config.metrics.path, get_metrics)
+    if extra_routes:
+        for transport in daemon.transports.values():
+            app.add_routes(transport.routes)
+    app.on_shutdown.append(_close_event_clients)
+    return app
+
+
+async def _call(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "request_too_large", exc.text or "request body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        # A bug, not bad input: logged with its traceback, answered in the API's own shape.
+        log.exception("request_failed", route=_route_name(request))
+        return error_response(500, "internal_error", "internal error (logged by the node)")
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def _daemon(request: web.Request) -> Daemon:
+    return request.app[DaemonKey]
+
+
+def _account_key(text: str) -> bytes:
+    try:
+        return crypto.parse_account_id(text)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, f"not an account id: {exc.message}") from None
+
+
+def _hash_param(text: str, name: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != limits.HASH_SIZE_BYTES:
+        raise ApiError(400, f"bad_{name}", f"{name} must be {limits.HASH_SIZE_BYTES} bytes hex")
+    return value
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(_daemon(request).status())
+
+
+async def get_account(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    key = _account_key(request.match_info["account_id"])
+    ledger = daemon.core.ledger
+    account = ledger.state.accounts.get(key)
+    final = ledger.final_state.accounts.get(key)
+    unreceived = sorted(account.unreceived) if account else []
+    return web.json_response(
+        {
+            "account": crypto.account_id_text(key),
+            "balance": account.balance if account else 0,
+            "spendable": account.spendable if account else 0,
+            "final_balance": final.balance if final else 0,
+            "seq": account.seq if account else 0,
+            "head": account.head.hex() if account else "",
+            "unreceived": [op_id.hex() for op_id in unreceived[:UNRECEIVED_LISTED_MAX]],
+            "unreceived_count": len(unreceived),
+            "council": key in daemon.genesis.council,
+        }
+    )
+
+
+async def get_handle(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    name = request.match_info["name"]
+    try:
+        check_handle(name)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    state = daemon.core.ledger.state
+    binding = state.bindings.get(name)
+    final_binding = daemon.core.ledger.final_state.bindings.get(name)
+    claims = [
+        {
+            "claim_id": claim_id.hex(),
+            "claimant": crypto.account_id_text(claim.claimant),
+            "endorsements": len(claim.endorsers),
+        }
+        for claim_id, claim in state.claims.items()
+        if claim.handle == name
+    ][:CLAIMS_LISTED_MAX]
+    if binding is None and not claims:
+        raise ApiError(404, "handle_not_found", f"no claim or binding for handle {name!r}")
+    return web.json_response(
+        {
+            "handle": name,
+            "owner": crypto.account_id_text(binding.owner) if binding else None,
+            "claim_id": binding.claim_id.hex() if binding else None,
+            "final": final_binding is not None and binding is not None,
+            "claims": claims,
+            "quorum": daemon.genesis.quorum,
+        }
+    )
+
+
+async def get_op(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    op_id = _hash_param(request.match_info["op_id"], "op_id")
+    ledger = daemon.core.ledger
+    status, code = ledger.status_of(op_id)
+    op = ledger.op(op_id) or ledger.pending.get(op_id)
+    if status == "unknown" and op is None:
+        raise ApiError(404, "op_not_found", "no such op on this node")
+    if status == "applied" and ledger.is_final(op_id):
+        status = "final"
+    return web.json_response(
+        {
+            "op_id": op_id.hex(),
+            "status": status,
+            "code": code,
+            "op": op.describe() if op is not None else None,
+        }
+    )
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    text = request.match_info["height"]
+    if text == "latest":
+        height = daemon.core.final_height
+    else:
+        try:
+            height = int(text)
+        except ValueError:
+            raise ApiError(400, "bad_height", "height must be an integer or 'latest'") from None
+    if height < 1:
+        raise ApiError(404, "checkpoint_not_found", "no checkpoint yet")
+    bundle = daemon.core.bundle(height)
+    if bundle is None and height <= daemon.core.final_height:
+        bundle = await daemon.node_log.get_bundle(height)
+    if bundle is None:
+        raise ApiError(404, "checkpoint_not_found", f"no checkpoint at height {height}")
+    decoded = consensus.CheckpointBundle.decode(bundle)
+    cut = Cut.decode(decoded.value)
+    return web.json_response(
+        {
+            "height": cut.height,
+            "round": decoded.round,
+            "checkpoint_id": cut.checkpoint_id.hex(),
+            "parent_id": cut.parent_id.hex(),
+            "state_root": cut.state_root.hex(),
+            "heads": [
+                {"author": crypto.account_id_text(author), "seq": seq, "op_id": op_id.hex()}
+                for author, seq, op_id in cut.heads
+            ],
+            "signers": [crypto.account_id_text(key) for key, _ in decoded.precommits],
+            "bundle": bundle.hex(),
+        }
+    )
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    daemon.metrics.set_pending(len(daemon.core.ledger.pending))
+    return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+# --- submit ----------------------------------------------------------------------------------
+
+
+async def _read_envelope(request: web.Request) -> bytes:
+    content_type = request.content_type
+    body = await request.read()
+    if content_type == "application/octet-stream":
+        return body
+    if content_type == "application/json":
+        if len(body) > JSON_BODY_SIZE_BYTES_MAX:
+            raise ApiError(400, "malformed_op", "envelope larger than the op size limit")
+        try:
+            value = json.loads(body)
+            envelope_hex = value["envelope"]
+            if not isinstance(envelope_hex, str):
+                raise TypeError("envelope must be a hex string")
+            return bytes.fromhex(envelope_hex)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, "bad_request", f'expected {{"envelope": "<hex>"}}: {exc}') from None
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "send application/octet-stream (raw envelope) or application/json",
+    )
+
+
+async def post_op(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    length = request.content_length
+    if length is not None and length > daemon.config.api.request_size_bytes_max:
+        raise ApiError(413, "request_too_large", "request body too large")
+    envelope = await _read_envelope(request)
+    try:
+        outcome = await daemon.submit(envelope)
+    except (ProtocolError, OSError, sqlite3.Error) as exc:
+        code = getattr(exc, "code", "storage_error")
+        raise ApiError(503, code, "the node could not store the op; try again later") from None
+    body: dict[str, Any] = {"op_id": outcome.op_id.hex(), "status": outcome.status}
+    if outcome.code:
+        body["code"] = outcome.code
+    if outcome.status == "rejected":
+        if outcome.code in ("read_only", "quiesced"):
+            reason = daemon.core.mode_reason
+            message = f"node is {outcome.code.replace('_', '-')}" + (
+                f": {reason}" if reason else ""
+            )
+            raise ApiError(503, outcome.code, message, reason=reason)
+        raise ApiError(400, outcome.code, outcome.detail or outcome.code, op_id=body["op_id"])
+    return web.json_response(body, status=202)
+
+
+# --- events ----------------------------------------------------------------------------------
+
+_CLIENTS = web.AppKey("event_clients", set)
+
+
+class _EventClient:
+    def __init__(self, account: str | None) -> None:
+        self.account = account
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+            EVENTS_QUEUED_PER_CLIENT_MAX
+        )
+        self.overflowed = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        accounts = event.get("accounts")
+        if self.account is not None and accounts is not None and self.account not in accounts:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    daemon = _daemon(request)
+    account = request.query.get("account")
+    if account is not None:
+        account = crypto.account_id_text(_account_key(account))
+    clients: set[_EventClient] = request.app[_CLIENTS]
+    if len(clients) >= daemon.config.api.websocket_clients_max:
+        raise ApiError(503, "too_many_subscribers", "event stream client limit reached")
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+    await ws.prepare(request)
+    client = _EventClient(account)
+    clients.add(client)
+    daemon.add_listener(client)
+    daemon.metrics.set_websocket_clients(len(clients))
+    reader = asyncio.create_task(_drain_incoming(ws))
+    try:
+        await ws.send_json({"type": "subscribed", "account": account})
+        while not ws.closed:
+            getter = asyncio.create_task(client.queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            event = getter.result()
+            if event is None:
+                await ws.close(code=1008, message=b"slow consumer: events dropped")
+                break
+            await ws.send_json(event)
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        reader.cancel()
+        daemon.remove_listener(client)
+        clients.discard(client)
+        daemon.metrics.set_websocket_clients(len(clients))
+        await ws.close()
+    return ws
+
+
+async def _drain_incoming(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, so close frames are processed."""
+    async for message in ws:
+        if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
+
+
+async def _close_event_clients(app: web.Application) -> None:
+    for client in list(app[_CLIENTS]):
+        with contextlib.suppress(asyncio.QueueFull):
+            client.queue.put_nowait(None)

@@ -1,0 +1,738 @@
+"""The daemon's driver: feeds a `NodeCore` from the network, clients and its timer.
+
+Like aioquic's asyncio protocol driving a QUIC connection: every input (a peer frame, a peer
+coming or going, a client submission, an admin mode change, the timer) calls the core and then
+`pump()`, which sends the core's frames through the transports, handles its events (writes go
+to the group committer; everything else to metrics, event subscribers and log lines) and
+re-arms the single timer at `core.get_timer()`.
+
+Durability: `PersistOps` and `PersistCheckpoint` events are queued, in order, for one writer
+task that commits everything queued so far in one go (group commit). A client submission is
+acknowledged only after the commit holding it returned (`submit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarmd.protocol import consensus, crypto
+from swarmd.protocol.errors import LocalProtocolError, ProtocolError
+from swarmd.protocol.genesis import Genesis
+from swarmd.protocol.ledger import (
+    CouncilModeChanged,
+    CreditReceived,
+    HandleBound,
+    HandleConflictRaised,
+    HypeBurned,
+    LedgerConfig,
+    OpAccepted,
+    OpEvicted,
+    OpExcluded,
+    OpRejected,
+    Outcome,
+)
+from swarmd.protocol.node_core import (
+    CheckpointFinalized,
+    EquivocationRecorded,
+    Mode,
+    ModeChanged,
+    NodeCore,
+    NodeCoreConfig,
+    NodeEvent,
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistOps,
+    SyncSessionFinished,
+)
+
+from .config import NodeConfig, transport_config
+from .logs import get_logger
+from .metrics import NodeMetrics
+from .persistence import NodeLog, open_node_log
+from .transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
+
+log = get_logger("swarmd.daemon")
+
+#: Envelopes one commit writes at most; a longer queue is cut into several commits so one
+#: transaction's memory stays bounded (8 KiB x 4096 = 32 MiB).
+COMMIT_BATCH_OPS_MAX = 4096
+#: The timer never fires sooner than this after the previous firing, so a core deadline that
+#: stays in the past cannot spin the loop.
+TIMER_DELAY_S_MIN = 0.001
+#: Ops listed per `op_final` event batch sent to subscribers (a checkpoint may finalize
+#: thousands; subscribers get one event per op, but never more than this per checkpoint).
+FINAL_OPS_PUBLISHED_MAX = 10_000
+#: Dialing a configured peer: first retry delay and the cap (doubled per failure, jittered).
+DIAL_BACKOFF_INITIAL_S = 0.25
+DIAL_BACKOFF_MAX_S = 5.0
+
+
+class DaemonError(LocalProtocolError):
+    code = "daemon_error"
+
+
+class KeyFileError(LocalProtocolError):
+    code = "bad_key_file"
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("swarmd")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def load_keypair(path: Path) -> crypto.KeyPair:
+    """A node/wallet key file: JSON {"account_id", "seed": hex} (see `swarmd keygen`)."""
+    import json
+
+    try:
+        value = json.loads(path.read_text())
+        keypair = crypto.KeyPair.from_seed(bytes.fromhex(value["seed"]))
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError, ProtocolError) as exc:
+        raise KeyFileError(f"key file {path} is not a swarmd key: {exc}") from None
+    return keypair
+
+
+def core_config(config: NodeConfig) -> NodeCoreConfig:
+    return NodeCoreConfig(
+        gossip_fanout=config.sync.gossip_fanout,
+        peers_max=config.sync.peers_max,
+        delta_sync_interval_s=config.sync.delta_sync_interval_s,
+        checkpoint_interval_s=config.consensus.checkpoint_interval_s,
+        checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
+        consensus=consensus.ConsensusConfig(
+            timeout_propose_s=config.consensus.timeout_propose_s,
+            timeout_prevote_s=config.consensus.timeout_prevote_s,
+            timeout_precommit_s=config.consensus.timeout_precommit_s,
+            timeout_delta_s=config.consensus.timeout_delta_s,
+        ),
+        ledger=LedgerConfig(
+            pending_ops_max=config.limits.pending_ops_max,
+            pending_ops_per_author_max=config.limits.pending_ops_per_author_max,
+            pending_op_ttl_s=config.limits.pending_op_ttl_s,
+        ),
+    )
+
+
+# --- group commit ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    envelopes: list[bytes] = field(default_factory=list)
+    checkpoints: list[PersistCheckpoint] = field(default_factory=list)
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitter:
+    """One writer task; everything queued while a commit runs goes into the next one."""
+
+    def __init__(self, node_log: NodeLog) -> None:
+        self.node_log = node_log
+        self._open: _Batch | None = None
+        self._in_flight: _Batch | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def add_ops(self, envelopes: tuple[bytes, ...]) -> None:
+        self._batch().envelopes.extend(envelopes)
+
+    def add_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
+        self._batch().checkpoints.append(checkpoint)
+
+    def barrier(self) -> asyncio.Future[None]:
+        """Done when everything queued so far is durable (or failed to be)."""
+        if self._open is not None:
+            return self._open.done
+        if self._in_flight is not None:
+            return self._in_flight.done
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._task is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.barrier()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    def _batch(self) -> _Batch:
+        if self._open is None:
+            self._open = _Batch()
+            self._wakeup.set()
+        return self._open
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._open = self._open, None
+            if batch is None:
+                continue
+            self._in_flight = batch
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                self.failures += 1
+                log.error("commit_failed", error=getattr(exc, "code", type(exc).__name__))
+                batch.done.set_exception(exc)
+                batch.done.exception()  # retrieved here: callers may not be waiting
+            else:
+                self.commits += 1
+                batch.done.set_result(None)
+            finally:
+                self._in_flight = None
+
+    async def _write(self, batch: _Batch) -> None:
+        # Ops first: a checkpoint's ops were always queued before it (the core emits them in
+        # that order), so writing in queue order keeps "a stored checkpoint's ops are stored".
+        envelopes = batch.envelopes
+        for start in range(0, len(envelopes), COMMIT_BATCH_OPS_MAX):
+            await self.node_log.append_ops(envelopes[start : start + COMMIT_BATCH_OPS_MAX])
+        for checkpoint in batch.checkpoints:
+            await self.node_log.put_checkpoint(checkpoint)
+
+
+# --- the daemon ------------------------------------------------------------------------------
+
+EventListener = Callable[[dict[str, Any]], None]
+
+
+class Daemon:
+    """One running node: core + store + transports. The HTTP servers live in node/api.py."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        genesis: Genesis,
+        keypair: crypto.KeyPair,
+        node_log: NodeLog,
+        core: NodeCore,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.keypair = keypair
+        self.node_id = keypair.public_key
+        self.node_id_text = crypto.account_id_text(self.node_id)
+        self.node_log = node_log
+        self.core = core
+        self.metrics = metrics or NodeMetrics(process_metrics=False)
+        self.metrics.set_node_info(self.node_id_text, genesis.network_id.hex(), version())
+        self.committer = GroupCommitter(node_log)
+        self.transports: dict[str, LinkTransport] = {}
+        self._peer_transport: dict[bytes, LinkTransport] = {}
+        self._listeners: list[EventListener] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._dial_tasks: list[asyncio.Task[None]] = []
+        self._peer_changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self.frames_dropped = 0
+        self.started = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, config: NodeConfig, *, metrics: NodeMetrics | None = None) -> Daemon:
+        """Load genesis and key, open the store and rebuild the core from it."""
+        try:
+            genesis = Genesis.from_json(config.node.genesis_file.read_bytes())
+        except OSError as exc:
+            raise DaemonError(f"cannot read genesis {config.node.genesis_file}: {exc}") from None
+        keypair = load_keypair(config.node.key_file)
+        node_log = await open_node_log(
+            config.node.data_file,
+            network_id=genesis.network_id,
+            node_key=keypair.public_key,
+            synchronous=config.node.synchronous,
+        )
+        try:
+            envelopes, bundles = await node_log.load()
+            mode, reason = await node_log.get_mode()
+        except BaseException:
+            await node_log.close()
+            raise
+        loop = asyncio.get_running_loop()
+        rng = random.Random(secrets.randbits(64))
+        if envelopes or bundles:
+            core = NodeCore.restore(
+                genesis=genesis,
+                keypair=keypair,
+                config=core_config(config),
+                rng=rng,
+                now=loop.time(),
+                envelopes=envelopes,
+                bundles=bundles,
+            )
+        else:
+            # A node with an empty log never voted, so it need not sit out a height the way
+            # `restore` makes a restarted member do (a fresh swarm would never decide).
+            core = NodeCore(
+                genesis=genesis,
+                keypair=keypair,
+                config=core_config(config),
+                rng=rng,
+                now=loop.time(),
+            )
+        daemon = cls(
+            config, genesis=genesis, keypair=keypair, node_log=node_log, core=core, metrics=metrics
+        )
+        log.info(
+            "restored",
+            ops=len(envelopes),
+            checkpoints=len(bundles),
+            final_height=core.final_height,
+            state_root=core.state_root().hex(),
+        )
+        if mode is not Mode.NORMAL:
+            core.set_mode(mode, reason, loop.time())
+        return daemon
+
+    def create_transports(self) -> None:
+        """Both transports are accepted inbound; `[network].transport` is the one we dial."""
+        transport_cfg = transport_config(self.config)
+        network_id = self.genesis.network_id
+        self.transports = {
+            "webrtc": WebRtcTransport(self.keypair, network_id, transport_cfg, self),
+            "websocket": WebSocketTransport(self.keypair, network_id, transport_cfg, self),
+        }
+
+    async def start(self) -> None:
+        """Start the writer, the transports (routes must be served by now) and the dialers."""
+        if not self.transports:
+            self.create_transports()
+        self.committer.start()
+        for transport in self.transports.values():
+            await transport.start()
+        for entry in self.config.network.peers:
+            kind = entry.transport or self.config.network.transport
+            task = asyncio.create_task(self._keep_dialing(kind, entry.node_id, entry.url))
+            self._dial_tasks.append(task)
+        self.started = True
+        self.pump()
+
+    async def stop(self) -> None:
+        self.started = False
+        for task in self._dial_tasks:
+            task.cancel()
+        await asyncio.gather(*self._dial_tasks, return_exceptions=True)
+        self._dial_tasks.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
+        await self.committer.stop()
+        await self.node_log.close()
+
+    async def _keep_dialing(self, kind: str, node_id: bytes | None, url: str) -> None:
+        """Dial a configured peer until connected; dial again whenever it is gone."""
+        transport = self.transports[kind]
+        delay_s = DIAL_BACKOFF_INITIAL_S
+        rng = random.Random()
+        while True:
+            if node_id is not None and node_id in self._peer_transport:
+                self._peer_changed.clear()
+                await self._peer_changed.wait()
+                continue
+            try:
+                connected = await transport.connect(node_id, url)
+                node_id = connected
+                delay_s = DIAL_BACKOFF_INITIAL_S
+                continue
+            except (ProtocolError, OSError, TimeoutError) as exc:
+                log.warning(
+                    "dial_failed",
+                    url=url,
+                    error=getattr(exc, "code", type(exc).__name__),
+                    detail=str(exc),
+                )
+            await asyncio.sleep(delay_s * rng.uniform(0.5, 1.0))
+            delay_s = min(delay_s * 2, DIAL_BACKOFF_MAX_S)
+
+    # --- transport callbacks (TransportEvents) -----------------------------------------------
+
+    def on_peer_connected(self, peer_id: bytes, info: PeerInfo) -> None:
+        transport = self.transports.get(info.transport)
+        if transport is None:
+            return
+        if not self.core.peer_connected(peer_id, self._loop.time()):
+            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason="peers_max")
+            return
+        self._peer_transport[peer_id] = transport
+        self._update_peer_metrics()
+        self._peer_changed.set()
+        self.pump()
+
+    def on_frame(self, peer_id: bytes, frame: bytes) -> None:
+        self.metrics.frame("received")
+        self.core.receive_frame(peer_id, frame, self._loop.time())
+        self.pump()
+
+    def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
+        transport = self._peer_transport.get(peer_id)
+        # A replaced link (glare, reconnect) is already served by the newer link.
+        if transport is None or peer_id in transport.peers():
+            return
+        del self._peer_transport[peer_id]
+        self.core.peer_disconnected(peer_id, self._loop.time())
+        self._update_peer_metrics()
+        self._peer_changed.set()
+        self.pump()
+
+    # --- client inputs -----------------------------------------------------------------------
+
+    async def submit(self, envelope: bytes) -> Outcome:
+        """Admit a client's op; returns once whatever it changed is durable.
+
+        Raises the store's error when the commit failed (the API answers 503).
+        """
+        outcome = self.core.submit_op(envelope, self._loop.time())
+        self.pump()
+        await self.committer.barrier()
+        return outcome
+
+    async def set_mode(self, mode: Mode, reason: str) -> None:
+        """Persist the admin mode first, so what status shows survives a restart."""
+        await self.node_log.set_mode(mode, reason)
+        self.core.set_mode(mode, reason, self._loop.time())
+        self.pump()
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    # --- the pump ----------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        sent = 0
+        for peer_id, frame in self.core.frames_to_send():
+            transport = self._peer_transport.get(peer_id)
+            if transport is not None and transport.send(peer_id, frame):
+                sent += 1
+            else:
+                self.frames_dropped += 1
+        if sent:
+            self.metrics.frame("sent", sent)
+        while (event := self.core.next_event()) is not None:
+            self._handle_event(event)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.get_timer() if self.started else None
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
+            return
+        deadline = max(deadline, self._loop.time() + TIMER_DELAY_S_MIN)
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # the armed timer fires first; handle_timer re-arms after it
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.handle_timer(self._loop.time())
+        self.pump()
+
+    def _handle_event(self, event: NodeEvent) -> None:
+        if isinstance(event, PersistOps):
+            self.committer.add_ops(event.envelopes)
+            return
+        if isinstance(event, PersistCheckpoint):
+            self.committer.add_checkpoint(event)
+            self._publish_final_ops(event)
+            return
+        self._record(event)
+        published = _public_event(event)
+        if published is not None:
+            self._publish(published)
+
+    def _record(self, event: NodeEvent) -> None:
+        """Metrics and log lines."""
+        metrics = self.metrics
+        if isinstance(event, OpAccepted):
+            metrics.op_result("accepted")
+        elif isinstance(event, OpRejected):
+            metrics.op_result("rejected", event.code)
+        elif isinstance(event, OpExcluded):
+            metrics.op_result("excluded", event.code)
+        elif isinstance(event, OpEvicted):
+            metrics.op_result("evicted", event.code)
+        elif isinstance(event, CheckpointFinalized):
+            metrics.set_final_height(event.height)
+            metrics.observe_finality(event.latency_s)
+            metrics.checkpoint_bundle()
+            metrics.set_pending(len(self.core.ledger.pending))
+            log.info(
+                "checkpoint_final",
+                height=event.height,
+                ops=event.ops,
+                state_root=event.state_root.hex(),
+                latency_s=round(event.latency_s, 4),
+            )
+        elif isinstance(event, SyncSessionFinished):
+            metrics.sync_session(event.within_cadence)
+        elif isinstance(event, EquivocationRecorded):
+            metrics.equivocation()
+            log.warning("equivocation", validator=crypto.account_id_text(event.validator))
+        elif isinstance(event, PeerMisbehaved):
+            log.warning("peer_misbehaved", peer=crypto.account_id_text(event.peer), code=event.code)
+        elif isinstance(event, ModeChanged):
+            metrics.set_mode(event.mode.replace("-", "_"))
+            log.info("mode_changed", mode=event.mode, reason=event.reason)
+        elif isinstance(event, HandleConflictRaised):
+            log.info("handle_conflict", handle=event.handle)
+
+    def _publish_final_ops(self, event: PersistCheckpoint) -> None:
+        if not self._listeners:
+            return
+        for op_id in event.final_op_ids[:FINAL_OPS_PUBLISHED_MAX]:
+            op = self.core.ledger.op(op_id)
+            accounts = []
+            if op is not None:
+                accounts.append(crypto.account_id_text(op.author))
+                if op.to:
+                    accounts.append(crypto.account_id_text(op.to))
+            self._publish(
+                {
+                    "type": "op_final",
+                    "op_id": op_id.hex(),
+                    "height": event.height,
+                    "accounts": accounts,
+                }
+            )
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("listener_failed")
+
+    def _update_peer_metrics(self) -> None:
+        for name in self.transports:
+            count = sum(1 for t in self._peer_transport.values() if t.name == name)
+            self.metrics.set_peers(name, count)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def peers(self) -> dict[bytes, PeerInfo]:
+        """Peers the core knows, with what their transport reports."""
+        result: dict[bytes, PeerInfo] = {}
+        for peer_id, transport in self._peer_transport.items():
+            info = transport.peers().get(peer_id)
+            if info is not None:
+                result[peer_id] = info
+        return result
+
+    def status(self) -> dict[str, Any]:
+        core_status = self.core.status()
+        peer_heights = {
+            peer_hex: value["final_height"] for peer_hex, value in core_status["peers"].items()
+        }
+        peers = []
+        for peer_id, info in sorted(self.peers().items()):
+            peers.append(
+                {
+                    "node_id": crypto.account_id_text(peer_id),
+                    "transport": info.transport,
+                    "direction": info.direction,
+                    "url": info.remote_url,
+                    "rtt_ms": None if info.rtt_ms is None else round(info.rtt_ms, 3),
+                    "candidate_pair": info.candidate_pair,
+                    "final_height": peer_heights.get(peer_id.hex(), 0),
+                }
+            )
+        best = max(peer_heights.values(), default=0)
+        return {
+            "node_id": self.node_id_text,
+            "network_id": self.genesis.network_id.hex(),
+            "network_name": self.genesis.network_name,
+            "signup_reward": self.genesis.signup_reward,
+            "version": version(),
+            "validator": core_status["validator"],
+            "mode": core_status["mode"],
+            "mode_reason": core_status["mode_reason"],
+            "final_height": core_status["final_height"],
+            "consensus_height": core_status["consensus_height"],
+            "state_root": core_status["state_root"],
+            "applied_ops": core_status["applied_ops"],
+            "unfinalized_ops": core_status["unfinalized_ops"],
+            "pending_ops": core_status["pending_ops"],
+            "sync_lag": max(0, best - core_status["final_height"]),
+            "peers": peers,
+            "stats": core_status["stats"],
+            "commits": self.committer.commits,
+            "frames_dropped": self.frames_dropped,
+        }
+
+
+def _public_event(event: NodeEvent) -> dict[str, Any] | None:
+    """The JSON form pushed to WebSocket subscribers (None: not published)."""
+    text = crypto.account_id_text
+    if isinstance(event, OpAccepted):
+        return {
+            "type": "op_accepted",
+            "op_id": event.op_id.hex(),
+            "kind": event.kind.label,
+            "accounts": [text(event.author)],
+            "seq": event.seq,
+        }
+    if isinstance(event, CreditReceived):
+        return {
+            "type": "credit_received",
+            "account": text(event.account),
+            "accounts": [text(event.account), text(event.sender)],
+            "amount": event.amount,
+            "op_id": event.op_id.hex(),
+            "sender": text(event.sender),
+        }
+    if isinstance(event, HandleConflictRaised):
+        return {
+            "type": "handle_conflict",
+            "handle": event.handle,
+            "losing_claim": event.losing_claim.hex(),
+            "winning_claim": event.winning_claim.hex(),
+        }
+    if isinstance(event, HandleBound):
+        return {
+            "type": "handle_bound",
+            "handle": event.handle,
+            "owner": text(event.owner),
+            "accounts": [text(event.owner)],
+            "claim_id": event.claim_id.hex(),
+        }
+    if isinstance(event, HypeBurned):
+        return {
+            "type": "hype_burned",
+            "target": event.target,
+            "amount": event.amount,
+            "total": event.total,
+            "op_id": event.op_id.hex(),
+        }
+    if isinstance(event, CheckpointFinalized):
+        return {
+            "type": "checkpoint_final",
+            "height": event.height,
+            "checkpoint_id": event.checkpoint_id.hex(),
+            "state_root": event.state_root.hex(),
+            "ops": event.ops,
+        }
+    if isinstance(event, ModeChanged):
+        return {"type": "mode_changed", "mode": event.mode, "reason": event.reason}
+    if isinstance(event, CouncilModeChanged):
+        return {"type": "council_mode_changed", "quiesced": event.quiesced}
+    if isinstance(event, OpRejected):
+        return {"type": "op_rejected", "op_id": event.op_id.hex(), "code": event.code}
+    return None
+
+
+# --- the whole service: daemon + public API + admin interface ------------------------------
+
+
+class NodeService:
+    """Opens the daemon and serves its HTTP API and admin interface; `stop` undoes it all."""
+
+    def __init__(self, config: NodeConfig, *, metrics: NodeMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.daemon: Daemon | None = None
+        self.api_url = ""
+        self.admin_url: str | None = None
+        self._runners: list[Any] = []
+        self._token = ""
+
+    async def start(self) -> Daemon:
+        from aiohttp import web
+
+        from .admin import build_admin_app, write_cookie
+        from .api import build_app
+
+        config = self.config
+        daemon = self.daemon = await Daemon.open(config, metrics=self.metrics)
+        try:
+            daemon.create_transports()
+            runner = web.AppRunner(build_app(daemon), access_log=None, shutdown_timeout=2.0)
+            await runner.setup()
+            self._runners.append(runner)
+            await daemon.start()
+            await web.TCPSite(runner, config.api.host, config.api.port).start()
+            host, port = runner.addresses[0][:2]
+            self.api_url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+            self._token = write_cookie(config.admin.cookie_file)
+            admin = web.AppRunner(build_admin_app(daemon, self._token), access_log=None)
+            await admin.setup()
+            self._runners.append(admin)
+            if config.admin.port:
+                await web.TCPSite(admin, config.admin.host, config.admin.port).start()
+                self.admin_url = f"http://{config.admin.host}:{admin.addresses[0][1]}"
+            if config.admin.unix_socket is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    config.admin.unix_socket.unlink()
+                await web.UnixSite(admin, str(config.admin.unix_socket)).start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("node_ready", api=self.api_url, admin=self.admin_url, mode=daemon.core.mode.value)
+        return daemon
+
+    async def stop(self) -> None:
+        from .admin import remove_cookie
+
+        if self._token:
+            remove_cookie(self.config.admin.cookie_file, self._token)
+            self._token = ""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self.daemon is not None:
+            daemon, self.daemon = self.daemon, None
+            await daemon.stop()
+
+
+async def run_until_signalled(config: NodeConfig) -> None:
+    """`swarmd run`: serve until SIGINT or SIGTERM, then stop cleanly."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    service = NodeService(config, metrics=NodeMetrics())
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("node_stopping")
+        await service.stop()
