@@ -248,9 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
-    from . import chaos
+    from . import chaos, recovery
 
     chaos.register(add)
+    recovery.register(add)
     for register in _EXTRA_COMMANDS:
         register(add)
     return parser
