@@ -1,0 +1,317 @@
+"""What every store offers: the records, the limits and the `OpStore` interface.
+
+`Store` (SQLite, storage/store.py) and `MemoryStore` (storage/memory.py) implement `OpStore`
+with the same semantics, and share the argument checks below so that both raise the same
+typed errors for the same misuse. The store is generic: an op envelope and a state snapshot
+are opaque bytes to it; the ledger gives them meaning.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from swarmd.protocol import limits
+
+from .errors import StoreUsageError
+
+# --- limits ------------------------------------------------------------------------------------
+
+#: Ops appended by one `append_ops` call. Bounds one transaction's memory (at most
+#: 10_000 x 8 KiB envelopes = 80 MiB); the group committer cuts batches far smaller.
+APPEND_OPS_MAX = 10_000
+#: Rows returned by one `read_log` / `read_checkpoints` call: at most 4096 x 8 KiB = 32 MiB
+#: of envelopes, and large enough that one read per 4096 ops costs nothing during replay.
+READ_LOG_LIMIT_MAX = 4_096
+#: Ids in one `get_ops` / `mark_status` / `delete_pending` call; a sync fetch asks for at
+#: most limits.FETCH_OPS_PER_REQUEST_MAX, and mark_status follows a batch.
+IDS_PER_CALL_MAX = APPEND_OPS_MAX
+#: A meta value is a small setting (a key, a mode, a reason), never bulk data.
+META_VALUE_SIZE_BYTES_MAX = 4 * 1024
+META_KEY_SIZE_BYTES_MAX = 64
+#: Checkpoint bundles carry up to CHECKPOINT_HEADS_MAX heads plus signatures; a snapshot blob
+#: is the whole derived state. Both are bounded only to catch a caller's bug, not a peer's.
+CHECKPOINT_BUNDLE_SIZE_BYTES_MAX = 64 * 1024 * 1024
+SNAPSHOT_SIZE_BYTES_MAX = 1024 * 1024 * 1024
+#: Ops in the durable pending pool: the ledger's pool bound.
+PENDING_OPS_STORED_MAX = limits.PENDING_OPS_MAX
+
+#: Meta keys the store owns; `set_meta` refuses them.
+META_SCHEMA_VERSION = "schema_version"
+META_NETWORK_ID = "network_id"
+META_NODE_KEY = "node_key"
+META_MODE = "mode"
+META_MODE_REASON = "mode_reason"
+RESERVED_META_KEYS = frozenset(
+    {META_SCHEMA_VERSION, META_NETWORK_ID, META_NODE_KEY, META_MODE, META_MODE_REASON}
+)
+
+
+class OpStatus(enum.IntEnum):
+    """Status of a logged op. The signed bytes never change; only this mark does."""
+
+    APPLIED = 1
+    REJECTED = 2
+    #: Set by a rollback on ops after the rollback point: kept, never deleted.
+    REVERTED = 3
+
+
+class NodeMode(enum.Enum):
+    NORMAL = "normal"
+    #: Client writes are refused (503 with the reason); reads and sync go on.
+    READ_ONLY = "read_only"
+    #: No new state, no votes; only admin and council messages.
+    QUIESCED = "quiesced"
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+class NewOp(NamedTuple):
+    """An op to append. `received_at_ms` is the caller's clock (milliseconds since the epoch)
+    so that the deterministic simulator controls it."""
+
+    op_id: bytes
+    author: bytes
+    author_seq: int
+    envelope: bytes
+    status: OpStatus
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOp:
+    seq: int
+    op_id: bytes
+    author: bytes
+    author_seq: int
+    envelope: bytes
+    status: OpStatus
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOp:
+    op_id: bytes
+    envelope: bytes
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    bundle: bytes
+    #: The op_log position the checkpoint covers: replay starts after it.
+    log_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    height: int
+    state_root: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    ok: bool
+    problems: tuple[str, ...]
+    ops_checked: int
+
+
+# --- checksums ---------------------------------------------------------------------------------
+# SQLite checks its page structure but not the bytes inside a row, so a flipped bit in an
+# envelope would be served silently. Every row whose bytes matter carries a CRC-32 of them.
+
+
+def op_crc(seq: int, op_id: bytes, author: bytes, author_seq: int, envelope: bytes) -> int:
+    header = seq.to_bytes(8, "big") + author_seq.to_bytes(8, "big")
+    return zlib.crc32(envelope, zlib.crc32(author, zlib.crc32(op_id, zlib.crc32(header))))
+
+
+def checkpoint_crc(checkpoint: Checkpoint) -> int:
+    header = checkpoint.height.to_bytes(8, "big") + checkpoint.log_seq.to_bytes(8, "big")
+    crc = zlib.crc32(header)
+    for part in (checkpoint.checkpoint_id, checkpoint.state_root, checkpoint.bundle):
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def snapshot_crc(snapshot: StateSnapshot) -> int:
+    crc = zlib.crc32(snapshot.height.to_bytes(8, "big"))
+    return zlib.crc32(snapshot.blob, zlib.crc32(snapshot.state_root, crc))
+
+
+# --- argument checks shared by both stores -----------------------------------------------------
+
+_INT64_MAX = 2**63 - 1
+
+
+def _check_bytes(name: str, value: object, size_max: int, *, exact: bool = False) -> None:
+    if not isinstance(value, bytes):
+        raise StoreUsageError(f"{name} must be bytes, not {type(value).__name__}")
+    if exact and len(value) != size_max:
+        raise StoreUsageError(f"{name} must be {size_max} bytes, not {len(value)}")
+    if len(value) > size_max:
+        raise StoreUsageError(f"{name} of {len(value)} bytes exceeds {size_max}")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StoreUsageError(f"{name} must be an int in [{low}, {high}], not {value!r}")
+
+
+def check_network_id(network_id: object) -> None:
+    _check_bytes("network_id", network_id, limits.HASH_SIZE_BYTES, exact=True)
+
+
+def check_node_key(node_key: object) -> None:
+    _check_bytes("node_key", node_key, limits.PUBLIC_KEY_SIZE_BYTES, exact=True)
+
+
+def check_new_ops(ops: Sequence[NewOp]) -> None:
+    """Types and sizes of a batch (ids repeated inside it are the store's DuplicateOpError).
+
+    This runs for every appended op, twice under group commit, so the common case is one
+    boolean expression per op and the precise message is built only for a bad op.
+    """
+    if len(ops) > APPEND_OPS_MAX:
+        raise StoreUsageError(f"{len(ops)} ops in one append exceeds {APPEND_OPS_MAX}")
+    for op in ops:
+        op_id, author, author_seq, envelope, status, received_at_ms = op
+        if not (
+            type(op_id) is bytes
+            and len(op_id) == limits.HASH_SIZE_BYTES
+            and type(author) is bytes
+            and len(author) <= limits.PUBLIC_KEY_SIZE_BYTES
+            and type(author_seq) is int
+            and 0 <= author_seq <= limits.SEQ_MAX
+            and type(envelope) is bytes
+            and len(envelope) <= limits.OP_ENVELOPE_SIZE_BYTES_MAX
+            and type(status) is OpStatus
+            and type(received_at_ms) is int
+            and 0 <= received_at_ms <= _INT64_MAX
+        ):
+            _explain_bad_op(op)
+
+
+def _explain_bad_op(op: NewOp) -> None:
+    _check_bytes("op_id", op.op_id, limits.HASH_SIZE_BYTES, exact=True)
+    _check_bytes("author", op.author, limits.PUBLIC_KEY_SIZE_BYTES)
+    _check_int("author_seq", op.author_seq, 0, limits.SEQ_MAX)
+    _check_bytes("envelope", op.envelope, limits.OP_ENVELOPE_SIZE_BYTES_MAX)
+    check_status(op.status)
+    _check_int("received_at_ms", op.received_at_ms, 0, _INT64_MAX)
+    raise StoreUsageError(f"malformed op: {op!r:.200}")
+
+
+def check_op_ids(op_ids: Sequence[bytes]) -> None:
+    if len(op_ids) > IDS_PER_CALL_MAX:
+        raise StoreUsageError(f"{len(op_ids)} ids in one call exceeds {IDS_PER_CALL_MAX}")
+    for op_id in op_ids:
+        _check_bytes("op_id", op_id, limits.HASH_SIZE_BYTES, exact=True)
+
+
+def check_status(status: object) -> None:
+    if not isinstance(status, OpStatus):
+        raise StoreUsageError(f"status must be an OpStatus, not {status!r}")
+
+
+def check_read_range(after: int, limit: int) -> None:
+    _check_int("after", after, 0, _INT64_MAX)
+    _check_int("limit", limit, 1, READ_LOG_LIMIT_MAX)
+
+
+def check_pending(ops: Sequence[PendingOp]) -> None:
+    if len(ops) > APPEND_OPS_MAX:
+        raise StoreUsageError(f"{len(ops)} pending ops in one call exceeds {APPEND_OPS_MAX}")
+    for op in ops:
+        _check_bytes("op_id", op.op_id, limits.HASH_SIZE_BYTES, exact=True)
+        _check_bytes("envelope", op.envelope, limits.OP_ENVELOPE_SIZE_BYTES_MAX)
+        _check_int("received_at_ms", op.received_at_ms, 0, _INT64_MAX)
+
+
+def check_checkpoint(checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+    _check_int("height", checkpoint.height, 1, _INT64_MAX)
+    _check_bytes("checkpoint_id", checkpoint.checkpoint_id, limits.HASH_SIZE_BYTES, exact=True)
+    _check_bytes("state_root", checkpoint.state_root, limits.HASH_SIZE_BYTES, exact=True)
+    _check_bytes("bundle", checkpoint.bundle, CHECKPOINT_BUNDLE_SIZE_BYTES_MAX)
+    _check_int("log_seq", checkpoint.log_seq, 0, _INT64_MAX)
+    _check_bytes("snapshot_blob", snapshot_blob, SNAPSHOT_SIZE_BYTES_MAX)
+
+
+def check_meta(key: object, value: object | None = None, *, writing: bool = False) -> None:
+    if not isinstance(key, str) or not 0 < len(key.encode()) <= META_KEY_SIZE_BYTES_MAX:
+        raise StoreUsageError(f"meta key must be a non-empty str of at most 64 bytes: {key!r}")
+    if writing:
+        if key in RESERVED_META_KEYS:
+            raise StoreUsageError(f"meta key {key!r} is owned by the store")
+        _check_bytes("meta value", value, META_VALUE_SIZE_BYTES_MAX)
+
+
+def check_mode(mode: object, reason: object) -> None:
+    if not isinstance(mode, NodeMode):
+        raise StoreUsageError(f"mode must be a NodeMode, not {mode!r}")
+    if not isinstance(reason, str) or len(reason.encode()) > limits.REASON_SIZE_BYTES_MAX:
+        raise StoreUsageError("reason must be a str of at most REASON_SIZE_BYTES_MAX bytes")
+
+
+# --- the interface -----------------------------------------------------------------------------
+
+
+class OpStore(Protocol):
+    """The durable store as the node shell and the simulator see it.
+
+    Every write is atomic and durable when its coroutine returns; a write that raises wrote
+    nothing. Reads see only committed writes.
+    """
+
+    @property
+    def last_seq(self) -> int: ...
+
+    async def append_ops(self, ops: Sequence[NewOp]) -> list[int]: ...
+
+    async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int: ...
+
+    async def mark_reverted_after(self, log_seq: int) -> int: ...
+
+    async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]: ...
+
+    async def get_op(self, op_id: bytes) -> LoggedOp | None: ...
+
+    async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]: ...
+
+    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None: ...
+
+    async def latest_checkpoint(self) -> Checkpoint | None: ...
+
+    async def get_checkpoint(self, height: int) -> Checkpoint | None: ...
+
+    async def read_checkpoints(self, after_height: int, limit: int) -> list[Checkpoint]: ...
+
+    async def get_snapshot(self, height: int) -> StateSnapshot | None: ...
+
+    async def delete_snapshots_below(self, height: int) -> int: ...
+
+    async def put_pending(self, ops: Sequence[PendingOp]) -> int: ...
+
+    async def delete_pending(self, op_ids: Sequence[bytes]) -> int: ...
+
+    async def load_pending(self) -> list[PendingOp]: ...
+
+    async def get_meta(self, key: str) -> bytes | None: ...
+
+    async def set_meta(self, key: str, value: bytes) -> None: ...
+
+    async def get_mode(self) -> tuple[NodeMode, str]: ...
+
+    async def set_mode(self, mode: NodeMode, reason: str) -> None: ...
+
+    async def integrity_check(self) -> IntegrityReport: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,388 @@
+"""An in-memory store with the interface and crash semantics of `Store`, for the simulator.
+
+A `MemoryDatabase` plays the disk: it outlives a crash. A `MemoryStore` is an open handle on it.
+Each write takes effect atomically at one point, its commit, and is acknowledged only after it;
+a write either happened completely or not at all. The async methods first yield to the event
+loop once (the real store's hop to its worker thread) and then commit, so a `crash()` made by
+another task in between loses the write and its caller gets StoreClosedError, never an ack.
+`crash()` keeps exactly what was committed, as kill -9 keeps what SQLite committed; then
+`MemoryStore.open` on the same database is the restart.
+
+Every method also exists as `<name>_sync`, which commits at once, for a simulator that drives
+the core without an event loop. Argument checks and typed errors are shared with `Store`
+(storage/api.py), so a test passing against one passes against the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import api
+from .api import (
+    Checkpoint,
+    IntegrityReport,
+    LoggedOp,
+    NewOp,
+    NodeMode,
+    OpStatus,
+    PendingOp,
+    StateSnapshot,
+)
+from .errors import (
+    CheckpointConflictError,
+    DatabaseLockedError,
+    DuplicateOpError,
+    SchemaTooNewError,
+    StoreClosedError,
+    StoreUsageError,
+    WrongNetworkError,
+    WrongNodeKeyError,
+)
+from .schema import SCHEMA_VERSION
+
+
+@dataclass
+class MemoryDatabase:
+    """What survives a crash. Tests may read it; only MemoryStore writes it."""
+
+    schema_version: int = 0
+    meta: dict[str, bytes] = field(default_factory=dict)
+    op_log: list[LoggedOp] = field(default_factory=list)
+    seq_by_op_id: dict[bytes, int] = field(default_factory=dict)
+    pending: dict[bytes, PendingOp] = field(default_factory=dict)
+    checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
+    #: The open handle, if any: like the file lock of `Store`, one writer at a time.
+    holder: MemoryStore | None = None
+
+
+class MemoryStore:
+    """An open handle on a MemoryDatabase; see api.OpStore and the module docstring."""
+
+    def __init__(self, database: MemoryDatabase) -> None:
+        self.database = database
+        self._closed = False
+
+    # --- opening, closing, crashing --------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, database: MemoryDatabase, *, network_id: bytes, node_key: bytes | None = None
+    ) -> MemoryStore:
+        await asyncio.sleep(0)
+        return cls.open_sync(database, network_id=network_id, node_key=node_key)
+
+    @classmethod
+    def open_sync(
+        cls, database: MemoryDatabase, *, network_id: bytes, node_key: bytes | None = None
+    ) -> MemoryStore:
+        api.check_network_id(network_id)
+        if node_key is not None:
+            api.check_node_key(node_key)
+        if database.holder is not None:
+            raise DatabaseLockedError("the memory database is already open")
+        if database.schema_version > SCHEMA_VERSION:
+            raise SchemaTooNewError(f"schema version {database.schema_version} is too new")
+        if database.schema_version == 0:
+            if node_key is None:
+                raise StoreUsageError("node_key is required to create a database")
+            database.meta.update(
+                {
+                    api.META_NETWORK_ID: network_id,
+                    api.META_NODE_KEY: node_key,
+                    api.META_MODE: NodeMode.NORMAL.value.encode(),
+                    api.META_MODE_REASON: b"",
+                }
+            )
+        elif database.meta.get(api.META_NETWORK_ID) != network_id:
+            raise WrongNetworkError("the memory database belongs to another network")
+        elif node_key is not None and database.meta.get(api.META_NODE_KEY) != node_key:
+            raise WrongNodeKeyError("the memory database was made by another node key")
+        database.schema_version = SCHEMA_VERSION
+        store = cls(database)
+        database.holder = store
+        return store
+
+    def crash(self) -> None:
+        """Die like kill -9: keep what was committed, fail every write still in flight."""
+        self._release()
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.database.holder = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the memory store is closed")
+
+    async def _commit_point(self) -> None:
+        # The real store's hop to its worker thread: other tasks run here, a crash included.
+        self._check_open()
+        await asyncio.sleep(0)
+        self._check_open()
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.database.op_log)
+
+    # --- the op log ------------------------------------------------------------------------
+
+    async def append_ops(self, ops: Sequence[NewOp]) -> list[int]:
+        api.check_new_ops(ops)
+        await self._commit_point()
+        return self.append_ops_sync(ops)
+
+    def append_ops_sync(self, ops: Sequence[NewOp]) -> list[int]:
+        self._check_open()
+        api.check_new_ops(ops)
+        ids = {op.op_id for op in ops}
+        if len(ids) != len(ops):
+            raise DuplicateOpError("the same op id appears twice in one batch")
+        if any(op_id in self.database.seq_by_op_id for op_id in ids):
+            raise DuplicateOpError("an op id in the batch is already logged")
+        seqs = []
+        for op in ops:
+            seq = len(self.database.op_log) + 1
+            self.database.op_log.append(
+                LoggedOp(seq, *op[:4], OpStatus(op.status), op.received_at_ms)
+            )
+            self.database.seq_by_op_id[op.op_id] = seq
+            self.database.pending.pop(op.op_id, None)
+            seqs.append(seq)
+        return seqs
+
+    async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int:
+        api.check_op_ids(op_ids)
+        await self._commit_point()
+        return self.mark_status_sync(op_ids, status)
+
+    def mark_status_sync(self, op_ids: Sequence[bytes], status: OpStatus) -> int:
+        self._check_open()
+        api.check_op_ids(op_ids)
+        api.check_status(status)
+        changed = 0
+        for op_id in set(op_ids):
+            seq = self.database.seq_by_op_id.get(op_id)
+            if seq is not None:
+                self._set_status(seq, status)
+                changed += 1
+        return changed
+
+    async def mark_reverted_after(self, log_seq: int) -> int:
+        api.check_read_range(log_seq, 1)
+        await self._commit_point()
+        return self.mark_reverted_after_sync(log_seq)
+
+    def mark_reverted_after_sync(self, log_seq: int) -> int:
+        self._check_open()
+        api.check_read_range(log_seq, 1)
+        changed = 0
+        for op in self.database.op_log[log_seq:]:
+            if op.status is OpStatus.APPLIED:
+                self._set_status(op.seq, OpStatus.REVERTED)
+                changed += 1
+        return changed
+
+    def _set_status(self, seq: int, status: OpStatus) -> None:
+        op = self.database.op_log[seq - 1]
+        self.database.op_log[seq - 1] = dataclasses.replace(op, status=status)
+
+    async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]:
+        await self._commit_point()
+        return self.read_log_sync(after_seq, limit)
+
+    def read_log_sync(self, after_seq: int, limit: int) -> list[LoggedOp]:
+        self._check_open()
+        api.check_read_range(after_seq, limit)
+        return self.database.op_log[after_seq : after_seq + limit]
+
+    async def get_op(self, op_id: bytes) -> LoggedOp | None:
+        found = await self.get_ops([op_id])
+        return found[0] if found else None
+
+    async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]:
+        await self._commit_point()
+        return self.get_ops_sync(op_ids)
+
+    def get_ops_sync(self, op_ids: Sequence[bytes]) -> list[LoggedOp]:
+        self._check_open()
+        api.check_op_ids(op_ids)
+        seqs = {self.database.seq_by_op_id.get(op_id) for op_id in op_ids} - {None}
+        return [self.database.op_log[seq - 1] for seq in sorted(s for s in seqs if s)]
+
+    # --- checkpoints and snapshots ---------------------------------------------------------
+
+    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+        api.check_checkpoint(checkpoint, snapshot_blob)
+        await self._commit_point()
+        self.put_checkpoint_sync(checkpoint, snapshot_blob)
+
+    def put_checkpoint_sync(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+        self._check_open()
+        api.check_checkpoint(checkpoint, snapshot_blob)
+        stored = self.database.checkpoints.get(checkpoint.height)
+        same_id = [
+            other
+            for other in self.database.checkpoints.values()
+            if other.checkpoint_id == checkpoint.checkpoint_id
+        ]
+        if stored is not None and stored.checkpoint_id == checkpoint.checkpoint_id:
+            return
+        if stored is not None or same_id:
+            raise CheckpointConflictError(
+                f"another checkpoint is stored at height {checkpoint.height}"
+            )
+        self.database.checkpoints[checkpoint.height] = checkpoint
+        self.database.snapshots[checkpoint.height] = StateSnapshot(
+            checkpoint.height, checkpoint.state_root, snapshot_blob
+        )
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        await self._commit_point()
+        return self.latest_checkpoint_sync()
+
+    def latest_checkpoint_sync(self) -> Checkpoint | None:
+        self._check_open()
+        if not self.database.checkpoints:
+            return None
+        return self.database.checkpoints[max(self.database.checkpoints)]
+
+    async def get_checkpoint(self, height: int) -> Checkpoint | None:
+        await self._commit_point()
+        return self.database.checkpoints.get(height)
+
+    async def read_checkpoints(self, after_height: int, limit: int) -> list[Checkpoint]:
+        await self._commit_point()
+        return self.read_checkpoints_sync(after_height, limit)
+
+    def read_checkpoints_sync(self, after_height: int, limit: int) -> list[Checkpoint]:
+        self._check_open()
+        api.check_read_range(after_height, limit)
+        heights = sorted(h for h in self.database.checkpoints if h > after_height)[:limit]
+        return [self.database.checkpoints[height] for height in heights]
+
+    async def get_snapshot(self, height: int) -> StateSnapshot | None:
+        await self._commit_point()
+        return self.database.snapshots.get(height)
+
+    async def delete_snapshots_below(self, height: int) -> int:
+        api.check_read_range(height, 1)
+        await self._commit_point()
+        return self.delete_snapshots_below_sync(height)
+
+    def delete_snapshots_below_sync(self, height: int) -> int:
+        self._check_open()
+        api.check_read_range(height, 1)
+        doomed = [h for h in self.database.snapshots if h < height]
+        for doomed_height in doomed:
+            del self.database.snapshots[doomed_height]
+        return len(doomed)
+
+    # --- the pending pool ------------------------------------------------------------------
+
+    async def put_pending(self, ops: Sequence[PendingOp]) -> int:
+        api.check_pending(ops)
+        await self._commit_point()
+        return self.put_pending_sync(ops)
+
+    def put_pending_sync(self, ops: Sequence[PendingOp]) -> int:
+        self._check_open()
+        api.check_pending(ops)
+        added = 0
+        for op in ops:
+            if op.op_id not in self.database.pending and op.op_id not in (
+                self.database.seq_by_op_id
+            ):
+                self.database.pending[op.op_id] = op
+                added += 1
+        return added
+
+    async def delete_pending(self, op_ids: Sequence[bytes]) -> int:
+        api.check_op_ids(op_ids)
+        await self._commit_point()
+        return self.delete_pending_sync(op_ids)
+
+    def delete_pending_sync(self, op_ids: Sequence[bytes]) -> int:
+        self._check_open()
+        api.check_op_ids(op_ids)
+        return sum(self.database.pending.pop(op_id, None) is not None for op_id in set(op_ids))
+
+    async def load_pending(self) -> list[PendingOp]:
+        await self._commit_point()
+        return self.load_pending_sync()
+
+    def load_pending_sync(self) -> list[PendingOp]:
+        self._check_open()
+        ordered = sorted(
+            self.database.pending.values(), key=lambda op: (op.received_at_ms, op.op_id)
+        )
+        return ordered[: api.PENDING_OPS_STORED_MAX]
+
+    # --- meta and modes --------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        api.check_meta(key)
+        await self._commit_point()
+        return self.database.meta.get(key)
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        api.check_meta(key, value, writing=True)
+        await self._commit_point()
+        self.set_meta_sync(key, value)
+
+    def set_meta_sync(self, key: str, value: bytes) -> None:
+        self._check_open()
+        api.check_meta(key, value, writing=True)
+        self.database.meta[key] = value
+
+    async def get_mode(self) -> tuple[NodeMode, str]:
+        await self._commit_point()
+        return self.get_mode_sync()
+
+    def get_mode_sync(self) -> tuple[NodeMode, str]:
+        self._check_open()
+        mode = NodeMode(self.database.meta[api.META_MODE].decode())
+        return mode, self.database.meta[api.META_MODE_REASON].decode()
+
+    async def set_mode(self, mode: NodeMode, reason: str) -> None:
+        api.check_mode(mode, reason)
+        await self._commit_point()
+        self.set_mode_sync(mode, reason)
+
+    def set_mode_sync(self, mode: NodeMode, reason: str) -> None:
+        self._check_open()
+        api.check_mode(mode, reason)
+        self.database.meta[api.META_MODE] = mode.value.encode()
+        self.database.meta[api.META_MODE_REASON] = reason.encode()
+
+    # --- checks ----------------------------------------------------------------------------
+
+    async def integrity_check(self) -> IntegrityReport:
+        await self._commit_point()
+        return self.integrity_check_sync()
+
+    def integrity_check_sync(self) -> IntegrityReport:
+        """The same invariants `Store.integrity_check` checks, minus the on-disk ones."""
+        self._check_open()
+        problems = []
+        for index, op in enumerate(self.database.op_log):
+            if op.seq != index + 1:
+                problems.append(f"op_log: seq {op.seq} at position {index + 1}")
+            if self.database.seq_by_op_id.get(op.op_id) != op.seq:
+                problems.append(f"op_log: seq {op.seq} is not indexed by its op id")
+            if op.op_id in self.database.pending:
+                problems.append(f"op_log: seq {op.seq} is also pending")
+        for checkpoint in self.database.checkpoints.values():
+            if checkpoint.log_seq > len(self.database.op_log):
+                problems.append(f"checkpoint {checkpoint.height}: log_seq beyond the log")
+        return IntegrityReport(not problems, tuple(problems), len(self.database.op_log))

@@ -1,0 +1,668 @@
+"""The durable store: SQLite through aiosqlite, WAL journal, one writer.
+
+Durability rule: a write is acknowledged (its coroutine returns) only after the transaction
+holding it committed with `synchronous=FULL`, i.e. after the WAL was fsynced. A write that
+raises wrote nothing. Reads go through a second, query-only connection and so see committed
+data only, never the middle of a transaction.
+
+One aiosqlite call per batch: each call is a hop to aiosqlite's worker thread (22-60 us here),
+so `append_ops` writes a whole batch (up to OPS_PER_STATEMENT_MAX ops) with a single multi-row
+INSERT in autocommit mode: SQLite runs one statement as one transaction, so the batch commits
+atomically in that one hop. Writes that need several statements (a checkpoint with its
+snapshot, a batch above OPS_PER_STATEMENT_MAX) use BEGIN IMMEDIATE ... COMMIT; they are rare.
+
+Opening checks, before anything is written: the file is an SQLite database that passes
+`PRAGMA quick_check`, it was made by swarmd for this network id (and node key), and its schema
+is not newer than this code. Each failure is a typed StorageError; the file is left as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import lru_cache
+from typing import Any, Final, TypeVar
+
+import aiosqlite
+
+from . import api
+from .api import (
+    Checkpoint,
+    IntegrityReport,
+    LoggedOp,
+    NewOp,
+    NodeMode,
+    OpStatus,
+    PendingOp,
+    StateSnapshot,
+)
+from .errors import (
+    CheckpointConflictError,
+    CorruptDatabaseError,
+    DatabaseLockedError,
+    DuplicateOpError,
+    ForeignDatabaseError,
+    SchemaTooNewError,
+    StorageError,
+    StorageIOError,
+    StoreClosedError,
+    StoreUsageError,
+    WrongNetworkError,
+    WrongNodeKeyError,
+    from_sqlite,
+)
+from .failpoints import failpoint
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+
+#: FULL fsyncs the WAL at every commit: an acknowledged op survives a power cut. NORMAL fsyncs
+#: only at WAL checkpoints: still safe against a process crash (kill -9), but the last commits
+#: before a power cut or kernel panic may be lost (see docs/parts/storage.md).
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
+#: Ops in one INSERT statement: 8 parameters each stays far below SQLite's default limit of
+#: 32766 bound parameters (3.32+), and 1000 rows already amortize a commit's fsync.
+OPS_PER_STATEMENT_MAX: Final = 1_000
+#: Ids (or 3-column pending rows) in one statement, for the same parameter limit.
+IDS_PER_STATEMENT_MAX: Final = 1_000
+#: Lines of a failed quick_check quoted in the error (the full list can be thousands of lines).
+QUICK_CHECK_LINES_QUOTED: Final = 5
+
+_OP_COLUMNS: Final = "seq, op_id, author, author_seq, envelope, status, received_at_ms, crc"
+
+if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - checked at import
+    raise ImportError(f"swarmd.storage needs SQLite >= 3.35, found {sqlite3.sqlite_version}")
+
+
+@lru_cache(maxsize=64)
+def _placeholders(rows: int, columns: int) -> str:
+    row = "(" + ",".join("?" * columns) + ")"
+    return ",".join([row] * rows)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _op_from_row(row: Sequence[Any], path: str) -> LoggedOp:
+    seq, op_id, author, author_seq, envelope, status, received_at_ms, crc = row
+    if api.op_crc(seq, op_id, author, author_seq, envelope) != crc:
+        raise CorruptDatabaseError(f"{path}: op at seq {seq} does not match its checksum")
+    try:
+        op_status = OpStatus(status)
+    except ValueError:
+        raise CorruptDatabaseError(f"{path}: op at seq {seq} has unknown status {status}") from None
+    return LoggedOp(seq, op_id, author, author_seq, envelope, op_status, received_at_ms)
+
+
+def _checkpoint_from_row(row: Sequence[Any], path: str) -> Checkpoint:
+    checkpoint = Checkpoint(*row[:5])
+    if api.checkpoint_crc(checkpoint) != row[5]:
+        raise CorruptDatabaseError(f"{path}: checkpoint {row[0]} does not match its checksum")
+    return checkpoint
+
+
+class _FileLock:
+    """An advisory lock on `<db>.lock` held while the store is open, so that two processes never
+    write one database. The kernel releases it when the process dies, even by kill -9."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fd: int | None = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise StorageIOError(f"{path}: cannot create the lock file: {error}") from error
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.release()
+            raise DatabaseLockedError(f"{path} is open in another process or store") from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """The SQLite op store. Open it with `await Store.open(...)`; see api.OpStore."""
+
+    def __init__(
+        self,
+        path: str,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        file_lock: _FileLock,
+        last_seq: int,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._file_lock = file_lock
+        self._last_seq = last_seq
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        network_id: bytes,
+        node_key: bytes | None = None,
+        synchronous: str = "FULL",
+    ) -> Store:
+        """Open (or create) the database at `path` for `network_id`.
+
+        `node_key` is required to create a database and, when given, must match the stored
+        one. Raises CorruptDatabaseError, ForeignDatabaseError, WrongNetworkError,
+        WrongNodeKeyError, SchemaTooNewError, DatabaseLockedError or StorageIOError.
+        """
+        api.check_network_id(network_id)
+        if node_key is not None:
+            api.check_node_key(node_key)
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise StoreUsageError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
+        text_path = os.fspath(path)
+        file_lock = _FileLock(text_path)
+        connections: list[aiosqlite.Connection] = []
+        try:
+            writer = await aiosqlite.connect(text_path, isolation_level=None)
+            connections.append(writer)
+            await _check_file(writer, text_path)
+            await _prepare(writer, text_path, network_id, node_key, synchronous)
+            reader = await aiosqlite.connect(text_path, isolation_level=None)
+            connections.append(reader)
+            await reader.execute("PRAGMA query_only = ON")
+            rows = await writer.execute_fetchall("SELECT max(seq) FROM op_log")
+            last_seq = next(iter(rows))[0] or 0
+        except BaseException as error:
+            for connection in connections:
+                await connection.close()
+            file_lock.release()
+            if isinstance(error, sqlite3.Error):
+                typed = from_sqlite(error, text_path)
+                if typed is not None:
+                    raise typed from error
+            raise
+        return cls(text_path, writer, reader, file_lock, last_seq)
+
+    async def close(self) -> None:
+        """Wait for the write in progress, then close. Idempotent."""
+        if self._closed:
+            return
+        async with self._write_lock:
+            self._closed = True
+            await self._reader.close()
+            await self._writer.close()
+            self._file_lock.release()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last committed op (0 for an empty log)."""
+        return self._last_seq
+
+    # --- the op log ------------------------------------------------------------------------
+
+    async def append_ops(self, ops: Sequence[NewOp]) -> list[int]:
+        """Append `ops` in one transaction; return their seqs once it committed durably.
+
+        Appending an op removes it from the pending pool in the same transaction. Raises
+        DuplicateOpError (nothing written) if an op id is already logged or repeated.
+        """
+        api.check_new_ops(ops)
+        if len(ops) != len({op.op_id for op in ops}):
+            raise DuplicateOpError("the same op id appears twice in one batch")
+        if not ops:
+            return []
+
+        async def work() -> list[int]:
+            first = self._last_seq + 1
+            statements = []
+            for start in range(0, len(ops), OPS_PER_STATEMENT_MAX):
+                chunk = ops[start : start + OPS_PER_STATEMENT_MAX]
+                parameters: list[object] = []
+                op_crc = api.op_crc
+                for seq, (op_id, author, author_seq, envelope, status, received_at_ms) in enumerate(
+                    chunk, start=first + start
+                ):
+                    crc = op_crc(seq, op_id, author, author_seq, envelope)
+                    parameters += (seq, op_id, author, author_seq, envelope)
+                    parameters += (status.value, received_at_ms, crc)
+                sql = f"INSERT INTO op_log ({_OP_COLUMNS}) VALUES {_placeholders(len(chunk), 8)}"
+                statements.append((sql, parameters))
+            try:
+                await self._execute_atomically("append_ops", statements)
+            except sqlite3.IntegrityError as error:
+                if "op_log.op_id" not in str(error):
+                    raise
+                raise DuplicateOpError("an op id in the batch is already logged") from None
+            self._last_seq = first + len(ops) - 1
+            return list(range(first, self._last_seq + 1))
+
+        return await self._write(work)
+
+    async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int:
+        """Set the status of logged ops (the signed bytes never change). Returns rows changed."""
+        api.check_op_ids(op_ids)
+        api.check_status(status)
+        statements = [
+            (
+                f"UPDATE op_log SET status = ? WHERE op_id IN ({_placeholders(len(chunk), 1)})",
+                [int(status), *chunk],
+            )
+            for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX)
+        ]
+        return await self._write(lambda: self._changed_rows("mark_status", statements))
+
+    async def mark_reverted_after(self, log_seq: int) -> int:
+        """Rollback: mark every applied op after `log_seq` reverted (kept, never deleted)."""
+        api.check_read_range(log_seq, 1)
+        statements = [
+            (
+                "UPDATE op_log SET status = ? WHERE seq > ? AND status = ?",
+                [int(OpStatus.REVERTED), log_seq, int(OpStatus.APPLIED)],
+            )
+        ]
+        return await self._write(lambda: self._changed_rows("mark_reverted", statements))
+
+    async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]:
+        """Up to `limit` (<= READ_LOG_LIMIT_MAX) logged ops with seq > after_seq, in order."""
+        api.check_read_range(after_seq, limit)
+        rows = await self._read(
+            f"SELECT {_OP_COLUMNS} FROM op_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_op_from_row(row, self.path) for row in rows]
+
+    async def get_op(self, op_id: bytes) -> LoggedOp | None:
+        found = await self.get_ops([op_id])
+        return found[0] if found else None
+
+    async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]:
+        """The logged ops among `op_ids`, in log order (unknown ids are left out)."""
+        api.check_op_ids(op_ids)
+        found: list[LoggedOp] = []
+        for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX):
+            sql = f"SELECT {_OP_COLUMNS} FROM op_log WHERE op_id IN "
+            rows = await self._read(sql + f"({_placeholders(len(chunk), 1)})", chunk)
+            found += (_op_from_row(row, self.path) for row in rows)
+        return sorted(found, key=lambda op: op.seq)
+
+    # --- checkpoints and snapshots ---------------------------------------------------------
+
+    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+        """Store a final checkpoint and the derived state at it, in one transaction.
+
+        Storing the same checkpoint again is a no-op; another one at the same height (or the
+        same id at another height) raises CheckpointConflictError.
+        """
+        api.check_checkpoint(checkpoint, snapshot_blob)
+        snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)
+
+        async def work() -> None:
+            rows = await self._writer.execute_fetchall(
+                "SELECT height, checkpoint_id FROM checkpoints WHERE height = ? OR "
+                "checkpoint_id = ?",
+                (checkpoint.height, checkpoint.checkpoint_id),
+            )
+            existing = {(row[0], row[1]) for row in rows}
+            if existing == {(checkpoint.height, checkpoint.checkpoint_id)}:
+                return
+            if existing:
+                raise CheckpointConflictError(
+                    f"another checkpoint is stored at height {checkpoint.height}"
+                )
+            statements = [
+                (
+                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        *(checkpoint.height, checkpoint.checkpoint_id, checkpoint.state_root),
+                        *(checkpoint.bundle, checkpoint.log_seq, api.checkpoint_crc(checkpoint)),
+                    ],
+                ),
+                (
+                    "INSERT OR REPLACE INTO state_snapshots VALUES (?, ?, ?, ?)",
+                    [
+                        snapshot.height,
+                        snapshot.state_root,
+                        snapshot.blob,
+                        api.snapshot_crc(snapshot),
+                    ],
+                ),
+            ]
+            await self._execute_atomically("put_checkpoint", statements)
+
+        await self._write(work)
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        rows = await self._read(
+            "SELECT height, checkpoint_id, state_root, bundle, log_seq, crc FROM checkpoints "
+            "ORDER BY height DESC LIMIT 1",
+            (),
+        )
+        return _checkpoint_from_row(rows[0], self.path) if rows else None
+
+    async def get_checkpoint(self, height: int) -> Checkpoint | None:
+        found = await self.read_checkpoints(height - 1, 1) if height >= 1 else []
+        return found[0] if found and found[0].height == height else None
+
+    async def read_checkpoints(self, after_height: int, limit: int) -> list[Checkpoint]:
+        """Up to `limit` checkpoints with height > after_height, in order."""
+        api.check_read_range(after_height, limit)
+        rows = await self._read(
+            "SELECT height, checkpoint_id, state_root, bundle, log_seq, crc FROM checkpoints "
+            "WHERE height > ? ORDER BY height LIMIT ?",
+            (after_height, limit),
+        )
+        return [_checkpoint_from_row(row, self.path) for row in rows]
+
+    async def get_snapshot(self, height: int) -> StateSnapshot | None:
+        rows = await self._read(
+            "SELECT height, state_root, blob, crc FROM state_snapshots WHERE height = ?",
+            (height,),
+        )
+        if not rows:
+            return None
+        snapshot = StateSnapshot(*rows[0][:3])
+        if api.snapshot_crc(snapshot) != rows[0][3]:
+            raise CorruptDatabaseError(f"{self.path}: snapshot {height} fails its checksum")
+        return snapshot
+
+    async def delete_snapshots_below(self, height: int) -> int:
+        """Drop derived snapshots below `height` (the log and checkpoints are kept)."""
+        api.check_read_range(height, 1)
+        statements = [("DELETE FROM state_snapshots WHERE height < ?", [height])]
+        return await self._write(lambda: self._changed_rows("delete_snapshots", statements))
+
+    # --- the pending pool ------------------------------------------------------------------
+
+    async def put_pending(self, ops: Sequence[PendingOp]) -> int:
+        """Add ops to the durable pending pool; ids already pending or logged are skipped.
+        Returns the number added."""
+        api.check_pending(ops)
+        statements = [
+            (
+                f"INSERT OR IGNORE INTO pending_ops VALUES {_placeholders(len(chunk), 3)}",
+                [value for op in chunk for value in (op.op_id, op.envelope, op.received_at_ms)],
+            )
+            for chunk in _chunks(ops, IDS_PER_STATEMENT_MAX)
+        ]
+        return await self._write(lambda: self._changed_rows("put_pending", statements))
+
+    async def delete_pending(self, op_ids: Sequence[bytes]) -> int:
+        api.check_op_ids(op_ids)
+        statements = [
+            (f"DELETE FROM pending_ops WHERE op_id IN ({_placeholders(len(chunk), 1)})", chunk)
+            for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX)
+        ]
+        return await self._write(lambda: self._changed_rows("delete_pending", statements))
+
+    async def load_pending(self) -> list[PendingOp]:
+        """The pending pool, oldest received first (at most PENDING_OPS_STORED_MAX ops)."""
+        rows = await self._read(
+            "SELECT op_id, envelope, received_at_ms FROM pending_ops "
+            "ORDER BY received_at_ms, op_id LIMIT ?",
+            (api.PENDING_OPS_STORED_MAX,),
+        )
+        return [PendingOp(*row) for row in rows]
+
+    # --- meta and modes --------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        api.check_meta(key)
+        rows = await self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        api.check_meta(key, value, writing=True)
+        statements = [("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])]
+        await self._write(lambda: self._changed_rows("set_meta", statements))
+
+    async def get_mode(self) -> tuple[NodeMode, str]:
+        rows = await self._read(
+            "SELECT key, value FROM meta WHERE key IN (?, ?)",
+            (api.META_MODE, api.META_MODE_REASON),
+        )
+        values = {row[0]: bytes(row[1]) for row in rows}
+        try:
+            mode = NodeMode(values.get(api.META_MODE, b"normal").decode())
+            return mode, values.get(api.META_MODE_REASON, b"").decode()
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptDatabaseError(f"{self.path}: the stored mode is unreadable") from None
+
+    async def set_mode(self, mode: NodeMode, reason: str) -> None:
+        api.check_mode(mode, reason)
+        statements = [
+            (
+                "INSERT OR REPLACE INTO meta VALUES (?, ?), (?, ?)",
+                [api.META_MODE, mode.value.encode(), api.META_MODE_REASON, reason.encode()],
+            )
+        ]
+        await self._write(lambda: self._changed_rows("set_mode", statements))
+
+    # --- checks ----------------------------------------------------------------------------
+
+    async def integrity_check(self) -> IntegrityReport:
+        """A full check: SQLite's integrity_check, every row's checksum, seqs 1..n without a
+        gap, checkpoints inside the log. Reports problems instead of raising them."""
+        self._check_open()
+        problems: list[str] = []
+        rows = await self._read("PRAGMA integrity_check", ())
+        if [tuple(row) for row in rows] != [("ok",)]:
+            problems += (f"sqlite: {row[0]}" for row in rows[:QUICK_CHECK_LINES_QUOTED])
+        ops_checked = await self._scan_log(problems)
+        checkpoints = await self._read("SELECT * FROM checkpoints ORDER BY height", ())
+        for row in checkpoints:
+            checkpoint = Checkpoint(*row[:5])
+            if api.checkpoint_crc(checkpoint) != row[5]:
+                problems.append(f"checkpoint {checkpoint.height}: checksum mismatch")
+            if checkpoint.log_seq > ops_checked:
+                problems.append(f"checkpoint {checkpoint.height}: log_seq beyond the log")
+        for row in await self._read("SELECT * FROM state_snapshots", ()):
+            if api.snapshot_crc(StateSnapshot(*row[:3])) != row[3]:
+                problems.append(f"snapshot {row[0]}: checksum mismatch")
+        return IntegrityReport(not problems, tuple(problems), ops_checked)
+
+    async def _scan_log(self, problems: list[str]) -> int:
+        expected_seq = 1
+        while True:
+            rows = await self._read(
+                f"SELECT {_OP_COLUMNS} FROM op_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (expected_seq, api.READ_LOG_LIMIT_MAX),
+            )
+            for row in rows:
+                if row[0] != expected_seq:
+                    problems.append(f"op_log: seq {row[0]} follows {expected_seq - 1}")
+                try:
+                    _op_from_row(row, self.path)
+                except CorruptDatabaseError as error:
+                    problems.append(error.message)
+                expected_seq = row[0] + 1
+            if len(rows) < api.READ_LOG_LIMIT_MAX:
+                return expected_seq - 1
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.path} is closed")
+
+    async def _write(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one write under the writer lock, shielded: a cancelled caller cannot stop a
+        transaction half way, so the write commits or rolls back as a whole either way."""
+        self._check_open()
+        task = asyncio.ensure_future(self._locked_write(work))
+        task.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(task)
+
+    async def _locked_write(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self._write_lock:
+            self._check_open()
+            try:
+                return await work()
+            except BaseException as error:
+                await self._recover_after_failed_write()
+                if isinstance(error, sqlite3.Error):
+                    typed = from_sqlite(error, self.path)
+                    if typed is not None:
+                        raise typed from error
+                raise
+
+    async def _recover_after_failed_write(self) -> None:
+        if self._writer.in_transaction:
+            await self._writer.execute("ROLLBACK")
+        rows = await self._writer.execute_fetchall("SELECT max(seq) FROM op_log")
+        self._last_seq = next(iter(rows))[0] or 0
+
+    async def _execute_atomically(
+        self, name: str, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[int]:
+        """Run `statements` as one transaction; return each one's changed-row count. A single
+        statement is its own transaction (one hop); several are wrapped in BEGIN ... COMMIT."""
+        failpoint(f"{name}.before_commit")
+        if len(statements) == 1:
+            cursor = await self._writer.execute(*statements[0])
+            counts = [cursor.rowcount]
+        else:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            counts = []
+            for sql, parameters in statements:
+                cursor = await self._writer.execute(sql, parameters)
+                counts.append(cursor.rowcount)
+                failpoint(f"{name}.in_transaction")
+            await self._writer.execute("COMMIT")
+        failpoint(f"{name}.after_commit")
+        return counts
+
+    async def _changed_rows(
+        self, name: str, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> int:
+        return sum(await self._execute_atomically(name, statements))
+
+    async def _read(self, sql: str, parameters: Iterable[object]) -> list[Any]:
+        self._check_open()
+        try:
+            return list(await self._reader.execute_fetchall(sql, tuple(parameters)))
+        except sqlite3.Error as error:
+            typed = from_sqlite(error, self.path)
+            if typed is None:
+                raise
+            raise typed from error
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    # The caller may have been cancelled while the shielded write went on; its error is then
+    # reported to nobody, which is expected, so mark it retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+
+async def _check_file(writer: aiosqlite.Connection, path: str) -> None:
+    rows = list(await writer.execute_fetchall("PRAGMA quick_check"))
+    if [tuple(row) for row in rows] != [("ok",)]:
+        quoted = "; ".join(str(row[0]) for row in rows[:QUICK_CHECK_LINES_QUOTED])
+        raise CorruptDatabaseError(f"{path} fails quick_check: {quoted}")
+
+
+async def _prepare(
+    writer: aiosqlite.Connection,
+    path: str,
+    network_id: bytes,
+    node_key: bytes | None,
+    synchronous: str,
+) -> None:
+    """Check the file's identity and version (before any write), then set the journal and
+    bring the schema up to date."""
+    version = await _stored_version(writer, path, network_id, node_key)
+    if version == 0 and node_key is None:
+        raise StoreUsageError("node_key is required to create a database")
+    rows = list(await writer.execute_fetchall("PRAGMA journal_mode = WAL"))
+    if [tuple(row) for row in rows] != [("wal",)]:
+        raise StorageIOError(f"{path}: cannot switch to WAL mode (got {rows})")
+    await writer.execute(f"PRAGMA synchronous = {synchronous}")
+    failpoint("open.before_migrations")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        await _migrate(writer, target, network_id, node_key)
+
+
+async def _stored_version(
+    writer: aiosqlite.Connection, path: str, network_id: bytes, node_key: bytes | None
+) -> int:
+    """0 for an empty file, else the stored schema version after checking identity."""
+    tables = {
+        row[0]
+        for row in await writer.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
+    if not tables:
+        return 0
+    if "meta" not in tables:
+        raise ForeignDatabaseError(f"{path} is an SQLite database but not a swarmd store")
+    rows = await writer.execute_fetchall(
+        "SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
+        (api.META_SCHEMA_VERSION, api.META_NETWORK_ID, api.META_NODE_KEY),
+    )
+    meta = {row[0]: bytes(row[1]) for row in rows}
+    try:
+        version = int(meta[api.META_SCHEMA_VERSION].decode("ascii"))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise CorruptDatabaseError(f"{path}: the schema version is missing or garbled") from None
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{path} has schema version {version}; this code knows up to {SCHEMA_VERSION}"
+        )
+    if meta.get(api.META_NETWORK_ID) != network_id:
+        stored = meta.get(api.META_NETWORK_ID, b"").hex()
+        raise WrongNetworkError(f"{path} belongs to network {stored}, not {network_id.hex()}")
+    if node_key is not None and meta.get(api.META_NODE_KEY) != node_key:
+        raise WrongNodeKeyError(f"{path} was made by another node key")
+    return version
+
+
+async def _migrate(
+    writer: aiosqlite.Connection, target: int, network_id: bytes, node_key: bytes | None
+) -> None:
+    """One migration and its version bump in one transaction."""
+    await writer.execute("BEGIN IMMEDIATE")
+    try:
+        for sql in MIGRATIONS[target - 1]:
+            await writer.execute(sql)
+            failpoint(f"migrate_v{target}.in_transaction")
+        if target == 1:
+            assert node_key is not None  # checked by _prepare
+            initial = [
+                (api.META_NETWORK_ID, network_id),
+                (api.META_NODE_KEY, node_key),
+                (api.META_MODE, NodeMode.NORMAL.value.encode()),
+                (api.META_MODE_REASON, b""),
+            ]
+            await writer.executemany("INSERT INTO meta VALUES (?, ?)", initial)
+        await writer.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            (api.META_SCHEMA_VERSION, str(target).encode("ascii")),
+        )
+        failpoint(f"migrate_v{target}.before_commit")
+        await writer.execute("COMMIT")
+    except BaseException:
+        if writer.in_transaction:
+            await writer.execute("ROLLBACK")
+        raise
+    failpoint(f"migrate_v{target}.after_commit")
+
+
+__all__ = ["OPS_PER_STATEMENT_MAX", "SYNCHRONOUS_MODES", "StorageError", "Store"]
