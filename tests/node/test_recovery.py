@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from swarmd.node.cli import main
 from swarmd.node.commands import init_home
 from swarmd.node.config import load_config

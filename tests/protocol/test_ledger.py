@@ -6,6 +6,7 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from swarmd.protocol import limits
 from swarmd.protocol.ledger import (
     CreditReceived,

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from swarmd.storage.api import OpStatus
 from swarmd.storage.errors import (
     DatabaseLockedError,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from swarmd.storage import api
 from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus, PendingOp
 from swarmd.storage.errors import (
