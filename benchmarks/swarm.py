@@ -1,0 +1,187 @@
+"""`swarmd bench swarm`: final ops/s and finality latency of a real local swarm.
+
+Starts N real `swarmd run` processes on loopback (the devnet machinery), funds a set of
+accounts, then submits signed transfers over HTTP to every node at once (each account's chain
+goes to one node, in order) and measures, from the first submission, how long until every op is
+final on every node (`final_ops_per_s`), and per op the time from its submission to the
+`op_final` event on node 0's WebSocket stream (`finality_latency_ms_p50/p95`). The ceiling is
+single-core Ed25519 verification of the same ops measured in the same run
+(`verify_ops_per_s`): every node verifies every op, so N nodes on 2 cores share that work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from swarmd.node.devnet import Swarm
+from swarmd.protocol import crypto
+from swarmd.protocol.ops import Op
+from swarmd.protocol.wallet import Author
+
+from .common import emit
+
+#: Bounds of one run: the swarm must finalize everything within this long.
+FINAL_TIMEOUT_S = 180.0
+#: Chains whose ops are followed on the event stream for the latency figures.
+SAMPLED_CHAINS = 8
+OVERRIDES: dict[str, dict[str, Any]] = {
+    # The benchmark is one client IP hammering the API: lift the per-IP rate limit.
+    "api": {"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 10_000_000},
+}
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def build_ops(
+    swarm: Swarm, accounts: int, transfers: int, seed: int
+) -> tuple[list[Op], list[list[Op]]]:
+    """Grants (one per account) and, per account, a chain of transfers spending them."""
+    rng = random.Random(seed)
+    network_id = swarm.genesis.network_id
+    council = [Author(node.keypair, network_id) for node in swarm.nodes]
+    people = [
+        Author(crypto.KeyPair.from_seed(rng.randbytes(32)), network_id) for _ in range(accounts)
+    ]
+    reward = swarm.genesis.signup_reward
+    grants = [council[i % len(council)].grant(p.key, reward) for i, p in enumerate(people)]
+    chains: list[list[Op]] = []
+    per_account = max(1, transfers // accounts)
+    for index, person in enumerate(people):
+        chain = []
+        for step in range(per_account):
+            payee = people[(index + 1 + step) % len(people)].key
+            receive = [grants[index].op_id] if step == 0 else []
+            chain.append(person.transfer(payee, 1, receive=receive))
+        chains.append(chain)
+    return grants, chains
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as directory:
+        swarm = Swarm.create(
+            Path(directory) / "swarm",
+            args.nodes,
+            transport=args.transport,
+            config_overrides=OVERRIDES,
+        )
+        await swarm.start()
+        try:
+            await swarm.wait_connected()
+            return await measure(swarm, args)
+        finally:
+            await swarm.stop()
+
+
+async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
+    grants, chains = build_ops(swarm, args.accounts, args.ops, args.seed)
+    for index, grant in enumerate(grants):
+        status, body = await swarm.submit(swarm.nodes[index % len(swarm.nodes)], grant)
+        if status != 202:
+            raise RuntimeError(f"grant refused: {status} {body}")
+    await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
+    ops = [op for chain in chains for op in chain]
+    # Latency is sampled on a few accounts' chains: one filtered event stream per sampled
+    # account keeps the streams small (an unfiltered stream would fall behind and be cut).
+    sampled = chains[: min(SAMPLED_CHAINS, len(chains))]
+    sampled_ids = {op.op_id.hex() for chain in sampled for op in chain}
+    submitted_at: dict[str, float] = {}
+    final_at: dict[str, float] = {}
+    all_final = asyncio.Event()
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        streams = [
+            await session.ws_connect(
+                swarm.nodes[0].url + f"/v1/events?account={crypto.account_id_text(chain[0].author)}"
+            )
+            for chain in sampled
+        ]
+
+        async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for message in ws:
+                event = json.loads(message.data)
+                if event.get("type") == "op_final" and event["op_id"] in sampled_ids:
+                    final_at.setdefault(event["op_id"], time.perf_counter())
+                    if len(final_at) == len(sampled_ids):
+                        all_final.set()
+
+        listeners = [asyncio.create_task(listen(ws)) for ws in streams]
+
+        async def submit_chain(node_index: int, chain: list[Op]) -> None:
+            url = swarm.nodes[node_index].url + "/v1/ops"
+            for op in chain:
+                submitted_at[op.op_id.hex()] = time.perf_counter()
+                async with session.post(
+                    url, data=op.envelope, headers={"Content-Type": "application/octet-stream"}
+                ) as response:
+                    if response.status != 202:
+                        raise RuntimeError(f"op refused: {response.status} {await response.text()}")
+
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(submit_chain(i % len(swarm.nodes), chain) for i, chain in enumerate(chains))
+        )
+        submitted_s = time.perf_counter() - started
+        await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
+        elapsed = time.perf_counter() - started
+        await asyncio.wait_for(all_final.wait(), FINAL_TIMEOUT_S)
+        for listener in listeners:
+            listener.cancel()
+        for ws in streams:
+            await ws.close()
+    latencies = [(final_at[k] - submitted_at[k]) * 1000 for k in final_at]
+    verify_rate = verify_ceiling(ops, swarm.genesis.network_id)
+    final_rate = len(ops) / elapsed
+    return {
+        "benchmark": "swarm",
+        "nodes": len(swarm.nodes),
+        "transport": args.transport,
+        "ops": len(ops),
+        "accounts": args.accounts,
+        "submit_ops_per_s": round(len(ops) / submitted_s),
+        "final_ops_per_s": round(final_rate),
+        "finality_latency_ms_p50": round(_percentile(latencies, 0.50), 1),
+        "finality_latency_ms_p95": round(_percentile(latencies, 0.95), 1),
+        "latency_samples": len(latencies),
+        "verify_ops_per_s": round(verify_rate),
+        "ratio": round(final_rate / verify_rate, 3),
+        "elapsed_s": round(elapsed, 2),
+    }
+
+
+def verify_ceiling(ops: list[Op], network_id: bytes) -> float:
+    triples = [(op.author, op.signed_message(network_id), op.signature) for op in ops]
+    samples = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for key, message, signature in triples:
+            crypto.verify(key, message, signature)
+        samples.append(time.perf_counter() - start)
+    return len(ops) / statistics.median(samples)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd bench swarm", description=__doc__)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--transport", choices=["webrtc", "websocket"], default="websocket")
+    parser.add_argument("--ops", type=int, default=2000, help="transfers to finalize")
+    parser.add_argument("--accounts", type=int, default=200, help="concurrent chains")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not 1 <= args.nodes <= 16 or args.ops < 1 or not 1 <= args.accounts <= args.ops:
+        parser.error("need 1 <= --nodes <= 16, --ops >= 1 and 1 <= --accounts <= --ops")
+    emit(asyncio.run(run(args)), args.json)
+    return 0
