@@ -7,7 +7,9 @@
 
 It prints one JSON object (or text) with the failing seeds, each with the command that replays
 it, the digest of all trace hashes (equal digests = identical runs), MTTD/MTTR percentiles in
-virtual seconds and the fraction of delta-sync sessions within cadence. Exit status 1 when any
+virtual seconds, finality latency percentiles (`finality_latency_s`: first unfinalized op of
+a cut to its checkpoint being final, per node, virtual seconds) and the fraction of delta-sync
+sessions within cadence. Exit status 1 when any
 seed fails. The simulation itself is pure (swarmd.protocol.simulator); only the runtime figure
 reads the wall clock.
 """
@@ -108,6 +110,7 @@ def _as_text(report: dict[str, Any]) -> str:
         f"trace digest {report['trace_digest']}",
         f"mttd_s {report['mttd_s']}",
         f"mttr_s {report['mttr_s']}",
+        f"finality_latency_s {report['finality_latency_s']}",
         f"syncs within cadence {report['syncs_within_cadence']}",
     ]
     for failure in report["failures"][:TEXT_FAILURES_SHOWN]:

@@ -30,13 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import crypto
+from . import consensus, crypto, limits
+from .checkpoint import Cut
 from .crypto import KeyPair
 from .errors import RemoteProtocolError
 from .framing import FrameDecoder, FrameEncoder, Priority
 from .genesis import Genesis
-from .ledger import Outcome
-from .node_core import NodeCore, NodeCoreConfig
+from .ledger import HandleBound, HandleConflictRaised, HandleUnbound, OpAccepted, Outcome
+from .messages import ConsensusEnvelope, encode_message
+from .node_core import CheckpointFinalized, EquivocationRecorded, NodeCore, NodeCoreConfig
 from .ops import Kind, Op
 from .simulator import (
     CoreFactory,
@@ -92,6 +94,16 @@ class RunResult:
     #: must be recovered by sync, which convergence proves.
     fragments_dropped: int = 0
     virtual_s: float = 0.0
+    #: CheckpointFinalized.latency_s of every finalization on an honest node (virtual s).
+    finality_latency_s: list[float] = field(default_factory=list)
+    #: The highest height final on every honest node at the end.
+    final_height: int = 0
+    #: Last heal -> every honest node final on everything it applied (virtual s).
+    finality_recovered_s: float | None = None
+    #: Equivocation evidence recorded by honest nodes (each verified by the checker).
+    evidence_recorded: int = 0
+    #: handle-race: the longest a contested handle stayed without a final owner everywhere.
+    open_conflict_age_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,8 +125,17 @@ class RunResult:
             "frames_delivered": self.frames_delivered,
             "fragments_dropped": self.fragments_dropped,
             "virtual_s": round(self.virtual_s, 6),
+            "final_height": self.final_height,
+            "finality_latency_s": percentiles(self.finality_latency_s),
+            "finality_recovered_s": _rounded(self.finality_recovered_s),
+            "evidence_recorded": self.evidence_recorded,
+            "open_conflict_age_s": _rounded(self.open_conflict_age_s),
             "replay": replay_command(self.scenario, self.seed),
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def replay_command(scenario: str, seed: int) -> str:
@@ -289,6 +310,115 @@ class Workload:
         self.submit(second, nodes[1])
 
 
+# --- the finality log ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finalization:
+    """One CheckpointFinalized on one node, with what the node's ledger showed at that moment."""
+
+    time: float
+    node: int
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    latency_s: float
+    #: The ledger's final state root right after (None when the node finalized several heights
+    #: in one input and had moved past this one before its events were drained).
+    final_root: bytes | None
+    #: Supply invariant of the final state (total balances == granted - burned), same caveat.
+    supply_ok: bool | None
+
+
+@dataclass
+class FinalityLog:
+    """What every node finalized, when, and the handle and evidence events of honest nodes.
+
+    Filled by an event hook of the simulation (`watch_finality`); read by the checkers."""
+
+    finalizations: list[Finalization] = field(default_factory=list)
+    #: Per node: handle -> claim id currently bound (provisional state, from events).
+    bound: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    #: Per node: handle -> the claim id bound in the node's *final* state (never changes).
+    final_bound: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    #: Per handle: the first time every honest node had it bound in its final state.
+    final_bound_at: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: Per node: (handle, losing claim, winning claim) of every HandleConflictRaised.
+    conflicts: dict[int, set[tuple[str, bytes, bytes]]] = field(default_factory=dict)
+    #: Per node: the encoded evidence of every EquivocationRecorded.
+    evidence: dict[int, list[bytes]] = field(default_factory=dict)
+    #: Uniqueness violations seen as they happened.
+    violations: list[str] = field(default_factory=list)
+
+    def first_finalized_at(self) -> dict[int, float]:
+        """Height -> the first time any node finalized it."""
+        first: dict[int, float] = {}
+        for record in self.finalizations:
+            first.setdefault(record.height, record.time)
+        return first
+
+    def max_height_by(self, time: float) -> int:
+        return max((r.height for r in self.finalizations if r.time <= time), default=0)
+
+
+def watch_finality(swarm: Swarm) -> None:
+    """Record finality, handle and evidence events of every node (hook on the simulation)."""
+    sim, log = swarm.sim, swarm.finality
+
+    def hook(node: int, event: object) -> None:
+        if isinstance(event, CheckpointFinalized):
+            _on_finalized(swarm, node, event)
+        elif isinstance(event, HandleBound):
+            bound = log.bound.setdefault(node, {})
+            held = bound.get(event.handle)
+            if held is not None and held != event.claim_id:
+                log.violations.append(
+                    f"node {node}: handle {event.handle!r} bound to a second claim while bound"
+                )
+            bound[event.handle] = event.claim_id
+        elif isinstance(event, HandleUnbound):
+            log.bound.setdefault(node, {}).pop(event.handle, None)
+        elif isinstance(event, HandleConflictRaised):
+            log.conflicts.setdefault(node, set()).add(
+                (event.handle, event.losing_claim, event.winning_claim)
+            )
+        elif isinstance(event, EquivocationRecorded):
+            log.evidence.setdefault(node, []).append(event.evidence)
+
+    sim.event_hooks.append(hook)
+
+
+def _on_finalized(swarm: Swarm, node: int, event: CheckpointFinalized) -> None:
+    log = swarm.finality
+    core = swarm.sim.nodes[node].core
+    final_root: bytes | None = None
+    supply_ok: bool | None = None
+    if core is not None and core.ledger.final_height == event.height:
+        final = core.ledger.final_state
+        final_root = final.root()
+        supply_ok = final.total_balances() == final.granted - final.burned
+        final_bound = log.final_bound.setdefault(node, {})
+        for handle, binding in sorted(final.bindings.items()):
+            held = final_bound.get(handle)
+            if held is not None and held != binding.claim_id:
+                log.violations.append(f"node {node}: final owner of {handle!r} changed")
+            if held is None:
+                final_bound[handle] = binding.claim_id
+                log.final_bound_at.setdefault(node, {})[handle] = swarm.sim.now
+    log.finalizations.append(
+        Finalization(
+            swarm.sim.now,
+            node,
+            event.height,
+            event.checkpoint_id,
+            event.state_root,
+            event.latency_s,
+            final_root,
+            supply_ok,
+        )
+    )
+
+
 # --- running and checking --------------------------------------------------------------------
 
 
@@ -306,8 +436,11 @@ class Swarm:
     healed_at: float = 0.0
     #: Extra per-scenario checks run after the common ones.
     extra_checks: list[Callable[[Swarm], list[str]]] = field(default_factory=list)
-    #: Nodes that take no part in agreement (none of the simulated cores misbehave today).
+    #: Nodes that take no part in agreement (a byzantine council member).
     dishonest: set[int] = field(default_factory=set)
+    finality: FinalityLog = field(default_factory=FinalityLog)
+    #: Council keys that a scenario makes equivocate (evidence against others is a failure).
+    byzantine_keys: set[bytes] = field(default_factory=set)
 
 
 def build_swarm(
@@ -328,7 +461,9 @@ def build_swarm(
         outsiders=outsiders,
     )
     workload = Workload(sim, genesis, keypairs[: params.council], seed)
-    return Swarm(name, seed, params, sim, genesis, workload)
+    swarm = Swarm(name, seed, params, sim, genesis, workload)
+    watch_finality(swarm)
+    return swarm
 
 
 def honest_live(swarm: Swarm) -> list[int]:
@@ -365,13 +500,29 @@ def finish(swarm: Swarm) -> RunResult:
         elif sim.now + PROBE_INTERVAL_S <= deadline:
             sim.at(sim.now + PROBE_INTERVAL_S, probe)
 
+    final_at: list[float] = []
+
+    def probe_finality() -> None:
+        if converged_at and finality_settled(swarm):
+            final_at.append(sim.now)
+        elif sim.now + PROBE_INTERVAL_S <= deadline:
+            sim.at(sim.now + PROBE_INTERVAL_S, probe_finality)
+
     sim.at(swarm.healed_at, probe)
+    sim.at(swarm.healed_at, probe_finality)
     try:
-        sim.run_until(deadline, stop=lambda: bool(converged_at))
+        sim.run_until(deadline, stop=lambda: bool(converged_at) and bool(final_at))
     except SimulationError as exc:
         result.failures.append(f"simulator: {exc.message}")
     if converged_at and sim.faults:
         result.mttr_s = converged_at[0] - swarm.healed_at
+    if final_at:
+        result.finality_recovered_s = final_at[0] - swarm.healed_at
+    elif converged_at:
+        result.failures.append(
+            f"liveness: honest nodes not all final on the same state "
+            f"{swarm.params.converge_within_s}s after the last heal ({describe_finality(swarm)})"
+        )
     result.fragments_dropped = fragments_dropped(swarm)
     if not converged_at:
         result.failures.append(
@@ -383,6 +534,7 @@ def finish(swarm: Swarm) -> RunResult:
                 f"{result.fragments_dropped} fragmented messages dropped without recovery"
             )
     result.failures.extend(check_swarm(swarm))
+    result.failures.extend(check_finality(swarm))
     for check in swarm.extra_checks:
         result.failures.extend(check(swarm))
     result.failures.extend(f"simulator: {error}" for error in sim.errors[:5])
@@ -394,6 +546,14 @@ def finish(swarm: Swarm) -> RunResult:
     result.ops_acked = len(swarm.workload.acked)
     result.frames_delivered = sim.frames_delivered
     result.virtual_s = sim.now
+    honest = set(range(len(sim.nodes))) - swarm.dishonest
+    log = swarm.finality
+    result.finality_latency_s = [r.latency_s for r in log.finalizations if r.node in honest]
+    result.final_height = min(
+        (sim.nodes[i].core.ledger.final_height for i in honest_live(swarm)),  # type: ignore[union-attr]
+        default=0,
+    )
+    result.evidence_recorded = sum(len(log.evidence.get(i, [])) for i in sorted(honest))
     return result
 
 
@@ -405,6 +565,7 @@ DETECTED_BY: dict[FaultKind, frozenset[str]] = {
     FaultKind.WIPE: frozenset({"peer_lost", "sync_found_missing", "CatchUpStarted"}),
     FaultKind.FLOOD: frozenset({"PeerMisbehaved"}),
     FaultKind.FORK: frozenset({"OpExcluded", "StateRederived"}),
+    FaultKind.EQUIVOCATION: frozenset({"EquivocationRecorded"}),
 }
 
 
@@ -444,6 +605,123 @@ def describe_divergence(swarm: Swarm) -> str:
             f"applied {len(ledger.applied_ids())} pending {len(ledger.pending)}"
         )
     return ", ".join(parts)
+
+
+def finality_settled(swarm: Swarm) -> bool:
+    """Every live honest node has everything it applied final, at one height and one root."""
+    cores = [swarm.sim.nodes[i].core for i in honest_live(swarm)]
+    if not cores:
+        return False
+    heights, roots = set(), set()
+    for core in cores:
+        assert core is not None
+        if core.ledger.unfinalized_count():
+            return False
+        heights.add(core.ledger.final_height)
+        roots.add(core.ledger.final_state.root())
+    return len(heights) == 1 and len(roots) == 1
+
+
+def describe_finality(swarm: Swarm) -> str:
+    parts = []
+    for index in honest_live(swarm):
+        core = swarm.sim.nodes[index].core
+        assert core is not None
+        ledger = core.ledger
+        parts.append(
+            f"node {index}: final height {ledger.final_height} "
+            f"root {ledger.final_state.root().hex()[:12]} unfinalized {ledger.unfinalized_count()}"
+        )
+    return ", ".join(parts)
+
+
+def check_finality(swarm: Swarm) -> list[str]:
+    """Agreement per height, offline-verifiable bundles matching the final roots, supply at
+    every final checkpoint, handle uniqueness and verifiable evidence (every scenario)."""
+    log = swarm.finality
+    honest = set(range(len(swarm.sim.nodes))) - swarm.dishonest
+    failures: list[str] = list(dict.fromkeys(log.violations))[:3]
+    decided: dict[int, set[tuple[bytes, bytes]]] = {}
+    own_root: dict[tuple[int, int], bytes] = {}
+    for record in log.finalizations:
+        if record.node not in honest:
+            continue
+        decided.setdefault(record.height, set()).add((record.checkpoint_id, record.state_root))
+        if record.final_root is not None:
+            own_root[(record.node, record.height)] = record.final_root
+            if record.final_root != record.state_root:
+                failures.append(
+                    f"node {record.node}: final root at height {record.height} is not the cut's"
+                )
+        if record.supply_ok is False:
+            failures.append(
+                f"node {record.node}: supply invariant broken at final height {record.height}"
+            )
+    for height, values in sorted(decided.items()):
+        if len(values) > 1:
+            failures.append(f"agreement: {len(values)} different checkpoints at height {height}")
+    failures.extend(_check_bundles(swarm, decided, own_root))
+    failures.extend(_check_evidence(swarm, honest))
+    return failures[:10]
+
+
+def _check_bundles(
+    swarm: Swarm,
+    decided: dict[int, set[tuple[bytes, bytes]]],
+    own_root: dict[tuple[int, int], bytes],
+) -> list[str]:
+    """Every bundle a live honest node holds verifies with the genesis council alone, and its
+    cut is the checkpoint (id and state root) the node finalized at that height."""
+    failures: list[str] = []
+    council = list(swarm.genesis.council)
+    verified: set[bytes] = set()
+    for index in honest_live(swarm):
+        core = swarm.sim.nodes[index].core
+        assert isinstance(core, NodeCore)
+        for height in range(1, core.final_height + 1):
+            data = core.bundle(height)
+            if data is None:
+                failures.append(f"node {index}: no bundle for final height {height}")
+                break
+            try:
+                digest = crypto.sha256(data)
+                bundle = consensus.CheckpointBundle.decode(data)
+                if digest not in verified:
+                    consensus.verify_bundle(bundle, swarm.genesis.network_id, council)
+                    verified.add(digest)
+                cut = Cut.decode(bundle.value)
+            except RemoteProtocolError as exc:
+                failures.append(f"node {index}: bundle {height} does not verify: {exc.code}")
+                break
+            expected = own_root.get((index, height))
+            if cut.height != height or (cut.checkpoint_id, cut.state_root) not in decided.get(
+                height, {(cut.checkpoint_id, cut.state_root)}
+            ):
+                failures.append(f"node {index}: bundle {height} is not the finalized checkpoint")
+                break
+            if expected is not None and cut.state_root != expected:
+                failures.append(f"node {index}: bundle {height} root != final root")
+                break
+    return failures
+
+
+def _check_evidence(swarm: Swarm, honest: set[int]) -> list[str]:
+    failures: list[str] = []
+    council = list(swarm.genesis.council)
+    for node in sorted(honest):
+        for data in swarm.finality.evidence.get(node, []):
+            try:
+                evidence = consensus.Evidence.decode(data)
+                consensus.verify_evidence(evidence, swarm.genesis.network_id, council)
+            except RemoteProtocolError as exc:
+                failures.append(f"node {node}: recorded evidence does not verify: {exc.code}")
+                break
+            if evidence.validator not in swarm.byzantine_keys:
+                failures.append(
+                    f"node {node}: evidence against honest member {evidence.validator.hex()[:12]}"
+                )
+                break
+    return failures
 
 
 def check_swarm(swarm: Swarm) -> list[str]:
@@ -805,6 +1083,366 @@ def _check_forks_resolved(swarm: Swarm) -> list[str]:
     return failures
 
 
+# --- council finality scenarios --------------------------------------------------------------
+
+#: Decisions whose quorum of votes was delivered before a fault still complete locally a few
+#: network delays later (delay + jitter <= 70 ms here); after this long, a checkpoint first
+#: finalized anywhere is new finality made during the fault.
+FAULT_SETTLE_S = 0.5
+
+
+def _fault_tolerance(council: int) -> int:
+    """The paper's f: floor((n - 1) / 3) members may fail."""
+    return (council - 1) // 3
+
+
+def _new_heights_between(swarm: Swarm, start: float, end: float) -> list[int]:
+    """Heights first finalized anywhere during (start + FAULT_SETTLE_S, end]."""
+    first = swarm.finality.first_finalized_at()
+    return sorted(h for h, t in first.items() if start + FAULT_SETTLE_S < t <= end)
+
+
+def scenario_council_crash(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """f council members crash; the rest keep finalizing; the crashed restart and catch up."""
+    swarm = build_swarm("council-crash", seed, params, factory)
+    sim = swarm.sim
+    fund_end = params.workload_s / 4
+    _fund_accounts(swarm, params.accounts, fund_end)
+    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    victims = sim.rng.sample(range(params.council), _fault_tolerance(params.council))
+    crash_at = sim.rng.uniform(fund_end, fund_end + 0.5)
+    # Down long enough for a height whose round-0 proposer is down to be decided in a later
+    # round: checkpoint interval (1 s) + propose timeout (1 s) + prevote/precommit rounds.
+    restart_at = crash_at + sim.rng.uniform(4.0, 5.0)
+    for victim in victims:
+        sim.at(crash_at, functools.partial(sim.crash, victim))
+        sim.at(restart_at, functools.partial(sim.restart, victim))
+
+    def check_kept_finalizing(swarm: Swarm) -> list[str]:
+        if _new_heights_between(swarm, crash_at, restart_at):
+            return []
+        return [f"liveness: nothing finalized while {len(victims)} member(s) were down"]
+
+    swarm.extra_checks.append(check_kept_finalizing)
+    swarm.healed_at = max(restart_at, params.workload_s)
+    sim.run_until(swarm.healed_at)
+    return finish(swarm)
+
+
+def _council_split(swarm: Swarm, quorum_side: bool) -> tuple[list[int], list[int]]:
+    """Split the council in two (one side with a quorum when `quorum_side`, else neither);
+    each full node joins a random side."""
+    params, rng = swarm.params, swarm.sim.rng
+    members = list(range(params.council))
+    rng.shuffle(members)
+    quorum = consensus.quorum_size(params.council)
+    cut = quorum if quorum_side else params.council // 2
+    side_a, side_b = members[:cut], members[cut:]
+    for full in range(params.council, params.nodes):
+        (side_a if rng.random() < 0.5 else side_b).append(full)
+    return sorted(side_a), sorted(side_b)
+
+
+def scenario_council_partition(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """A split where no side holds a quorum: nothing new may be finalized until the heal."""
+    swarm = build_swarm("council-partition", seed, params, factory)
+    sim = swarm.sim
+    fund_end = params.workload_s / 4
+    _fund_accounts(swarm, params.accounts, fund_end)
+    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    side_a, side_b = _council_split(swarm, quorum_side=False)
+    split_at = sim.rng.uniform(fund_end, params.workload_s / 2)
+    heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
+    sim.at(split_at, lambda: sim.partition(side_a, side_b))
+    sim.at(heal_at, sim.heal)
+    # Ops after the heal: finality must resume for them too.
+    _random_transfers(swarm, 4, heal_at + 0.1, heal_at + 0.5)
+
+    def check_no_minority_finality(swarm: Swarm) -> list[str]:
+        new = _new_heights_between(swarm, split_at, heal_at)
+        if new:
+            return [f"safety: heights {new} finalized while no side had a quorum"]
+        return []
+
+    swarm.extra_checks.append(check_no_minority_finality)
+    swarm.healed_at = heal_at + 0.5
+    sim.run_until(swarm.healed_at)
+    return finish(swarm)
+
+
+#: How often the byzantine member's second channel sends a conflicting pair of votes.
+EQUIVOCATION_INTERVAL_S = 0.25
+EQUIVOCATION_DURATION_S = 2.0
+
+
+def scenario_equivocating_member(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """A byzantine member double-signs: besides its own votes, it signs two different prevotes
+    and two different precommits for its current height and round and sends one of each to
+    one half of the swarm and the other to the other half (through a second connection)."""
+    channel = KeyPair.from_seed(crypto.sha256(b"swarmd-sim-equivocator-channel")).public_key
+    swarm = build_swarm("equivocating-member", seed, params, factory, outsiders=(channel,))
+    sim = swarm.sim
+    fund_end = params.workload_s / 4
+    _fund_accounts(swarm, params.accounts, fund_end)
+    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    byzantine = sim.rng.randrange(params.council)
+    keypair = node_keypair(byzantine)
+    swarm.dishonest.add(byzantine)
+    swarm.byzantine_keys.add(keypair.public_key)
+    others = [i for i in range(params.nodes) if i != byzantine]
+    start = sim.rng.uniform(fund_end, params.workload_s / 2)
+    rng = random.Random(seed ^ 0xB12)
+
+    def begin() -> None:
+        sim.record_fault(FaultKind.EQUIVOCATION, tuple(others))
+        for index in others:
+            sim.connect_outsider(channel, index)
+
+    def double_sign() -> None:
+        sim.take_outsider_frames()  # what honest nodes relay back to the channel
+        core = sim.nodes[byzantine].core
+        if not isinstance(core, NodeCore):
+            return
+        # The height in progress (or the next one): votes for a decided height are ignored.
+        height = core.final_height + 1
+        round_ = core.consensus.round if core.consensus.height == height else 0
+        halves = rng.sample(others, len(others))
+        half = len(halves) // 2
+        for kind in (consensus.MessageKind.PREVOTE, consensus.MessageKind.PRECOMMIT):
+            for targets in (halves[:half], halves[half:]):
+                vote = consensus.sign_vote(
+                    keypair, swarm.genesis.network_id, kind, height, round_, rng.randbytes(32)
+                )
+                frame = _consensus_frame(vote.encode())
+                for index in targets:
+                    sim.inject_frame(channel, index, frame)
+
+    sim.at(start, begin)
+    for step in range(int(EQUIVOCATION_DURATION_S / EQUIVOCATION_INTERVAL_S)):
+        sim.at(start + 0.01 + step * EQUIVOCATION_INTERVAL_S, double_sign)
+
+    def check_evidence_everywhere(swarm: Swarm) -> list[str]:
+        silent = [i for i in others if not swarm.finality.evidence.get(i)]
+        return [f"nodes {silent} recorded no equivocation evidence"] if silent else []
+
+    swarm.extra_checks.append(check_evidence_everywhere)
+    swarm.healed_at = max(params.workload_s, start + EQUIVOCATION_DURATION_S)
+    sim.run_until(swarm.healed_at)
+    return finish(swarm)
+
+
+def _consensus_frame(payload: bytes) -> bytes:
+    """One frame carrying one consensus message, as a peer's transport would send it."""
+    encoder = FrameEncoder()
+    encoder.queue_message(encode_message(ConsensusEnvelope(payload)), Priority.CONTROL)
+    frames = encoder.frames_to_send()
+    assert len(frames) == 1
+    return frames[0]
+
+
+def scenario_fork_finality(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """An author double-spends into the two sides of a partition; after the heal exactly one
+    side's op is final everywhere and the other is rejected with a *_final code everywhere."""
+    swarm = build_swarm("fork-finality", seed, params, factory)
+    sim, workload = swarm.sim, swarm.workload
+    fund_end = params.workload_s / 4
+    _fund_accounts(swarm, params.accounts, fund_end)
+    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    side_a, side_b = _council_split(swarm, quorum_side=sim.rng.random() < 0.5)
+    split_at = fund_end + 0.5
+    heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
+    sim.at(split_at, lambda: sim.partition(side_a, side_b))
+    sim.at(heal_at, sim.heal)
+    for when in _times(sim.rng, 2, split_at + 0.2, params.workload_s):
+
+        def double_spend() -> None:
+            if len(workload.wallets) < 3:
+                return
+            cheat, *payees = sim.rng.sample(workload.wallets, 3)
+            nodes = (sim.rng.choice(side_a), sim.rng.choice(side_b))
+            sim.record_fault(FaultKind.FORK, nodes)
+            workload.fork(cheat, (payees[0], payees[1]), nodes)
+
+        sim.at(when, double_spend)
+    swarm.extra_checks.append(_check_forks_resolved)
+    swarm.extra_checks.append(_check_forks_final)
+    swarm.healed_at = heal_at
+    sim.run_until(heal_at)
+    return finish(swarm)
+
+
+def _check_forks_final(swarm: Swarm) -> list[str]:
+    """One side of each fork is final on every node, the other rejected for good everywhere."""
+    pairs: dict[tuple[bytes, int], list[bytes]] = {}
+    for op_id in sorted(swarm.workload.expect_excluded):
+        op = swarm.workload.submissions[op_id].op
+        pairs.setdefault((op.author, op.seq), []).append(op_id)
+    winners: set[bytes] = set()
+    failures = []
+    for index in honest_live(swarm):
+        core = swarm.sim.nodes[index].core
+        assert core is not None
+        for pair in pairs.values():
+            final = [i for i in pair if core.ledger.is_final(i)]
+            losers = [core.ledger.status_of(i) for i in pair if i not in final]
+            if len(final) != 1 or any(
+                status not in ("rejected", "excluded") or not code.endswith("_final")
+                for status, code in losers
+            ):
+                failures.append(f"node {index}: fork not settled by finality: {losers}")
+            winners.update(final)
+    if len(winners) > len(pairs):
+        failures.append("different sides of a fork are final on different nodes")
+    return failures[:3]
+
+
+#: The handles raced for and the number of claimants (each claims one, round-robin).
+RACE_HANDLES = ("alice", "bob", "carol")
+RACE_CLAIMANTS = 8
+#: A member endorses a claim it sees this long after seeing it (its operator's reaction).
+ENDORSE_DELAY_S = 0.05
+#: A contested handle must have a final owner on every node by the end of the second
+#: checkpoint finalized after the heal's reconnection (+ one delta sync to exchange claims).
+CONFLICT_CHECKPOINTS_MAX = 2
+
+
+def scenario_handle_race(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """Claimants race for a few handles while the council is split. Each member endorses the
+    first claim of a handle it sees at once; after the heal it endorses the others it had not
+    seen too, so that several claims of one handle reach a quorum and the ledger arbitrates."""
+    swarm = build_swarm("handle-race", seed, params, factory)
+    sim, workload = swarm.sim, swarm.workload
+    side_a, side_b = _council_split(swarm, quorum_side=sim.rng.random() < 0.5)
+    split_at = 0.2
+    heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
+    late_at = heal_at + sim.network.reconnect_s
+    sim.at(split_at, lambda: sim.partition(side_a, side_b))
+    sim.at(heal_at, sim.heal)
+    claims: dict[bytes, Op] = {}
+    contested_at: dict[str, float] = {}
+    endorsed: dict[int, set[bytes]] = {m: set() for m in range(params.council)}
+    first_seen: dict[int, set[str]] = {m: set() for m in range(params.council)}
+
+    def claim(claimant: int) -> None:
+        handle = RACE_HANDLES[claimant % len(RACE_HANDLES)]
+        op = workload.new_account().author.claim(handle)
+        claims[op.op_id] = op
+        if sum(c.fields["handle"] == handle for c in claims.values()) == 2:
+            contested_at[handle] = sim.now
+        workload.submit(op)
+
+    def endorse(member: int, claim_id: bytes) -> None:
+        if claim_id in endorsed[member] or sim.nodes[member].core is None:
+            return
+        endorsed[member].add(claim_id)
+        workload.submit(workload.members[member].endorse(claims[claim_id]), member)
+
+    def on_event(node: int, event: object) -> None:
+        if node >= params.council or not isinstance(event, OpAccepted):
+            return
+        op = claims.get(event.op_id)
+        if op is None:
+            return
+        handle = op.fields["handle"]
+        if sim.now >= late_at or handle not in first_seen[node]:
+            first_seen[node].add(handle)
+            sim.at(sim.now + ENDORSE_DELAY_S, functools.partial(endorse, node, op.op_id))
+
+    def endorse_the_rest() -> None:
+        for member in range(params.council):
+            core = sim.nodes[member].core
+            for claim_id in sorted(claims):
+                if core is not None and core.ledger.status_of(claim_id)[0] == "applied":
+                    endorse(member, claim_id)
+
+    sim.event_hooks.append(on_event)
+    for claimant, when in enumerate(_times(sim.rng, RACE_CLAIMANTS, 0.5, params.workload_s)):
+        sim.at(when, functools.partial(claim, claimant))
+    sim.at(late_at, endorse_the_rest)
+
+    def check_handles(swarm: Swarm) -> list[str]:
+        return _check_handle_race(swarm, claims, contested_at, late_at, result_box)
+
+    result_box: list[float] = []
+    swarm.extra_checks.append(check_handles)
+    swarm.healed_at = late_at
+    sim.run_until(late_at)
+    result = finish(swarm)
+    if result_box:
+        result.open_conflict_age_s = result_box[0]
+    return result
+
+
+def _check_handle_race(
+    swarm: Swarm,
+    claims: dict[bytes, Op],
+    contested_at: dict[str, float],
+    late_at: float,
+    age_box: list[float],
+) -> list[str]:
+    """Owners agree; every losing claim with a quorum raised a conflict on every node; every
+    contested handle got a final owner everywhere within CONFLICT_CHECKPOINTS_MAX checkpoints
+    of the heal (its age is reported)."""
+    failures: list[str] = []
+    log, live = swarm.finality, honest_live(swarm)
+    owners: set[tuple[tuple[str, bytes], ...]] = set()
+    for index in live:
+        core = swarm.sim.nodes[index].core
+        assert core is not None
+        final = core.ledger.final_state
+        owners.add(tuple(sorted((h, b.claim_id) for h, b in final.bindings.items())))
+        quorum = core.ledger.quorum
+        raised = log.conflicts.get(index, set())
+        for claim_id in sorted(claims):
+            record = final.claims.get(claim_id)
+            binding = final.bindings.get(claims[claim_id].fields["handle"])
+            if record is None or record.quorum_key(quorum) is None or binding is None:
+                continue
+            if (
+                binding.claim_id != claim_id
+                and (
+                    record.handle,
+                    claim_id,
+                    binding.claim_id,
+                )
+                not in raised
+            ):
+                failures.append(f"node {index}: losing claim with a quorum raised no conflict")
+                break
+    if len(owners) > 1:
+        failures.append("nodes disagree on handle owners")
+    settle_from = late_at + limits.DELTA_SYNC_INTERVAL_S
+    height_bound = swarm.finality.max_height_by(settle_from) + CONFLICT_CHECKPOINTS_MAX
+    first = log.first_finalized_at()
+    deadline = first.get(height_bound)
+    ages = []
+    for handle, since in sorted(contested_at.items()):
+        times = [log.final_bound_at.get(i, {}).get(handle) for i in live]
+        if any(t is None for t in times):
+            failures.append(f"handle {handle!r} contested but has no final owner everywhere")
+            ages.append(swarm.sim.now - since)
+            continue
+        resolved = max(t for t in times if t is not None)
+        ages.append(resolved - since)
+        if deadline is not None and resolved > deadline:
+            failures.append(
+                f"handle {handle!r} resolved after height {height_bound} "
+                f"({CONFLICT_CHECKPOINTS_MAX} checkpoints after the heal)"
+            )
+    age_box.append(max(ages, default=0.0))
+    return failures
+
+
 Scenario = Callable[[int, ScenarioParams, FactoryBuilder | None], RunResult]
 
 
@@ -841,6 +1479,28 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
     "flood": (scenario_flood, ScenarioParams(network=NetworkConfig(clock_skew_s_max=0.2))),
     "fork": (
         scenario_fork,
+        ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    "council-crash": (
+        scenario_council_crash,
+        ScenarioParams(
+            workload_s=8.0, network=NetworkConfig(commit_delay_s=0.005, clock_skew_s_max=0.2)
+        ),
+    ),
+    "council-partition": (
+        scenario_council_partition,
+        ScenarioParams(network=NetworkConfig(loss=0.01, jitter_s=0.05, clock_skew_s_max=0.2)),
+    ),
+    "equivocating-member": (
+        scenario_equivocating_member,
+        ScenarioParams(network=NetworkConfig(clock_skew_s_max=0.2)),
+    ),
+    "handle-race": (
+        scenario_handle_race,
+        ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    "fork-finality": (
+        scenario_fork_finality,
         ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
     ),
 }
@@ -912,4 +1572,12 @@ def summarize(scenario: str, results: list[RunResult]) -> dict[str, Any]:
         "ops_submitted": sum(r.ops_submitted for r in results),
         "ops_acked": sum(r.ops_acked for r in results),
         "fragments_dropped": sum(r.fragments_dropped for r in results),
+        "finality_latency_s": percentiles([v for r in results for v in r.finality_latency_s]),
+        "finality_recovered_s": percentiles(
+            [r.finality_recovered_s for r in results if r.finality_recovered_s is not None]
+        ),
+        "evidence_recorded": sum(r.evidence_recorded for r in results),
+        "open_conflict_age_s": percentiles(
+            [r.open_conflict_age_s for r in results if r.open_conflict_age_s is not None]
+        ),
     }

@@ -106,9 +106,14 @@ class DurableStore:
     envelopes: list[bytes] = field(default_factory=list)
     bundles: list[bytes] = field(default_factory=list)
     op_ids: set[bytes] = field(default_factory=set)
+    # Consensus signing state: the latest PersistConsensusState data (durable at once, see
+    # `_on_event`), for NodeCore.restore(consensus_state=...).
+    consensus_state: bytes | None = None
 
     def copy(self) -> DurableStore:
-        return DurableStore(list(self.envelopes), list(self.bundles), set(self.op_ids))
+        return DurableStore(
+            list(self.envelopes), list(self.bundles), set(self.op_ids), self.consensus_state
+        )
 
 
 class CoreFactory(Protocol):
@@ -159,6 +164,7 @@ class FaultKind(Enum):
     WIPE = "wipe"
     FLOOD = "flood"
     FORK = "fork"
+    EQUIVOCATION = "equivocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +318,11 @@ class Simulation:
         rng = random.Random(self.rng.getrandbits(64))
         node.incarnation += 1
         node.core = self.factory(node.index, node.keypair, rng, self.local_time(node), store)
+        # Consensus signing state: a factory that does not pass store.consensus_state to
+        # NodeCore.restore gets it handed over here (resuming twice is a no-op).
+        resume = getattr(node.core, "resume_consensus", None)
+        if store is not None and store.consensus_state is not None and callable(resume):
+            resume(store.consensus_state, self.local_time(node))
         node.timer_at = None
         self._after_input(node)
 
@@ -378,6 +389,11 @@ class Simulation:
             self._persist(node, tuple(getattr(event, "envelopes", ())), ())
         elif name == "PersistCheckpoint":
             self._persist(node, (), (getattr(event, "bundle", b""),))
+        elif name == "PersistConsensusState":
+            # Durable at once, whatever commit_delay_s: the shell commits it before it sends
+            # the frames it precedes, and this drain sent them in this same instant, so no
+            # crash can fall in between.
+            node.durable.consensus_state = getattr(event, "data", None)
         elif name == "SyncSessionFinished":
             self.sync.sessions += 1
             self.sync.within_cadence += bool(getattr(event, "within_cadence", False))
@@ -583,7 +599,9 @@ class Simulation:
         node.uncommitted.clear()
         node.timer_at = None
         if wipe:
-            node.durable = DurableStore()
+            # Consensus signing state: kept, like the daemon's signing-state file beside a
+            # wiped database; losing it would let the node sign again where it already signed.
+            node.durable = DurableStore(consensus_state=node.durable.consensus_state)
         kind = FaultKind.WIPE if wipe else FaultKind.CRASH
         self.faults.append(Fault(kind, self.now, (index,)))
         for other in range(len(self.nodes)):
@@ -655,6 +673,7 @@ DETECTION_EVENTS = frozenset(
         "DivergenceDetected",
         "OpExcluded",
         "StateRederived",
+        "EquivocationRecorded",
     }
 )
 

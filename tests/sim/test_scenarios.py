@@ -6,6 +6,7 @@ A failing seed's assertion message carries the one command that replays it exact
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,6 +30,9 @@ def test_scenario_over_100_seeds(name: str) -> None:
     assert summary["ops_acked"] > 0
     assert summary["sync_sessions"] > 0
     assert len({result.trace_hash for result in results}) == len(results)
+    # Every scenario reaches council finality (a checkpoint bundle verified offline).
+    assert all(result.final_height >= 1 for result in results)
+    assert summary["finality_latency_s"]["p50"] is not None
 
 
 def test_fault_scenarios_report_mttd_and_mttr() -> None:
@@ -103,3 +107,61 @@ def test_percentiles() -> None:
     assert scenarios.percentiles([]) == {"p50": None, "p95": None, "max": None}
     values = [float(v) for v in range(1, 101)]
     assert scenarios.percentiles(values) == {"p50": 51.0, "p95": 96.0, "max": 100.0}
+
+
+#: The council-finality scenarios of the issue "Council finality: Tendermint checkpoints,
+#: signed bundles, conflict arbitration and handles".
+FINALITY_SCENARIOS = (
+    "council-crash",
+    "council-partition",
+    "equivocating-member",
+    "handle-race",
+    "fork-finality",
+)
+
+
+def test_finality_scenarios_are_registered() -> None:
+    for name in FINALITY_SCENARIOS:
+        assert name in scenarios.scenario_names()
+
+
+def test_equivocating_member_leaves_verifiable_evidence_on_every_honest_node() -> None:
+    result = scenarios.run_scenario("equivocating-member", 3)
+    assert result.ok, scenarios.format_failure(result)
+    assert result.evidence_recorded >= 4  # at least one piece on each of the 4 honest nodes
+    assert result.mttd_s  # EquivocationRecorded detects the fault
+
+
+def test_handle_race_reports_the_age_of_the_oldest_conflict() -> None:
+    result = scenarios.run_scenario("handle-race", 4)
+    assert result.ok, scenarios.format_failure(result)
+    assert result.open_conflict_age_s is not None and result.open_conflict_age_s > 0
+    summary = scenarios.summarize("handle-race", [result])
+    assert summary["open_conflict_age_s"]["max"] == round(result.open_conflict_age_s, 6)
+
+
+def test_finality_recovers_after_a_council_partition() -> None:
+    result = scenarios.run_scenario("council-partition", 2)
+    assert result.ok, scenarios.format_failure(result)
+    assert result.finality_recovered_s is not None
+    assert (
+        result.finality_recovered_s <= scenarios.SCENARIOS["council-partition"][1].converge_within_s
+    )
+    assert set(result.summary()["finality_latency_s"]) == {"p50", "p95", "max"}
+
+
+def test_the_finality_checkers_can_fail() -> None:
+    """Bundles checked against another council, and a second checkpoint at one height."""
+    swarm = scenarios.build_swarm("test", 1, scenarios.ScenarioParams())
+    swarm.workload.grant(swarm.workload.new_account(), node=0)
+    swarm.sim.run_until(5.0)
+    core = swarm.sim.nodes[0].core
+    assert isinstance(core, scenarios.NodeCore) and core.final_height >= 1
+    assert scenarios.check_finality(swarm) == []
+    strangers = [scenarios.node_keypair(100 + i) for i in range(4)]
+    foreign = dataclasses.replace(swarm, genesis=scenarios.sim_genesis(strangers))
+    assert any("does not verify" in f for f in scenarios.check_finality(foreign))
+    first = swarm.finality.finalizations[0]
+    swarm.finality.finalizations.append(dataclasses.replace(first, checkpoint_id=bytes(32), node=1))
+    failures = scenarios.check_finality(swarm)
+    assert any(f"different checkpoints at height {first.height}" in f for f in failures)
