@@ -180,23 +180,14 @@ def decode_op(envelope: bytes) -> Op:
         raise MalformedOpError(
             f"envelope must be at most {limits.OP_ENVELOPE_SIZE_BYTES_MAX} bytes"
         )
-    outer = _unpack(envelope, "envelope")
-    if type(outer) is not list or len(outer) != 4:
-        raise MalformedOpError("envelope must be [version, kind, body, signature]")
-    version, kind_number, body, signature = outer
-    if type(version) is not int or version != ENVELOPE_VERSION:
-        raise MalformedOpError(f"unknown envelope version {version!r}", code="unknown_version")
-    if type(kind_number) is not int:
-        raise MalformedOpError("kind must be an int")
+    split = _split_canonical_envelope(envelope)
+    if split is None:
+        kind_number, body, signature = _decode_envelope_slow(envelope)
+    else:
+        kind_number, body, signature = split
     kind = _KINDS_BY_NUMBER.get(kind_number)
     if kind is None:
         raise MalformedOpError(f"unknown op kind {kind_number}", code="unknown_kind")
-    if type(body) is not bytes or type(signature) is not bytes:
-        raise MalformedOpError("body and signature must be bytes")
-    if len(signature) != limits.SIGNATURE_SIZE_BYTES:
-        raise MalformedOpError("signature must be 64 bytes")
-    if encoding.pack(outer) != envelope:
-        raise MalformedOpError("envelope is not canonical msgpack", code="non_canonical_encoding")
     fields = _unpack(body, "body")
     if type(fields) is not dict or tuple(fields) != _SORTED_KEYS[kind]:
         raise MalformedOpError(f"{kind.label} body must have exactly {_SORTED_KEYS[kind]}")
@@ -226,6 +217,58 @@ def decode_op(envelope: bytes) -> Op:
         to=fields.get("to", b""),
         parents=(prev, *deps_tuple) if prev else deps_tuple,
     )
+
+
+_SIGNATURE_HEADER = b"\xc4\x40"  # bin8 of length 64
+
+
+def _split_canonical_envelope(envelope: bytes) -> tuple[int, bytes, bytes] | None:
+    """The fast path: slice an envelope that is byte-for-byte in canonical form.
+
+    A canonical envelope is exactly: 0x94 (array of 4), 0x01 (version), the kind as a positive
+    fixint, the body as bin8 (length < 256) or bin16 (length >= 256), then 0xc4 0x40 and the
+    64 signature bytes, and nothing after. Anything else (including every non-canonical
+    encoding of the same value) returns None and takes the general path, which explains it.
+    """
+    if len(envelope) < 72 or envelope[0] != 0x94 or envelope[1] != ENVELOPE_VERSION:
+        return None
+    kind_number = envelope[2]
+    if kind_number > 0x7F:
+        return None
+    marker = envelope[3]
+    if marker == 0xC4:
+        start, length = 5, envelope[4]
+    elif marker == 0xC5:
+        start, length = 6, int.from_bytes(envelope[4:6], "big")
+        if length < 256:
+            return None
+    else:
+        return None
+    end = start + length
+    if len(envelope) != end + 66 or envelope[end : end + 2] != _SIGNATURE_HEADER:
+        return None
+    return kind_number, envelope[start:end], envelope[end + 2 :]
+
+
+def _decode_envelope_slow(envelope: bytes) -> tuple[int, bytes, bytes]:
+    """The general path: decode any msgpack and say precisely what is wrong with it."""
+    outer = _unpack(envelope, "envelope")
+    if type(outer) is not list or len(outer) != 4:
+        raise MalformedOpError("envelope must be [version, kind, body, signature]")
+    version, kind_number, body, signature = outer
+    if type(version) is not int or version != ENVELOPE_VERSION:
+        raise MalformedOpError(f"unknown envelope version {version!r}", code="unknown_version")
+    if type(kind_number) is not int:
+        raise MalformedOpError("kind must be an int")
+    if kind_number not in _KINDS_BY_NUMBER:
+        raise MalformedOpError(f"unknown op kind {kind_number}", code="unknown_kind")
+    if type(body) is not bytes or type(signature) is not bytes:
+        raise MalformedOpError("body and signature must be bytes")
+    if len(signature) != limits.SIGNATURE_SIZE_BYTES:
+        raise MalformedOpError("signature must be 64 bytes")
+    if encoding.pack(outer) != envelope:
+        raise MalformedOpError("envelope is not canonical msgpack", code="non_canonical_encoding")
+    return kind_number, body, signature
 
 
 def _unpack(data: bytes, what: str) -> Any:

@@ -175,3 +175,24 @@ def test_fuzz_mutated_envelopes_never_verify_unless_identical(
     except RemoteProtocolError:
         return
     assert bytes(raw) == op.envelope  # type: ignore[attr-defined]
+
+
+@given(st.sampled_from(sample_ops()), st.data())
+def test_fast_envelope_path_agrees_with_the_general_decoder(
+    op: object, data: st.DataObject
+) -> None:
+    """The byte-slicing fast path accepts exactly the canonical envelopes, with the same parts."""
+    from swarmd.protocol.ops import _decode_envelope_slow, _split_canonical_envelope
+
+    raw = bytearray(op.envelope)  # type: ignore[attr-defined]
+    if data.draw(st.booleans()):
+        index = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        raw[index] = data.draw(st.integers(min_value=0, max_value=255))
+    envelope = bytes(raw)
+    fast = _split_canonical_envelope(envelope)
+    try:
+        slow = _decode_envelope_slow(envelope)
+    except RemoteProtocolError:
+        assert fast is None or fast[0] not in range(1, 9)
+        return
+    assert fast == slow
