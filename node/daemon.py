@@ -8,7 +8,10 @@ re-arms the single timer at `core.get_timer()`.
 
 Durability: `PersistOps` and `PersistCheckpoint` events are queued, in order, for one writer
 task that commits everything queued so far in one go (group commit). A client submission is
-acknowledged only after the commit holding it returned (`submit`).
+acknowledged only after the commit holding it returned (`submit`). `PersistConsensusState` (the
+validator's last sign state) is written by the same commit to a file beside the database, and
+the frames of a pump that emitted it or a `PersistCheckpoint` are sent only once that commit
+returned: a restarted validator then always knows every vote it ever sent (no equivocation).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import os
 import random
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +54,7 @@ from swarmd.protocol.node_core import (
     NodeEvent,
     PeerMisbehaved,
     PersistCheckpoint,
+    PersistConsensusState,
     PersistOps,
     SyncSessionFinished,
 )
@@ -125,6 +131,54 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
     )
 
 
+# --- the consensus signing state --------------------------------------------------------------
+
+#: The signing state file is named after the database file with this suffix, so that it
+#: moves with the node's data directory.
+SIGNING_STATE_FILE_SUFFIX = ".signing-state"
+
+
+class SigningStateFile:
+    """The validator's last sign state (`PersistConsensusState`), one file replaced atomically:
+    written to a temporary file, fsynced, renamed over the old one and the directory fsynced,
+    so after a kill -9 it holds either the previous state or the new one, never a mix. It is a
+    file and not a database row because it may hold whole proposed values (up to
+    consensus.SIGNING_STATE_SIZE_BYTES_MAX), far beyond what the store keeps in meta."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def beside(cls, data_file: Path) -> SigningStateFile:
+        return cls(data_file.with_name(data_file.name + SIGNING_STATE_FILE_SUFFIX))
+
+    def load(self) -> bytes | None:
+        try:
+            with self.path.open("rb") as file:
+                data = file.read(consensus.SIGNING_STATE_SIZE_BYTES_MAX + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise DaemonError(f"cannot read the signing state {self.path}: {exc}") from None
+        if len(data) > consensus.SIGNING_STATE_SIZE_BYTES_MAX:
+            raise consensus.SigningStateError(f"{self.path} is larger than a signing state")
+        return data
+
+    def save(self, data: bytes) -> None:
+        """Blocking (run it in a thread); durable when it returns."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
 # --- group commit ----------------------------------------------------------------------------
 
 
@@ -132,6 +186,7 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
 class _Batch:
     envelopes: list[bytes] = field(default_factory=list)
     checkpoints: list[PersistCheckpoint] = field(default_factory=list)
+    consensus_state: bytes | None = None  # the latest one queued; it replaces the stored one
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -140,8 +195,12 @@ class _Batch:
 class GroupCommitter:
     """One writer task; everything queued while a commit runs goes into the next one."""
 
-    def __init__(self, node_log: NodeLog) -> None:
+    def __init__(
+        self, node_log: NodeLog, signing_state_file: SigningStateFile | None = None
+    ) -> None:
         self.node_log = node_log
+        self.signing_state_file = signing_state_file
+        self._consensus_state_stored: bytes | None = None
         self._open: _Batch | None = None
         self._in_flight: _Batch | None = None
         self._wakeup = asyncio.Event()
@@ -157,6 +216,17 @@ class GroupCommitter:
 
     def add_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
         self._batch().checkpoints.append(checkpoint)
+
+    def add_consensus_state(self, data: bytes) -> None:
+        """Queue the signing state. The core hands over the same state with every periodic
+        re-broadcast: when it is the stored one and no commit is pending, nothing is written
+        (a failed commit leaves the old state stored, so the next hand-over writes it)."""
+        if self.signing_state_file is None:
+            return
+        idle = self._open is None and self._in_flight is None
+        if idle and data == self._consensus_state_stored:
+            return
+        self._batch().consensus_state = data
 
     def barrier(self) -> asyncio.Future[None]:
         """Done when everything queued so far is durable (or failed to be)."""
@@ -214,6 +284,10 @@ class GroupCommitter:
             await self.node_log.append_ops(envelopes[start : start + COMMIT_BATCH_OPS_MAX])
         for checkpoint in batch.checkpoints:
             await self.node_log.put_checkpoint(checkpoint)
+        # Last: a signing state is never durable before the checkpoints that precede it.
+        if batch.consensus_state is not None and self.signing_state_file is not None:
+            await asyncio.to_thread(self.signing_state_file.save, batch.consensus_state)
+            self._consensus_state_stored = batch.consensus_state
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -233,6 +307,7 @@ class Daemon:
         node_log: NodeLog,
         core: NodeCore,
         metrics: NodeMetrics | None = None,
+        signing_state_file: SigningStateFile | None = None,
     ) -> None:
         self.config = config
         self.genesis = genesis
@@ -243,7 +318,12 @@ class Daemon:
         self.core = core
         self.metrics = metrics or NodeMetrics(process_metrics=False)
         self.metrics.set_node_info(self.node_id_text, genesis.network_id.hex(), version())
-        self.committer = GroupCommitter(node_log)
+        self.committer = GroupCommitter(node_log, signing_state_file)
+        # Frames waiting for a commit, in the order the core produced them: (the commit they
+        # wait for or None, frames). A batch waits for its own commit and for every batch
+        # before it, so frames never overtake each other.
+        self._held_frames: deque[tuple[asyncio.Future[None] | None, list[tuple[bytes, bytes]]]]
+        self._held_frames = deque()
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
         self._listeners: list[EventListener] = []
@@ -271,15 +351,14 @@ class Daemon:
             node_key=keypair.public_key,
             synchronous=config.node.synchronous,
         )
+        signing_state_file = SigningStateFile.beside(config.node.data_file)
+        loop = asyncio.get_running_loop()
+        rng = random.Random(secrets.randbits(64))
         try:
             envelopes, bundles = await node_log.load()
             mode, reason = await node_log.get_mode()
-        except BaseException:
-            await node_log.close()
-            raise
-        loop = asyncio.get_running_loop()
-        rng = random.Random(secrets.randbits(64))
-        if envelopes or bundles:
+            # The last sign state: the restored core resumes the height in progress with the
+            # votes and the lock it had (SigningStateError when the file is not ours).
             core = NodeCore.restore(
                 genesis=genesis,
                 keypair=keypair,
@@ -288,19 +367,19 @@ class Daemon:
                 now=loop.time(),
                 envelopes=envelopes,
                 bundles=bundles,
+                consensus_state=signing_state_file.load(),
             )
-        else:
-            # A node with an empty log never voted, so it need not sit out a height the way
-            # `restore` makes a restarted member do (a fresh swarm would never decide).
-            core = NodeCore(
-                genesis=genesis,
-                keypair=keypair,
-                config=core_config(config),
-                rng=rng,
-                now=loop.time(),
-            )
+        except BaseException:
+            await node_log.close()
+            raise
         daemon = cls(
-            config, genesis=genesis, keypair=keypair, node_log=node_log, core=core, metrics=metrics
+            config,
+            genesis=genesis,
+            keypair=keypair,
+            node_log=node_log,
+            core=core,
+            metrics=metrics,
+            signing_state_file=signing_state_file,
         )
         log.info(
             "restored",
@@ -432,8 +511,43 @@ class Daemon:
     # --- the pump ----------------------------------------------------------------------------
 
     def pump(self) -> None:
+        frames = self.core.frames_to_send()
+        commit_first = False
+        while (event := self.core.next_event()) is not None:
+            commit_first |= isinstance(event, (PersistConsensusState, PersistCheckpoint))
+            self._handle_event(event)
+        if commit_first:
+            # These frames may carry votes recorded by the signing state (or rely on the
+            # checkpoint) just queued: they leave only once the commit holding it returned.
+            barrier = self.committer.barrier()
+            self._held_frames.append((barrier, frames))
+            if barrier.done():  # nothing new to write (the state is already stored)
+                self._release_frames()
+            else:
+                barrier.add_done_callback(lambda _: self._release_frames())
+        elif self._held_frames:
+            self._held_frames.append((None, frames))
+        else:
+            self._send_frames(frames)
+        self._arm_timer()
+
+    def _release_frames(self) -> None:
+        """Send the held frames whose commits are done, in order; a failed commit drops them
+        (the core re-broadcasts its votes, and hands the state over again with them)."""
+        while self._held_frames:
+            barrier, frames = self._held_frames[0]
+            if barrier is not None and not barrier.done():
+                return
+            self._held_frames.popleft()
+            if barrier is not None and (barrier.cancelled() or barrier.exception() is not None):
+                self.frames_dropped += len(frames)
+                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
+                continue
+            self._send_frames(frames)
+
+    def _send_frames(self, frames: list[tuple[bytes, bytes]]) -> None:
         sent = 0
-        for peer_id, frame in self.core.frames_to_send():
+        for peer_id, frame in frames:
             transport = self._peer_transport.get(peer_id)
             if transport is not None and transport.send(peer_id, frame):
                 sent += 1
@@ -441,9 +555,6 @@ class Daemon:
                 self.frames_dropped += 1
         if sent:
             self.metrics.frame("sent", sent)
-        while (event := self.core.next_event()) is not None:
-            self._handle_event(event)
-        self._arm_timer()
 
     def _arm_timer(self) -> None:
         deadline = self.core.get_timer() if self.started else None
@@ -472,6 +583,9 @@ class Daemon:
         if isinstance(event, PersistCheckpoint):
             self.committer.add_checkpoint(event)
             self._publish_final_ops(event)
+            return
+        if isinstance(event, PersistConsensusState):
+            self.committer.add_consensus_state(event.data)
             return
         self._record(event)
         published = _public_event(event)

@@ -24,6 +24,11 @@ Deviations from the pseudocode, each needed because the core is driven from outs
   value proposed at this height (see `_RoundBook`); the paper counts every sender per value.
 - Observers (no key pair) run the same rules without broadcasting and take every value as
   valid: a value with a quorum of precommits was checked by at least one correct validator.
+- The paper's processes never crash. A validator that restarts must not sign a second, different
+  message for a (height, round, type) it signed before the crash, and must keep its lock. Like
+  CometBFT's privval "last sign state", `signing_state()` is the bytes the shell makes durable
+  before any message it signed leaves the node, and `restore_signing_state` resumes from them
+  at the same height, round and step, with the same lock and the same signed messages.
 """
 
 from __future__ import annotations
@@ -67,7 +72,19 @@ CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = 1024
 #: queue is full they are counted instead of queued, other events are always kept.
 CONSENSUS_EVENTS_QUEUED_MAX = 4096
 
+#: Rounds whose own signed messages the signing state keeps (the current one and those before
+#: it). Only the current round matters for safety (the core never signs in an earlier round);
+#: earlier ones are kept so that a restarted node can still re-broadcast its recent votes.
+#: The bound keeps the state small: at most 3 messages per round, one of them a proposal.
+SIGNING_STATE_ROUNDS_KEPT = 4
+#: Signed messages in a signing state: proposal, prevote and precommit per kept round.
+SIGNING_STATE_MESSAGES_MAX = 3 * SIGNING_STATE_ROUNDS_KEPT
+#: An encoded signing state: the kept proposals and the locked and valid values, each at most
+#: one encoded value, plus the small fields.
+SIGNING_STATE_SIZE_BYTES_MAX = (SIGNING_STATE_ROUNDS_KEPT + 2) * limits.ENCODED_VALUE_SIZE_BYTES_MAX
+
 assert CONSENSUS_VALUE_SIZE_BYTES_MAX > 0
+assert SIGNING_STATE_MESSAGES_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
 assert limits.COUNCIL_SIZE_MAX * 128 + 1024 <= CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
 
 
@@ -132,6 +149,13 @@ class EvidenceUnknownValidatorError(EvidenceError):
 
 class EvidenceSignatureError(EvidenceError):
     code = "evidence_bad_signature"
+
+
+class SigningStateError(LocalProtocolError):
+    """Our own stored signing state does not decode, or was not signed by our key for this
+    network. Running on without it could equivocate, so the node refuses to resume."""
+
+    code = "bad_signing_state"
 
 
 # --- quorums and timeouts --------------------------------------------------------------------
@@ -518,6 +542,115 @@ def verify_evidence(evidence: Evidence, network_id: bytes, validators: list[byte
             raise EvidenceSignatureError("an evidence signature does not verify") from exc
 
 
+# --- the signing state (last sign state) ----------------------------------------------------
+
+_SIGNING_STATE_KEYS = frozenset(
+    {
+        "height",
+        "round",
+        "step",
+        "locked_round",
+        "locked_value",
+        "valid_round",
+        "valid_value",
+        "messages",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SigningState:
+    """What a validator must remember across a restart: where it is in the height, its lock,
+    and the messages it signed there (to re-broadcast them and never sign a conflicting one).
+    `step` is 0 (propose), 1 (prevote) or 2 (precommit)."""
+
+    height: int
+    round: int
+    step: int
+    locked_round: int
+    locked_value: bytes | None
+    valid_round: int
+    valid_value: bytes | None
+    messages: tuple[ConsensusMessage, ...]
+
+    def encode(self) -> bytes:
+        return encoding.encode(
+            {
+                "height": self.height,
+                "round": self.round,
+                "step": self.step,
+                "locked_round": self.locked_round,
+                "locked_value": self.locked_value,
+                "valid_round": self.valid_round,
+                "valid_value": self.valid_value,
+                "messages": [message.encode() for message in self.messages],
+            }
+        )
+
+
+def _state_value(obj: dict[str, Any], key: str) -> bytes | None:
+    value = obj[key]
+    if value is not None and (
+        not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX
+    ):
+        raise ConsensusMessageError(f"{key} must be None or bytes within the value size limit")
+    return value
+
+
+def _state_round(obj: dict[str, Any], key: str, value: bytes | None, round: int) -> int:
+    locked_or_valid_round = _int_field(obj, key, -1, round)
+    if (locked_or_valid_round == -1) != (value is None):
+        raise ConsensusMessageError(f"{key} is -1 exactly when its value is None")
+    return locked_or_valid_round
+
+
+def _state_messages(
+    items: Any, state_round: int, height: int, network_id: bytes, validator: bytes
+) -> tuple[ConsensusMessage, ...]:
+    if not isinstance(items, list) or len(items) > SIGNING_STATE_MESSAGES_MAX:
+        raise ConsensusMessageError("messages must be a list within SIGNING_STATE_MESSAGES_MAX")
+    messages: list[ConsensusMessage] = []
+    slots: set[tuple[MessageKind, int]] = set()
+    for item in items:
+        if not isinstance(item, bytes):
+            raise ConsensusMessageError("a signed message must be bytes")
+        message = decode_message(item)
+        if message.validator != validator or message.height != height:
+            raise ConsensusMessageError("a message of another validator or height")
+        if message.round > state_round or (message.kind, message.round) in slots:
+            raise ConsensusMessageError("a message after the state's round, or two in one slot")
+        slots.add((message.kind, message.round))
+        verify_message_signature(message, network_id)
+        messages.append(message)
+    return tuple(messages)
+
+
+def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> SigningState:
+    """Parse and check a signing state written by `Tendermint.signing_state()` of `validator`
+    on this network. Raises SigningStateError: the bytes are ours, so a bad state is a local
+    fault (a corrupt or foreign file), not a peer's."""
+    try:
+        obj = encoding.decode(data, size_max=SIGNING_STATE_SIZE_BYTES_MAX)
+        if not isinstance(obj, dict) or set(obj) != _SIGNING_STATE_KEYS:
+            raise ConsensusMessageError("a signing state is a map with the signing state fields")
+        height = _int_field(obj, "height", 0, CONSENSUS_HEIGHT_MAX)
+        round = _int_field(obj, "round", 0, CONSENSUS_ROUND_MAX)
+        locked_value = _state_value(obj, "locked_value")
+        valid_value = _state_value(obj, "valid_value")
+        return SigningState(
+            height=height,
+            round=round,
+            step=_int_field(obj, "step", 0, 2),
+            locked_round=_state_round(obj, "locked_round", locked_value, round),
+            locked_value=locked_value,
+            valid_round=_state_round(obj, "valid_round", valid_value, round),
+            valid_value=valid_value,
+            messages=_state_messages(obj["messages"], round, height, network_id, validator),
+        )
+    except RemoteProtocolError as exc:
+        raise SigningStateError(f"signing state: {exc.message}") from exc
+
+
 # --- events ----------------------------------------------------------------------------------
 
 
@@ -705,6 +838,9 @@ class Tendermint:
         self._round_skip = round_skip_size(len(validators))
         self._events: deque[Event] = deque()
         self._rejections_dropped = 0
+        #: Messages the algorithm asked to sign in a slot we had already signed differently;
+        #: always 0 unless restored state and rules disagree (a bug a test should see).
+        self.conflicting_signatures_refused = 0
         self._outbox: list[bytes] = []
         self._bundles: dict[int, CheckpointBundle] = {}
         self._height: int | None = None
@@ -727,6 +863,8 @@ class Tendermint:
         self._fired: set[tuple[int, int]] = set()  # (paper line, round) of fire-once rules
         self._timers: list[_Timer] = []
         self._own_messages: list[ConsensusMessage] = []
+        # What we signed at this height, per (type, round): never sign a different body there.
+        self._signed: dict[tuple[MessageKind, int], ConsensusMessage] = {}
         self._rebroadcast_at: float | None = None
 
     # --- read-only state -------------------------------------------------------------------
@@ -773,6 +911,54 @@ class Tendermint:
         for proposal in book.proposals():
             self._request_validation(proposal)
         self._run_rules(now)
+
+    def restore_signing_state(self, data: bytes, now: float) -> None:
+        """Resume after a restart from `signing_state()` bytes made durable before the crash.
+
+        The core continues at the state's height, round and step with the same lock and valid
+        value, counts its own signed messages again and re-broadcasts them at once (the first
+        timer), and never signs a different message for a (round, type) it already signed.
+        Raises SigningStateError when `data` is not a signing state of our key on this network.
+        """
+        if self._keypair is None:
+            raise LocalProtocolError("an observer signs nothing and has no signing state")
+        state = decode_signing_state(data, self._network_id, self._keypair.public_key)
+        if self._height is not None and state.height <= self._height:
+            raise LocalProtocolError(f"height {state.height} is not above {self._height}")
+        book = self._next_book if self._next_book.height == state.height else None
+        self._height = state.height
+        self._reset_height_state(state.height, book or _HeightBook(state.height))
+        self._round, self._step = state.round, _Step(state.step)
+        self._locked_value, self._locked_round = state.locked_value, state.locked_round
+        self._valid_value, self._valid_round = state.valid_value, state.valid_round
+        for value in (state.locked_value, state.valid_value):
+            if value is not None:  # we checked valid(v) before locking on v or keeping it
+                self._validity[crypto.sha256(value)] = True
+        for message in state.messages:
+            self._book.add(message)
+            self._own_messages.append(message)
+            self._signed[(message.kind, message.round)] = message
+            if message.kind is MessageKind.PROPOSAL and message.value_id is not None:
+                self._validity[message.value_id] = True  # only valid values are proposed
+        self._rebroadcast_at = now
+        if self._step is _Step.PROPOSE:
+            self._resume_propose_step(now)
+        for proposal in self._book.proposals():
+            self._request_validation(proposal)
+        self._run_rules(now)
+
+    def _resume_propose_step(self, now: float) -> None:
+        """StartRound (lines 14-21) again for a round restored in its propose step, except
+        that a proposal already signed in this round is kept, never replaced."""
+        assert self._keypair is not None and self._height is not None
+        is_proposer = self.proposer(self._height, self._round) == self._keypair.public_key
+        if is_proposer and (MessageKind.PROPOSAL, self._round) not in self._signed:
+            if self._valid_value is not None:
+                self._broadcast_proposal(self._valid_value, self._valid_round)
+            else:
+                self._awaiting_value = True
+                self._events.append(ValueRequested(self._height, self._round))
+        self._schedule(TimeoutKind.PROPOSE, now)
 
     def receive_message(self, data: bytes, now: float) -> None:
         """Take one encoded consensus message from a peer; problems become events."""
@@ -846,6 +1032,23 @@ class Tendermint:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    def signing_state(self) -> bytes:
+        """Canonical bytes to make durable before any message in `messages_to_send()` is sent,
+        and to pass to `restore_signing_state` after a restart (see the module docstring)."""
+        if self._keypair is None or self._height is None:
+            raise LocalProtocolError("only a validator with a started height has a signing state")
+        oldest_round_kept = self._round - SIGNING_STATE_ROUNDS_KEPT + 1
+        return SigningState(
+            height=self._height,
+            round=self._round,
+            step=int(self._step),
+            locked_round=self._locked_round,
+            locked_value=self._locked_value,
+            valid_round=self._valid_round,
+            valid_value=self._valid_value,
+            messages=tuple(m for m in self._own_messages if m.round >= oldest_round_kept),
+        ).encode()
+
     def bundle_for(self, height: int) -> CheckpointBundle | None:
         """The bundle of a recently decided height, to help lagging peers catch up."""
         return self._bundles.get(height)
@@ -906,6 +1109,14 @@ class Tendermint:
     # --- broadcasting our own messages -------------------------------------------------------
 
     def _send(self, message: ConsensusMessage) -> None:
+        slot = (message.kind, message.round)
+        signed = self._signed.get(slot)
+        if signed is not None:
+            # Signed before (in this run or before a restart): the same body is already in the
+            # book and re-broadcast; a different one would be equivocation, so it never leaves.
+            self.conflicting_signatures_refused += not signed.same_body(message)
+            return
+        self._signed[slot] = message
         # Our own message counts like any other (the paper's broadcast includes ourselves).
         self._book.add(message)
         self._own_messages.append(message)

@@ -3,7 +3,8 @@
 Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
 `set_mode`, all with an explicit `now`. Outputs: `frames_to_send()` (peer, frame),
 `next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
-(`PersistOps`, `PersistCheckpoint`) and the shell feeds results back by calling it. The same
+(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`) and the shell feeds results back
+by calling it. The same
 core runs in the daemon (node/) and in the deterministic simulator.
 
 Gossip pushes every newly admitted op to `gossip_fanout` peers. Delta sync runs with each
@@ -78,6 +79,10 @@ FUTURE_BUNDLES_MAX = 64
 SYNC_SESSION_TIMEOUT_INTERVALS = 5
 #: Events queued for the shell before the oldest are dropped (and counted).
 NODE_EVENTS_MAX = 1_000_000
+#: Passes of `_drain_consensus` per call: answering one consensus event (a validation) can
+#: sign messages and raise events again; each pass moves the algorithm forward, so a few
+#: suffice and the bound only guards against a bug looping forever.
+CONSENSUS_DRAIN_PASSES_MAX = 64
 
 
 class Mode(StrEnum):
@@ -122,6 +127,16 @@ class PersistCheckpoint:
     state_root: bytes
     bundle: bytes
     final_op_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistConsensusState:
+    """Make this validator's consensus signing state durable (replacing the previous one)
+    BEFORE sending any frame queued after this event: the shell must not let a message this
+    node signed leave it before the state that records it survives a crash. Pass the latest
+    durable one to `NodeCore.restore(consensus_state=...)`."""
+
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,7 @@ NodeEvent = (
     LedgerEvent
     | PersistOps
     | PersistCheckpoint
+    | PersistConsensusState
     | CheckpointFinalized
     | SyncSessionFinished
     | CatchUpStarted
@@ -255,7 +271,8 @@ class NodeCore:
             config=self.config.consensus,
         )
         self._consensus_height = 0  # the height consensus runs at (0 = none started)
-        self._sit_out_height = 0  # a height this node must not vote at (see restore)
+        # A restored signing state for a height above final_height + 1 (see resume_consensus).
+        self._signing_state_pending: tuple[int, bytes] | None = None
         self._peers: dict[bytes, _Peer] = {}
         self._unfinal_ids = IdSet()
         self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
@@ -289,8 +306,11 @@ class NodeCore:
         now: float,
         envelopes: list[bytes],
         bundles: list[bytes] = (),  # type: ignore[assignment]
+        consensus_state: bytes | None = None,
     ) -> NodeCore:
-        """Rebuild a core from its durable op log and checkpoint bundles (after a crash)."""
+        """Rebuild a core from its durable op log, checkpoint bundles and the latest
+        `PersistConsensusState` data (after a crash). Raises consensus.SigningStateError when
+        `consensus_state` is not a signing state of this node's key on this network."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
         for envelope in envelopes:
             outcome = core.ledger.receive_op(envelope, now)
@@ -300,11 +320,28 @@ class NodeCore:
         for data in bundles:
             core._receive_bundle(b"", data, now, persist=False)
         core._events.clear()
-        # Votes are not persisted, so a restarted member could sign something different from
-        # what it signed before the crash at the height that was in progress (equivocation).
-        # It sits that height out and learns its decision from a bundle.
-        core._sit_out_height = core.final_height + 1
+        if consensus_state is not None:
+            core.resume_consensus(consensus_state, now)
         return core
+
+    def resume_consensus(self, data: bytes, now: float) -> None:
+        """Resume consensus from a durable signing state (Tendermint's last sign state).
+
+        A state for a decided height (at most final_height) is ignored. One for the height in
+        progress resumes there, lock and signed messages included, so a restart is never
+        equivocation. One further ahead (its checkpoints were not durable yet) waits until
+        that height starts (so does one for the height in progress while quiesced). Ignored
+        when consensus already runs at or above its height, so
+        a shell may hand the same state over twice.
+        """
+        if not self.is_validator:
+            return
+        state = consensus.decode_signing_state(data, self.genesis.network_id, self.node_id)
+        if state.height <= max(self.final_height, self._consensus_height):
+            return
+        self._signing_state_pending = (state.height, data)
+        if state.height == self.final_height + 1:
+            self._start_height(state.height, now)
 
     # --- peers -------------------------------------------------------------------------------
 
@@ -676,8 +713,6 @@ class NodeCore:
     def _checkpoint_due_at(self) -> float | None:
         if not self.is_validator or self._consensus_height > self.final_height:
             return None
-        if self._sit_out_height == self.final_height + 1:
-            return None
         if self.effective_mode is Mode.QUIESCED or self.ledger.unfinalized_count() == 0:
             return None
         if self.ledger.unfinalized_count() >= self.config.checkpoint_ops_trigger:
@@ -692,10 +727,14 @@ class NodeCore:
     def _start_height(self, height: int, now: float) -> None:
         if self._consensus_height >= height or self.effective_mode is Mode.QUIESCED:
             return
-        if height == self._sit_out_height:
-            return
+        pending, self._signing_state_pending = self._signing_state_pending, None
         self._consensus_height = height
-        self.consensus.start_height(height, now)
+        if pending is not None and pending[0] == height:
+            self.consensus.restore_signing_state(pending[1], now)
+        else:
+            if pending is not None and pending[0] > height:
+                self._signing_state_pending = pending
+            self.consensus.start_height(height, now)
         self._drain_consensus(now)
 
     def _on_consensus(self, peer: _Peer, payload: bytes, now: float) -> None:
@@ -723,21 +762,34 @@ class NodeCore:
         self._drain_consensus(now)
 
     def _drain_consensus(self, now: float) -> None:
-        for payload in self.consensus.messages_to_send():
-            digest = sha256(payload)
-            self._consensus_seen[digest] = None
-            message = encode_message(ConsensusEnvelope(payload))
-            for peer_id in sorted(self._peers):
-                self._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
-        while (event := self.consensus.next_event()) is not None:
-            if isinstance(event, consensus.ValueRequested):
-                self._propose(event.height, event.round, now)
-            elif isinstance(event, consensus.ValidationRequested):
-                self._validate(event.height, event.round, event.value_id, event.value, now)
-            elif isinstance(event, consensus.Decided):
-                self._on_decided(event.bundle.encode(), event.value, now, persist=True)
-            elif isinstance(event, consensus.EquivocationDetected):
-                self._record_evidence(event.evidence)
+        for _ in range(CONSENSUS_DRAIN_PASSES_MAX):
+            payloads = self.consensus.messages_to_send()
+            if payloads:
+                # The last sign state goes to the shell before the messages it records: the
+                # shell makes it durable before it sends any of the frames queued below.
+                self._emit(PersistConsensusState(self.consensus.signing_state()))
+            for payload in payloads:
+                digest = sha256(payload)
+                self._consensus_seen[digest] = None
+                message = encode_message(ConsensusEnvelope(payload))
+                for peer_id in sorted(self._peers):
+                    self._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
+            handled = False
+            while (event := self.consensus.next_event()) is not None:
+                handled = True
+                self._on_consensus_event(event, now)
+            if not payloads and not handled:
+                return
+
+    def _on_consensus_event(self, event: consensus.Event, now: float) -> None:
+        if isinstance(event, consensus.ValueRequested):
+            self._propose(event.height, event.round, now)
+        elif isinstance(event, consensus.ValidationRequested):
+            self._validate(event.height, event.round, event.value_id, event.value, now)
+        elif isinstance(event, consensus.Decided):
+            self._on_decided(event.bundle.encode(), event.value, now, persist=True)
+        elif isinstance(event, consensus.EquivocationDetected):
+            self._record_evidence(event.evidence)
 
     def _propose(self, height: int, round_: int, now: float) -> None:
         if height != self.final_height + 1:

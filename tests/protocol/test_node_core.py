@@ -100,7 +100,12 @@ def test_same_seed_same_result() -> None:
 def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
     import random as _random
 
-    from swarmd.protocol.node_core import EquivocationRecorded, NodeCore, PersistCheckpoint
+    from swarmd.protocol.node_core import (
+        EquivocationRecorded,
+        NodeCore,
+        PersistCheckpoint,
+        PersistConsensusState,
+    )
 
     swarm = Swarm(4, seed=11)
     fund(swarm, 3)
@@ -108,6 +113,8 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
     # "kill -9" node 2: keep only what it asked to persist.
     envelopes = [env for e in swarm.events[2] if isinstance(e, PersistOps) for env in e.envelopes]
     bundles = [e.bundle for e in swarm.events[2] if isinstance(e, PersistCheckpoint)]
+    states = [e.data for e in swarm.events[2] if isinstance(e, PersistConsensusState)]
+    assert states  # a council member signed votes, each time after persisting its state
     crashed = swarm.nodes[2]
     for node in swarm.nodes:
         node.peer_disconnected(crashed.node_id, swarm.now)
@@ -123,6 +130,7 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
         now=swarm.now,
         envelopes=envelopes,
         bundles=bundles,
+        consensus_state=states[-1],
     )
     assert restored.final_height == crashed.final_height
     swarm.nodes[2] = restored
@@ -134,4 +142,6 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
     assert len({n.state_root() for n in swarm.nodes}) == 1
     assert len({n.final_height for n in swarm.nodes}) == 1
     assert all(restored.ledger.balance(p.key) == 100 for p in more)
+    assert restored.final_height > crashed.final_height
+    assert restored.consensus.conflicting_signatures_refused == 0
     assert not any(isinstance(e, EquivocationRecorded) for ev in swarm.events for e in ev)
