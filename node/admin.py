@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from swarmd.protocol import limits
 from swarmd.protocol.node_core import Mode
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
 from swarmd.protocol import crypto, limits
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ops import Op

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
+
 from swarmd.protocol.errors import LocalProtocolError
 
 LEVELS = {

@@ -22,6 +22,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
 from swarmd.protocol.errors import LocalProtocolError
 
 #: The Content-Type of `render()` (the text exposition format prometheus-client writes).

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
+
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.node_core import Mode, PersistCheckpoint
 from swarmd.protocol.ops import decode_op

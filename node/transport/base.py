@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 
 import structlog
 from aiohttp import web
+
 from swarmd.protocol import limits
 from swarmd.protocol.crypto import KeyPair, account_id_text
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError

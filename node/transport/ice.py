@@ -25,6 +25,7 @@ import aioice.ice
 import aioice.turn
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
 from swarmd.protocol.crypto import KeyPair
 
 from .base import TransportConfig

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+
 from swarmd.protocol import limits
 from swarmd.protocol.crypto import account_id_text
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import web
+
 from swarmd.protocol.crypto import KeyPair
 
 from . import signaling

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+
 from swarmd.node.transport import (
     LinkTransport,
     PeerInfo,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from swarmd.node.devnet import Coturn, NodeHome, Swarm, start_coturn, wait_until
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Op

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+
 from swarmd.node.transport import (
     FrameTooLargeError,
     SignalingRejectedError,

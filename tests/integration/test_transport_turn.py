@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from swarmd.node.transport import IceGatheringError, IceServerConfig, TransportConfig
 from swarmd.node.transport.signaling import turn_rest_credentials
 from swarmd.protocol import limits

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
+
 from swarmd.node.admin import build_admin_app, write_cookie
 from swarmd.node.api import build_app
 from swarmd.node.commands import init_home

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from swarmd.node.cli import EXIT_OK, EXIT_USAGE, main
 from swarmd.node.config import load_config
 from swarmd.protocol.genesis import Genesis

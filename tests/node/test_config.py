@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from swarmd.node import config as config_module
 from swarmd.node.config import (
     ConfigError,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+
 from swarmd.node.logs import (
     LoggingSetupError,
     bind_node_id,

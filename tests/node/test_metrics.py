@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from swarmd.node.metrics import (
     CONTENT_TYPE,
     LABEL_SETS_PER_METRIC_MAX,

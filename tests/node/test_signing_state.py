@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from swarmd.node.commands import init_home
 from swarmd.node.config import load_config
 from swarmd.node.daemon import Daemon, SigningStateFile

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from swarmd.protocol import crypto, encoding, limits
 from swarmd.protocol.consensus import (
     CONSENSUS_BUNDLES_KEPT_MAX,

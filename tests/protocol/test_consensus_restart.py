@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+
 from swarmd.protocol import consensus, crypto
 from swarmd.protocol.consensus import (
     ConsensusMessage,

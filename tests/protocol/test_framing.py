@@ -10,6 +10,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from swarmd.protocol import limits
 from swarmd.protocol.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.framing import (

@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from swarmd.protocol import encoding, snapshot
 from swarmd.protocol.errors import RemoteProtocolError
 from swarmd.protocol.ledger import Ledger

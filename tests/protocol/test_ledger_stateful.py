@@ -14,6 +14,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+
 from swarmd.protocol import limits
 from swarmd.protocol.ledger import Ledger, Outcome
 from swarmd.protocol.ledger_snapshot import state_from_records, state_records

@@ -10,6 +10,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from swarmd.protocol import encoding, limits
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.reconcile import (

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from swarmd.protocol import encoding, limits, snapshot
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.snapshot import (

@@ -9,6 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from swarmd.protocol import state_tree
 from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.state_tree import StateTree, verify_proof

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from swarmd.node import chaos
 from swarmd.node.cli import EXIT_OK, EXIT_USAGE, main
 from swarmd.protocol import scenarios

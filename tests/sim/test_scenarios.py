@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from swarmd.protocol import scenarios
 from swarmd.protocol.scenarios import NetworkConfig, ScenarioParams
 
