@@ -148,6 +148,7 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "swarm",
         "nodes": len(swarm.nodes),
         "transport": args.transport,
+        "checkpoint_interval_s": args.checkpoint_interval_s,
         "ops": len(ops),
         "accounts": args.accounts,
         "submit_ops_per_s": round(len(ops) / submitted_s),
@@ -179,6 +180,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ops", type=int, default=2000, help="transfers to finalize")
     parser.add_argument("--accounts", type=int, default=200, help="concurrent chains")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--checkpoint-interval-s",
+        type=float,
+        default=None,
+        help="override [consensus].checkpoint_interval_s (default: the node default, 1 s)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 16 or args.ops < 1 or not 1 <= args.accounts <= args.ops:
