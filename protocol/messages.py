@@ -13,6 +13,7 @@ Every message is a canonical msgpack array whose first item is the message type:
 | 7    | BUNDLE_REQUEST | first height wanted (int), count (int)                     |
 | 8    | SYNC_DONE      | session id (int)                                           |
 | 9    | CHECKPOINT_OPS | a final height (int): send every op that became final there |
+| 10   | EVIDENCE       | list of encoded equivocation evidence (bytes)              |
 
 Decoding a message never raises anything but a `RemoteProtocolError` subclass.
 """
@@ -31,6 +32,8 @@ OPS_PER_MESSAGE_MAX = 22
 #: Checkpoint bundles per BUNDLES message (each carries its cut; big cuts travel fragmented).
 BUNDLES_PER_MESSAGE_MAX = 8
 SESSION_ID_MAX = 2**63 - 1
+#: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
+EVIDENCE_PER_MESSAGE_MAX = 16
 
 assert OPS_PER_MESSAGE_MAX * limits.OP_ENVELOPE_SIZE_BYTES_MAX < limits.ENCODED_VALUE_SIZE_BYTES_MAX
 
@@ -45,6 +48,7 @@ class MessageType(IntEnum):
     BUNDLE_REQUEST = 7
     SYNC_DONE = 8
     CHECKPOINT_OPS = 9
+    EVIDENCE = 10
 
 
 class MessageError(RemoteProtocolError):
@@ -101,6 +105,11 @@ class CheckpointOpsRequest:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class EvidenceMessage:
+    evidence: tuple[bytes, ...]
+
+
 Message = (
     OpsMessage
     | FetchMessage
@@ -111,6 +120,7 @@ Message = (
     | BundleRequestMessage
     | SyncDoneMessage
     | CheckpointOpsRequest
+    | EvidenceMessage
 )
 
 
@@ -131,6 +141,8 @@ def encode_message(message: Message) -> bytes:
         return encoding.encode([MessageType.BUNDLES, list(message.bundles)])
     if isinstance(message, BundleRequestMessage):
         return encoding.encode([MessageType.BUNDLE_REQUEST, message.first_height, message.count])
+    if isinstance(message, EvidenceMessage):
+        return encoding.encode([MessageType.EVIDENCE, list(message.evidence)])
     if isinstance(message, CheckpointOpsRequest):
         return encoding.encode([MessageType.CHECKPOINT_OPS, message.height])
     return encoding.encode([MessageType.SYNC_DONE, message.session_id])
@@ -174,6 +186,7 @@ def decode_message(data: bytes) -> Message:
         MessageType.BUNDLE_REQUEST: 2,
         MessageType.SYNC_DONE: 1,
         MessageType.CHECKPOINT_OPS: 1,
+        MessageType.EVIDENCE: 1,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -207,6 +220,8 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
         first = _int(items[0], 1, limits.SEQ_MAX, "first height")
         count = _int(items[1], 1, BUNDLES_PER_MESSAGE_MAX, "count")
         return BundleRequestMessage(first, count)
+    if message_type is MessageType.EVIDENCE:
+        return EvidenceMessage(_bytes_list(items[0], EVIDENCE_PER_MESSAGE_MAX, "evidence"))
     if message_type is MessageType.CHECKPOINT_OPS:
         return CheckpointOpsRequest(_int(items[0], 1, limits.SEQ_MAX, "height"))
     return SyncDoneMessage(_int(items[0], 0, SESSION_ID_MAX, "session id"))

@@ -31,6 +31,7 @@ from .framing import FrameDecoder, FrameEncoder, Priority
 from .genesis import Genesis
 from .ledger import (
     CutInvalidError,
+    HandleConflictRaised,
     Ledger,
     LedgerConfig,
     LedgerEvent,
@@ -46,6 +47,7 @@ from .messages import (
     BundlesMessage,
     CheckpointOpsRequest,
     ConsensusEnvelope,
+    EvidenceMessage,
     FetchMessage,
     Message,
     OpsMessage,
@@ -73,6 +75,9 @@ PENALTY_BAD_OP = 5
 PENALTY_RATE_LIMITED = 1
 #: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
 BUNDLES_KEPT_MAX = 4_096
+#: Pieces of equivocation evidence kept (each proves one member misbehaved at one height and
+#: round; beyond this a flood of valid evidence from a byzantine member is not stored).
+EVIDENCE_KEPT_MAX = 10_000
 #: Bundles above the next height kept while catching up (they arrive in batches of 8).
 FUTURE_BUNDLES_MAX = 64
 #: A sync session that has not finished after this many intervals is abandoned.
@@ -291,6 +296,8 @@ class NodeCore:
         self._events: deque[NodeEvent] = deque()
         self._now = now
         self._evidence_seen: set[bytes] = set()
+        #: Handles with a raised conflict whose binding is not final yet -> first raised at.
+        self._open_conflicts: dict[str, float] = {}
         self.evidence: list[bytes] = []
 
     # --- restart -----------------------------------------------------------------------------
@@ -491,6 +498,8 @@ class NodeCore:
             },
             "stats": dict(self.stats.__dict__),
             "evidence": len(self.evidence),
+            "open_conflicts": len(self._open_conflicts),
+            "oldest_open_conflict_age_s": round(self.oldest_open_conflict_age_s(), 3),
             "fragments": self._fragment_stats(),
         }
 
@@ -523,6 +532,8 @@ class NodeCore:
                 self._receive_bundle(peer.peer_id, data, now, persist=True)
         elif isinstance(message, BundleRequestMessage):
             self._serve_bundles(peer, message)
+        elif isinstance(message, EvidenceMessage):
+            self._on_evidence(peer, message.evidence)
         elif isinstance(message, CheckpointOpsRequest):
             ids = self._final_ids_by_height.get(message.height, ())
             self._send_ops(peer, list(ids), Priority.BULK)
@@ -915,6 +926,7 @@ class NodeCore:
             )
         )
         self._future_bundles.pop(height, None)
+        self._settle_open_conflicts()
         self._continue_catch_up(now, persist=persist)
         # Share the bundle so that nodes outside the council finalize too.
         message = encode_message(BundlesMessage((bundle,)))
@@ -947,15 +959,35 @@ class NodeCore:
                 encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
             )
 
-    def _record_evidence(self, evidence: consensus.Evidence) -> None:
+    def _record_evidence(self, evidence: consensus.Evidence, source: bytes = b"") -> None:
+        """Record proof that a member equivocated, once, and gossip it to every other peer so
+        that nodes which never saw both messages know too."""
         data = evidence.encode()
         digest = sha256(data)
-        if digest in self._evidence_seen:
+        if digest in self._evidence_seen or len(self.evidence) >= EVIDENCE_KEPT_MAX:
             return
         self._evidence_seen.add(digest)
         self.evidence.append(data)
         self.stats.equivocations += 1
         self._emit(EquivocationRecorded(data, evidence.validator))
+        message = encode_message(EvidenceMessage((data,)))
+        for peer_id in sorted(self._peers):
+            if peer_id != source:
+                self._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
+
+    def _on_evidence(self, peer: _Peer, items: tuple[bytes, ...]) -> None:
+        for data in items:
+            if sha256(data) in self._evidence_seen:
+                continue
+            try:
+                evidence = consensus.Evidence.decode(data)
+                consensus.verify_evidence(
+                    evidence, self.genesis.network_id, list(self.genesis.council)
+                )
+            except RemoteProtocolError as exc:
+                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                continue
+            self._record_evidence(evidence, source=peer.peer_id)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -972,7 +1004,20 @@ class NodeCore:
                 self._unfinal_ids.discard(event.op_id)
             elif isinstance(event, OpExcluded):
                 self._unfinal_ids.add(event.op_id)
+            elif isinstance(event, HandleConflictRaised):
+                self._open_conflicts.setdefault(event.handle, self._now)
             self._emit(event)
+
+    def _settle_open_conflicts(self) -> None:
+        """A handle conflict is resolved once the handle's binding is final."""
+        bindings = self.ledger.final_state.bindings
+        for handle in [h for h in self._open_conflicts if h in bindings]:
+            del self._open_conflicts[handle]
+
+    def oldest_open_conflict_age_s(self) -> float:
+        if not self._open_conflicts:
+            return 0.0
+        return self._now - min(self._open_conflicts.values())
 
     def _take_token(self, peer: _Peer, now: float) -> bool:
         elapsed = max(0.0, now - peer.tokens_at)

@@ -145,3 +145,53 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
     assert restored.final_height > crashed.final_height
     assert restored.consensus.conflicting_signatures_refused == 0
     assert not any(isinstance(e, EquivocationRecorded) for ev in swarm.events for e in ev)
+
+
+def test_equivocation_evidence_is_verified_recorded_and_gossiped() -> None:
+    from swarmd.protocol import consensus
+    from swarmd.protocol.framing import FrameEncoder
+    from swarmd.protocol.messages import EvidenceMessage, encode_message
+    from swarmd.protocol.node_core import EquivocationRecorded
+
+    swarm = Swarm(4, seed=21)
+    cheater = swarm.keys[3]
+    net = swarm.genesis.network_id
+    first = consensus.sign_vote(cheater, net, consensus.MessageKind.PREVOTE, 1, 0, b"\x01" * 32)
+    second = consensus.sign_vote(cheater, net, consensus.MessageKind.PREVOTE, 1, 0, b"\x02" * 32)
+    evidence = consensus.Evidence(first, second).encode()
+    encoder = FrameEncoder()
+    encoder.queue_message(encode_message(EvidenceMessage((evidence,))))
+    sender = swarm.nodes[1].node_id
+    for frame in encoder.frames_to_send():
+        swarm.nodes[0].receive_frame(sender, frame, 0.0)
+    swarm.flush(0)
+    swarm.run(until=1.0)
+    for index in range(4):
+        recorded = [e for e in swarm.events[index] if isinstance(e, EquivocationRecorded)]
+        assert recorded and recorded[0].validator == cheater.public_key, index
+    assert swarm.nodes[2].status()["evidence"] == 1
+
+    # Forged evidence (not two signed conflicting votes) only costs the sender its score.
+    forged = consensus.Evidence(first, first).encode()
+    encoder.queue_message(encode_message(EvidenceMessage((forged,))))
+    for frame in encoder.frames_to_send():
+        swarm.nodes[0].receive_frame(sender, frame, 1.0)
+    assert swarm.nodes[0].status()["evidence"] == 1
+    assert swarm.nodes[0].status()["peers"][sender.hex()]["score"] < 0
+
+
+def test_handle_conflict_is_open_until_the_binding_is_final() -> None:
+    swarm = Swarm(4, seed=23)
+    alice, bob = swarm.author("alice"), swarm.author("bob")
+    claims = [alice.claim("neo"), bob.claim("neo")]
+    node = swarm.nodes[0]
+    for claim in claims:
+        node.submit_op(claim.envelope, 0.0)
+        for member in swarm.members[: swarm.genesis.quorum]:
+            node.submit_op(member.endorse(claim).envelope, 0.0)
+    swarm.flush(0)
+    assert node.status()["open_conflicts"] == 1
+    swarm.run(until=6.0)
+    assert node.final_height >= 1
+    assert node.ledger.final_state.bindings["neo"].owner in (alice.key, bob.key)
+    assert all(n.status()["open_conflicts"] == 0 for n in swarm.nodes)
