@@ -707,6 +707,9 @@ class Daemon:
             "sync_lag": max(0, best - core_status["final_height"]),
             "peers": peers,
             "stats": core_status["stats"],
+            "evidence": core_status["evidence"],
+            "open_conflicts": core_status["open_conflicts"],
+            "oldest_open_conflict_age_s": core_status["oldest_open_conflict_age_s"],
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
         }
