@@ -67,6 +67,9 @@ from .transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransp
 
 log = get_logger("swarmd.daemon")
 
+#: (peer id, frame, control) as NodeCore.frames_with_priority returns them.
+OutgoingFrame = tuple[bytes, bytes, bool]
+
 #: Envelopes one commit writes at most; a longer queue is cut into several commits so one
 #: transaction's memory stays bounded (8 KiB x 4096 = 32 MiB).
 COMMIT_BATCH_OPS_MAX = 4096
@@ -322,7 +325,9 @@ class Daemon:
         # Frames waiting for a commit, in the order the core produced them: (the commit they
         # wait for or None, frames). A batch waits for its own commit and for every batch
         # before it, so frames never overtake each other.
-        self._held_frames: deque[tuple[asyncio.Future[None] | None, list[tuple[bytes, bytes]]]]
+        self._held_frames: deque[
+            tuple[asyncio.Future[None] | None, list[tuple[bytes, bytes, bool]]]
+        ]
         self._held_frames = deque()
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
@@ -511,7 +516,7 @@ class Daemon:
     # --- the pump ----------------------------------------------------------------------------
 
     def pump(self) -> None:
-        frames = self.core.frames_to_send()
+        frames = self.core.frames_with_priority()
         commit_first = False
         while (event := self.core.next_event()) is not None:
             commit_first |= isinstance(event, (PersistConsensusState, PersistCheckpoint))
@@ -545,11 +550,12 @@ class Daemon:
                 continue
             self._send_frames(frames)
 
-    def _send_frames(self, frames: list[tuple[bytes, bytes]]) -> None:
+    def _send_frames(self, frames: list[OutgoingFrame]) -> None:
         sent = 0
-        for peer_id, frame in frames:
+        for peer_id, frame, control in frames:
             transport = self._peer_transport.get(peer_id)
-            if transport is not None and transport.send(peer_id, frame):
+            # Consensus, bundle and evidence frames jump ahead of queued bulk sync frames.
+            if transport is not None and transport.send(peer_id, frame, control=control):
                 sent += 1
             else:
                 self.frames_dropped += 1

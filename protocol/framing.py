@@ -263,29 +263,34 @@ class FrameEncoder:
         progress); a budget of 0 or less produces nothing. Frames not produced stay queued; a
         fragment stream resumes where it stopped, possibly after higher-priority frames.
         """
-        frames: list[bytes] = []
+        return [frame for _, frame in self.frames_with_priority(budget_bytes)]
+
+    def frames_with_priority(self, budget_bytes: int | None = None) -> list[tuple[Priority, bytes]]:
+        """`frames_to_send`, each frame with the priority of the queue it came from, so that
+        the transport can keep CONTROL frames ahead of bulk ones in its own send queue."""
+        frames: list[tuple[Priority, bytes]] = []
         produced = 0
         while budget_bytes is None or produced < budget_bytes:
-            frame = self._next_frame()
-            if frame is None:
+            item = self._next_frame()
+            if item is None:
                 break
-            frames.append(frame)
-            produced += len(frame)
+            frames.append(item)
+            produced += len(item[1])
         self.stats.frames_sent += len(frames)
         self.stats.bytes_sent += produced
         return frames
 
-    def _next_frame(self) -> bytes | None:
+    def _next_frame(self) -> tuple[Priority, bytes] | None:
         for priority in _PRIORITIES:
             if self._streams[priority] is not None:
-                return self._next_fragment(priority)
+                return priority, self._next_fragment(priority)
             queue = self._queues[priority]
             if not queue:
                 continue
             if len(queue[0]) > BATCH_MESSAGE_SIZE_BYTES_MAX:
                 self._start_stream(priority)
-                return self._next_fragment(priority)
-            return self._build_batch(priority)
+                return priority, self._next_fragment(priority)
+            return priority, self._build_batch(priority)
         return None
 
     def _start_stream(self, priority: Priority) -> None:

@@ -459,10 +459,15 @@ class NodeCore:
     # --- outputs -----------------------------------------------------------------------------
 
     def frames_to_send(self) -> list[tuple[bytes, bytes]]:
-        frames: list[tuple[bytes, bytes]] = []
+        return [(peer_id, frame) for peer_id, frame, _ in self.frames_with_priority()]
+
+    def frames_with_priority(self) -> list[tuple[bytes, bytes, bool]]:
+        """(peer, frame, control): control frames (consensus, bundles, evidence) should jump
+        ahead of bulk frames already queued in the transport."""
+        frames: list[tuple[bytes, bytes, bool]] = []
         for peer_id in sorted(self._peers):
-            for frame in self._peers[peer_id].encoder.frames_to_send():
-                frames.append((peer_id, frame))
+            for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
+                frames.append((peer_id, frame, priority is Priority.CONTROL))
         return frames
 
     def next_event(self) -> NodeEvent | None:
