@@ -248,10 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
-    from . import chaos, recovery
+    from . import chaos, recovery, rollback
 
     chaos.register(add)
     recovery.register(add)
+    rollback.register(add)
     for register in _EXTRA_COMMANDS:
         register(add)
     return parser

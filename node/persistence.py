@@ -8,7 +8,6 @@ Each write is durable when its coroutine returns; a write that raises wrote noth
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,8 +77,15 @@ class StoreLog:
                 # An op logged before (e.g. evicted from the pending pool after a restart and
                 # received again): write the others one by one and skip what is already there.
                 for op in chunk:
-                    with contextlib.suppress(self.errors.DuplicateOpError):
+                    try:
                         await self.store.append_ops([op])
+                    except self.errors.DuplicateOpError:
+                        # Logged before. If a rollback had marked it reverted and it came back
+                        # by sync, it is live again: without this it would be dropped at the
+                        # next restart while a later checkpoint needs it.
+                        logged = await self.store.get_op(op.op_id)
+                        if logged is not None and logged.status == self.api.OpStatus.REVERTED:
+                            await self.store.mark_status([op.op_id], self.api.OpStatus.APPLIED)
 
     async def put_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
         record = self.api.Checkpoint(

@@ -111,6 +111,17 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class RevertedCheckpoint:
+    """A checkpoint a rollback moved out of the active set (kept for audit, never deleted)."""
+
+    #: Order of reverting, from 1: the same checkpoint may be reverted more than once.
+    revert_seq: int
+    #: The height the rollback went back to.
+    rolled_back_to: int
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
 class StateSnapshot:
     height: int
     state_root: bytes
@@ -279,6 +290,12 @@ class OpStore(Protocol):
     async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int: ...
 
     async def mark_reverted_after(self, log_seq: int) -> int: ...
+
+    async def roll_back_to(self, height: int) -> tuple[int, int]: ...
+
+    async def read_reverted_checkpoints(
+        self, after_revert_seq: int, limit: int
+    ) -> list[RevertedCheckpoint]: ...
 
     async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]: ...
 

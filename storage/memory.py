@@ -29,6 +29,7 @@ from .api import (
     NodeMode,
     OpStatus,
     PendingOp,
+    RevertedCheckpoint,
     StateSnapshot,
 )
 from .errors import (
@@ -55,6 +56,7 @@ class MemoryDatabase:
     pending: dict[bytes, PendingOp] = field(default_factory=dict)
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
+    reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -192,6 +194,32 @@ class MemoryStore:
                 self._set_status(op.seq, OpStatus.REVERTED)
                 changed += 1
         return changed
+
+    async def roll_back_to(self, height: int) -> tuple[int, int]:
+        api.check_read_range(height, 1)
+        await self._commit_point()
+        return self.roll_back_to_sync(height)
+
+    def roll_back_to_sync(self, height: int) -> tuple[int, int]:
+        self._check_open()
+        api.check_read_range(height, 1)
+        checkpoints = self.database.checkpoints
+        if height > 0 and height not in checkpoints:
+            raise StoreUsageError(f"no checkpoint is stored at height {height}")
+        log_seq = checkpoints[height].log_seq if height > 0 else 0
+        above = sorted(h for h in checkpoints if h > height)
+        for number, moved in enumerate(above, start=len(self.database.reverted_checkpoints) + 1):
+            reverted = RevertedCheckpoint(number, height, checkpoints.pop(moved))
+            self.database.reverted_checkpoints.append(reverted)
+        return self.mark_reverted_after_sync(log_seq), len(above)
+
+    async def read_reverted_checkpoints(
+        self, after_revert_seq: int, limit: int
+    ) -> list[RevertedCheckpoint]:
+        api.check_read_range(after_revert_seq, limit)
+        await self._commit_point()
+        self._check_open()
+        return self.database.reverted_checkpoints[after_revert_seq : after_revert_seq + limit]
 
     def _set_status(self, seq: int, status: OpStatus) -> None:
         op = self.database.op_log[seq - 1]

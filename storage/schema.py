@@ -62,5 +62,21 @@ _V1: Final = (
 # Version 2: the pending pool evicts its oldest-received op first, which needs this index.
 _V2: Final = ("CREATE INDEX pending_ops_by_received_at ON pending_ops (received_at_ms)",)
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+# Version 3: a rollback moves the checkpoints above its target here instead of deleting them,
+# so the signed bundles it undid stay readable for an audit. The same checkpoint can be
+# reverted twice (re-finalized by sync, then rolled back again), hence the own key.
+_V3: Final = (
+    """CREATE TABLE reverted_checkpoints (
+        revert_seq INTEGER PRIMARY KEY,
+        height INTEGER NOT NULL,
+        checkpoint_id BLOB NOT NULL,
+        state_root BLOB NOT NULL,
+        bundle BLOB NOT NULL,
+        log_seq INTEGER NOT NULL,
+        crc INTEGER NOT NULL,
+        rolled_back_to INTEGER NOT NULL
+    )""",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -37,6 +37,7 @@ from .api import (
     NodeMode,
     OpStatus,
     PendingOp,
+    RevertedCheckpoint,
     StateSnapshot,
 )
 from .errors import (
@@ -275,6 +276,58 @@ class Store:
             )
         ]
         return await self._write(lambda: self._changed_rows("mark_reverted", statements))
+
+    async def roll_back_to(self, height: int) -> tuple[int, int]:
+        """Rollback to the final checkpoint at `height` (0 = genesis), in one transaction:
+        move the checkpoints above it to `reverted_checkpoints` and mark every applied op
+        logged after its log_seq reverted. Nothing is deleted. Returns (reverted ops,
+        reverted checkpoints); StoreUsageError when no checkpoint is stored at `height`."""
+        api.check_read_range(height, 1)
+
+        async def work() -> tuple[int, int]:
+            log_seq = 0
+            if height > 0:
+                rows = await self._writer.execute_fetchall(
+                    "SELECT log_seq FROM checkpoints WHERE height = ?", (height,)
+                )
+                found = list(rows)
+                if not found:
+                    raise StoreUsageError(f"no checkpoint is stored at height {height}")
+                log_seq = int(found[0][0])
+            # Checkpoints go first in the transaction only for readability: it commits whole.
+            statements: list[tuple[str, Sequence[object]]] = [
+                (
+                    "INSERT INTO reverted_checkpoints (height, checkpoint_id, state_root, bundle, "
+                    "log_seq, crc, rolled_back_to) SELECT height, checkpoint_id, state_root, "
+                    "bundle, log_seq, crc, ? FROM checkpoints WHERE height > ? ORDER BY height",
+                    [height, height],
+                ),
+                ("DELETE FROM checkpoints WHERE height > ?", [height]),
+                (
+                    "UPDATE op_log SET status = ? WHERE seq > ? AND status = ?",
+                    [int(OpStatus.REVERTED), log_seq, int(OpStatus.APPLIED)],
+                ),
+            ]
+            counts = await self._execute_atomically("roll_back", statements)
+            return counts[2], counts[1]
+
+        return await self._write(work)
+
+    async def read_reverted_checkpoints(
+        self, after_revert_seq: int, limit: int
+    ) -> list[RevertedCheckpoint]:
+        """Up to `limit` checkpoints moved out by rollbacks, in the order they were reverted."""
+        api.check_read_range(after_revert_seq, limit)
+        rows = await self._read(
+            "SELECT height, checkpoint_id, state_root, bundle, log_seq, crc, revert_seq, "
+            "rolled_back_to FROM reverted_checkpoints WHERE revert_seq > ? "
+            "ORDER BY revert_seq LIMIT ?",
+            (after_revert_seq, limit),
+        )
+        return [
+            RevertedCheckpoint(row[6], row[7], _checkpoint_from_row(row[:6], self.path))
+            for row in rows
+        ]
 
     async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]:
         """Up to `limit` (<= READ_LOG_LIMIT_MAX) logged ops with seq > after_seq, in order."""

@@ -1,0 +1,169 @@
+"""The rollback play: `swarmd rollback --home DIR --to-height H`.
+
+A rollback takes a stopped, quiesced node back to the final checkpoint at height H (0 is
+genesis). It first verifies the signed bundles up to H offline with the genesis keys, then, in
+one store transaction, moves the checkpoints above H out of the active set (into
+`reverted_checkpoints`) and marks every op logged after checkpoint H's log position REVERTED.
+Nothing is deleted: the signed bytes stay in the log and the bundles stay readable. Finally it
+replays the store the way the recovery drill does and reports hash parity at H.
+
+The node stays quiesced. After `swarmd admin resume` and a restart it resyncs from its peers,
+so ops after H may come back by sync: that is expected, the play re-issues the last stable
+checkpoint rather than erasing history network-wide (for that, the council quiesces every node
+and each one rolls back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from swarmd.protocol import consensus
+from swarmd.protocol.checkpoint import Cut
+from swarmd.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from swarmd.protocol.genesis import Genesis
+from swarmd.storage import api as storage_api
+from swarmd.storage.store import Store
+
+from . import cli
+from .recovery import REPLAY_PAGE_ROWS, _open_home_store, recover_store
+
+
+class NotQuiescedError(LocalProtocolError):
+    """The node's stored mode is not quiesced: a rollback would race new state."""
+
+    code = "not_quiesced"
+
+
+class UnknownCheckpointError(LocalProtocolError):
+    """No final checkpoint is stored at the requested height."""
+
+    code = "unknown_checkpoint"
+
+
+class BundleInvalidError(RemoteProtocolError):
+    """A stored bundle at or below the target does not verify: the target is not trustworthy."""
+
+    code = "bundle_invalid"
+
+
+async def verify_bundles_up_to(store: Store, genesis: Genesis, height: int) -> int:
+    """Verify every stored bundle at heights 1..`height` offline; returns how many. Raises
+    UnknownCheckpointError for a missing height, BundleInvalidError for a bad bundle."""
+    council = list(genesis.council)
+    expected = 1
+    while expected <= height:
+        page = await store.read_checkpoints(expected - 1, REPLAY_PAGE_ROWS)
+        for checkpoint in page:
+            if checkpoint.height > height:
+                break
+            if checkpoint.height != expected:
+                raise UnknownCheckpointError(f"no final checkpoint is stored at height {expected}")
+            _verify_one(checkpoint, genesis.network_id, council)
+            expected += 1
+        if len(page) < REPLAY_PAGE_ROWS:
+            break
+    if expected <= height:
+        raise UnknownCheckpointError(f"no final checkpoint is stored at height {expected}")
+    return height
+
+
+def _verify_one(checkpoint: storage_api.Checkpoint, network_id: bytes, council: list[Any]) -> None:
+    height = checkpoint.height
+    try:
+        bundle = consensus.CheckpointBundle.decode(bytes(checkpoint.bundle))
+        consensus.verify_bundle(bundle, network_id, council)
+        cut = Cut.decode(bundle.value)
+    except ProtocolError as exc:
+        raise BundleInvalidError(f"bundle {height} does not verify: {exc.message}") from None
+    if bundle.height != height or cut.height != height:
+        raise BundleInvalidError(f"bundle {height} is signed for another height")
+    if cut.state_root != bytes(checkpoint.state_root):
+        raise BundleInvalidError(f"bundle {height}: stored state root differs from the cut")
+
+
+async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[str, Any]:
+    """Roll an open store back to the final checkpoint at `height`; returns the report.
+
+    Refuses (NotQuiescedError) unless the stored mode is quiesced. The caller holds the store
+    open, so the store's file lock already proves no daemon is running on it."""
+    mode, _ = await store.get_mode()
+    if mode is not storage_api.NodeMode.QUIESCED:
+        raise NotQuiescedError(
+            f"the node is {mode.value}; run `swarmd admin quiesce` before a rollback"
+        )
+    if height < 0:
+        raise UnknownCheckpointError("the height must be 0 (genesis) or more")
+    target = await store.get_checkpoint(height) if height > 0 else None
+    if height > 0 and target is None:
+        raise UnknownCheckpointError(f"no final checkpoint is stored at height {height}")
+    await verify_bundles_up_to(store, genesis, height)
+    reverted_ops, reverted_checkpoints = await store.roll_back_to(height)
+    replay = await recover_store(store, genesis)
+    expected_root = bytes(target.state_root).hex() if target is not None else None
+    parity = bool(replay["parity"]) and replay["checkpoint_height"] == height
+    if expected_root is not None:
+        parity = parity and replay["final_state_root"] == expected_root
+    return {
+        "rolled_back_to": height,
+        "reverted_ops": reverted_ops,
+        "reverted_checkpoints": reverted_checkpoints,
+        "state_root": replay["state_root"],
+        "final_state_root": replay["final_state_root"],
+        "checkpoint_state_root": expected_root,
+        "parity": parity,
+        "replayed_ops": replay["replayed_ops"],
+        "pending_ops": replay["pending_ops"],
+        "first_divergence": replay["first_divergence"],
+    }
+
+
+def _confirm(args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise cli.CliError("rollback needs --yes when not run interactively", "confirm")
+    answer = input(
+        f"roll {args.home} back to checkpoint {args.to_height} "
+        "(later ops are kept, marked reverted)? [y/N] "
+    )
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_rollback(args: argparse.Namespace, out: cli.Output) -> int:
+    if args.to_height < 0:
+        raise cli.CliError("--to-height must be 0 (genesis) or more", "bad_height")
+    if not _confirm(args):
+        out.result({"rolled_back": False}, "cancelled")
+        return cli.EXIT_FAILED
+
+    async def run() -> dict[str, Any]:
+        # Opening takes the store's file lock: a running daemon makes this a typed
+        # `database_locked` error before anything is read or written.
+        store, genesis = await _open_home_store(args.home)
+        try:
+            return await roll_back_store(store, genesis, args.to_height)
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    text = (
+        f"rolled back to height {report['rolled_back_to']}: {report['reverted_ops']} ops and "
+        f"{report['reverted_checkpoints']} checkpoints reverted (kept)\n"
+        f"parity: {report['parity']}  final state root: {report['final_state_root']}\n"
+        "the node stays quiesced: `swarmd admin resume` after checking the root with peers"
+    )
+    out.result(report, text)
+    return cli.EXIT_OK if report["parity"] else cli.EXIT_FAILED
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    rollback = add("rollback", cmd_rollback, "roll a quiesced, stopped node back to a checkpoint")
+    rollback.add_argument("--home", required=True)
+    rollback.add_argument(
+        "--to-height", type=int, required=True, help="a final checkpoint height (0 = genesis)"
+    )
+    rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
