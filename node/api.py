@@ -7,6 +7,8 @@ Routes (docs/parts/daemon.md is the reference):
   GET  /v1/ops/{op_id}              status and decoded view
   GET  /v1/checkpoints/{height}     bundle hex and cut fields ("latest" for the newest)
   POST /v1/ops                      a signed envelope; 202 once durable
+  POST /v1/ops/batch                up to OPS_PER_BATCH_MAX envelopes (msgpack array); 202
+                                    with one result per op once all are durable
   GET  /v1/events                   WebSocket of JSON events (optional ?account=)
   GET  /metrics                     Prometheus ([metrics].path)
 plus the peer transports' routes (signaling, /v1/ws).
@@ -115,6 +117,7 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     app.router.add_get("/v1/ops/{op_id}", get_op)
     app.router.add_get("/v1/checkpoints/{height}", get_checkpoint)
     app.router.add_post("/v1/ops", post_op)
+    app.router.add_post("/v1/ops/batch", post_ops_batch)
     app.router.add_get("/v1/events", get_events)
     if config.metrics.enabled:
         app.router.add_get(config.metrics.path, get_metrics)
@@ -337,6 +340,59 @@ async def post_op(request: web.Request) -> web.Response:
             raise ApiError(503, outcome.code, message, reason=reason)
         raise ApiError(400, outcome.code, outcome.detail or outcome.code, op_id=body["op_id"])
     return web.json_response(body, status=202)
+
+
+#: Envelopes per batch submission: one commit and one HTTP round trip for all of them. The
+#: request size limit ([api].request_size_bytes_max) bounds the bytes as well.
+OPS_PER_BATCH_MAX = 512
+
+
+async def post_ops_batch(request: web.Request) -> web.Response:
+    """Submit many envelopes at once (`application/msgpack`: an array of byte strings).
+
+    Each op gets its own result ({op_id, status[, code]}); rejected ops do not fail the batch.
+    The response comes once every accepted op is durable (one group commit).
+    """
+    from swarmd.protocol import encoding
+
+    daemon = _daemon(request)
+    length = request.content_length
+    if length is not None and length > daemon.config.api.request_size_bytes_max:
+        raise ApiError(413, "request_too_large", "request body too large")
+    if request.content_type != "application/msgpack":
+        raise ApiError(415, "unsupported_media_type", "send an application/msgpack array")
+    data = await request.content.read(daemon.config.api.request_size_bytes_max + 1)
+    if len(data) > daemon.config.api.request_size_bytes_max:
+        raise ApiError(413, "request_too_large", "request body too large")
+    try:
+        envelopes = encoding.decode(data)
+    except ProtocolError as exc:
+        raise ApiError(
+            400, "bad_request", f"body is not canonical msgpack: {exc.message}"
+        ) from None
+    if (
+        type(envelopes) is not list
+        or not 1 <= len(envelopes) <= OPS_PER_BATCH_MAX
+        or not all(type(item) is bytes for item in envelopes)
+    ):
+        raise ApiError(400, "bad_request", f"send an array of 1..{OPS_PER_BATCH_MAX} envelopes")
+    try:
+        outcomes = await daemon.submit_many(envelopes)
+    except (ProtocolError, OSError, sqlite3.Error) as exc:
+        code = getattr(exc, "code", "storage_error")
+        raise ApiError(503, code, "the node could not store the ops; try again later") from None
+    if outcomes and all(o.code in ("read_only", "quiesced") for o in outcomes):
+        code = outcomes[0].code
+        raise ApiError(
+            503, code, f"node is {code.replace('_', '-')}", reason=daemon.core.mode_reason
+        )
+    results = []
+    for outcome in outcomes:
+        result: dict[str, Any] = {"op_id": outcome.op_id.hex(), "status": outcome.status}
+        if outcome.code:
+            result["code"] = outcome.code
+        results.append(result)
+    return web.json_response({"results": results}, status=202)
 
 
 # --- events ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from swarmd.protocol.node_core import Mode, PersistCheckpoint
-from swarmd.protocol.ops import decode_op
+from swarmd.protocol.ops import envelope_metadata
 
 #: Rows read per query while loading the log at start: bounds memory per read.
 LOAD_PAGE_ROWS = 4096
@@ -62,11 +62,9 @@ class StoreLog:
         now_ms = int(time.time() * 1000)
         new_ops = []
         for envelope in envelopes:
-            op = decode_op(envelope)  # the core admitted it, so it decodes
+            op_id, author, seq = envelope_metadata(envelope)  # the core admitted it already
             new_ops.append(
-                self.api.NewOp(
-                    op.op_id, op.author, op.seq, envelope, self.api.OpStatus.APPLIED, now_ms
-                )
+                self.api.NewOp(op_id, author, seq, envelope, self.api.OpStatus.APPLIED, now_ms)
             )
         unique = list({op.op_id: op for op in new_ops}.values())
         for start in range(0, len(unique), self.api.APPEND_OPS_MAX):

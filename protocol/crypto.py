@@ -108,6 +108,7 @@ def _checksum(key: bytes) -> bytes:
     return sha256(_CHECKSUM_TAG + key)[:_CHECKSUM_SIZE_BYTES]
 
 
+@functools.lru_cache(maxsize=VALID_KEY_CACHE_ENTRIES_MAX)
 def account_id_text(key: bytes) -> str:
     encoded = base64.b32encode(key + _checksum(key)).decode().rstrip("=").lower()
     return ACCOUNT_ID_PREFIX + encoded

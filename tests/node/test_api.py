@@ -294,3 +294,32 @@ async def test_acknowledged_ops_survive_restart(make_node: Any) -> None:
             assert status == 200 and view["status"] in ("applied", "final")
     finally:
         await close_node(restarted)
+
+
+async def test_batch_submission(make_node: Any) -> None:
+    from swarmd.protocol import encoding
+
+    node = await make_node()
+    people = [node.new_author() for _ in range(5)]
+    grants = [node.council.grant(p.key, node.daemon.genesis.signup_reward) for p in people]
+    forged = bytearray(grants[0].envelope)
+    forged[-1] ^= 1
+    body = encoding.encode([g.envelope for g in grants] + [bytes(forged)])
+    headers = {"Content-Type": "application/msgpack"}
+    response = await node.api.post("/v1/ops/batch", data=body, headers=headers)
+    assert response.status == 202
+    results = (await response.json())["results"]
+    assert [r["status"] for r in results] == ["accepted"] * 5 + ["rejected"]
+    assert results[-1]["code"] == "bad_signature"
+    status, account = await node.get(f"/v1/accounts/{people[4].keypair.account_id}")
+    assert status == 200 and account["balance"] == node.daemon.genesis.signup_reward
+    for bad_body, bad_headers, code in [
+        (b"\x01", headers, 400),
+        (encoding.encode([]), headers, 400),
+        (encoding.encode([1, 2]), headers, 400),
+        (body, {"Content-Type": "application/json"}, 415),
+        (b"\x00" * 70_000, headers, 413),
+    ]:
+        response = await node.api.post("/v1/ops/batch", data=bad_body, headers=bad_headers)
+        assert response.status == code
+        assert "code" in await response.json()
