@@ -126,7 +126,9 @@ Message = (
 
 def encode_message(message: Message) -> bytes:
     if isinstance(message, OpsMessage):
-        return encoding.encode([MessageType.OPS, list(message.envelopes)])
+        # Hot (every gossiped op): an int and a list of bytes are canonical as packed, so the
+        # generic normalization is skipped.
+        return encoding.pack([int(MessageType.OPS), list(message.envelopes)])
     if isinstance(message, FetchMessage):
         return encoding.encode([MessageType.FETCH, list(message.op_ids)])
     if isinstance(message, SyncHelloMessage):

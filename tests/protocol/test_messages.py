@@ -1,0 +1,76 @@
+"""Peer messages: exact round trips, the canonical fast path, and the fuzz invariant."""
+
+from __future__ import annotations
+
+import contextlib
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmd.protocol import encoding, limits, messages
+from swarmd.protocol.errors import RemoteProtocolError
+
+ids = st.binary(min_size=32, max_size=32)
+blobs = st.binary(min_size=1, max_size=300)
+any_message = st.one_of(
+    st.builds(messages.OpsMessage, st.lists(blobs, min_size=1, max_size=22).map(tuple)),
+    st.builds(messages.FetchMessage, st.lists(ids, min_size=1, max_size=20).map(tuple)),
+    st.builds(
+        messages.SyncHelloMessage,
+        st.integers(0, messages.SESSION_ID_MAX),
+        st.integers(0, 2**40),
+        st.binary(max_size=50),
+    ),
+    st.builds(
+        messages.ReconcileMessage,
+        st.integers(0, messages.SESSION_ID_MAX),
+        st.booleans(),
+        st.binary(max_size=50),
+    ),
+    st.builds(messages.ConsensusEnvelope, st.binary(max_size=50)),
+    st.builds(messages.BundlesMessage, st.lists(blobs, min_size=1, max_size=8).map(tuple)),
+    st.builds(messages.BundleRequestMessage, st.integers(1, 2**40), st.integers(1, 8)),
+    st.builds(messages.SyncDoneMessage, st.integers(0, messages.SESSION_ID_MAX)),
+    st.builds(messages.CheckpointOpsRequest, st.integers(1, 2**40)),
+    st.builds(messages.EvidenceMessage, st.lists(blobs, min_size=1, max_size=16).map(tuple)),
+)
+
+
+@given(any_message)
+def test_round_trip_is_exact_and_canonical(message: messages.Message) -> None:
+    data = messages.encode_message(message)
+    assert messages.decode_message(data) == message
+    assert encoding.encode(encoding.decode(data)) == data
+
+
+@given(st.lists(blobs, min_size=1, max_size=22))
+def test_ops_fast_path_equals_the_canonical_encoding(envelopes: list[bytes]) -> None:
+    fast = messages.encode_message(messages.OpsMessage(tuple(envelopes)))
+    assert fast == encoding.encode([int(messages.MessageType.OPS), envelopes])
+
+
+def test_limits_are_typed_errors() -> None:
+    too_many = encoding.encode([1, [b"x"] * (messages.OPS_PER_MESSAGE_MAX + 1)])
+    short_id = encoding.encode([2, [b"x" * 31]])
+    too_many_ids = encoding.encode([2, [b"x" * 32] * (limits.FETCH_OPS_PER_REQUEST_MAX + 1)])
+    for data in (too_many, short_id, too_many_ids, encoding.encode([99, 1]), b"\x90"):
+        try:
+            messages.decode_message(data)
+        except messages.MessageError:
+            continue
+        raise AssertionError(f"accepted {data[:20]!r}")
+
+
+@given(st.binary(max_size=300))
+def test_fuzz_any_bytes_decode_or_raise_remote_error(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        messages.decode_message(data)
+
+
+@given(any_message, st.data())
+def test_fuzz_mutated_messages(message: messages.Message, data: st.DataObject) -> None:
+    raw = bytearray(messages.encode_message(message))
+    index = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    raw[index] = data.draw(st.integers(min_value=0, max_value=255))
+    with contextlib.suppress(RemoteProtocolError):
+        messages.decode_message(bytes(raw))
