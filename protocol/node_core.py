@@ -279,6 +279,8 @@ class NodeCore:
         # A restored signing state for a height above final_height + 1 (see resume_consensus).
         self._signing_state_pending: tuple[int, bytes] | None = None
         self._peers: dict[bytes, _Peer] = {}
+        #: Envelopes to gossip per peer, flushed in batches by frames_with_priority().
+        self._gossip_out: dict[bytes, list[bytes]] = {}
         self._unfinal_ids = IdSet()
         self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
         self._consensus_seen: OrderedDict[bytes, None] = OrderedDict()
@@ -464,6 +466,7 @@ class NodeCore:
     def frames_with_priority(self) -> list[tuple[bytes, bytes, bool]]:
         """(peer, frame, control): control frames (consensus, bundles, evidence) should jump
         ahead of bulk frames already queued in the transport."""
+        self._flush_gossip()
         frames: list[tuple[bytes, bytes, bool]] = []
         for peer_id in sorted(self._peers):
             for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
@@ -571,10 +574,23 @@ class NodeCore:
         candidates = [p for p in sorted(self._peers) if exclude is None or p != exclude.peer_id]
         if len(candidates) > self.config.gossip_fanout:
             candidates = self.rng.sample(candidates, self.config.gossip_fanout)
-        message = encode_message(OpsMessage((envelope,)))
         for peer_id in candidates:
-            self._peers[peer_id].encoder.queue_message(message, Priority.NORMAL)
+            self._gossip_out.setdefault(peer_id, []).append(envelope)
             self.stats.ops_gossiped += 1
+
+    def _flush_gossip(self) -> None:
+        """Queue the ops gossiped since the last flush as OPS messages of up to
+        OPS_PER_MESSAGE_MAX envelopes: one message (one decode, one rate-limit token at the
+        receiver) per batch instead of per op."""
+        for peer_id in sorted(self._gossip_out):
+            envelopes = self._gossip_out[peer_id]
+            peer = self._peers.get(peer_id)
+            if peer is None:
+                continue
+            for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
+                chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
+                peer.encoder.queue_message(encode_message(OpsMessage(chunk)), Priority.NORMAL)
+        self._gossip_out.clear()
 
     def _send_ops(self, peer: _Peer, op_ids: list[bytes], priority: Priority) -> int:
         envelopes = []
