@@ -62,7 +62,7 @@ def build_ops(
     for index, person in enumerate(people):
         chain = []
         for step in range(per_account):
-            payee = people[(index + 1 + step) % len(people)].key
+            payee = people[(index + 1 + step % (len(people) - 1)) % len(people)].key
             receive = [grants[index].op_id] if step == 0 else []
             chain.append(person.transfer(payee, 1, receive=receive))
         chains.append(chain)
@@ -219,9 +219,9 @@ def main(argv: list[str]) -> int:
     if (
         not 1 <= args.nodes <= 16
         or args.ops < 1
-        or not 1 <= args.accounts <= args.ops
+        or not 2 <= args.accounts <= args.ops
         or not 1 <= args.batch <= 512
     ):
-        parser.error("need 1 <= --nodes <= 16, --ops >= 1 and 1 <= --accounts <= --ops")
+        parser.error("need 1 <= --nodes <= 16, --ops >= 1, 2 <= --accounts <= --ops, 1 <= --batch <= 512")
     emit(asyncio.run(run(args)), args.json)
     return 0
