@@ -834,6 +834,15 @@ def _fund_accounts(swarm: Swarm, accounts: int, end: float) -> None:
     _signups(swarm, accounts, 0.0, end)
 
 
+def _bank_workload(swarm: Swarm, params: ScenarioParams) -> float:
+    """The common background load: fund the accounts in the first quarter of the workload,
+    then random transfers until its end. Returns when funding ends."""
+    fund_end = params.workload_s / 4
+    _fund_accounts(swarm, params.accounts, fund_end)
+    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    return fund_end
+
+
 def scenario_signup(seed: int, params: ScenarioParams, factory: FactoryBuilder | None) -> RunResult:
     swarm = build_swarm("signup", seed, params, factory)
     _signups(swarm, params.ops, 0.0, params.workload_s)
@@ -846,9 +855,7 @@ def scenario_transfers(
     seed: int, params: ScenarioParams, factory: FactoryBuilder | None
 ) -> RunResult:
     swarm = build_swarm("transfers", seed, params, factory)
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    _bank_workload(swarm, params)
     swarm.healed_at = params.workload_s
     swarm.sim.run_until(params.workload_s)
     return finish(swarm)
@@ -893,9 +900,7 @@ def scenario_ledger_replay(
     """A node loses its whole store and rebuilds the ledger from its peers by sync."""
     swarm = build_swarm("ledger-replay", seed, params, factory)
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    _bank_workload(swarm, params)
     victim = sim.rng.randrange(params.nodes)
     wipe_at = params.workload_s + 2.0
     restart_at = wipe_at + sim.rng.uniform(0.5, 4.0)
@@ -911,9 +916,7 @@ def scenario_partition_heal(
 ) -> RunResult:
     swarm = build_swarm("partition-heal", seed, params, factory)
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     order = list(range(params.nodes))
     sim.rng.shuffle(order)
     cut = sim.rng.randint(1, params.nodes // 2)
@@ -932,9 +935,7 @@ def scenario_crash_restart(
 ) -> RunResult:
     swarm = build_swarm("crash-restart", seed, params, factory)
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     victims = sim.rng.sample(range(params.nodes), 2 if params.nodes >= 5 else 1)
     restart_last = 0.0
     for victim in victims:
@@ -994,9 +995,7 @@ def scenario_flood(seed: int, params: ScenarioParams, factory: FactoryBuilder | 
     swarm = build_swarm("flood", seed, params, builder, outsiders=(junk, replay))
     sim = swarm.sim
     rng = random.Random(seed ^ 0xF100D)
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     start = sim.rng.uniform(fund_end, params.workload_s / 2)
     replays: list[bytes] = []
 
@@ -1045,9 +1044,7 @@ def scenario_fork(seed: int, params: ScenarioParams, factory: FactoryBuilder | N
     """An author double-spends: two transfers at the same seq sent to different nodes."""
     swarm = build_swarm("fork", seed, params, factory)
     sim, workload = swarm.sim, swarm.workload
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     forks = 2
     for when in _times(sim.rng, forks, fund_end + 0.5, params.workload_s):
 
@@ -1108,9 +1105,7 @@ def scenario_council_crash(
     """f council members crash; the rest keep finalizing; the crashed restart and catch up."""
     swarm = build_swarm("council-crash", seed, params, factory)
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     victims = sim.rng.sample(range(params.council), _fault_tolerance(params.council))
     crash_at = sim.rng.uniform(fund_end, fund_end + 0.5)
     # Down long enough for a height whose round-0 proposer is down to be decided in a later
@@ -1151,9 +1146,7 @@ def scenario_council_partition(
     """A split where no side holds a quorum: nothing new may be finalized until the heal."""
     swarm = build_swarm("council-partition", seed, params, factory)
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     side_a, side_b = _council_split(swarm, quorum_side=False)
     split_at = sim.rng.uniform(fund_end, params.workload_s / 2)
     heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
@@ -1188,9 +1181,7 @@ def scenario_equivocating_member(
     channel = KeyPair.from_seed(crypto.sha256(b"swarmd-sim-equivocator-channel")).public_key
     swarm = build_swarm("equivocating-member", seed, params, factory, outsiders=(channel,))
     sim = swarm.sim
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     byzantine = sim.rng.randrange(params.council)
     keypair = node_keypair(byzantine)
     swarm.dishonest.add(byzantine)
@@ -1253,9 +1244,7 @@ def scenario_fork_finality(
     side's op is final everywhere and the other is rejected with a *_final code everywhere."""
     swarm = build_swarm("fork-finality", seed, params, factory)
     sim, workload = swarm.sim, swarm.workload
-    fund_end = params.workload_s / 4
-    _fund_accounts(swarm, params.accounts, fund_end)
-    _random_transfers(swarm, params.ops, fund_end, params.workload_s)
+    fund_end = _bank_workload(swarm, params)
     side_a, side_b = _council_split(swarm, quorum_side=sim.rng.random() < 0.5)
     split_at = fund_end + 0.5
     heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
