@@ -156,6 +156,9 @@ allow-loopback-peers
 use-auth-secret
 static-auth-secret={secret}
 realm=swarmd.devnet
+# One relay thread: with several, a client's authenticated retry can land on a thread that never
+# issued its nonce (438 Wrong nonce), and aioice retries a 438 only once.
+relay-threads=1
 fingerprint
 no-cli
 no-tls

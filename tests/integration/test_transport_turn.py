@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import time
 from collections import deque
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from swarmd.node.devnet import coturn_config
 from swarmd.node.transport import IceGatheringError, IceServerConfig, TransportConfig
 from swarmd.node.transport.signaling import turn_rest_credentials
 from swarmd.protocol import limits
@@ -33,8 +33,6 @@ NodeFactory = Any  # the make_node fixture of conftest.py
 # Tests list `coturn` before `make_node`: fixtures are torn down in reverse order, so the nodes
 # close (and delete their TURN allocations) while coturn still runs.
 COTURN_START_TIMEOUT_S = 10.0
-#: Relay ports coturn may allocate; a random block of 100 so parallel runs rarely collide.
-RELAY_PORT_BLOCK = 100
 
 
 @dataclass
@@ -42,38 +40,6 @@ class Coturn:
     url: str
     secret: str
     output: deque[str]
-
-
-def coturn_config(directory: Path, port: int, secret: str) -> str:
-    min_port = random.Random().randrange(50_000, 59_000, RELAY_PORT_BLOCK)
-    return f"""
-listening-ip=127.0.0.1
-listening-port={port}
-relay-ip=127.0.0.1
-min-port={min_port}
-max-port={min_port + RELAY_PORT_BLOCK - 1}
-# The test relays between peers on loopback, which production must deny.
-allow-loopback-peers
-use-auth-secret
-static-auth-secret={secret}
-realm=swarmd.test
-# One relay thread: with several, coturn opens one UDP listener per thread and a client's
-# authenticated retry can land on another thread that never issued its nonce (438 Wrong nonce),
-# and aioice retries a 438 only once.
-relay-threads=1
-fingerprint
-no-cli
-no-tls
-no-dtls
-no-tcp-relay
-pidfile={directory / "turnserver.pid"}
-userdb={directory / "turndb"}
-log-file=stdout
-simple-log
-# verbose prints "UDP listener opened"; with "Total General servers" it tells the fixture that
-# the server is ready.
-verbose
-"""
 
 
 @pytest.fixture
