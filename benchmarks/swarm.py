@@ -222,6 +222,8 @@ def main(argv: list[str]) -> int:
         or not 2 <= args.accounts <= args.ops
         or not 1 <= args.batch <= 512
     ):
-        parser.error("need 1 <= --nodes <= 16, --ops >= 1, 2 <= --accounts <= --ops, 1 <= --batch <= 512")
+        parser.error(
+            "need 1 <= --nodes <= 16, --ops >= 1, 2 <= --accounts <= --ops, 1 <= --batch <= 512"
+        )
     emit(asyncio.run(run(args)), args.json)
     return 0
