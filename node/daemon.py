@@ -47,6 +47,7 @@ from swarmd.protocol.ledger import (
 from swarmd.protocol.node_core import (
     CheckpointFinalized,
     EquivocationRecorded,
+    HandleConflictRejected,
     Mode,
     ModeChanged,
     NodeCore,
@@ -756,6 +757,14 @@ def _public_event(event: NodeEvent) -> dict[str, Any] | None:
             "handle": event.handle,
             "losing_claim": event.losing_claim.hex(),
             "winning_claim": event.winning_claim.hex(),
+        }
+    if isinstance(event, HandleConflictRejected):
+        return {
+            "type": "handle_conflict_rejected",
+            "handle": event.handle,
+            "winning_claim": event.winning_claim.hex(),
+            "losing_claims": [claim.hex() for claim in event.losing_claims],
+            "height": event.height,
         }
     if isinstance(event, HandleBound):
         return {

@@ -14,6 +14,7 @@ Every message is a canonical msgpack array whose first item is the message type:
 | 8    | SYNC_DONE      | session id (int)                                           |
 | 9    | CHECKPOINT_OPS | a final height (int): send every op that became final there |
 | 10   | EVIDENCE       | list of encoded equivocation evidence (bytes)              |
+| 11   | HANDLE_CONFLICT| handle, winning claim id, losing claim ids, final height   |
 
 Decoding a message never raises anything but a `RemoteProtocolError` subclass.
 """
@@ -32,6 +33,8 @@ OPS_PER_MESSAGE_MAX = 22
 #: Checkpoint bundles per BUNDLES message (each carries its cut; big cuts travel fragmented).
 BUNDLES_PER_MESSAGE_MAX = 8
 SESSION_ID_MAX = 2**63 - 1
+#: Losing claims named in one HANDLE_CONFLICT message.
+CONFLICT_LOSERS_PER_MESSAGE_MAX = 256
 #: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
 EVIDENCE_PER_MESSAGE_MAX = 16
 
@@ -49,6 +52,7 @@ class MessageType(IntEnum):
     SYNC_DONE = 8
     CHECKPOINT_OPS = 9
     EVIDENCE = 10
+    HANDLE_CONFLICT = 11
 
 
 class MessageError(RemoteProtocolError):
@@ -110,6 +114,18 @@ class EvidenceMessage:
     evidence: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class HandleConflictMessage:
+    """The `handle.conflict` rejection: at final height `height` the handle is bound to
+    `winning_claim`; every claim in `losing_claims` lost. The evidence is the checkpoint bundle
+    of that height (signed by a council quorum), which every receiver holds or fetches."""
+
+    handle: str
+    winning_claim: bytes
+    losing_claims: tuple[bytes, ...]
+    height: int
+
+
 Message = (
     OpsMessage
     | FetchMessage
@@ -121,6 +137,7 @@ Message = (
     | SyncDoneMessage
     | CheckpointOpsRequest
     | EvidenceMessage
+    | HandleConflictMessage
 )
 
 
@@ -143,6 +160,16 @@ def encode_message(message: Message) -> bytes:
         return encoding.encode([MessageType.BUNDLES, list(message.bundles)])
     if isinstance(message, BundleRequestMessage):
         return encoding.encode([MessageType.BUNDLE_REQUEST, message.first_height, message.count])
+    if isinstance(message, HandleConflictMessage):
+        return encoding.encode(
+            [
+                MessageType.HANDLE_CONFLICT,
+                message.handle,
+                message.winning_claim,
+                list(message.losing_claims),
+                message.height,
+            ]
+        )
     if isinstance(message, EvidenceMessage):
         return encoding.encode([MessageType.EVIDENCE, list(message.evidence)])
     if isinstance(message, CheckpointOpsRequest):
@@ -189,6 +216,7 @@ def decode_message(data: bytes) -> Message:
         MessageType.SYNC_DONE: 1,
         MessageType.CHECKPOINT_OPS: 1,
         MessageType.EVIDENCE: 1,
+        MessageType.HANDLE_CONFLICT: 4,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -222,6 +250,16 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
         first = _int(items[0], 1, limits.SEQ_MAX, "first height")
         count = _int(items[1], 1, BUNDLES_PER_MESSAGE_MAX, "count")
         return BundleRequestMessage(first, count)
+    if message_type is MessageType.HANDLE_CONFLICT:
+        handle, winner, losers, at_height = items
+        if type(handle) is not str or not 1 <= len(handle) <= limits.HANDLE_LENGTH_MAX:
+            raise MessageError("handle must be a short str")
+        if type(winner) is not bytes or len(winner) != limits.HASH_SIZE_BYTES:
+            raise MessageError("winning claim must be a 32-byte op id")
+        lost = _bytes_list(losers, CONFLICT_LOSERS_PER_MESSAGE_MAX, "losing claims", 32)
+        return HandleConflictMessage(
+            handle, winner, lost, _int(at_height, 1, limits.SEQ_MAX, "height")
+        )
     if message_type is MessageType.EVIDENCE:
         return EvidenceMessage(_bytes_list(items[0], EVIDENCE_PER_MESSAGE_MAX, "evidence"))
     if message_type is MessageType.CHECKPOINT_OPS:

@@ -42,6 +42,7 @@ from .ledger import (
 )
 from .messages import (
     BUNDLES_PER_MESSAGE_MAX,
+    CONFLICT_LOSERS_PER_MESSAGE_MAX,
     OPS_PER_MESSAGE_MAX,
     BundleRequestMessage,
     BundlesMessage,
@@ -49,6 +50,7 @@ from .messages import (
     ConsensusEnvelope,
     EvidenceMessage,
     FetchMessage,
+    HandleConflictMessage,
     Message,
     OpsMessage,
     ReconcileMessage,
@@ -186,6 +188,18 @@ class EquivocationRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class HandleConflictRejected:
+    """The `handle.conflict` rejection: final at `height`, the handle belongs to the winning
+    claim and each losing claim is rejected. Raised once per handle and winner, whether this
+    node derived it at finality or received it from a peer (and checked it)."""
+
+    handle: str
+    winning_claim: bytes
+    losing_claims: tuple[bytes, ...]
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class ModeChanged:
     mode: str
     reason: str
@@ -201,6 +215,7 @@ NodeEvent = (
     | CatchUpStarted
     | PeerMisbehaved
     | EquivocationRecorded
+    | HandleConflictRejected
     | ModeChanged
 )
 
@@ -300,6 +315,8 @@ class NodeCore:
         self._evidence_seen: set[bytes] = set()
         #: Handles with a raised conflict whose binding is not final yet -> first raised at.
         self._open_conflicts: dict[str, float] = {}
+        #: (handle, winning claim) pairs whose rejection was raised (one per binding).
+        self._conflicts_rejected: set[tuple[str, bytes]] = set()
         self.evidence: list[bytes] = []
 
     # --- restart -----------------------------------------------------------------------------
@@ -542,6 +559,8 @@ class NodeCore:
             self._serve_bundles(peer, message)
         elif isinstance(message, EvidenceMessage):
             self._on_evidence(peer, message.evidence)
+        elif isinstance(message, HandleConflictMessage):
+            self._on_handle_conflict(peer, message)
         elif isinstance(message, CheckpointOpsRequest):
             ids = self._final_ids_by_height.get(message.height, ())
             self._send_ops(peer, list(ids), Priority.BULK)
@@ -1030,10 +1049,50 @@ class NodeCore:
             self._emit(event)
 
     def _settle_open_conflicts(self) -> None:
-        """A handle conflict is resolved once the handle's binding is final."""
+        """A handle conflict is resolved once the handle's binding is final: then the losing
+        claims get their `handle.conflict` rejection, raised here and gossiped."""
         bindings = self.ledger.final_state.bindings
-        for handle in [h for h in self._open_conflicts if h in bindings]:
+        for handle in [h for h in sorted(self._open_conflicts) if h in bindings]:
             del self._open_conflicts[handle]
+            self._reject_losers(handle, bindings[handle].claim_id, source=b"")
+
+    def _reject_losers(self, handle: str, winner: bytes, *, source: bytes) -> None:
+        if (handle, winner) in self._conflicts_rejected:
+            return
+        claims = self.ledger.final_state.claims
+        losers = tuple(
+            sorted(c for c, claim in claims.items() if claim.handle == handle and c != winner)
+        )[:CONFLICT_LOSERS_PER_MESSAGE_MAX]
+        if not losers:
+            return
+        self._conflicts_rejected.add((handle, winner))
+        self._emit(HandleConflictRejected(handle, winner, losers, self.final_height))
+        message = encode_message(HandleConflictMessage(handle, winner, losers, self.final_height))
+        for peer_id in sorted(self._peers):
+            if peer_id != source:
+                self._peers[peer_id].encoder.queue_message(message, Priority.NORMAL)
+
+    def _on_handle_conflict(self, peer: _Peer, message: HandleConflictMessage) -> None:
+        """Check a peer's rejection against our own final state: at or above its height the
+        handle must be bound to the winner and every loser must be a claim for that handle.
+        A node not final at that height yet derives it itself when it gets there."""
+        if message.height > self.final_height:
+            return
+        binding = self.ledger.final_state.bindings.get(message.handle)
+        claims = self.ledger.final_state.claims
+        consistent = (
+            binding is not None
+            and binding.claim_id == message.winning_claim
+            and all(
+                loser in claims and claims[loser].handle == message.handle
+                for loser in message.losing_claims
+            )
+        )
+        if not consistent:
+            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, "handle_conflict_unfounded")
+            return
+        self._open_conflicts.pop(message.handle, None)
+        self._reject_losers(message.handle, message.winning_claim, source=peer.peer_id)
 
     def oldest_open_conflict_age_s(self) -> float:
         if not self._open_conflicts:

@@ -33,6 +33,13 @@ any_message = st.one_of(
     st.builds(messages.SyncDoneMessage, st.integers(0, messages.SESSION_ID_MAX)),
     st.builds(messages.CheckpointOpsRequest, st.integers(1, 2**40)),
     st.builds(messages.EvidenceMessage, st.lists(blobs, min_size=1, max_size=16).map(tuple)),
+    st.builds(
+        messages.HandleConflictMessage,
+        st.text("abcdefghij-_0123", min_size=3, max_size=32),
+        ids,
+        st.lists(ids, min_size=1, max_size=5).map(tuple),
+        st.integers(1, 2**40),
+    ),
 )
 
 

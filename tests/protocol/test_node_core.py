@@ -193,5 +193,33 @@ def test_handle_conflict_is_open_until_the_binding_is_final() -> None:
     assert node.status()["open_conflicts"] == 1
     swarm.run(until=6.0)
     assert node.final_height >= 1
-    assert node.ledger.final_state.bindings["neo"].owner in (alice.key, bob.key)
+    winner = node.ledger.final_state.bindings["neo"].claim_id
+    loser = next(c.op_id for c in claims if c.op_id != winner)
     assert all(n.status()["open_conflicts"] == 0 for n in swarm.nodes)
+    # Every node raised the handle.conflict rejection exactly once, with the same content.
+    from swarmd.protocol.node_core import HandleConflictRejected
+
+    for events in swarm.events:
+        rejections = [e for e in events if isinstance(e, HandleConflictRejected)]
+        assert [(r.handle, r.winning_claim, r.losing_claims) for r in rejections] == [
+            ("neo", winner, (loser,))
+        ]
+
+
+def test_an_unfounded_handle_conflict_costs_the_sender() -> None:
+    from swarmd.protocol.framing import FrameEncoder
+    from swarmd.protocol.messages import HandleConflictMessage, encode_message
+    from swarmd.protocol.node_core import HandleConflictRejected
+
+    swarm = Swarm(4, seed=29)
+    fund(swarm, 1)
+    swarm.run(until=3.0)
+    node, sender = swarm.nodes[0], swarm.nodes[1].node_id
+    lie = HandleConflictMessage("neo", b"\x01" * 32, (b"\x02" * 32,), 1)
+    encoder = FrameEncoder()
+    encoder.queue_message(encode_message(lie))
+    for frame in encoder.frames_to_send():
+        node.receive_frame(sender, frame, 3.0)
+    swarm.flush(0)
+    assert node.status()["peers"][sender.hex()]["score"] < 0
+    assert not any(isinstance(e, HandleConflictRejected) for e in swarm.events[0])
