@@ -277,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(out, exc.message, exc.code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`swarmd ... | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _fail(out: Output, message: str, code: str) -> int:
