@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from swarmd.protocol import encoding
 from swarmd.protocol.node_core import Mode, PersistCheckpoint
 from swarmd.protocol.ops import envelope_metadata
 
+#: Store meta key of the live state root recorded at a clean stop: [log seq, root].
+LIVE_STATE_META_KEY = "live_state"
 #: Rows read per query while loading the log at start: bounds memory per read.
 LOAD_PAGE_ROWS = 4096
 #: Mode reasons longer than this are cut (the store bounds meta values; a reason is one line).
@@ -38,6 +41,8 @@ class NodeLog(Protocol):
     async def get_mode(self) -> tuple[Mode, str]: ...
 
     async def set_mode(self, mode: Mode, reason: str) -> None: ...
+
+    async def record_live_state(self, state_root: bytes) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -130,6 +135,11 @@ class StoreLog:
         await self.store.set_mode(
             self.api.NodeMode(mode.value.replace("-", "_")), _clip_reason(reason)
         )
+
+    async def record_live_state(self, state_root: bytes) -> None:
+        """Remember the provisional state root at the current end of the log."""
+        value = encoding.encode([self.store.last_seq, state_root])
+        await self.store.set_meta(LIVE_STATE_META_KEY, value)
 
     async def close(self) -> None:
         await self.store.close()

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from swarmd.protocol import consensus
+from swarmd.protocol import consensus, encoding
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
@@ -28,6 +28,7 @@ from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
 from . import cli
+from .persistence import LIVE_STATE_META_KEY
 
 #: Threads verifying signatures during a replay (the machine kind has 2 cores), and the ops
 #: each one takes at a time.
@@ -112,7 +113,32 @@ class _Replay:
 
 
 async def recover_store(store: Store, genesis: Genesis) -> dict[str, Any]:
-    """Replay `store` and check parity at every checkpoint; returns the drill report."""
+    """Replay `store`, check parity at every checkpoint and against the live state root the
+    node recorded at its last clean stop; returns the drill report."""
+    report = await _replay_store(store, genesis)
+    live = await store.get_meta(LIVE_STATE_META_KEY)
+    report["live_state_root"] = None
+    report["live_parity"] = None
+    if live is not None and report["first_divergence"] is None:
+        try:
+            log_seq, root = encoding.decode(live)
+        except ProtocolError:
+            log_seq, root = -1, b""
+        if log_seq == store.last_seq and isinstance(root, bytes):
+            report["live_state_root"] = root.hex()
+            report["live_parity"] = root.hex() == report["state_root"]
+            if not report["live_parity"]:
+                report["parity"] = False
+                report["first_divergence"] = {
+                    "height": report["checkpoint_height"] + 1,
+                    "reason": "replayed provisional root differs from the live root recorded "
+                    "at the last clean stop",
+                    "code": "live_root_mismatch",
+                }
+    return report
+
+
+async def _replay_store(store: Store, genesis: Genesis) -> dict[str, Any]:
     started = time.perf_counter()
     replay = _Replay(genesis)
     checkpoints: list[storage_api.Checkpoint] = []

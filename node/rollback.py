@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from swarmd.protocol import consensus
+from swarmd.protocol import consensus, encoding
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from swarmd.protocol.genesis import Genesis
@@ -29,6 +29,7 @@ from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
 from . import cli
+from .persistence import LIVE_STATE_META_KEY
 from .recovery import REPLAY_PAGE_ROWS, _open_home_store, recover_store
 
 
@@ -102,7 +103,13 @@ async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[s
         raise UnknownCheckpointError(f"no final checkpoint is stored at height {height}")
     await verify_bundles_up_to(store, genesis, height)
     reverted_ops, reverted_checkpoints = await store.roll_back_to(height)
+    # The live root recorded at the last stop describes the state before the rollback: forget
+    # it (no log position is -1), replay, and record the rolled-back state as the live one.
+    await store.set_meta(LIVE_STATE_META_KEY, encoding.encode([-1, b""]))
     replay = await recover_store(store, genesis)
+    if replay["first_divergence"] is None:
+        live = encoding.encode([store.last_seq, bytes.fromhex(replay["state_root"])])
+        await store.set_meta(LIVE_STATE_META_KEY, live)
     expected_root = bytes(target.state_root).hex() if target is not None else None
     parity = bool(replay["parity"]) and replay["checkpoint_height"] == height
     if expected_root is not None:

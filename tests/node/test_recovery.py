@@ -66,6 +66,29 @@ def test_reset_then_recover_restores_the_same_state(tmp_path: Path, capsys) -> N
     assert report["state_root"] == live_root
     assert report["replayed_ops"] == 12
     assert report["integrity_ok"] is True
+    # The node recorded its live root at the clean stop; the replay reaches the same root.
+    assert report["live_parity"] is True and report["live_state_root"] == live_root
+
+
+def test_a_different_live_root_breaks_parity(tmp_path: Path, capsys) -> None:
+    from swarmd.node.persistence import LIVE_STATE_META_KEY
+    from swarmd.protocol import encoding
+
+    home = tmp_path / "node"
+    height, _ = asyncio.run(make_history(home))
+    capsys.readouterr()
+    config = load_config(home / "swarmd.toml")
+    with sqlite3.connect(config.node.data_file) as db:
+        (value,) = db.execute(
+            "SELECT value FROM meta WHERE key = ?", (LIVE_STATE_META_KEY,)
+        ).fetchone()
+        log_seq, _root = encoding.decode(value)
+        forged = encoding.encode([log_seq, b"\x07" * 32])
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (forged, LIVE_STATE_META_KEY))
+    code, report = run_cli(capsys, "recover", "--home", str(home))
+    assert code == 1 and report["parity"] is False and report["live_parity"] is False
+    assert report["first_divergence"]["code"] == "live_root_mismatch"
+    assert report["checkpoint_height"] == height
 
 
 def test_a_tampered_checkpoint_root_is_the_first_divergence(tmp_path: Path, capsys) -> None:
