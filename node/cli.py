@@ -23,7 +23,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and reports a negative result (e.g. parity false)
 EXIT_USAGE = 2  # bad arguments, files or input
 
-BENCHMARKS = ("pipeline", "storage", "recovery", "sync", "framing", "state_tree", "swarm")
+BENCHMARKS = (
+    "pipeline",
+    "storage",
+    "recovery",
+    "sync",
+    "framing",
+    "state_tree",
+    "swarm",
+    "api",
+)
 
 
 class CliError(Exception):
