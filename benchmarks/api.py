@@ -30,12 +30,7 @@ from swarmd.node.daemon import Daemon
 from swarmd.protocol import crypto
 from swarmd.protocol.wallet import Author
 
-from .common import emit
-
-
-def _p(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from .common import emit, percentile
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -125,7 +120,7 @@ async def run(requests: int) -> dict[str, Any]:
     for name in ("status", "account", "submit"):
         values = timings[name]
         result[f"{name}_ms_p50"] = round(statistics.median(values), 3)
-        result[f"{name}_ms_p95"] = round(_p(values, 0.95), 3)
+        result[f"{name}_ms_p95"] = round(percentile(values, 0.95), 3)
         result[f"{name}_ratio_p50"] = round(statistics.median(values) / bare_p50, 2)
     return result
 

@@ -15,6 +15,12 @@ def best_of(repeat: int, run: Callable[[], float]) -> tuple[float, list[float]]:
     return statistics.median(samples), samples
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` (0..1) of the sorted values (nearest rank); 0 when empty."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
 def timed(function: Callable[[], Any]) -> float:
     start = time.perf_counter()
     function()

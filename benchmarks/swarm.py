@@ -28,7 +28,7 @@ from swarmd.protocol import crypto, encoding
 from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author
 
-from .common import emit
+from .common import emit, percentile
 
 #: Bounds of one run: the swarm must finalize everything within this long.
 FINAL_TIMEOUT_S = 180.0
@@ -38,11 +38,6 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # The benchmark is one client IP hammering the API: lift the per-IP rate limit.
     "api": {"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 10_000_000},
 }
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 def build_ops(
@@ -178,8 +173,8 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "accounts": args.accounts,
         "submit_ops_per_s": round(len(ops) / submitted_s),
         "final_ops_per_s": round(final_rate),
-        "finality_latency_ms_p50": round(_percentile(latencies, 0.50), 1),
-        "finality_latency_ms_p95": round(_percentile(latencies, 0.95), 1),
+        "finality_latency_ms_p50": round(percentile(latencies, 0.50), 1),
+        "finality_latency_ms_p95": round(percentile(latencies, 0.95), 1),
         "latency_samples": len(latencies),
         "verify_ops_per_s": round(verify_rate),
         "ratio": round(final_rate / verify_rate, 3),

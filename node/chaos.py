@@ -37,7 +37,7 @@ Handler = Callable[[argparse.Namespace, Output], int]
 
 
 def register(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
-    """Add the `chaos` subcommand (hooked by node/cli.py's `register_commands`)."""
+    """Add the `chaos` subcommand (registered by node/cli.py's `build_parser`)."""
     chaos = add("chaos", cmd_chaos, "run simulator scenarios over many seeds")
     chaos.add_argument("--list", action="store_true", help="list the scenarios")
     chaos.add_argument("--scenario", help="a scenario name, or 'all'")

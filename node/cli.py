@@ -257,18 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
-    from . import chaos, recovery, rollback
+    # The other subcommands live beside the code they drive; imported here, when a command
+    # line is parsed, so that importing this module stays cheap.
+    from . import chaos, commands, recovery, rollback
 
-    chaos.register(add)
-    recovery.register(add)
-    rollback.register(add)
-    for register in _EXTRA_COMMANDS:
-        register(add)
+    for module in (chaos, recovery, rollback, commands):
+        module.register(add)
     return parser
-
-
-#: Other modules of node/ register their subcommands here (storage, daemon, chaos ...).
-_EXTRA_COMMANDS: list[Callable[[Callable[[str, Handler, str], argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in argv
     out = Output(as_json)
     try:
-        _load_command_modules()
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
         return handler(args, Output(as_json or args.json))
@@ -302,25 +296,5 @@ def _fail(out: Output, message: str, code: str) -> int:
     return EXIT_USAGE
 
 
-def _load_command_modules() -> None:
-    """Import node modules that register subcommands (kept lazy so `swarmd keygen` is fast)."""
-    for name in ("swarmd.node.commands",):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
-def register_commands(
-    register: Callable[[Callable[[str, Handler, str], argparse.ArgumentParser]], None],
-) -> None:
-    if register not in _EXTRA_COMMANDS:
-        _EXTRA_COMMANDS.append(register)
-
-
 if __name__ == "__main__":
-    # Run through the package module, which holds the commands registered by other modules.
-    from swarmd.node.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

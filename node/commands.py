@@ -1,6 +1,6 @@
 """Daemon subcommands of `swarmd`: init, run, status, wallet, admin, devnet.
 
-Registered through `cli.register_commands`; `cli.main` imports this module lazily. Every
+Registered by `cli.build_parser` through `register(add)`. Every
 command prints one JSON object with `--json`; bad input exits 2 with `{"error", "code"}`.
 """
 
@@ -383,6 +383,3 @@ def _no_handler(args: argparse.Namespace, out: Output) -> int:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-
-
-cli.register_commands(register)

@@ -276,10 +276,8 @@ class Swarm:
                 # -P: the working directory is not put on sys.path (a stray timeit.py or
                 # asyncio.py there would shadow the standard library).
                 "-P",
-                # Not `-m swarmd.node.cli`: that runs cli.py as __main__, a second module
-                # object that never sees the subcommands registered on swarmd.node.cli.
-                "-c",
-                "import sys; from swarmd.node.cli import main; sys.exit(main())",
+                "-m",
+                "swarmd.node.cli",
                 "run",
                 "--home",
                 str(node.home),

@@ -15,6 +15,7 @@ import argparse
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CutInvalidError, Ledger
-from swarmd.protocol.ops import Op, decode_op, verify_op
+from swarmd.protocol.ops import Op, check_envelopes
 from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
@@ -55,7 +56,7 @@ class _Replay:
         chunks = [
             envelopes[i : i + VERIFY_CHUNK_OPS] for i in range(0, len(envelopes), VERIFY_CHUNK_OPS)
         ]
-        for checked in self.pool.map(self._check, chunks):
+        for checked in self.pool.map(check_envelopes, chunks, repeat(self.genesis.network_id)):
             for item in checked:
                 self.replayed_ops += 1
                 if isinstance(item, Op):
@@ -65,17 +66,6 @@ class _Replay:
                 if outcome.status == "rejected":
                     self.rejected[outcome.code] = self.rejected.get(outcome.code, 0) + 1
         self.ledger.drain_events()
-
-    def _check(self, envelopes: list[bytes]) -> list[Op | bytes]:
-        checked: list[Op | bytes] = []
-        for envelope in envelopes:
-            try:
-                op = decode_op(envelope)
-                verify_op(op, self.genesis.network_id)
-                checked.append(op)
-            except ProtocolError:
-                checked.append(envelope)
-        return checked
 
     def check_checkpoint(self, checkpoint: storage_api.Checkpoint) -> bool:
         """Finalize one stored checkpoint; False (and the divergence recorded) on a mismatch."""

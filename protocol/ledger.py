@@ -232,7 +232,6 @@ class _Derivation:
 @dataclass
 class LedgerStats:
     accepted: int = 0
-    pending: int = 0
     duplicate: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     excluded: int = 0
@@ -312,12 +311,16 @@ class Ledger:
             # Not remembered by id: another copy with a valid signature has a different id
             # anyway (the id covers the signature), and forged ids must not fill the memory.
             return self._emit_rejection(op.op_id, exc.code, exc.message, remember=False)
-        return self.receive_verified(op, now)
+        return self._admit_new(op, now)
 
     def receive_verified(self, op: Op, now: float) -> Outcome:
         """Admit an op whose signature was already verified (e.g. on a worker thread)."""
         if self._seen(op.op_id):
             return self._duplicate(op.op_id)
+        return self._admit_new(op, now)
+
+    def _admit_new(self, op: Op, now: float) -> Outcome:
+        """Admit a verified op not seen before, then whatever waited for it."""
         outcome = self._admit(op, now)
         if _releases_waiters(outcome):
             self._release_waiters(op.op_id, now)
@@ -474,7 +477,6 @@ class Ledger:
         for evicted in self.pending.add(op, missing, now):
             self.stats.evicted += 1
             self._emit(OpEvicted(evicted.op_id, "pending_evicted"))
-        self.stats.pending += 1
         self._emit(OpPending(op.op_id, tuple(sorted(missing, key=_missing_sort_key))))
         return Outcome(op.op_id, "pending")
 
@@ -494,7 +496,6 @@ class Ledger:
         while work:
             arrived = work.pop()
             for ready in self.pending.resolve(arrived):
-                self.stats.pending -= 1
                 outcome = self._admit(ready, now)
                 if _releases_waiters(outcome):
                     work.append(ready.op_id)
@@ -985,7 +986,6 @@ class Ledger:
         while work:
             parent = work.pop()
             for waiter in self.pending.drop_waiters(parent):
-                self.stats.pending -= 1
                 code = "prev_rejected" if waiter.prev == parent else "dep_rejected"
                 self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
                 self._remember_rejected(waiter.op_id, code)

@@ -19,7 +19,13 @@ from enum import IntEnum
 from typing import Any
 
 from . import crypto, encoding, limits
-from .errors import DecodeError, LocalProtocolError, MalformedOpError, OpRejectedError
+from .errors import (
+    DecodeError,
+    LocalProtocolError,
+    MalformedOpError,
+    OpRejectedError,
+    RemoteProtocolError,
+)
 
 OP_DOMAIN_TAG = b"swarmd/op/v1\x00"
 ENVELOPE_VERSION = 1
@@ -412,6 +418,22 @@ def _check_kind_fields(kind: Kind, fields: dict[str, Any]) -> None:
             raise MalformedOpError("claim must be a 32-byte op id")
     else:
         _check_text(fields["reason"], limits.REASON_SIZE_BYTES_MAX, "reason")
+
+
+def check_envelopes(envelopes: list[bytes], network_id: bytes) -> list[Op | bytes]:
+    """Decode and verify a batch (the costly, GIL-releasing part of the pipeline, for worker
+    threads): each item is the verified Op, or the envelope itself when it fails, so that the
+    caller's ledger gives the typed rejection."""
+    checked: list[Op | bytes] = []
+    for envelope in envelopes:
+        try:
+            op = decode_op(envelope)
+            verify_op(op, network_id)
+        except RemoteProtocolError:
+            checked.append(envelope)
+        else:
+            checked.append(op)
+    return checked
 
 
 def verify_op(op: Op, network_id: bytes) -> None:

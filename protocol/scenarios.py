@@ -470,6 +470,16 @@ def honest_live(swarm: Swarm) -> list[int]:
     return [n.index for n in swarm.sim.nodes if n.alive and n.index not in swarm.dishonest]
 
 
+def honest_cores(swarm: Swarm) -> list[tuple[int, NodeCore]]:
+    """(index, core) of every live honest node."""
+    cores = []
+    for index in honest_live(swarm):
+        core = swarm.sim.nodes[index].core
+        assert isinstance(core, NodeCore)
+        cores.append((index, core))
+    return cores
+
+
 def converged(swarm: Swarm) -> bool:
     nodes = [swarm.sim.nodes[i].core for i in honest_live(swarm)]
     cores = [core for core in nodes if core is not None]
@@ -585,9 +595,7 @@ FRAGMENT_DROP_COUNTERS = ("reassemblies_expired", "reassemblies_rejected", "inte
 
 def fragments_dropped(swarm: Swarm) -> int:
     total = 0
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for _index, core in honest_cores(swarm):
         counters = core.status().get("fragments", {})
         if isinstance(counters, dict):
             total += sum(int(counters.get(name, 0)) for name in FRAGMENT_DROP_COUNTERS)
@@ -596,9 +604,7 @@ def fragments_dropped(swarm: Swarm) -> int:
 
 def describe_divergence(swarm: Swarm) -> str:
     parts = []
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for index, core in honest_cores(swarm):
         ledger = core.ledger
         parts.append(
             f"node {index}: root {ledger.state_root().hex()[:12]} "
@@ -624,9 +630,7 @@ def finality_settled(swarm: Swarm) -> bool:
 
 def describe_finality(swarm: Swarm) -> str:
     parts = []
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for index, core in honest_cores(swarm):
         ledger = core.ledger
         parts.append(
             f"node {index}: final height {ledger.final_height} "
@@ -675,9 +679,7 @@ def _check_bundles(
     failures: list[str] = []
     council = list(swarm.genesis.council)
     verified: set[bytes] = set()
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert isinstance(core, NodeCore)
+    for index, core in honest_cores(swarm):
         for height in range(1, core.final_height + 1):
             data = core.bundle(height)
             if data is None:
@@ -887,9 +889,7 @@ def scenario_hype_burns(
 
 def _check_tallies_agree(swarm: Swarm) -> list[str]:
     tallies = set()
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for _index, core in honest_cores(swarm):
         tallies.add(tuple(sorted(core.ledger.state.burn_tallies.items())))
     return ["hype tallies differ between nodes"] if len(tallies) > 1 else []
 
@@ -1070,9 +1070,7 @@ def _check_forks_resolved(swarm: Swarm) -> list[str]:
     for op_id in sorted(swarm.workload.expect_excluded):
         op = swarm.workload.submissions[op_id].op
         pairs.setdefault((op.author, op.seq), []).append(op_id)
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for index, core in honest_cores(swarm):
         for pair in pairs.values():
             applied = [i for i in pair if core.ledger.status_of(i)[0] == "applied"]
             if len(applied) > 1:
@@ -1276,9 +1274,7 @@ def _check_forks_final(swarm: Swarm) -> list[str]:
         pairs.setdefault((op.author, op.seq), []).append(op_id)
     winners: set[bytes] = set()
     failures = []
-    for index in honest_live(swarm):
-        core = swarm.sim.nodes[index].core
-        assert core is not None
+    for index, core in honest_cores(swarm):
         for pair in pairs.values():
             final = [i for i in pair if core.ledger.is_final(i)]
             losers = [core.ledger.status_of(i) for i in pair if i not in final]
