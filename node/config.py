@@ -568,8 +568,16 @@ class SyncSection:
     )
     gossip_fanout: int = setting(
         limits.GOSSIP_FANOUT,
-        "Peers each new op is pushed to; the rest learn it by delta sync.",
+        "Peers each new local op is pushed to in full; the other peers get its id (ANNOUNCE) "
+        "and fetch it (docs/PROTOCOL.md section 6).",
         integer(1, PEERS_MAX_CEILING),
+    )
+    eager_relay_fanout: int = setting(
+        0,
+        "Peers an op received from a peer is pushed to in full (at most gossip_fanout); the "
+        "others get its id. 0 suits a full mesh (the council); a sparse mesh trades bandwidth "
+        "for one round trip less per hop.",
+        integer(0, PEERS_MAX_CEILING),
     )
     peers_max: int = setting(
         limits.PEERS_MAX,
@@ -780,6 +788,10 @@ def _check_relations(config: NodeConfig) -> None:
         )
     if config.sync.gossip_fanout > config.sync.peers_max:
         raise ConfigRangeError("must not exceed [sync].peers_max", key_path="[sync].gossip_fanout")
+    if config.sync.eager_relay_fanout > config.sync.gossip_fanout:
+        raise ConfigRangeError(
+            "must not exceed [sync].gossip_fanout", key_path="[sync].eager_relay_fanout"
+        )
     if not _is_loopback(config.admin.host):
         raise ConfigRangeError(
             "must be a loopback address (the admin interface is local only)",

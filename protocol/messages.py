@@ -15,6 +15,7 @@ Every message is a canonical msgpack array whose first item is the message type:
 | 9    | CHECKPOINT_OPS | a final height (int): send every op that became final there |
 | 10   | EVIDENCE       | list of encoded equivocation evidence (bytes)              |
 | 11   | HANDLE_CONFLICT| handle, winning claim id, losing claim ids, final height   |
+| 12   | ANNOUNCE       | final height (int), op ids (32 bytes), 1..ANNOUNCE_IDS_MAX |
 
 Decoding a message never raises anything but a `RemoteProtocolError` subclass.
 """
@@ -37,6 +38,9 @@ SESSION_ID_MAX = 2**63 - 1
 CONFLICT_LOSERS_PER_MESSAGE_MAX = 256
 #: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
 EVIDENCE_PER_MESSAGE_MAX = 16
+#: Op ids per ANNOUNCE message: as many as one FETCH may ask for, so that the ids one ANNOUNCE
+#: names that the receiver lacks always fit one FETCH back (512 x 34 bytes ~ 17 KiB, a frame).
+ANNOUNCE_IDS_PER_MESSAGE_MAX = limits.FETCH_OPS_PER_REQUEST_MAX
 
 assert OPS_PER_MESSAGE_MAX * limits.OP_ENVELOPE_SIZE_BYTES_MAX < limits.ENCODED_VALUE_SIZE_BYTES_MAX
 
@@ -53,6 +57,7 @@ class MessageType(IntEnum):
     CHECKPOINT_OPS = 9
     EVIDENCE = 10
     HANDLE_CONFLICT = 11
+    ANNOUNCE = 12
 
 
 class MessageError(RemoteProtocolError):
@@ -66,6 +71,15 @@ class OpsMessage:
 
 @dataclass(frozen=True, slots=True)
 class FetchMessage:
+    op_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceMessage:
+    """Lazy relay: the sender admitted these ops and serves them on FETCH; `final_height` is
+    the sender's, so that a steady flow of announcements also tells a peer's height."""
+
+    final_height: int
     op_ids: tuple[bytes, ...]
 
 
@@ -138,6 +152,7 @@ Message = (
     | CheckpointOpsRequest
     | EvidenceMessage
     | HandleConflictMessage
+    | AnnounceMessage
 )
 
 
@@ -146,6 +161,10 @@ def encode_message(message: Message) -> bytes:
         # Hot (every gossiped op): an int and a list of bytes are canonical as packed, so the
         # generic normalization is skipped.
         return encoding.pack([int(MessageType.OPS), list(message.envelopes)])
+    if isinstance(message, AnnounceMessage):
+        # Hot as well (every relayed op): a list of 32-byte ids is canonical as packed.
+        value = [int(MessageType.ANNOUNCE), int(message.final_height), list(message.op_ids)]
+        return encoding.pack(value)
     if isinstance(message, FetchMessage):
         return encoding.encode([MessageType.FETCH, list(message.op_ids)])
     if isinstance(message, SyncHelloMessage):
@@ -217,6 +236,7 @@ def decode_message(data: bytes) -> Message:
         MessageType.CHECKPOINT_OPS: 1,
         MessageType.EVIDENCE: 1,
         MessageType.HANDLE_CONFLICT: 4,
+        MessageType.ANNOUNCE: 2,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -229,6 +249,10 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
     if message_type is MessageType.FETCH:
         ids = _bytes_list(items[0], limits.FETCH_OPS_PER_REQUEST_MAX, "ids", limits.HASH_SIZE_BYTES)
         return FetchMessage(ids)
+    if message_type is MessageType.ANNOUNCE:
+        height = _int(items[0], 0, limits.SEQ_MAX, "final height")
+        ids = _bytes_list(items[1], ANNOUNCE_IDS_PER_MESSAGE_MAX, "ids", limits.HASH_SIZE_BYTES)
+        return AnnounceMessage(height, ids)
     if message_type is MessageType.SYNC_HELLO:
         session = _int(items[0], 0, SESSION_ID_MAX, "session id")
         height = _int(items[1], 0, limits.SEQ_MAX, "final height")

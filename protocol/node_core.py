@@ -7,8 +7,13 @@ Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `ha
 by calling it. The same
 core runs in the daemon (node/) and in the deterministic simulator.
 
-Gossip pushes every newly admitted op to `gossip_fanout` peers. Delta sync runs with each
-peer every `delta_sync_interval_s`: the initiator's SYNC_HELLO carries its final height (the
+Gossip is push for new ops, lazy for relays (Plumtree-style): an op submitted by a local
+client is pushed in full to `gossip_fanout` peers and announced (its id in an ANNOUNCE) to the
+others; an op admitted from a peer is pushed in full to `eager_relay_fanout` peers (0 by
+default) and announced to the rest, who FETCH it from an announcer if it has not arrived
+`ANNOUNCE_FETCH_DELAY_S` later. Delta sync runs with each peer every `delta_sync_interval_s`
+(skipped at most `SYNC_SKIPS_MAX` times in a row while the peer's announcements flow at our
+final height): the initiator's SYNC_HELLO carries its final height (the
 peer that is behind asks for checkpoint bundles) and the first message of a range-based set
 reconciliation over the ids of the unfinalized ops; at the end both sides push the ops the
 other lacks. Council members run Tendermint on checkpoint cuts (checkpoint.py); everyone
@@ -41,9 +46,11 @@ from .ledger import (
     Outcome,
 )
 from .messages import (
+    ANNOUNCE_IDS_PER_MESSAGE_MAX,
     BUNDLES_PER_MESSAGE_MAX,
     CONFLICT_LOSERS_PER_MESSAGE_MAX,
     OPS_PER_MESSAGE_MAX,
+    AnnounceMessage,
     BundleRequestMessage,
     BundlesMessage,
     CheckpointOpsRequest,
@@ -68,6 +75,22 @@ FETCH_RETRY_S = 1.0
 FETCH_SCAN_S = 0.02
 #: Ids remembered as requested (bounded; the oldest are forgotten first).
 FETCH_REQUESTED_MAX = 50_000
+#: An announced id that has not arrived by push this long after its first announcement is
+#: fetched from an announcer. Long enough that the origin's own push (sent at the same time
+#: as the push to the announcer) normally wins the race on a full mesh, short against the
+#: checkpoint interval; a partial mesh pays it plus one round trip per lazy hop.
+ANNOUNCE_FETCH_DELAY_S = 0.05
+#: Announced ids waiting to arrive or be fetched (beyond this, new announcements are ignored:
+#: delta sync is the backstop), and the share one peer's announcements may hold.
+ANNOUNCED_IDS_MAX = 50_000
+ANNOUNCED_IDS_PER_PEER_MAX = 8_192
+#: Announcers remembered per id: a fetch that the first one does not answer within
+#: FETCH_RETRY_S is retried with the next; after the last the id is left to delta sync.
+ANNOUNCERS_PER_ID_MAX = 4
+#: Delta sync sessions a node may skip in a row with a peer whose announcements arrived within
+#: the last interval at our final height (gossip is flowing, the sets differ by in-flight ops
+#: only). A session still runs at least every SYNC_SKIPS_MAX + 1 intervals.
+SYNC_SKIPS_MAX = 3
 #: Consensus messages remembered for relay de-duplication.
 CONSENSUS_SEEN_MAX = 20_000
 #: Penalties subtracted from a peer's score; at limits.PEER_SCORE_MIN it is disconnected.
@@ -101,6 +124,10 @@ class Mode(StrEnum):
 @dataclass(frozen=True)
 class NodeCoreConfig:
     gossip_fanout: int = limits.GOSSIP_FANOUT
+    #: Peers an op admitted from a peer is pushed to in full (Plumtree's eager set); all
+    #: other peers get its id in an ANNOUNCE. 0 (lazy only) suits a full council mesh, where
+    #: the origin's push reaches everyone; a sparse mesh may trade bandwidth for latency.
+    eager_relay_fanout: int = 0
     peers_max: int = limits.PEERS_MAX
     delta_sync_interval_s: float = limits.DELTA_SYNC_INTERVAL_S
     peer_messages_per_s: float = limits.PEER_MESSAGES_PER_S
@@ -113,6 +140,8 @@ class NodeCoreConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:
             raise LocalProtocolError("need 1 <= gossip_fanout <= peers_max <= PEERS_MAX")
+        if not 0 <= self.eager_relay_fanout <= self.gossip_fanout:
+            raise LocalProtocolError("need 0 <= eager_relay_fanout <= gossip_fanout")
         if self.delta_sync_interval_s <= 0 or self.checkpoint_interval_s <= 0:
             raise LocalProtocolError("intervals must be positive")
 
@@ -231,6 +260,15 @@ class _SyncSession:
     initiator: bool
 
 
+@dataclass(slots=True)
+class _Announced:
+    """An op id a peer announced that we lack: fetched from `announcers` in turn."""
+
+    due: float
+    origin: bytes  # the first announcer (its share of ANNOUNCED_IDS_PER_PEER_MAX)
+    announcers: list[bytes]
+
+
 @dataclass
 class _Peer:
     peer_id: bytes
@@ -245,6 +283,17 @@ class _Peer:
     incoming_sync: _SyncSession | None = None
     frames_received: int = 0
     messages_dropped: int = 0
+    #: Time and final height of the last ANNOUNCE from this peer (for skipping delta sync).
+    announced_at: float | None = None
+    announced_height: int = 0
+    #: Delta sync sessions skipped in a row (at most SYNC_SKIPS_MAX).
+    sync_skips: int = 0
+    #: Whether a session this node started with the peer finished since it (re)connected:
+    #: until then nothing says our sets differ by in-flight ops only (after a partition heals
+    #: they differ by everything made on either side), so no session is skipped.
+    synced: bool = False
+    #: Ids in the announce queues whose first announcer is this peer.
+    announced_outstanding: int = 0
 
 
 @dataclass
@@ -252,8 +301,14 @@ class NodeStats:
     messages_received: int = 0
     messages_malformed: int = 0
     messages_rate_limited: int = 0
-    ops_gossiped: int = 0
+    ops_gossiped: int = 0  # envelopes pushed in full (OPS gossip)
+    ops_announced: int = 0  # ids announced (ANNOUNCE)
+    ops_received: int = 0  # envelopes received in OPS messages (gossip, fetch and sync answers)
+    ops_duplicate: int = 0  # of those, already known
     ops_fetched: int = 0
+    announced_fetched: int = 0  # announced ids fetched because no push brought them in time
+    announces_ignored: int = 0  # announced ids over ANNOUNCED_IDS_MAX or a peer's share
+    sync_sessions_skipped: int = 0
     sync_sessions: int = 0
     sync_sessions_within_cadence: int = 0
     sync_bytes: int = 0
@@ -294,8 +349,16 @@ class NodeCore:
         # A restored signing state for a height above final_height + 1 (see resume_consensus).
         self._signing_state_pending: tuple[int, bytes] | None = None
         self._peers: dict[bytes, _Peer] = {}
-        #: Envelopes to gossip per peer, flushed in batches by frames_with_priority().
+        #: Envelopes to gossip and ids to announce per peer, flushed in batches by
+        #: frames_with_priority().
         self._gossip_out: dict[bytes, list[bytes]] = {}
+        self._announce_out: dict[bytes, list[bytes]] = {}
+        #: Connected peer ids, sorted (the per-op paths iterate them in a stable order).
+        self._peer_order: list[bytes] = []
+        #: Announced ids we lack: first tries (due at announcement + ANNOUNCE_FETCH_DELAY_S)
+        #: and retries (due FETCH_RETRY_S after a fetch), each in due order.
+        self._announced: OrderedDict[bytes, _Announced] = OrderedDict()
+        self._announce_retries: OrderedDict[bytes, _Announced] = OrderedDict()
         self._unfinal_ids = IdSet()
         self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
         self._consensus_seen: OrderedDict[bytes, None] = OrderedDict()
@@ -387,14 +450,19 @@ class NodeCore:
             tokens_at=now,
             next_sync_at=now + min(0.05, jitter),
         )
+        self._peer_order = sorted(self._peers)
         return True
 
     def peer_disconnected(self, peer_id: bytes, now: float) -> None:
         self._now = now
-        self._peers.pop(peer_id, None)
+        self._drop_peer(peer_id)
+
+    def _drop_peer(self, peer_id: bytes) -> None:
+        if self._peers.pop(peer_id, None) is not None:
+            self._peer_order = sorted(self._peers)
 
     def peer_ids(self) -> list[bytes]:
-        return sorted(self._peers)
+        return list(self._peer_order)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -449,7 +517,7 @@ class NodeCore:
     def handle_timer(self, now: float) -> None:
         self._now = now
         self.ledger.expire_pending(now)
-        for peer in [self._peers[p] for p in sorted(self._peers)]:
+        for peer in [self._peers[p] for p in self._peer_order]:
             peer.decoder.handle_timer(now)
             self._maybe_abandon_sync(peer, now)
             if now >= peer.next_sync_at:
@@ -473,6 +541,9 @@ class NodeCore:
                 deadlines.append(candidate)
         if self.ledger.pending.missing_count() or self._awaiting_decision:
             deadlines.append(self._now + FETCH_RETRY_S)
+        for queue in (self._announced, self._announce_retries):
+            if queue:
+                deadlines.append(queue[next(iter(queue))].due)
         return min(deadlines, default=None)
 
     # --- outputs -----------------------------------------------------------------------------
@@ -485,7 +556,7 @@ class NodeCore:
         ahead of bulk frames already queued in the transport."""
         self._flush_gossip()
         frames: list[tuple[bytes, bytes, bool]] = []
-        for peer_id in sorted(self._peers):
+        for peer_id in self._peer_order:
             for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
                 frames.append((peer_id, frame, priority is Priority.CONTROL))
         return frames
@@ -540,8 +611,11 @@ class NodeCore:
     def _dispatch(self, peer: _Peer, message: Message, now: float) -> None:
         if isinstance(message, OpsMessage):
             quiesced = self.effective_mode is Mode.QUIESCED
+            self.stats.ops_received += len(message.envelopes)
             for envelope in message.envelopes:
                 self._admit_op(envelope, now, source=peer, council_only=quiesced)
+        elif isinstance(message, AnnounceMessage):
+            self._on_announce(peer, message, now)
         elif isinstance(message, FetchMessage):
             self._serve_fetch(peer, message.op_ids)
         elif isinstance(message, SyncHelloMessage):
@@ -573,13 +647,20 @@ class NodeCore:
         if council_only and not _is_council_broadcast(envelope):
             return Outcome(b"", "rejected", "quiesced", "")
         outcome = self.ledger.receive_op(envelope, now)
-        if outcome.status in ("accepted", "pending", "excluded"):
-            self._unfinal_ids.add(outcome.op_id)
-            self._fetch_requested.pop(outcome.op_id, None)
+        status = outcome.status
+        if status == "duplicate":
+            self.stats.ops_duplicate += source is not None
+        elif status in ("accepted", "pending", "excluded"):
+            op_id = outcome.op_id
+            self._unfinal_ids.add(op_id)
+            self._fetch_requested.pop(op_id, None)
             self._emit(PersistOps((envelope,)))
             if self._first_unfinal_at is None:
                 self._first_unfinal_at = now
-            self._gossip(envelope, exclude=source)
+            if source is None:
+                self._gossip(envelope, op_id, source=None, fanout=self.config.gossip_fanout)
+            else:
+                self._relay(envelope, op_id, source)
         elif (
             outcome.status == "rejected"
             and source is not None
@@ -589,27 +670,174 @@ class NodeCore:
         self._drain_ledger_events()
         return outcome
 
-    def _gossip(self, envelope: bytes, *, exclude: _Peer | None) -> None:
-        candidates = [p for p in sorted(self._peers) if exclude is None or p != exclude.peer_id]
-        if len(candidates) > self.config.gossip_fanout:
-            candidates = self.rng.sample(candidates, self.config.gossip_fanout)
-        for peer_id in candidates:
-            self._gossip_out.setdefault(peer_id, []).append(envelope)
-            self.stats.ops_gossiped += 1
+    def _relay(self, envelope: bytes, op_id: bytes, source: _Peer) -> None:
+        """An op admitted from `source`: council broadcasts (rare, and the only ops a quiesced
+        node takes, which ignores announcements) are pushed to every other peer; any other op
+        to `eager_relay_fanout` peers and announced to the rest."""
+        announced = self._announced.pop(op_id, None) or self._announce_retries.pop(op_id, None)
+        skip = {source.peer_id}
+        if announced is not None:
+            self._release_announced(announced)
+            skip.update(announced.announcers)  # they hold it: no need to tell them
+        if self._is_council_op(op_id):
+            self._gossip(envelope, op_id, source=skip, fanout=limits.PEERS_MAX, announce=False)
+        else:
+            self._gossip(envelope, op_id, source=skip, fanout=self.config.eager_relay_fanout)
+
+    def _is_council_op(self, op_id: bytes) -> bool:
+        op = self.ledger.op(op_id) or self.ledger.pending.get(op_id)
+        return op is not None and op.kind in (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
+
+    def _gossip(
+        self,
+        envelope: bytes,
+        op_id: bytes,
+        *,
+        source: set[bytes] | None,
+        fanout: int,
+        announce: bool = True,
+    ) -> None:
+        """Push `envelope` to `fanout` random peers not in `source`; announce it to the rest."""
+        peers = self._peer_order
+        candidates = peers if source is None else [p for p in peers if p not in source]
+        if len(candidates) <= fanout:
+            eager, lazy = candidates, []
+        else:
+            eager = self.rng.sample(candidates, fanout) if fanout else []
+            chosen = set(eager)
+            lazy = [p for p in candidates if p not in chosen] if announce else []
+        gossip_out = self._gossip_out
+        for peer_id in eager:
+            out = gossip_out.get(peer_id)
+            if out is None:
+                gossip_out[peer_id] = [envelope]
+            else:
+                out.append(envelope)
+        announce_out = self._announce_out
+        for peer_id in lazy:
+            ids = announce_out.get(peer_id)
+            if ids is None:
+                announce_out[peer_id] = [op_id]
+            else:
+                ids.append(op_id)
+        self.stats.ops_gossiped += len(eager)
+        self.stats.ops_announced += len(lazy)
 
     def _flush_gossip(self) -> None:
         """Queue the ops gossiped since the last flush as OPS messages of up to
-        OPS_PER_MESSAGE_MAX envelopes: one message (one decode, one rate-limit token at the
+        OPS_PER_MESSAGE_MAX envelopes and the announced ids as ANNOUNCE messages of up to
+        ANNOUNCE_IDS_PER_MESSAGE_MAX: one message (one decode, one rate-limit token at the
         receiver) per batch instead of per op."""
-        for peer_id in sorted(self._gossip_out):
-            envelopes = self._gossip_out[peer_id]
-            peer = self._peers.get(peer_id)
-            if peer is None:
+        if self._gossip_out:
+            for peer_id in sorted(self._gossip_out):
+                envelopes = self._gossip_out[peer_id]
+                peer = self._peers.get(peer_id)
+                if peer is None:
+                    continue
+                for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
+                    chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
+                    peer.encoder.queue_message(encode_message(OpsMessage(chunk)), Priority.NORMAL)
+            self._gossip_out.clear()
+        if self._announce_out:
+            height = self.final_height
+            for peer_id in sorted(self._announce_out):
+                ids = self._announce_out[peer_id]
+                peer = self._peers.get(peer_id)
+                if peer is None:
+                    continue
+                for start in range(0, len(ids), ANNOUNCE_IDS_PER_MESSAGE_MAX):
+                    chunk = tuple(ids[start : start + ANNOUNCE_IDS_PER_MESSAGE_MAX])
+                    message = encode_message(AnnounceMessage(height, chunk))
+                    peer.encoder.queue_message(message, Priority.NORMAL)
+            self._announce_out.clear()
+
+    # --- lazy relay: announcements -----------------------------------------------------------
+
+    def _knows(self, op_id: bytes) -> bool:
+        """Applied, excluded, pending or remembered as rejected."""
+        return self.ledger.op(op_id) is not None or self.ledger.status_of(op_id)[0] != "unknown"
+
+    def _on_announce(self, peer: _Peer, message: AnnounceMessage, now: float) -> None:
+        """Remember the announced ids we lack; `_fetch_announced` asks for them once
+        ANNOUNCE_FETCH_DELAY_S passed without a push bringing them. A quiesced node ignores
+        announcements: it takes council broadcasts only, and those are pushed in full."""
+        peer.announced_at = now
+        peer.announced_height = message.final_height
+        if self.effective_mode is Mode.QUIESCED:
+            return
+        peer_id = peer.peer_id
+        for op_id in message.op_ids:
+            entry = self._announced.get(op_id) or self._announce_retries.get(op_id)
+            if entry is not None:
+                if (
+                    peer_id not in entry.announcers
+                    and len(entry.announcers) < ANNOUNCERS_PER_ID_MAX
+                ):
+                    entry.announcers.append(peer_id)
                 continue
-            for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
-                chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
-                peer.encoder.queue_message(encode_message(OpsMessage(chunk)), Priority.NORMAL)
-        self._gossip_out.clear()
+            if self._knows(op_id):
+                continue
+            if (
+                len(self._announced) + len(self._announce_retries) >= ANNOUNCED_IDS_MAX
+                or peer.announced_outstanding >= ANNOUNCED_IDS_PER_PEER_MAX
+            ):
+                self.stats.announces_ignored += 1
+                continue
+            peer.announced_outstanding += 1
+            self._announced[op_id] = _Announced(now + ANNOUNCE_FETCH_DELAY_S, peer_id, [peer_id])
+
+    def _release_announced(self, entry: _Announced) -> None:
+        origin = self._peers.get(entry.origin)
+        if origin is not None and origin.announced_outstanding > 0:
+            origin.announced_outstanding -= 1
+
+    def _fetch_announced(self, now: float) -> None:
+        """FETCH the announced ids that are due from their next announcer (grouped per peer).
+        An id whose announcers are all tried (or gone) is dropped: delta sync finds it."""
+        by_peer: dict[bytes, list[bytes]] = {}
+        for queue in (self._announced, self._announce_retries):
+            while queue:
+                op_id = next(iter(queue))
+                entry = queue[op_id]
+                if entry.due > now:
+                    break
+                del queue[op_id]
+                self._fetch_one_announced(op_id, entry, now, by_peer)
+        if not by_peer:
+            return
+        while len(self._fetch_requested) > FETCH_REQUESTED_MAX:
+            self._fetch_requested.popitem(last=False)
+        for peer_id in sorted(by_peer):
+            ids = by_peer[peer_id]
+            peer = self._peers[peer_id]
+            for start in range(0, len(ids), limits.FETCH_OPS_PER_REQUEST_MAX):
+                chunk = tuple(ids[start : start + limits.FETCH_OPS_PER_REQUEST_MAX])
+                peer.encoder.queue_message(encode_message(FetchMessage(chunk)), Priority.NORMAL)
+            self.stats.announced_fetched += len(ids)
+
+    def _fetch_one_announced(
+        self, op_id: bytes, entry: _Announced, now: float, by_peer: dict[bytes, list[bytes]]
+    ) -> None:
+        if self._knows(op_id):
+            self._release_announced(entry)
+            return
+        requested = self._fetch_requested.get(op_id)
+        if requested is not None and now < requested + FETCH_RETRY_S:
+            # Asked for already (a missing parent of a pending op): wait for that answer.
+            entry.due = now + FETCH_RETRY_S
+            self._announce_retries[op_id] = entry
+            return
+        while entry.announcers and entry.announcers[0] not in self._peers:
+            entry.announcers.pop(0)
+        if not entry.announcers:
+            self._release_announced(entry)
+            return
+        peer_id = entry.announcers.pop(0)
+        by_peer.setdefault(peer_id, []).append(op_id)
+        self._fetch_requested[op_id] = now
+        self._fetch_requested.move_to_end(op_id)
+        entry.due = now + FETCH_RETRY_S
+        self._announce_retries[op_id] = entry
 
     def _send_ops(self, peer: _Peer, op_ids: list[bytes], priority: Priority) -> int:
         envelopes = []
@@ -625,7 +853,8 @@ class NodeCore:
         return len(envelopes)
 
     def _serve_fetch(self, peer: _Peer, op_ids: tuple[bytes, ...]) -> None:
-        self._send_ops(peer, list(op_ids), Priority.BULK)
+        # NORMAL, like gossip: with lazy relay a fetch answer is the gossip of that op.
+        self._send_ops(peer, list(op_ids), Priority.NORMAL)
 
     def _request_missing(self, now: float) -> None:
         """Fetch the parents pending ops wait for, and the ops of a decided cut we lack."""
@@ -648,7 +877,7 @@ class NodeCore:
             self._fetch_requested.move_to_end(op_id)
         while len(self._fetch_requested) > FETCH_REQUESTED_MAX:
             self._fetch_requested.popitem(last=False)
-        peers = sorted(self._peers)
+        peers = self._peer_order
         target = self._peers[peers[self.rng.randrange(len(peers))]]
         target.encoder.queue_message(encode_message(FetchMessage(tuple(due))), Priority.BULK)
         self.stats.ops_fetched += len(due)
@@ -657,6 +886,11 @@ class NodeCore:
 
     def _start_sync(self, peer: _Peer, now: float) -> None:
         peer.next_sync_at = now + self.config.delta_sync_interval_s
+        if self._may_skip_sync(peer, now):
+            peer.sync_skips += 1
+            self.stats.sync_sessions_skipped += 1
+            return
+        peer.sync_skips = 0
         previous = peer.outgoing_sync
         if previous is not None and now - previous.started_at < self.config.delta_sync_interval_s:
             return  # still running; a session older than one interval is replaced (lost)
@@ -666,6 +900,20 @@ class NodeCore:
         first = session.reconciler.initiate()
         hello = SyncHelloMessage(session.session_id, self.final_height, first)
         peer.encoder.queue_message(encode_message(hello), Priority.BULK)
+
+    def _may_skip_sync(self, peer: _Peer, now: float) -> bool:
+        """Whether a session with `peer` can wait one more interval: its announcements arrive
+        (gossip flows both ways between us, so our sets differ by in-flight ops only, which
+        a session would report for nothing), it announced our final height (neither side needs
+        bundles), and fewer than SYNC_SKIPS_MAX sessions in a row were skipped."""
+        return (
+            peer.synced
+            and peer.sync_skips < SYNC_SKIPS_MAX
+            and peer.announced_at is not None
+            and now - peer.announced_at <= self.config.delta_sync_interval_s
+            and peer.announced_height == self.final_height
+            and not self._catching_up
+        )
 
     def _on_sync_hello(self, peer: _Peer, message: SyncHelloMessage, now: float) -> None:
         self._note_peer_height(peer, message.final_height)
@@ -719,6 +967,8 @@ class NodeCore:
 
     def _finish_sync(self, peer: _Peer, session: _SyncSession, now: float) -> None:
         reconciler = session.reconciler
+        if session.initiator:
+            peer.synced = True
         pushed = self._send_ops(peer, reconciler.have_ids, Priority.BULK)
         duration = now - session.started_at
         within = duration <= self.config.delta_sync_interval_s
@@ -799,7 +1049,7 @@ class NodeCore:
             return
         # Relay, so that nodes not directly connected to every member still follow.
         relay = encode_message(ConsensusEnvelope(payload))
-        for peer_id in sorted(self._peers):
+        for peer_id in self._peer_order:
             if peer_id != peer.peer_id:
                 self._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
         try:
@@ -893,7 +1143,11 @@ class NodeCore:
                 self._drain_consensus(now)
         if self._awaiting_decision is not None:
             height, cut, bundle = self._awaiting_decision
-            if not self.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+            if height != self.final_height + 1:
+                # Finalized meanwhile by another path (the same decision arriving again, as a
+                # bundle, once its ops were in): finalizing it twice would raise.
+                self._awaiting_decision = None
+            elif not self.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
                 self._awaiting_decision = None
                 self._finalize(height, cut, bundle, now, persist=True)
 
@@ -1032,6 +1286,8 @@ class NodeCore:
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _after_input(self, now: float) -> None:
+        if self._announced or self._announce_retries:
+            self._fetch_announced(now)
         self._retry_waiting(now)
         if self.ledger.pending.missing_count() and now - self._last_fetch_scan >= FETCH_SCAN_S:
             self._last_fetch_scan = now
@@ -1116,7 +1372,7 @@ class NodeCore:
     def _penalize(self, peer: _Peer, penalty: int, code: str) -> None:
         peer.score -= penalty
         if peer.score <= limits.PEER_SCORE_MIN:
-            self._peers.pop(peer.peer_id, None)
+            self._drop_peer(peer.peer_id)
             self._emit(PeerMisbehaved(peer.peer_id, code, peer.score))
 
     def _emit(self, event: NodeEvent) -> None:

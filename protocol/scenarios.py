@@ -234,6 +234,19 @@ class Workload:
         if outcome is not None and outcome.status in ("accepted", "pending", "duplicate"):
             self.acked[op_id] = node
 
+    def retry_unacked(self, node: int) -> None:
+        """`node` crashed: every op submitted to it and not acknowledged is sent again to the
+        next live node, as a client retries a request that got no answer. Without it an op
+        lost with the crash (not durable, its push still in flight) would leave the later ops
+        of its chain pending everywhere, although they were acknowledged elsewhere."""
+        lost = [
+            s.op
+            for op_id, s in self.submissions.items()
+            if s.node == node and op_id not in self.acked and s.outcome is not None
+        ]
+        for op in lost:
+            self.submit(op, (node + 1) % len(self.sim.nodes))
+
     def new_account(self) -> Wallet:
         keypair = KeyPair.from_seed(self.rng.randbytes(32))
         wallet = Wallet(Author(keypair, self.genesis.network_id))
@@ -464,6 +477,12 @@ def build_swarm(
     swarm = Swarm(name, seed, params, sim, genesis, workload)
     watch_finality(swarm)
     return swarm
+
+
+def crash_with_retry(swarm: Swarm, victim: int) -> None:
+    """Crash `victim`; its clients retry their unacknowledged submissions elsewhere."""
+    swarm.sim.crash(victim)
+    swarm.workload.retry_unacked(victim)
 
 
 def honest_live(swarm: Swarm) -> list[int]:
@@ -942,7 +961,7 @@ def scenario_crash_restart(
         crash_at = sim.rng.uniform(fund_end, params.workload_s)
         restart_at = crash_at + sim.rng.uniform(0.2, 3.0)
         restart_last = max(restart_last, restart_at)
-        sim.at(crash_at, functools.partial(sim.crash, victim))
+        sim.at(crash_at, functools.partial(crash_with_retry, swarm, victim))
         sim.at(restart_at, functools.partial(sim.restart, victim))
     swarm.healed_at = max(restart_last, params.workload_s)
     sim.run_until(swarm.healed_at)
@@ -1110,7 +1129,7 @@ def scenario_council_crash(
     # round: checkpoint interval (1 s) + propose timeout (1 s) + prevote/precommit rounds.
     restart_at = crash_at + sim.rng.uniform(4.0, 5.0)
     for victim in victims:
-        sim.at(crash_at, functools.partial(sim.crash, victim))
+        sim.at(crash_at, functools.partial(crash_with_retry, swarm, victim))
         sim.at(restart_at, functools.partial(sim.restart, victim))
 
     def check_kept_finalizing(swarm: Swarm) -> list[str]:

@@ -457,3 +457,10 @@ def test_systemd_unit_runs_hardened_as_the_swarmd_user():
     }.items():
         assert directives[key] == [expected], key
     assert int(directives["LimitNOFILE"][0]) >= 4 * limits.PEERS_MAX
+
+
+def test_eager_relay_fanout_above_gossip_fanout_is_refused(tmp_path):
+    text = "[sync]\ngossip_fanout = 2\neager_relay_fanout = 3\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.key_path == "[sync].eager_relay_fanout"

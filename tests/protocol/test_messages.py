@@ -16,6 +16,11 @@ any_message = st.one_of(
     st.builds(messages.OpsMessage, st.lists(blobs, min_size=1, max_size=22).map(tuple)),
     st.builds(messages.FetchMessage, st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(
+        messages.AnnounceMessage,
+        st.integers(0, 2**40),
+        st.lists(ids, min_size=1, max_size=20).map(tuple),
+    ),
+    st.builds(
         messages.SyncHelloMessage,
         st.integers(0, messages.SESSION_ID_MAX),
         st.integers(0, 2**40),
@@ -54,6 +59,30 @@ def test_round_trip_is_exact_and_canonical(message: messages.Message) -> None:
 def test_ops_fast_path_equals_the_canonical_encoding(envelopes: list[bytes]) -> None:
     fast = messages.encode_message(messages.OpsMessage(tuple(envelopes)))
     assert fast == encoding.encode([int(messages.MessageType.OPS), envelopes])
+
+
+@given(st.integers(0, limits.SEQ_MAX), st.lists(ids, min_size=1, max_size=40))
+def test_announce_fast_path_equals_the_canonical_encoding(height: int, op_ids: list[bytes]) -> None:
+    fast = messages.encode_message(messages.AnnounceMessage(height, tuple(op_ids)))
+    assert fast == encoding.encode([int(messages.MessageType.ANNOUNCE), height, op_ids])
+
+
+def test_announce_limits_are_typed_errors() -> None:
+    most = [bytes([i % 256, i // 256]) * 16 for i in range(messages.ANNOUNCE_IDS_PER_MESSAGE_MAX)]
+    data = encoding.encode([int(messages.MessageType.ANNOUNCE), 7, most])
+    assert messages.decode_message(data) == messages.AnnounceMessage(7, tuple(most))
+    for bad in (
+        [12, 7, [*most, b"y" * 32]],  # one id over ANNOUNCE_IDS_PER_MESSAGE_MAX
+        [12, 7, [b"x" * 33]],
+        [12, 7, []],
+        [12, -1, [b"x" * 32]],
+        [12, [b"x" * 32]],
+    ):
+        try:
+            messages.decode_message(encoding.encode(bad))
+        except messages.MessageError:
+            continue
+        raise AssertionError(f"accepted {bad!r:.60}")
 
 
 def test_limits_are_typed_errors() -> None:
