@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -34,6 +35,12 @@ from .common import emit, percentile
 FINAL_TIMEOUT_S = 180.0
 #: Chains whose ops are followed on the event stream for the latency figures.
 SAMPLED_CHAINS = 8
+#: Once every node is final, how long the sampled ops' `op_final` events may still take to
+#: arrive (they were published when the checkpoint was made durable, so ~immediately).
+EVENTS_AFTER_FINAL_TIMEOUT_S = 10.0
+#: One submission request (answered once its ops are durable): a node that does not answer
+#: within this long is stuck, and the run fails saying so instead of waiting forever.
+REQUEST_TIMEOUT_S = 60.0
 OVERRIDES: dict[str, dict[str, Any]] = {
     # The benchmark is one client IP hammering the API: lift the per-IP rate limit.
     "api": {"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 10_000_000},
@@ -95,7 +102,8 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
     submitted_at: dict[str, float] = {}
     final_at: dict[str, float] = {}
     all_final = asyncio.Event()
-    timeout = aiohttp.ClientTimeout(total=None)
+    timeout = aiohttp.ClientTimeout(total=None)  # the event streams stay open
+    request_timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         streams = [
             await session.ws_connect(
@@ -106,6 +114,8 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
 
         async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
             async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
                 event = json.loads(message.data)
                 if event.get("type") == "op_final" and event["op_id"] in sampled_ids:
                     final_at.setdefault(event["op_id"], time.perf_counter())
@@ -118,11 +128,21 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
             url = swarm.nodes[node_index].url + "/v1/ops"
             for op in chain:
                 submitted_at[op.op_id.hex()] = time.perf_counter()
-                async with session.post(
-                    url, data=op.envelope, headers={"Content-Type": "application/octet-stream"}
-                ) as response:
-                    if response.status != 202:
-                        raise RuntimeError(f"op refused: {response.status} {await response.text()}")
+                try:
+                    async with session.post(
+                        url,
+                        data=op.envelope,
+                        headers={"Content-Type": "application/octet-stream"},
+                        timeout=request_timeout,
+                    ) as response:
+                        if response.status != 202:
+                            text = await response.text()
+                            raise RuntimeError(f"op refused: {response.status} {text}")
+                except TimeoutError:
+                    raise RuntimeError(
+                        f"node {node_index} did not answer an op within {REQUEST_TIMEOUT_S} s: "
+                        "it is stuck or far behind"
+                    ) from None
 
         async def submit_batches(node_index: int, node_chains: list[list[Op]]) -> None:
             # The i-th op of every chain in one request: chains stay in order across requests.
@@ -138,13 +158,23 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
                     for op in batch:
                         submitted_at[op.op_id.hex()] = now
                     body = encoding.encode([op.envelope for op in batch])
-                    async with session.post(
-                        url, data=body, headers={"Content-Type": "application/msgpack"}
-                    ) as response:
-                        if response.status != 202:
-                            raise RuntimeError(f"batch refused: {response.status}")
+                    try:
+                        async with session.post(
+                            url,
+                            data=body,
+                            headers={"Content-Type": "application/msgpack"},
+                            timeout=request_timeout,
+                        ) as response:
+                            if response.status != 202:
+                                raise RuntimeError(f"batch refused: {response.status}")
+                    except TimeoutError:
+                        raise RuntimeError(
+                            f"node {node_index} did not answer a batch of {len(batch)} ops "
+                            f"within {REQUEST_TIMEOUT_S} s: it is stuck or far behind"
+                        ) from None
 
         started = time.perf_counter()
+        cpu_started = nodes_cpu_s(swarm)
         if args.batch > 1:
             per_node = [chains[i :: len(swarm.nodes)] for i in range(len(swarm.nodes))]
             await asyncio.gather(*(submit_batches(i, c) for i, c in enumerate(per_node) if c))
@@ -155,7 +185,8 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         submitted_s = time.perf_counter() - started
         await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
         elapsed = time.perf_counter() - started
-        await asyncio.wait_for(all_final.wait(), FINAL_TIMEOUT_S)
+        cpu_s = nodes_cpu_s(swarm) - cpu_started
+        await wait_sampled_final(all_final, listeners, streams, sampled_ids, final_at)
         for listener in listeners:
             listener.cancel()
         for ws in streams:
@@ -179,7 +210,57 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "verify_ops_per_s": round(verify_rate),
         "ratio": round(final_rate / verify_rate, 3),
         "elapsed_s": round(elapsed, 2),
+        # CPU time all nodes spent per op from the first submission to finality everywhere:
+        # less sensitive than the rates to other load on a shared machine (0: no /proc).
+        "node_cpu_us_per_op": round(cpu_s / len(ops) * 1e6, 1),
     }
+
+
+async def wait_sampled_final(
+    all_final: asyncio.Event,
+    listeners: list[asyncio.Task[None]],
+    streams: list[aiohttp.ClientWebSocketResponse],
+    sampled_ids: set[str],
+    final_at: dict[str, float],
+) -> None:
+    """Wait for the sampled ops' `op_final` events; fail fast and say why when they do not
+    come (a stream the node closed, or events it never sent)."""
+    waiter = asyncio.create_task(all_final.wait())
+    try:
+        await asyncio.wait(
+            [waiter, *listeners],
+            timeout=EVENTS_AFTER_FINAL_TIMEOUT_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        waiter.cancel()
+    if all_final.is_set():
+        return
+    missing = len(sampled_ids) - len(final_at)
+    closed = [f"{ws.close_code} {ws.exception() or ''}".strip() for ws in streams if ws.closed]
+    if closed:
+        reason = f"node 0 closed {len(closed)} event stream(s): {closed}"
+    else:
+        reason = f"no op_final event for them within {EVENTS_AFTER_FINAL_TIMEOUT_S} s"
+    raise RuntimeError(
+        f"every node is final but {missing} of {len(sampled_ids)} sampled ops got no "
+        f"op_final event on node 0's account streams: {reason}"
+    )
+
+
+def nodes_cpu_s(swarm: Swarm) -> float:
+    """User + system CPU seconds the node processes used so far (Linux /proc; else 0)."""
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for node in swarm.nodes:
+        if node.process is None:
+            continue
+        try:
+            fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks_per_s
 
 
 def verify_ceiling(ops: list[Op], network_id: bytes) -> float:

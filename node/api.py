@@ -401,7 +401,10 @@ _CLIENTS = web.AppKey("event_clients", set)
 
 
 class _EventClient:
-    def __init__(self, account: str | None) -> None:
+    """One event-stream subscriber. The daemon matches events to its account filter (raw
+    keys) and calls it only with the events it should get."""
+
+    def __init__(self, account: bytes | None) -> None:
         self.account = account
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
             EVENTS_QUEUED_PER_CLIENT_MAX
@@ -410,9 +413,6 @@ class _EventClient:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.overflowed:
-            return
-        accounts = event.get("accounts")
-        if self.account is not None and accounts is not None and self.account not in accounts:
             return
         try:
             self.queue.put_nowait(event)
@@ -425,9 +425,8 @@ class _EventClient:
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     daemon = _daemon(request)
-    account = request.query.get("account")
-    if account is not None:
-        account = crypto.account_id_text(_account_key(account))
+    account_text = request.query.get("account")
+    account = None if account_text is None else _account_key(account_text)
     clients: set[_EventClient] = request.app[_CLIENTS]
     if len(clients) >= daemon.config.api.websocket_clients_max:
         raise ApiError(503, "too_many_subscribers", "event stream client limit reached")
@@ -435,11 +434,12 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     client = _EventClient(account)
     clients.add(client)
-    daemon.add_listener(client)
+    daemon.add_listener(client, account)
     daemon.metrics.set_websocket_clients(len(clients))
     reader = asyncio.create_task(_drain_incoming(ws))
     try:
-        await ws.send_json({"type": "subscribed", "account": account})
+        subscribed = None if account is None else crypto.account_id_text(account)
+        await ws.send_json({"type": "subscribed", "account": subscribed})
         while not ws.closed:
             getter = asyncio.create_task(client.queue.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -455,7 +455,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away mid-send
     finally:
         reader.cancel()
-        daemon.remove_listener(client)
+        daemon.remove_listener(client, account)
         clients.discard(client)
         daemon.metrics.set_websocket_clients(len(clients))
         await ws.close()

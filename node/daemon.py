@@ -59,11 +59,12 @@ from swarmd.protocol.node_core import (
     PersistOps,
     SyncSessionFinished,
 )
+from swarmd.protocol.ops import Op
 
 from .config import NodeConfig, transport_config
 from .logs import get_logger
 from .metrics import NodeMetrics
-from .persistence import NodeLog, open_node_log
+from .persistence import NodeLog, StoreLog, open_node_log
 from .transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
 
 log = get_logger("swarmd.daemon")
@@ -77,9 +78,13 @@ COMMIT_BATCH_OPS_MAX = 4096
 #: The timer never fires sooner than this after the previous firing, so a core deadline that
 #: stays in the past cannot spin the loop.
 TIMER_DELAY_S_MIN = 0.001
-#: Ops listed per `op_final` event batch sent to subscribers (a checkpoint may finalize
-#: thousands; subscribers get one event per op, but never more than this per checkpoint).
-FINAL_OPS_PUBLISHED_MAX = 10_000
+#: `op_final` events an unfiltered subscriber (no account filter) gets per checkpoint. A
+#: saturated checkpoint finalizes ~16k ops, more than a subscriber's queue holds: past this
+#: bound an unfiltered subscriber gets one `op_final_truncated` event (height, ops, published)
+#: and the `checkpoint_final` event with the op count instead. Below the API's per-client
+#: queue (EVENTS_QUEUED_PER_CLIENT_MAX) so a big checkpoint alone does not cut a client that
+#: keeps up. Subscribers filtered by account get `op_final` for every op of their account.
+FINAL_OPS_PUBLISHED_UNFILTERED_MAX = 256
 #: Dialing a configured peer: first retry delay and the cap (doubled per failure, jittered).
 DIAL_BACKOFF_INITIAL_S = 0.25
 DIAL_BACKOFF_MAX_S = 5.0
@@ -117,6 +122,7 @@ def load_keypair(path: Path) -> crypto.KeyPair:
 def core_config(config: NodeConfig) -> NodeCoreConfig:
     return NodeCoreConfig(
         gossip_fanout=config.sync.gossip_fanout,
+        eager_relay_fanout=config.sync.eager_relay_fanout,
         peers_max=config.sync.peers_max,
         delta_sync_interval_s=config.sync.delta_sync_interval_s,
         checkpoint_interval_s=config.consensus.checkpoint_interval_s,
@@ -299,6 +305,51 @@ class GroupCommitter:
 EventListener = Callable[[dict[str, Any]], None]
 
 
+class _Subscribers:
+    """Event listeners, unfiltered or by the raw 32-byte account key they follow.
+
+    Matching compares raw keys, so an event's JSON (hex, base32 account ids) is built only
+    when somebody receives it.
+    """
+
+    def __init__(self) -> None:
+        self.unfiltered: list[EventListener] = []
+        self.by_account: dict[bytes, list[EventListener]] = {}
+        self.count = 0
+
+    def add(self, listener: EventListener, account: bytes | None) -> None:
+        if account is None:
+            self.unfiltered.append(listener)
+        else:
+            self.by_account.setdefault(account, []).append(listener)
+        self.count += 1
+
+    def remove(self, listener: EventListener, account: bytes | None) -> None:
+        listeners = self.unfiltered if account is None else self.by_account.get(account, [])
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+            self.count -= 1
+        if account is not None and not listeners:
+            self.by_account.pop(account, None)
+
+    def everyone(self) -> list[EventListener]:
+        result = list(self.unfiltered)
+        for listeners in self.by_account.values():
+            result += listeners
+        return result
+
+    def for_accounts(self, accounts: tuple[bytes, ...]) -> list[EventListener]:
+        """Unfiltered listeners plus those following one of `accounts` (each once)."""
+        by_account = self.by_account
+        found = [listeners for account in accounts if (listeners := by_account.get(account))]
+        if not found:
+            return self.unfiltered
+        result = list(self.unfiltered)
+        for listeners in found:
+            result += [listener for listener in listeners if listener not in result]
+        return result
+
+
 class Daemon:
     """One running node: core + store + transports. The HTTP servers live in node/api.py."""
 
@@ -323,6 +374,8 @@ class Daemon:
         self.metrics = metrics or NodeMetrics(process_metrics=False)
         self.metrics.set_node_info(self.node_id_text, genesis.network_id.hex(), version())
         self.committer = GroupCommitter(node_log, signing_state_file)
+        if isinstance(node_log, StoreLog):
+            node_log.known_op = self._known_op
         # Frames waiting for a commit, in the order the core produced them: (the commit they
         # wait for or None, frames). A batch waits for its own commit and for every batch
         # before it, so frames never overtake each other.
@@ -332,7 +385,7 @@ class Daemon:
         self._held_frames = deque()
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
-        self._listeners: list[EventListener] = []
+        self._subscribers = _Subscribers()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._dial_tasks: list[asyncio.Task[None]] = []
@@ -463,6 +516,11 @@ class Daemon:
             await asyncio.sleep(delay_s * rng.uniform(0.5, 1.0))
             delay_s = min(delay_s * 2, DIAL_BACKOFF_MAX_S)
 
+    def _known_op(self, op_id: bytes) -> Op | None:
+        """The op the ledger holds for `op_id` (admitted or pending), if any."""
+        ledger = self.core.ledger
+        return ledger.op(op_id) or ledger.pending.get(op_id)
+
     # --- transport callbacks (TransportEvents) -----------------------------------------------
 
     def on_peer_connected(self, peer_id: bytes, info: PeerInfo) -> None:
@@ -519,21 +577,23 @@ class Daemon:
         self.core.set_mode(mode, reason, self._loop.time())
         self.pump()
 
-    def add_listener(self, listener: EventListener) -> None:
-        self._listeners.append(listener)
+    def add_listener(self, listener: EventListener, account: bytes | None = None) -> None:
+        """Call `listener` with each published event; with `account` (a raw 32-byte key), only
+        with the events that name it (`accounts`) or name no account at all."""
+        self._subscribers.add(listener, account)
 
-    def remove_listener(self, listener: EventListener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+    def remove_listener(self, listener: EventListener, account: bytes | None = None) -> None:
+        self._subscribers.remove(listener, account)
 
     # --- the pump ----------------------------------------------------------------------------
 
     def pump(self) -> None:
         frames = self.core.frames_with_priority()
         commit_first = False
-        while (event := self.core.next_event()) is not None:
-            commit_first |= isinstance(event, (PersistConsensusState, PersistCheckpoint))
-            self._handle_event(event)
+        next_event = self.core.next_event
+        handle = self._handle_event
+        while (event := next_event()) is not None:
+            commit_first |= handle(event)
         if commit_first:
             # These frames may carry votes recorded by the signing state (or rely on the
             # checkpoint) just queued: they leave only once the commit holding it returned.
@@ -545,7 +605,7 @@ class Daemon:
                 barrier.add_done_callback(lambda _: self._release_frames())
         elif self._held_frames:
             self._held_frames.append((None, frames))
-        else:
+        elif frames:
             self._send_frames(frames)
         self._arm_timer()
 
@@ -595,22 +655,35 @@ class Daemon:
         self.core.handle_timer(self._loop.time())
         self.pump()
 
-    def _handle_event(self, event: NodeEvent) -> None:
-        if isinstance(event, PersistOps):
-            self.committer.add_ops(event.envelopes)
-            return
-        if isinstance(event, PersistCheckpoint):
+    def _handle_event(self, event: NodeEvent) -> bool:
+        """Route one core event; True when the frames of this pump must wait for the commit."""
+        kind = type(event)
+        if kind is PersistOps:
+            self.committer.add_ops(event.envelopes)  # type: ignore[union-attr]
+            return False
+        if kind is OpAccepted:  # the hot path: one per admitted op
+            self.metrics.op_result("accepted")
+            if self._subscribers.count:
+                self._publish_event(event)
+            return False
+        if kind is CreditReceived:  # one per grant or transfer: published, nothing recorded
+            if self._subscribers.count:
+                self._publish_event(event)
+            return False
+        if kind is PersistCheckpoint:
+            assert isinstance(event, PersistCheckpoint)
             self.committer.add_checkpoint(event)
-            self._publish_final_ops(event)
-            return
-        if isinstance(event, PersistConsensusState):
+            if self._subscribers.count:
+                self._publish_final_ops(event)
+            return True
+        if kind is PersistConsensusState:
+            assert isinstance(event, PersistConsensusState)
             self.committer.add_consensus_state(event.data)
-            return
+            return True
         self._record(event)
-        if self._listeners:  # building the JSON (account ids in base32) costs per op
-            published = _public_event(event)
-            if published is not None:
-                self._publish(published)
+        if self._subscribers.count:
+            self._publish_event(event)
+        return False
 
     def _record(self, event: NodeEvent) -> None:
         """Metrics and log lines."""
@@ -648,27 +721,63 @@ class Daemon:
         elif isinstance(event, HandleConflictRaised):
             log.info("handle_conflict", handle=event.handle)
 
+    def _publish_event(self, event: NodeEvent) -> None:
+        """Publish a core event to the subscribers it concerns (JSON built only for them)."""
+        accounts = _event_accounts(event)
+        subscribers = self._subscribers
+        if accounts is None:
+            listeners = subscribers.everyone()
+        else:
+            listeners = subscribers.for_accounts(accounts)
+        if listeners:
+            published = _public_event(event)
+            if published is not None:
+                self._deliver(listeners, published)
+
     def _publish_final_ops(self, event: PersistCheckpoint) -> None:
-        if not self._listeners:
-            return
-        for op_id in event.final_op_ids[:FINAL_OPS_PUBLISHED_MAX]:
-            op = self.core.ledger.op(op_id)
+        """One `op_final` event per op of the checkpoint: to the subscribers of its author or
+        payee, every one; to unfiltered subscribers up to FINAL_OPS_PUBLISHED_UNFILTERED_MAX,
+        then one `op_final_truncated` event."""
+        subscribers = self._subscribers
+        unfiltered = subscribers.unfiltered
+        by_account = subscribers.by_account
+        ledger = self.core.ledger
+        height = event.height
+        unfiltered_left = FINAL_OPS_PUBLISHED_UNFILTERED_MAX if unfiltered else 0
+        for op_id in event.final_op_ids:
+            if not by_account and unfiltered_left <= 0:
+                break
+            op = ledger.op(op_id)
+            listeners: list[EventListener] = []
+            if by_account and op is not None:
+                listeners = by_account.get(op.author, [])
+                if op.to and op.to != op.author and (payee := by_account.get(op.to)):
+                    listeners = listeners + [lr for lr in payee if lr not in listeners]
+            if unfiltered_left > 0:
+                unfiltered_left -= 1
+                listeners = unfiltered + listeners
+            if not listeners:
+                continue
             accounts = []
             if op is not None:
                 accounts.append(crypto.account_id_text(op.author))
                 if op.to:
                     accounts.append(crypto.account_id_text(op.to))
-            self._publish(
-                {
-                    "type": "op_final",
-                    "op_id": op_id.hex(),
-                    "height": event.height,
-                    "accounts": accounts,
-                }
-            )
+            published = {"type": "op_final", "op_id": op_id.hex(), "height": height}
+            published["accounts"] = accounts
+            self._deliver(listeners, published)
+        ops = len(event.final_op_ids)
+        if unfiltered and ops > FINAL_OPS_PUBLISHED_UNFILTERED_MAX:
+            truncated = {
+                "type": "op_final_truncated",
+                "height": height,
+                "ops": ops,
+                "published": FINAL_OPS_PUBLISHED_UNFILTERED_MAX,
+            }
+            self._deliver(unfiltered, truncated)
 
-    def _publish(self, event: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
+    def _deliver(self, listeners: list[EventListener], event: dict[str, Any]) -> None:
+        for listener in list(listeners):
             try:
                 listener(event)
             except Exception:
@@ -733,6 +842,22 @@ class Daemon:
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
         }
+
+
+def _event_accounts(event: NodeEvent) -> tuple[bytes, ...] | None:
+    """The raw account keys an event concerns (its JSON `accounts`); None: it concerns every
+    subscriber (a checkpoint, a mode change, a rejection)."""
+    kind = type(event)
+    if kind is OpAccepted:
+        assert isinstance(event, OpAccepted)
+        return (event.author,)
+    if kind is CreditReceived:
+        assert isinstance(event, CreditReceived)
+        return (event.account, event.sender)
+    if kind is HandleBound:
+        assert isinstance(event, HandleBound)
+        return (event.owner,)
+    return None
 
 
 def _public_event(event: NodeEvent) -> dict[str, Any] | None:

@@ -5,6 +5,10 @@ an in-process devnet) never share or collide on series. The shell calls the smal
 below at the points where things happen; the HTTP API serves `render()` with `CONTENT_TYPE`
 at `[metrics].path`.
 
+The hot counters (op results, frames, HTTP requests: several per op under load) are counted
+in plain ints and folded into their Prometheus counters when the metrics are rendered, so a
+count costs a dict update instead of a labelled-child lookup and a lock.
+
 Every label value comes from a closed set (result codes, route templates, directions); as a
 guard against a bug that would put an unbounded value into a label (a raw URL path, a peer
 id), each metric keeps at most `LABEL_SETS_PER_METRIC_MAX` distinct label sets and folds the
@@ -57,6 +61,10 @@ class NodeMetrics:
             # CPU, memory, open file descriptors of this process (from /proc; absent elsewhere).
             ProcessCollector(registry=self.registry)
         self._label_sets: dict[str, set[tuple[str, ...]]] = {}
+        # Counts not yet folded into their Prometheus counters (see `_fold`), by label values.
+        self._op_counts: dict[tuple[str, str], int] = {}
+        self._frame_counts: dict[str, int] = {}
+        self._http_counts: dict[tuple[str, str], int] = {}
         registry = self.registry
         self.ops = Counter(
             "swarmd_ops_total",
@@ -145,10 +153,14 @@ class NodeMetrics:
     def set_node_info(self, node_id: str, network_id: str, version: str) -> None:
         self.info.labels(node_id=node_id, network_id=network_id, version=version).set(1)
 
-    def op_result(self, result: str, reason: str = "") -> None:
-        """Count one op outcome; `reason` is the stable error code ("" when accepted)."""
-        result, reason = self._bounded("ops", result, reason)
-        self.ops.labels(result=result, reason=reason).inc()
+    def op_result(self, result: str, reason: str = "", count: int = 1) -> None:
+        """Count op outcomes; `reason` is the stable error code ("" when accepted)."""
+        counts = self._op_counts
+        key = (result, reason)
+        if key not in counts:
+            result, reason = self._bounded("ops", result, reason)
+            key = (result, reason)
+        counts[key] = counts.get(key, 0) + count
 
     def set_pending(self, count: int) -> None:
         self.pending_ops.set(count)
@@ -168,7 +180,11 @@ class NodeMetrics:
 
     def frame(self, direction: str, count: int = 1) -> None:
         """Count frames; `direction` is "sent" or "received"."""
-        self.frames.labels(direction=_direction(direction)).inc(count)
+        counts = self._frame_counts
+        if direction in counts:
+            counts[direction] += count
+        else:
+            counts[_direction(direction)] = count
 
     def fragment_event(self, event: str, count: int = 1) -> None:
         (event,) = self._bounded("fragments", event)
@@ -182,8 +198,11 @@ class NodeMetrics:
 
     def http_request(self, route: str, status: int) -> None:
         """Count a request; `route` must be the route template ("/accounts/{id}"), not a path."""
-        route, status_text = self._bounded("http_requests", route, str(status))
-        self.http_requests.labels(route=route, status=status_text).inc()
+        counts = self._http_counts
+        key = (route, str(status))
+        if key not in counts:
+            key = self._bounded("http_requests", *key)  # type: ignore[assignment]
+        counts[key] = counts.get(key, 0) + 1
 
     def set_mode(self, mode: str) -> None:
         """Mark `mode` (one of MODES) as current."""
@@ -203,7 +222,23 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         """The exposition text of every metric of this node."""
+        self._fold()
         return generate_latest(self.registry)
+
+    def _fold(self) -> None:
+        """Add the plain counts to their Prometheus counters (the keys stay, at zero)."""
+        for (result, reason), count in self._op_counts.items():
+            if count:
+                self.ops.labels(result=result, reason=reason).inc(count)
+                self._op_counts[(result, reason)] = 0
+        for direction, count in self._frame_counts.items():
+            if count:
+                self.frames.labels(direction=direction).inc(count)
+                self._frame_counts[direction] = 0
+        for (route, status), count in self._http_counts.items():
+            if count:
+                self.http_requests.labels(route=route, status=status).inc(count)
+                self._http_counts[(route, status)] = 0
 
     # --- helpers ---------------------------------------------------------------------------
 

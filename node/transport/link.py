@@ -30,6 +30,7 @@ FRAME_KIND_DATA = 0x00
 FRAME_KIND_PING = 0x01
 FRAME_KIND_PONG = 0x02
 _PING_PAYLOAD = struct.Struct(">Q")
+_DATA_HEADER = bytes([FRAME_KIND_DATA])
 
 #: Link header byte plus the largest frame: what a channel may carry in one message.
 LINK_MESSAGE_SIZE_BYTES_MAX = 1 + limits.FRAME_SIZE_BYTES_MAX
@@ -124,7 +125,7 @@ class PeerLink:
         """Queue an application frame; False when the bounded queue is full or the link closed."""
         if self.closed:
             return False
-        message = bytes([FRAME_KIND_DATA]) + frame
+        message = _DATA_HEADER + frame
         if control:
             return self._enqueue_control(message)
         if (

@@ -323,3 +323,78 @@ async def test_batch_submission(make_node: Any) -> None:
         response = await node.api.post("/v1/ops/batch", data=bad_body, headers=bad_headers)
         assert response.status == code
         assert "code" in await response.json()
+
+
+async def test_op_final_reaches_every_account_subscriber_and_is_bounded_unfiltered(
+    make_node: Any,
+) -> None:
+    from swarmd.node.daemon import FINAL_OPS_PUBLISHED_UNFILTERED_MAX as BOUND
+    from swarmd.protocol import encoding
+
+    node = await make_node()
+    # Every grant is authored by the council: its subscriber follows all of them.
+    everything = await node.api.ws_connect("/v1/events")
+    council = await node.api.ws_connect(f"/v1/events?account={node.daemon.node_id_text}")
+    for ws in (everything, council):
+        assert (await ws.receive_json())["type"] == "subscribed"
+    people = [node.new_author() for _ in range(BOUND + 20)]
+    grants = [node.council.grant(p.key, node.daemon.genesis.signup_reward) for p in people]
+    body = encoding.encode([g.envelope for g in grants])
+
+    # One request: every grant is admitted before the first checkpoint is cut.
+    response = await node.api.post(
+        "/v1/ops/batch", data=body, headers={"Content-Type": "application/msgpack"}
+    )
+    assert response.status == 202
+
+    unfiltered_final: list[str] = []
+    truncated: list[dict[str, Any]] = []
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            event = await everything.receive_json()
+            if event["type"] == "op_final":
+                unfiltered_final.append(event["op_id"])
+            elif event["type"] == "op_final_truncated":
+                truncated.append(event)
+            elif event["type"] == "checkpoint_final":
+                checkpoint = event
+                break
+    assert checkpoint["ops"] == len(grants)
+    assert len(unfiltered_final) == BOUND
+    assert truncated == [
+        {
+            "type": "op_final_truncated",
+            "height": checkpoint["height"],
+            "ops": len(grants),
+            "published": BOUND,
+        }
+    ]
+    council_final = set()
+    async with asyncio.timeout(WAIT_S):
+        while len(council_final) < len(grants):
+            event = await next_event(council, "op_final")
+            assert node.daemon.node_id_text in event["accounts"]
+            council_final.add(event["op_id"])
+    assert council_final == {g.op_id.hex() for g in grants}
+    await everything.close()
+    await council.close()
+
+
+async def test_logged_ops_carry_their_own_id_author_and_seq(make_node: Any) -> None:
+    # The log's columns come from the ledger's decoded op (not a second decode): they must
+    # still be exactly the envelope's.
+    from swarmd.protocol.ops import decode_op
+
+    node = await make_node()
+    alice, bob = node.new_author(), node.new_author()
+    grant = node.council.grant(alice.key, node.daemon.genesis.signup_reward)
+    pay = alice.transfer(bob.key, 3, receive=[grant.op_id])
+    for op in (grant, pay):
+        assert (await node.submit(op))[0] == 202
+
+    rows = await node.daemon.node_log.store.read_log(0, 10)  # type: ignore[attr-defined]
+
+    assert [row.envelope for row in rows] == [grant.envelope, pay.envelope]
+    for row in rows:
+        op = decode_op(row.envelope)
+        assert (row.op_id, row.author, row.author_seq) == (op.op_id, op.author, op.seq)

@@ -151,3 +151,22 @@ def test_unbounded_label_values_fold_into_other():
     # A label set seen before the bound keeps being counted under its own name.
     metrics.http_request("/raw/path/0", 404)
     assert value(metrics, "swarmd_http_requests_total", route="/raw/path/0", status="404") == 2
+
+
+def test_counts_between_renders_add_up_once():
+    # The hot counters are plain ints folded in at render time: each count shows exactly once.
+    metrics = NodeMetrics(process_metrics=False)
+    metrics.op_result("accepted")
+    metrics.op_result("accepted", count=2)
+    metrics.frame("received", 5)
+    metrics.http_request("/v1/ops", 202)
+    assert value(metrics, "swarmd_ops_total", result="accepted", reason="") == 3
+    assert value(metrics, "swarmd_ops_total", result="accepted", reason="") == 3
+
+    metrics.op_result("accepted")
+    metrics.frame("received")
+    metrics.http_request("/v1/ops", 202)
+
+    assert value(metrics, "swarmd_ops_total", result="accepted", reason="") == 4
+    assert value(metrics, "swarmd_frames_total", direction="received") == 6
+    assert value(metrics, "swarmd_http_requests_total", route="/v1/ops", status="202") == 2
