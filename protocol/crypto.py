@@ -48,6 +48,11 @@ def _is_valid_point(key: bytes) -> bool:
     return bool(sodium.crypto_core_ed25519_is_valid_point(key))
 
 
+#: Whether a 32-byte key is a canonical Ed25519 point of prime order (memoized). For hot paths
+#: that check the type and length themselves; `check_public_key` is the raising form.
+is_valid_public_key = _is_valid_point
+
+
 def check_public_key(key: bytes) -> bytes:
     """Return `key` if it is a canonical Ed25519 point of prime order, else raise."""
     if not isinstance(key, bytes) or len(key) != limits.PUBLIC_KEY_SIZE_BYTES:
@@ -59,12 +64,20 @@ def check_public_key(key: bytes) -> bytes:
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Raise BadSignatureError unless `signature` is a valid strict signature of `message`."""
-    if len(signature) != limits.SIGNATURE_SIZE_BYTES or len(public_key) != 32:
+    if len(signature) != limits.SIGNATURE_SIZE_BYTES:
+        raise BadSignatureError("signature or key has the wrong length")
+    verify_signed(public_key, signature + message)
+
+
+def verify_signed(public_key: bytes, signed: bytes) -> None:
+    """`verify` for a caller that already holds signature || message in one byte string (the
+    form libsodium takes), so it is not built twice; `signed` must be at least 64 bytes."""
+    if len(public_key) != limits.PUBLIC_KEY_SIZE_BYTES or len(signed) < limits.SIGNATURE_SIZE_BYTES:
         raise BadSignatureError("signature or key has the wrong length")
     try:
         # PyNaCl exposes only the combined form; crypto_sign_open runs libsodium's strict
         # crypto_sign_verify_detached on signature || message.
-        sodium.crypto_sign_open(signature + message, public_key)
+        sodium.crypto_sign_open(signed, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
         raise BadSignatureError("signature does not verify") from exc
 

@@ -50,6 +50,10 @@ from .ledger_state import Claim, EndorsementKey, LedgerState
 from .ops import Kind, Op, decode_op, op_id_of, verify_op
 from .pending import MissingKey, PendingPool
 
+#: Cut closures and cut derivations remembered between a proposal, the votes and the
+#: decision of one height (a few rounds may propose different cuts).
+CUT_CACHE_ENTRIES_MAX = 4
+
 # --- results and events --------------------------------------------------------------------
 
 Status = Literal["accepted", "pending", "duplicate", "rejected", "excluded"]
@@ -271,6 +275,10 @@ class Ledger:
         #: Each author's seq in the state this ledger started from (empty unless restored):
         #: the ops up to it are final and were never seen here.
         self._base_seqs: dict[bytes, int] = {}
+        #: Complete cut closures by their heads, and cut derivations by closure (see
+        #: `cut_closure`, `derive_cut`); both forgotten whenever the final state changes.
+        self._closures: dict[tuple[bytes, ...], tuple[set[bytes], tuple[bytes, ...]]] = {}
+        self._derivations: list[tuple[set[bytes], _Derivation]] = []
 
     @classmethod
     def restore_final(
@@ -298,13 +306,21 @@ class Ledger:
     # --- the pipeline ----------------------------------------------------------------------
 
     def receive_op(self, envelope: bytes, now: float) -> Outcome:
-        """Run the whole pipeline on one envelope (decode, verify, then `receive_verified`)."""
+        """Run the whole pipeline on one envelope (decode, verify, then `receive_verified`).
+
+        A duplicate is answered from the envelope's hash before decoding: gossip brings most
+        ops to a node several times. An undecodable envelope is never remembered by id (see
+        `_reject_undecodable`), so answering by id first changes no outcome.
+        """
+        op_id = None
+        if isinstance(envelope, bytes):
+            op_id = op_id_of(envelope)
+            if self._seen(op_id):
+                return self._duplicate(op_id)
         try:
-            op = decode_op(envelope)
+            op = decode_op(envelope, op_id)
         except RemoteProtocolError as exc:
             return self._reject_undecodable(envelope, exc)
-        if self._seen(op.op_id):
-            return self._duplicate(op.op_id)
         try:
             verify_op(op, self.network_id)
         except BadSignatureError as exc:
@@ -322,7 +338,7 @@ class Ledger:
     def _admit_new(self, op: Op, now: float) -> Outcome:
         """Admit a verified op not seen before, then whatever waited for it."""
         outcome = self._admit(op, now)
-        if _releases_waiters(outcome):
+        if self.pending and _releases_waiters(outcome):  # nothing waits when nothing is pending
             self._release_waiters(op.op_id, now)
         return outcome
 
@@ -433,8 +449,9 @@ class Ledger:
             return Outcome(op.op_id, "duplicate", "", _FINAL_DETAIL)
         missing: set[MissingKey] = set()
         excluded_parent = b""
+        applied = self._live.applied
         for parent in op.parents:
-            if self._parent_applied(op, parent):
+            if parent in applied or self._is_state_final(op, parent):  # _parent_applied
                 continue
             if parent in self._live.excluded:
                 excluded_parent = parent
@@ -556,10 +573,14 @@ class Ledger:
         (whether this node knows them or not), so every node at the same final height gives an
         op the same depth, replayed or restored."""
         final = self._final.applied
-        return 1 + max(
-            (self._depth[p] for p in op.parents if p not in final and p in self._depth),
-            default=0,
-        )
+        depths = self._depth
+        deepest = 0
+        for parent in op.parents:
+            if parent not in final:
+                depth = depths.get(parent)
+                if depth is not None and depth > deepest:
+                    deepest = depth
+        return 1 + deepest
 
     def _recompute_depths(self) -> None:
         """Re-count the depth of every known non-final op from the (new) final checkpoint,
@@ -569,11 +590,10 @@ class Ledger:
         for op_id in sorted(unfinal, key=self._canonical_key):
             self._depth[op_id] = self._depth_of(self._known[op_id])
 
-    def _conflict_keys(self, op: Op) -> list[ConflictKey]:
-        keys: list[ConflictKey] = [("seq", op.author, op.seq)]
+    def _conflict_keys(self, op: Op) -> tuple[ConflictKey, ...]:
         if op.kind is Kind.GRANT:
-            keys.append(("grant", op.to, 0))
-        return keys
+            return (("seq", op.author, op.seq), ("grant", op.to, 0))
+        return (("seq", op.author, op.seq),)
 
     def _canonical_key(self, op_id: bytes) -> CanonicalKey:
         return (self._depth[op_id], op_id)
@@ -590,8 +610,9 @@ class Ledger:
             if recipient is not None and recipient.granted:
                 return "final"
         verdict: Literal["none", "newcomer", "holder", "final"] = "none"
+        conflicts = self._live.conflicts
         for key in self._conflict_keys(op):
-            holder = self._live.conflicts.get(key)
+            holder = conflicts.get(key)
             if holder is None or holder == op.op_id:
                 continue
             if holder in self._final.applied:
@@ -693,11 +714,14 @@ class Ledger:
     # --- applying --------------------------------------------------------------------------
 
     def _apply(self, op: Op, checked: _Checked) -> None:
-        state = self._live.state
+        live = self._live
+        state = live.state
         author = op.author
-        self._live.applied.add(op.op_id)
+        op_id = op.op_id
+        live.applied.add(op_id)
+        conflicts = live.conflicts
         for key in self._conflict_keys(op):
-            self._live.conflicts[key] = op.op_id
+            conflicts[key] = op_id
         account = state.account(author)
         account.seq = op.seq
         account.head = op.op_id
@@ -788,6 +812,7 @@ class Ledger:
     def _rederive(self) -> None:
         """Replay every known op above the final state in canonical order."""
         self.stats.rederivations += 1
+        self._forget_cuts()  # the replay may drop ops a remembered closure holds
         before = set(self._live.applied)
         bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         final = self._final.applied
@@ -795,6 +820,8 @@ class Ledger:
             (op for op in self._known.values() if op.op_id not in final),
             key=lambda op: self._canonical_key(op.op_id),
         )
+        handles = self._handles_of(ordered)
+        conflicts_before = self._handle_conflicts(self._live, handles)
         self._live = self._replay(self._final, ordered)
         for op_id in sorted(self._live.applied - before):
             op = self._known[op_id]
@@ -809,7 +836,46 @@ class Ledger:
                 self._emit(HandleUnbound(handle, old))
             if old != new and new is not None:
                 self._emit(HandleBound(handle, self._live.state.bindings[handle].owner, new))
+        # A conflict the replay brought about is reported as applying the ops in order would.
+        conflicts_after = self._handle_conflicts(self._live, handles)
+        for handle, loser, winner in sorted(conflicts_after - conflicts_before):
+            self._emit(HandleConflictRaised(handle, loser, winner))
         self._emit(StateRederived(len(self._live.applied), len(self._live.excluded)))
+
+    def _handles_of(self, ops: list[Op]) -> list[str]:
+        """The handles that claims, endorsements and revocations among `ops` touch."""
+        handles: set[str] = set()
+        claims = self._live.state.claims
+        for op in ops:
+            kind = op.kind
+            if kind is Kind.HANDLE_CLAIM or kind is Kind.HANDLE_REVOKE:
+                handles.add(op.fields["handle"])
+            elif kind is Kind.HANDLE_ENDORSE:
+                claim = claims.get(op.fields["claim"])
+                target = self._known.get(op.fields["claim"])
+                if claim is not None:
+                    handles.add(claim.handle)
+                elif target is not None and target.kind is Kind.HANDLE_CLAIM:
+                    handles.add(target.fields["handle"])
+        return sorted(handles)
+
+    def _handle_conflicts(
+        self, derivation: _Derivation, handles: list[str]
+    ) -> set[tuple[str, bytes, bytes]]:
+        """(handle, losing claim, winning claim) of each conflict `_settle_handle` reports."""
+        conflicts: set[tuple[str, bytes, bytes]] = set()
+        claims = derivation.state.claims
+        for handle in handles:
+            eligible: list[tuple[EndorsementKey, bytes]] = []
+            for claim_id in derivation.claims_by_handle.get(handle, []):
+                claim = claims[claim_id]
+                quorum_key = claim.quorum_key(self.quorum)
+                if quorum_key is not None and len(claim.revokers) < self.quorum:
+                    eligible.append((quorum_key, claim_id))
+            eligible.sort()
+            for _, loser in eligible[1:]:
+                conflicts.add((handle, loser, eligible[0][1]))
+        return conflicts
 
     def _replay(self, base: _Derivation, ordered: list[Op]) -> _Derivation:
         """A copy of `base` with `ordered` (canonical order) applied; the live derivation is
@@ -870,9 +936,22 @@ class Ledger:
         return len(self._live.applied) - len(self._final.applied)
 
     def cut_closure(self, heads: list[bytes]) -> tuple[set[bytes], list[bytes]]:
-        """The non-final ops a cut with these heads contains, and the ids we lack (if any)."""
+        """The non-final ops a cut with these heads contains, and the ids we lack (if any).
+
+        The answer is remembered for the heads it was asked for until the final state or the
+        set of known ops changes (a cut is asked for by the proposal, the votes, the decision,
+        and on every input while ops of it are missing): an incomplete one is walked again
+        only once one of its missing ids has arrived.
+        """
+        key = tuple(heads)
+        cached = self._closures.get(key)
+        if cached is not None:
+            known = self._known
+            if not any(op_id in known for op_id in cached[1]):
+                return cached[0], list(cached[1])
         closure: set[bytes] = set()
         missing: list[bytes] = []
+        lacking: set[bytes] = set()
         stack = list(heads)
         final = self._final.applied
         while stack:
@@ -881,11 +960,15 @@ class Ledger:
                 continue
             op = self._known.get(op_id)
             if op is None:
-                if op_id not in missing:
+                if op_id not in lacking:
+                    lacking.add(op_id)
                     missing.append(op_id)
                 continue
             closure.add(op_id)
             stack.extend(p for p in op.parents if not self._is_state_final(op, p))
+        if key not in self._closures and len(self._closures) >= CUT_CACHE_ENTRIES_MAX:
+            self._closures.pop(next(iter(self._closures)))
+        self._closures[key] = (closure, tuple(missing))
         return closure, missing
 
     def derive_cut(self, heads: list[tuple[bytes, int, bytes]]) -> tuple[bytes, set[bytes]]:
@@ -893,6 +976,8 @@ class Ledger:
 
         Raises CutInvalidError when the cut cannot be final (a head that is not the author's op
         at that seq, an op that breaks a rule, a head excluded by a conflict in the cut).
+        The derivation of a cut that is not exactly the provisional state is kept for
+        `finalize` (bounded: CUT_CACHE_ENTRIES_MAX), so a decided cut is replayed once.
         """
         closure, missing = self.cut_closure([head for _, _, head in heads])
         if missing:
@@ -901,10 +986,27 @@ class Ledger:
             op = self._known[head]
             if op.author != author or op.seq != seq:
                 raise CutInvalidError("a head is not its author's op at that seq")
-        live_unfinal = self._live.applied - self._final.applied
-        if closure == live_unfinal and not self._live.excluded:
+        if self._is_whole_live(closure):
             # The common case: the cut is exactly our provisional state.
             return self._live.state.root(), closure
+        derivation = self._cut_derivation(closure)
+        if any(head not in derivation.applied for _, _, head in heads):
+            raise CutInvalidError("a head of the cut loses a conflict inside the cut")
+        return derivation.state.root(), closure
+
+    def _is_whole_live(self, closure: set[bytes]) -> bool:
+        """Whether `closure` is exactly the provisional (applied, non-final) ops, with nothing
+        excluded: then the cut's state is the live state itself."""
+        if self._live.excluded or len(closure) != self.unfinalized_count():
+            return False
+        applied = self._live.applied
+        return all(op_id in applied for op_id in closure)
+
+    def _cut_derivation(self, closure: set[bytes]) -> _Derivation:
+        """The final state with `closure` replayed onto it (strict), remembered per closure."""
+        for cached_closure, derivation in self._derivations:
+            if cached_closure == closure:
+                return derivation
         ordered = sorted(
             (self._known[op_id] for op_id in closure), key=lambda o: self._canonical_key(o.op_id)
         )
@@ -912,9 +1014,10 @@ class Ledger:
             derivation = self._replay_strict(ordered)
         except _Rejection as rejection:
             raise CutInvalidError(f"the cut holds an invalid op: {rejection.code}") from None
-        if any(head not in derivation.applied for _, _, head in heads):
-            raise CutInvalidError("a head of the cut loses a conflict inside the cut")
-        return derivation.state.root(), closure
+        if len(self._derivations) >= CUT_CACHE_ENTRIES_MAX:
+            self._derivations.pop(0)
+        self._derivations.append((closure, derivation))
+        return derivation
 
     def _replay_strict(self, ordered: list[Op]) -> _Derivation:
         live, self._live = self._live, self._final.copy()
@@ -930,20 +1033,29 @@ class Ledger:
     def finalize(self, height: int, closure: set[bytes]) -> list[bytes]:
         """Make a checked cut final (its closure from `cut_closure`); returns the final ids.
 
-        When the cut is exactly the provisional state (the common case) the final state is a
-        copy of it; otherwise the cut is replayed onto the previous final state and the
-        provisional state is re-derived above the new final one.
+        Three ways, cheapest first, all giving the state a full re-derivation would:
+        - the cut is exactly the provisional state: the final state is a copy of it;
+        - the cut is a part of a conflict-free provisional state and what stays provisional
+          does not depend on where the final line is (`_remainder_is_stable`): the cut's
+          derivation (kept from `derive_cut`) becomes final and the provisional state stays
+          as it is; only causal depths are re-counted from the new final checkpoint;
+        - otherwise the cut is replayed onto the previous final state and the provisional
+          state is re-derived above the new final one.
         """
         if height != self.final_height + 1:
             raise LocalProtocolError(f"finalize height {height} after {self.final_height}")
-        if closure == self._live.applied - self._final.applied and not self._live.excluded:
+        if self._is_whole_live(closure):
             self._final = self._live.copy()
+            self._forget_cuts()
         else:
-            ordered = sorted(
-                (self._known[op_id] for op_id in closure),
-                key=lambda o: self._canonical_key(o.op_id),
+            derivation = self._cut_derivation(closure)
+            remainder = self._remainder(closure)
+            stable = (
+                not derivation.excluded
+                and not self._live.excluded
+                and len(remainder) + len(closure) == self.unfinalized_count()
+                and self._remainder_is_stable(closure, remainder)
             )
-            derivation = self._replay_strict(ordered)
             for op_id, code in list(derivation.excluded.items()):
                 # A loser inside a final cut can never win any more.
                 self._known.pop(op_id, None)
@@ -951,12 +1063,57 @@ class Ledger:
                 self._remember_rejected(op_id, code + "_final")
             derivation.excluded = {}
             self._final = derivation
+            self._forget_cuts()
             # Depths and endorsement epochs count from the new final checkpoint from now on.
             self.final_height = height
-            self._recompute_depths()
-            self._rederive()
+            if stable:
+                self._recount_depths(remainder)
+            else:
+                self._recompute_depths()
+                self._rederive()
         self.final_height = height
         return sorted(closure)
+
+    def _remainder(self, closure: set[bytes]) -> list[bytes]:
+        """The applied, non-final ops outside `closure`, in canonical order."""
+        final = self._final.applied
+        applied = self._live.applied
+        remainder = [
+            op_id
+            for op_id in self._known
+            if op_id in applied and op_id not in final and op_id not in closure
+        ]
+        remainder.sort(key=self._canonical_key)
+        return remainder
+
+    def _remainder_is_stable(self, closure: set[bytes], remainder: list[bytes]) -> bool:
+        """Whether applying `remainder` above the cut gives what it gave above the old final
+        state. Rules that look at the final line are: an endorsement's key (final height and
+        depth), a revocation settling by those keys, and a dep that turns final (only a credit
+        to the author or a claim may be named once final). Ops of those shapes force the full
+        re-derivation."""
+        known = self._known
+        for op_id in remainder:
+            op = known[op_id]
+            if op.kind is Kind.HANDLE_ENDORSE or op.kind is Kind.HANDLE_REVOKE:
+                return False
+            for dep in op.deps:
+                if dep not in closure:
+                    continue
+                dep_op = known[dep]
+                if not (dep_op.kind in _CREDIT_KINDS and dep_op.to == op.author):
+                    return False
+        return True
+
+    def _recount_depths(self, ordered: list[bytes]) -> None:
+        """Re-count causal depths of the still-provisional ops (parents first) from the new
+        final checkpoint, as a re-derivation would."""
+        for op_id in ordered:
+            self._depth[op_id] = self._depth_of(self._known[op_id])
+
+    def _forget_cuts(self) -> None:
+        self._closures.clear()
+        self._derivations.clear()
 
     # --- rejection and events --------------------------------------------------------------
 

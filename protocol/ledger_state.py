@@ -25,7 +25,8 @@ Records and their tree keys (H = sha256, encode = canonical msgpack):
 `unreceived_sum` is the sum, mod 2**256, of H("swarmd/state/unreceived\\0" || credit_id ||
 amount as 8 bytes big-endian) over the account's unreceived credits: an incremental,
 order-independent digest of the set *with* the amounts, which a node restored from a snapshot
-needs to receive those credits without knowing the ops.
+needs to receive those credits without knowing the ops. It is brought up to date when read
+(the state root reads it), so a credit received between two roots costs no hashing.
 """
 
 from __future__ import annotations
@@ -74,13 +75,14 @@ class Account:
     """
 
     __slots__ = (
+        "_unhashed",
+        "_unreceived_sum",
         "balance",
         "granted",
         "head",
         "seq",
         "spendable",
         "unreceived",
-        "unreceived_sum",
         "window_basis",
         "window_grants",
     )
@@ -91,26 +93,53 @@ class Account:
         self.seq = 0
         self.head = b""
         self.unreceived: dict[bytes, int] = {}
-        self.unreceived_sum = 0
+        self._unreceived_sum = 0
+        #: Changes to the unreceived set not yet folded into `_unreceived_sum`: (credit id,
+        #: amount) -> net count (+1 added, -1 removed). Hashing waits for the next read of
+        #: `unreceived_sum` (the state root), so a credit received before then is never hashed
+        #: at all; None while empty, to keep idle accounts small.
+        self._unhashed: dict[tuple[bytes, int], int] | None = None
         self.window_basis = 0
         self.window_grants = 0
         self.granted = False
 
+    @property
+    def unreceived_sum(self) -> int:
+        """The digest of the unreceived credits (see the module docstring)."""
+        if self._unhashed:
+            total = self._unreceived_sum
+            for (credit_id, amount), count in self._unhashed.items():
+                total += count * unreceived_term(credit_id, amount)
+            self._unreceived_sum = total % _ID_SPACE
+            self._unhashed = None
+        return self._unreceived_sum
+
+    def _note_unhashed(self, credit_id: bytes, amount: int, change: int) -> None:
+        unhashed = self._unhashed
+        if unhashed is None:
+            unhashed = self._unhashed = {}
+        key = (credit_id, amount)
+        count = unhashed.get(key, 0) + change
+        if count:
+            unhashed[key] = count
+        else:
+            del unhashed[key]
+
     def add_unreceived(self, credit_id: bytes, amount: int) -> None:
         self.unreceived[credit_id] = amount
-        self.unreceived_sum = (self.unreceived_sum + unreceived_term(credit_id, amount)) % _ID_SPACE
+        self._note_unhashed(credit_id, amount, 1)
 
     def remove_unreceived(self, credit_id: bytes) -> int:
         """Forget an unreceived credit; returns its amount."""
         amount = self.unreceived.pop(credit_id)
-        self.unreceived_sum = (self.unreceived_sum - unreceived_term(credit_id, amount)) % _ID_SPACE
+        self._note_unhashed(credit_id, amount, -1)
         return amount
 
     def copy(self) -> Account:
         other = Account()
         other.balance, other.spendable = self.balance, self.spendable
         other.seq, other.head = self.seq, self.head
-        other.unreceived, other.unreceived_sum = dict(self.unreceived), self.unreceived_sum
+        other.unreceived, other._unreceived_sum = dict(self.unreceived), self.unreceived_sum
         other.window_basis, other.window_grants = self.window_basis, self.window_grants
         other.granted = self.granted
         return other

@@ -15,11 +15,15 @@ fields of its kind. No other keys are allowed. docs/PROTOCOL.md states every rul
 from __future__ import annotations
 
 import re
+import threading
 from enum import IntEnum
 from typing import Any
 
+import msgpack
+
 from . import crypto, encoding, limits
 from .errors import (
+    BadSignatureError,
     DecodeError,
     LocalProtocolError,
     MalformedOpError,
@@ -83,6 +87,8 @@ _SORTED_KEYS = {
     for kind, fields in KIND_FIELDS.items()
 }
 _KINDS_BY_NUMBER = {int(kind): kind for kind in Kind}
+#: The one-byte kind that `signed_message` puts before the body.
+_KIND_BYTES = {kind: bytes((kind,)) for kind in Kind}
 
 
 class Op:
@@ -90,8 +96,9 @@ class Op:
 
     Treated as immutable. A plain slotted class rather than a frozen dataclass: a frozen
     dataclass sets each of its 14 fields through object.__setattr__, which made building an
-    Op a fifth of the decode cost on the pipeline's hot path. Equality and hashing go by the
-    op id (a hash of the exact envelope bytes).
+    Op a fifth of the decode cost on the pipeline's hot path (`decode_op` also passes the
+    arguments by position, in the order of `__init__`). Equality and hashing go by the op id
+    (a hash of the exact envelope bytes).
     """
 
     __slots__ = (
@@ -113,7 +120,6 @@ class Op:
 
     def __init__(
         self,
-        *,
         op_id: bytes,
         kind: Kind,
         author: bytes,
@@ -180,6 +186,7 @@ class Op:
 
 
 def signed_message(network_id: bytes, kind: int, body: bytes) -> bytes:
+    """What the author signs (`verify_op` builds the same bytes behind the signature)."""
     return b"".join((OP_DOMAIN_TAG, network_id, bytes((kind,)), body))
 
 
@@ -222,13 +229,18 @@ def build_op(
 # --- decoding and shape ------------------------------------------------------------------------
 
 
-def decode_op(envelope: bytes) -> Op:
+def decode_op(envelope: bytes, op_id: bytes | None = None) -> Op:
     """Decode and shape-check an envelope. Raises MalformedOpError / DecodeError subclasses.
 
     The signature is not checked here (see `verify_op`), so that verification, which dominates
-    the cost, can run on worker threads. This is the hot path of the pipeline: instead of the
-    generic canonical decoder it checks the exact expected shape and then compares a re-encoding
-    with the input, which proves canonical form for this fixed shape at a third of the cost.
+    the cost, can run on worker threads. `op_id`, when given, must be `op_id_of(envelope)`
+    (the ledger hashes the envelope first to answer duplicates without decoding them).
+
+    This is the hot path of the pipeline: instead of the generic canonical decoder it checks
+    the exact expected shape and then compares a re-encoding with the input, which proves
+    canonical form for this fixed shape at a third of the cost. Grants and transfers (nearly
+    all traffic) first try `_credit_op`, a lean copy of the same checks that gives up (returns
+    None) on anything unusual, so every error still comes from the one general path below.
     """
     if not isinstance(envelope, bytes) or len(envelope) > limits.OP_ENVELOPE_SIZE_BYTES_MAX:
         raise MalformedOpError(
@@ -243,6 +255,19 @@ def decode_op(envelope: bytes) -> Op:
     if kind is None:
         raise MalformedOpError(f"unknown op kind {kind_number}", code="unknown_kind")
     fields = _unpack(body, "body")
+    if op_id is None:
+        op_id = op_id_of(envelope)
+    if kind is Kind.TRANSFER or kind is Kind.GRANT:
+        op = _credit_op(op_id, kind, fields, body, signature, envelope)
+        if op is not None:
+            return op
+    return _checked_op(op_id, kind, fields, body, signature, envelope)
+
+
+def _checked_op(
+    op_id: bytes, kind: Kind, fields: Any, body: bytes, signature: bytes, envelope: bytes
+) -> Op:
+    """The general shape checks of every kind; raises the precise MalformedOpError."""
     if type(fields) is not dict or tuple(fields) != _SORTED_KEYS[kind]:
         raise MalformedOpError(f"{kind.label} body must have exactly {_SORTED_KEYS[kind]}")
     author, seq, prev, deps, basis = (fields[name] for name in COMMON_FIELDS)
@@ -256,21 +281,99 @@ def decode_op(envelope: bytes) -> Op:
         del fields[name]
     deps_tuple = tuple(deps)
     return Op(
-        op_id=op_id_of(envelope),
-        kind=kind,
-        author=author,
-        seq=seq,
-        prev=prev,
-        deps=deps_tuple,
-        basis=basis,
-        fields=fields,
-        body=body,
-        signature=signature,
-        envelope=envelope,
-        amount=fields.get("amount", 0),
-        to=fields.get("to", b""),
-        parents=(prev, *deps_tuple) if prev else deps_tuple,
+        op_id,
+        kind,
+        author,
+        seq,
+        prev,
+        deps_tuple,
+        basis,
+        fields,
+        body,
+        signature,
+        envelope,
+        fields.get("amount", 0),
+        fields.get("to", b""),
+        (prev, *deps_tuple) if prev else deps_tuple,
     )
+
+
+#: The body keys of a grant or a transfer, in canonical order (the order `_credit_op` reads).
+_CREDIT_KEYS = ("amount", "author", "basis", "deps", "prev", "seq", "to")
+assert _CREDIT_KEYS == _SORTED_KEYS[Kind.GRANT] == _SORTED_KEYS[Kind.TRANSFER]
+_is_valid_key = crypto.is_valid_public_key
+_HASH_SIZE = limits.HASH_SIZE_BYTES
+_PUBLIC_KEY_SIZE = limits.PUBLIC_KEY_SIZE_BYTES
+
+
+def _credit_op(
+    op_id: bytes, kind: Kind, fields: Any, body: bytes, signature: bytes, envelope: bytes
+) -> Op | None:
+    """The Op of a well-formed grant or transfer body, or None to let the general path decide.
+
+    Accepts exactly what the general path accepts (the same checks as `_check_common`,
+    `_check_kind_fields` and the canonical re-encoding, written out for this one shape), so
+    the two give the same Op; tests/protocol/test_pipeline_paths.py holds them to that.
+    """
+    if type(fields) is not dict or tuple(fields) != _CREDIT_KEYS:
+        return None
+    amount, author, basis, deps, prev, seq, to = fields.values()
+    if (
+        type(author) is not bytes
+        or len(author) != _PUBLIC_KEY_SIZE
+        or type(to) is not bytes
+        or len(to) != _PUBLIC_KEY_SIZE
+        or type(seq) is not int
+        or not 1 <= seq <= limits.SEQ_MAX
+        or type(basis) is not int
+        or not 0 <= basis <= limits.SEQ_MAX
+        or type(amount) is not int
+        or not 1 <= amount <= limits.AMOUNT_MAX
+        or type(prev) is not bytes
+        or len(prev) != (0 if seq == 1 else _HASH_SIZE)
+        or type(deps) is not list
+        or len(deps) > limits.OP_DEPS_MAX
+    ):
+        return None
+    previous = b""
+    for dep in deps:
+        if type(dep) is not bytes or len(dep) != _HASH_SIZE or dep <= previous:
+            return None
+        previous = dep
+    if (prev and prev in deps) or not (_is_valid_key(author) and _is_valid_key(to)):
+        return None
+    if _packer().pack(fields) != body:
+        return None
+    deps_tuple = tuple(deps)
+    return Op(
+        op_id,
+        kind,
+        author,
+        seq,
+        prev,
+        deps_tuple,
+        basis,
+        {"amount": amount, "to": to},
+        body,
+        signature,
+        envelope,
+        amount,
+        to,
+        (prev, *deps_tuple) if prev else deps_tuple,
+    )
+
+
+_thread_state = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's reusable canonical packer (building one per call costs more than packing a
+    body; one per thread because worker threads decode concurrently)."""
+    try:
+        packer: msgpack.Packer = _thread_state.packer
+    except AttributeError:
+        packer = _thread_state.packer = msgpack.Packer(use_bin_type=True)
+    return packer
 
 
 _SIGNATURE_HEADER = b"\xc4\x40"  # bin8 of length 64
@@ -438,4 +541,8 @@ def check_envelopes(envelopes: list[bytes], network_id: bytes) -> list[Op | byte
 
 def verify_op(op: Op, network_id: bytes) -> None:
     """Raise BadSignatureError unless the author signed this body for this network."""
-    crypto.verify(op.author, op.signed_message(network_id), op.signature)
+    if len(op.signature) != limits.SIGNATURE_SIZE_BYTES:
+        raise BadSignatureError("signature or key has the wrong length")
+    # signature || signed message in one join: the form libsodium verifies.
+    signed = b"".join((op.signature, OP_DOMAIN_TAG, network_id, _KIND_BYTES[op.kind], op.body))
+    crypto.verify_signed(op.author, signed)
