@@ -150,7 +150,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from .config import load_config
     from .daemon import run_until_signalled
     from .logs import configure_logging
+    from .parent import exit_with_parent
 
+    exit_with_parent(os.environ)
     config = load_config(args.config) if args.config else load_home_config(args.home)
     node_id = _node_id_text(config.node.key_file)
     configure_logging(node_id, config.log.level, config.log.format)

@@ -38,6 +38,7 @@ from swarmd.protocol.wallet import Author
 
 from . import cli
 from .cli import EXIT_OK, CliError, Output
+from .parent import EXIT_WITH_PARENT_ENV
 
 #: A marker in the devnet directory: only a directory holding it is ever wiped and reused.
 MARKER_FILE = "devnet.json"
@@ -286,6 +287,9 @@ class Swarm:
                 stderr=log_file,
                 start_new_session=True,  # a terminal's Ctrl-C goes to the devnet, not the nodes
                 cwd=node.home,
+                # If the devnet (or a benchmark or test driving it) dies without stopping its
+                # nodes, even by kill -9, they stop too instead of running on as orphans.
+                env={**os.environ, EXIT_WITH_PARENT_ENV: str(os.getpid())},
             )
         finally:
             log_file.close()

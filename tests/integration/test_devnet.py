@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -87,3 +88,72 @@ async def test_devnet_refuses_a_foreign_directory(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert json.loads(out)["code"] == "file_exists"
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def node_pids(home: Path) -> list[int]:
+    """The `swarmd run` processes whose command line names a node home under `home`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"run" in argv and any(arg.startswith(str(home).encode()) for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+async def exited(pid: int) -> None:
+    """Wait (without polling) until `pid` is gone: a pidfd turns readable when it exits."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl PR_SET_PDEATHSIG")
+async def test_nodes_stop_when_the_devnet_is_killed(tmp_path: Path) -> None:
+    home = tmp_path / "devnet"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-P",
+        "-c",
+        CLI,
+        "devnet",
+        "--nodes",
+        "2",
+        "--transport",
+        "websocket",
+        "--home",
+        str(home),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(DEVNET_TIMEOUT_S):
+            await process.stdout.readline()
+        pids = node_pids(home)
+        assert len(pids) == 2
+        process.kill()  # kill -9: the devnet cannot stop its nodes itself
+        await process.wait()
+        async with asyncio.timeout(DEVNET_TIMEOUT_S):
+            for pid in pids:
+                await exited(pid)
+        assert node_pids(home) == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for pid in node_pids(home):
+            os.kill(pid, signal.SIGKILL)
