@@ -153,78 +153,101 @@ def _check_id(id_: object) -> bytes:
 class IdSet:
     """A sorted set of 32-byte ids with range fingerprints.
 
-    Layout: one sorted Python list of ids plus a list of prefix sums, where `_prefix[i]` is the
-    sum (as little-endian integers, not reduced) of the first i ids. A fingerprint of the ids at
-    indexes [lo, hi) is then one subtraction and one SHA-256.
+    Layout: a Python set of the members (membership, size), one sorted list of them for the
+    ordered queries, and a list of prefix sums, where `_prefix[i]` is the sum (as little-endian
+    integers, not reduced) of the first i sorted ids. A fingerprint of the ids at indexes
+    [lo, hi) is then one subtraction and one SHA-256.
 
-    The prefix sums are lazy: an insert or removal at index i truncates them to i + 1 entries
-    (valid ones are never recomputed), and a later query extends them only up to the index it
-    needs. Costs: building from n ids is one sort, O(n log n); `add`/`discard` are a bisect plus
-    a list insert/delete, O(n) memmove in C (about 1 ms at 10**6 ids) and O(n - i) to drop the
-    stale prefix entries; the first fingerprint after an insert at i costs O(hi - i) additions,
-    later ones O(1). For the live set (a few thousand unfinalized ids) every operation is
-    microseconds. A Fenwick or blocked tree would make inserts into a 10**6-id set O(log n)
-    instead, at a constant cost on every query; the large sets here are built once per session
-    (benchmark, catch-up), so the flat layout wins.
+    Changes are lazy: `add` and `discard` touch the member set and a journal of changes, O(1);
+    the first ordered query after changes merges them into the sorted list (one pass: the
+    kept ids are already in order and timsort merges the few new ones, O(n + k log k)) and
+    drops the prefix sums from the first changed index. The live set of a node under load
+    takes an add per admitted op and a discard per finalized op, tens of thousands between
+    two sessions, while sessions query it a few times per interval; a sorted insert per add
+    (an O(n) memmove each) cost more than everything else here.
     """
 
-    __slots__ = ("_ids", "_prefix")
+    __slots__ = ("_added", "_dropped", "_ids", "_members", "_prefix")
 
     def __init__(self) -> None:
+        self._members: set[bytes] = set()
         self._ids: list[bytes] = []
         self._prefix: list[int] = [0]
+        self._added: list[bytes] = []  # members not yet in _ids
+        self._dropped: set[bytes] = set()  # in _ids but no longer members
 
     @classmethod
     def from_ids(cls, ids: Iterable[bytes]) -> IdSet:
         """Build from any iterable of 32-byte ids (duplicates are merged) in one sort."""
         id_set = cls()
-        id_set._ids = sorted({_check_id(i) for i in ids})
+        id_set._members = {_check_id(i) for i in ids}
+        id_set._ids = sorted(id_set._members)
         return id_set
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._members)
 
     def __contains__(self, id_: object) -> bool:
-        if not isinstance(id_, bytes):
-            return False
-        index = bisect.bisect_left(self._ids, id_)
-        return index < len(self._ids) and self._ids[index] == id_
+        return id_ in self._members
 
     def __iter__(self) -> Iterator[bytes]:
+        self._settle()
         return iter(self._ids)
 
     def add(self, id_: bytes) -> bool:
         """Insert `id_`; returns False when it was already present."""
-        index = bisect.bisect_left(self._ids, _check_id(id_))
-        if index < len(self._ids) and self._ids[index] == id_:
+        if _check_id(id_) in self._members:
             return False
-        self._ids.insert(index, id_)
-        self._invalidate_from(index)
+        self._members.add(id_)
+        if id_ in self._dropped:
+            self._dropped.discard(id_)  # still in _ids, at its place
+        else:
+            self._added.append(id_)
         return True
 
     def discard(self, id_: bytes) -> bool:
         """Remove `id_` if present; returns whether it was."""
-        index = bisect.bisect_left(self._ids, _check_id(id_))
-        if index == len(self._ids) or self._ids[index] != id_:
+        if _check_id(id_) not in self._members:
             return False
-        del self._ids[index]
-        self._invalidate_from(index)
+        self._members.discard(id_)
+        self._dropped.add(id_)  # an id still in _added is filtered out in _settle
         return True
 
-    def _invalidate_from(self, index: int) -> None:
-        if len(self._prefix) > index + 1:
-            del self._prefix[index + 1 :]
+    def _settle(self) -> None:
+        """Merge the journal into the sorted list and invalidate the prefix sums from the
+        first index that changed."""
+        if not self._added and not self._dropped:
+            return
+        old, members, dropped = self._ids, self._members, self._dropped
+        added = [i for i in self._added if i in members]
+        # Before this index the new list equals the old one (bisect needs no membership).
+        changed = min(
+            (bisect.bisect_left(old, i) for i in itertools.chain(added, dropped)),
+            default=len(old),
+        )
+        merged = [i for i in old if i not in dropped] if dropped else list(old)
+        if added:
+            merged += added
+            merged.sort()  # timsort: one run plus a few new ids
+        self._ids = merged
+        self._added = []
+        self._dropped = set()
+        if len(self._prefix) > changed + 1:
+            del self._prefix[changed + 1 :]
 
     def bisect(self, key: bytes | None) -> int:
         """Index of the first id >= `key` (a 32-byte bound); None means past every id."""
+        self._settle()
         if key is None:
             return len(self._ids)
         return bisect.bisect_left(self._ids, key)
 
     def id_at(self, index: int) -> bytes:
+        self._settle()
         return self._ids[index]
 
     def ids_between(self, lo_index: int, hi_index: int) -> list[bytes]:
+        self._settle()
         return self._ids[lo_index:hi_index]
 
     def _prefix_sum(self, index: int) -> int:
@@ -238,6 +261,7 @@ class IdSet:
 
     def fingerprint(self, lo_index: int, hi_index: int) -> bytes:
         """Fingerprint of the ids at indexes [lo_index, hi_index)."""
+        self._settle()
         if not 0 <= lo_index <= hi_index <= len(self._ids):
             raise LocalProtocolError("fingerprint index range out of bounds")
         id_sum = self._prefix_sum(hi_index) - self._prefix_sum(lo_index)

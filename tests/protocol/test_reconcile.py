@@ -112,6 +112,43 @@ def test_id_set_fingerprints_follow_inserts_and_removals(
         assert (id_ in id_set) == (id_ in model)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.lists(st.sampled_from([bytes([b]) * 32 for b in range(12)]), max_size=12),
+    batches=st.lists(
+        st.lists(
+            st.tuples(st.booleans(), st.sampled_from([bytes([b]) * 32 for b in range(12)])),
+            max_size=10,
+        ),
+        max_size=8,
+    ),
+    data=st.data(),
+)
+def test_id_set_settles_batched_edits_between_queries(
+    start: list[bytes], batches: list[list[tuple[bool, bytes]]], data: st.DataObject
+) -> None:
+    """Adds and discards are journaled and merged at the next ordered query: many edits to
+    the same few ids (add, discard, add again) between two queries end where a plain set does."""
+    id_set = IdSet.from_ids(start)
+    model = set(start)
+    for batch in batches:
+        for is_add, id_ in batch:
+            if is_add:
+                assert id_set.add(id_) == (id_ not in model)
+                model.add(id_)
+            else:
+                assert id_set.discard(id_) == (id_ in model)
+                model.discard(id_)
+            assert len(id_set) == len(model)
+        ordered = sorted(model)
+        lo = data.draw(st.integers(0, len(ordered)))
+        hi = data.draw(st.integers(lo, len(ordered)))
+        assert id_set.fingerprint(lo, hi) == fingerprint_of(ordered[lo:hi])
+        assert id_set.fingerprint(0, len(ordered)) == fingerprint_of(ordered)
+        assert id_set.ids_between(0, len(ordered)) == ordered
+        assert id_set.bisect(None) == len(ordered)
+
+
 def test_id_set_rejects_bad_ids_and_ranges() -> None:
     with pytest.raises(LocalProtocolError):
         IdSet.from_ids([b"short"])
