@@ -212,6 +212,8 @@ class _Derivation:
     excluded: dict[bytes, str]
     conflicts: dict[tuple[str, bytes, int], bytes]
     claims_by_handle: dict[str, list[bytes]]
+    #: What the rules computed for each applied non-final op (see `Ledger._cut_derivation`).
+    checked: dict[bytes, _Checked] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> _Derivation:
@@ -230,6 +232,7 @@ class _Derivation:
             dict(self.excluded),
             dict(self.conflicts),
             {handle: list(claims) for handle, claims in self.claims_by_handle.items()},
+            dict(self.checked),
         )
 
 
@@ -719,6 +722,7 @@ class Ledger:
         author = op.author
         op_id = op.op_id
         live.applied.add(op_id)
+        live.checked[op_id] = checked
         conflicts = live.conflicts
         for key in self._conflict_keys(op):
             conflicts[key] = op_id
@@ -1010,10 +1014,14 @@ class Ledger:
         ordered = sorted(
             (self._known[op_id] for op_id in closure), key=lambda o: self._canonical_key(o.op_id)
         )
-        try:
-            derivation = self._replay_strict(ordered)
-        except _Rejection as rejection:
-            raise CutInvalidError(f"the cut holds an invalid op: {rejection.code}") from None
+        checked = self._live.checked
+        if not self._live.excluded and all(op_id in checked for op_id in closure):
+            derivation = self._replay_checked(ordered)
+        else:
+            try:
+                derivation = self._replay_strict(ordered)
+            except _Rejection as rejection:
+                raise CutInvalidError(f"the cut holds an invalid op: {rejection.code}") from None
         if len(self._derivations) >= CUT_CACHE_ENTRIES_MAX:
             self._derivations.pop(0)
         self._derivations.append((closure, derivation))
@@ -1025,6 +1033,27 @@ class Ledger:
         try:
             for op in ordered:
                 self._replay_one(op, strict=True)
+            return self._live
+        finally:
+            self._replaying = False
+            self._live = live
+
+    def _replay_checked(self, ordered: list[Op]) -> _Derivation:
+        """`_replay_strict` for a cut of a conflict-free provisional state, without re-checking.
+
+        Every op of the cut was applied to the provisional state above the same final state,
+        and what its rules computed depends only on its causal past (its author's chain and the
+        credits it receives), all inside the cut: replaying it onto the final state computes
+        the same `_Checked` and passes the same rules, so the stored one is applied as is.
+        (An op whose checks could depend on the final line keeps a current `_Checked`: each
+        `finalize` that moves the line under such an op re-derives; see `_remainder_is_stable`.)
+        """
+        checked = self._live.checked
+        live, self._live = self._live, self._final.copy()
+        self._replaying = True
+        try:
+            for op in ordered:
+                self._apply(op, checked[op.op_id])
             return self._live
         finally:
             self._replaying = False
@@ -1046,6 +1075,8 @@ class Ledger:
             raise LocalProtocolError(f"finalize height {height} after {self.final_height}")
         if self._is_whole_live(closure):
             self._final = self._live.copy()
+            self._final.checked = {}
+            self._live.checked = {}
             self._forget_cuts()
         else:
             derivation = self._cut_derivation(closure)
@@ -1062,7 +1093,11 @@ class Ledger:
                 self._depth.pop(op_id, None)
                 self._remember_rejected(op_id, code + "_final")
             derivation.excluded = {}
+            derivation.checked = {}
             self._final = derivation
+            live_checked = self._live.checked
+            for op_id in closure:
+                live_checked.pop(op_id, None)
             self._forget_cuts()
             # Depths and endorsement epochs count from the new final checkpoint from now on.
             self.final_height = height
