@@ -30,16 +30,16 @@ async def answers(url: str) -> bool:
         return False
 
 
-async def test_devnet_runs_activity_and_stops_on_sigterm(tmp_path: Path) -> None:
-    home = tmp_path / "devnet"
-    process = await asyncio.create_subprocess_exec(
+async def start_devnet(home: Path, nodes: int) -> asyncio.subprocess.Process:
+    """`swarmd devnet --nodes N --transport websocket --json` in a process of its own."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-P",
         "-c",
         CLI,
         "devnet",
         "--nodes",
-        "3",
+        str(nodes),
         "--transport",
         "websocket",
         "--home",
@@ -47,6 +47,11 @@ async def test_devnet_runs_activity_and_stops_on_sigterm(tmp_path: Path) -> None
         "--json",
         stdout=asyncio.subprocess.PIPE,
     )
+
+
+async def test_devnet_runs_activity_and_stops_on_sigterm(tmp_path: Path) -> None:
+    home = tmp_path / "devnet"
+    process = await start_devnet(home, 3)
     try:
         assert process.stdout is not None
         async with asyncio.timeout(DEVNET_TIMEOUT_S):
@@ -124,21 +129,7 @@ async def exited(pid: int) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl PR_SET_PDEATHSIG")
 async def test_nodes_stop_when_the_devnet_is_killed(tmp_path: Path) -> None:
     home = tmp_path / "devnet"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-P",
-        "-c",
-        CLI,
-        "devnet",
-        "--nodes",
-        "2",
-        "--transport",
-        "websocket",
-        "--home",
-        str(home),
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
-    )
+    process = await start_devnet(home, 2)
     try:
         assert process.stdout is not None
         async with asyncio.timeout(DEVNET_TIMEOUT_S):
