@@ -1110,13 +1110,14 @@ class Ledger:
         return sorted(closure)
 
     def _remainder(self, closure: set[bytes]) -> list[bytes]:
-        """The applied, non-final ops outside `closure`, in canonical order."""
+        """The applied, non-final ops outside `closure`, in canonical order.
+
+        Read from the stored check results, which exist for exactly the applied non-final ops
+        (O(provisional ops), not O(history)); should one be missing, the caller's count check
+        fails and it re-derives, which is always right."""
         final = self._final.applied
-        applied = self._live.applied
         remainder = [
-            op_id
-            for op_id in self._known
-            if op_id in applied and op_id not in final and op_id not in closure
+            op_id for op_id in self._live.checked if op_id not in final and op_id not in closure
         ]
         remainder.sort(key=self._canonical_key)
         return remainder
