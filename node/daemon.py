@@ -338,16 +338,20 @@ class _Subscribers:
             result += listeners
         return result
 
+    def following(self, accounts: tuple[bytes, ...]) -> list[EventListener]:
+        """The listeners following one of `accounts`, each once."""
+        result: list[EventListener] = []
+        for account in accounts:
+            for listener in self.by_account.get(account, ()):
+                if listener not in result:
+                    result.append(listener)
+        return result
+
     def for_accounts(self, accounts: tuple[bytes, ...]) -> list[EventListener]:
         """Unfiltered listeners plus those following one of `accounts` (each once)."""
-        by_account = self.by_account
-        found = [listeners for account in accounts if (listeners := by_account.get(account))]
-        if not found:
+        if not self.by_account:
             return self.unfiltered
-        result = list(self.unfiltered)
-        for listeners in found:
-            result += [listener for listener in listeners if listener not in result]
-        return result
+        return self.unfiltered + self.following(accounts)
 
 
 class Daemon:
@@ -750,9 +754,7 @@ class Daemon:
             op = ledger.op(op_id)
             listeners: list[EventListener] = []
             if by_account and op is not None:
-                listeners = by_account.get(op.author, [])
-                if op.to and op.to != op.author and (payee := by_account.get(op.to)):
-                    listeners = listeners + [lr for lr in payee if lr not in listeners]
+                listeners = subscribers.following((op.author, op.to) if op.to else (op.author,))
             if unfiltered_left > 0:
                 unfiltered_left -= 1
                 listeners = unfiltered + listeners

@@ -39,7 +39,9 @@ keys agree between nodes that replayed everything and nodes that restored
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -778,18 +780,26 @@ class Ledger:
             state.set_quiesced(quiesced)
             self._emit(CouncilModeChanged(quiesced))
 
-    def _settle_handle(self, handle: str) -> None:
-        """Bind `handle` to its rightful claim: among claims with a quorum of endorsements and
-        without a quorum of revocations, the one whose quorum-th endorsement comes first in
-        canonical order. A pure function of the applied set, hence order-independent."""
+    def _eligible_claims(
+        self, derivation: _Derivation, handle: str
+    ) -> list[tuple[EndorsementKey, bytes]]:
+        """The claims of `handle` with a quorum of endorsements and without a quorum of
+        revocations, by the key of their quorum-th endorsement: the first one wins."""
         eligible: list[tuple[EndorsementKey, bytes]] = []
-        claims = self._live.state.claims
-        for claim_id in self._live.claims_by_handle.get(handle, []):
+        claims = derivation.state.claims
+        for claim_id in derivation.claims_by_handle.get(handle, []):
             claim = claims[claim_id]
             quorum_key = claim.quorum_key(self.quorum)
             if quorum_key is not None and len(claim.revokers) < self.quorum:
                 eligible.append((quorum_key, claim_id))
         eligible.sort()
+        return eligible
+
+    def _settle_handle(self, handle: str) -> None:
+        """Bind `handle` to its rightful claim: among claims with a quorum of endorsements and
+        without a quorum of revocations, the one whose quorum-th endorsement comes first in
+        canonical order. A pure function of the applied set, hence order-independent."""
+        eligible = self._eligible_claims(self._live, handle)
         binding = self._live.state.bindings.get(handle)
         winner = eligible[0][1] if eligible else None
         current = binding.claim_id if binding else None
@@ -868,27 +878,25 @@ class Ledger:
     ) -> set[tuple[str, bytes, bytes]]:
         """(handle, losing claim, winning claim) of each conflict `_settle_handle` reports."""
         conflicts: set[tuple[str, bytes, bytes]] = set()
-        claims = derivation.state.claims
         for handle in handles:
-            eligible: list[tuple[EndorsementKey, bytes]] = []
-            for claim_id in derivation.claims_by_handle.get(handle, []):
-                claim = claims[claim_id]
-                quorum_key = claim.quorum_key(self.quorum)
-                if quorum_key is not None and len(claim.revokers) < self.quorum:
-                    eligible.append((quorum_key, claim_id))
-            eligible.sort()
+            eligible = self._eligible_claims(derivation, handle)
             for _, loser in eligible[1:]:
                 conflicts.add((handle, loser, eligible[0][1]))
         return conflicts
 
-    def _replay(self, base: _Derivation, ordered: list[Op]) -> _Derivation:
-        """A copy of `base` with `ordered` (canonical order) applied; the live derivation is
-        untouched (it is swapped out while the replay runs)."""
+    def _replay(
+        self, base: _Derivation, ordered: list[Op], step: Callable[[Op], None] | None = None
+    ) -> _Derivation:
+        """A copy of `base` with `ordered` (canonical order) applied by `step` (default: a
+        non-strict `_replay_one`); the live derivation is untouched (it is swapped out while
+        the replay runs)."""
+        if step is None:
+            step = functools.partial(self._replay_one, strict=False)
         live, self._live = self._live, base.copy()
         self._replaying = True
         try:
             for op in ordered:
-                self._replay_one(op, strict=False)
+                step(op)
             return self._live
         finally:
             self._replaying = False
@@ -1028,15 +1036,7 @@ class Ledger:
         return derivation
 
     def _replay_strict(self, ordered: list[Op]) -> _Derivation:
-        live, self._live = self._live, self._final.copy()
-        self._replaying = True
-        try:
-            for op in ordered:
-                self._replay_one(op, strict=True)
-            return self._live
-        finally:
-            self._replaying = False
-            self._live = live
+        return self._replay(self._final, ordered, functools.partial(self._replay_one, strict=True))
 
     def _replay_checked(self, ordered: list[Op]) -> _Derivation:
         """`_replay_strict` for a cut of a conflict-free provisional state, without re-checking.
@@ -1049,15 +1049,7 @@ class Ledger:
         `finalize` that moves the line under such an op re-derives; see `_remainder_is_stable`.)
         """
         checked = self._live.checked
-        live, self._live = self._live, self._final.copy()
-        self._replaying = True
-        try:
-            for op in ordered:
-                self._apply(op, checked[op.op_id])
-            return self._live
-        finally:
-            self._replaying = False
-            self._live = live
+        return self._replay(self._final, ordered, lambda op: self._apply(op, checked[op.op_id]))
 
     def finalize(self, height: int, closure: set[bytes]) -> list[bytes]:
         """Make a checked cut final (its closure from `cut_closure`); returns the final ids.

@@ -66,7 +66,7 @@ from .messages import (
     decode_message,
     encode_message,
 )
-from .ops import Kind
+from .ops import Kind, envelope_kind_number
 from .reconcile import IdSet, Reconciler
 
 #: How long a fetched id is not requested again from anyone.
@@ -679,14 +679,10 @@ class NodeCore:
         if announced is not None:
             self._release_announced(announced)
             skip.update(announced.announcers)  # they hold it: no need to tell them
-        if self._is_council_op(op_id):
+        if _is_council_broadcast(envelope):
             self._gossip(envelope, op_id, source=skip, fanout=limits.PEERS_MAX, announce=False)
         else:
             self._gossip(envelope, op_id, source=skip, fanout=self.config.eager_relay_fanout)
-
-    def _is_council_op(self, op_id: bytes) -> bool:
-        op = self.ledger.op(op_id) or self.ledger.pending.get(op_id)
-        return op is not None and op.kind in (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
 
     def _gossip(
         self,
@@ -1382,11 +1378,10 @@ class NodeCore:
         self._events.append(event)
 
 
-def _is_council_broadcast(envelope: bytes) -> bool:
-    """Whether an envelope is a council.quiesce/resume op (cheap check before full decode)."""
-    from .ops import decode_op
+_COUNCIL_BROADCAST_KINDS = (int(Kind.COUNCIL_QUIESCE), int(Kind.COUNCIL_RESUME))
 
-    try:
-        return decode_op(envelope).kind in (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
-    except RemoteProtocolError:
-        return False
+
+def _is_council_broadcast(envelope: bytes) -> bool:
+    """Whether an envelope is a council.quiesce/resume op, read from the canonical envelope
+    layout without decoding (a non-canonical envelope is not admitted anyway)."""
+    return envelope_kind_number(envelope) in _COUNCIL_BROADCAST_KINDS

@@ -407,6 +407,13 @@ def _split_canonical_envelope(envelope: bytes) -> tuple[int, bytes, bytes] | Non
     return kind_number, envelope[start:end], envelope[end + 2 :]
 
 
+def envelope_kind_number(envelope: bytes) -> int | None:
+    """The kind number of an envelope in canonical form, read from its fixed layout without
+    decoding; None for anything else (which `decode_op` would explain or refuse)."""
+    split = _split_canonical_envelope(envelope)
+    return None if split is None else split[0]
+
+
 def envelope_metadata(envelope: bytes) -> tuple[bytes, bytes, int]:
     """(op id, author, seq) of an envelope this node already admitted (the op log's columns).
 
