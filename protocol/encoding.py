@@ -33,6 +33,10 @@ def _normalize(value: Value, depth: int) -> Value:
             raise LocalProtocolError(f"int out of range: {value}")
         return value
     if isinstance(value, (list, tuple)):
+        # Lists of ids (reconciliation, announcements) are the bulk of what is encoded: bytes
+        # need no normalizing, so such a list is taken whole.
+        if all(type(item) is bytes for item in value):
+            return list(value)
         return [_normalize(item, depth + 1) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
