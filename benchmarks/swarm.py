@@ -7,6 +7,12 @@ final on every node (`final_ops_per_s`), and per op the time from its submission
 `op_final` event on node 0's WebSocket stream (`finality_latency_ms_p50/p95`). The ceiling is
 single-core Ed25519 verification of the same ops measured in the same run
 (`verify_ops_per_s`): every node verifies every op, so N nodes on 2 cores share that work.
+
+A second ceiling, `machine_ceiling_ops_per_s`, is what the machine's cores could finalize if
+the N nodes did nothing but run the validation pipeline over every op (measured on the same
+ops in the same run) and append each to SQLite at the raw `executemany` rate: no networking,
+no consensus, no sync, no API, no load generator. `ratio_to_machine_ceiling` compares the swarm
+with it.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ import aiohttp
 
 from swarmd.node.devnet import Swarm
 from swarmd.protocol import crypto, encoding
+from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author
+from swarmd.storage.api import NewOp, OpStatus
 
+from . import storage as storage_bench
 from .common import emit, percentile
 
 #: Bounds of one run: the swarm must finalize everything within this long.
@@ -193,6 +202,11 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
             await ws.close()
     latencies = [(final_at[k] - submitted_at[k]) * 1000 for k in final_at]
     verify_rate = verify_ceiling(ops, swarm.genesis.network_id)
+    validation_rate, store_rate = validation_ceiling(swarm, grants, ops)
+    cores = os.cpu_count() or 1
+    # Every node validates and logs every op: with no networking, consensus, sync or API at
+    # all, the machine's cores could finalize at most this many ops per second.
+    machine_rate = cores / (len(swarm.nodes) * (1 / validation_rate + 1 / store_rate))
     final_rate = len(ops) / elapsed
     return {
         "benchmark": "swarm",
@@ -209,6 +223,11 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "latency_samples": len(latencies),
         "verify_ops_per_s": round(verify_rate),
         "ratio": round(final_rate / verify_rate, 3),
+        "validation_ops_per_s": round(validation_rate),
+        "store_ops_per_s": round(store_rate),
+        "cores": cores,
+        "machine_ceiling_ops_per_s": round(machine_rate),
+        "ratio_to_machine_ceiling": round(final_rate / machine_rate, 3),
         "elapsed_s": round(elapsed, 2),
         # CPU time all nodes spent per op from the first submission to finality everywhere:
         # less sensitive than the rates to other load on a shared machine (0: no /proc).
@@ -272,6 +291,32 @@ def verify_ceiling(ops: list[Op], network_id: bytes) -> float:
             crypto.verify(key, message, signature)
         samples.append(time.perf_counter() - start)
     return len(ops) / statistics.median(samples)
+
+
+def validation_ceiling(swarm: Swarm, grants: list[Op], ops: list[Op]) -> tuple[float, float]:
+    """One node's bare work per op, on one core, in this run: the whole validation pipeline
+    (`Ledger.receive_op`: decode, verify, rules, apply) over the same ops, and the raw SQLite
+    append of their envelopes (WAL, synchronous=FULL, batches of 1000: the storage ceiling)."""
+    samples = []
+    for _ in range(3):
+        ledger = Ledger(swarm.genesis)
+        for grant in grants:
+            ledger.receive_op(grant.envelope, 0.0)
+        start = time.perf_counter()
+        for op in ops:
+            ledger.receive_op(op.envelope, 0.0)
+            ledger.drain_events()
+        samples.append(time.perf_counter() - start)
+        assert ledger.stats.accepted == len(grants) + len(ops), ledger.stats
+    rows = [NewOp(op.op_id, op.author, op.seq, op.envelope, OpStatus.APPLIED, 0) for op in ops]
+    with tempfile.TemporaryDirectory(prefix="swarmd-bench-store-") as directory:
+        rates = []
+        for run in range(3):
+            run_directory = Path(directory) / str(run)
+            run_directory.mkdir()
+            rates.append(storage_bench.run_ceiling(rows, run_directory))
+    store_rate = statistics.median(rates)
+    return len(ops) / statistics.median(samples), store_rate
 
 
 def main(argv: list[str]) -> int:
