@@ -80,13 +80,20 @@ def build_ops(
     return grants, chains
 
 
+def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    result = {section: dict(values) for section, values in OVERRIDES.items()}
+    if args.checkpoint_interval_s is not None:
+        result["consensus"] = {"checkpoint_interval_s": args.checkpoint_interval_s}
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as directory:
         swarm = Swarm.create(
             Path(directory) / "swarm",
             args.nodes,
             transport=args.transport,
-            config_overrides=OVERRIDES,
+            config_overrides=overrides(args),
         )
         await swarm.start()
         try:
