@@ -16,6 +16,13 @@ Every message is a canonical msgpack array whose first item is the message type:
 | 10   | EVIDENCE       | list of encoded equivocation evidence (bytes)              |
 | 11   | HANDLE_CONFLICT| handle, winning claim id, losing claim ids, final height   |
 | 12   | ANNOUNCE       | final height (int), op ids (32 bytes), 1..ANNOUNCE_IDS_MAX |
+| 13   | SNAPSHOT_OFFER | manifest (bytes), checkpoint bundle of its height (bytes)  |
+| 14   | CHUNK_REQUEST  | manifest id (32 bytes), chunk index (int)                  |
+| 15   | CHUNK          | manifest id (32 bytes), chunk index (int), chunk (bytes)   |
+| 16   | CHUNK_MISSING  | manifest id (32 bytes), chunk index (int)                  |
+
+SNAPSHOT_OFFER is the only message that may exceed `limits.ENCODED_VALUE_SIZE_BYTES_MAX` (a
+manifest lists up to SNAPSHOT_CHUNKS_MAX hashes): up to SNAPSHOT_OFFER_SIZE_BYTES_MAX.
 
 Decoding a message never raises anything but a `RemoteProtocolError` subclass.
 """
@@ -27,6 +34,7 @@ from enum import IntEnum
 
 from . import encoding, limits
 from .errors import DecodeError, RemoteProtocolError
+from .snapshot import MANIFEST_SIZE_BYTES_MAX
 
 #: Ops per OPS message: 22 envelopes of up to the 8 KiB envelope limit stay under the encoded
 #: value limit; typical envelopes (~200 bytes) make one message of ~5 KiB, one frame.
@@ -42,7 +50,20 @@ EVIDENCE_PER_MESSAGE_MAX = 16
 #: names that the receiver lacks always fit one FETCH back (512 x 34 bytes ~ 17 KiB, a frame).
 ANNOUNCE_IDS_PER_MESSAGE_MAX = limits.FETCH_OPS_PER_REQUEST_MAX
 
+#: A SNAPSHOT_OFFER: the biggest manifest, a bundle of up to the encoded value limit and the
+#: array around them.
+SNAPSHOT_OFFER_SIZE_BYTES_MAX = MANIFEST_SIZE_BYTES_MAX + limits.ENCODED_VALUE_SIZE_BYTES_MAX + 64
+#: Chunk indices are below SNAPSHOT_CHUNKS_MAX.
+CHUNK_INDEX_MAX = limits.SNAPSHOT_CHUNKS_MAX - 1
+#: The canonical first bytes of a SNAPSHOT_OFFER (a 3-item fixarray, then type 13): only a
+#: message starting so is decoded with the larger size limit.
+_SNAPSHOT_OFFER_PREFIX = bytes([0x93, 13])
+
 assert OPS_PER_MESSAGE_MAX * limits.OP_ENVELOPE_SIZE_BYTES_MAX < limits.ENCODED_VALUE_SIZE_BYTES_MAX
+assert limits.SNAPSHOT_CHUNK_SIZE_BYTES + 128 < limits.ENCODED_VALUE_SIZE_BYTES_MAX
+assert SNAPSHOT_OFFER_SIZE_BYTES_MAX <= (
+    limits.FRAGMENTS_PER_MESSAGE_MAX * limits.FRAME_SIZE_BYTES_MAX
+)
 
 
 class MessageType(IntEnum):
@@ -58,6 +79,10 @@ class MessageType(IntEnum):
     EVIDENCE = 10
     HANDLE_CONFLICT = 11
     ANNOUNCE = 12
+    SNAPSHOT_OFFER = 13
+    CHUNK_REQUEST = 14
+    CHUNK = 15
+    CHUNK_MISSING = 16
 
 
 class MessageError(RemoteProtocolError):
@@ -140,6 +165,37 @@ class HandleConflictMessage:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotOfferMessage:
+    """State sync: the sender cannot serve the bundles asked for (they are below what it
+    keeps) and offers its newest snapshot instead: the manifest and the checkpoint bundle of
+    its height, which proves the manifest's state root."""
+
+    manifest: bytes
+    bundle: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequestMessage:
+    manifest_id: bytes
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMessage:
+    manifest_id: bytes
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMissingMessage:
+    """The sender does not hold that snapshot (any more) or that chunk."""
+
+    manifest_id: bytes
+    index: int
+
+
 Message = (
     OpsMessage
     | FetchMessage
@@ -153,6 +209,10 @@ Message = (
     | EvidenceMessage
     | HandleConflictMessage
     | AnnounceMessage
+    | SnapshotOfferMessage
+    | ChunkRequestMessage
+    | ChunkMessage
+    | ChunkMissingMessage
 )
 
 
@@ -193,6 +253,17 @@ def encode_message(message: Message) -> bytes:
         return encoding.encode([MessageType.EVIDENCE, list(message.evidence)])
     if isinstance(message, CheckpointOpsRequest):
         return encoding.encode([MessageType.CHECKPOINT_OPS, message.height])
+    if isinstance(message, SnapshotOfferMessage):
+        # Packed directly: the manifest may exceed the generic encoder's size limit, and an
+        # int and two bytes values are canonical as packed.
+        return encoding.pack([int(MessageType.SNAPSHOT_OFFER), message.manifest, message.bundle])
+    if isinstance(message, ChunkRequestMessage):
+        return encoding.encode([MessageType.CHUNK_REQUEST, message.manifest_id, message.index])
+    if isinstance(message, ChunkMessage):
+        value = [MessageType.CHUNK, message.manifest_id, message.index, message.data]
+        return encoding.encode(value)
+    if isinstance(message, ChunkMissingMessage):
+        return encoding.encode([MessageType.CHUNK_MISSING, message.manifest_id, message.index])
     return encoding.encode([MessageType.SYNC_DONE, message.session_id])
 
 
@@ -213,8 +284,11 @@ def _bytes_list(
 
 
 def decode_message(data: bytes) -> Message:
+    size_max = limits.ENCODED_VALUE_SIZE_BYTES_MAX
+    if isinstance(data, bytes) and data[:2] == _SNAPSHOT_OFFER_PREFIX:
+        size_max = SNAPSHOT_OFFER_SIZE_BYTES_MAX
     try:
-        value = encoding.decode(data)
+        value = encoding.decode(data, size_max=size_max)
     except DecodeError as exc:
         raise MessageError(f"undecodable message: {exc.message}") from exc
     if type(value) is not list or not value or type(value[0]) is not int:
@@ -237,6 +311,10 @@ def decode_message(data: bytes) -> Message:
         MessageType.EVIDENCE: 1,
         MessageType.HANDLE_CONFLICT: 4,
         MessageType.ANNOUNCE: 2,
+        MessageType.SNAPSHOT_OFFER: 2,
+        MessageType.CHUNK_REQUEST: 2,
+        MessageType.CHUNK: 3,
+        MessageType.CHUNK_MISSING: 2,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -288,4 +366,36 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
         return EvidenceMessage(_bytes_list(items[0], EVIDENCE_PER_MESSAGE_MAX, "evidence"))
     if message_type is MessageType.CHECKPOINT_OPS:
         return CheckpointOpsRequest(_int(items[0], 1, limits.SEQ_MAX, "height"))
+    if message_type in _STATE_SYNC_TYPES:
+        return _decode_state_sync(message_type, items)
     return SyncDoneMessage(_int(items[0], 0, SESSION_ID_MAX, "session id"))
+
+
+_STATE_SYNC_TYPES = (
+    MessageType.SNAPSHOT_OFFER,
+    MessageType.CHUNK_REQUEST,
+    MessageType.CHUNK,
+    MessageType.CHUNK_MISSING,
+)
+
+
+def _decode_state_sync(message_type: MessageType, items: list[object]) -> Message:
+    if message_type is MessageType.SNAPSHOT_OFFER:
+        manifest, bundle = items
+        if type(manifest) is not bytes or not 1 <= len(manifest) <= MANIFEST_SIZE_BYTES_MAX:
+            raise MessageError("manifest must be bytes within the manifest size limit")
+        if type(bundle) is not bytes or not 1 <= len(bundle) <= limits.ENCODED_VALUE_SIZE_BYTES_MAX:
+            raise MessageError("bundle must be bytes within the encoded value limit")
+        return SnapshotOfferMessage(manifest, bundle)
+    manifest_id = items[0]
+    if type(manifest_id) is not bytes or len(manifest_id) != limits.HASH_SIZE_BYTES:
+        raise MessageError("manifest id must be 32 bytes")
+    index = _int(items[1], 0, CHUNK_INDEX_MAX, "chunk index")
+    if message_type is MessageType.CHUNK_REQUEST:
+        return ChunkRequestMessage(manifest_id, index)
+    if message_type is MessageType.CHUNK_MISSING:
+        return ChunkMissingMessage(manifest_id, index)
+    data = items[2]
+    if type(data) is not bytes or not 1 <= len(data) <= limits.SNAPSHOT_CHUNK_SIZE_BYTES:
+        raise MessageError("chunk must be 1..SNAPSHOT_CHUNK_SIZE_BYTES bytes")
+    return ChunkMessage(manifest_id, index, data)

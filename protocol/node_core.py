@@ -45,6 +45,8 @@ from .ledger import (
     OpRejected,
     Outcome,
 )
+from .ledger_snapshot import state_from_records, state_records
+from .ledger_state import LedgerState
 from .messages import (
     ANNOUNCE_IDS_PER_MESSAGE_MAX,
     BUNDLES_PER_MESSAGE_MAX,
@@ -54,6 +56,9 @@ from .messages import (
     BundleRequestMessage,
     BundlesMessage,
     CheckpointOpsRequest,
+    ChunkMessage,
+    ChunkMissingMessage,
+    ChunkRequestMessage,
     ConsensusEnvelope,
     EvidenceMessage,
     FetchMessage,
@@ -61,13 +66,27 @@ from .messages import (
     Message,
     OpsMessage,
     ReconcileMessage,
+    SnapshotOfferMessage,
     SyncDoneMessage,
     SyncHelloMessage,
     decode_message,
     encode_message,
 )
-from .ops import Kind, envelope_kind_number
+from .ops import Kind, Op, decode_op, envelope_kind_number
 from .reconcile import IdSet, Reconciler
+from .snapshot import (
+    ChunkRejected,
+    ChunkVerified,
+    FetchCompleted,
+    FetchFailed,
+    Manifest,
+    SnapshotFetcher,
+    build_manifest,
+    decode_blob,
+    decode_manifest,
+    encode_blob,
+    split_chunk,
+)
 
 #: How long a fetched id is not requested again from anyone.
 FETCH_RETRY_S = 1.0
@@ -100,6 +119,18 @@ PENALTY_BAD_OP = 5
 PENALTY_RATE_LIMITED = 1
 #: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
 BUNDLES_KEPT_MAX = 4_096
+#: A state snapshot is made at every final height that is a multiple of this (0: never).
+SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT = 64
+#: State sync: a peer is offered our snapshot at most this often (an offer carries the
+#: manifest, up to 2 MiB; the lagging peer asks again at every delta sync).
+SNAPSHOT_OFFER_INTERVAL_S = 1.0
+#: State sync: a chunk request not answered within this goes to another peer (a 128 KiB chunk
+#: behind up to 16 others on a slow link).
+STATE_SYNC_CHUNK_TIMEOUT_S = 5.0
+#: After a failed state sync, offers are ignored this long: catch-up retries at most this often.
+STATE_SYNC_RETRY_S = 5.0
+#: A peer whose offer or chunk is a lie (bad manifest, bundle, chunk or rebuilt root).
+PENALTY_BAD_SNAPSHOT = 25
 #: Pieces of equivocation evidence kept (each proves one member misbehaved at one height and
 #: round; beyond this a flood of valid evidence from a byzantine member is not stored).
 EVIDENCE_KEPT_MAX = 10_000
@@ -134,6 +165,12 @@ class NodeCoreConfig:
     peer_messages_burst: float = limits.PEER_MESSAGES_BURST
     checkpoint_interval_s: float = limits.CHECKPOINT_INTERVAL_S
     checkpoint_ops_trigger: int = limits.CHECKPOINT_OPS_TRIGGER
+    #: Final heights between state snapshots (0: none are made; the node still restores a
+    #: snapshot fetched from peers). See `PersistCheckpoint.snapshot`.
+    snapshot_interval: int = SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
+    #: Checkpoint bundles kept in memory to serve lagging peers (at most BUNDLES_KEPT_MAX);
+    #: a peer further behind than this catches up by state sync.
+    bundles_kept: int = BUNDLES_KEPT_MAX
     consensus: consensus.ConsensusConfig = field(default_factory=consensus.ConsensusConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
@@ -144,6 +181,10 @@ class NodeCoreConfig:
             raise LocalProtocolError("need 0 <= eager_relay_fanout <= gossip_fanout")
         if self.delta_sync_interval_s <= 0 or self.checkpoint_interval_s <= 0:
             raise LocalProtocolError("intervals must be positive")
+        if self.snapshot_interval < 0:
+            raise LocalProtocolError("snapshot_interval must be >= 0")
+        if not 1 <= self.bundles_kept <= BUNDLES_KEPT_MAX:
+            raise LocalProtocolError("need 1 <= bundles_kept <= BUNDLES_KEPT_MAX")
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -163,6 +204,9 @@ class PersistCheckpoint:
     state_root: bytes
     bundle: bytes
     final_op_ids: tuple[bytes, ...]
+    #: Empty, or the state snapshot at this height (`snapshot.encode_blob`): store it with the
+    #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
+    snapshot: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +273,38 @@ class HandleConflictRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSyncFinished:
+    """The node restored the final state at `height` from a snapshot fetched from peers (in
+    `chunks` chunks from `peers` peers); a PersistCheckpoint with the snapshot came before."""
+
+    height: int
+    chunks: int
+    peers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncFailed:
+    """A state sync to `height` failed; catch-up tries again after STATE_SYNC_RETRY_S."""
+
+    height: int
+    reason: str
+
+
+class SnapshotRestoreError(LocalProtocolError):
+    """The snapshot given to `NodeCore.restore` is unusable (corrupt blob, no bundle of its
+    height, or a root or bundle mismatch): restore without it (full replay)."""
+
+    code = "snapshot_restore_failed"
+
+
+class SnapshotOfferMismatchError(RemoteProtocolError):
+    """A snapshot whose manifest does not match the checkpoint bundle offered with it, or
+    whose records do not rebuild the bundle's state root."""
+
+    code = "snapshot_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
 class ModeChanged:
     mode: str
     reason: str
@@ -246,6 +322,8 @@ NodeEvent = (
     | EquivocationRecorded
     | HandleConflictRejected
     | ModeChanged
+    | StateSyncFinished
+    | StateSyncFailed
 )
 
 
@@ -294,6 +372,30 @@ class _Peer:
     synced: bool = False
     #: Ids in the announce queues whose first announcer is this peer.
     announced_outstanding: int = 0
+    #: When we last offered this peer our snapshot (SNAPSHOT_OFFER_INTERVAL_S apart).
+    snapshot_offered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Our newest snapshot, served to peers: manifest, chunks and the bundle of its height."""
+
+    manifest: Manifest
+    chunks: tuple[bytes, ...]
+    bundle: bytes
+
+
+@dataclass
+class _StateSync:
+    """A state sync in progress: the offered manifest (checked against `bundle`) and the
+    fetcher of its chunks."""
+
+    manifest: Manifest
+    bundle: bytes
+    fetcher: SnapshotFetcher
+    started_at: float
+    offered_by: list[bytes]
+    contributors: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -315,6 +417,14 @@ class NodeStats:
     checkpoints: int = 0
     events_dropped: int = 0
     equivocations: int = 0
+    snapshots_made: int = 0
+    snapshots_failed: int = 0  # states too large for a snapshot
+    snapshot_offers_sent: int = 0
+    snapshot_chunks_served: int = 0
+    snapshot_chunks_fetched: int = 0
+    state_syncs_started: int = 0
+    state_syncs_finished: int = 0
+    state_syncs_failed: int = 0
 
 
 class NodeCore:
@@ -381,6 +491,16 @@ class NodeCore:
         #: (handle, winning claim) pairs whose rejection was raised (one per binding).
         self._conflicts_rejected: set[tuple[str, bytes]] = set()
         self.evidence: list[bytes] = []
+        #: Our newest snapshot (served to lagging peers) and the state sync in progress.
+        self._snapshot: _Snapshot | None = None
+        self._state_sync: _StateSync | None = None
+        self._state_sync_retry_at = now
+        #: 0 when the ledger holds the whole history; else the height of the snapshot it was
+        #: restored from (ops final at or below it may be unknown to this node: only the
+        #: state says they happened).
+        self.snapshot_base_height = 0
+        #: During `restore`'s bundle replay: the one height whose snapshot is rebuilt.
+        self._replay_snapshot_height = -1
 
     # --- restart -----------------------------------------------------------------------------
 
@@ -396,22 +516,102 @@ class NodeCore:
         envelopes: list[bytes],
         bundles: list[bytes] = (),  # type: ignore[assignment]
         consensus_state: bytes | None = None,
+        snapshot: bytes | None = None,
     ) -> NodeCore:
         """Rebuild a core from its durable op log, checkpoint bundles and the latest
         `PersistConsensusState` data (after a crash). Raises consensus.SigningStateError when
-        `consensus_state` is not a signing state of this node's key on this network."""
+        `consensus_state` is not a signing state of this node's key on this network.
+
+        `snapshot`, when given, is the latest stored `PersistCheckpoint.snapshot` blob; its
+        checkpoint's bundle must be among `bundles`. The ledger then starts from the snapshot's
+        state, ops at or below the final line are skipped without verifying their signatures,
+        and only bundles above its height are replayed. Raises SnapshotRestoreError when the
+        blob is corrupt, its bundle is missing, or bundle, manifest and rebuilt root disagree
+        (the shell then restores without it)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
+        if snapshot is not None:
+            core._restore_snapshot(snapshot, bundles)
         for envelope in envelopes:
+            if core._snapshot is not None and core._below_final_line(envelope):
+                continue
             outcome = core.ledger.receive_op(envelope, now)
             if outcome.status in ("accepted", "pending", "excluded"):
                 core._unfinal_ids.add(outcome.op_id)
         core.ledger.drain_events()
+        core._replay_snapshot_height = _last_snapshot_height(bundles, core.config)
         for data in bundles:
             core._receive_bundle(b"", data, now, persist=False)
+        core._replay_snapshot_height = -1
         core._events.clear()
         if consensus_state is not None:
             core.resume_consensus(consensus_state, now)
         return core
+
+    def _restore_snapshot(self, blob: bytes, bundles: list[bytes]) -> None:
+        try:
+            manifest, chunks = decode_blob(blob)
+        except RemoteProtocolError as exc:
+            raise SnapshotRestoreError(f"corrupt snapshot blob: {exc.message}") from exc
+        bundle = None
+        for data in bundles:
+            try:
+                if consensus.CheckpointBundle.decode(data).height == manifest.height:
+                    bundle = data
+            except RemoteProtocolError:
+                continue  # the replay below rejects it in its turn
+        if bundle is None:
+            raise SnapshotRestoreError(
+                f"no checkpoint bundle of the snapshot's height {manifest.height} in the log"
+            )
+        try:
+            _check_snapshot_bundle(manifest, bundle, self.genesis)
+            state = rebuild_snapshot_state(manifest, chunks)
+        except RemoteProtocolError as exc:
+            raise SnapshotRestoreError(
+                f"snapshot at height {manifest.height} does not match: {exc.message}"
+            ) from exc
+        self._install_snapshot(manifest, chunks, state, bundle)
+
+    def _install_snapshot(
+        self, manifest: Manifest, chunks: list[bytes], state: LedgerState, bundle: bytes
+    ) -> list[Op]:
+        """Continue from the checked final `state` at the manifest's height; returns the
+        unfinalized ops the previous ledger held (the caller re-admits them)."""
+        old = self.ledger
+        held = [op for op in old.known_ops() if not old.is_final(op.op_id)]
+        held += [entry.op for entry in old.pending.entries()]
+        height = manifest.height
+        self.ledger = Ledger.restore_final(self.genesis, state, height, self.config.ledger)
+        self._last_checkpoint_id = manifest.checkpoint_id
+        # Bundles held from before the gap are dropped: the kept ones run without a gap up to
+        # the final height (what _serve_bundles and the offer trigger assume).
+        self._bundles.clear()
+        self._final_ids_by_height.clear()
+        self._bundles[height] = bundle
+        for stale in [h for h in sorted(self._future_bundles) if h <= height]:
+            del self._future_bundles[stale]
+        self._awaiting_decision = None
+        self._validation_waiting.clear()
+        self._unfinal_ids = IdSet()
+        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
+        self.snapshot_base_height = height
+        return held
+
+    def below_final_line(self, envelope: bytes) -> bool:
+        """Public form of `_below_final_line` (for checkers of a node restored from a
+        snapshot: such an op is covered by the final state even when the node never saw it)."""
+        return self._below_final_line(envelope)
+
+    def _below_final_line(self, envelope: bytes) -> bool:
+        """Whether an op is at or below its author's final seq: final already, or a fork that
+        lost to a final op (read without verifying the signature; an undecodable envelope is
+        left to the pipeline, which rejects it)."""
+        try:
+            op = decode_op(envelope)
+        except RemoteProtocolError:
+            return False
+        account = self.ledger.final_state.accounts.get(op.author)
+        return account is not None and account.seq >= op.seq
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """Resume consensus from a durable signing state (Tendermint's last sign state).
@@ -456,10 +656,13 @@ class NodeCore:
     def peer_disconnected(self, peer_id: bytes, now: float) -> None:
         self._now = now
         self._drop_peer(peer_id)
+        self._pump_state_sync(now)
 
     def _drop_peer(self, peer_id: bytes) -> None:
         if self._peers.pop(peer_id, None) is not None:
             self._peer_order = sorted(self._peers)
+            if self._state_sync is not None:
+                self._state_sync.fetcher.remove_peer(peer_id, self._now)
 
     def peer_ids(self) -> list[bytes]:
         return list(self._peer_order)
@@ -523,6 +726,8 @@ class NodeCore:
             if now >= peer.next_sync_at:
                 self._start_sync(peer, now)
         self.consensus.handle_timer(now)
+        if self._state_sync is not None:
+            self._state_sync.fetcher.handle_timer(now)
         self._maybe_start_height(now)
         self._request_missing(now)
         self._after_input(now)
@@ -536,6 +741,7 @@ class NodeCore:
             self.ledger.pending.next_expiry(),
             self.consensus.get_timer(),
             self._checkpoint_due_at(),
+            self._state_sync.fetcher.get_timer() if self._state_sync is not None else None,
         ):
             if candidate is not None:
                 deadlines.append(candidate)
@@ -597,6 +803,33 @@ class NodeCore:
             "open_conflicts": len(self._open_conflicts),
             "oldest_open_conflict_age_s": round(self.oldest_open_conflict_age_s(), 3),
             "fragments": self._fragment_stats(),
+            "snapshot": self._snapshot_status(),
+            "state_sync": self._state_sync_status(),
+        }
+
+    def _snapshot_status(self) -> dict[str, Any] | None:
+        if self._snapshot is None:
+            return None
+        manifest = self._snapshot.manifest
+        return {
+            "height": manifest.height,
+            "manifest_id": manifest.manifest_id.hex(),
+            "chunks": manifest.chunk_count,
+            "size_bytes": manifest.total_size_bytes,
+        }
+
+    def _state_sync_status(self) -> dict[str, Any] | None:
+        sync = self._state_sync
+        if sync is None:
+            return None
+        return {
+            "height": sync.manifest.height,
+            "manifest_id": sync.manifest.manifest_id.hex(),
+            "chunks": sync.manifest.chunk_count,
+            "chunks_verified": sync.fetcher.verified_count,
+            "size_bytes": sync.manifest.total_size_bytes,
+            "peers": len(sync.fetcher.peers),
+            "started_at": sync.started_at,
         }
 
     def _fragment_stats(self) -> dict[str, int]:
@@ -638,6 +871,12 @@ class NodeCore:
         elif isinstance(message, CheckpointOpsRequest):
             ids = self._final_ids_by_height.get(message.height, ())
             self._send_ops(peer, list(ids), Priority.BULK)
+        elif isinstance(message, SnapshotOfferMessage):
+            self._on_snapshot_offer(peer, message, now)
+        elif isinstance(message, ChunkRequestMessage):
+            self._serve_chunk(peer, message)
+        elif isinstance(message, (ChunkMessage, ChunkMissingMessage)):
+            self._on_chunk(peer, message)
 
     # --- ops ---------------------------------------------------------------------------------
 
@@ -999,6 +1238,8 @@ class NodeCore:
 
     def _request_bundles(self, peer: _Peer) -> None:
         """Ask `peer` for the bundles after what we hold (final or buffered)."""
+        if self._state_sync is not None:
+            return  # the snapshot's bundles come after it is installed
         have = max([self.final_height, *self._future_bundles])
         if peer.final_height > have and self._awaiting_decision is None:
             count = min(peer.final_height - have, BUNDLES_PER_MESSAGE_MAX)
@@ -1195,11 +1436,21 @@ class NodeCore:
         self._drain_ledger_events()
         self._last_checkpoint_id = cut.checkpoint_id
         self._bundles[height] = bundle
-        while len(self._bundles) > BUNDLES_KEPT_MAX:
+        while len(self._bundles) > self.config.bundles_kept:
             self._bundles.popitem(last=False)
         self._final_ids_by_height[height] = tuple(self.ledger.canonical_order(final_ids))
-        while len(self._final_ids_by_height) > BUNDLES_KEPT_MAX:
+        while len(self._final_ids_by_height) > self.config.bundles_kept:
             self._final_ids_by_height.popitem(last=False)
+        blob = b""
+        interval = self.config.snapshot_interval
+        # A replay at start rebuilds (in memory, to serve peers) only the newest snapshot it
+        # passes: building every one would cost a full state walk per interval of history.
+        if (
+            interval
+            and height % interval == 0
+            and (persist or height == self._replay_snapshot_height)
+        ):
+            blob = self._make_snapshot(height, cut, bundle, encode=persist)
         started = self._first_unfinal_at if self._first_unfinal_at is not None else now
         self._last_final_at = now
         self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
@@ -1207,7 +1458,7 @@ class NodeCore:
         if persist:
             self._emit(
                 PersistCheckpoint(
-                    height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids)
+                    height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob
                 )
             )
         self._emit(
@@ -1224,6 +1475,18 @@ class NodeCore:
             peer = self._peers[peer_id]
             if peer.final_height < height:
                 peer.encoder.queue_message(message, Priority.CONTROL)
+
+    def _make_snapshot(self, height: int, cut: Cut, bundle: bytes, *, encode: bool) -> bytes:
+        """Snapshot the final state just reached (kept to serve peers); its blob if `encode`."""
+        try:
+            records = state_records(self.ledger.final_state)
+            manifest, chunks = build_manifest(height, cut.checkpoint_id, cut.state_root, records)
+        except LocalProtocolError:
+            self.stats.snapshots_failed += 1  # a state over the snapshot limits: none made
+            return b""
+        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
+        self.stats.snapshots_made += 1
+        return encode_blob(manifest, chunks) if encode else b""
 
     def _continue_catch_up(self, now: float, *, persist: bool) -> None:
         """After a height became final: apply the next buffered bundle, or ask for more."""
@@ -1248,6 +1511,144 @@ class NodeCore:
             peer.encoder.queue_message(
                 encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
             )
+        elif request.first_height <= self.final_height:
+            self._offer_snapshot(peer, request.first_height)
+
+    # --- state sync --------------------------------------------------------------------------
+
+    def _offer_snapshot(self, peer: _Peer, first_height: int) -> None:
+        """The peer wants final heights we no longer keep bundles for: offer our snapshot, if
+        it reaches that far, at most every SNAPSHOT_OFFER_INTERVAL_S."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.manifest.height < first_height:
+            return
+        offered_at = peer.snapshot_offered_at
+        if offered_at is not None and self._now - offered_at < SNAPSHOT_OFFER_INTERVAL_S:
+            return
+        peer.snapshot_offered_at = self._now
+        self.stats.snapshot_offers_sent += 1
+        offer = SnapshotOfferMessage(snapshot.manifest.encoded, snapshot.bundle)
+        peer.encoder.queue_message(encode_message(offer), Priority.BULK)
+
+    def _serve_chunk(self, peer: _Peer, request: ChunkRequestMessage) -> None:
+        snapshot = self._snapshot
+        if (
+            snapshot is None
+            or snapshot.manifest.manifest_id != request.manifest_id
+            or request.index >= snapshot.manifest.chunk_count
+        ):
+            missing = ChunkMissingMessage(request.manifest_id, request.index)
+            peer.encoder.queue_message(encode_message(missing), Priority.NORMAL)
+            return
+        chunk = ChunkMessage(request.manifest_id, request.index, snapshot.chunks[request.index])
+        peer.encoder.queue_message(encode_message(chunk), Priority.BULK)
+        self.stats.snapshot_chunks_served += 1
+
+    def _on_snapshot_offer(self, peer: _Peer, offer: SnapshotOfferMessage, now: float) -> None:
+        sync = self._state_sync
+        if sync is not None:
+            if sha256(offer.manifest) == sync.manifest.manifest_id:
+                sync.fetcher.add_peer(peer.peer_id, now)  # another source of the same chunks
+                if peer.peer_id not in sync.offered_by:
+                    sync.offered_by.append(peer.peer_id)
+            return
+        if now < self._state_sync_retry_at:
+            return
+        try:
+            manifest = decode_manifest(offer.manifest)
+            if manifest.encoded != offer.manifest:
+                raise SnapshotOfferMismatchError("the manifest is not canonically encoded")
+            _check_snapshot_bundle(manifest, offer.bundle, self.genesis)
+        except RemoteProtocolError as exc:
+            self._penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
+            return
+        if manifest.height <= self.final_height:
+            return  # bundles or an earlier sync got us there
+        fetcher = SnapshotFetcher(
+            manifest, [peer.peer_id], now, self.rng, request_timeout_s=STATE_SYNC_CHUNK_TIMEOUT_S
+        )
+        self._state_sync = _StateSync(manifest, offer.bundle, fetcher, now, [peer.peer_id])
+        self.stats.state_syncs_started += 1
+        # Ask the other peers that are far enough ahead, so that those holding the same
+        # snapshot offer it too and the chunks come from all of them.
+        request = encode_message(BundleRequestMessage(self.final_height + 1, 1))
+        for peer_id in self._peer_order:
+            other = self._peers[peer_id]
+            if peer_id != peer.peer_id and other.final_height >= manifest.height:
+                other.encoder.queue_message(request, Priority.CONTROL)
+
+    def _on_chunk(self, peer: _Peer, message: ChunkMessage | ChunkMissingMessage) -> None:
+        sync = self._state_sync
+        if sync is None or message.manifest_id != sync.manifest.manifest_id:
+            return  # a late answer to a finished or abandoned sync
+        if isinstance(message, ChunkMessage):
+            sync.fetcher.receive_chunk(peer.peer_id, message.index, message.data, self._now)
+        else:
+            sync.fetcher.receive_failure(peer.peer_id, message.index, self._now)
+
+    def _pump_state_sync(self, now: float) -> None:
+        """Send the fetcher's chunk requests and act on its events."""
+        sync = self._state_sync
+        if sync is None:
+            return
+        manifest_id = sync.manifest.manifest_id
+        for peer_id, index in sync.fetcher.requests_to_send():
+            peer = self._peers.get(peer_id)
+            if peer is not None:  # a peer gone meanwhile: the request times out, goes elsewhere
+                request = encode_message(ChunkRequestMessage(manifest_id, index))
+                peer.encoder.queue_message(request, Priority.NORMAL)
+        while self._state_sync is sync and (event := sync.fetcher.next_event()) is not None:
+            if isinstance(event, ChunkVerified):
+                self.stats.snapshot_chunks_fetched += 1
+                if event.peer not in sync.contributors:
+                    sync.contributors.append(event.peer)
+            elif isinstance(event, ChunkRejected):
+                liar = self._peers.get(event.peer)
+                if liar is not None:
+                    self._penalize(liar, PENALTY_BAD_SNAPSHOT, event.reason)
+            elif isinstance(event, FetchCompleted):
+                self._finish_state_sync(sync, list(event.chunks), now)
+            elif isinstance(event, FetchFailed):
+                self._fail_state_sync(sync.manifest.height, event.reason, now)
+
+    def _finish_state_sync(self, sync: _StateSync, chunks: list[bytes], now: float) -> None:
+        self._state_sync = None
+        manifest = sync.manifest
+        try:
+            state = rebuild_snapshot_state(manifest, chunks)
+        except RemoteProtocolError as exc:
+            # Every chunk matched the manifest, so the manifest itself lied: blame its offerers.
+            for peer_id in sync.offered_by:
+                if (peer := self._peers.get(peer_id)) is not None:
+                    self._penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
+            self._fail_state_sync(manifest.height, exc.code, now)
+            return
+        if manifest.height <= self.final_height:
+            return  # overtaken by bundles meanwhile: nothing to install
+        held = self._install_snapshot(manifest, chunks, state, sync.bundle)
+        for op in held:
+            if not self._below_final_line(op.envelope):
+                outcome = self.ledger.receive_verified(op, now)  # verified when first admitted
+                if outcome.status in ("accepted", "pending", "excluded"):
+                    self._unfinal_ids.add(outcome.op_id)
+        self.ledger.drain_events()  # these ops were reported when first admitted
+        self._last_final_at = now
+        self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
+        self.stats.state_syncs_finished += 1
+        blob = encode_blob(manifest, chunks)
+        self._emit(
+            PersistCheckpoint(
+                manifest.height, manifest.checkpoint_id, manifest.state_root, sync.bundle, (), blob
+            )
+        )
+        self._emit(StateSyncFinished(manifest.height, len(chunks), len(sync.contributors)))
+        self._continue_catch_up(now, persist=True)
+
+    def _fail_state_sync(self, height: int, reason: str, now: float) -> None:
+        self._state_sync = None
+        self._state_sync_retry_at = now + STATE_SYNC_RETRY_S
+        self.stats.state_syncs_failed += 1
+        self._emit(StateSyncFailed(height, reason))
 
     def _record_evidence(self, evidence: consensus.Evidence, source: bytes = b"") -> None:
         """Record proof that a member equivocated, once, and gossip it to every other peer so
@@ -1282,6 +1683,8 @@ class NodeCore:
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _after_input(self, now: float) -> None:
+        if self._state_sync is not None:
+            self._pump_state_sync(now)
         if self._announced or self._announce_retries:
             self._fetch_announced(now)
         self._retry_waiting(now)
@@ -1378,7 +1781,48 @@ class NodeCore:
         self._events.append(event)
 
 
+def _check_snapshot_bundle(manifest: Manifest, bundle: bytes, genesis: Genesis) -> None:
+    """Raise a RemoteProtocolError subclass unless `bundle` is a council-signed checkpoint
+    bundle whose cut is the manifest's height, checkpoint id and state root."""
+    decoded = consensus.CheckpointBundle.decode(bundle)
+    consensus.verify_bundle(decoded, genesis.network_id, list(genesis.council))
+    cut = Cut.decode(decoded.value)
+    if (decoded.height, cut.height, cut.checkpoint_id, cut.state_root) != (
+        manifest.height,
+        manifest.height,
+        manifest.checkpoint_id,
+        manifest.state_root,
+    ):
+        raise SnapshotOfferMismatchError("the manifest is not the checkpoint of the bundle")
+
+
+def rebuild_snapshot_state(manifest: Manifest, chunks: list[bytes]) -> LedgerState:
+    """The state the (already verified) chunks hold; raises a RemoteProtocolError subclass
+    unless its root is the manifest's state root (hash parity)."""
+    records = [record for chunk in chunks for record in split_chunk(chunk)]
+    if len(records) != manifest.record_count:
+        raise SnapshotOfferMismatchError("the chunks do not hold the manifest's record count")
+    state = state_from_records(records)
+    if state.root() != manifest.state_root:
+        raise SnapshotOfferMismatchError("the rebuilt state root is not the checkpoint's")
+    return state
+
+
 _COUNCIL_BROADCAST_KINDS = (int(Kind.COUNCIL_QUIESCE), int(Kind.COUNCIL_RESUME))
+
+
+def _last_snapshot_height(bundles: list[bytes], config: NodeCoreConfig) -> int:
+    """The highest snapshot height (a multiple of the interval) among decodable `bundles`."""
+    interval = config.snapshot_interval
+    if not interval:
+        return -1
+    heights = []
+    for data in bundles:
+        try:
+            heights.append(consensus.CheckpointBundle.decode(data).height)
+        except RemoteProtocolError:
+            continue  # the replay rejects it in its turn
+    return max((h for h in heights if h % interval == 0), default=-1)
 
 
 def _is_council_broadcast(envelope: bytes) -> bool:

@@ -38,7 +38,13 @@ from .framing import FrameDecoder, FrameEncoder, Priority
 from .genesis import Genesis
 from .ledger import HandleBound, HandleConflictRaised, HandleUnbound, OpAccepted, Outcome
 from .messages import ConsensusEnvelope, encode_message
-from .node_core import CheckpointFinalized, EquivocationRecorded, NodeCore, NodeCoreConfig
+from .node_core import (
+    CheckpointFinalized,
+    EquivocationRecorded,
+    NodeCore,
+    NodeCoreConfig,
+    StateSyncFinished,
+)
 from .ops import Kind, Op
 from .simulator import (
     CoreFactory,
@@ -499,19 +505,41 @@ def honest_cores(swarm: Swarm) -> list[tuple[int, NodeCore]]:
     return cores
 
 
+def snapshot_base_height(core: SimCore) -> int:
+    """0 for a node holding the whole history; else the height of the snapshot its ledger
+    was restored from (state sync): ops final up to there may be unknown to it."""
+    return int(getattr(core, "snapshot_base_height", 0))
+
+
+def covered_by_state(swarm: Swarm, core: SimCore, op_id: bytes) -> bool:
+    """Whether a node restored from a snapshot holds `op_id` only through its final state
+    (the op is at or below its author's final seq)."""
+    submission = swarm.workload.submissions.get(op_id)
+    return (
+        snapshot_base_height(core) > 0
+        and submission is not None
+        and isinstance(core, NodeCore)
+        and core.below_final_line(submission.op.envelope)
+    )
+
+
 def converged(swarm: Swarm) -> bool:
     nodes = [swarm.sim.nodes[i].core for i in honest_live(swarm)]
     cores = [core for core in nodes if core is not None]
     if not cores:
         return False
     root = cores[0].ledger.state_root()
-    count = len(cores[0].ledger.applied_ids())
-    for core in cores[1:]:
-        if core.ledger.state_root() != root or len(core.ledger.applied_ids()) != count:
+    full = [core for core in cores if not snapshot_base_height(core)]
+    count = len(full[0].ledger.applied_ids()) if full else 0
+    for core in cores:
+        if core.ledger.state_root() != root:
+            return False
+        if not snapshot_base_height(core) and len(core.ledger.applied_ids()) != count:
             return False
     for op_id in swarm.workload.acked:
         for core in cores:
-            if core.ledger.status_of(op_id)[0] in ("unknown", "pending"):
+            status = core.ledger.status_of(op_id)[0]
+            if status in ("unknown", "pending") and not covered_by_state(swarm, core, op_id):
                 return False
     return True
 
@@ -699,11 +727,17 @@ def _check_bundles(
     council = list(swarm.genesis.council)
     verified: set[bytes] = set()
     for index, core in honest_cores(swarm):
+        # A node keeps the bundles of its last `bundles_kept` heights (fewer after a state
+        # sync): they must run without a gap up to its final height.
+        held = False
         for height in range(1, core.final_height + 1):
             data = core.bundle(height)
+            if data is None and not held and height < core.final_height:
+                continue
             if data is None:
                 failures.append(f"node {index}: no bundle for final height {height}")
                 break
+            held = True
             try:
                 digest = crypto.sha256(data)
                 bundle = consensus.CheckpointBundle.decode(data)
@@ -755,7 +789,8 @@ def check_swarm(swarm: Swarm) -> list[str]:
         core = swarm.sim.nodes[index].core
         assert core is not None
         failures.extend(f"node {index}: {f}" for f in check_node(swarm, core))
-        applied_sets.append(frozenset(core.ledger.applied_ids()))
+        if not snapshot_base_height(core):  # a restored node applied only what came after
+            applied_sets.append(frozenset(core.ledger.applied_ids()))
     if len(set(applied_sets)) > 1:
         failures.append("honest nodes applied different op sets")
     return failures
@@ -778,13 +813,16 @@ def check_node(swarm: Swarm, core: SimCore) -> list[str]:
             continue
         grants += op.kind is Kind.GRANT
         seqs.setdefault(op.author, []).append(op.seq)
-    if state.granted != grants * swarm.genesis.signup_reward:
+    restored = snapshot_base_height(core) > 0  # its history starts at a snapshot
+    if not restored and state.granted != grants * swarm.genesis.signup_reward:
         failures.append(f"granted {state.granted} != {grants} grants x reward")
     if state.total_balances() != state.granted - state.burned:
         failures.append("balances do not sum to granted - burned")
     if sum(state.burn_tallies.values()) != state.burned:
         failures.append("burn tallies do not sum to burned")
     for author, author_seqs in sorted(seqs.items()):
+        if restored:
+            break  # check_invariants checks its chains from the snapshot's seqs on
         if sorted(author_seqs) != list(range(1, len(author_seqs) + 1)):
             failures.append(f"author {author.hex()[:12]} seqs have a gap or duplicate")
     failures.extend(check_acked(swarm, core))
@@ -800,6 +838,10 @@ def check_acked(swarm: Swarm, core: SimCore) -> list[str]:
         if status == "applied":
             continue
         if status in ("excluded", "rejected") and code and op_id in workload.expect_excluded:
+            continue
+        if covered_by_state(swarm, core, op_id):
+            # Final before the snapshot it restored from: its state holds the op, and the
+            # op itself, should it arrive, looks like a fork of a final chain (rejected).
             continue
         failures.append(f"acknowledged op {op_id.hex()[:12]} lost: {status} {code}".strip())
         if len(failures) >= 3:
@@ -1454,6 +1496,90 @@ def _noisy(network: NetworkConfig, **changes: Any) -> NetworkConfig:
     return replace(network, **changes)
 
 
+# --- state sync ------------------------------------------------------------------------------
+
+#: The state-sync scenario's core settings: bundles are trimmed after this many heights and a
+#: snapshot is made every STATE_SYNC_SNAPSHOT_INTERVAL heights, so that a node away for a few
+#: seconds of fast checkpoints falls out of bundle range and must fetch a snapshot.
+STATE_SYNC_BUNDLES_KEPT = 2
+STATE_SYNC_SNAPSHOT_INTERVAL = 2
+STATE_SYNC_CHECKPOINT_INTERVAL_S = 0.25
+#: The late joiner is cut off from everyone until the others are STATE_SYNC_LAG_HEIGHTS
+#: ahead (checked every STATE_SYNC_POLL_S, at most STATE_SYNC_AWAY_S_MAX), with signups
+#: meanwhile so that heights keep coming; then signups after it returns (new ops it must
+#: finalize together with the others).
+STATE_SYNC_LAG_HEIGHTS = STATE_SYNC_BUNDLES_KEPT + 2
+STATE_SYNC_POLL_S = 0.25
+STATE_SYNC_AWAY_S_MAX = 10.0
+STATE_SYNC_SIGNUPS_AWAY = 16
+STATE_SYNC_SIGNUPS_AFTER = 4
+
+
+def state_sync_factory(genesis: Genesis) -> CoreFactory:
+    config = NodeCoreConfig(
+        bundles_kept=STATE_SYNC_BUNDLES_KEPT,
+        snapshot_interval=STATE_SYNC_SNAPSHOT_INTERVAL,
+        checkpoint_interval_s=STATE_SYNC_CHECKPOINT_INTERVAL_S,
+    )
+    return node_core_factory(genesis, config)
+
+
+def scenario_state_sync(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """A node (council member or not) is cut off while the others finalize more heights than
+    they keep bundles for; back, it restores the state from a snapshot fetched from its peers
+    (state sync), then finalizes new ops together with them."""
+    swarm = build_swarm("state-sync", seed, params, factory or state_sync_factory)
+    sim = swarm.sim
+    fund_end = _bank_workload(swarm, params)
+    late = sim.rng.randrange(params.nodes)
+    others = [i for i in range(params.nodes) if i != late]
+    away_at = sim.rng.uniform(fund_end, params.workload_s / 2)
+    lag: list[int] = []
+    synced: list[int] = []
+    back: list[float] = []
+
+    def leave() -> None:
+        sim.partition([late], others)
+
+    def poll() -> None:
+        heights = [sim.nodes[i].core.ledger.final_height for i in range(params.nodes)]  # type: ignore[union-attr]
+        behind = max(heights) - heights[late]
+        if behind >= STATE_SYNC_LAG_HEIGHTS or sim.now >= away_at + STATE_SYNC_AWAY_S_MAX:
+            lag.append(behind)
+            back.append(sim.now)
+            sim.heal()
+            _signups(swarm, STATE_SYNC_SIGNUPS_AFTER, sim.now + 1.0, sim.now + 2.0)
+        else:
+            sim.at(sim.now + STATE_SYNC_POLL_S, poll)
+
+    def hook(node: int, event: object) -> None:
+        if node == late and isinstance(event, StateSyncFinished):
+            synced.append(event.height)
+
+    sim.event_hooks.append(hook)
+    sim.at(away_at, leave)
+    sim.at(away_at + STATE_SYNC_POLL_S, poll)
+    _signups(swarm, STATE_SYNC_SIGNUPS_AWAY, away_at, away_at + STATE_SYNC_AWAY_S_MAX)
+    sim.run_until(away_at)
+    while not back:
+        sim.run_until(sim.now + STATE_SYNC_POLL_S)
+    # The checks start once the signups after the return are in.
+    swarm.healed_at = max(back[0] + 2.0, params.workload_s)
+
+    def check(swarm: Swarm) -> list[str]:
+        if not lag or lag[0] <= STATE_SYNC_BUNDLES_KEPT:
+            return [f"node {late} fell only {lag} heights behind: state sync not exercised"]
+        if not synced:
+            return [f"node {late} was {lag[0]} heights behind and never finished a state sync"]
+        return []
+
+    swarm.extra_checks.append(check)
+    sim.run_until(swarm.healed_at)
+    return finish(swarm)
+
+
 #: Each scenario with the network it runs on by default. Loss, duplication and jitter are on in
 #: the fault scenarios; clock skew everywhere but signup.
 SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
@@ -1506,6 +1632,12 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
     "fork-finality": (
         scenario_fork_finality,
         ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    "state-sync": (
+        scenario_state_sync,
+        ScenarioParams(
+            ops=24, workload_s=6.0, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)
+        ),
     ),
 }
 

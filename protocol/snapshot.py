@@ -321,6 +321,66 @@ def split_chunk(data: bytes) -> list[bytes]:
     return records
 
 
+# --- the stored form ---------------------------------------------------------------------------
+# A node stores its snapshot as one blob beside the checkpoint (storage's state_snapshots):
+# the manifest's canonical bytes, then every chunk, each prefixed by its length as a 4-byte
+# big-endian unsigned integer. Reading it back checks every chunk against the manifest.
+
+BLOB_LENGTH_PREFIX_BYTES = 4
+
+
+class MalformedSnapshotBlobError(RemoteProtocolError):
+    """A stored snapshot blob that is not a manifest followed by its chunks."""
+
+    code = "malformed_snapshot_blob"
+
+
+def encode_blob(manifest: Manifest, chunks: list[bytes]) -> bytes:
+    if len(chunks) != manifest.chunk_count:
+        raise LocalProtocolError("a snapshot blob needs exactly the manifest's chunks")
+    parts = [len(manifest.encoded).to_bytes(BLOB_LENGTH_PREFIX_BYTES, "big"), manifest.encoded]
+    for chunk in chunks:
+        parts.append(len(chunk).to_bytes(BLOB_LENGTH_PREFIX_BYTES, "big"))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def decode_blob(blob: bytes) -> tuple[Manifest, list[bytes]]:
+    """The manifest and chunks of a stored blob, every chunk checked against the manifest.
+
+    Raises a RemoteProtocolError subclass (MalformedSnapshotBlobError, InvalidManifestError,
+    ChunkHashMismatchError, ...) on any bad byte: a stored file may be corrupt.
+    """
+    if not isinstance(blob, bytes):
+        raise MalformedSnapshotBlobError("snapshot blob must be bytes")
+    view = memoryview(blob)
+    offset = 0
+
+    def take() -> bytes:
+        nonlocal offset
+        header_end = offset + BLOB_LENGTH_PREFIX_BYTES
+        if header_end > len(view):
+            raise MalformedSnapshotBlobError("snapshot blob ends inside a length")
+        length = int.from_bytes(view[offset:header_end], "big")
+        if header_end + length > len(view):
+            raise MalformedSnapshotBlobError("a part runs past the end of the snapshot blob")
+        offset = header_end + length
+        return bytes(view[header_end:offset])
+
+    manifest_bytes = take()
+    if len(manifest_bytes) > MANIFEST_SIZE_BYTES_MAX:
+        raise SnapshotLimitExceededError("manifest in the snapshot blob is over its size limit")
+    manifest = decode_manifest(manifest_bytes)
+    chunks = []
+    for index in range(manifest.chunk_count):
+        chunk = take()
+        verify_chunk(manifest, index, chunk)
+        chunks.append(chunk)
+    if offset != len(view):
+        raise MalformedSnapshotBlobError("trailing bytes after the last chunk")
+    return manifest, chunks
+
+
 # --- diffing catalog entries -----------------------------------------------------------------
 
 

@@ -12,6 +12,13 @@ from swarmd.protocol.errors import RemoteProtocolError
 
 ids = st.binary(min_size=32, max_size=32)
 blobs = st.binary(min_size=1, max_size=300)
+chunk_indices = st.integers(0, messages.CHUNK_INDEX_MAX)
+state_sync_message = st.one_of(
+    st.builds(messages.SnapshotOfferMessage, blobs, blobs),
+    st.builds(messages.ChunkRequestMessage, ids, chunk_indices),
+    st.builds(messages.ChunkMessage, ids, chunk_indices, blobs),
+    st.builds(messages.ChunkMissingMessage, ids, chunk_indices),
+)
 any_message = st.one_of(
     st.builds(messages.OpsMessage, st.lists(blobs, min_size=1, max_size=22).map(tuple)),
     st.builds(messages.FetchMessage, st.lists(ids, min_size=1, max_size=20).map(tuple)),
@@ -45,6 +52,7 @@ any_message = st.one_of(
         st.lists(ids, min_size=1, max_size=5).map(tuple),
         st.integers(1, 2**40),
     ),
+    state_sync_message,
 )
 
 
@@ -110,3 +118,71 @@ def test_fuzz_mutated_messages(message: messages.Message, data: st.DataObject) -
     raw[index] = data.draw(st.integers(min_value=0, max_value=255))
     with contextlib.suppress(RemoteProtocolError):
         messages.decode_message(bytes(raw))
+
+
+# --- state sync messages ---------------------------------------------------------------------
+
+
+@given(state_sync_message, st.data())
+def test_fuzz_mutated_state_sync_messages(message: messages.Message, data: st.DataObject) -> None:
+    raw = bytearray(messages.encode_message(message))
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        raw[index] = data.draw(st.integers(min_value=0, max_value=255))
+    with contextlib.suppress(RemoteProtocolError):
+        messages.decode_message(bytes(raw))
+    with contextlib.suppress(RemoteProtocolError):  # cut short anywhere
+        messages.decode_message(bytes(raw[: data.draw(st.integers(0, len(raw)))]))
+
+
+@given(st.binary(max_size=300))
+def test_fuzz_bytes_behind_the_snapshot_offer_prefix(tail: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        messages.decode_message(bytes([0x93, messages.MessageType.SNAPSHOT_OFFER]) + tail)
+
+
+def test_snapshot_offer_may_exceed_the_value_limit_up_to_its_own() -> None:
+    from swarmd.protocol.snapshot import MANIFEST_SIZE_BYTES_MAX
+
+    big = messages.SnapshotOfferMessage(b"m" * MANIFEST_SIZE_BYTES_MAX, b"b" * 1000)
+    data = messages.encode_message(big)
+    assert len(data) > limits.ENCODED_VALUE_SIZE_BYTES_MAX
+    assert messages.decode_message(data) == big
+    over = messages.SnapshotOfferMessage(b"m" * (MANIFEST_SIZE_BYTES_MAX + 1), b"b")
+    too_big_bundle = messages.SnapshotOfferMessage(
+        b"m", b"b" * (limits.ENCODED_VALUE_SIZE_BYTES_MAX + 1)
+    )
+    # Any other message type stays under the encoded value limit.
+    chunk = encoding.pack([15, b"i" * 32, 0, b"c" * limits.ENCODED_VALUE_SIZE_BYTES_MAX])
+    for data in (messages.encode_message(over), messages.encode_message(too_big_bundle), chunk):
+        try:
+            messages.decode_message(data)
+        except RemoteProtocolError:
+            continue
+        raise AssertionError(f"accepted {data[:20]!r}")
+
+
+def test_state_sync_limits_are_typed_errors() -> None:
+    good_id = b"i" * 32
+    top = messages.CHUNK_INDEX_MAX
+    assert messages.decode_message(encoding.encode([14, good_id, top])) == (
+        messages.ChunkRequestMessage(good_id, top)
+    )
+    for bad in (
+        [14, good_id, top + 1],  # index over SNAPSHOT_CHUNKS_MAX - 1
+        [14, good_id, -1],
+        [14, b"i" * 31, 0],
+        [15, good_id, 0, b""],
+        [15, good_id, 0, b"c" * (limits.SNAPSHOT_CHUNK_SIZE_BYTES + 1)],
+        [15, good_id, 0],
+        [16, good_id, top + 1],
+        [16, good_id, "0"],
+        [13, b"", b"b"],
+        [13, b"m", b""],
+        [13, "m", b"b"],
+    ):
+        try:
+            messages.decode_message(encoding.encode(bad))
+        except messages.MessageError:
+            continue
+        raise AssertionError(f"accepted {bad!r:.60}")

@@ -1,0 +1,441 @@
+"""Snapshots at checkpoints, restoring from one, and state sync between NodeCores."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+
+import pytest
+
+from swarmd.protocol import consensus, encoding
+from swarmd.protocol.framing import FRAME_TYPE_BATCH, FrameEncoder
+from swarmd.protocol.ledger_snapshot import state_from_records
+from swarmd.protocol.messages import (
+    ChunkMessage,
+    ChunkRequestMessage,
+    Message,
+    SnapshotOfferMessage,
+    decode_message,
+    encode_message,
+)
+from swarmd.protocol.node_core import (
+    SNAPSHOT_OFFER_INTERVAL_S,
+    STATE_SYNC_CHUNK_TIMEOUT_S,
+    STATE_SYNC_RETRY_S,
+    NodeCore,
+    NodeCoreConfig,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
+    SnapshotRestoreError,
+    StateSyncFailed,
+    StateSyncFinished,
+)
+from swarmd.protocol.snapshot import (
+    FETCH_CHUNK_PASSES_MAX,
+    Manifest,
+    decode_blob,
+    encode_blob,
+    split_chunk,
+)
+
+from .swarm_harness import Swarm
+
+SMALL = {"snapshot_interval": 2, "bundles_kept": 4, "checkpoint_interval_s": 0.3}
+
+Tamper = Callable[[Message], Message]
+
+
+class TamperingSwarm(Swarm):
+    """A swarm where the messages node `liar` sends to node `victim` pass through `tamper`
+    (batch frames only: the states here are small, nothing is fragmented)."""
+
+    def __init__(self, *args: object, liar: int, victim: int, tamper: Tamper, **kw: object):
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.liar, self.victim, self.tamper = liar, victim, tamper
+
+    def flush(self, i: int) -> None:
+        if i != self.liar:
+            super().flush(i)
+            return
+        node = self.nodes[i]
+        for peer, frame in node.frames_to_send():
+            j = self.index[peer]
+            if (i, j) in self.cut:
+                continue
+            frames = [frame]
+            if j == self.victim and frame[1] == FRAME_TYPE_BATCH:
+                frames = self._rewrite(frame)
+            for out in frames:
+                self.counter += 1
+                heapq.heappush(self.queue, (self.now + self.delay_s, self.counter, i, j, out))
+        while (event := node.next_event()) is not None:
+            self.events[i].append(event)
+
+    def _rewrite(self, frame: bytes) -> list[bytes]:
+        count = int.from_bytes(frame[2:4], "big")
+        lengths = [int.from_bytes(frame[4 + 2 * k : 6 + 2 * k], "big") for k in range(count)]
+        offset = 4 + 2 * count
+        encoder = FrameEncoder()
+        for length in lengths:
+            message = decode_message(frame[offset : offset + length])
+            offset += length
+            encoder.queue_message(encode_message(self.tamper(message)))
+        return encoder.frames_to_send()
+
+
+def grow(swarm: Swarm, heights: int, *, label: str, nodes: tuple[int, ...] = (0, 1, 2)) -> None:
+    """Submit one grant per round on the given nodes until they finalized `heights` more."""
+    target = min(swarm.nodes[i].final_height for i in nodes) + heights
+    for round_ in range(heights * 20):
+        if min(swarm.nodes[i].final_height for i in nodes) >= target:
+            return
+        person = swarm.author(f"{label}-{round_}")
+        i = nodes[round_ % len(nodes)]
+        assert swarm.submit(i, swarm.members[i].grant(person.key, 100)).status == "accepted"
+        swarm.run(until=swarm.now + 0.5)
+    raise AssertionError("the swarm did not finalize enough heights")
+
+
+def events_of(swarm: Swarm, i: int, kind: type) -> list:
+    return [e for e in swarm.events[i] if isinstance(e, kind)]
+
+
+def isolate(swarm: Swarm, i: int) -> None:
+    n = len(swarm.nodes)
+    swarm.cut = {(i, j) for j in range(n)} | {(j, i) for j in range(n)}
+
+
+def final_root(node: NodeCore) -> bytes:
+    return node.ledger.final_state.root()
+
+
+# --- snapshots at finalize -------------------------------------------------------------------
+
+
+def test_finalizing_past_the_interval_emits_a_snapshot_that_rebuilds_the_checkpoint_root() -> None:
+    swarm = Swarm(4, seed=3, **SMALL)
+    grow(swarm, 5, label="snap")
+    checkpoints = events_of(swarm, 0, PersistCheckpoint)
+    with_snapshot = [c for c in checkpoints if c.snapshot]
+    assert with_snapshot and all(c.height % 2 == 0 for c in with_snapshot)
+    assert all(not c.snapshot for c in checkpoints if c.height % 2)
+    for checkpoint in with_snapshot:
+        manifest, chunks = decode_blob(checkpoint.snapshot)
+        assert (manifest.height, manifest.checkpoint_id) == (
+            checkpoint.height,
+            checkpoint.checkpoint_id,
+        )
+        records = [record for chunk in chunks for record in split_chunk(chunk)]
+        assert state_from_records(records).root() == checkpoint.state_root
+    status = swarm.nodes[0].status()["snapshot"]
+    newest = with_snapshot[-1]
+    assert status["height"] == newest.height and status["chunks"] >= 1
+    # bundles_kept trims the bundles served to peers.
+    node = swarm.nodes[0]
+    assert node.bundle(node.final_height) is not None
+    assert node.bundle(node.final_height - 4) is None
+
+
+def test_snapshot_interval_zero_makes_no_snapshots() -> None:
+    swarm = Swarm(4, seed=3, snapshot_interval=0, checkpoint_interval_s=0.3)
+    grow(swarm, 3, label="none")
+    assert not any(c.snapshot for c in events_of(swarm, 0, PersistCheckpoint))
+    assert swarm.nodes[0].status()["snapshot"] is None
+
+
+# --- restore from a snapshot -----------------------------------------------------------------
+
+
+def durable(swarm: Swarm, i: int) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
+    envelopes = [e for ev in events_of(swarm, i, PersistOps) for e in ev.envelopes]
+    checkpoints = events_of(swarm, i, PersistCheckpoint)
+    bundles = [c.bundle for c in checkpoints]
+    snapshots = [c.snapshot for c in checkpoints if c.snapshot]
+    states = [e.data for e in events_of(swarm, i, PersistConsensusState)]
+    return envelopes, bundles, snapshots, states
+
+
+def restore(swarm: Swarm, i: int, **kw: object) -> NodeCore:
+    return NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[i],
+        config=NodeCoreConfig(**SMALL),  # type: ignore[arg-type]
+        rng=random.Random(7),
+        now=swarm.now,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_restore_from_snapshot_equals_full_replay() -> None:
+    swarm = Swarm(4, seed=4, **SMALL)
+    grow(swarm, 5, label="before")
+    # Leave ops unfinalized above the last checkpoint, too.
+    person = swarm.author("unfinal")
+    swarm.submit(1, swarm.members[1].grant(person.key, 100))
+    envelopes, bundles, snapshots, _ = durable(swarm, 1)
+    assert len(snapshots) >= 2
+    full = restore(swarm, 1, envelopes=envelopes, bundles=bundles)
+    for blob in snapshots[-2:]:  # the older one leaves bundles above it to replay
+        fast = restore(swarm, 1, envelopes=envelopes, bundles=bundles, snapshot=blob)
+        assert fast.final_height == full.final_height == swarm.nodes[1].final_height
+        assert final_root(fast) == final_root(full)
+        assert fast.state_root() == full.state_root() == swarm.nodes[1].state_root()
+        assert fast.ledger.unfinalized_count() == full.ledger.unfinalized_count() >= 1
+        # The replayed bundles above the blob's height make newer snapshots in memory.
+        newest = fast.final_height - fast.final_height % SMALL["snapshot_interval"]
+        assert fast.status()["snapshot"]["height"] == newest >= decode_blob(blob)[0].height
+
+
+def test_a_bad_snapshot_raises_snapshot_restore_error() -> None:
+    swarm = Swarm(4, seed=4, **SMALL)
+    grow(swarm, 3, label="bad")
+    envelopes, bundles, snapshots, _ = durable(swarm, 1)
+    blob = snapshots[-1]
+    manifest, chunks = decode_blob(blob)
+    corrupt = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(SnapshotRestoreError, match="corrupt"):
+        restore(swarm, 1, envelopes=envelopes, bundles=bundles, snapshot=corrupt)
+    with pytest.raises(SnapshotRestoreError, match="corrupt"):
+        restore(swarm, 1, envelopes=envelopes, bundles=bundles, snapshot=b"\x00\x00")
+    own = [b for b in bundles if consensus.CheckpointBundle.decode(b).height != manifest.height]
+    with pytest.raises(SnapshotRestoreError, match="no checkpoint bundle"):
+        restore(swarm, 1, envelopes=envelopes, bundles=own, snapshot=blob)
+    # A self-consistent blob whose root is not the bundle's checkpoint root.
+    wrong_root = Manifest(
+        manifest.height,
+        manifest.checkpoint_id,
+        b"\x01" * 32,
+        manifest.chunk_hashes,
+        manifest.total_size_bytes,
+        manifest.record_count,
+    )
+    forged = encode_blob(wrong_root, chunks)
+    with pytest.raises(SnapshotRestoreError, match="does not match"):
+        restore(swarm, 1, envelopes=envelopes, bundles=bundles, snapshot=forged)
+
+
+def test_a_validator_restored_from_a_snapshot_keeps_finalizing_with_the_others() -> None:
+    swarm = Swarm(4, seed=6, **SMALL)
+    grow(swarm, 4, label="early")
+    envelopes, bundles, snapshots, states = durable(swarm, 2)
+    crashed = swarm.nodes[2]
+    for node in swarm.nodes:
+        node.peer_disconnected(crashed.node_id, swarm.now)
+    restored = restore(
+        swarm,
+        2,
+        envelopes=envelopes,
+        bundles=bundles,
+        snapshot=snapshots[-1],
+        consensus_state=states[-1],
+    )
+    assert restored.final_height == crashed.final_height
+    swarm.nodes[2] = restored
+    for node in swarm.nodes:
+        for other in swarm.nodes:
+            if node is not other:
+                node.peer_connected(other.node_id, swarm.now)
+    grow(swarm, 3, label="late", nodes=(0, 1, 2, 3))
+    swarm.run(until=swarm.now + 3.0)
+    assert len({final_root(n) for n in swarm.nodes}) == 1
+    assert len({n.final_height for n in swarm.nodes}) == 1
+    assert restored.final_height > crashed.final_height
+    assert restored.consensus.conflicting_signatures_refused == 0
+
+
+# --- state sync over the wire ----------------------------------------------------------------
+
+
+def run_offline_and_back(
+    swarm: Swarm, *, heights: int = 7, settle_s: float = 8.0, first: tuple[int, ...] = ()
+) -> None:
+    """Node 3 misses `heights` heights (more than bundles_kept), then comes back: to the
+    `first` nodes only for one STATE_SYNC_RETRY_S when given, then to all."""
+    grow(swarm, 1, label="warm", nodes=(0, 1, 2, 3))
+    swarm.run(until=swarm.now + 1.0)
+    isolate(swarm, 3)
+    grow(swarm, heights, label="away")
+    behind = swarm.nodes[0].final_height - swarm.nodes[3].final_height
+    assert behind > SMALL["bundles_kept"]
+    swarm.cut = set()
+    if first:
+        late = swarm.nodes[3]
+        others = [i for i in range(3) if i not in first]
+        for i in others:
+            late.peer_disconnected(swarm.nodes[i].node_id, swarm.now)
+            swarm.nodes[i].peer_disconnected(late.node_id, swarm.now)
+        swarm.run(until=swarm.now + STATE_SYNC_RETRY_S / 2)
+        assert not events_of(swarm, 3, StateSyncFinished)
+        for i in others:
+            late.peer_connected(swarm.nodes[i].node_id, swarm.now)
+            swarm.nodes[i].peer_connected(late.node_id, swarm.now)
+    swarm.run(until=swarm.now + settle_s)
+
+
+def test_an_offline_node_further_behind_than_the_bundles_kept_state_syncs_and_continues() -> None:
+    swarm = Swarm(4, seed=8, **SMALL)
+    run_offline_and_back(swarm)
+    late = swarm.nodes[3]
+    finished = events_of(swarm, 3, StateSyncFinished)
+    assert finished and finished[0].chunks >= 1 and finished[0].peers >= 1
+    stored = [c for c in events_of(swarm, 3, PersistCheckpoint) if c.height == finished[0].height]
+    assert stored and stored[0].snapshot and stored[0].final_op_ids == ()
+    assert decode_blob(stored[0].snapshot)[0].state_root == stored[0].state_root
+    assert late.stats.state_syncs_finished >= 1
+    assert sum(n.stats.snapshot_chunks_served for n in swarm.nodes[:3]) >= finished[0].chunks
+    assert len({final_root(n) for n in swarm.nodes}) == 1
+    assert len({n.final_height for n in swarm.nodes}) == 1
+    # It takes part in finality again: new ops become final everywhere, at the same root.
+    height = late.final_height
+    newcomer = swarm.author("after-sync")
+    swarm.submit(3, swarm.members[3].grant(newcomer.key, 100))
+    swarm.run(until=swarm.now + 4.0)
+    assert late.final_height > height
+    assert all(n.ledger.final_state.balance(newcomer.key) == 100 for n in swarm.nodes)
+    assert len({final_root(n) for n in swarm.nodes}) == 1
+    assert late.status()["state_sync"] is None
+
+
+def flip(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+
+def test_a_peer_serving_a_wrong_chunk_is_penalized_and_the_sync_completes_elsewhere() -> None:
+    def wrong_chunk(message: Message) -> Message:
+        if isinstance(message, ChunkMessage):
+            return ChunkMessage(message.manifest_id, message.index, flip(message.data))
+        return message
+
+    swarm = TamperingSwarm(4, seed=9, liar=0, victim=3, tamper=wrong_chunk, **SMALL)
+    run_offline_and_back(swarm, settle_s=3 * STATE_SYNC_RETRY_S, first=(0,))
+    late = swarm.nodes[3]
+    failed = events_of(swarm, 3, StateSyncFailed)
+    assert failed and "bad_chunk" in failed[0].reason  # the liar was the only source
+    assert events_of(swarm, 3, StateSyncFinished)  # retried later with the honest peers
+    assert late.status()["peers"].get(swarm.nodes[0].node_id.hex(), {"score": -1})["score"] < 0
+    assert len({final_root(n) for n in swarm.nodes}) == 1
+
+
+def test_a_peer_offering_a_wrong_manifest_is_penalized_and_the_sync_completes_elsewhere() -> None:
+    def wrong_manifest(message: Message) -> Message:
+        if isinstance(message, SnapshotOfferMessage):
+            value = encoding.decode(message.manifest, size_max=len(message.manifest))
+            assert isinstance(value, dict)
+            value["state_root"] = flip(value["state_root"])
+            return SnapshotOfferMessage(encoding.encode(value), message.bundle)
+        return message
+
+    swarm = TamperingSwarm(4, seed=10, liar=1, victim=3, tamper=wrong_manifest, **SMALL)
+    run_offline_and_back(swarm, first=(1,))
+    late = swarm.nodes[3]
+    assert not events_of(swarm, 3, StateSyncFailed)  # refused at the offer: no fetch started
+    assert events_of(swarm, 3, StateSyncFinished)
+    assert late.status()["peers"].get(swarm.nodes[1].node_id.hex(), {"score": -1})["score"] < 0
+    assert len({final_root(n) for n in swarm.nodes}) == 1
+
+
+def test_a_manifest_listing_wrong_chunks_fails_the_sync_which_is_retried_later() -> None:
+    def wrong_hashes(message: Message) -> Message:
+        if isinstance(message, SnapshotOfferMessage):
+            value = encoding.decode(message.manifest, size_max=len(message.manifest))
+            assert isinstance(value, dict)
+            value["chunk_hashes"] = flip(value["chunk_hashes"])
+            return SnapshotOfferMessage(encoding.encode(value), message.bundle)
+        return message
+
+    # The liar is the only peer: its chunks never match its manifest (it answers that it has
+    # no such snapshot), so every fetch fails, and is retried once per STATE_SYNC_RETRY_S.
+    swarm = TamperingSwarm(4, seed=12, liar=0, victim=3, tamper=wrong_hashes, **SMALL)
+    for other in (1, 2):
+        swarm.nodes[3].peer_disconnected(swarm.nodes[other].node_id, 0.0)
+        swarm.nodes[other].peer_disconnected(swarm.nodes[3].node_id, 0.0)
+    run_offline_and_back(swarm, settle_s=2 * STATE_SYNC_RETRY_S + 1.0)
+    failures = events_of(swarm, 3, StateSyncFailed)
+    assert failures and all("failed on every peer" in f.reason for f in failures)
+    starts = swarm.nodes[3].stats.state_syncs_started
+    assert 2 <= starts <= 3  # one per STATE_SYNC_RETRY_S at most
+    assert not events_of(swarm, 3, StateSyncFinished)
+
+
+def test_chunk_requests_that_time_out_fail_the_sync_after_bounded_retries() -> None:
+    def drop_chunks(message: Message) -> Message:
+        if isinstance(message, ChunkMessage):
+            # An answer for another snapshot: ignored, so the request times out.
+            return ChunkMessage(b"\x00" * 32, message.index, message.data)
+        return message
+
+    swarm = TamperingSwarm(4, seed=13, liar=0, victim=3, tamper=drop_chunks, **SMALL)
+    for other in (1, 2):
+        swarm.nodes[3].peer_disconnected(swarm.nodes[other].node_id, 0.0)
+        swarm.nodes[other].peer_disconnected(swarm.nodes[3].node_id, 0.0)
+    run_offline_and_back(swarm, settle_s=(FETCH_CHUNK_PASSES_MAX + 1) * STATE_SYNC_CHUNK_TIMEOUT_S)
+    failures = events_of(swarm, 3, StateSyncFailed)
+    assert failures and "timeouts" in failures[0].reason
+
+
+def test_offers_are_rate_limited_per_peer() -> None:
+    swarm = Swarm(4, seed=14, **SMALL)
+    grow(swarm, 6, label="offers")
+    server = swarm.nodes[0]
+    lagging = swarm.nodes[1].node_id
+    from swarmd.protocol.messages import BundleRequestMessage
+
+    def ask(now: float) -> None:
+        encoder = FrameEncoder()
+        encoder.queue_message(encode_message(BundleRequestMessage(1, 1)))
+        for frame in encoder.frames_to_send():
+            server.receive_frame(lagging, frame, now)
+
+    before = server.stats.snapshot_offers_sent
+    ask(swarm.now)
+    ask(swarm.now + SNAPSHOT_OFFER_INTERVAL_S / 2)
+    assert server.stats.snapshot_offers_sent == before + 1
+    ask(swarm.now + SNAPSHOT_OFFER_INTERVAL_S)
+    assert server.stats.snapshot_offers_sent == before + 2
+
+
+def test_unknown_or_out_of_range_chunk_requests_are_answered_missing() -> None:
+    swarm = Swarm(4, seed=15, **SMALL)
+    grow(swarm, 2, label="chunks")
+    server = swarm.nodes[0]
+    manifest_id = bytes.fromhex(server.status()["snapshot"]["manifest_id"])
+    chunks = server.status()["snapshot"]["chunks"]
+    asker = swarm.nodes[1].node_id
+    for request in (ChunkRequestMessage(b"\x07" * 32, 0), ChunkRequestMessage(manifest_id, chunks)):
+        encoder = FrameEncoder()
+        encoder.queue_message(encode_message(request))
+        for frame in encoder.frames_to_send():
+            server.receive_frame(asker, frame, swarm.now)
+    served = server.stats.snapshot_chunks_served
+    replies = [f for peer, f in server.frames_to_send() if peer == asker]
+    assert replies and server.stats.snapshot_chunks_served == served
+
+
+def test_random_state_sync_messages_never_escape_the_core() -> None:
+    """Offers, chunks and chunk answers with random contents (valid message shapes, bad
+    payloads) only ever penalize the sender."""
+    swarm = Swarm(4, seed=16, **SMALL)
+    grow(swarm, 3, label="fuzz")
+    core, sender = swarm.nodes[0], swarm.nodes[1].node_id
+    bundle = core.bundle(core.final_height)
+    assert bundle is not None
+    manifest = bytes.fromhex(core.status()["snapshot"]["manifest_id"])
+    rng = random.Random(5)
+    junk: list[Message] = []
+    for _ in range(40):
+        blob = rng.randbytes(rng.randrange(1, 200))
+        junk += [
+            SnapshotOfferMessage(blob, bundle),
+            SnapshotOfferMessage(blob, blob),
+            ChunkMessage(manifest, rng.randrange(4), blob),
+            ChunkRequestMessage(rng.choice([manifest, blob[:1] * 32]), rng.randrange(1_000)),
+        ]
+    for message in junk:
+        encoder = FrameEncoder()
+        encoder.queue_message(encode_message(message))
+        for frame in encoder.frames_to_send():
+            core.receive_frame(sender, frame, swarm.now)
+    assert core.final_height >= 3  # still fine
+    assert sender not in core.peer_ids()  # bad offers added up to a disconnection
