@@ -259,9 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The other subcommands live beside the code they drive; imported here, when a command
     # line is parsed, so that importing this module stays cheap.
-    from . import chaos, commands, recovery, rollback
+    from . import chaos, commands, recovery, rollback, snapshots
 
-    for module in (chaos, recovery, rollback, commands):
+    for module in (chaos, recovery, rollback, snapshots, commands):
         module.register(add)
     return parser
 

@@ -33,6 +33,8 @@ from typing import Any
 from swarmd.protocol import limits
 from swarmd.protocol.crypto import account_id_text, parse_account_id
 from swarmd.protocol.errors import InvalidAccountIdError, RemoteProtocolError
+from swarmd.protocol.node_core import BUNDLES_KEPT_MAX, SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
+from swarmd.storage.api import SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX
 
 from .transport.base import IceServerConfig, TransportConfig
 
@@ -76,6 +78,9 @@ CHECKPOINT_OPS_TRIGGER_MAX = limits.CHECKPOINT_HEADS_MAX
 TURN_CREDENTIAL_TTL_S_MIN = 60
 TURN_CREDENTIAL_TTL_S_MAX = 7 * 86_400
 RECONNECT_ATTEMPTS_MAX = 100_000
+#: A snapshot at most every million final heights (at one checkpoint a second, ~11 days);
+#: a larger interval would make restart replay and state sync fall back to the whole log.
+SNAPSHOT_INTERVAL_MAX = 1_000_000
 
 SECTION_NAMES = (
     "node",
@@ -84,6 +89,7 @@ SECTION_NAMES = (
     "network",
     "sync",
     "consensus",
+    "storage",
     "limits",
     "log",
     "metrics",
@@ -584,6 +590,13 @@ class SyncSection:
         "Connected peers at most; further inbound connections are refused.",
         integer(1, PEERS_MAX_CEILING),
     )
+    bundles_kept: int = setting(
+        BUNDLES_KEPT_MAX,
+        """Newest checkpoint bundles kept in memory to serve lagging peers. A peer further
+        behind catches up by state sync from a snapshot instead, so this must be at least
+        [consensus].snapshot_interval (the bundles after the newest snapshot).""",
+        integer(1, BUNDLES_KEPT_MAX),
+    )
 
 
 @dataclass(frozen=True)
@@ -597,6 +610,13 @@ class ConsensusSection:
         limits.CHECKPOINT_OPS_TRIGGER,
         "A checkpoint is proposed at once when this many ops are unfinalized.",
         integer(1, CHECKPOINT_OPS_TRIGGER_MAX),
+    )
+    snapshot_interval: int = setting(
+        SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT,
+        """A state snapshot is made at every final height that is a multiple of this and
+        stored with its checkpoint: a restart replays only the ops after it, and lagging peers
+        can state-sync from it. 0 makes none (restart replays the whole log).""",
+        integer(0, SNAPSHOT_INTERVAL_MAX),
     )
     timeout_propose_s: float = setting(
         limits.CONSENSUS_TIMEOUT_PROPOSE_S,
@@ -617,6 +637,16 @@ class ConsensusSection:
         limits.CONSENSUS_TIMEOUT_DELTA_S,
         "Added to each timeout per round, so that a slow network eventually decides.",
         number(0.0, 600.0),
+    )
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    snapshots_kept: int = setting(
+        SNAPSHOTS_KEPT_DEFAULT,
+        """State snapshots kept in the database; storing a new one deletes the older ones. A
+        restart restores from the newest (or replays the whole log when it is unreadable).""",
+        integer(1, SNAPSHOTS_KEPT_MAX),
     )
 
 
@@ -672,6 +702,7 @@ class NodeConfig:
     network: NetworkSection = field(default_factory=NetworkSection)
     sync: SyncSection = field(default_factory=SyncSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    storage: StorageSection = field(default_factory=StorageSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     log: LogSection = field(default_factory=LogSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
@@ -791,6 +822,14 @@ def _check_relations(config: NodeConfig) -> None:
     if config.sync.eager_relay_fanout > config.sync.gossip_fanout:
         raise ConfigRangeError(
             "must not exceed [sync].gossip_fanout", key_path="[sync].eager_relay_fanout"
+        )
+    if config.consensus.snapshot_interval > 0 and (
+        config.sync.bundles_kept < config.consensus.snapshot_interval
+    ):
+        raise ConfigRangeError(
+            "must be at least [consensus].snapshot_interval (a peer restored from the newest "
+            "snapshot fetches the bundles after it)",
+            key_path="[sync].bundles_kept",
         )
     if not _is_loopback(config.admin.host):
         raise ConfigRangeError(

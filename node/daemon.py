@@ -22,6 +22,7 @@ import importlib.metadata
 import os
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,9 +58,13 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    SnapshotRestoreError,
+    StateSyncFailed,
+    StateSyncFinished,
     SyncSessionFinished,
 )
 from swarmd.protocol.ops import Op
+from swarmd.storage.errors import CorruptDatabaseError
 
 from .config import NodeConfig, transport_config
 from .logs import get_logger
@@ -88,6 +93,10 @@ FINAL_OPS_PUBLISHED_UNFILTERED_MAX = 256
 #: Dialing a configured peer: first retry delay and the cap (doubled per failure, jittered).
 DIAL_BACKOFF_INITIAL_S = 0.25
 DIAL_BACKOFF_MAX_S = 5.0
+#: Stored snapshots tried at start, newest first, before replaying the whole log: the newest
+#: and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
+#: replay of the ops above that snapshot.
+SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
 
 
 class DaemonError(LocalProtocolError):
@@ -127,6 +136,8 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         delta_sync_interval_s=config.sync.delta_sync_interval_s,
         checkpoint_interval_s=config.consensus.checkpoint_interval_s,
         checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
+        snapshot_interval=config.consensus.snapshot_interval,
+        bundles_kept=config.sync.bundles_kept,
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,
             timeout_prevote_s=config.consensus.timeout_prevote_s,
@@ -300,6 +311,39 @@ class GroupCommitter:
             self._consensus_state_stored = batch.consensus_state
 
 
+# --- restoring at start ----------------------------------------------------------------------
+
+
+async def _restore_core(
+    node_log: NodeLog, restore: Callable[[bytes | None], NodeCore]
+) -> tuple[NodeCore, int | None]:
+    """The core rebuilt from the newest usable stored snapshot, or by a full replay; and the
+    snapshot's height (None after a full replay).
+
+    A snapshot that cannot be read (CorruptDatabaseError) or restored (SnapshotRestoreError)
+    is logged as a warning naming its height and the cause, and the next older one is tried,
+    up to SNAPSHOT_RESTORE_ATTEMPTS_MAX; then the whole log is replayed. A snapshot is derived
+    state, so losing one costs time, never data.
+    """
+    heights = await node_log.snapshot_heights()
+    candidates = heights[::-1][:SNAPSHOT_RESTORE_ATTEMPTS_MAX]
+    for height in candidates:
+        try:
+            blob = await node_log.get_snapshot(height)
+            if blob is None:
+                continue
+            return restore(blob), height
+        except (CorruptDatabaseError, SnapshotRestoreError) as exc:
+            log.warning(
+                "snapshot_restore_failed",
+                height=height,
+                code=exc.code,
+                cause=exc.message,
+                fallback="full replay" if height == candidates[-1] else "older snapshot",
+            )
+    return restore(None), None
+
+
 # --- the daemon ------------------------------------------------------------------------------
 
 EventListener = Callable[[dict[str, Any]], None]
@@ -397,12 +441,15 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self.frames_dropped = 0
         self.started = False
+        #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
+        self.restore_info: dict[str, Any] = {"snapshot_height": None}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, config: NodeConfig, *, metrics: NodeMetrics | None = None) -> Daemon:
-        """Load genesis and key, open the store and rebuild the core from it."""
+        """Load genesis and key, open the store and rebuild the core from it: from the newest
+        stored snapshot and the ops above it, or from the whole log (see `_restore_core`)."""
         try:
             genesis = Genesis.from_json(config.node.genesis_file.read_bytes())
         except OSError as exc:
@@ -413,25 +460,32 @@ class Daemon:
             network_id=genesis.network_id,
             node_key=keypair.public_key,
             synchronous=config.node.synchronous,
+            snapshots_kept=config.storage.snapshots_kept,
         )
         signing_state_file = SigningStateFile.beside(config.node.data_file)
         loop = asyncio.get_running_loop()
-        rng = random.Random(secrets.randbits(64))
+        started = time.perf_counter()
         try:
             envelopes, bundles = await node_log.load()
             mode, reason = await node_log.get_mode()
             # The last sign state: the restored core resumes the height in progress with the
             # votes and the lock it had (SigningStateError when the file is not ours).
-            core = NodeCore.restore(
-                genesis=genesis,
-                keypair=keypair,
-                config=core_config(config),
-                rng=rng,
-                now=loop.time(),
-                envelopes=envelopes,
-                bundles=bundles,
-                consensus_state=signing_state_file.load(),
-            )
+            consensus_state = signing_state_file.load()
+
+            def restore(snapshot: bytes | None) -> NodeCore:
+                return NodeCore.restore(
+                    genesis=genesis,
+                    keypair=keypair,
+                    config=core_config(config),
+                    rng=random.Random(secrets.randbits(64)),
+                    now=loop.time(),
+                    envelopes=envelopes,
+                    bundles=bundles,
+                    consensus_state=consensus_state,
+                    snapshot=snapshot,
+                )
+
+            core, snapshot_height = await _restore_core(node_log, restore)
         except BaseException:
             await node_log.close()
             raise
@@ -444,12 +498,29 @@ class Daemon:
             metrics=metrics,
             signing_state_file=signing_state_file,
         )
+        elapsed_s = time.perf_counter() - started
+        # After a snapshot restore the ledger holds only the ops above the snapshot's height,
+        # so its applied ops are the ones replayed (all of them after a full replay).
+        replayed_ops = len(core.ledger.applied_ids())
+        daemon.restore_info = {
+            "snapshot_height": snapshot_height,
+            "logged_ops": len(envelopes),
+            "replayed_ops": replayed_ops,
+            "elapsed_s": round(elapsed_s, 3),
+        }
+        daemon.metrics.restored(snapshot_height or 0, replayed_ops, elapsed_s)
+        held = core.status().get("snapshot")
+        if held is not None:
+            daemon.metrics.set_snapshot(held["height"], held["size_bytes"])
         log.info(
             "restored",
+            snapshot_height=snapshot_height,
+            replayed_ops=replayed_ops,
             ops=len(envelopes),
             checkpoints=len(bundles),
             final_height=core.final_height,
             state_root=core.state_root().hex(),
+            elapsed_s=round(elapsed_s, 3),
         )
         if mode is not Mode.NORMAL:
             core.set_mode(mode, reason, loop.time())
@@ -677,6 +748,9 @@ class Daemon:
         if kind is PersistCheckpoint:
             assert isinstance(event, PersistCheckpoint)
             self.committer.add_checkpoint(event)
+            if event.snapshot:
+                self.metrics.snapshot_made(event.height, len(event.snapshot))
+                log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
             if self._subscribers.count:
                 self._publish_final_ops(event)
             return True
@@ -714,6 +788,14 @@ class Daemon:
             )
         elif isinstance(event, SyncSessionFinished):
             metrics.sync_session(event.within_cadence)
+        elif isinstance(event, StateSyncFinished):
+            metrics.state_sync("finished", event.chunks)
+            log.info(
+                "state_sync_finished", height=event.height, chunks=event.chunks, peers=event.peers
+            )
+        elif isinstance(event, StateSyncFailed):
+            metrics.state_sync("failed")
+            log.warning("state_sync_failed", height=event.height, reason=event.reason)
         elif isinstance(event, EquivocationRecorded):
             metrics.equivocation()
             log.warning("equivocation", validator=crypto.account_id_text(event.validator))
@@ -841,6 +923,10 @@ class Daemon:
             "evidence": core_status["evidence"],
             "open_conflicts": core_status["open_conflicts"],
             "oldest_open_conflict_age_s": core_status["oldest_open_conflict_age_s"],
+            # The newest snapshot this node holds (or None) and the state sync in progress.
+            "snapshot": core_status.get("snapshot"),
+            "state_sync": core_status.get("state_sync"),
+            "restore": self.restore_info,
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
         }

@@ -43,6 +43,7 @@ OTHER_LABEL_VALUE = "other"
 FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 MODES = ("normal", "read_only", "quiesced")
+STATE_SYNC_RESULTS = ("finished", "failed")
 DIRECTIONS = ("sent", "received")
 
 
@@ -147,6 +148,48 @@ class NodeMetrics:
         )
         for mode in MODES:
             self.admin_mode.labels(mode=mode).set(1 if mode == "normal" else 0)
+        self._init_snapshot_metrics(registry)
+
+    def _init_snapshot_metrics(self, registry: CollectorRegistry) -> None:
+        self.snapshots = Counter(
+            "swarmd_snapshots_total",
+            "State snapshots made at final checkpoints (or fetched by state sync) and stored.",
+            registry=registry,
+        )
+        self.snapshot_height = Gauge(
+            "swarmd_snapshot_height", "Height of the newest state snapshot.", registry=registry
+        )
+        self.snapshot_size = Gauge(
+            "swarmd_snapshot_size_bytes", "Size of the newest state snapshot.", registry=registry
+        )
+        self.state_syncs = Counter(
+            "swarmd_state_sync_sessions_total",
+            "State sync sessions (restoring from a peer's snapshot), by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.state_sync_chunks = Counter(
+            "swarmd_state_sync_chunks_total",
+            "Snapshot chunks fetched and verified by finished state sync sessions.",
+            registry=registry,
+        )
+        self.restore_seconds = Gauge(
+            "swarmd_restore_seconds",
+            "Time the last start took to rebuild the node from its store.",
+            registry=registry,
+        )
+        self.restore_replayed_ops = Gauge(
+            "swarmd_restore_replayed_ops",
+            "Ops replayed at the last start (those above the snapshot restored from, or all).",
+            registry=registry,
+        )
+        self.restore_snapshot_height = Gauge(
+            "swarmd_restore_snapshot_height",
+            "Height of the snapshot the last start restored from (0: a full replay).",
+            registry=registry,
+        )
+        for result in STATE_SYNC_RESULTS:
+            self.state_syncs.labels(result=result)
 
     # --- what the shell calls --------------------------------------------------------------
 
@@ -216,6 +259,27 @@ class NodeMetrics:
 
     def equivocation(self) -> None:
         self.equivocations.inc()
+
+    def snapshot_made(self, height: int, size_bytes: int) -> None:
+        self.snapshots.inc()
+        self.set_snapshot(height, size_bytes)
+
+    def set_snapshot(self, height: int, size_bytes: int) -> None:
+        """The newest snapshot held (also the one restored from at start)."""
+        self.snapshot_height.set(height)
+        self.snapshot_size.set(size_bytes)
+
+    def state_sync(self, result: str, chunks: int = 0) -> None:
+        """Count a state sync session; `result` is one of STATE_SYNC_RESULTS."""
+        if result not in STATE_SYNC_RESULTS:
+            raise MetricsUsageError(f"state sync result must be one of {STATE_SYNC_RESULTS}")
+        self.state_syncs.labels(result=result).inc()
+        self.state_sync_chunks.inc(chunks)
+
+    def restored(self, snapshot_height: int, replayed_ops: int, seconds: float) -> None:
+        self.restore_snapshot_height.set(snapshot_height)
+        self.restore_replayed_ops.set(replayed_ops)
+        self.restore_seconds.set(seconds)
 
     def set_websocket_clients(self, count: int) -> None:
         self.websocket_clients.set(count)

@@ -34,6 +34,19 @@ class NodeLog(Protocol):
         """(envelopes in log order, checkpoint bundles by ascending height)."""
         ...
 
+    async def latest_snapshot(self) -> tuple[int, bytes] | None:
+        """(height, blob) of the newest stored state snapshot, or None. Raises the store's
+        CorruptDatabaseError when its bytes fail their checksum."""
+        ...
+
+    async def snapshot_heights(self) -> list[int]:
+        """Heights of the stored snapshots a restore may use, ascending."""
+        ...
+
+    async def get_snapshot(self, height: int) -> bytes | None:
+        """The snapshot blob at `height` (None: none stored); CorruptDatabaseError as above."""
+        ...
+
     async def get_bundle(self, height: int) -> bytes | None: ...
 
     async def latest_height(self) -> int: ...
@@ -58,10 +71,14 @@ def _clip_reason(reason: str) -> str:
 class StoreLog:
     """`NodeLog` over `swarmd.storage` (`OpStore`)."""
 
-    def __init__(self, store: Any, api: Any, errors: Any) -> None:
+    def __init__(
+        self, store: Any, api: Any, errors: Any, snapshots_kept: int | None = None
+    ) -> None:
         self.store = store
         self.api = api
         self.errors = errors
+        #: Snapshots kept when a new one is stored (None: all; see `[storage].snapshots_kept`).
+        self.snapshots_kept = snapshots_kept
         #: The decoded op of an op id, when the caller knows it (the daemon: its ledger). It
         #: saves decoding each envelope again for its author and seq (~6 us an op); the id is
         #: the envelope's hash, so a known id always names this very envelope.
@@ -109,7 +126,15 @@ class StoreLog:
             checkpoint.bundle,
             self.store.last_seq,
         )
-        await self.store.put_checkpoint(record, b"")
+        # The snapshot goes in the same transaction as its checkpoint, and pruning the old
+        # ones too: after a crash the store holds both or neither.
+        await self.store.put_checkpoint(
+            record, checkpoint.snapshot, snapshots_kept=self.snapshots_kept
+        )
+
+    async def latest_snapshot(self) -> tuple[int, bytes] | None:
+        snapshot = await self.store.latest_snapshot()
+        return None if snapshot is None else (int(snapshot.height), bytes(snapshot.blob))
 
     async def load(self) -> tuple[list[bytes], list[bytes]]:
         envelopes: list[bytes] = []
@@ -129,6 +154,13 @@ class StoreLog:
                 break
             height = checkpoints[-1].height
         return envelopes, bundles
+
+    async def snapshot_heights(self) -> list[int]:
+        return [int(height) for height in await self.store.snapshot_heights()]
+
+    async def get_snapshot(self, height: int) -> bytes | None:
+        snapshot = await self.store.get_snapshot(height)
+        return None if snapshot is None or not snapshot.blob else bytes(snapshot.blob)
 
     async def get_bundle(self, height: int) -> bytes | None:
         checkpoint = await self.store.get_checkpoint(height)
@@ -157,13 +189,20 @@ class StoreLog:
 
 
 async def open_node_log(
-    path: Path, *, network_id: bytes, node_key: bytes, synchronous: str = "FULL"
+    path: Path,
+    *,
+    network_id: bytes,
+    node_key: bytes,
+    synchronous: str = "FULL",
+    snapshots_kept: int | None = None,
 ) -> NodeLog:
     """The node's log over the project's store (`swarmd.storage.store.Store`)."""
     from swarmd.storage import api, errors
     from swarmd.storage.store import Store
 
+    if snapshots_kept is not None:
+        api.check_snapshots_kept(snapshots_kept)
     store = await Store.open(
         path, network_id=network_id, node_key=node_key, synchronous=synchronous
     )
-    return StoreLog(store, api, errors)
+    return StoreLog(store, api, errors, snapshots_kept)

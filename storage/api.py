@@ -36,6 +36,11 @@ META_KEY_SIZE_BYTES_MAX = 64
 #: is the whole derived state. Both are bounded only to catch a caller's bug, not a peer's.
 CHECKPOINT_BUNDLE_SIZE_BYTES_MAX = 64 * 1024 * 1024
 SNAPSHOT_SIZE_BYTES_MAX = 1024 * 1024 * 1024
+#: State snapshots kept by `put_checkpoint(..., snapshots_kept=n)`: each may be up to
+#: SNAPSHOT_SIZE_BYTES_MAX, and a node restores from the newest, so a handful covers a corrupt
+#: newest one (fall back to the one before) without letting the database grow unbounded.
+SNAPSHOTS_KEPT_MAX = 64
+SNAPSHOTS_KEPT_DEFAULT = 2
 #: Ops in the durable pending pool: the ledger's pool bound.
 PENDING_OPS_STORED_MAX = limits.PENDING_OPS_MAX
 
@@ -247,13 +252,21 @@ def check_pending(ops: Sequence[PendingOp]) -> None:
         _check_int("received_at_ms", op.received_at_ms, 0, _INT64_MAX)
 
 
-def check_checkpoint(checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+def check_checkpoint(
+    checkpoint: Checkpoint, snapshot_blob: bytes, snapshots_kept: int | None = None
+) -> None:
+    if snapshots_kept is not None:
+        check_snapshots_kept(snapshots_kept)
     _check_int("height", checkpoint.height, 1, _INT64_MAX)
     _check_bytes("checkpoint_id", checkpoint.checkpoint_id, limits.HASH_SIZE_BYTES, exact=True)
     _check_bytes("state_root", checkpoint.state_root, limits.HASH_SIZE_BYTES, exact=True)
     _check_bytes("bundle", checkpoint.bundle, CHECKPOINT_BUNDLE_SIZE_BYTES_MAX)
     _check_int("log_seq", checkpoint.log_seq, 0, _INT64_MAX)
     _check_bytes("snapshot_blob", snapshot_blob, SNAPSHOT_SIZE_BYTES_MAX)
+
+
+def check_snapshots_kept(snapshots_kept: object) -> None:
+    _check_int("snapshots_kept", snapshots_kept, 1, SNAPSHOTS_KEPT_MAX)
 
 
 def check_meta(key: object, value: object | None = None, *, writing: bool = False) -> None:
@@ -303,7 +316,13 @@ class OpStore(Protocol):
 
     async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]: ...
 
-    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None: ...
+    async def put_checkpoint(
+        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        """Store a final checkpoint and (when `snapshot_blob` is not empty) the state snapshot
+        at it, in one write. With `snapshots_kept`, the same write deletes every snapshot but
+        the newest `snapshots_kept` (None keeps them all)."""
+        ...
 
     async def latest_checkpoint(self) -> Checkpoint | None: ...
 
@@ -312,6 +331,16 @@ class OpStore(Protocol):
     async def read_checkpoints(self, after_height: int, limit: int) -> list[Checkpoint]: ...
 
     async def get_snapshot(self, height: int) -> StateSnapshot | None: ...
+
+    async def latest_snapshot(self) -> StateSnapshot | None:
+        """The newest snapshot whose checkpoint is stored with the same state root (so never
+        one a rollback reverted), or None. CorruptDatabaseError when its checksum fails."""
+        ...
+
+    async def snapshot_heights(self) -> list[int]:
+        """The heights of the snapshots `latest_snapshot` could return (stored with a
+        matching checkpoint, not empty), ascending; the blobs are read by `get_snapshot`."""
+        ...
 
     async def delete_snapshots_below(self, height: int) -> int: ...
 

@@ -211,6 +211,7 @@ class MemoryStore:
         for number, moved in enumerate(above, start=len(self.database.reverted_checkpoints) + 1):
             reverted = RevertedCheckpoint(number, height, checkpoints.pop(moved))
             self.database.reverted_checkpoints.append(reverted)
+            self.database.snapshots.pop(moved, None)
         return self.mark_reverted_after_sync(log_seq), len(above)
 
     async def read_reverted_checkpoints(
@@ -250,14 +251,18 @@ class MemoryStore:
 
     # --- checkpoints and snapshots ---------------------------------------------------------
 
-    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
-        api.check_checkpoint(checkpoint, snapshot_blob)
+    async def put_checkpoint(
+        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         await self._commit_point()
-        self.put_checkpoint_sync(checkpoint, snapshot_blob)
+        self.put_checkpoint_sync(checkpoint, snapshot_blob, snapshots_kept=snapshots_kept)
 
-    def put_checkpoint_sync(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+    def put_checkpoint_sync(
+        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
         self._check_open()
-        api.check_checkpoint(checkpoint, snapshot_blob)
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         stored = self.database.checkpoints.get(checkpoint.height)
         same_id = [
             other
@@ -271,9 +276,17 @@ class MemoryStore:
                 f"another checkpoint is stored at height {checkpoint.height}"
             )
         self.database.checkpoints[checkpoint.height] = checkpoint
-        self.database.snapshots[checkpoint.height] = StateSnapshot(
+        if not snapshot_blob:
+            return
+        snapshots = self.database.snapshots
+        snapshots[checkpoint.height] = StateSnapshot(
             checkpoint.height, checkpoint.state_root, snapshot_blob
         )
+        if snapshots_kept is not None:
+            kept = sorted((h for h, s in snapshots.items() if s.blob), reverse=True)
+            floor = kept[:snapshots_kept][-1]
+            for height in [h for h, s in snapshots.items() if h < floor or not s.blob]:
+                del snapshots[height]
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         await self._commit_point()
@@ -302,6 +315,22 @@ class MemoryStore:
     async def get_snapshot(self, height: int) -> StateSnapshot | None:
         await self._commit_point()
         return self.database.snapshots.get(height)
+
+    async def latest_snapshot(self) -> StateSnapshot | None:
+        heights = await self.snapshot_heights()
+        return self.database.snapshots[heights[-1]] if heights else None
+
+    async def snapshot_heights(self) -> list[int]:
+        await self._commit_point()
+        self._check_open()
+        checkpoints = self.database.checkpoints
+        return sorted(
+            height
+            for height, snapshot in self.database.snapshots.items()
+            if snapshot.blob
+            and height in checkpoints
+            and checkpoints[height].state_root == snapshot.state_root
+        )
 
     async def delete_snapshots_below(self, height: int) -> int:
         api.check_read_range(height, 1)

@@ -280,8 +280,9 @@ class Store:
     async def roll_back_to(self, height: int) -> tuple[int, int]:
         """Rollback to the final checkpoint at `height` (0 = genesis), in one transaction:
         move the checkpoints above it to `reverted_checkpoints` and mark every applied op
-        logged after its log_seq reverted. Nothing is deleted. Returns (reverted ops,
-        reverted checkpoints); StoreUsageError when no checkpoint is stored at `height`."""
+        logged after its log_seq reverted. Nothing signed is deleted (the snapshots above
+        `height`, derived state, are). Returns (reverted ops, reverted checkpoints);
+        StoreUsageError when no checkpoint is stored at `height`."""
         api.check_read_range(height, 1)
 
         async def work() -> tuple[int, int]:
@@ -307,6 +308,8 @@ class Store:
                     "UPDATE op_log SET status = ? WHERE seq > ? AND status = ?",
                     [int(OpStatus.REVERTED), log_seq, int(OpStatus.APPLIED)],
                 ),
+                # Snapshots are derived state: those of reverted heights are worthless.
+                ("DELETE FROM state_snapshots WHERE height > ?", [height]),
             ]
             counts = await self._execute_atomically("roll_back", statements)
             return counts[2], counts[1]
@@ -354,13 +357,17 @@ class Store:
 
     # --- checkpoints and snapshots ---------------------------------------------------------
 
-    async def put_checkpoint(self, checkpoint: Checkpoint, snapshot_blob: bytes) -> None:
+    async def put_checkpoint(
+        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
         """Store a final checkpoint and the derived state at it, in one transaction.
 
-        Storing the same checkpoint again is a no-op; another one at the same height (or the
-        same id at another height) raises CheckpointConflictError.
+        An empty `snapshot_blob` stores no snapshot. With `snapshots_kept`, the same
+        transaction deletes every snapshot but the newest `snapshots_kept`. Storing the same
+        checkpoint again is a no-op; another one at the same height (or the same id at another
+        height) raises CheckpointConflictError.
         """
-        api.check_checkpoint(checkpoint, snapshot_blob)
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)
 
         async def work() -> None:
@@ -376,7 +383,7 @@ class Store:
                 raise CheckpointConflictError(
                     f"another checkpoint is stored at height {checkpoint.height}"
                 )
-            statements = [
+            statements: list[tuple[str, Sequence[object]]] = [
                 (
                     "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
                     [
@@ -384,16 +391,21 @@ class Store:
                         *(checkpoint.bundle, checkpoint.log_seq, api.checkpoint_crc(checkpoint)),
                     ],
                 ),
-                (
-                    "INSERT OR REPLACE INTO state_snapshots VALUES (?, ?, ?, ?)",
-                    [
-                        snapshot.height,
-                        snapshot.state_root,
-                        snapshot.blob,
-                        api.snapshot_crc(snapshot),
-                    ],
-                ),
             ]
+            if snapshot_blob:
+                statements.append(
+                    (
+                        "INSERT OR REPLACE INTO state_snapshots VALUES (?, ?, ?, ?)",
+                        [
+                            snapshot.height,
+                            snapshot.state_root,
+                            snapshot.blob,
+                            api.snapshot_crc(snapshot),
+                        ],
+                    )
+                )
+                if snapshots_kept is not None:
+                    statements.append(_prune_snapshots_statement(snapshots_kept))
             await self._execute_atomically("put_checkpoint", statements)
 
         await self._write(work)
@@ -431,6 +443,24 @@ class Store:
         if api.snapshot_crc(snapshot) != rows[0][3]:
             raise CorruptDatabaseError(f"{self.path}: snapshot {height} fails its checksum")
         return snapshot
+
+    async def latest_snapshot(self) -> StateSnapshot | None:
+        heights = await self._snapshot_heights("DESC LIMIT 1")
+        return await self.get_snapshot(heights[0]) if heights else None
+
+    async def snapshot_heights(self) -> list[int]:
+        return await self._snapshot_heights("")
+
+    async def _snapshot_heights(self, order_tail: str) -> list[int]:
+        # Joined with the stored checkpoint so that a snapshot of a height a rollback reverted
+        # (or an empty row written by an older version) is never offered for a restore.
+        rows = await self._read(
+            "SELECT s.height FROM state_snapshots AS s JOIN checkpoints AS c "
+            "ON c.height = s.height AND c.state_root = s.state_root "
+            f"WHERE length(s.blob) > 0 ORDER BY s.height {order_tail}",
+            (),
+        )
+        return sorted(int(row[0]) for row in rows)
 
     async def delete_snapshots_below(self, height: int) -> int:
         """Drop derived snapshots below `height` (the log and checkpoints are kept)."""
@@ -612,6 +642,17 @@ class Store:
             if typed is None:
                 raise
             raise typed from error
+
+
+def _prune_snapshots_statement(snapshots_kept: int) -> tuple[str, Sequence[object]]:
+    """Delete every snapshot row below the newest `snapshots_kept` non-empty ones (and any
+    empty row, which an older version wrote for every checkpoint)."""
+    return (
+        "DELETE FROM state_snapshots WHERE length(blob) = 0 OR height < (SELECT min(height) "
+        "FROM (SELECT height FROM state_snapshots WHERE length(blob) > 0 "
+        "ORDER BY height DESC LIMIT ?))",
+        [snapshots_kept],
+    )
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:

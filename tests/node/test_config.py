@@ -26,6 +26,8 @@ from swarmd.node.config import (
 from swarmd.node.transport import TransportConfig
 from swarmd.protocol import limits
 from swarmd.protocol.crypto import KeyPair
+from swarmd.protocol.node_core import BUNDLES_KEPT_MAX
+from swarmd.storage.api import SNAPSHOTS_KEPT_MAX
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "node.example.toml"
@@ -464,3 +466,74 @@ def test_eager_relay_fanout_above_gossip_fanout_is_refused(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text))
     assert caught.value.key_path == "[sync].eager_relay_fanout"
+
+
+# --- snapshots, bundles kept, state sync -------------------------------------------------------
+
+
+def test_snapshot_keys_default_to_the_core_and_store_defaults_and_reach_the_core(tmp_path):
+    from swarmd.node.daemon import core_config
+    from swarmd.protocol.node_core import SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT, NodeCoreConfig
+    from swarmd.storage.api import SNAPSHOTS_KEPT_DEFAULT
+
+    defaults = load_config(write(tmp_path, ""))
+    assert defaults.consensus.snapshot_interval == SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
+    assert defaults.sync.bundles_kept == BUNDLES_KEPT_MAX == NodeCoreConfig().bundles_kept
+    assert defaults.storage.snapshots_kept == SNAPSHOTS_KEPT_DEFAULT == 2
+    text = "[consensus]\nsnapshot_interval = 3\n[sync]\nbundles_kept = 5\n[storage]\n"
+    config = load_config(write(tmp_path, text + "snapshots_kept = 4\n"))
+    core = core_config(config)
+    assert (core.snapshot_interval, core.bundles_kept) == (3, 5)
+    assert config.storage.snapshots_kept == 4
+    # 0 turns snapshots off, and then any bundles_kept goes.
+    off = load_config(
+        write(tmp_path, "[consensus]\nsnapshot_interval = 0\n[sync]\nbundles_kept = 1\n")
+    )
+    assert core_config(off).snapshot_interval == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "key_path"),
+    [
+        (
+            "[consensus]\nsnapshot_interval = -1\n",
+            "config_out_of_range",
+            "[consensus].snapshot_interval",
+        ),
+        (
+            f"[consensus]\nsnapshot_interval = {config_module.SNAPSHOT_INTERVAL_MAX + 1}\n",
+            "config_out_of_range",
+            "[consensus].snapshot_interval",
+        ),
+        (
+            '[consensus]\nsnapshot_interval = "64"\n',
+            "config_wrong_type",
+            "[consensus].snapshot_interval",
+        ),
+        ("[storage]\nsnapshots_kept = 0\n", "config_out_of_range", "[storage].snapshots_kept"),
+        (
+            f"[storage]\nsnapshots_kept = {SNAPSHOTS_KEPT_MAX + 1}\n",
+            "config_out_of_range",
+            "[storage].snapshots_kept",
+        ),
+        ("[storage]\nsnapshots_kept = 2.5\n", "config_wrong_type", "[storage].snapshots_kept"),
+        ("[storage]\nkept = 2\n", "config_unknown_key", "[storage].kept"),
+        ("[sync]\nbundles_kept = 0\n", "config_out_of_range", "[sync].bundles_kept"),
+        (
+            f"[sync]\nbundles_kept = {BUNDLES_KEPT_MAX + 1}\n",
+            "config_out_of_range",
+            "[sync].bundles_kept",
+        ),
+        # The bundles after the newest snapshot must still be served to a peer restored from it.
+        (
+            "[consensus]\nsnapshot_interval = 8\n[sync]\nbundles_kept = 7\n",
+            "config_out_of_range",
+            "[sync].bundles_kept",
+        ),
+    ],
+)
+def test_bad_snapshot_keys_raise_typed_errors_naming_the_key(tmp_path, text, code, key_path):
+    error = error_of(tmp_path, text)
+    assert error.code == code
+    assert error.key_path == key_path
+    assert key_path in str(error)

@@ -343,3 +343,83 @@ async def test_a_missing_directory_is_an_io_error(tmp_path: Path) -> None:
         await open_store(tmp_path / "missing" / "db")
     assert error.value.code == "storage_io_error"
     assert not os.path.exists(tmp_path / "missing")
+
+
+# --- state snapshots: pruning, the newest one, corruption --------------------------------------
+
+
+async def test_snapshots_kept_prunes_older_snapshots_in_the_same_write(
+    store: api.OpStore,
+) -> None:
+    for height in range(1, 6):
+        await store.put_checkpoint(
+            make_checkpoint(height, 0), b"state %d" % height, snapshots_kept=2
+        )
+    assert await store.snapshot_heights() == [4, 5]
+    assert await store.get_snapshot(3) is None
+    assert [c.height for c in await store.read_checkpoints(0, 10)] == [1, 2, 3, 4, 5]
+    latest = await store.latest_snapshot()
+    assert latest is not None and (latest.height, latest.blob) == (5, b"state 5")
+    # A checkpoint without a snapshot stores no snapshot and prunes nothing.
+    await store.put_checkpoint(make_checkpoint(6, 0), b"", snapshots_kept=1)
+    assert await store.get_snapshot(6) is None
+    assert await store.snapshot_heights() == [4, 5]
+    # Without a limit every snapshot stays.
+    await store.put_checkpoint(make_checkpoint(7, 0), b"state 7")
+    assert await store.snapshot_heights() == [4, 5, 7]
+    await store.put_checkpoint(make_checkpoint(8, 0), b"state 8", snapshots_kept=1)
+    assert await store.snapshot_heights() == [8]
+
+
+@pytest.mark.parametrize("kept", [0, -1, api.SNAPSHOTS_KEPT_MAX + 1, True, "2"])
+async def test_snapshots_kept_out_of_range_is_a_usage_error(store: api.OpStore, kept) -> None:
+    with pytest.raises(StoreUsageError):
+        await store.put_checkpoint(make_checkpoint(1, 0), b"state", snapshots_kept=kept)
+    assert await store.latest_checkpoint() is None  # nothing written
+    await store.put_checkpoint(
+        make_checkpoint(1, 0), b"state", snapshots_kept=api.SNAPSHOTS_KEPT_MAX
+    )
+    assert await store.snapshot_heights() == [1]
+
+
+async def test_no_snapshot_is_latest_in_an_empty_store_or_after_a_rollback(
+    store: api.OpStore,
+) -> None:
+    assert await store.latest_snapshot() is None
+    assert await store.snapshot_heights() == []
+    await store.append_ops([make_op(index) for index in range(1, 5)])
+    await store.put_checkpoint(make_checkpoint(1, 2), b"state one", snapshots_kept=3)
+    await store.put_checkpoint(make_checkpoint(2, 4), b"state two", snapshots_kept=3)
+    await store.roll_back_to(1)
+    latest = await store.latest_snapshot()
+    assert latest is not None and latest.height == 1
+    # Another checkpoint at the reverted height: the old snapshot never comes back.
+    await store.put_checkpoint(make_checkpoint(2, 4, b"new branch"), b"", snapshots_kept=3)
+    assert await store.snapshot_heights() == [1]
+
+
+async def test_a_corrupted_snapshot_row_is_a_typed_error_and_the_rest_stays_usable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db"
+    store = await open_store(path)
+    blob = b"snapshot bytes " * 100
+    await store.put_checkpoint(make_checkpoint(1, 0), b"older snapshot", snapshots_kept=2)
+    await store.put_checkpoint(make_checkpoint(2, 0), blob, snapshots_kept=2)
+    await store.close()
+    data = bytearray(path.read_bytes())
+    offset = data.index(blob)
+    data[offset + 7] ^= 0x01  # SQLite cannot see this flip; the row's checksum can
+    path.write_bytes(bytes(data))
+    store = await open_store(path)
+    try:
+        assert await store.snapshot_heights() == [1, 2]  # listing reads no blob
+        with pytest.raises(CorruptDatabaseError) as error:
+            await store.latest_snapshot()
+        assert error.value.code == "corrupt_database" and "snapshot 2" in error.value.message
+        older = await store.get_snapshot(1)
+        assert older is not None and older.blob == b"older snapshot"
+        report = await store.integrity_check()
+        assert not report.ok and any("snapshot 2" in p for p in report.problems)
+    finally:
+        await store.close()

@@ -1,0 +1,286 @@
+"""State snapshots in the shell: `swarmd snapshot list|show|diff` over a real node's store, and a
+restart that restores from the newest snapshot, or falls back (older snapshot, then the whole
+log) when one is corrupt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarmd.node.cli import main
+from swarmd.node.commands import init_home
+from swarmd.node.config import load_config
+from swarmd.node.daemon import Daemon
+from swarmd.protocol import crypto
+from swarmd.protocol.wallet import Author
+from swarmd.storage import api
+
+#: A snapshot at every final height, two kept: each round of history makes one.
+SNAPSHOTS = {
+    "consensus": {"checkpoint_interval_s": 0.05, "timeout_propose_s": 0.2, "snapshot_interval": 1},
+    "sync": {"bundles_kept": 4},
+    "storage": {"snapshots_kept": 2},
+}
+HISTORY_TIMEOUT_S = 10
+
+
+async def run_rounds(daemon: Daemon, rounds: int) -> None:
+    """Each round: three grants and a transfer, then wait until they are all final."""
+    council = Author(daemon.keypair, daemon.genesis.network_id)
+    for _ in range(rounds):
+        people = [
+            Author(crypto.KeyPair.from_seed(os.urandom(32)), council.network_id) for _ in range(3)
+        ]
+        grants = [council.grant(p.key, daemon.genesis.signup_reward) for p in people]
+        for grant in grants:
+            assert (await daemon.submit(grant.envelope)).status == "accepted"
+        pay = people[0].transfer(people[1].key, 7, receive=[grants[0].op_id])
+        assert (await daemon.submit(pay.envelope)).status == "accepted"
+        target = daemon.core.final_height + 1
+        async with asyncio.timeout(HISTORY_TIMEOUT_S):
+            while daemon.core.final_height < target or daemon.core.ledger.unfinalized_count():
+                await asyncio.sleep(0.02)  # polling the daemon's own state; bounded above
+
+
+async def make_history(home: Path, rounds: int = 4) -> dict[str, Any]:
+    init_home(home, keypair=crypto.KeyPair.from_seed(os.urandom(32)), config_overrides=SNAPSHOTS)
+    daemon = await Daemon.open(load_config(home / "swarmd.toml"))
+    daemon.create_transports()
+    await daemon.start()
+    try:
+        await run_rounds(daemon, rounds)
+        await daemon.committer.barrier()
+        status = daemon.status()
+        return {
+            "final_height": daemon.core.final_height,
+            "state_root": daemon.core.state_root().hex(),
+            "final_root": daemon.core.ledger.final_state.root().hex(),
+            "snapshot": status["snapshot"],
+        }
+    finally:
+        await daemon.stop()
+
+
+async def reopen(home: Path) -> dict[str, Any]:
+    daemon = await Daemon.open(load_config(home / "swarmd.toml"))
+    try:
+        return {
+            "final_height": daemon.core.final_height,
+            "state_root": daemon.core.state_root().hex(),
+            "restore": dict(daemon.restore_info),
+            "status_restore": daemon.status()["restore"],
+            "metrics": daemon.metrics.render().decode(),
+        }
+    finally:
+        await daemon.node_log.close()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def database(home: Path) -> Path:
+    return home / "swarmd.sqlite3"
+
+
+def rewrite_snapshot(home: Path, height: int, *, keep_checksum: bool) -> None:
+    """Flip a byte in the middle of the stored blob. keep_checksum=False: the row no longer
+    matches its checksum (the store sees it); True: the checksum is recomputed, so the store
+    reads it and only decoding the blob can tell."""
+    with sqlite3.connect(database(home)) as connection:
+        state_root, blob = connection.execute(
+            "SELECT state_root, blob FROM state_snapshots WHERE height = ?", (height,)
+        ).fetchone()
+        damaged = bytearray(blob)
+        damaged[len(damaged) // 2] ^= 0x01
+        crc = api.snapshot_crc(api.StateSnapshot(height, state_root, bytes(damaged)))
+        connection.execute(
+            "UPDATE state_snapshots SET blob = ?, crc = CASE WHEN ? THEN ? ELSE crc END "
+            "WHERE height = ?",
+            (bytes(damaged), keep_checksum, crc, height),
+        )
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    home = tmp_path_factory.mktemp("snapshots") / "node"
+    return home, asyncio.run(make_history(home))
+
+
+def test_list_shows_the_kept_snapshots_newest_matching_the_final_state(history, capsys) -> None:
+    home, made = history
+    height = made["final_height"]
+    assert height >= 4
+    code, listed = run_cli(capsys, "snapshot", "list", "--home", str(home))
+    assert code == 0, listed
+    entries = listed["snapshots"]
+    assert [entry["height"] for entry in entries] == [height - 1, height]  # snapshots_kept = 2
+    assert all(entry["valid"] for entry in entries)
+    newest = entries[-1]
+    assert newest["state_root"] == made["final_root"]
+    assert newest["records"] > 0 and newest["chunks"] >= 1
+    assert newest["stored_size_bytes"] > newest["size_bytes"] > 0
+    # The node's own status named the same snapshot.
+    assert made["snapshot"]["height"] == height
+    assert made["snapshot"]["manifest_id"] == newest["manifest_id"]
+
+
+def test_show_lists_every_chunk_hash(history, capsys) -> None:
+    home, made = history
+    height = made["final_height"]
+    code, listed = run_cli(capsys, "snapshot", "list", "--home", str(home))
+    code, shown = run_cli(capsys, "snapshot", "show", "--home", str(home), "--height", str(height))
+    assert code == 0, shown
+    assert shown["manifest_id"] == listed["snapshots"][-1]["manifest_id"]
+    assert len(shown["chunk_hashes"]) == shown["chunks"] == len(shown["chunk_sizes_bytes"])
+    assert sum(shown["chunk_sizes_bytes"]) == shown["size_bytes"]
+
+
+def test_diff_counts_shared_chunks_and_bytes_to_fetch(history, capsys) -> None:
+    home, made = history
+    a, b = str(made["final_height"] - 1), str(made["final_height"])
+    code, diff = run_cli(capsys, "snapshot", "diff", "--home", str(home), a, b)
+    assert code == 0, diff
+    assert diff["same_state_root"] is False  # a round of ops lies between them
+    assert diff["chunks_shared"] + len(diff["chunks_only_in_b"]) == diff["b"]["chunks"]
+    assert 0 < diff["bytes_to_fetch"] <= diff["b"]["size_bytes"]
+    code, same = run_cli(capsys, "snapshot", "diff", "--home", str(home), b, b)
+    assert code == 0 and same["same_state_root"] is True
+    assert same["bytes_to_fetch"] == 0 and same["chunks_only_in_a"] == []
+    assert same["chunks_shared"] == same["b"]["chunks"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["snapshot", "show", "--height", "1"], "no_snapshot"),
+        (["snapshot", "diff", "1", "2"], "no_snapshot"),
+        (["snapshot", "show", "--height", "0"], "usage"),
+        (["snapshot", "show", "--height", "x"], "usage"),
+        (["snapshot", "show"], "usage"),
+        (["snapshot", "diff", "1"], "usage"),
+        (["snapshot", "drop"], "usage"),
+    ],
+)
+def test_bad_arguments_and_missing_heights_exit_2_with_a_code(
+    history, capsys, argv: list[str], code: str
+) -> None:
+    home, _ = history
+    exit_code, error = run_cli(capsys, *argv, "--home", str(home))
+    assert exit_code == 2
+    assert error["code"] == code
+
+
+def test_a_missing_home_is_a_typed_error(tmp_path: Path, capsys) -> None:
+    code, error = run_cli(capsys, "snapshot", "list", "--home", str(tmp_path / "nowhere"))
+    assert code == 2 and error["code"] == "no_home"
+
+
+# --- restart from a snapshot -------------------------------------------------------------------
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_restart_restores_from_the_newest_snapshot(history, tmp_path: Path) -> None:
+    home = copy_home(history[0], tmp_path / "node")
+    made = history[1]
+    restored = asyncio.run(reopen(home))
+    assert restored["state_root"] == made["state_root"]
+    assert restored["final_height"] == made["final_height"]
+    assert restored["restore"]["snapshot_height"] == made["final_height"]
+    # Only the ops above the snapshot were replayed: none (all were final at the stop).
+    assert restored["restore"]["replayed_ops"] == 0 < restored["restore"]["logged_ops"]
+    assert restored["status_restore"] == restored["restore"]
+    height = float(made["final_height"])
+    assert f"swarmd_restore_snapshot_height {height}" in restored["metrics"]
+    assert f"swarmd_snapshot_height {height}" in restored["metrics"]
+
+
+@pytest.mark.parametrize("keep_checksum", [False, True], ids=["bad_checksum", "bad_blob"])
+def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before(
+    history, tmp_path: Path, capsys, keep_checksum: bool
+) -> None:
+    home = copy_home(history[0], tmp_path / "node")
+    made = history[1]
+    height = made["final_height"]
+    rewrite_snapshot(home, height, keep_checksum=keep_checksum)
+    capsys.readouterr()
+    restored = asyncio.run(reopen(home))
+    output = capsys.readouterr().out
+    assert restored["state_root"] == made["state_root"]
+    assert restored["restore"]["snapshot_height"] == height - 1
+    # The ops of the last height were replayed, not the whole log.
+    assert 0 < restored["restore"]["replayed_ops"] < restored["restore"]["logged_ops"]
+    warning = next(line for line in output.splitlines() if "snapshot_restore_failed" in line)
+    assert str(height) in warning and "older snapshot" in warning
+    code = "corrupt_database" if not keep_checksum else "snapshot_restore_failed"
+    assert code in warning
+    # The CLI reports the damaged one and still lists the other.
+    exit_code, listed = run_cli(capsys, "snapshot", "list", "--home", str(home))
+    assert exit_code == 1
+    assert [entry["valid"] for entry in listed["snapshots"]] == [True, False]
+    exit_code, error = run_cli(
+        capsys, "snapshot", "show", "--home", str(home), "--height", str(height)
+    )
+    assert exit_code == 2 and error["code"] != "usage"
+
+
+def test_with_every_snapshot_corrupt_the_whole_log_is_replayed(
+    history, tmp_path: Path, capsys
+) -> None:
+    home = copy_home(history[0], tmp_path / "node")
+    made = history[1]
+    height = made["final_height"]
+    rewrite_snapshot(home, height, keep_checksum=False)
+    rewrite_snapshot(home, height - 1, keep_checksum=True)
+    capsys.readouterr()
+    restored = asyncio.run(reopen(home))
+    output = capsys.readouterr().out
+    assert restored["state_root"] == made["state_root"]
+    assert restored["final_height"] == height
+    assert restored["restore"]["snapshot_height"] is None
+    assert restored["restore"]["replayed_ops"] == restored["restore"]["logged_ops"] == 16
+    warnings = [line for line in output.splitlines() if "snapshot_restore_failed" in line]
+    assert len(warnings) == 2 and "full replay" in warnings[-1]
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_snapshot_and_state_sync_metrics_render_and_refuse_unknown_results() -> None:
+    from swarmd.node.metrics import MetricsUsageError, NodeMetrics
+
+    metrics = NodeMetrics(process_metrics=False)
+    metrics.snapshot_made(128, 4096)
+    metrics.state_sync("finished", chunks=3)
+    metrics.state_sync("failed")
+    metrics.restored(128, 7, 0.25)
+    text = metrics.render().decode()
+    for line in (
+        "swarmd_snapshots_total 1.0",
+        "swarmd_snapshot_height 128.0",
+        "swarmd_snapshot_size_bytes 4096.0",
+        'swarmd_state_sync_sessions_total{result="finished"} 1.0',
+        'swarmd_state_sync_sessions_total{result="failed"} 1.0',
+        "swarmd_state_sync_chunks_total 3.0",
+        "swarmd_restore_snapshot_height 128.0",
+        "swarmd_restore_replayed_ops 7.0",
+        "swarmd_restore_seconds 0.25",
+    ):
+        assert line in text, line
+    with pytest.raises(MetricsUsageError):
+        metrics.state_sync("timed out by a peer")  # free text never becomes a label
