@@ -340,7 +340,7 @@ def main(argv: list[str]) -> int:
         "--checkpoint-interval-s",
         type=float,
         default=None,
-        help="override [consensus].checkpoint_interval_s (default: the node default, 1 s)",
+        help="override [consensus].checkpoint_interval_s (default: the node default, 0.5 s)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

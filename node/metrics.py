@@ -38,8 +38,8 @@ LABEL_SETS_PER_METRIC_MAX = 512
 OTHER_LABEL_VALUE = "other"
 
 #: Finality latency buckets (seconds from an op's acceptance to the checkpoint that finalizes
-#: it): checkpoints are cut every CHECKPOINT_INTERVAL_S (1 s) by default, so most ops land
-#: between 0.5 s and 3 s; the long tail covers council crashes and partitions.
+#: it): checkpoints are cut every CHECKPOINT_INTERVAL_S (0.5 s) by default, so most ops land
+#: between 0.25 s and 3 s; the long tail covers council crashes and partitions.
 FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 MODES = ("normal", "read_only", "quiesced")
