@@ -7,6 +7,12 @@ state root with the root the bundle signed and the root the store recorded (hash
 first height that differs is reported and the command exits non-zero. `reset` clears the
 derived state (state snapshots and the pending pool) and keeps the signed log and bundles, so a
 drill is: reset, recover, compare.
+
+`recover --from-snapshot` starts from a stored state snapshot instead of genesis (the only way
+to check a node that caught up by state sync: its log holds no ops below its snapshot). The
+snapshot's checkpoint bundle is verified with the genesis keys, its manifest and chunks against
+that bundle, and the state rebuilt from the chunks must have the signed root; then the ops
+logged above it are replayed and every later checkpoint is checked as above.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CutInvalidError, Ledger
+from swarmd.protocol.node_core import _check_snapshot_bundle, rebuild_snapshot_state
 from swarmd.protocol.ops import Op, check_envelopes
+from swarmd.protocol.snapshot import Manifest, decode_blob
 from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
 from . import cli
 from .persistence import LIVE_STATE_META_KEY
+from .snapshots import SnapshotMissingError, _height
 
 #: Threads verifying signatures during a replay (the machine kind has 2 cores), and the ops
 #: each one takes at a time.
@@ -37,6 +46,42 @@ VERIFY_WORKERS = 2
 VERIFY_CHUNK_OPS = 256
 #: Rows read from the log per query during a replay.
 REPLAY_PAGE_ROWS = 4_096
+
+
+class NoSnapshotError(cli.CliError):
+    def __init__(self) -> None:
+        super().__init__(
+            "no state snapshot is stored with its checkpoint (one is made every "
+            "[consensus].snapshot_interval final heights, and `swarmd reset` deletes them); "
+            "run `swarmd recover` without --from-snapshot to replay the log from genesis",
+            "no_snapshot",
+        )
+
+
+class SnapshotCorruptError(cli.CliError):
+    def __init__(self, height: int, exc: ProtocolError, stored: list[int]) -> None:
+        older = [h for h in stored if h < height]
+        hint = f"; try an older one: --height {older[-1]}" if older else ""
+        super().__init__(
+            f"the snapshot at height {height} is unreadable: {exc.message} [{exc.code}]{hint}",
+            "snapshot_corrupt",
+        )
+
+
+class LogNotFromGenesisError(cli.CliError):
+    """The stored checkpoints skip heights: the node caught up by state sync there, so its log
+    holds no ops below the height it jumped to and cannot be replayed across the gap."""
+
+    def __init__(self, expected: int, found: int, from_snapshot: int | None) -> None:
+        start = "genesis" if from_snapshot is None else f"the snapshot at height {from_snapshot}"
+        super().__init__(
+            f"the stored checkpoints jump from height {expected - 1} to {found}: the node "
+            f"caught up by state sync there and its log holds no ops below height {found}, so "
+            f"it cannot be replayed from {start} (and its snapshots are the only copy of that "
+            f"state); check it with `swarmd recover --from-snapshot` from a snapshot at or "
+            f"above height {found} (the newest by default, or --height H)",
+            "log_not_from_genesis",
+        )
 
 
 class _Replay:
@@ -49,7 +94,36 @@ class _Replay:
         self.rejected: dict[str, int] = {}
         self.first_divergence: dict[str, Any] | None = None
         self.checkpoints_checked = 0
+        #: After `start_from_snapshot`: each author's seq in the snapshot's final state. Logged
+        #: ops at or below it are covered by that state (final, or forks that lost).
+        self.snapshot_seqs: dict[bytes, int] = {}
+        self.skipped_ops = 0
         self.pool = ThreadPoolExecutor(VERIFY_WORKERS, thread_name_prefix="swarmd-verify")
+
+    def start_from_snapshot(
+        self, checkpoint: storage_api.Checkpoint, manifest: Manifest, chunks: list[bytes]
+    ) -> bool:
+        """Continue from a snapshot's state once its bundle verifies, its manifest is that
+        bundle's checkpoint and its rebuilt root is the signed one; False on a mismatch."""
+        height = checkpoint.height
+        if (manifest.height, manifest.state_root) != (height, bytes(checkpoint.state_root)):
+            return self._diverged(height, "the snapshot's manifest is not the stored checkpoint")
+        try:
+            _check_snapshot_bundle(manifest, bytes(checkpoint.bundle), self.genesis)
+            state = rebuild_snapshot_state(manifest, chunks)
+        except ProtocolError as exc:
+            return self._diverged(height, f"snapshot does not verify: {exc.message}", exc.code)
+        self.ledger = Ledger.restore_final(self.genesis, state, height)
+        self.snapshot_seqs = {key: account.seq for key, account in state.accounts.items()}
+        self.checkpoints_checked += 1
+        return True
+
+    def below_snapshot(self, row: storage_api.LoggedOp) -> bool:
+        """The rule of `NodeCore.restore`, read from the log row's checksummed columns."""
+        if row.author_seq <= self.snapshot_seqs.get(row.author, 0):
+            self.skipped_ops += 1
+            return True
+        return False
 
     def feed(self, envelopes: list[bytes]) -> None:
         """Decode and verify on worker threads (libsodium releases the GIL), apply in order."""
@@ -102,10 +176,20 @@ class _Replay:
         return False
 
 
-async def recover_store(store: Store, genesis: Genesis) -> dict[str, Any]:
+async def recover_store(
+    store: Store, genesis: Genesis, *, from_snapshot: bool = False, height: int | None = None
+) -> dict[str, Any]:
     """Replay `store`, check parity at every checkpoint and against the live state root the
-    node recorded at its last clean stop; returns the drill report."""
-    report = await _replay_store(store, genesis)
+    node recorded at its last clean stop; returns the drill report.
+
+    With `from_snapshot`, the replay starts from the stored snapshot at `height` (None: the
+    newest) instead of genesis. Raises NoSnapshotError / SnapshotMissingError when there is
+    none, SnapshotCorruptError when it cannot be read, and LogNotFromGenesisError when the
+    stored checkpoints skip heights above the start (a state-synced node replayed from
+    genesis)."""
+    snapshot_height = await _pick_snapshot(store, height) if from_snapshot else None
+    report = await _replay_store(store, genesis, snapshot_height)
+    report["from_snapshot_height"] = snapshot_height
     live = await store.get_meta(LIVE_STATE_META_KEY)
     report["live_state_root"] = None
     report["live_parity"] = None
@@ -128,16 +212,58 @@ async def recover_store(store: Store, genesis: Genesis) -> dict[str, Any]:
     return report
 
 
-async def _replay_store(store: Store, genesis: Genesis) -> dict[str, Any]:
-    started = time.perf_counter()
-    replay = _Replay(genesis)
+async def _pick_snapshot(store: Store, height: int | None) -> int:
+    stored = await store.snapshot_heights()
+    if height is None and not stored:
+        raise NoSnapshotError
+    if height is not None and height not in stored:
+        raise SnapshotMissingError(height, stored)
+    return stored[-1] if height is None else height
+
+
+async def _read_snapshot(store: Store, height: int) -> tuple[Manifest, list[bytes]]:
+    """The manifest and hash-checked chunks of the stored snapshot at `height`."""
+    try:
+        snapshot = await store.get_snapshot(height)
+        if snapshot is None:  # listed by _pick_snapshot, and the store is locked
+            raise SnapshotMissingError(height, await store.snapshot_heights())
+        return decode_blob(bytes(snapshot.blob))
+    except ProtocolError as exc:  # a failed checksum (corrupt_database) or a bad blob
+        raise SnapshotCorruptError(height, exc, await store.snapshot_heights()) from exc
+
+
+async def _read_checkpoints(store: Store, after_height: int) -> list[storage_api.Checkpoint]:
+    """The stored checkpoints above `after_height`; LogNotFromGenesisError unless they follow
+    it without a gap (a gap is where the node caught up by state sync)."""
     checkpoints: list[storage_api.Checkpoint] = []
     while True:
-        after = checkpoints[-1].height if checkpoints else 0
+        after = checkpoints[-1].height if checkpoints else after_height
         page = await store.read_checkpoints(after, REPLAY_PAGE_ROWS)
         checkpoints += page
         if len(page) < REPLAY_PAGE_ROWS:
             break
+    for expected, checkpoint in enumerate(checkpoints, start=after_height + 1):
+        if checkpoint.height != expected:
+            raise LogNotFromGenesisError(
+                expected, checkpoint.height, after_height if after_height else None
+            )
+    return checkpoints
+
+
+async def _replay_store(
+    store: Store, genesis: Genesis, snapshot_height: int | None = None
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    replay = _Replay(genesis)
+    checkpoints = await _read_checkpoints(store, snapshot_height or 0)
+    stored = len(checkpoints)
+    if snapshot_height is not None:
+        manifest, chunks = await _read_snapshot(store, snapshot_height)
+        # Stored: `snapshot_heights` lists only snapshots stored with their checkpoint.
+        (base,) = await store.read_checkpoints(snapshot_height - 1, 1)
+        stored = len(checkpoints) + 1  # the snapshot's own checkpoint is checked too
+        if not replay.start_from_snapshot(base, manifest, chunks):
+            return _report(replay, stored, started)
     next_checkpoint = 0
     after_seq = 0
     batch: list[bytes] = []
@@ -152,9 +278,9 @@ async def _replay_store(store: Store, genesis: Genesis) -> dict[str, Any]:
                 replay.feed(batch)
                 batch = []
                 if not replay.check_checkpoint(checkpoints[next_checkpoint]):
-                    return _report(replay, checkpoints, started)
+                    return _report(replay, stored, started)
                 next_checkpoint += 1
-            if row.status != storage_api.OpStatus.REVERTED:
+            if row.status != storage_api.OpStatus.REVERTED and not replay.below_snapshot(row):
                 batch.append(bytes(row.envelope))
         replay.feed(batch)
         batch = []
@@ -164,12 +290,10 @@ async def _replay_store(store: Store, genesis: Genesis) -> dict[str, Any]:
     for checkpoint in checkpoints[next_checkpoint:]:
         if not replay.check_checkpoint(checkpoint):
             break
-    return _report(replay, checkpoints, started)
+    return _report(replay, stored, started)
 
 
-def _report(
-    replay: _Replay, checkpoints: list[storage_api.Checkpoint], started: float
-) -> dict[str, Any]:
+def _report(replay: _Replay, stored_checkpoints: int, started: float) -> dict[str, Any]:
     replay.pool.shutdown()
     ledger = replay.ledger
     parity = replay.first_divergence is None
@@ -178,9 +302,10 @@ def _report(
     return {
         "parity": parity,
         "checkpoint_height": ledger.final_height,
-        "stored_checkpoints": len(checkpoints),
+        "stored_checkpoints": stored_checkpoints,
         "checkpoints_checked": replay.checkpoints_checked,
         "replayed_ops": replay.replayed_ops,
+        "skipped_ops": replay.skipped_ops,
         "rejected_ops": replay.rejected,
         "final_state_root": ledger.final_state.root().hex(),
         "state_root": ledger.state_root().hex(),
@@ -208,11 +333,16 @@ async def _open_home_store(home: str) -> tuple[Store, Genesis]:
 def cmd_recover(args: argparse.Namespace, out: cli.Output) -> int:
     import asyncio
 
+    if args.height is not None and not args.from_snapshot:
+        raise cli.CliError("--height names a snapshot: it needs --from-snapshot", "usage")
+
     async def run() -> dict[str, Any]:
         store, genesis = await _open_home_store(args.home)
         try:
             integrity = await store.integrity_check()
-            report = await recover_store(store, genesis)
+            report = await recover_store(
+                store, genesis, from_snapshot=args.from_snapshot, height=args.height
+            )
             report["integrity_ok"] = bool(integrity.ok)
             return report
         finally:
@@ -220,8 +350,10 @@ def cmd_recover(args: argparse.Namespace, out: cli.Output) -> int:
 
     report = asyncio.run(run())
     divergence = report["first_divergence"]
+    start = report["from_snapshot_height"]
     text = (
         f"parity: {report['parity']}  height {report['checkpoint_height']}  "
+        f"from {'genesis' if start is None else f'the snapshot at height {start}'}  "
         f"replayed {report['replayed_ops']} ops in {report['elapsed_s']} s\n"
         f"state root: {report['state_root']}"
     )
@@ -246,6 +378,9 @@ def cmd_reset(args: argparse.Namespace, out: cli.Output) -> int:
     async def run() -> dict[str, Any]:
         store, _ = await _open_home_store(args.home)
         try:
+            # On a node that caught up by state sync a snapshot is not derived state: its log
+            # cannot rebuild it, and the node could no longer restart without it.
+            await _read_checkpoints(store, 0)
             latest = await store.latest_checkpoint()
             top = (latest.height if latest else 0) + 1
             snapshots = await store.delete_snapshots_below(top)
@@ -263,6 +398,14 @@ def cmd_reset(args: argparse.Namespace, out: cli.Output) -> int:
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     recover = add("recover", cmd_recover, "recovery drill: replay the signed log, check parity")
     recover.add_argument("--home", required=True)
+    recover.add_argument(
+        "--from-snapshot",
+        action="store_true",
+        help="start from a stored state snapshot (verified) instead of genesis",
+    )
+    recover.add_argument(
+        "--height", type=_height, help="the snapshot's height (default: the newest stored)"
+    )
     reset = add("reset", cmd_reset, "clear derived state, keep the signed log")
     reset.add_argument("--home", required=True)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
