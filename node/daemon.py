@@ -58,6 +58,7 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    SnapshotDue,
     SnapshotRestoreError,
     StateSyncFailed,
     StateSyncFinished,
@@ -69,7 +70,7 @@ from swarmd.storage.errors import CorruptDatabaseError
 from .config import NodeConfig, transport_config
 from .logs import get_logger
 from .metrics import NodeMetrics
-from .persistence import NodeLog, StoreLog, open_node_log
+from .persistence import NodeLog, SnapshotBuilds, StoreLog, open_node_log
 from .transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
 
 log = get_logger("swarmd.daemon")
@@ -137,6 +138,8 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         checkpoint_interval_s=config.consensus.checkpoint_interval_s,
         checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
         snapshot_interval=config.consensus.snapshot_interval,
+        # Built in a worker thread (SnapshotBuilds), not on the event loop.
+        snapshot_build="deferred",
         bundles_kept=config.sync.bundles_kept,
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,
@@ -422,6 +425,9 @@ class Daemon:
         self.metrics = metrics or NodeMetrics(process_metrics=False)
         self.metrics.set_node_info(self.node_id_text, genesis.network_id.hex(), version())
         self.committer = GroupCommitter(node_log, signing_state_file)
+        self.snapshot_builds = SnapshotBuilds(
+            core, node_log, self.committer.barrier, self._snapshot_stored
+        )
         if isinstance(node_log, StoreLog):
             node_log.known_op = self._known_op
         # Frames waiting for a commit, in the order the core produced them: (the commit they
@@ -559,6 +565,7 @@ class Daemon:
             self._timer.cancel()
             self._timer = None
         await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
+        await self.snapshot_builds.stop()
         await self.committer.stop()
         # The live (provisional) root at the log's end: the recovery drill checks its replay
         # against it. After a crash the log outgrows it and the drill says so.
@@ -758,10 +765,18 @@ class Daemon:
             assert isinstance(event, PersistConsensusState)
             self.committer.add_consensus_state(event.data)
             return True
+        if kind is SnapshotDue:
+            assert isinstance(event, SnapshotDue)
+            self.snapshot_builds.due(event)
+            return False
         self._record(event)
         if self._subscribers.count:
             self._publish_event(event)
         return False
+
+    def _snapshot_stored(self, height: int, size_bytes: int) -> None:
+        self.metrics.snapshot_made(height, size_bytes)
+        log.info("snapshot_made", height=height, size_bytes=size_bytes)
 
     def _record(self, event: NodeEvent) -> None:
         """Metrics and log lines."""

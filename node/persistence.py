@@ -8,14 +8,24 @@ Each write is durable when its coroutine returns; a write that raises wrote noth
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from swarmd.protocol import encoding
-from swarmd.protocol.node_core import Mode, PersistCheckpoint
+from swarmd.protocol.errors import LocalProtocolError, ProtocolError
+from swarmd.protocol.ledger_snapshot import build_snapshot
+from swarmd.protocol.node_core import Mode, NodeCore, PersistCheckpoint, SnapshotDue
 from swarmd.protocol.ops import Op, envelope_metadata, op_id_of
+from swarmd.protocol.snapshot import Manifest, encode_blob
+
+from .logs import get_logger
+
+log = get_logger("swarmd.persistence")
 
 #: Store meta key of the live state root recorded at a clean stop: [log seq, root].
 LIVE_STATE_META_KEY = "live_state"
@@ -29,6 +39,11 @@ class NodeLog(Protocol):
     async def append_ops(self, envelopes: Sequence[bytes]) -> None: ...
 
     async def put_checkpoint(self, checkpoint: PersistCheckpoint) -> None: ...
+
+    async def put_snapshot(self, height: int, state_root: bytes, blob: bytes) -> None:
+        """Store a snapshot built after its checkpoint was stored (`SnapshotBuilds`); the
+        store's SnapshotWithoutCheckpointError when that checkpoint is not stored."""
+        ...
 
     async def load(self) -> tuple[list[bytes], list[bytes]]:
         """(envelopes in log order, checkpoint bundles by ascending height)."""
@@ -132,6 +147,9 @@ class StoreLog:
             record, checkpoint.snapshot, snapshots_kept=self.snapshots_kept
         )
 
+    async def put_snapshot(self, height: int, state_root: bytes, blob: bytes) -> None:
+        await self.store.put_snapshot(height, state_root, blob, snapshots_kept=self.snapshots_kept)
+
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
         snapshot = await self.store.latest_snapshot()
         return None if snapshot is None else (int(snapshot.height), bytes(snapshot.blob))
@@ -206,3 +224,132 @@ async def open_node_log(
         path, network_id=network_id, node_key=node_key, synchronous=synchronous
     )
     return StoreLog(store, api, errors, snapshots_kept)
+
+
+# --- building snapshots off the event loop ----------------------------------------------------
+
+
+class SnapshotBuildQueue:
+    """Which deferred snapshot build runs next, by the rule "newest due waits".
+
+    One build runs at a time. A SnapshotDue that arrives while one runs waits; a newer one
+    replaces the waiting one, which is skipped (counted in `skipped`): it would be older than
+    the next snapshot when done, and each waiting one holds a copy of the whole state. The
+    running build is never abandoned, since its snapshot serves peers and is stored until the
+    next one is ready. So at most two state copies are alive, and a node whose builds take
+    longer than the snapshot interval still makes every other snapshot or so.
+    """
+
+    def __init__(self) -> None:
+        self.running: SnapshotDue | None = None
+        self.waiting: SnapshotDue | None = None
+        self.skipped = 0
+
+    def offer(self, due: SnapshotDue) -> SnapshotDue | None:
+        """`due` when it should start now, else None (it waits)."""
+        if self.running is None:
+            self.running = due
+            return due
+        if self.waiting is not None:
+            self.skipped += 1
+        self.waiting = due
+        return None
+
+    def finished(self) -> SnapshotDue | None:
+        """The running build is done: the waiting one, which now runs, or None."""
+        self.running, self.waiting = self.waiting, None
+        return self.running
+
+
+def build_snapshot_blob(due: SnapshotDue) -> tuple[Manifest, list[bytes], bytes]:
+    """The worker thread's job: the snapshot of `due.state` and its stored form."""
+    manifest, chunks = build_snapshot(due.state, due.height, due.checkpoint_id, due.state_root)
+    return manifest, chunks, encode_blob(manifest, chunks)
+
+
+class SnapshotBuilds:
+    """Runs the core's SnapshotDue builds in one worker thread (`SnapshotBuildQueue`'s rule),
+    hands each result to `NodeCore.snapshot_built` and stores the blobs it accepts.
+
+    `committed()` waits for the commits queued so far (the daemon's group commit barrier):
+    the snapshot's checkpoint was queued before its SnapshotDue, and the store only takes a
+    snapshot beside its stored checkpoint. `stored(height, size_bytes)` reports each one.
+    The build holds the GIL while it runs Python code, so the loop still shares the CPU with
+    it, but in switch-interval slices instead of one stall of the whole build.
+    """
+
+    def __init__(
+        self,
+        core: NodeCore,
+        node_log: NodeLog,
+        committed: Callable[[], Awaitable[None]],
+        stored: Callable[[int, int], None],
+    ) -> None:
+        self.core = core
+        self.node_log = node_log
+        self.committed = committed
+        self.stored = stored
+        self.queue = SnapshotBuildQueue()
+        self.builds_stored = 0
+        self.builds_not_stored = 0
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="swarmd-snapshot"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def due(self, event: SnapshotDue) -> None:
+        start = self.queue.offer(event)
+        if start is not None:
+            self._idle.clear()
+            self._task = asyncio.create_task(self._run(start))
+
+    async def wait_idle(self) -> None:
+        """Until no build runs or waits (every accepted snapshot is stored or failed)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Drop the waiting build and stop waiting for the running one (its thread finishes
+        on its own; nothing is stored after this)."""
+        self.queue.waiting = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, due: SnapshotDue | None) -> None:
+        try:
+            while due is not None:
+                await self._build_and_store(due)
+                due = self.queue.finished()
+        finally:
+            self._idle.set()
+
+    async def _build_and_store(self, due: SnapshotDue) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            manifest, chunks, blob = await loop.run_in_executor(
+                self._executor, build_snapshot_blob, due
+            )
+        except LocalProtocolError as exc:
+            self.core.snapshot_build_failed(due.height)
+            log.warning("snapshot_failed", height=due.height, error=exc.code)
+            return
+        if not self.core.snapshot_built(manifest, chunks, due.bundle, loop.time()):
+            log.info("snapshot_stale", height=due.height)
+            return
+        with contextlib.suppress(Exception):
+            await self.committed()  # a failed commit shows as a missing checkpoint below
+        try:
+            await self.node_log.put_snapshot(due.height, due.state_root, blob)
+        except ProtocolError as exc:
+            # Its checkpoint's commit failed (or a rollback reverted it): the snapshot still
+            # serves peers from memory, and the next one will be stored.
+            self.builds_not_stored += 1
+            log.warning("snapshot_not_stored", height=due.height, error=exc.code)
+            return
+        self.builds_stored += 1
+        self.stored(due.height, len(blob))

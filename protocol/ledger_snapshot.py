@@ -47,8 +47,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from . import crypto, encoding, limits, snapshot
-from .errors import RemoteProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 from .ledger_state import Account, Claim, EndorsementKey, LedgerState
 from .ops import check_handle
 
@@ -111,11 +113,53 @@ SortKey = tuple[int, bytes]
 
 
 def state_records(state: LedgerState) -> list[bytes]:
-    """Every piece of `state` as canonical records, in (type, sort key) order."""
-    keyed: list[tuple[SortKey, list[Any]]] = []
-    for key, account in state.accounts.items():
-        keyed.extend(_account_values(key, account))
-    for claim_id, claim in state.claims.items():
+    """Every piece of `state` as canonical records, in (type, sort key) order.
+
+    This runs over every account at each snapshot height, so it is written for speed: each
+    record type is emitted in its own sorted pass (the types are already in order, so no
+    global sort is needed), and values that are canonical by construction (ints in range,
+    bytes, bools, str, lists of them) are packed directly instead of through
+    `encoding.encode`'s generic normalizing walk. The bytes are the same; the pinned-output
+    test in tests/protocol/test_ledger_snapshot.py holds them.
+    """
+    pack = msgpack.Packer(use_bin_type=True).pack
+    try:
+        records = _pack_records(pack, state)
+    except (OverflowError, TypeError, ValueError) as exc:
+        # The values are canonical by construction; msgpack refuses an int outside its range
+        # (OverflowError), the only way one could not be.
+        raise LocalProtocolError(f"a snapshot record cannot be encoded: {exc}") from exc
+    if max(map(len, records)) > RECORD_SIZE_BYTES_MAX:  # the asserts above make this unreachable
+        raise AssertionError("a snapshot record over RECORD_SIZE_BYTES_MAX")
+    return records
+
+
+def build_snapshot(
+    state: LedgerState, height: int, checkpoint_id: bytes, state_root: bytes
+) -> tuple[snapshot.Manifest, list[bytes]]:
+    """The snapshot (manifest and chunks) of `state`, the final state of checkpoint
+    `checkpoint_id` at `height` whose root is `state_root`.
+
+    Pure and reads `state` only, so a shell may run it in a worker thread on a private copy
+    (NodeCore's SnapshotDue). Raises LocalProtocolError subclasses (SnapshotTooLargeError) for
+    a state over the snapshot limits.
+    """
+    return snapshot.build_manifest(height, checkpoint_id, state_root, state_records(state))
+
+
+_Pack = Callable[[object], bytes]
+
+
+def _pack_records(pack: _Pack, state: LedgerState) -> list[bytes]:
+    records: list[bytes] = []
+    continuations: list[bytes] = []
+    accounts = state.accounts
+    for key in sorted(accounts):
+        _account_records(pack, key, accounts[key], records, continuations)
+    records.extend(continuations)  # type 2 sorts by account then part: this order
+    claims = state.claims
+    for claim_id in sorted(claims):
+        claim = claims[claim_id]
         value = [
             RECORD_CLAIM,
             claim_id,
@@ -125,31 +169,43 @@ def state_records(state: LedgerState) -> list[bytes]:
             [list(key) for key in claim.endorsement_keys],
             _join_ids(claim.revokers),
         ]
-        keyed.append(((RECORD_CLAIM, claim_id), value))
-    for handle, binding in state.bindings.items():
+        records.append(pack(value))
+    bindings = state.bindings
+    for handle in sorted(bindings, key=str.encode):
+        binding = bindings[handle]
         value = [RECORD_BINDING, handle, binding.owner, binding.claim_id]
-        keyed.append(((RECORD_BINDING, handle.encode()), value))
-    for target, total in state.burn_tallies.items():
-        keyed.append(((RECORD_BURN, target.encode()), [RECORD_BURN, target, total]))
-    for member, quiesce in state.mode_votes.items():
-        keyed.append(((RECORD_MODE_VOTE, member), [RECORD_MODE_VOTE, member, quiesce]))
+        records.append(pack(value))
+    tallies = state.burn_tallies
+    for target in sorted(tallies, key=str.encode):
+        records.append(pack([RECORD_BURN, target, tallies[target]]))
+    votes = state.mode_votes
+    for member in sorted(votes):
+        records.append(pack([RECORD_MODE_VOTE, member, votes[member]]))
     totals = [RECORD_TOTALS, state.granted, state.burned, state.quiesced]
-    keyed.append(((RECORD_TOTALS, b""), totals))
-    keyed.sort(key=lambda item: item[0])
-    records = [encoding.encode(value) for _, value in keyed]
-    for record in records:
-        if len(record) > RECORD_SIZE_BYTES_MAX:  # the asserts above make this unreachable
-            raise AssertionError(f"a snapshot record of {len(record)} bytes")
+    records.append(pack(totals))
     return records
 
 
-def _account_values(key: bytes, account: Account) -> list[tuple[SortKey, list[Any]]]:
-    credits = [
-        credit_id + amount.to_bytes(_AMOUNT_SIZE, "big")
-        for credit_id, amount in sorted(account.unreceived.items())
-    ]
+def _account_records(
+    pack: _Pack, key: bytes, account: Account, records: list[bytes], continuations: list[bytes]
+) -> None:
+    """Append the account record to `records` and its unreceived parts to `continuations`."""
+    unreceived = account.unreceived
+    count = len(unreceived)
     step = UNRECEIVED_CREDITS_PER_RECORD_MAX
-    first = [
+    credits: list[bytes] = []
+    if count == 1:  # the common case: no sorting and no list of credits
+        ((credit_id, amount),) = unreceived.items()
+        first_part = credit_id + amount.to_bytes(_AMOUNT_SIZE, "big")
+    elif count:
+        credits = [
+            credit_id + amount.to_bytes(_AMOUNT_SIZE, "big")
+            for credit_id, amount in sorted(unreceived.items())
+        ]
+        first_part = b"".join(credits[:step])
+    else:
+        first_part = b""
+    value = [
         RECORD_ACCOUNT,
         key,
         account.balance,
@@ -159,15 +215,13 @@ def _account_values(key: bytes, account: Account) -> list[tuple[SortKey, list[An
         account.window_basis,
         account.window_grants,
         account.granted,
-        len(credits),
-        b"".join(credits[:step]),
+        count,
+        first_part,
     ]
-    values: list[tuple[SortKey, list[Any]]] = [((RECORD_ACCOUNT, key), first)]
-    for part, start in enumerate(range(step, len(credits), step), start=1):
-        sort_key = (RECORD_UNRECEIVED, key + part.to_bytes(4, "big"))
+    records.append(pack(value))
+    for part, start in enumerate(range(step, count, step), start=1):
         part_credits = b"".join(credits[start : start + step])
-        values.append((sort_key, [RECORD_UNRECEIVED, key, part, part_credits]))
-    return values
+        continuations.append(pack([RECORD_UNRECEIVED, key, part, part_credits]))
 
 
 def _join_ids(ids: Iterable[bytes]) -> bytes:
@@ -452,6 +506,7 @@ __all__ = [
     "RECORD_SIZE_BYTES_MAX",
     "UNRECEIVED_CREDITS_PER_RECORD_MAX",
     "SnapshotRecordError",
+    "build_snapshot",
     "state_from_records",
     "state_records",
 ]

@@ -45,7 +45,7 @@ from .ledger import (
     OpRejected,
     Outcome,
 )
-from .ledger_snapshot import state_from_records, state_records
+from .ledger_snapshot import build_snapshot, state_from_records
 from .ledger_state import LedgerState
 from .messages import (
     ANNOUNCE_IDS_PER_MESSAGE_MAX,
@@ -81,7 +81,6 @@ from .snapshot import (
     FetchFailed,
     Manifest,
     SnapshotFetcher,
-    build_manifest,
     decode_blob,
     decode_manifest,
     encode_blob,
@@ -121,6 +120,9 @@ PENALTY_RATE_LIMITED = 1
 BUNDLES_KEPT_MAX = 4_096
 #: A state snapshot is made at every final height that is a multiple of this (0: never).
 SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT = 64
+#: How snapshots are built (`NodeCoreConfig.snapshot_build`): in `_finalize` itself, or by the
+#: shell off its event loop after a SnapshotDue event.
+SNAPSHOT_BUILD_MODES = ("inline", "deferred")
 #: State sync: a peer is offered our snapshot at most this often (an offer carries the
 #: manifest, up to 2 MiB; the lagging peer asks again at every delta sync).
 SNAPSHOT_OFFER_INTERVAL_S = 1.0
@@ -168,6 +170,12 @@ class NodeCoreConfig:
     #: Final heights between state snapshots (0: none are made; the node still restores a
     #: snapshot fetched from peers). See `PersistCheckpoint.snapshot`.
     snapshot_interval: int = SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
+    #: "inline": `_finalize` builds the snapshot (a full state walk, ~3 us an account) and
+    #: hands its blob over in `PersistCheckpoint.snapshot`. "deferred": it emits SnapshotDue
+    #: with a copy of the state instead (~1.6 us an account) and the shell builds it in a
+    #: worker thread, then calls `snapshot_built` (node/daemon.py does so). `restore` always
+    #: builds inline.
+    snapshot_build: str = "inline"
     #: Checkpoint bundles kept in memory to serve lagging peers (at most BUNDLES_KEPT_MAX);
     #: a peer further behind than this catches up by state sync.
     bundles_kept: int = BUNDLES_KEPT_MAX
@@ -183,6 +191,8 @@ class NodeCoreConfig:
             raise LocalProtocolError("intervals must be positive")
         if self.snapshot_interval < 0:
             raise LocalProtocolError("snapshot_interval must be >= 0")
+        if self.snapshot_build not in SNAPSHOT_BUILD_MODES:
+            raise LocalProtocolError(f"snapshot_build must be one of {SNAPSHOT_BUILD_MODES}")
         if not 1 <= self.bundles_kept <= BUNDLES_KEPT_MAX:
             raise LocalProtocolError("need 1 <= bundles_kept <= BUNDLES_KEPT_MAX")
 
@@ -207,6 +217,22 @@ class PersistCheckpoint:
     #: Empty, or the state snapshot at this height (`snapshot.encode_blob`): store it with the
     #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
     snapshot: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDue:
+    """Build the state snapshot at `height` (config snapshot_build = "deferred"): run
+    `ledger_snapshot.build_snapshot(state, height, checkpoint_id, state_root)` off the event
+    loop, then pass the result and `bundle` to `NodeCore.snapshot_built`, and store the blob
+    (`snapshot.encode_blob`) with `put_snapshot` when that returns True. `state` is a private
+    copy of the final state at `height`, so a worker thread may read it while the core goes
+    on. The PersistCheckpoint of the same height comes before this event."""
+
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    bundle: bytes = field(repr=False)
+    state: LedgerState = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +340,7 @@ NodeEvent = (
     LedgerEvent
     | PersistOps
     | PersistCheckpoint
+    | SnapshotDue
     | PersistConsensusState
     | CheckpointFinalized
     | SyncSessionFinished
@@ -419,6 +446,7 @@ class NodeStats:
     equivocations: int = 0
     snapshots_made: int = 0
     snapshots_failed: int = 0  # states too large for a snapshot
+    snapshots_stale: int = 0  # deferred builds ignored: a newer snapshot was installed first
     snapshot_offers_sent: int = 0
     snapshot_chunks_served: int = 0
     snapshot_chunks_fetched: int = 0
@@ -1442,6 +1470,7 @@ class NodeCore:
         while len(self._final_ids_by_height) > self.config.bundles_kept:
             self._final_ids_by_height.popitem(last=False)
         blob = b""
+        due = None
         interval = self.config.snapshot_interval
         # A replay at start rebuilds (in memory, to serve peers) only the newest snapshot it
         # passes: building every one would cost a full state walk per interval of history.
@@ -1450,7 +1479,11 @@ class NodeCore:
             and height % interval == 0
             and (persist or height == self._replay_snapshot_height)
         ):
-            blob = self._make_snapshot(height, cut, bundle, encode=persist)
+            if persist and self.config.snapshot_build == "deferred":
+                state = self.ledger.final_state.copy()
+                due = SnapshotDue(height, cut.checkpoint_id, cut.state_root, bundle, state)
+            else:
+                blob = self._make_snapshot(height, cut, bundle, encode=persist)
         started = self._first_unfinal_at if self._first_unfinal_at is not None else now
         self._last_final_at = now
         self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
@@ -1461,6 +1494,8 @@ class NodeCore:
                     height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob
                 )
             )
+        if due is not None:
+            self._emit(due)  # after its checkpoint: the shell stores the snapshot beside it
         self._emit(
             CheckpointFinalized(
                 height, cut.checkpoint_id, cut.state_root, len(final_ids), now - started
@@ -1479,14 +1514,41 @@ class NodeCore:
     def _make_snapshot(self, height: int, cut: Cut, bundle: bytes, *, encode: bool) -> bytes:
         """Snapshot the final state just reached (kept to serve peers); its blob if `encode`."""
         try:
-            records = state_records(self.ledger.final_state)
-            manifest, chunks = build_manifest(height, cut.checkpoint_id, cut.state_root, records)
+            state = self.ledger.final_state
+            manifest, chunks = build_snapshot(state, height, cut.checkpoint_id, cut.state_root)
         except LocalProtocolError:
             self.stats.snapshots_failed += 1  # a state over the snapshot limits: none made
             return b""
         self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
         self.stats.snapshots_made += 1
         return encode_blob(manifest, chunks) if encode else b""
+
+    def snapshot_built(
+        self, manifest: Manifest, chunks: list[bytes], bundle: bytes, now: float
+    ) -> bool:
+        """Install the snapshot a shell built for a SnapshotDue, to serve it to peers.
+
+        Returns True when installed: the shell then stores its blob. A build that finishes
+        after a snapshot of the same or a later height was installed is ignored (False): a
+        state sync that replaced the ledger meanwhile installs its own, later snapshot, and a
+        shell may hand builds back out of order. A height above the final one is ignored too
+        (not a snapshot of this ledger's history)."""
+        self._now = now
+        current = self._snapshot
+        if (
+            (current is not None and current.manifest.height >= manifest.height)
+            or manifest.height < self.snapshot_base_height
+            or manifest.height > self.final_height
+        ):
+            self.stats.snapshots_stale += 1
+            return False
+        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
+        self.stats.snapshots_made += 1
+        return True
+
+    def snapshot_build_failed(self, height: int) -> None:
+        """A deferred build raised (a state over the snapshot limits): counted like inline."""
+        self.stats.snapshots_failed += 1
 
     def _continue_catch_up(self, now: float, *, persist: bool) -> None:
         """After a height became final: apply the next buffered bundle, or ask for more."""

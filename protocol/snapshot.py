@@ -242,6 +242,11 @@ def build_manifest(
     if not 0 <= height <= HEIGHT_MAX or len(checkpoint_id) != 32 or len(state_root) != 32:
         raise LocalProtocolError("bad height, checkpoint_id or state_root")
     target = chunk_size_bytes_max // 2
+    # Hot loop (once per record of the whole state): the cut hash continues a copy of a hasher
+    # fed CUT_TAG, and the cut rule is compared through `_cut_threshold`, memoized per record
+    # size, instead of multiplying big ints for every record.
+    cut_hasher = hashlib.sha256(CUT_TAG)
+    thresholds: dict[int, bytes | None] = {}
     chunks: list[bytes] = []
     parts: list[bytes] = []
     size = 0
@@ -255,10 +260,21 @@ def build_manifest(
         if size + framed_size > chunk_size_bytes_max:
             _close_chunk(chunks, parts, chunks_max)
             size = 0
-        parts.append(len(record).to_bytes(RECORD_LENGTH_PREFIX_BYTES, "big") + record)
+        parts.append(len(record).to_bytes(RECORD_LENGTH_PREFIX_BYTES, "big"))
+        parts.append(record)
         size += framed_size
         record_count += 1
-        if _ends_chunk(record, framed_size, target):
+        if framed_size in thresholds:
+            threshold = thresholds[framed_size]
+        else:
+            threshold = thresholds[framed_size] = _cut_threshold(framed_size, target)
+        if threshold is None:
+            ends = True
+        else:
+            cut_hash = cut_hasher.copy()
+            cut_hash.update(record)
+            ends = cut_hash.digest()[:8] < threshold
+        if ends:
             _close_chunk(chunks, parts, chunks_max)
             size = 0
     if parts:
@@ -274,9 +290,12 @@ def build_manifest(
     return manifest, chunks
 
 
-def _ends_chunk(record: bytes, framed_size: int, target_size_bytes: int) -> bool:
-    cut_hash = hashlib.sha256(CUT_TAG + record).digest()
-    return int.from_bytes(cut_hash[:8], "big") * target_size_bytes < framed_size * 2**64
+def _cut_threshold(framed_size: int, target_size_bytes: int) -> bytes | None:
+    """The cut rule x * target < framed_size * 2**64 (x the cut hash's first 8 bytes as a
+    big-endian int) as x < ceil(framed_size * 2**64 / target), compared as 8 big-endian bytes;
+    None when every x qualifies (the threshold is 2**64 or more)."""
+    threshold = -(-(framed_size << 64) // target_size_bytes)
+    return threshold.to_bytes(8, "big") if threshold < 2**64 else None
 
 
 def _close_chunk(chunks: list[bytes], parts: list[bytes], chunks_max: int) -> None:

@@ -265,6 +265,17 @@ def check_checkpoint(
     _check_bytes("snapshot_blob", snapshot_blob, SNAPSHOT_SIZE_BYTES_MAX)
 
 
+def check_snapshot(snapshot: StateSnapshot, snapshots_kept: int | None = None) -> None:
+    """`put_snapshot`'s arguments: a checkpoint height and root, and a non-empty blob."""
+    if snapshots_kept is not None:
+        check_snapshots_kept(snapshots_kept)
+    _check_int("height", snapshot.height, 1, _INT64_MAX)
+    _check_bytes("state_root", snapshot.state_root, limits.HASH_SIZE_BYTES, exact=True)
+    _check_bytes("snapshot_blob", snapshot.blob, SNAPSHOT_SIZE_BYTES_MAX)
+    if not snapshot.blob:
+        raise StoreUsageError("put_snapshot needs a non-empty snapshot blob")
+
+
 def check_snapshots_kept(snapshots_kept: object) -> None:
     _check_int("snapshots_kept", snapshots_kept, 1, SNAPSHOTS_KEPT_MAX)
 
@@ -329,6 +340,16 @@ class OpStore(Protocol):
     async def get_checkpoint(self, height: int) -> Checkpoint | None: ...
 
     async def read_checkpoints(self, after_height: int, limit: int) -> list[Checkpoint]: ...
+
+    async def put_snapshot(
+        self, height: int, state_root: bytes, blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        """Store the state snapshot of an already stored checkpoint (one built after its
+        checkpoint was written). Raises SnapshotWithoutCheckpointError, writing nothing,
+        unless the checkpoint at `height` is stored with this `state_root`. Replaces a snapshot
+        stored at that height; `snapshots_kept` prunes as in `put_checkpoint`, in the same
+        write."""
+        ...
 
     async def get_snapshot(self, height: int) -> StateSnapshot | None: ...
 

@@ -104,6 +104,13 @@ class CheckpointConflictError(StorageError, LocalProtocolError):
     code = "checkpoint_conflict"
 
 
+class SnapshotWithoutCheckpointError(StorageError, LocalProtocolError):
+    """`put_snapshot` for a height with no stored checkpoint, or one with another state root
+    (its commit failed, or a rollback reverted it); nothing was written."""
+
+    code = "snapshot_without_checkpoint"
+
+
 # --- mapping SQLite's errors -------------------------------------------------------------------
 
 # Primary result codes from sqlite3.h (the extended code's low byte is the primary code).

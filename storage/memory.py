@@ -37,6 +37,7 @@ from .errors import (
     DatabaseLockedError,
     DuplicateOpError,
     SchemaTooNewError,
+    SnapshotWithoutCheckpointError,
     StoreClosedError,
     StoreUsageError,
     WrongNetworkError,
@@ -278,15 +279,38 @@ class MemoryStore:
         self.database.checkpoints[checkpoint.height] = checkpoint
         if not snapshot_blob:
             return
+        snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)
+        self._store_snapshot(snapshot, snapshots_kept)
+
+    def _store_snapshot(self, snapshot: StateSnapshot, snapshots_kept: int | None) -> None:
         snapshots = self.database.snapshots
-        snapshots[checkpoint.height] = StateSnapshot(
-            checkpoint.height, checkpoint.state_root, snapshot_blob
-        )
+        snapshots[snapshot.height] = snapshot
         if snapshots_kept is not None:
             kept = sorted((h for h, s in snapshots.items() if s.blob), reverse=True)
             floor = kept[:snapshots_kept][-1]
             for height in [h for h, s in snapshots.items() if h < floor or not s.blob]:
                 del snapshots[height]
+
+    async def put_snapshot(
+        self, height: int, state_root: bytes, blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        snapshot = StateSnapshot(height, state_root, blob)
+        api.check_snapshot(snapshot, snapshots_kept)
+        await self._commit_point()
+        self.put_snapshot_sync(height, state_root, blob, snapshots_kept=snapshots_kept)
+
+    def put_snapshot_sync(
+        self, height: int, state_root: bytes, blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        self._check_open()
+        snapshot = StateSnapshot(height, state_root, blob)
+        api.check_snapshot(snapshot, snapshots_kept)
+        checkpoint = self.database.checkpoints.get(height)
+        if checkpoint is None or checkpoint.state_root != state_root:
+            raise SnapshotWithoutCheckpointError(
+                f"no checkpoint with this state root is stored at height {height}"
+            )
+        self._store_snapshot(snapshot, snapshots_kept)
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         await self._commit_point()

@@ -47,6 +47,7 @@ from .errors import (
     DuplicateOpError,
     ForeignDatabaseError,
     SchemaTooNewError,
+    SnapshotWithoutCheckpointError,
     StorageError,
     StorageIOError,
     StoreClosedError,
@@ -407,6 +408,34 @@ class Store:
                 if snapshots_kept is not None:
                     statements.append(_prune_snapshots_statement(snapshots_kept))
             await self._execute_atomically("put_checkpoint", statements)
+
+        await self._write(work)
+
+    async def put_snapshot(
+        self, height: int, state_root: bytes, blob: bytes, *, snapshots_kept: int | None = None
+    ) -> None:
+        """See `api.OpStore.put_snapshot`."""
+        snapshot = StateSnapshot(height, state_root, blob)
+        api.check_snapshot(snapshot, snapshots_kept)
+
+        async def work() -> None:
+            # Checked inside the write lock, so no rollback can slip in between.
+            rows = await self._writer.execute_fetchall(
+                "SELECT state_root FROM checkpoints WHERE height = ?", (height,)
+            )
+            if [bytes(row[0]) for row in rows] != [state_root]:
+                raise SnapshotWithoutCheckpointError(
+                    f"no checkpoint with this state root is stored at height {height}"
+                )
+            statements: list[tuple[str, Sequence[object]]] = [
+                (
+                    "INSERT OR REPLACE INTO state_snapshots VALUES (?, ?, ?, ?)",
+                    [height, state_root, blob, api.snapshot_crc(snapshot)],
+                )
+            ]
+            if snapshots_kept is not None:
+                statements.append(_prune_snapshots_statement(snapshots_kept))
+            await self._execute_atomically("put_snapshot", statements)
 
         await self._write(work)
 

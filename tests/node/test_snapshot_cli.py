@@ -17,7 +17,10 @@ from swarmd.node.cli import main
 from swarmd.node.commands import init_home
 from swarmd.node.config import load_config
 from swarmd.node.daemon import Daemon
+from swarmd.node.persistence import SnapshotBuildQueue
 from swarmd.protocol import crypto
+from swarmd.protocol.ledger_state import LedgerState
+from swarmd.protocol.node_core import SnapshotDue
 from swarmd.protocol.wallet import Author
 from swarmd.storage import api
 
@@ -55,6 +58,10 @@ async def make_history(home: Path, rounds: int = 4) -> dict[str, Any]:
     await daemon.start()
     try:
         await run_rounds(daemon, rounds)
+        # The daemon builds snapshots in a worker thread (snapshot_build = "deferred") and
+        # stores each one after its checkpoint's commit.
+        async with asyncio.timeout(HISTORY_TIMEOUT_S):
+            await daemon.snapshot_builds.wait_idle()
         await daemon.committer.barrier()
         status = daemon.status()
         return {
@@ -62,6 +69,10 @@ async def make_history(home: Path, rounds: int = 4) -> dict[str, Any]:
             "state_root": daemon.core.state_root().hex(),
             "final_root": daemon.core.ledger.final_state.root().hex(),
             "snapshot": status["snapshot"],
+            "snapshot_build": daemon.core.config.snapshot_build,
+            "builds_stored": daemon.snapshot_builds.builds_stored,
+            "builds_skipped": daemon.snapshot_builds.queue.skipped,
+            "metrics": daemon.metrics.render().decode(),
         }
     finally:
         await daemon.stop()
@@ -132,6 +143,33 @@ def test_list_shows_the_kept_snapshots_newest_matching_the_final_state(history, 
     # The node's own status named the same snapshot.
     assert made["snapshot"]["height"] == height
     assert made["snapshot"]["manifest_id"] == newest["manifest_id"]
+
+
+def test_the_daemon_builds_snapshots_off_the_loop_and_stores_each_one(history) -> None:
+    _, made = history
+    assert made["snapshot_build"] == "deferred"
+    # One SnapshotDue per final height (snapshot_interval = 1); a skipped one is never built.
+    assert made["builds_stored"] + made["builds_skipped"] == made["final_height"]
+    assert f"swarmd_snapshot_height {float(made['final_height'])}" in made["metrics"]
+
+
+def due(height: int) -> SnapshotDue:
+    return SnapshotDue(height, bytes(32), bytes(32), b"", LedgerState())
+
+
+def test_snapshot_build_queue_runs_one_at_a_time_and_skips_older_waiting_ones() -> None:
+    """The rule "newest due waits": a due arriving during a build waits, a newer one replaces
+    it (skipped), and the running build is never dropped."""
+    queue = SnapshotBuildQueue()
+    first, second, third, fourth = due(1), due(2), due(3), due(4)
+    assert queue.offer(first) is first
+    assert queue.offer(second) is None and queue.offer(third) is None
+    assert queue.skipped == 1 and queue.running is first and queue.waiting is third
+    assert queue.finished() is third
+    assert queue.offer(fourth) is None
+    assert queue.finished() is fourth and queue.finished() is None
+    assert queue.running is None and queue.waiting is None and queue.skipped == 1
+    assert queue.offer(first) is first  # idle again: starts at once
 
 
 def test_show_lists_every_chunk_hash(history, capsys) -> None:

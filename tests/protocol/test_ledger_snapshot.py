@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -9,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmd.protocol import encoding, snapshot
-from swarmd.protocol.errors import RemoteProtocolError
+from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ledger_snapshot import (
     RECORD_ACCOUNT,
     RECORD_BINDING,
+    RECORD_BURN,
     RECORD_CLAIM,
     RECORD_MODE_VOTE,
     RECORD_SIZE_BYTES_MAX,
@@ -560,3 +562,132 @@ def test_unreceived_amounts_are_in_the_root() -> None:
     value[10] = bytes(credits)
     forged = state_from_records([encoding.encode(value), *records[1:]])
     assert forged.root() != state.root()
+
+
+# --- pinned output -----------------------------------------------------------------------------
+
+#: Ints of every msgpack width the records use (fixint, uint8/16/32/64).
+PINNED_INTS = (0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1)
+
+
+def pinned_state() -> LedgerState:
+    """A fixed state built without the ledger (so ledger changes cannot move the pin) with every
+    record type: accounts with ints of every width, empty and multi-part unreceived sets, claims
+    with and without endorsers and revokers, non-ASCII burn targets, mode votes."""
+    rng = random.Random(20261128)
+    state = LedgerState()
+    keys = [keypair(f"pinned-{i}").public_key for i in range(600)]
+    for index, key in enumerate(keys):
+        account = state.account(key)
+        account.balance = rng.choice(PINNED_INTS[:-1])  # their sum, granted, stays in range
+        account.spendable = rng.randint(0, account.balance)
+        account.seq = rng.choice((0, 1, 2, 300, 70000))
+        account.head = rng.randbytes(32) if account.seq else b""
+        account.window_basis = rng.choice(PINNED_INTS)
+        account.window_grants = rng.choice((0, 3, 200))
+        account.granted = rng.random() < 0.5
+        credit_count = (
+            2 * UNRECEIVED_CREDITS_PER_RECORD_MAX + 5 if index == 7 else rng.choice((0, 0, 1, 3))
+        )
+        for _ in range(credit_count):
+            account.add_unreceived(rng.randbytes(32), rng.randint(1, 2**63 - 1))
+    state.add_granted(sum(state.accounts[key].balance for key in keys))
+    handles = ("zed", "yan", "neo", "cat_9", "a-b")
+    for index in range(12):
+        claim_id = rng.randbytes(32)
+        endorsers = set(rng.sample(keys[:8], rng.randint(0, 4)))
+        endorsement_keys = sorted(
+            (rng.randint(0, 2**40), rng.randint(1, 9), rng.randbytes(32)) for _ in endorsers
+        )
+        revokers = set(rng.sample(keys[:8], rng.randint(0, 2)))
+        claim = Claim(handles[index % 5], keys[index], endorsers, endorsement_keys, revokers)
+        state.put_claim(claim_id, claim)
+        if index < 5:
+            state.bind(claim.handle, claim.claimant, claim_id)
+    for target in ("b", "a", "\u00fcber", "z" * 40):
+        amount = rng.randint(1, 10**6)
+        state.add_burn(target, amount)
+        state.add_granted(amount)
+    for member in keys[:5]:
+        state.set_mode_vote(member, rng.random() < 0.5)
+    state.set_quiesced(True)
+    return state
+
+
+def test_pinned_state_gives_pinned_records_and_manifests() -> None:
+    """The snapshot of one fixed state, byte for byte: records, chunks and manifest ids with
+    the default chunk size and with a small one (many content-defined and size cuts)."""
+    state = pinned_state()
+    records = state_records(state)
+    assert len(records) == 600 + 2 + 12 + 5 + 4 + 5 + 1
+    assert state_from_records(records).root() == state.root()
+    joined = b"".join(len(record).to_bytes(4, "big") + record for record in records)
+    assert hashlib.sha256(joined).hexdigest() == (
+        "a789236afa89bb345edb2a7d8dac89ca39c69b4ea9acc6691619f031ae8d466b"
+    )
+    manifest, chunks = build_manifest(5, b"\x05" * 32, state.root(), records)
+    assert manifest.chunk_count == 4
+    assert manifest.manifest_id.hex() == (
+        "0d85f61c25e1bbcf7a51cdb777ddeed8c277034c100f78e2d09b9a9186170147"
+    )
+    assert b"".join(chunks) == joined
+    small_records = [record for record in records if len(record) <= 2048 - 4]
+    assert len(small_records) == len(records) - 2  # the big account's two full parts do not fit
+    manifest, chunks = build_manifest(
+        5, b"\x05" * 32, state.root(), small_records, chunk_size_bytes_max=2048
+    )
+    assert manifest.chunk_count == 84
+    assert manifest.manifest_id.hex() == (
+        "11914c99bf3189949311ddadb8a7c3c3d31de53b9c48837a65e79fedabbe93aa"
+    )
+
+
+def reference_records(state: LedgerState) -> list[bytes]:
+    """docs/parts/state.md read literally: every record's value through `encoding.encode`,
+    sorted by (type, sort key). state_records is a faster form of this."""
+    step = UNRECEIVED_CREDITS_PER_RECORD_MAX
+    keyed: list[tuple[tuple[int, bytes], list[object]]] = []
+    for key, account in state.accounts.items():
+        credits = [i + a.to_bytes(8, "big") for i, a in sorted(account.unreceived.items())]
+        fields = account.as_list()
+        del fields[4]  # unreceived_sum is the root's, not the record's
+        value = [RECORD_ACCOUNT, key, *fields, len(credits), b"".join(credits[:step])]
+        keyed.append(((RECORD_ACCOUNT, key), value))
+        for part, start in enumerate(range(step, len(credits), step), start=1):
+            value = [RECORD_UNRECEIVED, key, part, b"".join(credits[start : start + step])]
+            keyed.append(((RECORD_UNRECEIVED, key + part.to_bytes(4, "big")), value))
+    for claim_id, claim in state.claims.items():
+        endorsers, revokers = b"".join(sorted(claim.endorsers)), b"".join(sorted(claim.revokers))
+        keys = [list(key) for key in claim.endorsement_keys]
+        value = [RECORD_CLAIM, claim_id, claim.handle, claim.claimant, endorsers, keys, revokers]
+        keyed.append(((RECORD_CLAIM, claim_id), value))
+    for handle, binding in state.bindings.items():
+        value = [RECORD_BINDING, handle, binding.owner, binding.claim_id]
+        keyed.append(((RECORD_BINDING, handle.encode()), value))
+    for target, total in state.burn_tallies.items():
+        keyed.append(((RECORD_BURN, target.encode()), [RECORD_BURN, target, total]))
+    for member, quiesce in state.mode_votes.items():
+        keyed.append(((RECORD_MODE_VOTE, member), [RECORD_MODE_VOTE, member, quiesce]))
+    keyed.append(
+        ((RECORD_TOTALS, b""), [RECORD_TOTALS, state.granted, state.burned, state.quiesced])
+    )
+    keyed.sort(key=lambda item: item[0])
+    return [encoding.encode(value) for _, value in keyed]
+
+
+def test_pinned_state_matches_the_literal_reading_of_the_spec() -> None:
+    state = pinned_state()
+    assert state_records(state) == reference_records(state)
+
+
+@given(workloads)
+def test_records_match_the_literal_reading_of_the_spec(ops: list[Op]) -> None:
+    state = ledger_of(ops).state
+    assert state_records(state) == reference_records(state)
+
+
+def test_records_with_an_int_out_of_range_are_a_local_error() -> None:
+    state = LedgerState()
+    state.account(keypair("big").public_key).balance = 2**64
+    with pytest.raises(LocalProtocolError):
+        state_records(state)

@@ -670,3 +670,39 @@ def test_published_test_vector() -> None:
     assert manifest.manifest_id.hex() == (
         "8be1b7d441b96d3ea7e3851661b25efb18148d7247c717dd0b2bd361f5616d61"
     )
+
+
+def spec_ends_chunk(record: bytes, target_size_bytes: int) -> bool:
+    """The cut rule exactly as the module docstring states it."""
+    cut_hash = hashlib.sha256(snapshot.CUT_TAG + record).digest()
+    framed_size = snapshot.RECORD_LENGTH_PREFIX_BYTES + len(record)
+    return int.from_bytes(cut_hash[:8], "big") * target_size_bytes < framed_size * 2**64
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=limits.SNAPSHOT_CHUNK_SIZE_BYTES),
+)
+def test_chunk_cuts_follow_the_specified_rule(records: list[bytes], chunk_size: int) -> None:
+    """build_manifest's memoized threshold comparison cuts exactly where the rule says (tiny
+    chunk sizes make every record qualify, large ones almost none)."""
+    records = [record for record in records if len(record) + 4 <= chunk_size]
+    _, chunks = build_manifest(
+        1, CHECKPOINT_ID, STATE_ROOT, records, chunk_size_bytes_max=chunk_size
+    )
+    expected: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for record in records:
+        framed = 4 + len(record)
+        if size + framed > chunk_size:
+            expected.append(current)
+            current, size = [], 0
+        current.append(record)
+        size += framed
+        if spec_ends_chunk(record, chunk_size // 2):
+            expected.append(current)
+            current, size = [], 0
+    if current:
+        expected.append(current)
+    assert [split_chunk(chunk) for chunk in chunks] == expected

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from swarmd.protocol import consensus, encoding
+from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.framing import FRAME_TYPE_BATCH, FrameEncoder
-from swarmd.protocol.ledger_snapshot import state_from_records
+from swarmd.protocol.ledger_snapshot import build_snapshot, state_from_records
 from swarmd.protocol.messages import (
     ChunkMessage,
     ChunkRequestMessage,
@@ -28,6 +29,7 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    SnapshotDue,
     SnapshotRestoreError,
     StateSyncFailed,
     StateSyncFinished,
@@ -439,3 +441,96 @@ def test_random_state_sync_messages_never_escape_the_core() -> None:
             core.receive_frame(sender, frame, swarm.now)
     assert core.final_height >= 3  # still fine
     assert sender not in core.peer_ids()  # bad offers added up to a disconnection
+
+
+# --- deferred snapshot builds ----------------------------------------------------------------
+
+DEFERRED = {**SMALL, "snapshot_build": "deferred"}
+
+
+class BuildingSwarm(Swarm):
+    """A swarm whose nodes build snapshots the way a shell does with snapshot_build =
+    "deferred": each SnapshotDue of the nodes in `building` is built at once and handed back
+    with `snapshot_built`; the others' are kept in `held` for the test to hand back later."""
+
+    def __init__(self, *args: object, building: tuple[int, ...], **kw: object):
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.building = building
+        self.seen = [0] * len(self.nodes)
+        self.held: list[list[SnapshotDue]] = [[] for _ in self.nodes]
+        self.built: list[list[tuple[SnapshotDue, bool, bytes]]] = [[] for _ in self.nodes]
+
+    def flush(self, i: int) -> None:
+        super().flush(i)
+        new, self.seen[i] = self.events[i][self.seen[i] :], len(self.events[i])
+        for event in new:
+            if isinstance(event, SnapshotDue):
+                if i in self.building:
+                    self.build(i, event)
+                else:
+                    self.held[i].append(event)
+
+    def build(self, i: int, due: SnapshotDue) -> bool:
+        manifest, chunks = build_snapshot(due.state, due.height, due.checkpoint_id, due.state_root)
+        installed = self.nodes[i].snapshot_built(manifest, chunks, due.bundle, self.now)
+        self.built[i].append((due, installed, encode_blob(manifest, chunks)))
+        return installed
+
+
+def test_config_refuses_an_unknown_build_mode() -> None:
+    with pytest.raises(LocalProtocolError, match="snapshot_build"):
+        NodeCoreConfig(snapshot_build="lazy")
+
+
+def test_deferred_builds_give_the_blobs_inline_builds_put_in_the_checkpoint() -> None:
+    inline = Swarm(4, seed=3, **SMALL)
+    deferred = BuildingSwarm(4, seed=3, building=(0, 1, 2, 3), **DEFERRED)
+    grow(inline, 5, label="same")
+    grow(deferred, 5, label="same")
+    inline_blobs = {c.height: c.snapshot for c in events_of(inline, 0, PersistCheckpoint)}
+    built = deferred.built[0]
+    assert len(built) >= 2 and all(installed for _, installed, _ in built)
+    for due, _, blob in built:
+        assert blob == inline_blobs[due.height] != b""
+    # The checkpoint carries no blob; its SnapshotDue follows it, with a private state copy.
+    events = deferred.events[0]
+    for due, _, _ in built:
+        index = events.index(due)
+        checkpoint = events[index - 1]
+        assert isinstance(checkpoint, PersistCheckpoint) and checkpoint.height == due.height
+        assert checkpoint.snapshot == b"" and due.state is not deferred.nodes[0].ledger.final_state
+        assert due.state.root() == due.state_root == checkpoint.state_root
+    node = deferred.nodes[0]
+    assert node.status()["snapshot"]["height"] == built[-1][0].height
+    assert node.stats.snapshots_made == len(built) and node.stats.snapshots_stale == 0
+
+
+def test_snapshot_built_for_an_older_or_equal_height_is_ignored() -> None:
+    swarm = BuildingSwarm(4, seed=3, building=(0, 1, 2), **DEFERRED)
+    grow(swarm, 5, label="late")
+    node, held = swarm.nodes[3], swarm.held[3]
+    assert len(held) >= 2 and node.status()["snapshot"] is None  # nothing built yet
+    assert swarm.build(3, held[-1])  # the newest finishes first (a skip or a slow build)
+    assert not swarm.build(3, held[-2])
+    assert not swarm.build(3, held[-1])
+    assert node.status()["snapshot"]["height"] == held[-1].height
+    assert node.stats.snapshots_made == 1 and node.stats.snapshots_stale == 2
+
+
+def test_snapshot_built_after_a_state_sync_replaced_the_ledger_is_ignored() -> None:
+    swarm = BuildingSwarm(4, seed=8, building=(0, 1, 2), **DEFERRED)
+    grow(swarm, 2, label="early", nodes=(0, 1, 2, 3))  # node 3 is due a snapshot before
+    run_offline_and_back(swarm)
+    late = swarm.nodes[3]
+    finished = events_of(swarm, 3, StateSyncFinished)
+    assert finished and late.snapshot_base_height == finished[0].height
+    before_sync = [due for due in swarm.held[3] if due.height < finished[0].height]
+    assert before_sync  # made while warming up, built only now
+    assert not swarm.build(3, before_sync[-1])
+    assert late.status()["snapshot"]["height"] >= finished[0].height
+    # Builds of later heights, after the sync, are installed as usual.
+    grow(swarm, 2, label="after", nodes=(0, 1, 2, 3))
+    after_sync = [due for due in swarm.held[3] if due.height > finished[0].height]
+    assert after_sync and swarm.build(3, after_sync[-1])
+    assert late.status()["snapshot"]["height"] == after_sync[-1].height
+    assert len({final_root(n) for n in swarm.nodes}) == 1

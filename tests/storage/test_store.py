@@ -20,6 +20,7 @@ from swarmd.storage.errors import (
     DuplicateOpError,
     ForeignDatabaseError,
     SchemaTooNewError,
+    SnapshotWithoutCheckpointError,
     StorageError,
     StoreClosedError,
     StoreUsageError,
@@ -423,3 +424,67 @@ async def test_a_corrupted_snapshot_row_is_a_typed_error_and_the_rest_stays_usab
         assert not report.ok and any("snapshot 2" in p for p in report.problems)
     finally:
         await store.close()
+
+
+# --- put_snapshot: a snapshot built after its checkpoint was stored ----------------------------
+
+
+async def test_put_snapshot_stores_beside_its_checkpoint_and_prunes_like_put_checkpoint(
+    store: api.OpStore,
+) -> None:
+    for height in range(1, 5):
+        await store.put_checkpoint(make_checkpoint(height, 0), b"")
+    assert await store.snapshot_heights() == []
+    for height in range(1, 4):
+        checkpoint = make_checkpoint(height, 0)
+        await store.put_snapshot(height, checkpoint.state_root, b"built %d" % height)
+    assert await store.snapshot_heights() == [1, 2, 3]
+    fourth = make_checkpoint(4, 0)
+    await store.put_snapshot(4, fourth.state_root, b"built 4", snapshots_kept=2)
+    assert await store.snapshot_heights() == [3, 4]
+    latest = await store.latest_snapshot()
+    assert latest is not None and (latest.height, latest.blob) == (4, b"built 4")
+    # Storing it again (a retried write) replaces it with the same bytes.
+    await store.put_snapshot(4, fourth.state_root, b"built 4", snapshots_kept=2)
+    assert await store.snapshot_heights() == [3, 4]
+
+
+async def test_put_snapshot_without_its_checkpoint_is_a_typed_error_and_writes_nothing(
+    store: api.OpStore,
+) -> None:
+    checkpoint = make_checkpoint(1, 0)
+    with pytest.raises(SnapshotWithoutCheckpointError) as error:
+        await store.put_snapshot(1, checkpoint.state_root, b"too early")
+    assert error.value.code == "snapshot_without_checkpoint"
+    await store.put_checkpoint(checkpoint, b"", snapshots_kept=1)
+    with pytest.raises(SnapshotWithoutCheckpointError):
+        await store.put_snapshot(1, bytes(32), b"another root", snapshots_kept=1)
+    with pytest.raises(SnapshotWithoutCheckpointError):
+        await store.put_snapshot(2, checkpoint.state_root, b"no such height")
+    assert await store.get_snapshot(1) is None and await store.get_snapshot(2) is None
+    # After a rollback reverted the checkpoint, its snapshot is refused too.
+    await store.put_checkpoint(make_checkpoint(2, 0), b"")
+    await store.roll_back_to(1)
+    with pytest.raises(SnapshotWithoutCheckpointError):
+        await store.put_snapshot(2, make_checkpoint(2, 0).state_root, b"reverted")
+    await store.put_snapshot(1, checkpoint.state_root, b"in time", snapshots_kept=1)
+    assert await store.snapshot_heights() == [1]
+
+
+@pytest.mark.parametrize(
+    ("height", "state_root", "blob", "kept"),
+    [
+        (0, bytes(32), b"x", None),
+        (1, bytes(31), b"x", None),
+        (1, bytes(32), b"", None),
+        (1, bytes(32), b"x", 0),
+        (1, bytes(32), "x", None),
+    ],
+)
+async def test_put_snapshot_misuse_is_a_usage_error(
+    store: api.OpStore, height: int, state_root: bytes, blob: bytes, kept: int | None
+) -> None:
+    await store.put_checkpoint(Checkpoint(1, bytes(32), bytes(32), b"b", 0), b"")
+    with pytest.raises(StoreUsageError):
+        await store.put_snapshot(height, state_root, blob, snapshots_kept=kept)
+    assert await store.snapshot_heights() == []
