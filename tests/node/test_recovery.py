@@ -15,8 +15,9 @@ from swarmd.node.commands import init_home
 from swarmd.node.config import load_config
 from swarmd.node.daemon import Daemon
 from swarmd.protocol import crypto
-from swarmd.protocol.wallet import Author
 from swarmd.storage import api
+
+from .test_snapshot_cli import run_rounds
 
 FAST = {"consensus": {"checkpoint_interval_s": 0.05, "timeout_propose_s": 0.2}}
 
@@ -27,22 +28,7 @@ async def make_history(home: Path, rounds: int = 3) -> tuple[int, str]:
     daemon.create_transports()
     await daemon.start()
     try:
-        council = Author(daemon.keypair, daemon.genesis.network_id)
-        for round_ in range(rounds):
-            people = [
-                Author(crypto.KeyPair.from_seed(os.urandom(32)), council.network_id)
-                for _ in range(3)
-            ]
-            grants = [council.grant(p.key, daemon.genesis.signup_reward) for p in people]
-            for grant in grants:
-                assert (await daemon.submit(grant.envelope)).status == "accepted"
-            pay = people[0].transfer(people[1].key, 7, receive=[grants[0].op_id])
-            assert (await daemon.submit(pay.envelope)).status == "accepted"
-            target = daemon.core.final_height + 1
-            async with asyncio.timeout(10):
-                while daemon.core.final_height < target or daemon.core.ledger.unfinalized_count():
-                    await asyncio.sleep(0.02)  # polling the daemon's own state; bounded above
-            del round_
+        await run_rounds(daemon, rounds)
         return daemon.core.final_height, daemon.core.state_root().hex()
     finally:
         await daemon.stop()
