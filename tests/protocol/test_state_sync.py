@@ -320,15 +320,22 @@ def test_a_peer_serving_a_wrong_chunk_is_penalized_and_the_sync_completes_elsewh
     assert len({final_root(n) for n in swarm.nodes}) == 1
 
 
-def test_a_peer_offering_a_wrong_manifest_is_penalized_and_the_sync_completes_elsewhere() -> None:
-    def wrong_manifest(message: Message) -> Message:
+def flipping_manifest_field(name: str) -> Tamper:
+    """A tamper that flips a bit of one manifest field in every SNAPSHOT_OFFER."""
+
+    def tamper(message: Message) -> Message:
         if isinstance(message, SnapshotOfferMessage):
             value = encoding.decode(message.manifest, size_max=len(message.manifest))
             assert isinstance(value, dict)
-            value["state_root"] = flip(value["state_root"])
+            value[name] = flip(value[name])
             return SnapshotOfferMessage(encoding.encode(value), message.bundle)
         return message
 
+    return tamper
+
+
+def test_a_peer_offering_a_wrong_manifest_is_penalized_and_the_sync_completes_elsewhere() -> None:
+    wrong_manifest = flipping_manifest_field("state_root")
     swarm = TamperingSwarm(4, seed=10, liar=1, victim=3, tamper=wrong_manifest, **SMALL)
     run_offline_and_back(swarm, first=(1,))
     late = swarm.nodes[3]
@@ -339,14 +346,7 @@ def test_a_peer_offering_a_wrong_manifest_is_penalized_and_the_sync_completes_el
 
 
 def test_a_manifest_listing_wrong_chunks_fails_the_sync_which_is_retried_later() -> None:
-    def wrong_hashes(message: Message) -> Message:
-        if isinstance(message, SnapshotOfferMessage):
-            value = encoding.decode(message.manifest, size_max=len(message.manifest))
-            assert isinstance(value, dict)
-            value["chunk_hashes"] = flip(value["chunk_hashes"])
-            return SnapshotOfferMessage(encoding.encode(value), message.bundle)
-        return message
-
+    wrong_hashes = flipping_manifest_field("chunk_hashes")
     # The liar is the only peer: its chunks never match its manifest (it answers that it has
     # no such snapshot), so every fetch fails, and is retried once per STATE_SYNC_RETRY_S.
     swarm = TamperingSwarm(4, seed=12, liar=0, victim=3, tamper=wrong_hashes, **SMALL)
