@@ -43,6 +43,7 @@ from .node_core import (
     EquivocationRecorded,
     NodeCore,
     NodeCoreConfig,
+    SnapshotRestoreError,
     StateSyncFinished,
 )
 from .ops import Kind, Op
@@ -174,23 +175,43 @@ def sim_genesis(council: list[KeyPair]) -> Genesis:
 FactoryBuilder = Callable[[Genesis], CoreFactory]
 
 
+#: Simulated nodes snapshot every few heights (the daemon's default is 64), so that crashes and
+#: restarts in every scenario restore from a snapshot plus the ops above it, as a daemon does.
+SIM_SNAPSHOT_INTERVAL = 4
+SIM_CORE_CONFIG = NodeCoreConfig(snapshot_interval=SIM_SNAPSHOT_INTERVAL)
+
+
 def node_core_factory(genesis: Genesis, config: NodeCoreConfig | None = None) -> CoreFactory:
-    """The real core: `swarmd.protocol.node_core.NodeCore` (default config unless given)."""
+    """The real core: `swarmd.protocol.node_core.NodeCore` (SIM_CORE_CONFIG unless given).
+
+    A restart restores from the store's newest snapshot and the ops above it; a snapshot the
+    core refuses (SnapshotRestoreError) falls back to the whole log, as the daemon does."""
+    core_config = SIM_CORE_CONFIG if config is None else config
 
     def build(
         index: int, keypair: KeyPair, rng: random.Random, now: float, store: DurableStore | None
     ) -> SimCore:
         if store is None:
-            return NodeCore(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
-        return NodeCore.restore(
-            genesis=genesis,
-            keypair=keypair,
-            config=config,
-            rng=rng,
-            now=now,
-            envelopes=store.envelopes,
-            bundles=store.bundles,
-        )
+            return NodeCore(genesis=genesis, keypair=keypair, config=core_config, rng=rng, now=now)
+
+        def restore(snapshot: bytes | None) -> NodeCore:
+            return NodeCore.restore(
+                genesis=genesis,
+                keypair=keypair,
+                config=core_config,
+                rng=rng,
+                now=now,
+                envelopes=store.envelopes,
+                bundles=store.bundles,
+                snapshot=snapshot,
+            )
+
+        if store.snapshot is not None:
+            try:
+                return restore(store.snapshot)
+            except SnapshotRestoreError:
+                pass
+        return restore(None)
 
     return build
 

@@ -101,7 +101,8 @@ class SimCore(Protocol):
 
 @dataclass
 class DurableStore:
-    """What a node's store holds across a crash: op envelopes and checkpoint bundles."""
+    """What a node's store holds across a crash: op envelopes, checkpoint bundles and the
+    newest state snapshot."""
 
     envelopes: list[bytes] = field(default_factory=list)
     bundles: list[bytes] = field(default_factory=list)
@@ -109,10 +110,17 @@ class DurableStore:
     # Consensus signing state: the latest PersistConsensusState data (durable at once, see
     # `_on_event`), for NodeCore.restore(consensus_state=...).
     consensus_state: bytes | None = None
+    # The newest PersistCheckpoint.snapshot blob (durable with its bundle), for
+    # NodeCore.restore(snapshot=...).
+    snapshot: bytes | None = None
 
     def copy(self) -> DurableStore:
         return DurableStore(
-            list(self.envelopes), list(self.bundles), set(self.op_ids), self.consensus_state
+            list(self.envelopes),
+            list(self.bundles),
+            set(self.op_ids),
+            self.consensus_state,
+            self.snapshot,
         )
 
 
@@ -195,7 +203,7 @@ class SimNode:
     incarnation: int = 0
     durable: DurableStore = field(default_factory=DurableStore)
     #: Persist requests not yet durable: (commit time, envelopes, bundles); lost on crash.
-    uncommitted: list[tuple[float, tuple[bytes, ...], tuple[bytes, ...]]] = field(
+    uncommitted: list[tuple[float, tuple[bytes, ...], tuple[bytes, ...], bytes]] = field(
         default_factory=list
     )
     timer_generation: int = 0
@@ -388,7 +396,8 @@ class Simulation:
         if name == "PersistOps":
             self._persist(node, tuple(getattr(event, "envelopes", ())), ())
         elif name == "PersistCheckpoint":
-            self._persist(node, (), (getattr(event, "bundle", b""),))
+            bundle = getattr(event, "bundle", b"")
+            self._persist(node, (), (bundle,), getattr(event, "snapshot", b""))
         elif name == "PersistConsensusState":
             # Durable at once, whatever commit_delay_s: the shell commits it before it sends
             # the frames it precedes, and this drain sent them in this same instant, so no
@@ -424,29 +433,41 @@ class Simulation:
             self._link_down(node.index, other)
 
     def _persist(
-        self, node: SimNode, envelopes: tuple[bytes, ...], bundles: tuple[bytes, ...]
+        self,
+        node: SimNode,
+        envelopes: tuple[bytes, ...],
+        bundles: tuple[bytes, ...],
+        snapshot: bytes = b"",
     ) -> None:
         if not envelopes and not bundles:
             return
         delay = self.network.commit_delay_s
         if delay == 0:
-            self._commit(node, envelopes, bundles)
+            self._commit(node, envelopes, bundles, snapshot)
             return
         commit_at = self.now + delay
-        node.uncommitted.append((commit_at, envelopes, bundles))
+        node.uncommitted.append((commit_at, envelopes, bundles, snapshot))
         incarnation = node.incarnation
 
         def commit() -> None:
             if node.incarnation != incarnation or not node.uncommitted:
                 return
-            _, ready, ready_bundles = node.uncommitted.pop(0)
-            self._commit(node, ready, ready_bundles)
+            _, ready, ready_bundles, ready_snapshot = node.uncommitted.pop(0)
+            self._commit(node, ready, ready_bundles, ready_snapshot)
 
         self.at(commit_at, commit)
 
-    def _commit(self, node: SimNode, envelopes: Iterable[bytes], bundles: Iterable[bytes]) -> None:
+    def _commit(
+        self,
+        node: SimNode,
+        envelopes: Iterable[bytes],
+        bundles: Iterable[bytes],
+        snapshot: bytes = b"",
+    ) -> None:
         store = node.durable
         store.bundles.extend(bundles)
+        if snapshot:
+            store.snapshot = snapshot
         for envelope in envelopes:
             op_id = op_id_of(envelope)
             if op_id not in store.op_ids:
