@@ -315,11 +315,17 @@ def _report(replay: _Replay, stored_checkpoints: int, started: float) -> dict[st
     }
 
 
-async def _open_home_store(home: str) -> tuple[Store, Genesis]:
+async def _open_home_store(home: str, *, read_only: bool = False) -> tuple[Store, Genesis]:
+    """The home's store, locked for this process (the node must be stopped), or read-only
+    beside a running node (`Store.open_read_only`)."""
     from .commands import load_home_config
 
     config = load_home_config(home)
     genesis = cli.load_genesis(Path(config.node.genesis_file))
+    if read_only:
+        return await Store.open_read_only(
+            config.node.data_file, network_id=genesis.network_id
+        ), genesis
     keypair = cli.load_key_file(Path(config.node.key_file))
     store = await Store.open(
         config.node.data_file,

@@ -1,11 +1,11 @@
 """`swarmd snapshot list|show|diff`: the node's stored state snapshots, read offline.
 
 Each stored snapshot is a catalog entry (a manifest naming every chunk by its hash) followed by
-its chunks (`protocol/snapshot.py`, `encode_blob`). These commands open the node's database the
-way `swarmd recover` does (so the node must be stopped: the store is locked while it runs),
-decode each blob, check every chunk against its manifest, and print the catalog. `diff` compares
-two manifests the way a node holding the first would fetch the second: the chunks it already
-has and the bytes it would still download.
+its chunks (`protocol/snapshot.py`, `encode_blob`). These commands open the node's database
+read-only (`Store.open_read_only`: no lock, so the node may be running; SQLite's WAL lets a
+reader beside its one writer), decode each blob, check every chunk against its manifest,
+and print the catalog. `diff` compares two manifests the way a node holding the first would
+fetch the second: the chunks it already has and the bytes it would still download.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ async def _read(home: str, heights: list[int] | None) -> tuple[list[int], dict[i
     (manifest, chunks, blob size) or the ProtocolError that reading or decoding raised."""
     from .recovery import _open_home_store
 
-    store, _ = await _open_home_store(home)
+    store, _ = await _open_home_store(home, read_only=True)
     try:
         stored = await store.snapshot_heights()
         wanted = stored if heights is None else heights
@@ -58,7 +58,8 @@ async def _read(home: str, heights: list[int] | None) -> tuple[list[int], dict[i
         for height in wanted:
             try:
                 snapshot = await store.get_snapshot(height)
-                assert snapshot is not None  # listed just above, and the store is locked
+                if snapshot is None:  # a running node pruned it since it was listed
+                    raise cli.CliError(f"snapshot {height} was pruned meanwhile", "no_snapshot")
                 manifest, chunks = decode_blob(bytes(snapshot.blob))
                 if (manifest.height, manifest.state_root) != (height, snapshot.state_root):
                     raise cli.CliError(
@@ -165,7 +166,9 @@ def _height(text: str) -> int:
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
-    snapshot = add("snapshot", _no_action, "the node's stored state snapshots (node stopped)")
+    snapshot = add(
+        "snapshot", _no_action, "the node's stored state snapshots (read-only: the node may run)"
+    )
     actions = snapshot.add_subparsers(dest="action", required=True, parser_class=type(snapshot))
 
     def action(name: str, handler: cli.Handler, help_text: str) -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Final, TypeVar
@@ -128,6 +129,13 @@ class _FileLock:
             self._fd = None
 
 
+class _NoLock:
+    """A read-only store takes no lock: SQLite's WAL lets it read beside the one writer."""
+
+    def release(self) -> None:
+        return None
+
+
 class Store:
     """The SQLite op store. Open it with `await Store.open(...)`; see api.OpStore."""
 
@@ -136,10 +144,14 @@ class Store:
         path: str,
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
-        file_lock: _FileLock,
+        file_lock: _FileLock | _NoLock,
         last_seq: int,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.path = path
+        #: Opened by `open_read_only`: every write raises StoreUsageError.
+        self.read_only = read_only
         self._writer = writer
         self._reader = reader
         self._file_lock = file_lock
@@ -193,6 +205,41 @@ class Store:
             raise
         return cls(text_path, writer, reader, file_lock, last_seq)
 
+    @classmethod
+    async def open_read_only(cls, path: str | os.PathLike[str], *, network_id: bytes) -> Store:
+        """Open an existing, up-to-date store for reading only, beside the process that owns
+        it (a running node): no lock is taken, nothing is migrated or written, and every
+        write raises StoreUsageError. Raises the typed errors of `open`, and SchemaTooOldError
+        (StoreUsageError) when the file needs a migration only its owner may run.
+        """
+        api.check_network_id(network_id)
+        text_path = os.fspath(path)
+        if not os.path.exists(text_path):
+            raise StoreUsageError(f"{text_path} does not exist")
+        uri = "file:" + urllib.parse.quote(text_path) + "?mode=ro"
+        connection: aiosqlite.Connection | None = None
+        try:
+            connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            await connection.execute("PRAGMA query_only = ON")
+            await _check_file(connection, text_path)
+            version = await _stored_version(connection, text_path, network_id, None)
+            if version != SCHEMA_VERSION:
+                raise StoreUsageError(
+                    f"{text_path} has schema version {version}, not {SCHEMA_VERSION}: start the "
+                    "node once (it migrates the store) before reading it read-only"
+                )
+            rows = await connection.execute_fetchall("SELECT max(seq) FROM op_log")
+            last_seq = next(iter(rows))[0] or 0
+        except BaseException as error:
+            if connection is not None:
+                await connection.close()
+            if isinstance(error, sqlite3.Error):
+                typed = from_sqlite(error, text_path)
+                if typed is not None:
+                    raise typed from error
+            raise
+        return cls(text_path, connection, connection, _NoLock(), last_seq, read_only=True)
+
     async def close(self) -> None:
         """Wait for the write in progress, then close. Idempotent."""
         if self._closed:
@@ -200,7 +247,8 @@ class Store:
         async with self._write_lock:
             self._closed = True
             await self._reader.close()
-            await self._writer.close()
+            if self._writer is not self._reader:
+                await self._writer.close()
             self._file_lock.release()
 
     async def __aenter__(self) -> Store:
@@ -614,6 +662,8 @@ class Store:
         """Run one write under the writer lock, shielded: a cancelled caller cannot stop a
         transaction half way, so the write commits or rolls back as a whole either way."""
         self._check_open()
+        if self.read_only:
+            raise StoreUsageError(f"{self.path} is open read-only")
         task = asyncio.ensure_future(self._locked_write(work))
         task.add_done_callback(_retrieve_exception)
         return await asyncio.shield(task)

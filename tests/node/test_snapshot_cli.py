@@ -5,6 +5,7 @@ log) when one is corrupt."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import sqlite3
@@ -170,6 +171,26 @@ def test_snapshot_build_queue_runs_one_at_a_time_and_skips_older_waiting_ones() 
     assert queue.finished() is fourth and queue.finished() is None
     assert queue.running is None and queue.waiting is None and queue.skipped == 1
     assert queue.offer(first) is first  # idle again: starts at once
+
+
+def test_list_reads_beside_a_running_node_without_its_lock(history, capsys) -> None:
+    """A running node holds `<db>.lock` and a WAL writer; the catalog is read read-only."""
+    home, made = history
+    lock = os.open(str(database(home)) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    writer = sqlite3.connect(database(home))
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        writer.execute("BEGIN IMMEDIATE")  # a write transaction in progress
+        code, listed = run_cli(capsys, "snapshot", "list", "--home", str(home))
+        assert code == 0, listed
+        assert listed["snapshots"][-1]["height"] == made["final_height"]
+        # The recovery drill writes nothing either but needs the node stopped: it is refused.
+        code, refused = run_cli(capsys, "recover", "--home", str(home))
+        assert code == 2 and refused["code"] == "database_locked"
+    finally:
+        writer.rollback()
+        writer.close()
+        os.close(lock)
 
 
 def test_show_lists_every_chunk_hash(history, capsys) -> None:

@@ -234,6 +234,46 @@ async def test_a_second_open_is_refused_while_the_first_is_open(tmp_path: Path) 
     await (await open_store(tmp_path / "db")).close()
 
 
+async def test_a_read_only_store_reads_beside_the_owner_and_refuses_writes(
+    tmp_path: Path,
+) -> None:
+    written = await make_database(tmp_path / "db", ops=5)
+    owner = await open_store(tmp_path / "db")  # holds the lock, as a running node does
+    reader = await Store.open_read_only(tmp_path / "db", network_id=NETWORK_ID)
+    assert reader.read_only and reader.last_seq == len(written)
+    await owner.append_ops([make_op(99)])  # the owner writes on; the reader sees it
+    assert [op.op_id for op in await reader.read_log(5, 10)] == [make_op(99).op_id]
+    assert (await reader.latest_snapshot()) == await owner.latest_snapshot()
+    for write in (
+        reader.append_ops([make_op(100)]),
+        reader.put_checkpoint(make_checkpoint(2, 6), b""),
+        reader.set_meta("note", b"x"),
+    ):
+        with pytest.raises(StoreUsageError, match="read-only"):
+            await write
+    await reader.close()
+    await reader.close()  # idempotent, and the owner's lock was never touched
+    assert await owner.append_ops([make_op(101)]) == [7]
+    await owner.close()
+
+
+async def test_a_read_only_open_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(StoreUsageError, match="does not exist"):
+        await Store.open_read_only(tmp_path / "missing", network_id=NETWORK_ID)
+    assert not (tmp_path / "missing").exists()  # nothing created
+    await make_database(tmp_path / "db", ops=2)
+    with pytest.raises(WrongNetworkError):
+        await Store.open_read_only(tmp_path / "db", network_id=OTHER_NETWORK_ID)
+    with sqlite3.connect(tmp_path / "db") as connection:
+        connection.execute(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            (str(SCHEMA_VERSION - 1).encode(), api.META_SCHEMA_VERSION),
+        )
+    connection.close()
+    with pytest.raises(StoreUsageError, match="schema version"):
+        await Store.open_read_only(tmp_path / "db", network_id=NETWORK_ID)
+
+
 async def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     await make_database(tmp_path / "db", ops=2)
     with sqlite3.connect(tmp_path / "db") as connection:
