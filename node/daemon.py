@@ -442,6 +442,8 @@ class Daemon:
         self._subscribers = _Subscribers()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
+        self._pump_soon = False
         self._dial_tasks: list[asyncio.Task[None]] = []
         self._peer_changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -620,6 +622,14 @@ class Daemon:
     def on_frame(self, peer_id: bytes, frame: bytes) -> None:
         self.metrics.frame("received")
         self.core.receive_frame(peer_id, frame, self._loop.time())
+        # One pump for every frame that arrives in this turn of the loop: the answers and
+        # relays they cause leave batched into few frames instead of one small frame each.
+        if not self._pump_soon:
+            self._pump_soon = True
+            self._loop.call_soon(self._pump_deferred)
+
+    def _pump_deferred(self) -> None:
+        self._pump_soon = False
         self.pump()
 
     def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
