@@ -21,6 +21,7 @@ Value = Any  # None | bool | int | bytes | str | list[Value] | dict[str, Value]
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_BYTES_ONLY = {bytes}
 
 
 def _normalize(value: Value, depth: int) -> Value:
@@ -35,7 +36,7 @@ def _normalize(value: Value, depth: int) -> Value:
     if isinstance(value, (list, tuple)):
         # Lists of ids (reconciliation, announcements) are the bulk of what is encoded: bytes
         # need no normalizing, so such a list is taken whole.
-        if all(type(item) is bytes for item in value):
+        if set(map(type, value)) == _BYTES_ONLY:
             return list(value)
         return [_normalize(item, depth + 1) for item in value]
     if isinstance(value, dict):

@@ -742,14 +742,16 @@ class Ledger:
             recipient = state.account(op.to)
             recipient.balance += op.amount
             recipient.add_unreceived(op.op_id, op.amount)
-            self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
+            if not self._replaying:  # (a replay's events are dropped: do not build them)
+                self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.GRANT:
             recipient = state.account(op.to)
             recipient.balance += op.amount
             recipient.add_unreceived(op.op_id, op.amount)
             recipient.granted = True
             state.add_granted(op.amount)
-            self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
+            if not self._replaying:
+                self._emit(CreditReceived(op.to, op.amount, op.op_id, author))
         elif kind is Kind.BURN:
             account.balance -= op.amount
             total = state.add_burn(op.fields["target"], op.amount)
@@ -770,7 +772,8 @@ class Ledger:
         else:
             self._apply_mode_vote(op)
         self.stats.accepted += 1
-        self._emit(OpAccepted(op.op_id, kind, author, op.seq))
+        if not self._replaying:
+            self._emit(OpAccepted(op.op_id, kind, author, op.seq))
 
     def _apply_mode_vote(self, op: Op) -> None:
         state = self._live.state
