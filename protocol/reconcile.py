@@ -26,6 +26,7 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from . import encoding, limits
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -121,6 +122,14 @@ class ReconcileRoundsExceededError(ReconcileError):
 
 
 # --- fingerprints and the id set -------------------------------------------------------------
+
+
+#: The byte order of an id read as an integer (typed for `int.from_bytes` through `map`).
+_LITTLE: Final[Literal["little"]] = "little"
+
+
+def _byte_order_forever() -> Iterator[Literal["little"]]:
+    return itertools.repeat(_LITTLE)
 
 
 def _varint(value: int) -> bytes:
@@ -253,7 +262,7 @@ class IdSet:
     def _prefix_sum(self, index: int) -> int:
         known = len(self._prefix) - 1
         if index > known:
-            values = (int.from_bytes(i, "little") for i in self._ids[known:index])
+            values = map(int.from_bytes, self._ids[known:index], _byte_order_forever())
             self._prefix.extend(
                 itertools.islice(itertools.accumulate(values, initial=self._prefix[-1]), 1, None)
             )
