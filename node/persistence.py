@@ -334,9 +334,12 @@ class SnapshotBuilds:
             manifest, chunks, blob = await loop.run_in_executor(
                 self._executor, build_snapshot_blob, due
             )
-        except LocalProtocolError as exc:
+        except Exception as exc:
+            # A state over the snapshot limits (LocalProtocolError), or a bug: either way this
+            # snapshot is skipped and the queue goes on (a snapshot is derived data).
             self.core.snapshot_build_failed(due.height)
-            log.warning("snapshot_failed", height=due.height, error=exc.code)
+            code = exc.code if isinstance(exc, LocalProtocolError) else type(exc).__name__
+            log.warning("snapshot_failed", height=due.height, error=code)
             return
         if not self.core.snapshot_built(manifest, chunks, due.bundle, loop.time()):
             log.info("snapshot_stale", height=due.height)

@@ -8,6 +8,7 @@ import asyncio
 import fcntl
 import json
 import os
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from swarmd.node.cli import main
 from swarmd.node.commands import init_home
 from swarmd.node.config import load_config
 from swarmd.node.daemon import Daemon
-from swarmd.node.persistence import SnapshotBuildQueue
+from swarmd.node.persistence import SnapshotBuildQueue, SnapshotBuilds
 from swarmd.protocol import crypto
+from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger_state import LedgerState
-from swarmd.protocol.node_core import SnapshotDue
+from swarmd.protocol.node_core import NodeCore, SnapshotDue
 from swarmd.protocol.wallet import Author
 from swarmd.storage import api
 
@@ -171,6 +173,28 @@ def test_snapshot_build_queue_runs_one_at_a_time_and_skips_older_waiting_ones() 
     assert queue.finished() is fourth and queue.finished() is None
     assert queue.running is None and queue.waiting is None and queue.skipped == 1
     assert queue.offer(first) is first  # idle again: starts at once
+
+
+def test_a_build_that_raises_is_counted_and_the_next_one_still_runs() -> None:
+    """A snapshot is derived data: whatever a build raises, the node logs it, counts it and
+    goes on with the next due (the queue must not stay busy forever)."""
+    keypair = crypto.KeyPair.from_seed(bytes(32))
+    genesis = Genesis.create("builds", [keypair.public_key], signup_reward=100)
+    core = NodeCore(genesis=genesis, keypair=keypair, rng=random.Random(1), now=0.0)
+    broken = SnapshotDue(1, bytes(32), bytes(32), b"", None)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        builds = SnapshotBuilds(core, None, asyncio.sleep, lambda height, size: None)  # type: ignore[arg-type]
+        builds.due(broken)
+        builds.due(due(2))  # waits for the broken one, then runs
+        async with asyncio.timeout(HISTORY_TIMEOUT_S):
+            await builds.wait_idle()
+        await builds.stop()
+
+    asyncio.run(scenario())
+    assert core.stats.snapshots_failed == 1
+    # The second one was built and handed back (a height this core has not reached: stale).
+    assert core.stats.snapshots_stale == 1
 
 
 def test_list_reads_beside_a_running_node_without_its_lock(history, capsys) -> None:
