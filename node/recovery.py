@@ -30,7 +30,7 @@ from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CutInvalidError, Ledger
-from swarmd.protocol.node_core import _check_snapshot_bundle, rebuild_snapshot_state
+from swarmd.protocol.node_core import signed_snapshot_state
 from swarmd.protocol.ops import Op, check_envelopes
 from swarmd.protocol.snapshot import Manifest, decode_blob
 from swarmd.storage import api as storage_api
@@ -38,7 +38,7 @@ from swarmd.storage.store import Store
 
 from . import cli
 from .persistence import LIVE_STATE_META_KEY
-from .snapshots import SnapshotMissingError, _height
+from .snapshots import SnapshotMissingError, height_argument
 
 #: Threads verifying signatures during a replay (the machine kind has 2 cores), and the ops
 #: each one takes at a time.
@@ -109,8 +109,7 @@ class _Replay:
         if (manifest.height, manifest.state_root) != (height, bytes(checkpoint.state_root)):
             return self._diverged(height, "the snapshot's manifest is not the stored checkpoint")
         try:
-            _check_snapshot_bundle(manifest, bytes(checkpoint.bundle), self.genesis)
-            state = rebuild_snapshot_state(manifest, chunks)
+            state = signed_snapshot_state(manifest, chunks, bytes(checkpoint.bundle), self.genesis)
         except ProtocolError as exc:
             return self._diverged(height, f"snapshot does not verify: {exc.message}", exc.code)
         self.ledger = Ledger.restore_final(self.genesis, state, height)
@@ -410,7 +409,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
         help="start from a stored state snapshot (verified) instead of genesis",
     )
     recover.add_argument(
-        "--height", type=_height, help="the snapshot's height (default: the newest stored)"
+        "--height", type=height_argument, help="the snapshot's height (default: the newest stored)"
     )
     reset = add("reset", cmd_reset, "clear derived state, keep the signed log")
     reset.add_argument("--home", required=True)

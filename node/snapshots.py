@@ -155,7 +155,7 @@ def cmd_snapshot_diff(args: argparse.Namespace, out: cli.Output) -> int:
     return cli.EXIT_OK
 
 
-def _height(text: str) -> int:
+def height_argument(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -180,10 +180,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     action("list", cmd_snapshot_list, "every stored snapshot: height, root, manifest, size")
     show = action("show", cmd_snapshot_show, "one snapshot's manifest with its chunk hashes")
-    show.add_argument("--height", type=_height, required=True)
+    show.add_argument("--height", type=height_argument, required=True)
     diff = action("diff", cmd_snapshot_diff, "chunks two snapshots share, bytes to fetch a->b")
-    diff.add_argument("a", type=_height, help="height of the snapshot held")
-    diff.add_argument("b", type=_height, help="height of the snapshot wanted")
+    diff.add_argument("a", type=height_argument, help="height of the snapshot held")
+    diff.add_argument("b", type=height_argument, help="height of the snapshot wanted")
 
 
 def _no_action(args: argparse.Namespace, out: cli.Output) -> int:

@@ -557,8 +557,9 @@ class NodeCore:
         blob is corrupt, its bundle is missing, or bundle, manifest and rebuilt root disagree
         (the shell then restores without it)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
+        by_height = _bundles_by_height(bundles)
         if snapshot is not None:
-            core._restore_snapshot(snapshot, bundles)
+            core._restore_snapshot(snapshot, by_height)
         for envelope in envelopes:
             if core._snapshot is not None and core._below_final_line(envelope):
                 continue
@@ -566,7 +567,7 @@ class NodeCore:
             if outcome.status in ("accepted", "pending", "excluded"):
                 core._unfinal_ids.add(outcome.op_id)
         core.ledger.drain_events()
-        core._replay_snapshot_height = _last_snapshot_height(bundles, core.config)
+        core._replay_snapshot_height = _last_snapshot_height(by_height, core.config)
         for data in bundles:
             core._receive_bundle(b"", data, now, persist=False)
         core._replay_snapshot_height = -1
@@ -575,25 +576,18 @@ class NodeCore:
             core.resume_consensus(consensus_state, now)
         return core
 
-    def _restore_snapshot(self, blob: bytes, bundles: list[bytes]) -> None:
+    def _restore_snapshot(self, blob: bytes, by_height: dict[int, bytes]) -> None:
         try:
             manifest, chunks = decode_blob(blob)
         except RemoteProtocolError as exc:
             raise SnapshotRestoreError(f"corrupt snapshot blob: {exc.message}") from exc
-        bundle = None
-        for data in bundles:
-            try:
-                if consensus.CheckpointBundle.decode(data).height == manifest.height:
-                    bundle = data
-            except RemoteProtocolError:
-                continue  # the replay below rejects it in its turn
+        bundle = by_height.get(manifest.height)
         if bundle is None:
             raise SnapshotRestoreError(
                 f"no checkpoint bundle of the snapshot's height {manifest.height} in the log"
             )
         try:
-            _check_snapshot_bundle(manifest, bundle, self.genesis)
-            state = rebuild_snapshot_state(manifest, chunks)
+            state = signed_snapshot_state(manifest, chunks, bundle, self.genesis)
         except RemoteProtocolError as exc:
             raise SnapshotRestoreError(
                 f"snapshot at height {manifest.height} does not match: {exc.message}"
@@ -638,8 +632,11 @@ class NodeCore:
             op = decode_op(envelope)
         except RemoteProtocolError:
             return False
-        account = self.ledger.final_state.accounts.get(op.author)
-        return account is not None and account.seq >= op.seq
+        return self._seq_below_final_line(op.author, op.seq)
+
+    def _seq_below_final_line(self, author: bytes, seq: int) -> bool:
+        account = self.ledger.final_state.accounts.get(author)
+        return account is not None and account.seq >= seq
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """Resume consensus from a durable signing state (Tendermint's last sign state).
@@ -969,20 +966,8 @@ class NodeCore:
             eager = self.rng.sample(candidates, fanout) if fanout else []
             chosen = set(eager)
             lazy = [p for p in candidates if p not in chosen] if announce else []
-        gossip_out = self._gossip_out
-        for peer_id in eager:
-            out = gossip_out.get(peer_id)
-            if out is None:
-                gossip_out[peer_id] = [envelope]
-            else:
-                out.append(envelope)
-        announce_out = self._announce_out
-        for peer_id in lazy:
-            ids = announce_out.get(peer_id)
-            if ids is None:
-                announce_out[peer_id] = [op_id]
-            else:
-                ids.append(op_id)
+        _append_to_each(self._gossip_out, eager, envelope)
+        _append_to_each(self._announce_out, lazy, op_id)
         self.stats.ops_gossiped += len(eager)
         self.stats.ops_announced += len(lazy)
 
@@ -1620,7 +1605,7 @@ class NodeCore:
             manifest = decode_manifest(offer.manifest)
             if manifest.encoded != offer.manifest:
                 raise SnapshotOfferMismatchError("the manifest is not canonically encoded")
-            _check_snapshot_bundle(manifest, offer.bundle, self.genesis)
+            check_snapshot_bundle(manifest, offer.bundle, self.genesis)
         except RemoteProtocolError as exc:
             self._penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
             return
@@ -1689,7 +1674,7 @@ class NodeCore:
             return  # overtaken by bundles meanwhile: nothing to install
         held = self._install_snapshot(manifest, chunks, state, sync.bundle)
         for op in held:
-            if not self._below_final_line(op.envelope):
+            if not self._seq_below_final_line(op.author, op.seq):
                 outcome = self.ledger.receive_verified(op, now)  # verified when first admitted
                 if outcome.status in ("accepted", "pending", "excluded"):
                     self._unfinal_ids.add(outcome.op_id)
@@ -1843,7 +1828,7 @@ class NodeCore:
         self._events.append(event)
 
 
-def _check_snapshot_bundle(manifest: Manifest, bundle: bytes, genesis: Genesis) -> None:
+def check_snapshot_bundle(manifest: Manifest, bundle: bytes, genesis: Genesis) -> None:
     """Raise a RemoteProtocolError subclass unless `bundle` is a council-signed checkpoint
     bundle whose cut is the manifest's height, checkpoint id and state root."""
     decoded = consensus.CheckpointBundle.decode(bundle)
@@ -1870,21 +1855,47 @@ def rebuild_snapshot_state(manifest: Manifest, chunks: list[bytes]) -> LedgerSta
     return state
 
 
+def signed_snapshot_state(
+    manifest: Manifest, chunks: list[bytes], bundle: bytes, genesis: Genesis
+) -> LedgerState:
+    """The state of a stored snapshot, once `bundle` proves its manifest (council-signed, same
+    height, checkpoint id and root) and the chunks rebuild that root; a RemoteProtocolError
+    subclass otherwise."""
+    check_snapshot_bundle(manifest, bundle, genesis)
+    return rebuild_snapshot_state(manifest, chunks)
+
+
 _COUNCIL_BROADCAST_KINDS = (int(Kind.COUNCIL_QUIESCE), int(Kind.COUNCIL_RESUME))
 
 
-def _last_snapshot_height(bundles: list[bytes], config: NodeCoreConfig) -> int:
-    """The highest snapshot height (a multiple of the interval) among decodable `bundles`."""
+def _append_to_each(queues: dict[bytes, list[bytes]], peer_ids: list[bytes], item: bytes) -> None:
+    """Append `item` to the queue of each peer (hot path: no list built for a known peer)."""
+    for peer_id in peer_ids:
+        queue = queues.get(peer_id)
+        if queue is None:
+            queues[peer_id] = [item]
+        else:
+            queue.append(item)
+
+
+def _bundles_by_height(bundles: list[bytes]) -> dict[int, bytes]:
+    """The decodable `bundles` by height (the last one of a height wins); an undecodable one
+    is left to the replay, which rejects it in its turn."""
+    by_height: dict[int, bytes] = {}
+    for data in bundles:
+        try:
+            by_height[consensus.CheckpointBundle.decode(data).height] = data
+        except RemoteProtocolError:
+            continue
+    return by_height
+
+
+def _last_snapshot_height(by_height: dict[int, bytes], config: NodeCoreConfig) -> int:
+    """The highest snapshot height (a multiple of the interval) among the bundles' heights."""
     interval = config.snapshot_interval
     if not interval:
         return -1
-    heights = []
-    for data in bundles:
-        try:
-            heights.append(consensus.CheckpointBundle.decode(data).height)
-        except RemoteProtocolError:
-            continue  # the replay rejects it in its turn
-    return max((h for h in heights if h % interval == 0), default=-1)
+    return max((h for h in by_height if h % interval == 0), default=-1)
 
 
 def _is_council_broadcast(envelope: bytes) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,25 @@ async def answers(url: str) -> bool:
         return False
 
 
+@contextlib.asynccontextmanager
+async def running_devnet(
+    home: Path, nodes: int
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
+    """`swarmd devnet --nodes N --transport websocket --json` in a process of its own, with
+    the JSON line it prints once the swarm is up; killed on the way out if still running."""
+    process = await start_devnet(home, nodes)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(DEVNET_TIMEOUT_S):
+            line = await process.stdout.readline()
+        yield process, json.loads(line)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def start_devnet(home: Path, nodes: int) -> asyncio.subprocess.Process:
-    """`swarmd devnet --nodes N --transport websocket --json` in a process of its own."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-P",
@@ -51,12 +70,7 @@ async def start_devnet(home: Path, nodes: int) -> asyncio.subprocess.Process:
 
 async def test_devnet_runs_activity_and_stops_on_sigterm(tmp_path: Path) -> None:
     home = tmp_path / "devnet"
-    process = await start_devnet(home, 3)
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(DEVNET_TIMEOUT_S):
-            line = await process.stdout.readline()
-        value: dict[str, Any] = json.loads(line)
+    async with running_devnet(home, 3) as (process, value):
         urls = [node["api_url"] for node in value["nodes"]]
         assert len(urls) == 3
         activity = value["activity"]
@@ -69,10 +83,6 @@ async def test_devnet_runs_activity_and_stops_on_sigterm(tmp_path: Path) -> None
             assert await process.wait() == 0
         assert not any([await answers(url) for url in urls])
         assert (home / "devnet.json").exists()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_devnet_refuses_a_foreign_directory(tmp_path: Path) -> None:
@@ -129,22 +139,16 @@ async def exited(pid: int) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl PR_SET_PDEATHSIG")
 async def test_nodes_stop_when_the_devnet_is_killed(tmp_path: Path) -> None:
     home = tmp_path / "devnet"
-    process = await start_devnet(home, 2)
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(DEVNET_TIMEOUT_S):
-            await process.stdout.readline()
-        pids = node_pids(home)
-        assert len(pids) == 2
-        process.kill()  # kill -9: the devnet cannot stop its nodes itself
-        await process.wait()
-        async with asyncio.timeout(DEVNET_TIMEOUT_S):
-            for pid in pids:
-                await exited(pid)
-        assert node_pids(home) == []
-    finally:
-        if process.returncode is None:
-            process.kill()
+        async with running_devnet(home, 2) as (process, _):
+            pids = node_pids(home)
+            assert len(pids) == 2
+            process.kill()  # kill -9: the devnet cannot stop its nodes itself
             await process.wait()
+            async with asyncio.timeout(DEVNET_TIMEOUT_S):
+                for pid in pids:
+                    await exited(pid)
+            assert node_pids(home) == []
+    finally:
         for pid in node_pids(home):
             os.kill(pid, signal.SIGKILL)

@@ -36,11 +36,15 @@ class Swarm:
         self.counter = 0
         self.events: list[list[object]] = [[] for _ in self.nodes]
         self.cut: set[tuple[int, int]] = set()
+        self.connect_all()
+        self.members = [Author(k, self.genesis.network_id) for k in self.keys]
+
+    def connect_all(self) -> None:
+        """Every node connected to every other (again, after a node was replaced)."""
         for a in self.nodes:
             for b in self.nodes:
                 if a is not b:
-                    a.peer_connected(b.node_id, 0.0)
-        self.members = [Author(k, self.genesis.network_id) for k in self.keys]
+                    a.peer_connected(b.node_id, self.now)
 
     def author(self, label: str) -> Author:
         return Author(keypair(label), self.genesis.network_id)

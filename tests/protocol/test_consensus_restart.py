@@ -371,10 +371,7 @@ def test_all_four_members_restarted_at_once_keep_finalizing() -> None:
     swarm.queue.clear()
     for index in range(4):
         restart(swarm, index, durable_of(swarm.events[index]))
-    for node in swarm.nodes:
-        for other in swarm.nodes:
-            if node is not other:
-                node.peer_connected(other.node_id, swarm.now)
+    swarm.connect_all()
     later = [swarm.author(f"after-crash-{i}") for i in range(4)]
     for i, person in enumerate(later):
         swarm.submit(i, swarm.members[(i + 1) % 4].grant(person.key, 100))

@@ -134,10 +134,7 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
     )
     assert restored.final_height == crashed.final_height
     swarm.nodes[2] = restored
-    for node in swarm.nodes:
-        for other in swarm.nodes:
-            if node is not other:
-                node.peer_connected(other.node_id, swarm.now)
+    swarm.connect_all()
     swarm.run(until=14.0)
     assert len({n.state_root() for n in swarm.nodes}) == 1
     assert len({n.final_height for n in swarm.nodes}) == 1

@@ -85,6 +85,17 @@ def test_fingerprint_is_negentropy_definition() -> None:
     assert id_set.fingerprint(0, len(id_set)) == expected
 
 
+def edit_both(id_set: IdSet, model: set[bytes], is_add: bool, id_: bytes) -> None:
+    """One add or discard on the IdSet and on the plain-set model; both must agree on
+    whether it changed anything."""
+    if is_add:
+        assert id_set.add(id_) == (id_ not in model)
+        model.add(id_)
+    else:
+        assert id_set.discard(id_) == (id_ in model)
+        model.discard(id_)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     start=st.lists(st.binary(min_size=32, max_size=32), max_size=60),
@@ -97,12 +108,7 @@ def test_id_set_fingerprints_follow_inserts_and_removals(
     id_set = IdSet.from_ids(start)
     model = set(start)
     for is_add, id_ in edits:
-        if is_add:
-            assert id_set.add(id_) == (id_ not in model)
-            model.add(id_)
-        else:
-            assert id_set.discard(id_) == (id_ in model)
-            model.discard(id_)
+        edit_both(id_set, model, is_add, id_)
         ordered = sorted(model)
         lo = data.draw(st.integers(0, len(ordered)))
         hi = data.draw(st.integers(lo, len(ordered)))
@@ -133,12 +139,7 @@ def test_id_set_settles_batched_edits_between_queries(
     model = set(start)
     for batch in batches:
         for is_add, id_ in batch:
-            if is_add:
-                assert id_set.add(id_) == (id_ not in model)
-                model.add(id_)
-            else:
-                assert id_set.discard(id_) == (id_ in model)
-                model.discard(id_)
+            edit_both(id_set, model, is_add, id_)
             assert len(id_set) == len(model)
         ordered = sorted(model)
         lo = data.draw(st.integers(0, len(ordered)))

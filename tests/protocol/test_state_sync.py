@@ -235,10 +235,7 @@ def test_a_validator_restored_from_a_snapshot_keeps_finalizing_with_the_others()
     )
     assert restored.final_height == crashed.final_height
     swarm.nodes[2] = restored
-    for node in swarm.nodes:
-        for other in swarm.nodes:
-            if node is not other:
-                node.peer_connected(other.node_id, swarm.now)
+    swarm.connect_all()
     grow(swarm, 3, label="late", nodes=(0, 1, 2, 3))
     swarm.run(until=swarm.now + 3.0)
     assert len({final_root(n) for n in swarm.nodes}) == 1
