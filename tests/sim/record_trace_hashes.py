@@ -1,0 +1,58 @@
+"""Record (or check) every scenario's trace hash over the CI seeds.
+
+The layout work moves the simulator and the core between files; a pure move must not change a
+single delivered frame or event, so every (scenario, seed) trace hash must stay identical.
+
+    python tests/sim/record_trace_hashes.py                # check seeds 1..100 (~5 min)
+    python tests/sim/record_trace_hashes.py --seeds 10     # quick check, seeds 1..10 (~30 s)
+    python tests/sim/record_trace_hashes.py --record       # fresh baseline (say why in the commit)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+BASELINE = Path(__file__).with_name("trace_hashes.json")
+SEED_COUNTS = (100, 10)
+
+
+def compute(seed_count: int) -> dict[str, str]:
+    """One digest per scenario: sha256 over its per-seed trace hashes in seed order."""
+    try:
+        from swarmd.protocol.sim import scenarios
+    except ImportError:  # before the move
+        from swarmd.protocol import scenarios  # type: ignore[no-redef]
+    digests: dict[str, str] = {}
+    for name in scenarios.scenario_names():
+        digest = hashlib.sha256()
+        for seed in range(1, seed_count + 1):
+            digest.update(scenarios.run_scenario(name, seed).trace_hash.encode() + b"\n")
+        digests[name] = digest.hexdigest()
+    return digests
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--record", action="store_true")
+    parser.add_argument("--seeds", type=int, choices=SEED_COUNTS, default=100)
+    args = parser.parse_args()
+    if args.record:
+        recorded = {f"seeds_1_{count}": compute(count) for count in SEED_COUNTS}
+        BASELINE.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+        print(f"recorded {len(recorded['seeds_1_100'])} scenarios")
+        return 0
+    baseline = json.loads(BASELINE.read_text())[f"seeds_1_{args.seeds}"]
+    digests = compute(args.seeds)
+    changed = sorted(k for k in baseline.keys() | digests.keys() if baseline.get(k) != digests.get(k))
+    for name in changed:
+        print(f"CHANGED {name}: {baseline.get(name)} -> {digests.get(name)}")
+    print("identical" if not changed else f"{len(changed)} scenario(s) changed")
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
