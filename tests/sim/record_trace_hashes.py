@@ -47,7 +47,8 @@ def main() -> int:
         return 0
     baseline = json.loads(BASELINE.read_text())[f"seeds_1_{args.seeds}"]
     digests = compute(args.seeds)
-    changed = sorted(k for k in baseline.keys() | digests.keys() if baseline.get(k) != digests.get(k))
+    names = baseline.keys() | digests.keys()
+    changed = sorted(k for k in names if baseline.get(k) != digests.get(k))
     for name in changed:
         print(f"CHANGED {name}: {baseline.get(name)} -> {digests.get(name)}")
     print("identical" if not changed else f"{len(changed)} scenario(s) changed")
