@@ -165,3 +165,59 @@ assert HEARTBEAT_INTERVAL_S * 3 <= HEARTBEAT_DEAD_AFTER_S
 assert PENDING_OPS_PER_AUTHOR_MAX <= PENDING_OPS_MAX
 assert GOSSIP_FANOUT <= PEERS_MAX
 assert SNAPSHOT_CHUNK_SIZE_BYTES <= FRAGMENTS_PER_MESSAGE_MAX * FRAME_SIZE_BYTES_MAX
+
+# --- node core (moved from protocol/node_core.py) --------------------------------------------
+
+#: How long a fetched id is not requested again from anyone.
+FETCH_RETRY_S = 1.0
+#: Missing parents are looked for at most this often (the scan is linear in the pool).
+FETCH_SCAN_S = 0.02
+#: Ids remembered as requested (bounded; the oldest are forgotten first).
+FETCH_REQUESTED_MAX = 50_000
+#: An announced id that has not arrived by push this long after its first announcement is
+#: fetched from an announcer. Long enough that the origin's own push (sent at the same time
+#: as the push to the announcer) normally wins the race on a full mesh, short against the
+#: checkpoint interval; a partial mesh pays it plus one round trip per lazy hop.
+ANNOUNCE_FETCH_DELAY_S = 0.05
+#: Announced ids waiting to arrive or be fetched (beyond this, new announcements are ignored:
+#: delta sync is the backstop), and the share one peer's announcements may hold.
+ANNOUNCED_IDS_MAX = 50_000
+ANNOUNCED_IDS_PER_PEER_MAX = 8_192
+#: Announcers remembered per id: a fetch that the first one does not answer within
+#: FETCH_RETRY_S is retried with the next; after the last the id is left to delta sync.
+ANNOUNCERS_PER_ID_MAX = 4
+#: Delta sync sessions a node may skip in a row with a peer whose announcements arrived within
+#: the last interval at our final height (gossip is flowing, the sets differ by in-flight ops
+#: only). A session still runs at least every SYNC_SKIPS_MAX + 1 intervals.
+SYNC_SKIPS_MAX = 3
+#: A sync session that has not finished after this many intervals is abandoned.
+SYNC_SESSION_TIMEOUT_INTERVALS = 5
+#: Consensus messages remembered for relay de-duplication.
+CONSENSUS_SEEN_MAX = 20_000
+#: Passes of the core's consensus drain per call: answering one consensus event (a validation)
+#: can sign messages and raise events again; each pass moves the algorithm forward, so a few
+#: suffice and the bound only guards against a bug looping forever.
+CONSENSUS_DRAIN_PASSES_MAX = 64
+#: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
+BUNDLES_KEPT_MAX = 4_096
+#: Bundles above the next height kept while catching up (they arrive in batches of 8).
+FUTURE_BUNDLES_MAX = 64
+#: A state snapshot is made at every final height that is a multiple of this (0: never).
+SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT = 64
+#: State sync: a peer is offered our snapshot at most this often (an offer carries the
+#: manifest, up to 2 MiB; the lagging peer asks again at every delta sync).
+SNAPSHOT_OFFER_INTERVAL_S = 1.0
+#: State sync: a chunk request not answered within this goes to another peer (a 128 KiB chunk
+#: behind up to 16 others on a slow link).
+STATE_SYNC_CHUNK_TIMEOUT_S = 5.0
+#: After a failed state sync, offers are ignored this long: catch-up retries at most this often.
+STATE_SYNC_RETRY_S = 5.0
+#: Pieces of equivocation evidence kept (each proves one member misbehaved at one height and
+#: round; beyond this a flood of valid evidence from a byzantine member is not stored).
+EVIDENCE_KEPT_MAX = 10_000
+#: Events queued for the shell before the oldest are dropped (and counted).
+NODE_EVENTS_MAX = 1_000_000
+
+assert ANNOUNCED_IDS_PER_PEER_MAX <= ANNOUNCED_IDS_MAX
+assert FETCH_SCAN_S < ANNOUNCE_FETCH_DELAY_S < FETCH_RETRY_S
+assert SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT <= BUNDLES_KEPT_MAX

@@ -1,53 +1,49 @@
-"""The swarm node core (sans-I/O): ledger + peers + gossip + delta sync + council finality.
-
-Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
-`set_mode`, all with an explicit `now`. Outputs: `frames_to_send()` (peer, frame),
-`next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
-(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`) and the shell feeds results back
-by calling it. The same
-core runs in the daemon (node/) and in the deterministic simulator.
-
-Gossip is push for new ops, lazy for relays (Plumtree-style): an op submitted by a local
-client is pushed in full to `gossip_fanout` peers and announced (its id in an ANNOUNCE) to the
-others; an op admitted from a peer is pushed in full to `eager_relay_fanout` peers (0 by
-default) and announced to the rest, who FETCH it from an announcer if it has not arrived
-`ANNOUNCE_FETCH_DELAY_S` later. Delta sync runs with each peer every `delta_sync_interval_s`
-(skipped at most `SYNC_SKIPS_MAX` times in a row while the peer's announcements flow at our
-final height): the initiator's SYNC_HELLO carries its final height (the
-peer that is behind asks for checkpoint bundles) and the first message of a range-based set
-reconciliation over the ids of the unfinalized ops; at the end both sides push the ops the
-other lacks. Council members run Tendermint on checkpoint cuts (checkpoint.py); everyone
-finalizes from decisions or from gossiped bundles.
-"""
+"""NodeCore: one swarm node's protocol logic (see the package docstring)."""
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from . import consensus, limits
-from .checkpoint import CUT_HEADS_MAX, Cut
-from .crypto import KeyPair, sha256
-from .errors import LocalProtocolError, RemoteProtocolError
-from .framing import FrameDecoder, FrameEncoder, Priority
-from .genesis import Genesis
-from .ledger import (
+from .. import consensus, limits
+from ..checkpoint import CUT_HEADS_MAX, Cut
+from ..crypto import KeyPair, sha256
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ..framing import FrameDecoder, FrameEncoder, Priority
+from ..genesis import Genesis
+from ..ledger import (
     CutInvalidError,
     HandleConflictRaised,
     Ledger,
-    LedgerConfig,
-    LedgerEvent,
     OpEvicted,
     OpExcluded,
     OpRejected,
     Outcome,
 )
-from .ledger_snapshot import build_snapshot, state_from_records
-from .ledger_state import LedgerState
-from .messages import (
+from ..ledger_snapshot import build_snapshot, state_from_records
+from ..ledger_state import LedgerState
+from ..limits import (
+    ANNOUNCE_FETCH_DELAY_S,
+    ANNOUNCED_IDS_MAX,
+    ANNOUNCED_IDS_PER_PEER_MAX,
+    ANNOUNCERS_PER_ID_MAX,
+    CONSENSUS_DRAIN_PASSES_MAX,
+    CONSENSUS_SEEN_MAX,
+    EVIDENCE_KEPT_MAX,
+    FETCH_REQUESTED_MAX,
+    FETCH_RETRY_S,
+    FETCH_SCAN_S,
+    FUTURE_BUNDLES_MAX,
+    NODE_EVENTS_MAX,
+    SNAPSHOT_OFFER_INTERVAL_S,
+    STATE_SYNC_CHUNK_TIMEOUT_S,
+    STATE_SYNC_RETRY_S,
+    SYNC_SESSION_TIMEOUT_INTERVALS,
+    SYNC_SKIPS_MAX,
+)
+from ..messages import (
     ANNOUNCE_IDS_PER_MESSAGE_MAX,
     BUNDLES_PER_MESSAGE_MAX,
     CONFLICT_LOSERS_PER_MESSAGE_MAX,
@@ -72,9 +68,9 @@ from .messages import (
     decode_message,
     encode_message,
 )
-from .ops import Kind, Op, decode_op, envelope_kind_number
-from .reconcile import IdSet, Reconciler
-from .snapshot import (
+from ..ops import Kind, Op, decode_op, envelope_kind_number
+from ..reconcile import IdSet, Reconciler
+from ..snapshot import (
     ChunkRejected,
     ChunkVerified,
     FetchCompleted,
@@ -86,272 +82,33 @@ from .snapshot import (
     encode_blob,
     split_chunk,
 )
+from .config import Mode, NodeCoreConfig
+from .events import (
+    CatchUpStarted,
+    CheckpointFinalized,
+    EquivocationRecorded,
+    HandleConflictRejected,
+    ModeChanged,
+    NodeEvent,
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
+    SnapshotDue,
+    SnapshotOfferMismatchError,
+    SnapshotRestoreError,
+    StateSyncFailed,
+    StateSyncFinished,
+    SyncSessionFinished,
+)
 
-#: How long a fetched id is not requested again from anyone.
-FETCH_RETRY_S = 1.0
-#: Missing parents are looked for at most this often (the scan is linear in the pool).
-FETCH_SCAN_S = 0.02
-#: Ids remembered as requested (bounded; the oldest are forgotten first).
-FETCH_REQUESTED_MAX = 50_000
-#: An announced id that has not arrived by push this long after its first announcement is
-#: fetched from an announcer. Long enough that the origin's own push (sent at the same time
-#: as the push to the announcer) normally wins the race on a full mesh, short against the
-#: checkpoint interval; a partial mesh pays it plus one round trip per lazy hop.
-ANNOUNCE_FETCH_DELAY_S = 0.05
-#: Announced ids waiting to arrive or be fetched (beyond this, new announcements are ignored:
-#: delta sync is the backstop), and the share one peer's announcements may hold.
-ANNOUNCED_IDS_MAX = 50_000
-ANNOUNCED_IDS_PER_PEER_MAX = 8_192
-#: Announcers remembered per id: a fetch that the first one does not answer within
-#: FETCH_RETRY_S is retried with the next; after the last the id is left to delta sync.
-ANNOUNCERS_PER_ID_MAX = 4
-#: Delta sync sessions a node may skip in a row with a peer whose announcements arrived within
-#: the last interval at our final height (gossip is flowing, the sets differ by in-flight ops
-#: only). A session still runs at least every SYNC_SKIPS_MAX + 1 intervals.
-SYNC_SKIPS_MAX = 3
-#: Consensus messages remembered for relay de-duplication.
-CONSENSUS_SEEN_MAX = 20_000
 #: Penalties subtracted from a peer's score; at limits.PEER_SCORE_MIN it is disconnected.
 PENALTY_MALFORMED_FRAME = 20
 PENALTY_MALFORMED_MESSAGE = 10
 PENALTY_BAD_OP = 5
 PENALTY_RATE_LIMITED = 1
-#: Checkpoint bundles kept in memory to serve lagging peers (older ones: state sync).
-BUNDLES_KEPT_MAX = 4_096
-#: A state snapshot is made at every final height that is a multiple of this (0: never).
-SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT = 64
-#: How snapshots are built (`NodeCoreConfig.snapshot_build`): in `_finalize` itself, or by the
-#: shell off its event loop after a SnapshotDue event.
-SNAPSHOT_BUILD_MODES = ("inline", "deferred")
-#: State sync: a peer is offered our snapshot at most this often (an offer carries the
-#: manifest, up to 2 MiB; the lagging peer asks again at every delta sync).
-SNAPSHOT_OFFER_INTERVAL_S = 1.0
-#: State sync: a chunk request not answered within this goes to another peer (a 128 KiB chunk
-#: behind up to 16 others on a slow link).
-STATE_SYNC_CHUNK_TIMEOUT_S = 5.0
-#: After a failed state sync, offers are ignored this long: catch-up retries at most this often.
-STATE_SYNC_RETRY_S = 5.0
 #: A peer whose offer or chunk is a lie (bad manifest, bundle, chunk or rebuilt root).
 PENALTY_BAD_SNAPSHOT = 25
-#: Pieces of equivocation evidence kept (each proves one member misbehaved at one height and
-#: round; beyond this a flood of valid evidence from a byzantine member is not stored).
-EVIDENCE_KEPT_MAX = 10_000
-#: Bundles above the next height kept while catching up (they arrive in batches of 8).
-FUTURE_BUNDLES_MAX = 64
-#: A sync session that has not finished after this many intervals is abandoned.
-SYNC_SESSION_TIMEOUT_INTERVALS = 5
-#: Events queued for the shell before the oldest are dropped (and counted).
-NODE_EVENTS_MAX = 1_000_000
-#: Passes of `_drain_consensus` per call: answering one consensus event (a validation) can
-#: sign messages and raise events again; each pass moves the algorithm forward, so a few
-#: suffice and the bound only guards against a bug looping forever.
-CONSENSUS_DRAIN_PASSES_MAX = 64
-
-
-class Mode(StrEnum):
-    NORMAL = "normal"
-    READ_ONLY = "read-only"
-    QUIESCED = "quiesced"
-
-
-@dataclass(frozen=True)
-class NodeCoreConfig:
-    gossip_fanout: int = limits.GOSSIP_FANOUT
-    #: Peers an op admitted from a peer is pushed to in full (Plumtree's eager set); all
-    #: other peers get its id in an ANNOUNCE. 0 (lazy only) suits a full council mesh, where
-    #: the origin's push reaches everyone; a sparse mesh may trade bandwidth for latency.
-    eager_relay_fanout: int = 0
-    peers_max: int = limits.PEERS_MAX
-    delta_sync_interval_s: float = limits.DELTA_SYNC_INTERVAL_S
-    peer_messages_per_s: float = limits.PEER_MESSAGES_PER_S
-    peer_messages_burst: float = limits.PEER_MESSAGES_BURST
-    checkpoint_interval_s: float = limits.CHECKPOINT_INTERVAL_S
-    checkpoint_ops_trigger: int = limits.CHECKPOINT_OPS_TRIGGER
-    #: Final heights between state snapshots (0: none are made; the node still restores a
-    #: snapshot fetched from peers). See `PersistCheckpoint.snapshot`.
-    snapshot_interval: int = SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
-    #: "inline": `_finalize` builds the snapshot (a full state walk, ~3 us an account) and
-    #: hands its blob over in `PersistCheckpoint.snapshot`. "deferred": it emits SnapshotDue
-    #: with a copy of the state instead (~1.6 us an account) and the shell builds it in a
-    #: worker thread, then calls `snapshot_built` (node/daemon.py does so). `restore` always
-    #: builds inline.
-    snapshot_build: str = "inline"
-    #: Checkpoint bundles kept in memory to serve lagging peers (at most BUNDLES_KEPT_MAX);
-    #: a peer further behind than this catches up by state sync.
-    bundles_kept: int = BUNDLES_KEPT_MAX
-    consensus: consensus.ConsensusConfig = field(default_factory=consensus.ConsensusConfig)
-    ledger: LedgerConfig = field(default_factory=LedgerConfig)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:
-            raise LocalProtocolError("need 1 <= gossip_fanout <= peers_max <= PEERS_MAX")
-        if not 0 <= self.eager_relay_fanout <= self.gossip_fanout:
-            raise LocalProtocolError("need 0 <= eager_relay_fanout <= gossip_fanout")
-        if self.delta_sync_interval_s <= 0 or self.checkpoint_interval_s <= 0:
-            raise LocalProtocolError("intervals must be positive")
-        if self.snapshot_interval < 0:
-            raise LocalProtocolError("snapshot_interval must be >= 0")
-        if self.snapshot_build not in SNAPSHOT_BUILD_MODES:
-            raise LocalProtocolError(f"snapshot_build must be one of {SNAPSHOT_BUILD_MODES}")
-        if not 1 <= self.bundles_kept <= BUNDLES_KEPT_MAX:
-            raise LocalProtocolError("need 1 <= bundles_kept <= BUNDLES_KEPT_MAX")
-
-
-# --- events ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PersistOps:
-    """Make these envelopes durable (the op log); acknowledge submissions after that."""
-
-    envelopes: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PersistCheckpoint:
-    height: int
-    checkpoint_id: bytes
-    state_root: bytes
-    bundle: bytes
-    final_op_ids: tuple[bytes, ...]
-    #: Empty, or the state snapshot at this height (`snapshot.encode_blob`): store it with the
-    #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
-    snapshot: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotDue:
-    """Build the state snapshot at `height` (config snapshot_build = "deferred"): run
-    `ledger_snapshot.build_snapshot(state, height, checkpoint_id, state_root)` off the event
-    loop, then pass the result and `bundle` to `NodeCore.snapshot_built`, and store the blob
-    (`snapshot.encode_blob`) with `put_snapshot` when that returns True. `state` is a private
-    copy of the final state at `height`, so a worker thread may read it while the core goes
-    on. The PersistCheckpoint of the same height comes before this event."""
-
-    height: int
-    checkpoint_id: bytes
-    state_root: bytes
-    bundle: bytes = field(repr=False)
-    state: LedgerState = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class PersistConsensusState:
-    """Make this validator's consensus signing state durable (replacing the previous one)
-    BEFORE sending any frame queued after this event: the shell must not let a message this
-    node signed leave it before the state that records it survives a crash. Pass the latest
-    durable one to `NodeCore.restore(consensus_state=...)`."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointFinalized:
-    height: int
-    checkpoint_id: bytes
-    state_root: bytes
-    ops: int
-    latency_s: float  # from the first unfinalized op of this cut to finality, on this node
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSessionFinished:
-    peer: bytes
-    duration_s: float
-    rounds: int
-    bytes: int
-    within_cadence: bool
-    missing: int  # ops the peer lacked that we pushed, plus ops we lacked
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUpStarted:
-    """A peer is final at a greater height than we are: we fetch bundles and their ops."""
-
-    peer: bytes
-    peer_height: int
-    own_height: int
-
-
-@dataclass(frozen=True, slots=True)
-class PeerMisbehaved:
-    peer: bytes
-    code: str
-    score: int
-
-
-@dataclass(frozen=True, slots=True)
-class EquivocationRecorded:
-    evidence: bytes
-    validator: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class HandleConflictRejected:
-    """The `handle.conflict` rejection: final at `height`, the handle belongs to the winning
-    claim and each losing claim is rejected. Raised once per handle and winner, whether this
-    node derived it at finality or received it from a peer (and checked it)."""
-
-    handle: str
-    winning_claim: bytes
-    losing_claims: tuple[bytes, ...]
-    height: int
-
-
-@dataclass(frozen=True, slots=True)
-class StateSyncFinished:
-    """The node restored the final state at `height` from a snapshot fetched from peers (in
-    `chunks` chunks from `peers` peers); a PersistCheckpoint with the snapshot came before."""
-
-    height: int
-    chunks: int
-    peers: int
-
-
-@dataclass(frozen=True, slots=True)
-class StateSyncFailed:
-    """A state sync to `height` failed; catch-up tries again after STATE_SYNC_RETRY_S."""
-
-    height: int
-    reason: str
-
-
-class SnapshotRestoreError(LocalProtocolError):
-    """The snapshot given to `NodeCore.restore` is unusable (corrupt blob, no bundle of its
-    height, or a root or bundle mismatch): restore without it (full replay)."""
-
-    code = "snapshot_restore_failed"
-
-
-class SnapshotOfferMismatchError(RemoteProtocolError):
-    """A snapshot whose manifest does not match the checkpoint bundle offered with it, or
-    whose records do not rebuild the bundle's state root."""
-
-    code = "snapshot_mismatch"
-
-
-@dataclass(frozen=True, slots=True)
-class ModeChanged:
-    mode: str
-    reason: str
-
-
-NodeEvent = (
-    LedgerEvent
-    | PersistOps
-    | PersistCheckpoint
-    | SnapshotDue
-    | PersistConsensusState
-    | CheckpointFinalized
-    | SyncSessionFinished
-    | CatchUpStarted
-    | PeerMisbehaved
-    | EquivocationRecorded
-    | HandleConflictRejected
-    | ModeChanged
-    | StateSyncFinished
-    | StateSyncFailed
-)
 
 
 # --- per-peer state --------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""The swarm node core (sans-I/O): ledger + peers + gossip + delta sync + council finality.
+
+Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
+`set_mode`, all with an explicit `now`. Outputs: `frames_to_send()` (peer, frame),
+`next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
+(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`) and the shell feeds results back
+by calling it. The same
+core runs in the daemon (node/) and in the deterministic simulator.
+
+Gossip is push for new ops, lazy for relays (Plumtree-style): an op submitted by a local
+client is pushed in full to `gossip_fanout` peers and announced (its id in an ANNOUNCE) to the
+others; an op admitted from a peer is pushed in full to `eager_relay_fanout` peers (0 by
+default) and announced to the rest, who FETCH it from an announcer if it has not arrived
+`ANNOUNCE_FETCH_DELAY_S` later. Delta sync runs with each peer every `delta_sync_interval_s`
+(skipped at most `SYNC_SKIPS_MAX` times in a row while the peer's announcements flow at our
+final height): the initiator's SYNC_HELLO carries its final height (the
+peer that is behind asks for checkpoint bundles) and the first message of a range-based set
+reconciliation over the ids of the unfinalized ops; at the end both sides push the ops the
+other lacks. Council members run Tendermint on checkpoint cuts (checkpoint.py); everyone
+finalizes from decisions or from gossiped bundles.
+"""
+
+from __future__ import annotations
+
+from ..ledger import Outcome
+from ..limits import (
+    ANNOUNCE_FETCH_DELAY_S,
+    ANNOUNCED_IDS_MAX,
+    ANNOUNCED_IDS_PER_PEER_MAX,
+    ANNOUNCERS_PER_ID_MAX,
+    BUNDLES_KEPT_MAX,
+    CONSENSUS_DRAIN_PASSES_MAX,
+    CONSENSUS_SEEN_MAX,
+    EVIDENCE_KEPT_MAX,
+    FETCH_REQUESTED_MAX,
+    FETCH_RETRY_S,
+    FETCH_SCAN_S,
+    FUTURE_BUNDLES_MAX,
+    NODE_EVENTS_MAX,
+    SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT,
+    SNAPSHOT_OFFER_INTERVAL_S,
+    STATE_SYNC_CHUNK_TIMEOUT_S,
+    STATE_SYNC_RETRY_S,
+    SYNC_SESSION_TIMEOUT_INTERVALS,
+    SYNC_SKIPS_MAX,
+)
+from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
+from .core import (
+    PENALTY_BAD_OP,
+    PENALTY_BAD_SNAPSHOT,
+    PENALTY_MALFORMED_FRAME,
+    PENALTY_MALFORMED_MESSAGE,
+    PENALTY_RATE_LIMITED,
+    NodeCore,
+    NodeStats,
+    check_snapshot_bundle,
+    rebuild_snapshot_state,
+    signed_snapshot_state,
+)
+from .events import (
+    CatchUpStarted,
+    CheckpointFinalized,
+    EquivocationRecorded,
+    HandleConflictRejected,
+    ModeChanged,
+    NodeEvent,
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
+    SnapshotDue,
+    SnapshotOfferMismatchError,
+    SnapshotRestoreError,
+    StateSyncFailed,
+    StateSyncFinished,
+    SyncSessionFinished,
+)
+
+__all__ = [
+    "ANNOUNCED_IDS_MAX",
+    "ANNOUNCED_IDS_PER_PEER_MAX",
+    "ANNOUNCERS_PER_ID_MAX",
+    "ANNOUNCE_FETCH_DELAY_S",
+    "BUNDLES_KEPT_MAX",
+    "CONSENSUS_DRAIN_PASSES_MAX",
+    "CONSENSUS_SEEN_MAX",
+    "EVIDENCE_KEPT_MAX",
+    "FETCH_REQUESTED_MAX",
+    "FETCH_RETRY_S",
+    "FETCH_SCAN_S",
+    "FUTURE_BUNDLES_MAX",
+    "NODE_EVENTS_MAX",
+    "PENALTY_BAD_OP",
+    "PENALTY_BAD_SNAPSHOT",
+    "PENALTY_MALFORMED_FRAME",
+    "PENALTY_MALFORMED_MESSAGE",
+    "PENALTY_RATE_LIMITED",
+    "SNAPSHOT_BUILD_MODES",
+    "SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT",
+    "SNAPSHOT_OFFER_INTERVAL_S",
+    "STATE_SYNC_CHUNK_TIMEOUT_S",
+    "STATE_SYNC_RETRY_S",
+    "SYNC_SESSION_TIMEOUT_INTERVALS",
+    "SYNC_SKIPS_MAX",
+    "CatchUpStarted",
+    "CheckpointFinalized",
+    "EquivocationRecorded",
+    "HandleConflictRejected",
+    "Mode",
+    "ModeChanged",
+    "NodeCore",
+    "NodeCoreConfig",
+    "NodeEvent",
+    "NodeStats",
+    "Outcome",
+    "PeerMisbehaved",
+    "PersistCheckpoint",
+    "PersistConsensusState",
+    "PersistOps",
+    "SnapshotDue",
+    "SnapshotOfferMismatchError",
+    "SnapshotRestoreError",
+    "StateSyncFailed",
+    "StateSyncFinished",
+    "SyncSessionFinished",
+    "check_snapshot_bundle",
+    "rebuild_snapshot_state",
+    "signed_snapshot_state",
+]

@@ -1,0 +1,163 @@
+"""The events the node core raises for its shell (`NodeCore.next_event`) and its errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ..ledger import LedgerEvent
+from ..ledger_state import LedgerState
+
+
+@dataclass(frozen=True, slots=True)
+class PersistOps:
+    """Make these envelopes durable (the op log); acknowledge submissions after that."""
+
+    envelopes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistCheckpoint:
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    bundle: bytes
+    final_op_ids: tuple[bytes, ...]
+    #: Empty, or the state snapshot at this height (`snapshot.encode_blob`): store it with the
+    #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
+    snapshot: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDue:
+    """Build the state snapshot at `height` (config snapshot_build = "deferred"): run
+    `ledger_snapshot.build_snapshot(state, height, checkpoint_id, state_root)` off the event
+    loop, then pass the result and `bundle` to `NodeCore.snapshot_built`, and store the blob
+    (`snapshot.encode_blob`) with `put_snapshot` when that returns True. `state` is a private
+    copy of the final state at `height`, so a worker thread may read it while the core goes
+    on. The PersistCheckpoint of the same height comes before this event."""
+
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    bundle: bytes = field(repr=False)
+    state: LedgerState = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PersistConsensusState:
+    """Make this validator's consensus signing state durable (replacing the previous one)
+    BEFORE sending any frame queued after this event: the shell must not let a message this
+    node signed leave it before the state that records it survives a crash. Pass the latest
+    durable one to `NodeCore.restore(consensus_state=...)`."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointFinalized:
+    height: int
+    checkpoint_id: bytes
+    state_root: bytes
+    ops: int
+    latency_s: float  # from the first unfinalized op of this cut to finality, on this node
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSessionFinished:
+    peer: bytes
+    duration_s: float
+    rounds: int
+    bytes: int
+    within_cadence: bool
+    missing: int  # ops the peer lacked that we pushed, plus ops we lacked
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpStarted:
+    """A peer is final at a greater height than we are: we fetch bundles and their ops."""
+
+    peer: bytes
+    peer_height: int
+    own_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMisbehaved:
+    peer: bytes
+    code: str
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class EquivocationRecorded:
+    evidence: bytes
+    validator: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HandleConflictRejected:
+    """The `handle.conflict` rejection: final at `height`, the handle belongs to the winning
+    claim and each losing claim is rejected. Raised once per handle and winner, whether this
+    node derived it at finality or received it from a peer (and checked it)."""
+
+    handle: str
+    winning_claim: bytes
+    losing_claims: tuple[bytes, ...]
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncFinished:
+    """The node restored the final state at `height` from a snapshot fetched from peers (in
+    `chunks` chunks from `peers` peers); a PersistCheckpoint with the snapshot came before."""
+
+    height: int
+    chunks: int
+    peers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncFailed:
+    """A state sync to `height` failed; catch-up tries again after STATE_SYNC_RETRY_S."""
+
+    height: int
+    reason: str
+
+
+class SnapshotRestoreError(LocalProtocolError):
+    """The snapshot given to `NodeCore.restore` is unusable (corrupt blob, no bundle of its
+    height, or a root or bundle mismatch): restore without it (full replay)."""
+
+    code = "snapshot_restore_failed"
+
+
+class SnapshotOfferMismatchError(RemoteProtocolError):
+    """A snapshot whose manifest does not match the checkpoint bundle offered with it, or
+    whose records do not rebuild the bundle's state root."""
+
+    code = "snapshot_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChanged:
+    mode: str
+    reason: str
+
+
+NodeEvent = (
+    LedgerEvent
+    | PersistOps
+    | PersistCheckpoint
+    | SnapshotDue
+    | PersistConsensusState
+    | CheckpointFinalized
+    | SyncSessionFinished
+    | CatchUpStarted
+    | PeerMisbehaved
+    | EquivocationRecorded
+    | HandleConflictRejected
+    | ModeChanged
+    | StateSyncFinished
+    | StateSyncFailed
+)
