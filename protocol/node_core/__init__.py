@@ -46,11 +46,6 @@ from ..limits import (
 )
 from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
 from .core import (
-    PENALTY_BAD_OP,
-    PENALTY_BAD_SNAPSHOT,
-    PENALTY_MALFORMED_FRAME,
-    PENALTY_MALFORMED_MESSAGE,
-    PENALTY_RATE_LIMITED,
     NodeCore,
     NodeStats,
     check_snapshot_bundle,
@@ -74,6 +69,13 @@ from .events import (
     StateSyncFailed,
     StateSyncFinished,
     SyncSessionFinished,
+)
+from .peers import (
+    PENALTY_BAD_OP,
+    PENALTY_BAD_SNAPSHOT,
+    PENALTY_MALFORMED_FRAME,
+    PENALTY_MALFORMED_MESSAGE,
+    PENALTY_RATE_LIMITED,
 )
 
 __all__ = [

@@ -11,7 +11,7 @@ from .. import consensus, limits
 from ..checkpoint import CUT_HEADS_MAX, Cut
 from ..crypto import KeyPair, sha256
 from ..errors import LocalProtocolError, RemoteProtocolError
-from ..framing import FrameDecoder, FrameEncoder, Priority
+from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import (
     CutInvalidError,
@@ -90,7 +90,6 @@ from .events import (
     HandleConflictRejected,
     ModeChanged,
     NodeEvent,
-    PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
@@ -101,25 +100,15 @@ from .events import (
     StateSyncFinished,
     SyncSessionFinished,
 )
-
-#: Penalties subtracted from a peer's score; at limits.PEER_SCORE_MIN it is disconnected.
-PENALTY_MALFORMED_FRAME = 20
-PENALTY_MALFORMED_MESSAGE = 10
-PENALTY_BAD_OP = 5
-PENALTY_RATE_LIMITED = 1
-#: A peer whose offer or chunk is a lie (bad manifest, bundle, chunk or rebuilt root).
-PENALTY_BAD_SNAPSHOT = 25
-
-
-# --- per-peer state --------------------------------------------------------------------------
-
-
-@dataclass
-class _SyncSession:
-    session_id: int
-    reconciler: Reconciler
-    started_at: float
-    initiator: bool
+from .peers import (
+    PENALTY_BAD_OP,
+    PENALTY_BAD_SNAPSHOT,
+    PENALTY_MALFORMED_FRAME,
+    PENALTY_MALFORMED_MESSAGE,
+    Peer,
+    PeerRules,
+    SyncSession,
+)
 
 
 @dataclass(slots=True)
@@ -129,35 +118,6 @@ class _Announced:
     due: float
     origin: bytes  # the first announcer (its share of ANNOUNCED_IDS_PER_PEER_MAX)
     announcers: list[bytes]
-
-
-@dataclass
-class _Peer:
-    peer_id: bytes
-    encoder: FrameEncoder
-    decoder: FrameDecoder
-    tokens: float
-    tokens_at: float
-    score: int = 0
-    final_height: int = 0
-    next_sync_at: float = 0.0
-    outgoing_sync: _SyncSession | None = None
-    incoming_sync: _SyncSession | None = None
-    frames_received: int = 0
-    messages_dropped: int = 0
-    #: Time and final height of the last ANNOUNCE from this peer (for skipping delta sync).
-    announced_at: float | None = None
-    announced_height: int = 0
-    #: Delta sync sessions skipped in a row (at most SYNC_SKIPS_MAX).
-    sync_skips: int = 0
-    #: Whether a session this node started with the peer finished since it (re)connected:
-    #: until then nothing says our sets differ by in-flight ops only (after a partition heals
-    #: they differ by everything made on either side), so no session is skipped.
-    synced: bool = False
-    #: Ids in the announce queues whose first announcer is this peer.
-    announced_outstanding: int = 0
-    #: When we last offered this peer our snapshot (SNAPSHOT_OFFER_INTERVAL_S apart).
-    snapshot_offered_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +203,8 @@ class NodeCore:
         self._consensus_height = 0  # the height consensus runs at (0 = none started)
         # A restored signing state for a height above final_height + 1 (see resume_consensus).
         self._signing_state_pending: tuple[int, bytes] | None = None
-        self._peers: dict[bytes, _Peer] = {}
+        self._peers: dict[bytes, Peer] = {}
+        self.peer_rules = PeerRules(self)
         #: Envelopes to gossip and ids to announce per peer, flushed in batches by
         #: frames_with_priority().
         self._gossip_out: dict[bytes, list[bytes]] = {}
@@ -419,32 +380,12 @@ class NodeCore:
     def peer_connected(self, peer_id: bytes, now: float) -> bool:
         """Register a peer; False (and nothing changes) when the peer limit is reached."""
         self._now = now
-        if peer_id in self._peers:
-            return True
-        if len(self._peers) >= self.config.peers_max or peer_id == self.node_id:
-            return False
-        jitter = self.rng.random() * self.config.delta_sync_interval_s
-        self._peers[peer_id] = _Peer(
-            peer_id=peer_id,
-            encoder=FrameEncoder(),
-            decoder=FrameDecoder(),
-            tokens=self.config.peer_messages_burst,
-            tokens_at=now,
-            next_sync_at=now + min(0.05, jitter),
-        )
-        self._peer_order = sorted(self._peers)
-        return True
+        return self.peer_rules.connect(peer_id, now)
 
     def peer_disconnected(self, peer_id: bytes, now: float) -> None:
         self._now = now
-        self._drop_peer(peer_id)
+        self.peer_rules.drop(peer_id)
         self._pump_state_sync(now)
-
-    def _drop_peer(self, peer_id: bytes) -> None:
-        if self._peers.pop(peer_id, None) is not None:
-            self._peer_order = sorted(self._peers)
-            if self._state_sync is not None:
-                self._state_sync.fetcher.remove_peer(peer_id, self._now)
 
     def peer_ids(self) -> list[bytes]:
         return list(self._peer_order)
@@ -460,19 +401,19 @@ class NodeCore:
         try:
             messages = peer.decoder.receive_frame(frame, now)
         except RemoteProtocolError as exc:
-            self._penalize(peer, PENALTY_MALFORMED_FRAME, exc.code)
+            self.peer_rules.penalize(peer, PENALTY_MALFORMED_FRAME, exc.code)
             return
         for data in messages:
             if peer_id not in self._peers:
                 return  # disconnected for misbehaving while handling this frame
-            if not self._take_token(peer, now):
+            if not self.peer_rules.take_token(peer, now):
                 continue
             self.stats.messages_received += 1
             try:
                 message = decode_message(data)
             except RemoteProtocolError as exc:
                 self.stats.messages_malformed += 1
-                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
                 continue
             self._dispatch(peer, message, now)
         self._after_input(now)
@@ -584,7 +525,7 @@ class NodeCore:
             "evidence": len(self.evidence),
             "open_conflicts": len(self._open_conflicts),
             "oldest_open_conflict_age_s": round(self.oldest_open_conflict_age_s(), 3),
-            "fragments": self._fragment_stats(),
+            "fragments": self.peer_rules.fragment_stats(),
             "snapshot": self._snapshot_status(),
             "state_sync": self._state_sync_status(),
         }
@@ -614,16 +555,9 @@ class NodeCore:
             "started_at": sync.started_at,
         }
 
-    def _fragment_stats(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for peer in self._peers.values():
-            for name, value in peer.decoder.stats.__dict__.items():
-                totals[name] = totals.get(name, 0) + value
-        return totals
-
     # --- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch(self, peer: _Peer, message: Message, now: float) -> None:
+    def _dispatch(self, peer: Peer, message: Message, now: float) -> None:
         if isinstance(message, OpsMessage):
             quiesced = self.effective_mode is Mode.QUIESCED
             self.stats.ops_received += len(message.envelopes)
@@ -663,7 +597,7 @@ class NodeCore:
     # --- ops ---------------------------------------------------------------------------------
 
     def _admit_op(
-        self, envelope: bytes, now: float, *, source: _Peer | None, council_only: bool = False
+        self, envelope: bytes, now: float, *, source: Peer | None, council_only: bool = False
     ) -> Outcome:
         if council_only and not _is_council_broadcast(envelope):
             return Outcome(b"", "rejected", "quiesced", "")
@@ -687,11 +621,11 @@ class NodeCore:
             and source is not None
             and outcome.code in ("bad_signature", "malformed_op", "non_canonical_encoding")
         ):
-            self._penalize(source, PENALTY_BAD_OP, outcome.code)
+            self.peer_rules.penalize(source, PENALTY_BAD_OP, outcome.code)
         self._drain_ledger_events()
         return outcome
 
-    def _relay(self, envelope: bytes, op_id: bytes, source: _Peer) -> None:
+    def _relay(self, envelope: bytes, op_id: bytes, source: Peer) -> None:
         """An op admitted from `source`: council broadcasts (rare, and the only ops a quiesced
         node takes, which ignores announcements) are pushed to every other peer; any other op
         to `eager_relay_fanout` peers and announced to the rest."""
@@ -762,7 +696,7 @@ class NodeCore:
         """Applied, excluded, pending or remembered as rejected."""
         return self.ledger.op(op_id) is not None or self.ledger.status_of(op_id)[0] != "unknown"
 
-    def _on_announce(self, peer: _Peer, message: AnnounceMessage, now: float) -> None:
+    def _on_announce(self, peer: Peer, message: AnnounceMessage, now: float) -> None:
         """Remember the announced ids we lack; `_fetch_announced` asks for them once
         ANNOUNCE_FETCH_DELAY_S passed without a push bringing them. A quiesced node ignores
         announcements: it takes council broadcasts only, and those are pushed in full."""
@@ -844,7 +778,7 @@ class NodeCore:
         entry.due = now + FETCH_RETRY_S
         self._announce_retries[op_id] = entry
 
-    def _send_ops(self, peer: _Peer, op_ids: list[bytes], priority: Priority) -> int:
+    def _send_ops(self, peer: Peer, op_ids: list[bytes], priority: Priority) -> int:
         envelopes = []
         for op_id in op_ids:
             op = self.ledger.op(op_id)
@@ -857,7 +791,7 @@ class NodeCore:
             peer.encoder.queue_message(encode_message(OpsMessage(chunk)), priority)
         return len(envelopes)
 
-    def _serve_fetch(self, peer: _Peer, op_ids: tuple[bytes, ...]) -> None:
+    def _serve_fetch(self, peer: Peer, op_ids: tuple[bytes, ...]) -> None:
         # NORMAL, like gossip: with lazy relay a fetch answer is the gossip of that op.
         self._send_ops(peer, list(op_ids), Priority.NORMAL)
 
@@ -889,7 +823,7 @@ class NodeCore:
 
     # --- delta sync --------------------------------------------------------------------------
 
-    def _start_sync(self, peer: _Peer, now: float) -> None:
+    def _start_sync(self, peer: Peer, now: float) -> None:
         peer.next_sync_at = now + self.config.delta_sync_interval_s
         if self._may_skip_sync(peer, now):
             peer.sync_skips += 1
@@ -899,14 +833,14 @@ class NodeCore:
         previous = peer.outgoing_sync
         if previous is not None and now - previous.started_at < self.config.delta_sync_interval_s:
             return  # still running; a session older than one interval is replaced (lost)
-        session = _SyncSession(self._next_session_id, Reconciler(self._unfinal_ids), now, True)
+        session = SyncSession(self._next_session_id, Reconciler(self._unfinal_ids), now, True)
         self._next_session_id += 1
         peer.outgoing_sync = session
         first = session.reconciler.initiate()
         hello = SyncHelloMessage(session.session_id, self.final_height, first)
         peer.encoder.queue_message(encode_message(hello), Priority.BULK)
 
-    def _may_skip_sync(self, peer: _Peer, now: float) -> bool:
+    def _may_skip_sync(self, peer: Peer, now: float) -> bool:
         """Whether a session with `peer` can wait one more interval: its announcements arrive
         (gossip flows both ways between us, so our sets differ by in-flight ops only, which
         a session would report for nothing), it announced our final height (neither side needs
@@ -920,17 +854,17 @@ class NodeCore:
             and not self._catching_up
         )
 
-    def _on_sync_hello(self, peer: _Peer, message: SyncHelloMessage, now: float) -> None:
+    def _on_sync_hello(self, peer: Peer, message: SyncHelloMessage, now: float) -> None:
         self._note_peer_height(peer, message.final_height)
         if message.final_height < self.final_height:
             # The peer is behind: send the bundles it needs next (it asks for more if needed).
             request = BundleRequestMessage(message.final_height + 1, 8)
             self._serve_bundles(peer, request)
-        session = _SyncSession(message.session_id, Reconciler(self._unfinal_ids), now, False)
+        session = SyncSession(message.session_id, Reconciler(self._unfinal_ids), now, False)
         peer.incoming_sync = session
         self._continue_responder(peer, session, message.reconcile)
 
-    def _on_reconcile(self, peer: _Peer, message: ReconcileMessage, now: float) -> None:
+    def _on_reconcile(self, peer: Peer, message: ReconcileMessage, now: float) -> None:
         if message.from_initiator:
             session = peer.incoming_sync
             if session is None or session.session_id != message.session_id:
@@ -944,7 +878,7 @@ class NodeCore:
             reply = session.reconciler.reconcile(message.payload)
         except RemoteProtocolError as exc:
             peer.outgoing_sync = None
-            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
         if reply is not None and not session.reconciler.is_complete:
             out = ReconcileMessage(session.session_id, True, reply)
@@ -956,12 +890,12 @@ class NodeCore:
         self._finish_sync(peer, session, now)
         peer.outgoing_sync = None
 
-    def _continue_responder(self, peer: _Peer, session: _SyncSession, payload: bytes) -> None:
+    def _continue_responder(self, peer: Peer, session: SyncSession, payload: bytes) -> None:
         try:
             reply = session.reconciler.respond(payload)
         except RemoteProtocolError as exc:
             peer.incoming_sync = None
-            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
         if reply is not None:
             out = ReconcileMessage(session.session_id, False, reply)
@@ -970,7 +904,7 @@ class NodeCore:
             self._send_ops(peer, session.reconciler.have_ids, Priority.BULK)
             peer.incoming_sync = None
 
-    def _finish_sync(self, peer: _Peer, session: _SyncSession, now: float) -> None:
+    def _finish_sync(self, peer: Peer, session: SyncSession, now: float) -> None:
         reconciler = session.reconciler
         if session.initiator:
             peer.synced = True
@@ -992,21 +926,21 @@ class NodeCore:
             )
         )
 
-    def _maybe_abandon_sync(self, peer: _Peer, now: float) -> None:
+    def _maybe_abandon_sync(self, peer: Peer, now: float) -> None:
         limit = self.config.delta_sync_interval_s * SYNC_SESSION_TIMEOUT_INTERVALS
         if peer.outgoing_sync and now - peer.outgoing_sync.started_at > limit:
             peer.outgoing_sync = None
         if peer.incoming_sync and now - peer.incoming_sync.started_at > limit:
             peer.incoming_sync = None
 
-    def _note_peer_height(self, peer: _Peer, height: int) -> None:
+    def _note_peer_height(self, peer: Peer, height: int) -> None:
         peer.final_height = max(peer.final_height, height)
         if height > self.final_height and not self._catching_up:
             self._catching_up = True
             self._emit(CatchUpStarted(peer.peer_id, height, self.final_height))
         self._request_bundles(peer)
 
-    def _request_bundles(self, peer: _Peer) -> None:
+    def _request_bundles(self, peer: Peer) -> None:
         """Ask `peer` for the bundles after what we hold (final or buffered)."""
         if self._state_sync is not None:
             return  # the snapshot's bundles come after it is installed
@@ -1045,7 +979,7 @@ class NodeCore:
             self.consensus.start_height(height, now)
         self._drain_consensus(now)
 
-    def _on_consensus(self, peer: _Peer, payload: bytes, now: float) -> None:
+    def _on_consensus(self, peer: Peer, payload: bytes, now: float) -> None:
         digest = sha256(payload)
         if digest in self._consensus_seen:
             return
@@ -1062,7 +996,7 @@ class NodeCore:
         try:
             height = consensus.decode_message(payload).height
         except RemoteProtocolError as exc:
-            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
         if height == self.final_height + 1:
             self._start_height(height, now)
@@ -1165,7 +1099,7 @@ class NodeCore:
         except RemoteProtocolError as exc:
             peer = self._peers.get(source)
             if peer is not None:
-                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
         if bundle.height <= self.final_height:
             return
@@ -1304,7 +1238,7 @@ class NodeCore:
             return
         self._request_bundles(max(ahead, key=lambda p: (p.final_height, p.peer_id)))
 
-    def _serve_bundles(self, peer: _Peer, request: BundleRequestMessage) -> None:
+    def _serve_bundles(self, peer: Peer, request: BundleRequestMessage) -> None:
         bundles = []
         for height in range(request.first_height, request.first_height + request.count):
             data = self._bundles.get(height)
@@ -1320,7 +1254,7 @@ class NodeCore:
 
     # --- state sync --------------------------------------------------------------------------
 
-    def _offer_snapshot(self, peer: _Peer, first_height: int) -> None:
+    def _offer_snapshot(self, peer: Peer, first_height: int) -> None:
         """The peer wants final heights we no longer keep bundles for: offer our snapshot, if
         it reaches that far, at most every SNAPSHOT_OFFER_INTERVAL_S."""
         snapshot = self._snapshot
@@ -1334,7 +1268,7 @@ class NodeCore:
         offer = SnapshotOfferMessage(snapshot.manifest.encoded, snapshot.bundle)
         peer.encoder.queue_message(encode_message(offer), Priority.BULK)
 
-    def _serve_chunk(self, peer: _Peer, request: ChunkRequestMessage) -> None:
+    def _serve_chunk(self, peer: Peer, request: ChunkRequestMessage) -> None:
         snapshot = self._snapshot
         if (
             snapshot is None
@@ -1348,7 +1282,7 @@ class NodeCore:
         peer.encoder.queue_message(encode_message(chunk), Priority.BULK)
         self.stats.snapshot_chunks_served += 1
 
-    def _on_snapshot_offer(self, peer: _Peer, offer: SnapshotOfferMessage, now: float) -> None:
+    def _on_snapshot_offer(self, peer: Peer, offer: SnapshotOfferMessage, now: float) -> None:
         sync = self._state_sync
         if sync is not None:
             if sha256(offer.manifest) == sync.manifest.manifest_id:
@@ -1364,7 +1298,7 @@ class NodeCore:
                 raise SnapshotOfferMismatchError("the manifest is not canonically encoded")
             check_snapshot_bundle(manifest, offer.bundle, self.genesis)
         except RemoteProtocolError as exc:
-            self._penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
+            self.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
             return
         if manifest.height <= self.final_height:
             return  # bundles or an earlier sync got us there
@@ -1381,7 +1315,7 @@ class NodeCore:
             if peer_id != peer.peer_id and other.final_height >= manifest.height:
                 other.encoder.queue_message(request, Priority.CONTROL)
 
-    def _on_chunk(self, peer: _Peer, message: ChunkMessage | ChunkMissingMessage) -> None:
+    def _on_chunk(self, peer: Peer, message: ChunkMessage | ChunkMissingMessage) -> None:
         sync = self._state_sync
         if sync is None or message.manifest_id != sync.manifest.manifest_id:
             return  # a late answer to a finished or abandoned sync
@@ -1409,7 +1343,7 @@ class NodeCore:
             elif isinstance(event, ChunkRejected):
                 liar = self._peers.get(event.peer)
                 if liar is not None:
-                    self._penalize(liar, PENALTY_BAD_SNAPSHOT, event.reason)
+                    self.peer_rules.penalize(liar, PENALTY_BAD_SNAPSHOT, event.reason)
             elif isinstance(event, FetchCompleted):
                 self._finish_state_sync(sync, list(event.chunks), now)
             elif isinstance(event, FetchFailed):
@@ -1424,7 +1358,7 @@ class NodeCore:
             # Every chunk matched the manifest, so the manifest itself lied: blame its offerers.
             for peer_id in sync.offered_by:
                 if (peer := self._peers.get(peer_id)) is not None:
-                    self._penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
+                    self.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
             self._fail_state_sync(manifest.height, exc.code, now)
             return
         if manifest.height <= self.final_height:
@@ -1470,7 +1404,7 @@ class NodeCore:
             if peer_id != source:
                 self._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
 
-    def _on_evidence(self, peer: _Peer, items: tuple[bytes, ...]) -> None:
+    def _on_evidence(self, peer: Peer, items: tuple[bytes, ...]) -> None:
         for data in items:
             if sha256(data) in self._evidence_seen:
                 continue
@@ -1480,7 +1414,7 @@ class NodeCore:
                     evidence, self.genesis.network_id, list(self.genesis.council)
                 )
             except RemoteProtocolError as exc:
-                self._penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
                 continue
             self._record_evidence(evidence, source=peer.peer_id)
 
@@ -1531,7 +1465,7 @@ class NodeCore:
             if peer_id != source:
                 self._peers[peer_id].encoder.queue_message(message, Priority.NORMAL)
 
-    def _on_handle_conflict(self, peer: _Peer, message: HandleConflictMessage) -> None:
+    def _on_handle_conflict(self, peer: Peer, message: HandleConflictMessage) -> None:
         """Check a peer's rejection against our own final state: at or above its height the
         handle must be bound to the winner and every loser must be a claim for that handle.
         A node not final at that height yet derives it itself when it gets there."""
@@ -1548,7 +1482,7 @@ class NodeCore:
             )
         )
         if not consistent:
-            self._penalize(peer, PENALTY_MALFORMED_MESSAGE, "handle_conflict_unfounded")
+            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, "handle_conflict_unfounded")
             return
         self._open_conflicts.pop(message.handle, None)
         self._reject_losers(message.handle, message.winning_claim, source=peer.peer_id)
@@ -1557,26 +1491,6 @@ class NodeCore:
         if not self._open_conflicts:
             return 0.0
         return self._now - min(self._open_conflicts.values())
-
-    def _take_token(self, peer: _Peer, now: float) -> bool:
-        elapsed = max(0.0, now - peer.tokens_at)
-        peer.tokens = min(
-            self.config.peer_messages_burst, peer.tokens + elapsed * self.config.peer_messages_per_s
-        )
-        peer.tokens_at = now
-        if peer.tokens < 1:
-            self.stats.messages_rate_limited += 1
-            peer.messages_dropped += 1
-            self._penalize(peer, PENALTY_RATE_LIMITED, "rate_limited")
-            return False
-        peer.tokens -= 1
-        return True
-
-    def _penalize(self, peer: _Peer, penalty: int, code: str) -> None:
-        peer.score -= penalty
-        if peer.score <= limits.PEER_SCORE_MIN:
-            self._drop_peer(peer.peer_id)
-            self._emit(PeerMisbehaved(peer.peer_id, code, peer.score))
 
     def _emit(self, event: NodeEvent) -> None:
         if len(self._events) >= NODE_EVENTS_MAX:
