@@ -7,7 +7,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import consensus, limits
+from .. import consensus
 from ..checkpoint import CUT_HEADS_MAX, Cut
 from ..crypto import KeyPair, sha256
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -25,16 +25,10 @@ from ..ledger import (
 from ..ledger_snapshot import build_snapshot, state_from_records
 from ..ledger_state import LedgerState
 from ..limits import (
-    ANNOUNCE_FETCH_DELAY_S,
-    ANNOUNCED_IDS_MAX,
-    ANNOUNCED_IDS_PER_PEER_MAX,
-    ANNOUNCERS_PER_ID_MAX,
     CONSENSUS_DRAIN_PASSES_MAX,
     CONSENSUS_SEEN_MAX,
     EVIDENCE_KEPT_MAX,
-    FETCH_REQUESTED_MAX,
     FETCH_RETRY_S,
-    FETCH_SCAN_S,
     FUTURE_BUNDLES_MAX,
     NODE_EVENTS_MAX,
     SNAPSHOT_OFFER_INTERVAL_S,
@@ -44,10 +38,8 @@ from ..limits import (
     SYNC_SKIPS_MAX,
 )
 from ..messages import (
-    ANNOUNCE_IDS_PER_MESSAGE_MAX,
     BUNDLES_PER_MESSAGE_MAX,
     CONFLICT_LOSERS_PER_MESSAGE_MAX,
-    OPS_PER_MESSAGE_MAX,
     AnnounceMessage,
     BundleRequestMessage,
     BundlesMessage,
@@ -68,7 +60,7 @@ from ..messages import (
     decode_message,
     encode_message,
 )
-from ..ops import Kind, Op, decode_op, envelope_kind_number
+from ..ops import Op, decode_op
 from ..reconcile import IdSet, Reconciler
 from ..snapshot import (
     ChunkRejected,
@@ -92,7 +84,6 @@ from .events import (
     NodeEvent,
     PersistCheckpoint,
     PersistConsensusState,
-    PersistOps,
     SnapshotDue,
     SnapshotOfferMismatchError,
     SnapshotRestoreError,
@@ -100,8 +91,8 @@ from .events import (
     StateSyncFinished,
     SyncSessionFinished,
 )
+from .gossip import Gossip
 from .peers import (
-    PENALTY_BAD_OP,
     PENALTY_BAD_SNAPSHOT,
     PENALTY_MALFORMED_FRAME,
     PENALTY_MALFORMED_MESSAGE,
@@ -109,15 +100,6 @@ from .peers import (
     PeerRules,
     SyncSession,
 )
-
-
-@dataclass(slots=True)
-class _Announced:
-    """An op id a peer announced that we lack: fetched from `announcers` in turn."""
-
-    due: float
-    origin: bytes  # the first announcer (its share of ANNOUNCED_IDS_PER_PEER_MAX)
-    announcers: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -205,18 +187,10 @@ class NodeCore:
         self._signing_state_pending: tuple[int, bytes] | None = None
         self._peers: dict[bytes, Peer] = {}
         self.peer_rules = PeerRules(self)
-        #: Envelopes to gossip and ids to announce per peer, flushed in batches by
-        #: frames_with_priority().
-        self._gossip_out: dict[bytes, list[bytes]] = {}
-        self._announce_out: dict[bytes, list[bytes]] = {}
+        self.gossip = Gossip(self, now)
         #: Connected peer ids, sorted (the per-op paths iterate them in a stable order).
         self._peer_order: list[bytes] = []
-        #: Announced ids we lack: first tries (due at announcement + ANNOUNCE_FETCH_DELAY_S)
-        #: and retries (due FETCH_RETRY_S after a fetch), each in due order.
-        self._announced: OrderedDict[bytes, _Announced] = OrderedDict()
-        self._announce_retries: OrderedDict[bytes, _Announced] = OrderedDict()
         self._unfinal_ids = IdSet()
-        self._fetch_requested: OrderedDict[bytes, float] = OrderedDict()
         self._consensus_seen: OrderedDict[bytes, None] = OrderedDict()
         self._bundles: OrderedDict[int, bytes] = OrderedDict()
         self._final_ids_by_height: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
@@ -228,7 +202,6 @@ class NodeCore:
         self._last_final_at = now
         self._first_unfinal_at: float | None = None
         self._next_session_id = 1
-        self._last_fetch_scan = now
         self._events: deque[NodeEvent] = deque()
         self._now = now
         self._evidence_seen: set[bytes] = set()
@@ -423,7 +396,7 @@ class NodeCore:
         self._now = now
         if self.effective_mode is not Mode.NORMAL:
             return Outcome(b"", "rejected", self.effective_mode.value.replace("-", "_"), "")
-        outcome = self._admit_op(envelope, now, source=None)
+        outcome = self.gossip.admit_op(envelope, now, source=None)
         self._after_input(now)
         return outcome
 
@@ -452,7 +425,7 @@ class NodeCore:
         if self._state_sync is not None:
             self._state_sync.fetcher.handle_timer(now)
         self._maybe_start_height(now)
-        self._request_missing(now)
+        self.gossip.request_missing(now)
         self._after_input(now)
 
     def get_timer(self) -> float | None:
@@ -470,9 +443,7 @@ class NodeCore:
                 deadlines.append(candidate)
         if self.ledger.pending.missing_count() or self._awaiting_decision:
             deadlines.append(self._now + FETCH_RETRY_S)
-        for queue in (self._announced, self._announce_retries):
-            if queue:
-                deadlines.append(queue[next(iter(queue))].due)
+        deadlines += self.gossip.deadlines()
         return min(deadlines, default=None)
 
     # --- outputs -----------------------------------------------------------------------------
@@ -483,7 +454,7 @@ class NodeCore:
     def frames_with_priority(self) -> list[tuple[bytes, bytes, bool]]:
         """(peer, frame, control): control frames (consensus, bundles, evidence) should jump
         ahead of bulk frames already queued in the transport."""
-        self._flush_gossip()
+        self.gossip.flush()
         frames: list[tuple[bytes, bytes, bool]] = []
         for peer_id in self._peer_order:
             for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
@@ -562,11 +533,11 @@ class NodeCore:
             quiesced = self.effective_mode is Mode.QUIESCED
             self.stats.ops_received += len(message.envelopes)
             for envelope in message.envelopes:
-                self._admit_op(envelope, now, source=peer, council_only=quiesced)
+                self.gossip.admit_op(envelope, now, source=peer, council_only=quiesced)
         elif isinstance(message, AnnounceMessage):
-            self._on_announce(peer, message, now)
+            self.gossip.on_announce(peer, message, now)
         elif isinstance(message, FetchMessage):
-            self._serve_fetch(peer, message.op_ids)
+            self.gossip.serve_fetch(peer, message.op_ids)
         elif isinstance(message, SyncHelloMessage):
             self._on_sync_hello(peer, message, now)
         elif isinstance(message, ReconcileMessage):
@@ -586,7 +557,7 @@ class NodeCore:
             self._on_handle_conflict(peer, message)
         elif isinstance(message, CheckpointOpsRequest):
             ids = self._final_ids_by_height.get(message.height, ())
-            self._send_ops(peer, list(ids), Priority.BULK)
+            self.gossip.send_ops(peer, list(ids), Priority.BULK)
         elif isinstance(message, SnapshotOfferMessage):
             self._on_snapshot_offer(peer, message, now)
         elif isinstance(message, ChunkRequestMessage):
@@ -596,230 +567,7 @@ class NodeCore:
 
     # --- ops ---------------------------------------------------------------------------------
 
-    def _admit_op(
-        self, envelope: bytes, now: float, *, source: Peer | None, council_only: bool = False
-    ) -> Outcome:
-        if council_only and not _is_council_broadcast(envelope):
-            return Outcome(b"", "rejected", "quiesced", "")
-        outcome = self.ledger.receive_op(envelope, now)
-        status = outcome.status
-        if status == "duplicate":
-            self.stats.ops_duplicate += source is not None
-        elif status in ("accepted", "pending", "excluded"):
-            op_id = outcome.op_id
-            self._unfinal_ids.add(op_id)
-            self._fetch_requested.pop(op_id, None)
-            self._emit(PersistOps((envelope,)))
-            if self._first_unfinal_at is None:
-                self._first_unfinal_at = now
-            if source is None:
-                self._gossip(envelope, op_id, source=None, fanout=self.config.gossip_fanout)
-            else:
-                self._relay(envelope, op_id, source)
-        elif (
-            outcome.status == "rejected"
-            and source is not None
-            and outcome.code in ("bad_signature", "malformed_op", "non_canonical_encoding")
-        ):
-            self.peer_rules.penalize(source, PENALTY_BAD_OP, outcome.code)
-        self._drain_ledger_events()
-        return outcome
-
-    def _relay(self, envelope: bytes, op_id: bytes, source: Peer) -> None:
-        """An op admitted from `source`: council broadcasts (rare, and the only ops a quiesced
-        node takes, which ignores announcements) are pushed to every other peer; any other op
-        to `eager_relay_fanout` peers and announced to the rest."""
-        announced = self._announced.pop(op_id, None) or self._announce_retries.pop(op_id, None)
-        skip = {source.peer_id}
-        if announced is not None:
-            self._release_announced(announced)
-            skip.update(announced.announcers)  # they hold it: no need to tell them
-        if _is_council_broadcast(envelope):
-            self._gossip(envelope, op_id, source=skip, fanout=limits.PEERS_MAX, announce=False)
-        else:
-            self._gossip(envelope, op_id, source=skip, fanout=self.config.eager_relay_fanout)
-
-    def _gossip(
-        self,
-        envelope: bytes,
-        op_id: bytes,
-        *,
-        source: set[bytes] | None,
-        fanout: int,
-        announce: bool = True,
-    ) -> None:
-        """Push `envelope` to `fanout` random peers not in `source`; announce it to the rest."""
-        peers = self._peer_order
-        candidates = peers if source is None else [p for p in peers if p not in source]
-        if len(candidates) <= fanout:
-            eager, lazy = candidates, []
-        else:
-            eager = self.rng.sample(candidates, fanout) if fanout else []
-            chosen = set(eager)
-            lazy = [p for p in candidates if p not in chosen] if announce else []
-        _append_to_each(self._gossip_out, eager, envelope)
-        _append_to_each(self._announce_out, lazy, op_id)
-        self.stats.ops_gossiped += len(eager)
-        self.stats.ops_announced += len(lazy)
-
-    def _flush_gossip(self) -> None:
-        """Queue the ops gossiped since the last flush as OPS messages of up to
-        OPS_PER_MESSAGE_MAX envelopes and the announced ids as ANNOUNCE messages of up to
-        ANNOUNCE_IDS_PER_MESSAGE_MAX: one message (one decode, one rate-limit token at the
-        receiver) per batch instead of per op."""
-        if self._gossip_out:
-            for peer_id in sorted(self._gossip_out):
-                envelopes = self._gossip_out[peer_id]
-                peer = self._peers.get(peer_id)
-                if peer is None:
-                    continue
-                for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
-                    chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
-                    peer.encoder.queue_message(encode_message(OpsMessage(chunk)), Priority.NORMAL)
-            self._gossip_out.clear()
-        if self._announce_out:
-            height = self.final_height
-            for peer_id in sorted(self._announce_out):
-                ids = self._announce_out[peer_id]
-                peer = self._peers.get(peer_id)
-                if peer is None:
-                    continue
-                for start in range(0, len(ids), ANNOUNCE_IDS_PER_MESSAGE_MAX):
-                    chunk = tuple(ids[start : start + ANNOUNCE_IDS_PER_MESSAGE_MAX])
-                    message = encode_message(AnnounceMessage(height, chunk))
-                    peer.encoder.queue_message(message, Priority.NORMAL)
-            self._announce_out.clear()
-
     # --- lazy relay: announcements -----------------------------------------------------------
-
-    def _knows(self, op_id: bytes) -> bool:
-        """Applied, excluded, pending or remembered as rejected."""
-        return self.ledger.op(op_id) is not None or self.ledger.status_of(op_id)[0] != "unknown"
-
-    def _on_announce(self, peer: Peer, message: AnnounceMessage, now: float) -> None:
-        """Remember the announced ids we lack; `_fetch_announced` asks for them once
-        ANNOUNCE_FETCH_DELAY_S passed without a push bringing them. A quiesced node ignores
-        announcements: it takes council broadcasts only, and those are pushed in full."""
-        peer.announced_at = now
-        peer.announced_height = message.final_height
-        if self.effective_mode is Mode.QUIESCED:
-            return
-        peer_id = peer.peer_id
-        for op_id in message.op_ids:
-            entry = self._announced.get(op_id) or self._announce_retries.get(op_id)
-            if entry is not None:
-                if (
-                    peer_id not in entry.announcers
-                    and len(entry.announcers) < ANNOUNCERS_PER_ID_MAX
-                ):
-                    entry.announcers.append(peer_id)
-                continue
-            if self._knows(op_id):
-                continue
-            if (
-                len(self._announced) + len(self._announce_retries) >= ANNOUNCED_IDS_MAX
-                or peer.announced_outstanding >= ANNOUNCED_IDS_PER_PEER_MAX
-            ):
-                self.stats.announces_ignored += 1
-                continue
-            peer.announced_outstanding += 1
-            self._announced[op_id] = _Announced(now + ANNOUNCE_FETCH_DELAY_S, peer_id, [peer_id])
-
-    def _release_announced(self, entry: _Announced) -> None:
-        origin = self._peers.get(entry.origin)
-        if origin is not None and origin.announced_outstanding > 0:
-            origin.announced_outstanding -= 1
-
-    def _fetch_announced(self, now: float) -> None:
-        """FETCH the announced ids that are due from their next announcer (grouped per peer).
-        An id whose announcers are all tried (or gone) is dropped: delta sync finds it."""
-        by_peer: dict[bytes, list[bytes]] = {}
-        for queue in (self._announced, self._announce_retries):
-            while queue:
-                op_id = next(iter(queue))
-                entry = queue[op_id]
-                if entry.due > now:
-                    break
-                del queue[op_id]
-                self._fetch_one_announced(op_id, entry, now, by_peer)
-        if not by_peer:
-            return
-        while len(self._fetch_requested) > FETCH_REQUESTED_MAX:
-            self._fetch_requested.popitem(last=False)
-        for peer_id in sorted(by_peer):
-            ids = by_peer[peer_id]
-            peer = self._peers[peer_id]
-            for start in range(0, len(ids), limits.FETCH_OPS_PER_REQUEST_MAX):
-                chunk = tuple(ids[start : start + limits.FETCH_OPS_PER_REQUEST_MAX])
-                peer.encoder.queue_message(encode_message(FetchMessage(chunk)), Priority.NORMAL)
-            self.stats.announced_fetched += len(ids)
-
-    def _fetch_one_announced(
-        self, op_id: bytes, entry: _Announced, now: float, by_peer: dict[bytes, list[bytes]]
-    ) -> None:
-        if self._knows(op_id):
-            self._release_announced(entry)
-            return
-        requested = self._fetch_requested.get(op_id)
-        if requested is not None and now < requested + FETCH_RETRY_S:
-            # Asked for already (a missing parent of a pending op): wait for that answer.
-            entry.due = now + FETCH_RETRY_S
-            self._announce_retries[op_id] = entry
-            return
-        while entry.announcers and entry.announcers[0] not in self._peers:
-            entry.announcers.pop(0)
-        if not entry.announcers:
-            self._release_announced(entry)
-            return
-        peer_id = entry.announcers.pop(0)
-        by_peer.setdefault(peer_id, []).append(op_id)
-        self._fetch_requested[op_id] = now
-        self._fetch_requested.move_to_end(op_id)
-        entry.due = now + FETCH_RETRY_S
-        self._announce_retries[op_id] = entry
-
-    def _send_ops(self, peer: Peer, op_ids: list[bytes], priority: Priority) -> int:
-        envelopes = []
-        for op_id in op_ids:
-            op = self.ledger.op(op_id)
-            if op is None:
-                op = self.ledger.pending.get(op_id)
-            if op is not None:
-                envelopes.append(op.envelope)
-        for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
-            chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
-            peer.encoder.queue_message(encode_message(OpsMessage(chunk)), priority)
-        return len(envelopes)
-
-    def _serve_fetch(self, peer: Peer, op_ids: tuple[bytes, ...]) -> None:
-        # NORMAL, like gossip: with lazy relay a fetch answer is the gossip of that op.
-        self._send_ops(peer, list(op_ids), Priority.NORMAL)
-
-    def _request_missing(self, now: float) -> None:
-        """Fetch the parents pending ops wait for, and the ops of a decided cut we lack."""
-        wanted = self.ledger.pending.missing_ids()
-        if self._awaiting_decision is not None:
-            _, cut, _ = self._awaiting_decision
-            wanted += self.ledger.cut_closure([head for _, _, head in cut.heads])[1]
-        for op_id, (_, _, cut) in list(self._validation_waiting.items()):
-            wanted += self.ledger.cut_closure([head for _, _, head in cut.heads])[1]
-            del op_id
-        due = [
-            op_id
-            for op_id in dict.fromkeys(wanted)
-            if now - self._fetch_requested.get(op_id, -FETCH_RETRY_S) >= FETCH_RETRY_S
-        ][: limits.FETCH_OPS_PER_REQUEST_MAX]
-        if not due or not self._peers:
-            return
-        for op_id in due:
-            self._fetch_requested[op_id] = now
-            self._fetch_requested.move_to_end(op_id)
-        while len(self._fetch_requested) > FETCH_REQUESTED_MAX:
-            self._fetch_requested.popitem(last=False)
-        peers = self._peer_order
-        target = self._peers[peers[self.rng.randrange(len(peers))]]
-        target.encoder.queue_message(encode_message(FetchMessage(tuple(due))), Priority.BULK)
-        self.stats.ops_fetched += len(due)
 
     # --- delta sync --------------------------------------------------------------------------
 
@@ -901,14 +649,14 @@ class NodeCore:
             out = ReconcileMessage(session.session_id, False, reply)
             peer.encoder.queue_message(encode_message(out), Priority.BULK)
         if reply is None or session.reconciler.is_complete:
-            self._send_ops(peer, session.reconciler.have_ids, Priority.BULK)
+            self.gossip.send_ops(peer, session.reconciler.have_ids, Priority.BULK)
             peer.incoming_sync = None
 
     def _finish_sync(self, peer: Peer, session: SyncSession, now: float) -> None:
         reconciler = session.reconciler
         if session.initiator:
             peer.synced = True
-        pushed = self._send_ops(peer, reconciler.have_ids, Priority.BULK)
+        pushed = self.gossip.send_ops(peer, reconciler.have_ids, Priority.BULK)
         duration = now - session.started_at
         within = duration <= self.config.delta_sync_interval_s
         total_bytes = reconciler.bytes_sent + reconciler.bytes_received
@@ -1064,7 +812,7 @@ class NodeCore:
         if missing:
             # Answer once the ops arrive (fetched now); the propose timeout still applies.
             self._validation_waiting[value_id] = (height, round_, cut)
-            self._request_missing(now)
+            self.gossip.request_missing(now)
             return
         self._validation_waiting.pop(value_id, None)
         try:
@@ -1125,7 +873,7 @@ class NodeCore:
                 if self._peers[peer_id].final_height >= cut.height:
                     self._peers[peer_id].encoder.queue_message(request, Priority.BULK)
                     break
-            self._request_missing(now)
+            self.gossip.request_missing(now)
             return
         self._finalize(cut.height, cut, bundle, now, persist=persist)
 
@@ -1423,12 +1171,10 @@ class NodeCore:
     def _after_input(self, now: float) -> None:
         if self._state_sync is not None:
             self._pump_state_sync(now)
-        if self._announced or self._announce_retries:
-            self._fetch_announced(now)
+        if self.gossip.announced or self.gossip.announce_retries:
+            self.gossip.fetch_announced(now)
         self._retry_waiting(now)
-        if self.ledger.pending.missing_count() and now - self._last_fetch_scan >= FETCH_SCAN_S:
-            self._last_fetch_scan = now
-            self._request_missing(now)
+        self.gossip.scan_missing(now)
         self._drain_consensus(now)
 
     def _drain_ledger_events(self) -> None:
@@ -1536,19 +1282,6 @@ def signed_snapshot_state(
     return rebuild_snapshot_state(manifest, chunks)
 
 
-_COUNCIL_BROADCAST_KINDS = (int(Kind.COUNCIL_QUIESCE), int(Kind.COUNCIL_RESUME))
-
-
-def _append_to_each(queues: dict[bytes, list[bytes]], peer_ids: list[bytes], item: bytes) -> None:
-    """Append `item` to the queue of each peer (hot path: no list built for a known peer)."""
-    for peer_id in peer_ids:
-        queue = queues.get(peer_id)
-        if queue is None:
-            queues[peer_id] = [item]
-        else:
-            queue.append(item)
-
-
 def _bundles_by_height(bundles: list[bytes]) -> dict[int, bytes]:
     """The decodable `bundles` by height (the last one of a height wins); an undecodable one
     is left to the replay, which rejects it in its turn."""
@@ -1567,9 +1300,3 @@ def _last_snapshot_height(by_height: dict[int, bytes], config: NodeCoreConfig) -
     if not interval:
         return -1
     return max((h for h in by_height if h % interval == 0), default=-1)
-
-
-def _is_council_broadcast(envelope: bytes) -> bool:
-    """Whether an envelope is a council.quiesce/resume op, read from the canonical envelope
-    layout without decoding (a non-canonical envelope is not admitted anyway)."""
-    return envelope_kind_number(envelope) in _COUNCIL_BROADCAST_KINDS
