@@ -34,8 +34,6 @@ from ..limits import (
     SNAPSHOT_OFFER_INTERVAL_S,
     STATE_SYNC_CHUNK_TIMEOUT_S,
     STATE_SYNC_RETRY_S,
-    SYNC_SESSION_TIMEOUT_INTERVALS,
-    SYNC_SKIPS_MAX,
 )
 from ..messages import (
     BUNDLES_PER_MESSAGE_MAX,
@@ -61,7 +59,7 @@ from ..messages import (
     encode_message,
 )
 from ..ops import Op, decode_op
-from ..reconcile import IdSet, Reconciler
+from ..reconcile import IdSet
 from ..snapshot import (
     ChunkRejected,
     ChunkVerified,
@@ -75,6 +73,7 @@ from ..snapshot import (
     split_chunk,
 )
 from .config import Mode, NodeCoreConfig
+from .delta_sync import DeltaSync
 from .events import (
     CatchUpStarted,
     CheckpointFinalized,
@@ -89,7 +88,6 @@ from .events import (
     SnapshotRestoreError,
     StateSyncFailed,
     StateSyncFinished,
-    SyncSessionFinished,
 )
 from .gossip import Gossip
 from .peers import (
@@ -98,7 +96,6 @@ from .peers import (
     PENALTY_MALFORMED_MESSAGE,
     Peer,
     PeerRules,
-    SyncSession,
 )
 
 
@@ -188,6 +185,7 @@ class NodeCore:
         self._peers: dict[bytes, Peer] = {}
         self.peer_rules = PeerRules(self)
         self.gossip = Gossip(self, now)
+        self.delta_sync = DeltaSync(self)
         #: Connected peer ids, sorted (the per-op paths iterate them in a stable order).
         self._peer_order: list[bytes] = []
         self._unfinal_ids = IdSet()
@@ -201,7 +199,6 @@ class NodeCore:
         self._last_checkpoint_id = b""
         self._last_final_at = now
         self._first_unfinal_at: float | None = None
-        self._next_session_id = 1
         self._events: deque[NodeEvent] = deque()
         self._now = now
         self._evidence_seen: set[bytes] = set()
@@ -418,9 +415,9 @@ class NodeCore:
         self.ledger.expire_pending(now)
         for peer in [self._peers[p] for p in self._peer_order]:
             peer.decoder.handle_timer(now)
-            self._maybe_abandon_sync(peer, now)
+            self.delta_sync.maybe_abandon(peer, now)
             if now >= peer.next_sync_at:
-                self._start_sync(peer, now)
+                self.delta_sync.start(peer, now)
         self.consensus.handle_timer(now)
         if self._state_sync is not None:
             self._state_sync.fetcher.handle_timer(now)
@@ -539,9 +536,9 @@ class NodeCore:
         elif isinstance(message, FetchMessage):
             self.gossip.serve_fetch(peer, message.op_ids)
         elif isinstance(message, SyncHelloMessage):
-            self._on_sync_hello(peer, message, now)
+            self.delta_sync.on_hello(peer, message, now)
         elif isinstance(message, ReconcileMessage):
-            self._on_reconcile(peer, message, now)
+            self.delta_sync.on_reconcile(peer, message, now)
         elif isinstance(message, SyncDoneMessage):
             pass
         elif isinstance(message, ConsensusEnvelope):
@@ -570,116 +567,6 @@ class NodeCore:
     # --- lazy relay: announcements -----------------------------------------------------------
 
     # --- delta sync --------------------------------------------------------------------------
-
-    def _start_sync(self, peer: Peer, now: float) -> None:
-        peer.next_sync_at = now + self.config.delta_sync_interval_s
-        if self._may_skip_sync(peer, now):
-            peer.sync_skips += 1
-            self.stats.sync_sessions_skipped += 1
-            return
-        peer.sync_skips = 0
-        previous = peer.outgoing_sync
-        if previous is not None and now - previous.started_at < self.config.delta_sync_interval_s:
-            return  # still running; a session older than one interval is replaced (lost)
-        session = SyncSession(self._next_session_id, Reconciler(self._unfinal_ids), now, True)
-        self._next_session_id += 1
-        peer.outgoing_sync = session
-        first = session.reconciler.initiate()
-        hello = SyncHelloMessage(session.session_id, self.final_height, first)
-        peer.encoder.queue_message(encode_message(hello), Priority.BULK)
-
-    def _may_skip_sync(self, peer: Peer, now: float) -> bool:
-        """Whether a session with `peer` can wait one more interval: its announcements arrive
-        (gossip flows both ways between us, so our sets differ by in-flight ops only, which
-        a session would report for nothing), it announced our final height (neither side needs
-        bundles), and fewer than SYNC_SKIPS_MAX sessions in a row were skipped."""
-        return (
-            peer.synced
-            and peer.sync_skips < SYNC_SKIPS_MAX
-            and peer.announced_at is not None
-            and now - peer.announced_at <= self.config.delta_sync_interval_s
-            and peer.announced_height == self.final_height
-            and not self._catching_up
-        )
-
-    def _on_sync_hello(self, peer: Peer, message: SyncHelloMessage, now: float) -> None:
-        self._note_peer_height(peer, message.final_height)
-        if message.final_height < self.final_height:
-            # The peer is behind: send the bundles it needs next (it asks for more if needed).
-            request = BundleRequestMessage(message.final_height + 1, 8)
-            self._serve_bundles(peer, request)
-        session = SyncSession(message.session_id, Reconciler(self._unfinal_ids), now, False)
-        peer.incoming_sync = session
-        self._continue_responder(peer, session, message.reconcile)
-
-    def _on_reconcile(self, peer: Peer, message: ReconcileMessage, now: float) -> None:
-        if message.from_initiator:
-            session = peer.incoming_sync
-            if session is None or session.session_id != message.session_id:
-                return
-            self._continue_responder(peer, session, message.payload)
-            return
-        session = peer.outgoing_sync
-        if session is None or session.session_id != message.session_id:
-            return
-        try:
-            reply = session.reconciler.reconcile(message.payload)
-        except RemoteProtocolError as exc:
-            peer.outgoing_sync = None
-            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
-            return
-        if reply is not None and not session.reconciler.is_complete:
-            out = ReconcileMessage(session.session_id, True, reply)
-            peer.encoder.queue_message(encode_message(out), Priority.BULK)
-            return
-        if reply is not None:
-            out = ReconcileMessage(session.session_id, True, reply)
-            peer.encoder.queue_message(encode_message(out), Priority.BULK)
-        self._finish_sync(peer, session, now)
-        peer.outgoing_sync = None
-
-    def _continue_responder(self, peer: Peer, session: SyncSession, payload: bytes) -> None:
-        try:
-            reply = session.reconciler.respond(payload)
-        except RemoteProtocolError as exc:
-            peer.incoming_sync = None
-            self.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
-            return
-        if reply is not None:
-            out = ReconcileMessage(session.session_id, False, reply)
-            peer.encoder.queue_message(encode_message(out), Priority.BULK)
-        if reply is None or session.reconciler.is_complete:
-            self.gossip.send_ops(peer, session.reconciler.have_ids, Priority.BULK)
-            peer.incoming_sync = None
-
-    def _finish_sync(self, peer: Peer, session: SyncSession, now: float) -> None:
-        reconciler = session.reconciler
-        if session.initiator:
-            peer.synced = True
-        pushed = self.gossip.send_ops(peer, reconciler.have_ids, Priority.BULK)
-        duration = now - session.started_at
-        within = duration <= self.config.delta_sync_interval_s
-        total_bytes = reconciler.bytes_sent + reconciler.bytes_received
-        self.stats.sync_sessions += 1
-        self.stats.sync_sessions_within_cadence += within
-        self.stats.sync_bytes += total_bytes
-        self._emit(
-            SyncSessionFinished(
-                peer.peer_id,
-                duration,
-                reconciler.rounds,
-                total_bytes,
-                within,
-                pushed + len(reconciler.need_ids),
-            )
-        )
-
-    def _maybe_abandon_sync(self, peer: Peer, now: float) -> None:
-        limit = self.config.delta_sync_interval_s * SYNC_SESSION_TIMEOUT_INTERVALS
-        if peer.outgoing_sync and now - peer.outgoing_sync.started_at > limit:
-            peer.outgoing_sync = None
-        if peer.incoming_sync and now - peer.incoming_sync.started_at > limit:
-            peer.incoming_sync = None
 
     def _note_peer_height(self, peer: Peer, height: int) -> None:
         peer.final_height = max(peer.final_height, height)
