@@ -48,9 +48,6 @@ from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
 from .core import (
     NodeCore,
     NodeStats,
-    check_snapshot_bundle,
-    rebuild_snapshot_state,
-    signed_snapshot_state,
 )
 from .events import (
     CatchUpStarted,
@@ -77,6 +74,7 @@ from .peers import (
     PENALTY_MALFORMED_MESSAGE,
     PENALTY_RATE_LIMITED,
 )
+from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
 
 __all__ = [
     "ANNOUNCED_IDS_MAX",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import consensus
 from ..checkpoint import CUT_HEADS_MAX, Cut
 from ..crypto import KeyPair, sha256
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import (
@@ -22,8 +22,6 @@ from ..ledger import (
     OpRejected,
     Outcome,
 )
-from ..ledger_snapshot import build_snapshot, state_from_records
-from ..ledger_state import LedgerState
 from ..limits import (
     CONSENSUS_DRAIN_PASSES_MAX,
     CONSENSUS_SEEN_MAX,
@@ -31,9 +29,6 @@ from ..limits import (
     FETCH_RETRY_S,
     FUTURE_BUNDLES_MAX,
     NODE_EVENTS_MAX,
-    SNAPSHOT_OFFER_INTERVAL_S,
-    STATE_SYNC_CHUNK_TIMEOUT_S,
-    STATE_SYNC_RETRY_S,
 )
 from ..messages import (
     BUNDLES_PER_MESSAGE_MAX,
@@ -58,19 +53,10 @@ from ..messages import (
     decode_message,
     encode_message,
 )
-from ..ops import Op, decode_op
+from ..ops import decode_op
 from ..reconcile import IdSet
 from ..snapshot import (
-    ChunkRejected,
-    ChunkVerified,
-    FetchCompleted,
-    FetchFailed,
     Manifest,
-    SnapshotFetcher,
-    decode_blob,
-    decode_manifest,
-    encode_blob,
-    split_chunk,
 )
 from .config import Mode, NodeCoreConfig
 from .delta_sync import DeltaSync
@@ -84,41 +70,15 @@ from .events import (
     PersistCheckpoint,
     PersistConsensusState,
     SnapshotDue,
-    SnapshotOfferMismatchError,
-    SnapshotRestoreError,
-    StateSyncFailed,
-    StateSyncFinished,
 )
 from .gossip import Gossip
 from .peers import (
-    PENALTY_BAD_SNAPSHOT,
     PENALTY_MALFORMED_FRAME,
     PENALTY_MALFORMED_MESSAGE,
     Peer,
     PeerRules,
 )
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """Our newest snapshot, served to peers: manifest, chunks and the bundle of its height."""
-
-    manifest: Manifest
-    chunks: tuple[bytes, ...]
-    bundle: bytes
-
-
-@dataclass
-class _StateSync:
-    """A state sync in progress: the offered manifest (checked against `bundle`) and the
-    fetcher of its chunks."""
-
-    manifest: Manifest
-    bundle: bytes
-    fetcher: SnapshotFetcher
-    started_at: float
-    offered_by: list[bytes]
-    contributors: list[bytes] = field(default_factory=list)
+from .state_sync import StateSync
 
 
 @dataclass
@@ -186,6 +146,7 @@ class NodeCore:
         self.peer_rules = PeerRules(self)
         self.gossip = Gossip(self, now)
         self.delta_sync = DeltaSync(self)
+        self.state_sync = StateSync(self, now)
         #: Connected peer ids, sorted (the per-op paths iterate them in a stable order).
         self._peer_order: list[bytes] = []
         self._unfinal_ids = IdSet()
@@ -207,10 +168,6 @@ class NodeCore:
         #: (handle, winning claim) pairs whose rejection was raised (one per binding).
         self._conflicts_rejected: set[tuple[str, bytes]] = set()
         self.evidence: list[bytes] = []
-        #: Our newest snapshot (served to lagging peers) and the state sync in progress.
-        self._snapshot: _Snapshot | None = None
-        self._state_sync: _StateSync | None = None
-        self._state_sync_retry_at = now
         #: 0 when the ledger holds the whole history; else the height of the snapshot it was
         #: restored from (ops final at or below it may be unknown to this node: only the
         #: state says they happened).
@@ -247,9 +204,9 @@ class NodeCore:
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
         by_height = _bundles_by_height(bundles)
         if snapshot is not None:
-            core._restore_snapshot(snapshot, by_height)
+            core.state_sync.restore_from_blob(snapshot, by_height)
         for envelope in envelopes:
-            if core._snapshot is not None and core._below_final_line(envelope):
+            if core.state_sync.snapshot is not None and core._below_final_line(envelope):
                 continue
             outcome = core.ledger.receive_op(envelope, now)
             if outcome.status in ("accepted", "pending", "excluded"):
@@ -263,49 +220,6 @@ class NodeCore:
         if consensus_state is not None:
             core.resume_consensus(consensus_state, now)
         return core
-
-    def _restore_snapshot(self, blob: bytes, by_height: dict[int, bytes]) -> None:
-        try:
-            manifest, chunks = decode_blob(blob)
-        except RemoteProtocolError as exc:
-            raise SnapshotRestoreError(f"corrupt snapshot blob: {exc.message}") from exc
-        bundle = by_height.get(manifest.height)
-        if bundle is None:
-            raise SnapshotRestoreError(
-                f"no checkpoint bundle of the snapshot's height {manifest.height} in the log"
-            )
-        try:
-            state = signed_snapshot_state(manifest, chunks, bundle, self.genesis)
-        except RemoteProtocolError as exc:
-            raise SnapshotRestoreError(
-                f"snapshot at height {manifest.height} does not match: {exc.message}"
-            ) from exc
-        self._install_snapshot(manifest, chunks, state, bundle)
-
-    def _install_snapshot(
-        self, manifest: Manifest, chunks: list[bytes], state: LedgerState, bundle: bytes
-    ) -> list[Op]:
-        """Continue from the checked final `state` at the manifest's height; returns the
-        unfinalized ops the previous ledger held (the caller re-admits them)."""
-        old = self.ledger
-        held = [op for op in old.known_ops() if not old.is_final(op.op_id)]
-        held += [entry.op for entry in old.pending.entries()]
-        height = manifest.height
-        self.ledger = Ledger.restore_final(self.genesis, state, height, self.config.ledger)
-        self._last_checkpoint_id = manifest.checkpoint_id
-        # Bundles held from before the gap are dropped: the kept ones run without a gap up to
-        # the final height (what _serve_bundles and the offer trigger assume).
-        self._bundles.clear()
-        self._final_ids_by_height.clear()
-        self._bundles[height] = bundle
-        for stale in [h for h in sorted(self._future_bundles) if h <= height]:
-            del self._future_bundles[stale]
-        self._awaiting_decision = None
-        self._validation_waiting.clear()
-        self._unfinal_ids = IdSet()
-        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
-        self.snapshot_base_height = height
-        return held
 
     def below_final_line(self, envelope: bytes) -> bool:
         """Public form of `_below_final_line` (for checkers of a node restored from a
@@ -355,7 +269,7 @@ class NodeCore:
     def peer_disconnected(self, peer_id: bytes, now: float) -> None:
         self._now = now
         self.peer_rules.drop(peer_id)
-        self._pump_state_sync(now)
+        self.state_sync.pump(now)
 
     def peer_ids(self) -> list[bytes]:
         return list(self._peer_order)
@@ -419,8 +333,8 @@ class NodeCore:
             if now >= peer.next_sync_at:
                 self.delta_sync.start(peer, now)
         self.consensus.handle_timer(now)
-        if self._state_sync is not None:
-            self._state_sync.fetcher.handle_timer(now)
+        if self.state_sync.run is not None:
+            self.state_sync.run.fetcher.handle_timer(now)
         self._maybe_start_height(now)
         self.gossip.request_missing(now)
         self._after_input(now)
@@ -434,7 +348,7 @@ class NodeCore:
             self.ledger.pending.next_expiry(),
             self.consensus.get_timer(),
             self._checkpoint_due_at(),
-            self._state_sync.fetcher.get_timer() if self._state_sync is not None else None,
+            self.state_sync.run.fetcher.get_timer() if self.state_sync.run is not None else None,
         ):
             if candidate is not None:
                 deadlines.append(candidate)
@@ -499,9 +413,9 @@ class NodeCore:
         }
 
     def _snapshot_status(self) -> dict[str, Any] | None:
-        if self._snapshot is None:
+        if self.state_sync.snapshot is None:
             return None
-        manifest = self._snapshot.manifest
+        manifest = self.state_sync.snapshot.manifest
         return {
             "height": manifest.height,
             "manifest_id": manifest.manifest_id.hex(),
@@ -510,7 +424,7 @@ class NodeCore:
         }
 
     def _state_sync_status(self) -> dict[str, Any] | None:
-        sync = self._state_sync
+        sync = self.state_sync.run
         if sync is None:
             return None
         return {
@@ -556,11 +470,11 @@ class NodeCore:
             ids = self._final_ids_by_height.get(message.height, ())
             self.gossip.send_ops(peer, list(ids), Priority.BULK)
         elif isinstance(message, SnapshotOfferMessage):
-            self._on_snapshot_offer(peer, message, now)
+            self.state_sync.on_offer(peer, message, now)
         elif isinstance(message, ChunkRequestMessage):
-            self._serve_chunk(peer, message)
+            self.state_sync.serve_chunk(peer, message)
         elif isinstance(message, (ChunkMessage, ChunkMissingMessage)):
-            self._on_chunk(peer, message)
+            self.state_sync.on_chunk(peer, message)
 
     # --- ops ---------------------------------------------------------------------------------
 
@@ -577,7 +491,7 @@ class NodeCore:
 
     def _request_bundles(self, peer: Peer) -> None:
         """Ask `peer` for the bundles after what we hold (final or buffered)."""
-        if self._state_sync is not None:
+        if self.state_sync.run is not None:
             return  # the snapshot's bundles come after it is installed
         have = max([self.final_height, *self._future_bundles])
         if peer.final_height > have and self._awaiting_decision is None:
@@ -794,7 +708,7 @@ class NodeCore:
                 state = self.ledger.final_state.copy()
                 due = SnapshotDue(height, cut.checkpoint_id, cut.state_root, bundle, state)
             else:
-                blob = self._make_snapshot(height, cut, bundle, encode=persist)
+                blob = self.state_sync.make_snapshot(height, cut, bundle, encode=persist)
         started = self._first_unfinal_at if self._first_unfinal_at is not None else now
         self._last_final_at = now
         self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
@@ -822,18 +736,6 @@ class NodeCore:
             if peer.final_height < height:
                 peer.encoder.queue_message(message, Priority.CONTROL)
 
-    def _make_snapshot(self, height: int, cut: Cut, bundle: bytes, *, encode: bool) -> bytes:
-        """Snapshot the final state just reached (kept to serve peers); its blob if `encode`."""
-        try:
-            state = self.ledger.final_state
-            manifest, chunks = build_snapshot(state, height, cut.checkpoint_id, cut.state_root)
-        except LocalProtocolError:
-            self.stats.snapshots_failed += 1  # a state over the snapshot limits: none made
-            return b""
-        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
-        self.stats.snapshots_made += 1
-        return encode_blob(manifest, chunks) if encode else b""
-
     def snapshot_built(
         self, manifest: Manifest, chunks: list[bytes], bundle: bytes, now: float
     ) -> bool:
@@ -845,17 +747,7 @@ class NodeCore:
         shell may hand builds back out of order. A height above the final one is ignored too
         (not a snapshot of this ledger's history)."""
         self._now = now
-        current = self._snapshot
-        if (
-            (current is not None and current.manifest.height >= manifest.height)
-            or manifest.height < self.snapshot_base_height
-            or manifest.height > self.final_height
-        ):
-            self.stats.snapshots_stale += 1
-            return False
-        self._snapshot = _Snapshot(manifest, tuple(chunks), bundle)
-        self.stats.snapshots_made += 1
-        return True
+        return self.state_sync.built(manifest, chunks, bundle)
 
     def snapshot_build_failed(self, height: int) -> None:
         """A deferred build raised (a state over the snapshot limits): counted like inline."""
@@ -885,143 +777,9 @@ class NodeCore:
                 encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
             )
         elif request.first_height <= self.final_height:
-            self._offer_snapshot(peer, request.first_height)
+            self.state_sync.offer(peer, request.first_height)
 
     # --- state sync --------------------------------------------------------------------------
-
-    def _offer_snapshot(self, peer: Peer, first_height: int) -> None:
-        """The peer wants final heights we no longer keep bundles for: offer our snapshot, if
-        it reaches that far, at most every SNAPSHOT_OFFER_INTERVAL_S."""
-        snapshot = self._snapshot
-        if snapshot is None or snapshot.manifest.height < first_height:
-            return
-        offered_at = peer.snapshot_offered_at
-        if offered_at is not None and self._now - offered_at < SNAPSHOT_OFFER_INTERVAL_S:
-            return
-        peer.snapshot_offered_at = self._now
-        self.stats.snapshot_offers_sent += 1
-        offer = SnapshotOfferMessage(snapshot.manifest.encoded, snapshot.bundle)
-        peer.encoder.queue_message(encode_message(offer), Priority.BULK)
-
-    def _serve_chunk(self, peer: Peer, request: ChunkRequestMessage) -> None:
-        snapshot = self._snapshot
-        if (
-            snapshot is None
-            or snapshot.manifest.manifest_id != request.manifest_id
-            or request.index >= snapshot.manifest.chunk_count
-        ):
-            missing = ChunkMissingMessage(request.manifest_id, request.index)
-            peer.encoder.queue_message(encode_message(missing), Priority.NORMAL)
-            return
-        chunk = ChunkMessage(request.manifest_id, request.index, snapshot.chunks[request.index])
-        peer.encoder.queue_message(encode_message(chunk), Priority.BULK)
-        self.stats.snapshot_chunks_served += 1
-
-    def _on_snapshot_offer(self, peer: Peer, offer: SnapshotOfferMessage, now: float) -> None:
-        sync = self._state_sync
-        if sync is not None:
-            if sha256(offer.manifest) == sync.manifest.manifest_id:
-                sync.fetcher.add_peer(peer.peer_id, now)  # another source of the same chunks
-                if peer.peer_id not in sync.offered_by:
-                    sync.offered_by.append(peer.peer_id)
-            return
-        if now < self._state_sync_retry_at:
-            return
-        try:
-            manifest = decode_manifest(offer.manifest)
-            if manifest.encoded != offer.manifest:
-                raise SnapshotOfferMismatchError("the manifest is not canonically encoded")
-            check_snapshot_bundle(manifest, offer.bundle, self.genesis)
-        except RemoteProtocolError as exc:
-            self.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
-            return
-        if manifest.height <= self.final_height:
-            return  # bundles or an earlier sync got us there
-        fetcher = SnapshotFetcher(
-            manifest, [peer.peer_id], now, self.rng, request_timeout_s=STATE_SYNC_CHUNK_TIMEOUT_S
-        )
-        self._state_sync = _StateSync(manifest, offer.bundle, fetcher, now, [peer.peer_id])
-        self.stats.state_syncs_started += 1
-        # Ask the other peers that are far enough ahead, so that those holding the same
-        # snapshot offer it too and the chunks come from all of them.
-        request = encode_message(BundleRequestMessage(self.final_height + 1, 1))
-        for peer_id in self._peer_order:
-            other = self._peers[peer_id]
-            if peer_id != peer.peer_id and other.final_height >= manifest.height:
-                other.encoder.queue_message(request, Priority.CONTROL)
-
-    def _on_chunk(self, peer: Peer, message: ChunkMessage | ChunkMissingMessage) -> None:
-        sync = self._state_sync
-        if sync is None or message.manifest_id != sync.manifest.manifest_id:
-            return  # a late answer to a finished or abandoned sync
-        if isinstance(message, ChunkMessage):
-            sync.fetcher.receive_chunk(peer.peer_id, message.index, message.data, self._now)
-        else:
-            sync.fetcher.receive_failure(peer.peer_id, message.index, self._now)
-
-    def _pump_state_sync(self, now: float) -> None:
-        """Send the fetcher's chunk requests and act on its events."""
-        sync = self._state_sync
-        if sync is None:
-            return
-        manifest_id = sync.manifest.manifest_id
-        for peer_id, index in sync.fetcher.requests_to_send():
-            peer = self._peers.get(peer_id)
-            if peer is not None:  # a peer gone meanwhile: the request times out, goes elsewhere
-                request = encode_message(ChunkRequestMessage(manifest_id, index))
-                peer.encoder.queue_message(request, Priority.NORMAL)
-        while self._state_sync is sync and (event := sync.fetcher.next_event()) is not None:
-            if isinstance(event, ChunkVerified):
-                self.stats.snapshot_chunks_fetched += 1
-                if event.peer not in sync.contributors:
-                    sync.contributors.append(event.peer)
-            elif isinstance(event, ChunkRejected):
-                liar = self._peers.get(event.peer)
-                if liar is not None:
-                    self.peer_rules.penalize(liar, PENALTY_BAD_SNAPSHOT, event.reason)
-            elif isinstance(event, FetchCompleted):
-                self._finish_state_sync(sync, list(event.chunks), now)
-            elif isinstance(event, FetchFailed):
-                self._fail_state_sync(sync.manifest.height, event.reason, now)
-
-    def _finish_state_sync(self, sync: _StateSync, chunks: list[bytes], now: float) -> None:
-        self._state_sync = None
-        manifest = sync.manifest
-        try:
-            state = rebuild_snapshot_state(manifest, chunks)
-        except RemoteProtocolError as exc:
-            # Every chunk matched the manifest, so the manifest itself lied: blame its offerers.
-            for peer_id in sync.offered_by:
-                if (peer := self._peers.get(peer_id)) is not None:
-                    self.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
-            self._fail_state_sync(manifest.height, exc.code, now)
-            return
-        if manifest.height <= self.final_height:
-            return  # overtaken by bundles meanwhile: nothing to install
-        held = self._install_snapshot(manifest, chunks, state, sync.bundle)
-        for op in held:
-            if not self._seq_below_final_line(op.author, op.seq):
-                outcome = self.ledger.receive_verified(op, now)  # verified when first admitted
-                if outcome.status in ("accepted", "pending", "excluded"):
-                    self._unfinal_ids.add(outcome.op_id)
-        self.ledger.drain_events()  # these ops were reported when first admitted
-        self._last_final_at = now
-        self._first_unfinal_at = now if self.ledger.unfinalized_count() else None
-        self.stats.state_syncs_finished += 1
-        blob = encode_blob(manifest, chunks)
-        self._emit(
-            PersistCheckpoint(
-                manifest.height, manifest.checkpoint_id, manifest.state_root, sync.bundle, (), blob
-            )
-        )
-        self._emit(StateSyncFinished(manifest.height, len(chunks), len(sync.contributors)))
-        self._continue_catch_up(now, persist=True)
-
-    def _fail_state_sync(self, height: int, reason: str, now: float) -> None:
-        self._state_sync = None
-        self._state_sync_retry_at = now + STATE_SYNC_RETRY_S
-        self.stats.state_syncs_failed += 1
-        self._emit(StateSyncFailed(height, reason))
 
     def _record_evidence(self, evidence: consensus.Evidence, source: bytes = b"") -> None:
         """Record proof that a member equivocated, once, and gossip it to every other peer so
@@ -1056,8 +814,8 @@ class NodeCore:
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _after_input(self, now: float) -> None:
-        if self._state_sync is not None:
-            self._pump_state_sync(now)
+        if self.state_sync.run is not None:
+            self.state_sync.pump(now)
         if self.gossip.announced or self.gossip.announce_retries:
             self.gossip.fetch_announced(now)
         self._retry_waiting(now)
@@ -1130,43 +888,6 @@ class NodeCore:
             self._events.popleft()
             self.stats.events_dropped += 1
         self._events.append(event)
-
-
-def check_snapshot_bundle(manifest: Manifest, bundle: bytes, genesis: Genesis) -> None:
-    """Raise a RemoteProtocolError subclass unless `bundle` is a council-signed checkpoint
-    bundle whose cut is the manifest's height, checkpoint id and state root."""
-    decoded = consensus.CheckpointBundle.decode(bundle)
-    consensus.verify_bundle(decoded, genesis.network_id, list(genesis.council))
-    cut = Cut.decode(decoded.value)
-    if (decoded.height, cut.height, cut.checkpoint_id, cut.state_root) != (
-        manifest.height,
-        manifest.height,
-        manifest.checkpoint_id,
-        manifest.state_root,
-    ):
-        raise SnapshotOfferMismatchError("the manifest is not the checkpoint of the bundle")
-
-
-def rebuild_snapshot_state(manifest: Manifest, chunks: list[bytes]) -> LedgerState:
-    """The state the (already verified) chunks hold; raises a RemoteProtocolError subclass
-    unless its root is the manifest's state root (hash parity)."""
-    records = [record for chunk in chunks for record in split_chunk(chunk)]
-    if len(records) != manifest.record_count:
-        raise SnapshotOfferMismatchError("the chunks do not hold the manifest's record count")
-    state = state_from_records(records)
-    if state.root() != manifest.state_root:
-        raise SnapshotOfferMismatchError("the rebuilt state root is not the checkpoint's")
-    return state
-
-
-def signed_snapshot_state(
-    manifest: Manifest, chunks: list[bytes], bundle: bytes, genesis: Genesis
-) -> LedgerState:
-    """The state of a stored snapshot, once `bundle` proves its manifest (council-signed, same
-    height, checkpoint id and root) and the chunks rebuild that root; a RemoteProtocolError
-    subclass otherwise."""
-    check_snapshot_bundle(manifest, bundle, genesis)
-    return rebuild_snapshot_state(manifest, chunks)
 
 
 def _bundles_by_height(bundles: list[bytes]) -> dict[int, bytes]:

@@ -91,8 +91,8 @@ class PeerRules:
     def drop(self, peer_id: bytes) -> None:
         if self.core._peers.pop(peer_id, None) is not None:
             self.core._peer_order = sorted(self.core._peers)
-            if self.core._state_sync is not None:
-                self.core._state_sync.fetcher.remove_peer(peer_id, self.core._now)
+            if self.core.state_sync.run is not None:
+                self.core.state_sync.run.fetcher.remove_peer(peer_id, self.core._now)
 
     def fragment_stats(self) -> dict[str, int]:
         totals: dict[str, int] = {}
