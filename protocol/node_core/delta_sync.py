@@ -62,15 +62,15 @@ class DeltaSync:
             and peer.announced_at is not None
             and now - peer.announced_at <= self.core.config.delta_sync_interval_s
             and peer.announced_height == self.core.final_height
-            and not self.core._catching_up
+            and not self.core.finality.catching_up
         )
 
     def on_hello(self, peer: Peer, message: SyncHelloMessage, now: float) -> None:
-        self.core._note_peer_height(peer, message.final_height)
+        self.core.finality.note_peer_height(peer, message.final_height)
         if message.final_height < self.core.final_height:
             # The peer is behind: send the bundles it needs next (it asks for more if needed).
             request = BundleRequestMessage(message.final_height + 1, 8)
-            self.core._serve_bundles(peer, request)
+            self.core.finality.serve_bundles(peer, request)
         session = SyncSession(message.session_id, Reconciler(self.core._unfinal_ids), now, False)
         peer.incoming_sync = session
         self.continue_responder(peer, session, message.reconcile)

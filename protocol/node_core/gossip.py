@@ -86,8 +86,8 @@ class Gossip:
             self.core._unfinal_ids.add(op_id)
             self.fetch_requested.pop(op_id, None)
             self.core._emit(PersistOps((envelope,)))
-            if self.core._first_unfinal_at is None:
-                self.core._first_unfinal_at = now
+            if self.core.finality.first_unfinal_at is None:
+                self.core.finality.first_unfinal_at = now
             if source is None:
                 self.push(envelope, op_id, source=None, fanout=self.core.config.gossip_fanout)
             else:
@@ -273,10 +273,10 @@ class Gossip:
     def request_missing(self, now: float) -> None:
         """Fetch the parents pending ops wait for, and the ops of a decided cut we lack."""
         wanted = self.core.ledger.pending.missing_ids()
-        if self.core._awaiting_decision is not None:
-            _, cut, _ = self.core._awaiting_decision
+        if self.core.finality.awaiting_decision is not None:
+            _, cut, _ = self.core.finality.awaiting_decision
             wanted += self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]
-        for op_id, (_, _, cut) in list(self.core._validation_waiting.items()):
+        for op_id, (_, _, cut) in list(self.core.finality.validation_waiting.items()):
             wanted += self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]
             del op_id
         due = [

@@ -112,16 +112,16 @@ class StateSync:
         self.core.ledger = Ledger.restore_final(
             self.core.genesis, state, height, self.core.config.ledger
         )
-        self.core._last_checkpoint_id = manifest.checkpoint_id
+        self.core.finality.last_checkpoint_id = manifest.checkpoint_id
         # Bundles held from before the gap are dropped: the kept ones run without a gap up to
         # the final height (what _serve_bundles and the offer trigger assume).
-        self.core._bundles.clear()
-        self.core._final_ids_by_height.clear()
-        self.core._bundles[height] = bundle
-        for stale in [h for h in sorted(self.core._future_bundles) if h <= height]:
-            del self.core._future_bundles[stale]
-        self.core._awaiting_decision = None
-        self.core._validation_waiting.clear()
+        self.core.finality.bundles.clear()
+        self.core.finality.final_ids_by_height.clear()
+        self.core.finality.bundles[height] = bundle
+        for stale in [h for h in sorted(self.core.finality.future_bundles) if h <= height]:
+            del self.core.finality.future_bundles[stale]
+        self.core.finality.awaiting_decision = None
+        self.core.finality.validation_waiting.clear()
         self.core._unfinal_ids = IdSet()
         self.snapshot = Snapshot(manifest, tuple(chunks), bundle)
         self.core.snapshot_base_height = height
@@ -273,8 +273,8 @@ class StateSync:
                 if outcome.status in ("accepted", "pending", "excluded"):
                     self.core._unfinal_ids.add(outcome.op_id)
         self.core.ledger.drain_events()  # these ops were reported when first admitted
-        self.core._last_final_at = now
-        self.core._first_unfinal_at = now if self.core.ledger.unfinalized_count() else None
+        self.core.finality.last_final_at = now
+        self.core.finality.first_unfinal_at = now if self.core.ledger.unfinalized_count() else None
         self.core.stats.state_syncs_finished += 1
         blob = encode_blob(manifest, chunks)
         self.core._emit(
@@ -283,7 +283,7 @@ class StateSync:
             )
         )
         self.core._emit(StateSyncFinished(manifest.height, len(chunks), len(sync.contributors)))
-        self.core._continue_catch_up(now, persist=True)
+        self.core.finality.continue_catch_up(now, persist=True)
 
     def fail(self, height: int, reason: str, now: float) -> None:
         self.run = None

@@ -1,0 +1,391 @@
+"""Finality: driving Tendermint on checkpoint cuts (council members), finalizing decided cuts
+and gossiped bundles, catching up from peers further ahead, serving our bundles, and
+recording equivocation evidence."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from .. import consensus
+from ..checkpoint import CUT_HEADS_MAX, Cut
+from ..crypto import sha256
+from ..errors import RemoteProtocolError
+from ..framing import Priority
+from ..ledger import CutInvalidError
+from ..limits import (
+    CONSENSUS_DRAIN_PASSES_MAX,
+    CONSENSUS_SEEN_MAX,
+    EVIDENCE_KEPT_MAX,
+    FUTURE_BUNDLES_MAX,
+)
+from ..messages import (
+    BUNDLES_PER_MESSAGE_MAX,
+    BundleRequestMessage,
+    BundlesMessage,
+    CheckpointOpsRequest,
+    ConsensusEnvelope,
+    EvidenceMessage,
+    encode_message,
+)
+from .config import Mode
+from .events import (
+    CatchUpStarted,
+    CheckpointFinalized,
+    EquivocationRecorded,
+    PersistCheckpoint,
+    PersistConsensusState,
+    SnapshotDue,
+)
+from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+
+class Finality:
+    """Consensus heights, decisions, kept and buffered bundles, and evidence."""
+
+    def __init__(self, core: NodeCore, now: float) -> None:
+        self.core = core
+        self.consensus_height = 0  # the height consensus runs at (0 = none started)
+        # A restored signing state for a height above final_height + 1 (see resume_consensus).
+        self.signing_state_pending: tuple[int, bytes] | None = None
+        self.consensus_seen: OrderedDict[bytes, None] = OrderedDict()
+        #: Bundles (and the canonical order of their final ops) kept to serve lagging peers.
+        self.bundles: OrderedDict[int, bytes] = OrderedDict()
+        self.final_ids_by_height: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
+        #: A decided cut whose ops are still being fetched.
+        self.awaiting_decision: tuple[int, Cut, bytes] | None = None
+        #: Bundles above the next height, buffered while catching up.
+        self.future_bundles: dict[int, bytes] = {}
+        self.catching_up = False
+        #: Proposals whose validation waits for their ops: value id -> (height, round, cut).
+        self.validation_waiting: dict[bytes, tuple[int, int, Cut]] = {}
+        self.last_checkpoint_id = b""
+        self.last_final_at = now
+        self.first_unfinal_at: float | None = None
+        self.evidence_seen: set[bytes] = set()
+        #: During `NodeCore.restore`'s bundle replay: the one height whose snapshot is rebuilt.
+        self.replay_snapshot_height = -1
+
+    def resume_consensus(self, data: bytes, now: float) -> None:
+        """See NodeCore.resume_consensus."""
+        if not self.core.is_validator:
+            return
+        state = consensus.decode_signing_state(
+            data, self.core.genesis.network_id, self.core.node_id
+        )
+        if state.height <= max(self.core.final_height, self.consensus_height):
+            return
+        self.signing_state_pending = (state.height, data)
+        if state.height == self.core.final_height + 1:
+            self.start_height(state.height, now)
+
+    def note_peer_height(self, peer: Peer, height: int) -> None:
+        peer.final_height = max(peer.final_height, height)
+        if height > self.core.final_height and not self.catching_up:
+            self.catching_up = True
+            self.core._emit(CatchUpStarted(peer.peer_id, height, self.core.final_height))
+        self.request_bundles(peer)
+
+    def request_bundles(self, peer: Peer) -> None:
+        """Ask `peer` for the bundles after what we hold (final or buffered)."""
+        if self.core.state_sync.run is not None:
+            return  # the snapshot's bundles come after it is installed
+        have = max([self.core.final_height, *self.future_bundles])
+        if peer.final_height > have and self.awaiting_decision is None:
+            count = min(peer.final_height - have, BUNDLES_PER_MESSAGE_MAX)
+            request = BundleRequestMessage(have + 1, count)
+            peer.encoder.queue_message(encode_message(request), Priority.CONTROL)
+
+    def checkpoint_due_at(self) -> float | None:
+        if not self.core.is_validator or self.consensus_height > self.core.final_height:
+            return None
+        if self.core.effective_mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
+            return None
+        if self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
+            return self.core._now
+        return self.last_final_at + self.core.config.checkpoint_interval_s
+
+    def maybe_start_height(self, now: float) -> None:
+        due = self.checkpoint_due_at()
+        if due is not None and now >= due:
+            self.start_height(self.core.final_height + 1, now)
+
+    def start_height(self, height: int, now: float) -> None:
+        if self.consensus_height >= height or self.core.effective_mode is Mode.QUIESCED:
+            return
+        pending, self.signing_state_pending = self.signing_state_pending, None
+        self.consensus_height = height
+        if pending is not None and pending[0] == height:
+            self.core.consensus.restore_signing_state(pending[1], now)
+        else:
+            if pending is not None and pending[0] > height:
+                self.signing_state_pending = pending
+            self.core.consensus.start_height(height, now)
+        self.drain_consensus(now)
+
+    def on_consensus(self, peer: Peer, payload: bytes, now: float) -> None:
+        digest = sha256(payload)
+        if digest in self.consensus_seen:
+            return
+        self.consensus_seen[digest] = None
+        while len(self.consensus_seen) > CONSENSUS_SEEN_MAX:
+            self.consensus_seen.popitem(last=False)
+        if self.core.effective_mode is Mode.QUIESCED:
+            return
+        # Relay, so that nodes not directly connected to every member still follow.
+        relay = encode_message(ConsensusEnvelope(payload))
+        for peer_id in self.core._peer_order:
+            if peer_id != peer.peer_id:
+                self.core._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
+        try:
+            height = consensus.decode_message(payload).height
+        except RemoteProtocolError as exc:
+            self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if height == self.core.final_height + 1:
+            self.start_height(height, now)
+        self.core.consensus.receive_message(payload, now)
+        self.drain_consensus(now)
+
+    def drain_consensus(self, now: float) -> None:
+        for _ in range(CONSENSUS_DRAIN_PASSES_MAX):
+            payloads = self.core.consensus.messages_to_send()
+            if payloads:
+                # The last sign state goes to the shell before the messages it records: the
+                # shell makes it durable before it sends any of the frames queued below.
+                self.core._emit(PersistConsensusState(self.core.consensus.signing_state()))
+            for payload in payloads:
+                digest = sha256(payload)
+                self.consensus_seen[digest] = None
+                message = encode_message(ConsensusEnvelope(payload))
+                for peer_id in sorted(self.core._peers):
+                    self.core._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
+            handled = False
+            while (event := self.core.consensus.next_event()) is not None:
+                handled = True
+                self.on_consensus_event(event, now)
+            if not payloads and not handled:
+                return
+
+    def on_consensus_event(self, event: consensus.Event, now: float) -> None:
+        if isinstance(event, consensus.ValueRequested):
+            self.propose(event.height, event.round, now)
+        elif isinstance(event, consensus.ValidationRequested):
+            self.validate(event.height, event.round, event.value_id, event.value, now)
+        elif isinstance(event, consensus.Decided):
+            self.on_decided(event.bundle.encode(), event.value, now, persist=True)
+        elif isinstance(event, consensus.EquivocationDetected):
+            self.record_evidence(event.evidence)
+
+    def propose(self, height: int, round_: int, now: float) -> None:
+        if height != self.core.final_height + 1:
+            return
+        heads = self.core.ledger.unfinalized_heads()[:CUT_HEADS_MAX]
+        if not heads:
+            return  # nothing moved: no empty checkpoints (the propose timeout moves on)
+        if self.core.ledger.cut_closure([head for _, _, head in heads])[1]:
+            return
+        root, _ = self.core.ledger.derive_cut(heads)
+        cut = Cut(self.last_checkpoint_id, height, tuple(heads), root)
+        value = cut.encode()
+        if len(value) > consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            return
+        self.core.consensus.provide_value(height, round_, value, now)
+        self.drain_consensus(now)
+
+    def validate(self, height: int, round_: int, value_id: bytes, value: bytes, now: float) -> None:
+        try:
+            cut = Cut.decode(value)
+        except RemoteProtocolError:
+            self.core.consensus.report_validity(value_id, False, now)
+            return
+        if cut.height != height or cut.parent_id != self.last_checkpoint_id:
+            self.core.consensus.report_validity(value_id, False, now)
+            return
+        _, missing = self.core.ledger.cut_closure([head for _, _, head in cut.heads])
+        if missing:
+            # Answer once the ops arrive (fetched now); the propose timeout still applies.
+            self.validation_waiting[value_id] = (height, round_, cut)
+            self.core.gossip.request_missing(now)
+            return
+        self.validation_waiting.pop(value_id, None)
+        try:
+            root, _ = self.core.ledger.derive_cut(list(cut.heads))
+            valid = root == cut.state_root
+        except CutInvalidError:
+            valid = False
+        self.core.consensus.report_validity(value_id, valid, now)
+
+    def retry_waiting(self, now: float) -> None:
+        for value_id, (height, round_, cut) in list(self.validation_waiting.items()):
+            if height != self.core.final_height + 1:
+                del self.validation_waiting[value_id]
+                continue
+            if not self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+                self.validate(height, round_, value_id, cut.encode(), now)
+                self.drain_consensus(now)
+        if self.awaiting_decision is not None:
+            height, cut, bundle = self.awaiting_decision
+            if height != self.core.final_height + 1:
+                # Finalized meanwhile by another path (the same decision arriving again, as a
+                # bundle, once its ops were in): finalizing it twice would raise.
+                self.awaiting_decision = None
+            elif not self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+                self.awaiting_decision = None
+                self.finalize(height, cut, bundle, now, persist=True)
+
+    def receive_bundle(self, source: bytes, data: bytes, now: float, *, persist: bool) -> None:
+        try:
+            bundle = consensus.CheckpointBundle.decode(data)
+            consensus.verify_bundle(
+                bundle, self.core.genesis.network_id, list(self.core.genesis.council)
+            )
+        except RemoteProtocolError as exc:
+            peer = self.core._peers.get(source)
+            if peer is not None:
+                self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        if bundle.height <= self.core.final_height:
+            return
+        if bundle.height > self.core.final_height + 1:
+            # Ahead of us: keep it (bounded) until the heights below it are final.
+            if len(self.future_bundles) < FUTURE_BUNDLES_MAX:
+                self.future_bundles[bundle.height] = data
+            return
+        self.on_decided(data, bundle.value, now, persist=persist)
+
+    def on_decided(self, bundle: bytes, value: bytes, now: float, *, persist: bool) -> None:
+        try:
+            cut = Cut.decode(value)
+        except RemoteProtocolError:
+            return  # a quorum decided an undecodable value: impossible with honest quorums
+        if cut.height != self.core.final_height + 1 or cut.parent_id != self.last_checkpoint_id:
+            return
+        if self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]:
+            self.awaiting_decision = (cut.height, cut, bundle)
+            # Ask for the whole cut at once (parents first) rather than walking it id by id.
+            request = encode_message(CheckpointOpsRequest(cut.height))
+            for peer_id in sorted(self.core._peers):
+                if self.core._peers[peer_id].final_height >= cut.height:
+                    self.core._peers[peer_id].encoder.queue_message(request, Priority.BULK)
+                    break
+            self.core.gossip.request_missing(now)
+            return
+        self.finalize(cut.height, cut, bundle, now, persist=persist)
+
+    def finalize(self, height: int, cut: Cut, bundle: bytes, now: float, *, persist: bool) -> None:
+        closure, _ = self.core.ledger.cut_closure([head for _, _, head in cut.heads])
+        try:
+            final_ids = self.core.ledger.finalize(height, closure)
+        except CutInvalidError:
+            return
+        for op_id in final_ids:
+            self.core._unfinal_ids.discard(op_id)
+        self.core._drain_ledger_events()
+        self.last_checkpoint_id = cut.checkpoint_id
+        self.bundles[height] = bundle
+        while len(self.bundles) > self.core.config.bundles_kept:
+            self.bundles.popitem(last=False)
+        self.final_ids_by_height[height] = tuple(self.core.ledger.canonical_order(final_ids))
+        while len(self.final_ids_by_height) > self.core.config.bundles_kept:
+            self.final_ids_by_height.popitem(last=False)
+        blob = b""
+        due = None
+        interval = self.core.config.snapshot_interval
+        # A replay at start rebuilds (in memory, to serve peers) only the newest snapshot it
+        # passes: building every one would cost a full state walk per interval of history.
+        if (
+            interval
+            and height % interval == 0
+            and (persist or height == self.replay_snapshot_height)
+        ):
+            if persist and self.core.config.snapshot_build == "deferred":
+                state = self.core.ledger.final_state.copy()
+                due = SnapshotDue(height, cut.checkpoint_id, cut.state_root, bundle, state)
+            else:
+                blob = self.core.state_sync.make_snapshot(height, cut, bundle, encode=persist)
+        started = self.first_unfinal_at if self.first_unfinal_at is not None else now
+        self.last_final_at = now
+        self.first_unfinal_at = now if self.core.ledger.unfinalized_count() else None
+        self.core.stats.checkpoints += 1
+        if persist:
+            self.core._emit(
+                PersistCheckpoint(
+                    height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob
+                )
+            )
+        if due is not None:
+            self.core._emit(due)  # after its checkpoint: the shell stores the snapshot beside it
+        self.core._emit(
+            CheckpointFinalized(
+                height, cut.checkpoint_id, cut.state_root, len(final_ids), now - started
+            )
+        )
+        self.future_bundles.pop(height, None)
+        self.core.conflicts.settle()
+        self.continue_catch_up(now, persist=persist)
+        # Share the bundle so that nodes outside the council finalize too.
+        message = encode_message(BundlesMessage((bundle,)))
+        for peer_id in sorted(self.core._peers):
+            peer = self.core._peers[peer_id]
+            if peer.final_height < height:
+                peer.encoder.queue_message(message, Priority.CONTROL)
+
+    def continue_catch_up(self, now: float, *, persist: bool) -> None:
+        """After a height became final: apply the next buffered bundle, or ask for more."""
+        next_bundle = self.future_bundles.pop(self.core.final_height + 1, None)
+        if next_bundle is not None:
+            self.receive_bundle(b"", next_bundle, now, persist=persist)
+            return
+        ahead = [p for p in self.core._peers.values() if p.final_height > self.core.final_height]
+        if not ahead:
+            self.catching_up = False
+            return
+        self.request_bundles(max(ahead, key=lambda p: (p.final_height, p.peer_id)))
+
+    def serve_bundles(self, peer: Peer, request: BundleRequestMessage) -> None:
+        bundles = []
+        for height in range(request.first_height, request.first_height + request.count):
+            data = self.bundles.get(height)
+            if data is None:
+                break
+            bundles.append(data)
+        if bundles:
+            peer.encoder.queue_message(
+                encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
+            )
+        elif request.first_height <= self.core.final_height:
+            self.core.state_sync.offer(peer, request.first_height)
+
+    def record_evidence(self, evidence: consensus.Evidence, source: bytes = b"") -> None:
+        """Record proof that a member equivocated, once, and gossip it to every other peer so
+        that nodes which never saw both messages know too."""
+        data = evidence.encode()
+        digest = sha256(data)
+        if digest in self.evidence_seen or len(self.core.evidence) >= EVIDENCE_KEPT_MAX:
+            return
+        self.evidence_seen.add(digest)
+        self.core.evidence.append(data)
+        self.core.stats.equivocations += 1
+        self.core._emit(EquivocationRecorded(data, evidence.validator))
+        message = encode_message(EvidenceMessage((data,)))
+        for peer_id in sorted(self.core._peers):
+            if peer_id != source:
+                self.core._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
+
+    def on_evidence(self, peer: Peer, items: tuple[bytes, ...]) -> None:
+        for data in items:
+            if sha256(data) in self.evidence_seen:
+                continue
+            try:
+                evidence = consensus.Evidence.decode(data)
+                consensus.verify_evidence(
+                    evidence, self.core.genesis.network_id, list(self.core.genesis.council)
+                )
+            except RemoteProtocolError as exc:
+                self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+                continue
+            self.record_evidence(evidence, source=peer.peer_id)
