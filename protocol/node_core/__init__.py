@@ -47,7 +47,6 @@ from ..limits import (
 from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
 from .core import (
     NodeCore,
-    NodeStats,
 )
 from .events import (
     CatchUpStarted,
@@ -75,6 +74,13 @@ from .peers import (
     PENALTY_RATE_LIMITED,
 )
 from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
+from .status import (
+    NodeStats,
+    NodeStatus,
+    PeerStatus,
+    SnapshotStatus,
+    StateSyncStatus,
+)
 
 __all__ = [
     "ANNOUNCED_IDS_MAX",
@@ -112,16 +118,20 @@ __all__ = [
     "NodeCoreConfig",
     "NodeEvent",
     "NodeStats",
+    "NodeStatus",
     "Outcome",
     "PeerMisbehaved",
+    "PeerStatus",
     "PersistCheckpoint",
     "PersistConsensusState",
     "PersistOps",
     "SnapshotDue",
     "SnapshotOfferMismatchError",
     "SnapshotRestoreError",
+    "SnapshotStatus",
     "StateSyncFailed",
     "StateSyncFinished",
+    "StateSyncStatus",
     "SyncSessionFinished",
     "check_snapshot_bundle",
     "rebuild_snapshot_state",

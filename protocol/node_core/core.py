@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from .. import consensus
@@ -65,36 +64,7 @@ from .peers import (
     PeerRules,
 )
 from .state_sync import StateSync
-
-
-@dataclass
-class NodeStats:
-    messages_received: int = 0
-    messages_malformed: int = 0
-    messages_rate_limited: int = 0
-    ops_gossiped: int = 0  # envelopes pushed in full (OPS gossip)
-    ops_announced: int = 0  # ids announced (ANNOUNCE)
-    ops_received: int = 0  # envelopes received in OPS messages (gossip, fetch and sync answers)
-    ops_duplicate: int = 0  # of those, already known
-    ops_fetched: int = 0
-    announced_fetched: int = 0  # announced ids fetched because no push brought them in time
-    announces_ignored: int = 0  # announced ids over ANNOUNCED_IDS_MAX or a peer's share
-    sync_sessions_skipped: int = 0
-    sync_sessions: int = 0
-    sync_sessions_within_cadence: int = 0
-    sync_bytes: int = 0
-    checkpoints: int = 0
-    events_dropped: int = 0
-    equivocations: int = 0
-    snapshots_made: int = 0
-    snapshots_failed: int = 0  # states too large for a snapshot
-    snapshots_stale: int = 0  # deferred builds ignored: a newer snapshot was installed first
-    snapshot_offers_sent: int = 0
-    snapshot_chunks_served: int = 0
-    snapshot_chunks_fetched: int = 0
-    state_syncs_started: int = 0
-    state_syncs_finished: int = 0
-    state_syncs_failed: int = 0
+from .status import NodeStats, NodeStatus, build_status
 
 
 class NodeCore:
@@ -348,55 +318,13 @@ class NodeCore:
     def bundle(self, height: int) -> bytes | None:
         return self.finality.bundles.get(height)
 
+    def node_status(self) -> NodeStatus:
+        """A typed, frozen picture of this node (see status.py)."""
+        return build_status(self)
+
     def status(self) -> dict[str, Any]:
-        return {
-            "node_id": self.node_id.hex(),
-            "mode": self.effective_mode.value,
-            "mode_reason": self.mode_reason,
-            "validator": self.is_validator,
-            "final_height": self.final_height,
-            "consensus_height": self.finality.consensus_height,
-            "state_root": self.state_root().hex(),
-            "applied_ops": len(self.ledger.applied_ids()),
-            "unfinalized_ops": self.ledger.unfinalized_count(),
-            "pending_ops": len(self.ledger.pending),
-            "peers": {
-                peer_id.hex(): {"score": peer.score, "final_height": peer.final_height}
-                for peer_id, peer in sorted(self._peers.items())
-            },
-            "stats": dict(self.stats.__dict__),
-            "evidence": len(self.evidence),
-            "open_conflicts": len(self.conflicts.open_conflicts),
-            "oldest_open_conflict_age_s": round(self.oldest_open_conflict_age_s(), 3),
-            "fragments": self.peer_rules.fragment_stats(),
-            "snapshot": self._snapshot_status(),
-            "state_sync": self._state_sync_status(),
-        }
-
-    def _snapshot_status(self) -> dict[str, Any] | None:
-        if self.state_sync.snapshot is None:
-            return None
-        manifest = self.state_sync.snapshot.manifest
-        return {
-            "height": manifest.height,
-            "manifest_id": manifest.manifest_id.hex(),
-            "chunks": manifest.chunk_count,
-            "size_bytes": manifest.total_size_bytes,
-        }
-
-    def _state_sync_status(self) -> dict[str, Any] | None:
-        sync = self.state_sync.run
-        if sync is None:
-            return None
-        return {
-            "height": sync.manifest.height,
-            "manifest_id": sync.manifest.manifest_id.hex(),
-            "chunks": sync.manifest.chunk_count,
-            "chunks_verified": sync.fetcher.verified_count,
-            "size_bytes": sync.manifest.total_size_bytes,
-            "peers": len(sync.fetcher.peers),
-            "started_at": sync.started_at,
-        }
+        """`node_status()` rendered as the dict the shell and the simulator read."""
+        return build_status(self).as_dict()
 
     # --- dispatch ----------------------------------------------------------------------------
 

@@ -1,0 +1,199 @@
+"""Status: the node's counters (`NodeStats`, mutable, bumped by every sub-machine) and a
+frozen, typed picture of the node (`NodeStatus`) that `NodeCore.status()` renders as a dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import Mode
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+
+@dataclass
+class NodeStats:
+    messages_received: int = 0
+    messages_malformed: int = 0
+    messages_rate_limited: int = 0
+    ops_gossiped: int = 0  # envelopes pushed in full (OPS gossip)
+    ops_announced: int = 0  # ids announced (ANNOUNCE)
+    ops_received: int = 0  # envelopes received in OPS messages (gossip, fetch and sync answers)
+    ops_duplicate: int = 0  # of those, already known
+    ops_fetched: int = 0
+    announced_fetched: int = 0  # announced ids fetched because no push brought them in time
+    announces_ignored: int = 0  # announced ids over ANNOUNCED_IDS_MAX or a peer's share
+    sync_sessions_skipped: int = 0
+    sync_sessions: int = 0
+    sync_sessions_within_cadence: int = 0
+    sync_bytes: int = 0
+    checkpoints: int = 0
+    events_dropped: int = 0
+    equivocations: int = 0
+    snapshots_made: int = 0
+    snapshots_failed: int = 0  # states too large for a snapshot
+    snapshots_stale: int = 0  # deferred builds ignored: a newer snapshot was installed first
+    snapshot_offers_sent: int = 0
+    snapshot_chunks_served: int = 0
+    snapshot_chunks_fetched: int = 0
+    state_syncs_started: int = 0
+    state_syncs_finished: int = 0
+    state_syncs_failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    peer_id: bytes
+    score: int
+    final_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStatus:
+    """Our newest snapshot (the one served to peers)."""
+
+    height: int
+    manifest_id: bytes
+    chunks: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSyncStatus:
+    """The state sync in progress."""
+
+    height: int
+    manifest_id: bytes
+    chunks: int
+    chunks_verified: int
+    size_bytes: int
+    peers: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: bytes
+    mode: Mode  # the effective mode
+    mode_reason: str
+    validator: bool
+    final_height: int
+    consensus_height: int
+    state_root: bytes
+    applied_ops: int
+    unfinalized_ops: int
+    pending_ops: int
+    peers: tuple[PeerStatus, ...]  # by peer id
+    stats: NodeStats  # a copy, not the live counters
+    evidence: int
+    open_conflicts: int
+    oldest_open_conflict_age_s: float  # rounded to the millisecond
+    fragments: dict[str, int]  # frame decoder counters summed over the peers (a copy)
+    snapshot: SnapshotStatus | None
+    state_sync: StateSyncStatus | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
+        return {
+            "node_id": self.node_id.hex(),
+            "mode": self.mode.value,
+            "mode_reason": self.mode_reason,
+            "validator": self.validator,
+            "final_height": self.final_height,
+            "consensus_height": self.consensus_height,
+            "state_root": self.state_root.hex(),
+            "applied_ops": self.applied_ops,
+            "unfinalized_ops": self.unfinalized_ops,
+            "pending_ops": self.pending_ops,
+            "peers": {
+                peer.peer_id.hex(): {"score": peer.score, "final_height": peer.final_height}
+                for peer in self.peers
+            },
+            "stats": dataclasses.asdict(self.stats),
+            "evidence": self.evidence,
+            "open_conflicts": self.open_conflicts,
+            "oldest_open_conflict_age_s": self.oldest_open_conflict_age_s,
+            "fragments": dict(self.fragments),
+            "snapshot": _snapshot_dict(self.snapshot),
+            "state_sync": _state_sync_dict(self.state_sync),
+        }
+
+
+def build_status(core: NodeCore) -> NodeStatus:
+    ledger = core.ledger
+    return NodeStatus(
+        node_id=core.node_id,
+        mode=core.effective_mode,
+        mode_reason=core.mode_reason,
+        validator=core.is_validator,
+        final_height=core.final_height,
+        consensus_height=core.finality.consensus_height,
+        state_root=core.state_root(),
+        applied_ops=len(ledger.applied_ids()),
+        unfinalized_ops=ledger.unfinalized_count(),
+        pending_ops=len(ledger.pending),
+        peers=tuple(
+            PeerStatus(peer_id, peer.score, peer.final_height)
+            for peer_id, peer in sorted(core._peers.items())
+        ),
+        stats=dataclasses.replace(core.stats),
+        evidence=len(core.evidence),
+        open_conflicts=len(core.conflicts.open_conflicts),
+        oldest_open_conflict_age_s=round(core.oldest_open_conflict_age_s(), 3),
+        fragments=core.peer_rules.fragment_stats(),
+        snapshot=_snapshot_status(core),
+        state_sync=_state_sync_status(core),
+    )
+
+
+def _snapshot_status(core: NodeCore) -> SnapshotStatus | None:
+    snapshot = core.state_sync.snapshot
+    if snapshot is None:
+        return None
+    manifest = snapshot.manifest
+    return SnapshotStatus(
+        manifest.height, manifest.manifest_id, manifest.chunk_count, manifest.total_size_bytes
+    )
+
+
+def _state_sync_status(core: NodeCore) -> StateSyncStatus | None:
+    sync = core.state_sync.run
+    if sync is None:
+        return None
+    manifest = sync.manifest
+    return StateSyncStatus(
+        height=manifest.height,
+        manifest_id=manifest.manifest_id,
+        chunks=manifest.chunk_count,
+        chunks_verified=sync.fetcher.verified_count,
+        size_bytes=manifest.total_size_bytes,
+        peers=len(sync.fetcher.peers),
+        started_at=sync.started_at,
+    )
+
+
+def _snapshot_dict(snapshot: SnapshotStatus | None) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    return {
+        "height": snapshot.height,
+        "manifest_id": snapshot.manifest_id.hex(),
+        "chunks": snapshot.chunks,
+        "size_bytes": snapshot.size_bytes,
+    }
+
+
+def _state_sync_dict(sync: StateSyncStatus | None) -> dict[str, Any] | None:
+    if sync is None:
+        return None
+    return {
+        "height": sync.height,
+        "manifest_id": sync.manifest_id.hex(),
+        "chunks": sync.chunks,
+        "chunks_verified": sync.chunks_verified,
+        "size_bytes": sync.size_bytes,
+        "peers": sync.peers,
+        "started_at": sync.started_at,
+    }
