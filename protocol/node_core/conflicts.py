@@ -51,7 +51,7 @@ class HandleConflicts:
             if peer_id != source:
                 self.core._peers[peer_id].encoder.queue_message(message, Priority.NORMAL)
 
-    def on_message(self, peer: Peer, message: HandleConflictMessage) -> None:
+    def on_message(self, peer: Peer, message: HandleConflictMessage, now: float) -> None:
         """Check a peer's rejection against our own final state: at or above its height the
         handle must be bound to the winner and every loser must be a claim for that handle.
         A node not final at that height yet derives it itself when it gets there."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .. import consensus
@@ -66,6 +67,13 @@ from .peers import (
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
 
+#: A handler of one message type: (peer, message, now).
+Handler = Callable[[Peer, Any, float], None]
+
+
+def _ignore(peer: Peer, message: Message, now: float) -> None:
+    """SYNC_DONE: nothing to do (a session ends with its last RECONCILE)."""
+
 
 class NodeCore:
     """One swarm node's protocol logic, driven by a shell or the simulator."""
@@ -112,6 +120,8 @@ class NodeCore:
         self.finality = Finality(self, now)
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
+        #: Message type -> handler (`_dispatch`).
+        self._handlers = self._message_handlers()
 
     # --- restart -----------------------------------------------------------------------------
 
@@ -329,41 +339,36 @@ class NodeCore:
     # --- dispatch ----------------------------------------------------------------------------
 
     def _dispatch(self, peer: Peer, message: Message, now: float) -> None:
-        if isinstance(message, OpsMessage):
-            quiesced = self.effective_mode is Mode.QUIESCED
-            self.stats.ops_received += len(message.envelopes)
-            for envelope in message.envelopes:
-                self.gossip.admit_op(envelope, now, source=peer, council_only=quiesced)
-        elif isinstance(message, AnnounceMessage):
-            self.gossip.on_announce(peer, message, now)
-        elif isinstance(message, FetchMessage):
-            self.gossip.serve_fetch(peer, message.op_ids)
-        elif isinstance(message, SyncHelloMessage):
-            self.delta_sync.on_hello(peer, message, now)
-        elif isinstance(message, ReconcileMessage):
-            self.delta_sync.on_reconcile(peer, message, now)
-        elif isinstance(message, SyncDoneMessage):
-            pass
-        elif isinstance(message, ConsensusEnvelope):
-            self.finality.on_consensus(peer, message.payload, now)
-        elif isinstance(message, BundlesMessage):
-            for data in message.bundles:
-                self.finality.receive_bundle(peer.peer_id, data, now, persist=True)
-        elif isinstance(message, BundleRequestMessage):
-            self.finality.serve_bundles(peer, message)
-        elif isinstance(message, EvidenceMessage):
-            self.finality.on_evidence(peer, message.evidence)
-        elif isinstance(message, HandleConflictMessage):
-            self.conflicts.on_message(peer, message)
-        elif isinstance(message, CheckpointOpsRequest):
-            ids = self.finality.final_ids_by_height.get(message.height, ())
-            self.gossip.send_ops(peer, list(ids), Priority.BULK)
-        elif isinstance(message, SnapshotOfferMessage):
-            self.state_sync.on_offer(peer, message, now)
-        elif isinstance(message, ChunkRequestMessage):
-            self.state_sync.serve_chunk(peer, message)
-        elif isinstance(message, (ChunkMessage, ChunkMissingMessage)):
-            self.state_sync.on_chunk(peer, message)
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(peer, message, now)
+
+    def _message_handlers(self) -> dict[type[Message], Handler]:
+        """The sub-machine that handles each message type a peer may send."""
+        gossip, sync, finality, state_sync = (
+            self.gossip,
+            self.delta_sync,
+            self.finality,
+            self.state_sync,
+        )
+        return {
+            OpsMessage: gossip.on_ops,
+            AnnounceMessage: gossip.on_announce,
+            FetchMessage: gossip.on_fetch,
+            SyncHelloMessage: sync.on_hello,
+            ReconcileMessage: sync.on_reconcile,
+            SyncDoneMessage: _ignore,
+            ConsensusEnvelope: finality.on_consensus,
+            BundlesMessage: finality.on_bundles,
+            BundleRequestMessage: finality.on_bundle_request,
+            EvidenceMessage: finality.on_evidence,
+            HandleConflictMessage: self.conflicts.on_message,
+            CheckpointOpsRequest: finality.on_checkpoint_ops_request,
+            SnapshotOfferMessage: state_sync.on_offer,
+            ChunkRequestMessage: state_sync.serve_chunk,
+            ChunkMessage: state_sync.on_chunk,
+            ChunkMissingMessage: state_sync.on_chunk,
+        }
 
     # --- ops ---------------------------------------------------------------------------------
 

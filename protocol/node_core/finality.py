@@ -126,7 +126,8 @@ class Finality:
             self.core.consensus.start_height(height, now)
         self.drain_consensus(now)
 
-    def on_consensus(self, peer: Peer, payload: bytes, now: float) -> None:
+    def on_consensus(self, peer: Peer, message: ConsensusEnvelope, now: float) -> None:
+        payload = message.payload
         digest = sha256(payload)
         if digest in self.consensus_seen:
             return
@@ -346,6 +347,20 @@ class Finality:
             return
         self.request_bundles(max(ahead, key=lambda p: (p.final_height, p.peer_id)))
 
+    def on_bundles(self, peer: Peer, message: BundlesMessage, now: float) -> None:
+        for data in message.bundles:
+            self.receive_bundle(peer.peer_id, data, now, persist=True)
+
+    def on_bundle_request(self, peer: Peer, message: BundleRequestMessage, now: float) -> None:
+        self.serve_bundles(peer, message)
+
+    def on_checkpoint_ops_request(
+        self, peer: Peer, message: CheckpointOpsRequest, now: float
+    ) -> None:
+        """Send the final ops of a height we keep, in canonical order (parents first)."""
+        ids = self.final_ids_by_height.get(message.height, ())
+        self.core.gossip.send_ops(peer, list(ids), Priority.BULK)
+
     def serve_bundles(self, peer: Peer, request: BundleRequestMessage) -> None:
         bundles = []
         for height in range(request.first_height, request.first_height + request.count):
@@ -376,7 +391,8 @@ class Finality:
             if peer_id != source:
                 self.core._peers[peer_id].encoder.queue_message(message, Priority.CONTROL)
 
-    def on_evidence(self, peer: Peer, items: tuple[bytes, ...]) -> None:
+    def on_evidence(self, peer: Peer, message: EvidenceMessage, now: float) -> None:
+        items = message.evidence
         for data in items:
             if sha256(data) in self.evidence_seen:
                 continue

@@ -266,7 +266,15 @@ class Gossip:
             peer.encoder.queue_message(encode_message(OpsMessage(chunk)), priority)
         return len(envelopes)
 
-    def serve_fetch(self, peer: Peer, op_ids: tuple[bytes, ...]) -> None:
+    def on_ops(self, peer: Peer, message: OpsMessage, now: float) -> None:
+        """Ops pushed, fetched or synced to us; a quiesced node takes council broadcasts only."""
+        quiesced = self.core.effective_mode is Mode.QUIESCED
+        self.core.stats.ops_received += len(message.envelopes)
+        for envelope in message.envelopes:
+            self.admit_op(envelope, now, source=peer, council_only=quiesced)
+
+    def on_fetch(self, peer: Peer, message: FetchMessage, now: float) -> None:
+        op_ids = message.op_ids
         # NORMAL, like gossip: with lazy relay a fetch answer is the gossip of that op.
         self.send_ops(peer, list(op_ids), Priority.NORMAL)
 

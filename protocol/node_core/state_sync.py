@@ -167,7 +167,7 @@ class StateSync:
         offer = SnapshotOfferMessage(snapshot.manifest.encoded, snapshot.bundle)
         peer.encoder.queue_message(encode_message(offer), Priority.BULK)
 
-    def serve_chunk(self, peer: Peer, request: ChunkRequestMessage) -> None:
+    def serve_chunk(self, peer: Peer, request: ChunkRequestMessage, now: float) -> None:
         snapshot = self.snapshot
         if (
             snapshot is None
@@ -218,7 +218,7 @@ class StateSync:
             if peer_id != peer.peer_id and other.final_height >= manifest.height:
                 other.encoder.queue_message(request, Priority.CONTROL)
 
-    def on_chunk(self, peer: Peer, message: ChunkMessage | ChunkMissingMessage) -> None:
+    def on_chunk(self, peer: Peer, message: ChunkMessage | ChunkMissingMessage, now: float) -> None:
         sync = self.run
         if sync is None or message.manifest_id != sync.manifest.manifest_id:
             return  # a late answer to a finished or abandoned sync
