@@ -18,6 +18,12 @@ peer that is behind asks for checkpoint bundles) and the first message of a rang
 reconciliation over the ids of the unfinalized ops; at the end both sides push the ops the
 other lacks. Council members run Tendermint on checkpoint cuts (checkpoint.py); everyone
 finalizes from decisions or from gossiped bundles.
+
+Modules: `core` (the NodeCore façade), `peers` (slots, rate limits, scores), `gossip` (push,
+lazy relay, fetches), `delta_sync`, `finality` (consensus driving, catch-up, bundles,
+evidence), `conflicts` (handle-conflict rejections), `state_sync` (snapshots served and
+fetched), `status` (counters and the typed NodeStatus), `events`, `config`. The bounds are in
+protocol/limits.py.
 """
 
 from __future__ import annotations

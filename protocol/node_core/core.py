@@ -1,4 +1,12 @@
-"""NodeCore: one swarm node's protocol logic (see the package docstring)."""
+"""NodeCore, the façade: inputs, outputs, the peer table, dispatch by message type and the
+merge of the sub-machines' deadlines into one timer.
+
+The sub-machines (peers, gossip, delta_sync, finality, conflicts, state_sync) each hold their
+own state and a reference to the façade; they read and call its underscore members (`_peers`,
+`_peer_order`, `_unfinal_ids`, `_now`, `_emit`, `_drain_ledger_events`), which nothing outside
+this package touches. Every call order is the one of the single-module core it was split
+from: the simulator's trace hashes are unchanged.
+"""
 
 from __future__ import annotations
 
@@ -370,13 +378,7 @@ class NodeCore:
             ChunkMissingMessage: state_sync.on_chunk,
         }
 
-    # --- ops ---------------------------------------------------------------------------------
-
-    # --- lazy relay: announcements -----------------------------------------------------------
-
-    # --- delta sync --------------------------------------------------------------------------
-
-    # --- finality ----------------------------------------------------------------------------
+    # --- snapshots built by the shell --------------------------------------------------------
 
     def snapshot_built(
         self, manifest: Manifest, chunks: list[bytes], bundle: bytes, now: float
@@ -394,8 +396,6 @@ class NodeCore:
     def snapshot_build_failed(self, height: int) -> None:
         """A deferred build raised (a state over the snapshot limits): counted like inline."""
         self.stats.snapshots_failed += 1
-
-    # --- state sync --------------------------------------------------------------------------
 
     # --- bookkeeping -------------------------------------------------------------------------
 
