@@ -1,0 +1,148 @@
+"""The node core's bounds (protocol/limits.py, section "node core"): each test drives one core
+over a bound and checks what the core does there."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from swarmd.protocol import consensus
+from swarmd.protocol.crypto import sha256
+from swarmd.protocol.errors import LocalProtocolError
+from swarmd.protocol.messages import (
+    BUNDLES_PER_MESSAGE_MAX,
+    EVIDENCE_PER_MESSAGE_MAX,
+    AnnounceMessage,
+    BundlesMessage,
+    EvidenceMessage,
+    FetchMessage,
+)
+from swarmd.protocol.node_core import (
+    ANNOUNCE_FETCH_DELAY_S,
+    ANNOUNCERS_PER_ID_MAX,
+    BUNDLES_KEPT_MAX,
+    EVIDENCE_KEPT_MAX,
+    FETCH_RETRY_S,
+    FUTURE_BUNDLES_MAX,
+    EquivocationRecorded,
+    NodeCore,
+    NodeCoreConfig,
+    NodeStatus,
+)
+
+from .swarm_harness import Swarm
+from .test_lazy_relay import Wire, fake_id
+
+
+def future_bundle(swarm: Swarm, height: int) -> bytes:
+    """A council-signed bundle deciding an (arbitrary) value at `height`."""
+    value = f"value at {height}".encode()
+    net = swarm.genesis.network_id
+    precommits = tuple(
+        (
+            key.public_key,
+            consensus.sign_vote(
+                key, net, consensus.MessageKind.PRECOMMIT, height, 0, sha256(value)
+            ).signature,
+        )
+        for key in swarm.keys[: swarm.genesis.quorum]
+    )
+    return consensus.CheckpointBundle(height, 0, value, precommits).encode()
+
+
+def events_of(core: NodeCore) -> list[object]:
+    out = []
+    while (event := core.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def test_bundles_kept_above_the_bound_is_refused() -> None:
+    assert NodeCoreConfig(bundles_kept=BUNDLES_KEPT_MAX).bundles_kept == BUNDLES_KEPT_MAX
+    with pytest.raises(LocalProtocolError, match="BUNDLES_KEPT_MAX"):
+        NodeCoreConfig(bundles_kept=BUNDLES_KEPT_MAX + 1)
+
+
+def test_bundles_beyond_future_bundles_max_are_not_buffered() -> None:
+    swarm = Swarm(4, delta_sync_interval_s=60.0)
+    core = swarm.nodes[0]
+    wire = Wire(core)
+    sender = swarm.nodes[1].node_id
+    heights = list(range(2, 2 + FUTURE_BUNDLES_MAX + 5))  # all above final_height + 1
+    bundles = [future_bundle(swarm, h) for h in heights]
+    for start in range(0, len(bundles), BUNDLES_PER_MESSAGE_MAX):
+        batch = tuple(bundles[start : start + BUNDLES_PER_MESSAGE_MAX])
+        wire.send(sender, BundlesMessage(batch), 0.0)
+    # The first FUTURE_BUNDLES_MAX are kept for when height 1 is final; the rest dropped
+    # (asked for again then), and the sender is not blamed: they were valid.
+    assert sorted(core.finality.future_bundles) == heights[:FUTURE_BUNDLES_MAX]
+    assert core.final_height == 0
+    assert core.status()["peers"][sender.hex()]["score"] == 0
+
+
+@pytest.mark.slow  # verifies 10k pieces of evidence (about 7 s)
+def test_evidence_beyond_evidence_kept_max_is_not_stored() -> None:
+    swarm = Swarm(4, delta_sync_interval_s=60.0)
+    core = swarm.nodes[0]
+    wire = Wire(core)
+    cheater, net = swarm.keys[3], swarm.genesis.network_id
+    prevote = consensus.MessageKind.PREVOTE
+
+    # Distinct pieces, one signature each: the same first prevote, a different second one.
+    first = consensus.sign_vote(cheater, net, prevote, 1, 0, b"\x00" * 32)
+    items = [
+        consensus.Evidence(
+            first, consensus.sign_vote(cheater, net, prevote, 1, 0, i.to_bytes(32, "big"))
+        ).encode()
+        for i in range(1, EVIDENCE_KEPT_MAX + 3)
+    ]
+    sender = swarm.nodes[1].node_id
+    recorded = 0
+    for start in range(0, len(items), EVIDENCE_PER_MESSAGE_MAX):
+        batch = tuple(items[start : start + EVIDENCE_PER_MESSAGE_MAX])
+        wire.send(sender, EvidenceMessage(batch), 0.0)
+        recorded += sum(isinstance(e, EquivocationRecorded) for e in events_of(core))
+        wire.received()  # drop the gossip of what was recorded
+    assert recorded == EVIDENCE_KEPT_MAX
+    assert core.evidence == items[:EVIDENCE_KEPT_MAX]
+    status = core.node_status()
+    assert status.evidence == EVIDENCE_KEPT_MAX
+    assert status.stats.equivocations == EVIDENCE_KEPT_MAX
+    assert status.peers[0].score == 0  # valid evidence, only not stored: no penalty
+
+
+def test_an_announced_id_is_fetched_from_at_most_announcers_per_id_max_peers() -> None:
+    swarm = Swarm(2, delta_sync_interval_s=60.0)
+    core = swarm.nodes[0]
+    wire = Wire(core)
+    peers = [fake_id(f"announcer {p}") for p in range(ANNOUNCERS_PER_ID_MAX + 2)]
+    for peer in peers:
+        assert core.peer_connected(peer, 0.0)
+    wire.received()
+    missing = fake_id("an op nobody sends")
+    for peer in peers:  # all announce it; none answers a fetch
+        wire.send(peer, AnnounceMessage(0, (missing,)), 0.0)
+    asked: list[bytes] = []
+    now = ANNOUNCE_FETCH_DELAY_S
+    for _ in range(len(peers) + 2):
+        core.handle_timer(now)
+        asked += [peer for peer, message in wire.received() if isinstance(message, FetchMessage)]
+        now += FETCH_RETRY_S
+    # One announcer after the other, in announcement order, then the id is left to delta sync.
+    assert asked == peers[:ANNOUNCERS_PER_ID_MAX]
+    assert core.gossip.deadlines() == []
+
+
+def test_node_status_is_frozen_and_renders_as_status() -> None:
+    swarm = Swarm(4, seed=3)
+    swarm.run(until=1.0)
+    core = swarm.nodes[0]
+    status = core.node_status()
+    assert isinstance(status, NodeStatus)
+    assert status.as_dict() == core.status()
+    assert [peer.peer_id for peer in status.peers] == sorted(n.node_id for n in swarm.nodes[1:])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.final_height = 99  # type: ignore[misc]
+    core.stats.messages_received += 1  # the status holds a copy of the counters
+    assert status.stats.messages_received == core.stats.messages_received - 1
