@@ -17,6 +17,8 @@ from swarmd.protocol.messages import (
     BundlesMessage,
     EvidenceMessage,
     FetchMessage,
+    ReconcileMessage,
+    SyncHelloMessage,
 )
 from swarmd.protocol.node_core import (
     ANNOUNCE_FETCH_DELAY_S,
@@ -25,11 +27,13 @@ from swarmd.protocol.node_core import (
     EVIDENCE_KEPT_MAX,
     FETCH_RETRY_S,
     FUTURE_BUNDLES_MAX,
+    SYNC_SESSION_TIMEOUT_INTERVALS,
     EquivocationRecorded,
     NodeCore,
     NodeCoreConfig,
     NodeStatus,
 )
+from swarmd.protocol.reconcile import IdSet, Reconciler
 
 from .swarm_harness import Swarm
 from .test_lazy_relay import Wire, fake_id
@@ -132,6 +136,41 @@ def test_an_announced_id_is_fetched_from_at_most_announcers_per_id_max_peers() -
     # One announcer after the other, in announcement order, then the id is left to delta sync.
     assert asked == peers[:ANNOUNCERS_PER_ID_MAX]
     assert core.gossip.deadlines() == []
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_sync_session_a_peer_leaves_hanging_is_abandoned(late: bool) -> None:
+    interval = 1.0
+    swarm = Swarm(4, delta_sync_interval_s=interval)
+    core = swarm.nodes[0]
+    for i in range(800):  # sets large enough that a session takes more than one round trip
+        grant = swarm.members[i % 4].grant(swarm.author(f"person {i}").key, 100)
+        assert core.submit_op(grant.envelope, 0.0).status == "accepted"
+    theirs = IdSet()
+    for i in range(800):
+        theirs.add(fake_id(f"theirs {i}"))
+    wire = Wire(core)
+    wire.received()
+    peer = swarm.nodes[1].node_id
+
+    def answers() -> list[ReconcileMessage]:
+        return [
+            m
+            for _, m in wire.received()
+            if isinstance(m, ReconcileMessage) and m.session_id == 7 and not m.from_initiator
+        ]
+
+    initiator = Reconciler(theirs)  # the test starts a session and then goes quiet
+    wire.send(peer, SyncHelloMessage(7, 0, initiator.initiate()), 0.0)
+    (first,) = answers()
+    follow_up = initiator.reconcile(first.payload)
+    assert follow_up is not None
+    now = interval * SYNC_SESSION_TIMEOUT_INTERVALS + 0.1 if late else interval
+    core.handle_timer(now)
+    answers()
+    wire.send(peer, ReconcileMessage(7, True, follow_up), now)
+    # Within the bound the session goes on; past it the core has forgotten it.
+    assert len(answers()) == (0 if late else 1)
 
 
 def test_node_status_is_frozen_and_renders_as_status() -> None:
