@@ -15,6 +15,7 @@ from swarmd.protocol.messages import (
     EVIDENCE_PER_MESSAGE_MAX,
     AnnounceMessage,
     BundlesMessage,
+    ConsensusEnvelope,
     EvidenceMessage,
     FetchMessage,
     ReconcileMessage,
@@ -24,6 +25,7 @@ from swarmd.protocol.node_core import (
     ANNOUNCE_FETCH_DELAY_S,
     ANNOUNCERS_PER_ID_MAX,
     BUNDLES_KEPT_MAX,
+    CONSENSUS_SEEN_MAX,
     EVIDENCE_KEPT_MAX,
     FETCH_RETRY_S,
     FUTURE_BUNDLES_MAX,
@@ -171,6 +173,44 @@ def test_a_sync_session_a_peer_leaves_hanging_is_abandoned(late: bool) -> None:
     wire.send(peer, ReconcileMessage(7, True, follow_up), now)
     # Within the bound the session goes on; past it the core has forgotten it.
     assert len(answers()) == (0 if late else 1)
+
+
+@pytest.mark.slow  # 20k consensus messages through the core (about 4 s)
+def test_a_consensus_message_beyond_consensus_seen_max_is_relayed_again() -> None:
+    swarm = Swarm(4, delta_sync_interval_s=60.0)
+    core = swarm.nodes[0]
+    wire = Wire(core)
+    sender, watcher = swarm.nodes[1].node_id, swarm.nodes[2].node_id
+    member = swarm.keys[3].public_key
+
+    def vote(height: int) -> bytes:
+        # Well-formed (so relayed, and the sender not blamed); the consensus engine drops it
+        # for its signature, which costs nothing to forge here.
+        return consensus.ConsensusMessage(
+            consensus.MessageKind.PREVOTE, height, 0, None, member, b"\x00" * 64
+        ).encode()
+
+    def relayed(payload: bytes) -> bool:
+        return any(
+            peer == watcher and isinstance(m, ConsensusEnvelope) and m.payload == payload
+            for peer, m in wire.received()
+        )
+
+    payloads = [vote(height) for height in range(2, CONSENSUS_SEEN_MAX + 3)]
+    assert relayed(payloads[0]) is False  # (drains what the core queued at connection)
+    wire.send(sender, ConsensusEnvelope(payloads[0]), 0.0)
+    assert relayed(payloads[0])
+    wire.send(sender, ConsensusEnvelope(payloads[0]), 0.0)
+    assert not relayed(payloads[0])  # remembered: not relayed twice
+    for payload in payloads[1:]:
+        wire.send(sender, ConsensusEnvelope(payload), 0.0)
+        core.frames_to_send()  # the relays, unread
+    # CONSENSUS_SEEN_MAX + 1 distinct messages later the first is forgotten, the last is not.
+    wire.send(sender, ConsensusEnvelope(payloads[-1]), 0.0)
+    assert not relayed(payloads[-1])
+    wire.send(sender, ConsensusEnvelope(payloads[0]), 0.0)
+    assert relayed(payloads[0])
+    assert core.status()["peers"][sender.hex()]["score"] == 0
 
 
 def test_node_status_is_frozen_and_renders_as_status() -> None:
