@@ -29,8 +29,11 @@ from swarmd.protocol.node_core import (
     EVIDENCE_KEPT_MAX,
     FETCH_RETRY_S,
     FUTURE_BUNDLES_MAX,
+    NODE_EVENTS_MAX,
     SYNC_SESSION_TIMEOUT_INTERVALS,
     EquivocationRecorded,
+    Mode,
+    ModeChanged,
     NodeCore,
     NodeCoreConfig,
     NodeStatus,
@@ -211,6 +214,18 @@ def test_a_consensus_message_beyond_consensus_seen_max_is_relayed_again() -> Non
     wire.send(sender, ConsensusEnvelope(payloads[0]), 0.0)
     assert relayed(payloads[0])
     assert core.status()["peers"][sender.hex()]["score"] == 0
+
+
+@pytest.mark.slow  # a million events (about 2 s)
+def test_events_beyond_node_events_max_drop_the_oldest() -> None:
+    core = Swarm(1).nodes[0]
+    events_of(core)
+    reasons = ("drill a", "drill b")
+    for i in range(NODE_EVENTS_MAX + 2):  # a shell that never reads its events
+        core.set_mode(Mode.NORMAL, reasons[i % 2], 0.0)
+    assert core.stats.events_dropped == 2
+    assert core.next_event() == ModeChanged("normal", reasons[0])  # the third one set
+    assert len(events_of(core)) == NODE_EVENTS_MAX - 1
 
 
 def test_node_status_is_frozen_and_renders_as_status() -> None:
