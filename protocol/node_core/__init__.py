@@ -51,9 +51,7 @@ from ..limits import (
     SYNC_SKIPS_MAX,
 )
 from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
-from .core import (
-    NodeCore,
-)
+from .core import NodeCore
 from .events import (
     CatchUpStarted,
     CheckpointFinalized,
@@ -80,13 +78,7 @@ from .peers import (
     PENALTY_RATE_LIMITED,
 )
 from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
-from .status import (
-    NodeStats,
-    NodeStatus,
-    PeerStatus,
-    SnapshotStatus,
-    StateSyncStatus,
-)
+from .status import NodeStats, NodeStatus, PeerStatus, SnapshotStatus, StateSyncStatus
 
 __all__ = [
     "ANNOUNCED_IDS_MAX",

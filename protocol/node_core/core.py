@@ -20,18 +20,8 @@ from ..crypto import KeyPair
 from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..genesis import Genesis
-from ..ledger import (
-    HandleConflictRaised,
-    Ledger,
-    OpEvicted,
-    OpExcluded,
-    OpRejected,
-    Outcome,
-)
-from ..limits import (
-    FETCH_RETRY_S,
-    NODE_EVENTS_MAX,
-)
+from ..ledger import HandleConflictRaised, Ledger, OpEvicted, OpExcluded, OpRejected, Outcome
+from ..limits import FETCH_RETRY_S, NODE_EVENTS_MAX
 from ..messages import (
     AnnounceMessage,
     BundleRequestMessage,
@@ -54,24 +44,14 @@ from ..messages import (
 )
 from ..ops import decode_op
 from ..reconcile import IdSet
-from ..snapshot import (
-    Manifest,
-)
+from ..snapshot import Manifest
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
 from .delta_sync import DeltaSync
-from .events import (
-    ModeChanged,
-    NodeEvent,
-)
+from .events import ModeChanged, NodeEvent
 from .finality import Finality
 from .gossip import Gossip
-from .peers import (
-    PENALTY_MALFORMED_FRAME,
-    PENALTY_MALFORMED_MESSAGE,
-    Peer,
-    PeerRules,
-)
+from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
 

@@ -10,12 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..limits import SYNC_SESSION_TIMEOUT_INTERVALS, SYNC_SKIPS_MAX
-from ..messages import (
-    BundleRequestMessage,
-    ReconcileMessage,
-    SyncHelloMessage,
-    encode_message,
-)
+from ..messages import BundleRequestMessage, ReconcileMessage, SyncHelloMessage, encode_message
 from ..reconcile import Reconciler
 from .events import SyncSessionFinished
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer, SyncSession
