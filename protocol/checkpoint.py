@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import crypto, encoding, limits
+from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 
 CUT_VERSION = 1
@@ -25,7 +26,7 @@ assert CUT_HEADS_MAX * 80 < limits.ENCODED_VALUE_SIZE_BYTES_MAX - 16 * 1024
 
 
 class CutDecodeError(RemoteProtocolError):
-    code = "cut_malformed"
+    code: str = RejectCode.CUT_MALFORMED
 
 
 Head = tuple[bytes, int, bytes]

@@ -34,6 +34,7 @@ from struct import Struct
 from typing import NoReturn
 
 from . import limits
+from .codes import RejectCode
 from .errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 
 # --- wire format -----------------------------------------------------------------------------
@@ -98,51 +99,51 @@ _LENGTH_TABLE_NEEDS_BYTESWAP = sys.byteorder == "little"
 class FramingError(RemoteProtocolError):
     """A peer sent a frame this layer refuses."""
 
-    code = "framing_error"
+    code: str = RejectCode.FRAMING_ERROR
 
 
 class FrameMalformedError(FramingError):
     """Bytes that do not follow the frame format."""
 
-    code = "frame_malformed"
+    code: str = RejectCode.FRAME_MALFORMED
 
 
 class FrameVersionError(FramingError):
-    code = "frame_version_unsupported"
+    code: str = RejectCode.FRAME_VERSION_UNSUPPORTED
 
 
 class FrameTooLargeError(FramingError, LimitExceededError):
-    code = "frame_too_large"
+    code: str = RejectCode.FRAME_TOO_LARGE
 
 
 class FragmentLimitError(FramingError, LimitExceededError):
     """A fragment claims a message of more than FRAGMENTS_PER_MESSAGE_MAX fragments."""
 
-    code = "fragment_limit"
+    code: str = RejectCode.FRAGMENT_LIMIT
 
 
 class ReassemblyLimitError(FramingError, LimitExceededError):
     """Starting this reassembly would exceed the per-peer count or byte bound."""
 
-    code = "reassembly_limit"
+    code: str = RejectCode.REASSEMBLY_LIMIT
 
 
 class FragmentIntegrityError(FramingError):
     """A reassembled message fails its digest, or fragments of one message conflict."""
 
-    code = "fragment_integrity"
+    code: str = RejectCode.FRAGMENT_INTEGRITY
 
 
 class MessageTooLargeError(LocalProtocolError):
     """The caller queued a message larger than MESSAGE_SIZE_BYTES_MAX."""
 
-    code = "message_too_large"
+    code: str = RejectCode.MESSAGE_TOO_LARGE
 
 
 class SendQueueFullError(LocalProtocolError):
     """The queue holds only CONTROL messages and is full: the link is not being drained."""
 
-    code = "send_queue_full"
+    code: str = RejectCode.SEND_QUEUE_FULL
 
 
 # --- encoder ---------------------------------------------------------------------------------
@@ -225,7 +226,9 @@ class FrameEncoder:
                 f"({limits.FRAGMENTS_PER_MESSAGE_MAX} fragments)"
             )
         if priority not in _PRIORITY_VALUES:
-            raise LocalProtocolError(f"unknown priority {priority!r}", code="invalid_priority")
+            raise LocalProtocolError(
+                f"unknown priority {priority!r}", code=RejectCode.INVALID_PRIORITY
+            )
         if priority == Priority.CONTROL:
             if (
                 len(self._queues[Priority.CONTROL]) + 1 > limits.PEER_SEND_QUEUE_MAX

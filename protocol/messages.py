@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from . import encoding, limits
+from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 from .snapshot import MANIFEST_SIZE_BYTES_MAX
 
@@ -86,7 +87,7 @@ class MessageType(IntEnum):
 
 
 class MessageError(RemoteProtocolError):
-    code = "message_malformed"
+    code: str = RejectCode.MESSAGE_MALFORMED
 
 
 @dataclass(frozen=True, slots=True)

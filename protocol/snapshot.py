@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import encoding, limits
+from .codes import RejectCode
 from .errors import (
     LimitExceededError,
     LocalProtocolError,
@@ -70,43 +71,43 @@ assert limits.SNAPSHOT_CHUNK_SIZE_BYTES < 2 ** (8 * RECORD_LENGTH_PREFIX_BYTES)
 class InvalidManifestError(RemoteProtocolError):
     """Manifest bytes that do not decode to a well-formed manifest."""
 
-    code = "snapshot_manifest_invalid"
+    code: str = RejectCode.SNAPSHOT_MANIFEST_INVALID
 
 
 class SnapshotLimitExceededError(LimitExceededError):
     """A manifest or chunk over a snapshot limit (chunk count, sizes)."""
 
-    code = "snapshot_limit_exceeded"
+    code: str = RejectCode.SNAPSHOT_LIMIT_EXCEEDED
 
 
 class ChunkIndexError(RemoteProtocolError):
     """A chunk index outside the manifest."""
 
-    code = "snapshot_chunk_index_invalid"
+    code: str = RejectCode.SNAPSHOT_CHUNK_INDEX_INVALID
 
 
 class ChunkHashMismatchError(RemoteProtocolError):
     """Chunk bytes whose sha256 is not the one the manifest lists."""
 
-    code = "snapshot_chunk_hash_mismatch"
+    code: str = RejectCode.SNAPSHOT_CHUNK_HASH_MISMATCH
 
 
 class MalformedChunkError(RemoteProtocolError):
     """Chunk bytes that are not a sequence of length-prefixed, non-empty records."""
 
-    code = "snapshot_chunk_malformed"
+    code: str = RejectCode.SNAPSHOT_CHUNK_MALFORMED
 
 
 class RecordTooLargeError(LocalProtocolError):
     """A state record that cannot fit in one chunk (records are never split)."""
 
-    code = "snapshot_record_too_large"
+    code: str = RejectCode.SNAPSHOT_RECORD_TOO_LARGE
 
 
 class SnapshotTooLargeError(LocalProtocolError):
     """A state that needs more than the allowed number of chunks."""
 
-    code = "snapshot_too_large"
+    code: str = RejectCode.SNAPSHOT_TOO_LARGE
 
 
 # --- manifest --------------------------------------------------------------------------------
@@ -351,7 +352,7 @@ BLOB_LENGTH_PREFIX_BYTES = 4
 class MalformedSnapshotBlobError(RemoteProtocolError):
     """A stored snapshot blob that is not a manifest followed by its chunks."""
 
-    code = "malformed_snapshot_blob"
+    code: str = RejectCode.MALFORMED_SNAPSHOT_BLOB
 
 
 def encode_blob(manifest: Manifest, chunks: list[bytes]) -> bytes:

@@ -7,6 +7,7 @@ claims) and writes the result into the live derivation.
 
 from __future__ import annotations
 
+from ..codes import RejectCode
 from ..ops import Kind, Op
 from . import handles, rules
 from .arbitration import _Arbitration, conflict_keys
@@ -66,14 +67,18 @@ class _Applying(_Arbitration):
                 is_credit = final_record is not None and dep in final_record.unreceived
             if is_credit:
                 if dep not in unreceived:
-                    raise Rejection("credit_already_received", f"credit {dep.hex()} reused")
+                    raise Rejection(
+                        RejectCode.CREDIT_ALREADY_RECEIVED, f"credit {dep.hex()} reused"
+                    )
                 spendable += unreceived[dep]
                 received.append(dep)
             elif (dep_op is None or dep in self._final.applied) and not self._is_claim(dep):
                 # A final dep is only useful as a credit to receive or a claim to endorse or
                 # revoke; anything else says nothing and would be unresolvable on a node
                 # restored from a snapshot, so it is refused everywhere alike.
-                raise Rejection("dep_final_unusable", f"final dep {dep.hex()} is not usable")
+                raise Rejection(
+                    RejectCode.DEP_FINAL_UNUSABLE, f"final dep {dep.hex()} is not usable"
+                )
         return spendable, received
 
     def _is_claim(self, op_id: bytes) -> bool:

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import Literal
 
+from ..codes import RejectCode, final_code
 from ..ops import Kind, Op
 from . import handles
 from .base import _LedgerBase
@@ -31,9 +32,9 @@ def conflict_keys(op: Op) -> tuple[ConflictKey, ...]:
     return (("seq", op.author, op.seq),)
 
 
-def conflict_code(op: Op) -> str:
+def conflict_code(op: Op) -> RejectCode:
     """The code of an op that loses one of its conflict keys."""
-    return "grant_conflict_lost" if op.kind is Kind.GRANT else "fork_lost"
+    return RejectCode.GRANT_CONFLICT_LOST if op.kind is Kind.GRANT else RejectCode.FORK_LOST
 
 
 class _Arbitration(_LedgerBase):
@@ -139,13 +140,13 @@ class _Arbitration(_LedgerBase):
         good; in strict mode (checking a proposed cut) it raises, since a cut holding an
         invalid op is itself invalid."""
         if not all(self._parent_applied(op, parent) for parent in op.parents):
-            self._live.excluded[op.op_id] = "depends_on_excluded"
+            self._live.excluded[op.op_id] = RejectCode.DEPENDS_ON_EXCLUDED
             return
         try:
             self._check_chain_position(op)
             verdict = self._conflict_winner_check(op)
             if verdict != "none":
-                code = conflict_code(op) + ("_final" if verdict == "final" else "")
+                code = final_code(conflict_code(op)) if verdict == "final" else conflict_code(op)
                 self._live.excluded[op.op_id] = code
                 return
             checked = self._check_rules(op)

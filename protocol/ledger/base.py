@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .. import limits
+from ..codes import RejectCode
 from ..errors import RemoteProtocolError
 from ..genesis import Genesis
 from ..ops import Op, op_id_of
@@ -36,7 +37,7 @@ class LedgerConfig:
 class CutInvalidError(RemoteProtocolError):
     """A proposed or received checkpoint cut cannot be final."""
 
-    code = "cut_invalid"
+    code: str = RejectCode.CUT_INVALID
 
 
 @dataclass
@@ -145,6 +146,7 @@ class _LedgerBase:
     def _emit_rejection(
         self, op_id: bytes, code: str, detail: str, *, remember: bool = True
     ) -> Outcome:
+        code = str(code)  # the plain string (see errors.ProtocolError)
         self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
         if remember:
             self._remember_rejected(op_id, code)
@@ -154,7 +156,7 @@ class _LedgerBase:
         return Outcome(op_id, "rejected", code, detail)
 
     def _remember_rejected(self, op_id: bytes, code: str) -> None:
-        self._rejected[op_id] = code
+        self._rejected[op_id] = str(code)
         while len(self._rejected) > self.config.rejected_ids_remembered_max:
             self._rejected.popitem(last=False)
 
@@ -164,7 +166,8 @@ class _LedgerBase:
         while work:
             parent = work.pop()
             for waiter in self.pending.drop_waiters(parent):
-                code = "prev_rejected" if waiter.prev == parent else "dep_rejected"
+                prev = waiter.prev == parent
+                code = str(RejectCode.PREV_REJECTED if prev else RejectCode.DEP_REJECTED)
                 self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
                 self._remember_rejected(waiter.op_id, code)
                 self._emit(OpRejected(waiter.op_id, code, f"parent {parent.hex()} rejected"))

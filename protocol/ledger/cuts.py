@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+from ..codes import final_code
 from ..errors import LocalProtocolError
 from ..ops import Kind, Op
 from . import rules
@@ -183,7 +184,7 @@ class _Cuts(_Applying):
                 # A loser inside a final cut can never win any more.
                 self._known.pop(op_id, None)
                 self._depth.pop(op_id, None)
-                self._remember_rejected(op_id, code + "_final")
+                self._remember_rejected(op_id, final_code(code))
             derivation.excluded = {}
             derivation.checked = {}
             self._final = derivation

@@ -21,6 +21,9 @@ class Outcome:
     code: str = ""
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", str(self.code))  # plain, as errors.ProtocolError does
+
 
 @dataclass(frozen=True, slots=True)
 class OpAccepted:
@@ -42,6 +45,9 @@ class OpRejected:
     code: str
     detail: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", str(self.code))  # plain, as errors.ProtocolError does
+
 
 @dataclass(frozen=True, slots=True)
 class OpExcluded:
@@ -50,11 +56,17 @@ class OpExcluded:
     op_id: bytes
     code: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", str(self.code))  # plain, as errors.ProtocolError does
+
 
 @dataclass(frozen=True, slots=True)
 class OpEvicted:
     op_id: bytes
     code: str  # "pending_evicted" or "pending_expired"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", str(self.code))  # plain, as errors.ProtocolError does
 
 
 @dataclass(frozen=True, slots=True)

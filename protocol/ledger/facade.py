@@ -39,6 +39,7 @@ keys agree between nodes that replayed everything and nodes that restored
 
 from __future__ import annotations
 
+from ..codes import RejectCode, final_code
 from ..errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 from ..genesis import Genesis
 from ..ops import Op, decode_op, op_id_of, verify_op
@@ -124,7 +125,7 @@ class Ledger(_Cuts):
         """Drop pending ops older than the TTL; returns how many expired."""
         expired = self.pending.expire(now)
         for op in expired:
-            self._emit(OpEvicted(op.op_id, "pending_expired"))
+            self._emit(OpEvicted(op.op_id, RejectCode.PENDING_EXPIRED))
         self.stats.evicted += len(expired)
         return len(expired)
 
@@ -168,7 +169,7 @@ class Ledger(_Cuts):
         if op_id in self._live.applied:
             return ("applied", "")
         if op_id in self._live.excluded:
-            return ("excluded", self._live.excluded[op_id])
+            return ("excluded", str(self._live.excluded[op_id]))
         if op_id in self.pending:
             return ("pending", "")
         if op_id in self._rejected:
@@ -234,7 +235,7 @@ class Ledger(_Cuts):
             if parent in self._live.excluded:
                 excluded_parent = parent
             elif parent in self._rejected:
-                code = "prev_rejected" if parent == op.prev else "dep_rejected"
+                code = RejectCode.PREV_REJECTED if parent == op.prev else RejectCode.DEP_REJECTED
                 return self._emit_rejection(op.op_id, code, f"parent {parent.hex()} rejected")
             else:
                 missing.add(parent)
@@ -243,14 +244,15 @@ class Ledger(_Cuts):
         if missing and self._below_final_seq(op):
             # It can never apply (its seq is final), so waiting for its parents is pointless;
             # on a restored node they may be final ops that never arrive.
-            code = "fork_lost_final"
-            return self._emit_rejection(op.op_id, code, "seq at or below the final head")
+            return self._emit_rejection(
+                op.op_id, RejectCode.FORK_LOST_FINAL, "seq at or below the final head"
+            )
         if missing:
             return self._park(op, missing, now)
         self._known[op.op_id] = op
         self._depth[op.op_id] = self._depth_of(op)
         if excluded_parent:
-            return self._exclude(op.op_id, "depends_on_excluded")
+            return self._exclude(op.op_id, RejectCode.DEPENDS_ON_EXCLUDED)
         try:
             self._check_chain_position(op)
         except Rejection as rejection:
@@ -259,19 +261,20 @@ class Ledger(_Cuts):
         loser = self._conflict_winner_check(op)
         if loser == "final":
             del self._known[op.op_id], self._depth[op.op_id]
-            return self._emit_rejection(op.op_id, conflict_code(op) + "_final", "final conflict")
+            return self._emit_rejection(op.op_id, final_code(conflict_code(op)), "final conflict")
         if loser == "newcomer":
             return self._exclude(op.op_id, conflict_code(op))
         if loser == "holder":
             self._rederive()
-            status, code = self.status_of(op.op_id)
-            return Outcome(op.op_id, "accepted" if status == "applied" else "excluded", code)
+            status, now_code = self.status_of(op.op_id)
+            accepted = status == "applied"
+            return Outcome(op.op_id, "accepted" if accepted else "excluded", now_code)
         return self._apply_checked(op)
 
     def _park(self, op: Op, missing: set[MissingKey], now: float) -> Outcome:
         for evicted in self.pending.add(op, missing, now):
             self.stats.evicted += 1
-            self._emit(OpEvicted(evicted.op_id, "pending_evicted"))
+            self._emit(OpEvicted(evicted.op_id, RejectCode.PENDING_EVICTED))
         self._emit(OpPending(op.op_id, tuple(sorted(missing, key=_missing_sort_key))))
         return Outcome(op.op_id, "pending")
 

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from ..codes import RejectCode
 from ..ops import Kind, Op, check_handle
 from .events import HandleBound, HandleConflictRaised, HandleUnbound
 from .rules import Rejection, require_council
@@ -53,18 +54,18 @@ def check_endorse(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes])
     # state's claims, known or not.
     claim = claims.get(claim_id) if claim_id in op.parents else None
     if claim is None:
-        raise Rejection("endorse_without_claim", "prev or deps must name the claim")
+        raise Rejection(RejectCode.ENDORSE_WITHOUT_CLAIM, "prev or deps must name the claim")
     if op.author in claim.endorsers:
-        raise Rejection("already_endorsed", "this member endorsed this claim already")
+        raise Rejection(RejectCode.ALREADY_ENDORSED, "this member endorsed this claim already")
 
 
 def check_revoke(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes]) -> None:
     require_council(op, council)
     targets = revoke_targets(op, claims)
     if len(targets) != 1:
-        raise Rejection("revoke_without_claim", "deps must include exactly one claim")
+        raise Rejection(RejectCode.REVOKE_WITHOUT_CLAIM, "deps must include exactly one claim")
     if op.author in claims[targets[0]].revokers:
-        raise Rejection("already_revoked", "this member revoked this claim already")
+        raise Rejection(RejectCode.ALREADY_REVOKED, "this member revoked this claim already")
 
 
 def revoke_targets(op: Op, claims: dict[bytes, Claim]) -> list[bytes]:

@@ -7,6 +7,7 @@ ledger gathers the inputs from the op's causal past (`apply._Applying._check_rul
 
 from __future__ import annotations
 
+from ..codes import RejectCode
 from ..genesis import Genesis
 from ..ops import Kind, Op
 from .state import Account
@@ -40,27 +41,27 @@ def check_chain_position(op: Op, prev: Op | None, final_head: Account | None) ->
         prev_author, prev_seq, prev_basis = prev.author, prev.seq, prev.basis
     else:
         if final_head is None or final_head.head != op.prev:
-            raise Rejection("bad_prev", "prev is not the author's op at seq - 1")
+            raise Rejection(RejectCode.BAD_PREV, "prev is not the author's op at seq - 1")
         prev_author, prev_seq, prev_basis = op.author, final_head.seq, final_head.window_basis
     if prev_author != op.author or prev_seq != op.seq - 1:
-        raise Rejection("bad_prev", "prev is not the author's op at seq - 1")
+        raise Rejection(RejectCode.BAD_PREV, "prev is not the author's op at seq - 1")
     if op.basis < prev_basis:
-        raise Rejection("basis_regressed", "basis is older than the previous op's basis")
+        raise Rejection(RejectCode.BASIS_REGRESSED, "basis is older than the previous op's basis")
 
 
 def require_council(op: Op, council: frozenset[bytes]) -> None:
     """Council-only kinds (grants, handle endorsements and revocations, mode votes)."""
     if op.author not in council:
-        raise Rejection("not_council", f"{op.kind.label} needs a council member")
+        raise Rejection(RejectCode.NOT_COUNCIL, f"{op.kind.label} needs a council member")
 
 
 def check_spend(op: Op, spendable: int) -> int:
     """A transfer or a burn spends at most the author's spendable credits; a transfer goes to
     another account. Returns the spendable credits after it."""
     if op.kind is Kind.TRANSFER and op.to == op.author:
-        raise Rejection("self_transfer", "a transfer to oneself moves nothing")
+        raise Rejection(RejectCode.SELF_TRANSFER, "a transfer to oneself moves nothing")
     if op.amount > spendable:
-        raise Rejection("insufficient_funds", f"spends {op.amount}, spendable {spendable}")
+        raise Rejection(RejectCode.INSUFFICIENT_FUNDS, f"spends {op.amount}, spendable {spendable}")
     return spendable - op.amount
 
 
@@ -69,10 +70,10 @@ def check_grant(op: Op, council: frozenset[bytes], genesis: Genesis, window_gran
     member's grants per checkpoint window. Returns the member's grants in the window after it."""
     require_council(op, council)
     if op.amount != genesis.signup_reward:
-        raise Rejection("bad_grant_amount", "a grant is exactly the signup reward")
+        raise Rejection(RejectCode.BAD_GRANT_AMOUNT, "a grant is exactly the signup reward")
     window_grants += 1
     if window_grants > genesis.grants_per_member_per_window:
-        raise Rejection("grant_cap_exceeded", "member's grant cap for this window")
+        raise Rejection(RejectCode.GRANT_CAP_EXCEEDED, "member's grant cap for this window")
     return window_grants
 
 

@@ -50,6 +50,7 @@ from typing import Any
 import msgpack
 
 from .. import crypto, encoding, limits, snapshot
+from ..codes import RejectCode
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ops import check_handle
 from .state import Account, Claim, EndorsementKey, LedgerState
@@ -104,7 +105,7 @@ assert MEMBER_SET_SIZE_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
 class SnapshotRecordError(RemoteProtocolError):
     """A snapshot record that is malformed, out of order, duplicated or inconsistent."""
 
-    code = "snapshot_record_invalid"
+    code: str = RejectCode.SNAPSHOT_RECORD_INVALID
 
 
 # --- encoding --------------------------------------------------------------------------------
