@@ -59,19 +59,15 @@ CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX = 16 * 1024
 CONSENSUS_VALUE_SIZE_BYTES_MAX = (
     limits.ENCODED_VALUE_SIZE_BYTES_MAX - CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
 )
-#: Evidence holds two message headers without values (~250 bytes each).
-EVIDENCE_SIZE_BYTES_MAX = 4 * 1024
-#: Decided bundles kept to serve lagging peers (`bundle_for`); older ones come from storage.
-CONSENSUS_BUNDLES_KEPT_MAX = 16
+EVIDENCE_SIZE_BYTES_MAX = limits.EVIDENCE_SIZE_BYTES_MAX  # why: see limits.py
+CONSENSUS_BUNDLES_KEPT_MAX = limits.CONSENSUS_BUNDLES_KEPT_MAX  # why: see limits.py
 #: Our own messages of the current height are re-broadcast this often, so that a round never
 #: stalls on a quorum whose messages were lost; receivers drop exact duplicates.
 CONSENSUS_REBROADCAST_INTERVAL_S = 1.0
-#: Rule firings per input. Every firing moves the step or round forward or sets a fire-once
-#: flag, so a handful suffice; the bound only guards against a bug looping forever.
-CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = 1024
-#: Events queued for the shell. Only rejections can pile up (a peer flooding junk); when the
-#: queue is full they are counted instead of queued, other events are always kept.
-CONSENSUS_EVENTS_QUEUED_MAX = 4096
+CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = (
+    limits.CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX
+)  # why: see limits.py
+CONSENSUS_EVENTS_QUEUED_MAX = limits.CONSENSUS_EVENTS_QUEUED_MAX  # why: see limits.py
 
 #: Rounds whose own signed messages the signing state keeps (the current one and those before
 #: it). Only the current round matters for safety (the core never signs in an earlier round);

@@ -74,12 +74,9 @@ MESSAGE_SIZE_BYTES_MAX = limits.FRAGMENTS_PER_MESSAGE_MAX * FRAGMENT_PAYLOAD_SIZ
 #: but one BULK message may be 16 MiB, so bytes need their own bound: four maximal messages.
 #: Over it, the same policy applies (oldest BULK, then oldest NORMAL dropped).
 PEER_SEND_QUEUE_BYTES_MAX = 4 * MESSAGE_SIZE_BYTES_MAX
-#: Ids of finished (completed, expired, rejected or failed) messages remembered per peer, so
-#: that late or duplicated fragments of them are discarded instead of starting a reassembly
-#: that could only expire (or deliver the message twice). Ids older than the oldest one
-#: remembered are discarded too; ids are assigned when a message's first fragment is sent,
-#: so on an ordered link a new message never has an id below a finished one.
-FINISHED_MESSAGE_IDS_REMEMBERED_MAX = 1024
+FINISHED_MESSAGE_IDS_REMEMBERED_MAX = (
+    limits.FINISHED_MESSAGE_IDS_REMEMBERED_MAX
+)  # why: see limits.py
 
 assert BATCH_MESSAGE_SIZE_BYTES_MAX <= 0xFFFF, "batch lengths are u16"
 assert limits.FRAME_BATCH_SIZE_BYTES_TARGET // BATCH_LENGTH_SIZE_BYTES < BATCH_MESSAGES_MAX

@@ -51,15 +51,10 @@ HEIGHT_MAX = 2**63 - 1
 #: A manifest is its chunk hashes (32 bytes each, at most SNAPSHOT_CHUNKS_MAX = 2 MiB) plus a
 #: few fixed fields; it is bigger than ENCODED_VALUE_SIZE_BYTES_MAX and is sent fragmented.
 MANIFEST_SIZE_BYTES_MAX = limits.SNAPSHOT_CHUNKS_MAX * limits.HASH_SIZE_BYTES + 1024
-#: Chunk requests in flight per peer: 16 x 128 KiB = 2 MiB, which covers the bandwidth-delay
-#: product of a 20-30 MB/s data channel at ~50 ms round trips.
-FETCH_INFLIGHT_PER_PEER_MAX = 16
-#: A peer that lets this many requests in a row time out is dropped from the fetch.
-FETCH_PEER_TIMEOUTS_MAX = 3
-#: A chunk is tried on every peer (one pass) at most this many times before the fetch fails.
-FETCH_CHUNK_PASSES_MAX = 3
-#: Dropped peers are remembered (and refused by add_peer) up to this many, oldest forgotten.
-FETCH_BANNED_PEERS_MAX = 4 * limits.PEERS_MAX
+FETCH_INFLIGHT_PER_PEER_MAX = limits.FETCH_INFLIGHT_PER_PEER_MAX  # why: see limits.py
+FETCH_PEER_TIMEOUTS_MAX = limits.FETCH_PEER_TIMEOUTS_MAX  # why: see limits.py
+FETCH_CHUNK_PASSES_MAX = limits.FETCH_CHUNK_PASSES_MAX  # why: see limits.py
+FETCH_BANNED_PEERS_MAX = limits.FETCH_BANNED_PEERS_MAX  # why: see limits.py
 
 assert MANIFEST_SIZE_BYTES_MAX <= limits.FRAGMENTS_PER_MESSAGE_MAX * limits.FRAME_SIZE_BYTES_MAX
 assert limits.SNAPSHOT_CHUNK_SIZE_BYTES < 2 ** (8 * RECORD_LENGTH_PREFIX_BYTES)

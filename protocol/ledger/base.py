@@ -30,8 +30,7 @@ class LedgerConfig:
     pending_ops_per_author_max: int = limits.PENDING_OPS_PER_AUTHOR_MAX
     pending_op_ttl_s: float = limits.PENDING_OP_TTL_S
     rejected_ids_remembered_max: int = limits.REJECTED_IDS_REMEMBERED_MAX
-    #: Events waiting for the caller; the oldest are dropped (and counted) beyond this.
-    events_max: int = 1_000_000
+    events_max: int = limits.LEDGER_EVENTS_MAX
 
 
 class CutInvalidError(RemoteProtocolError):

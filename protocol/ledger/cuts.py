@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+from .. import limits
 from ..codes import final_code
 from ..errors import LocalProtocolError
 from ..ops import Kind, Op
@@ -20,9 +21,7 @@ from .base import CutInvalidError
 from .rules import Rejection
 from .state import Derivation
 
-#: Cut closures and cut derivations remembered between a proposal, the votes and the
-#: decision of one height (a few rounds may propose different cuts).
-CUT_CACHE_ENTRIES_MAX = 4
+CUT_CACHE_ENTRIES_MAX = limits.CUT_CACHE_ENTRIES_MAX  # why: see limits.py
 
 
 class _Cuts(_Applying):

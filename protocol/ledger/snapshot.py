@@ -69,9 +69,7 @@ RECORD_SIZE_BYTES_MAX = min(
     limits.SNAPSHOT_CHUNK_SIZE_BYTES - snapshot.RECORD_LENGTH_PREFIX_BYTES,
     limits.ENCODED_VALUE_SIZE_BYTES_MAX,
 )
-#: Unreceived credits per record (1,600 x 40 bytes = 62.5 KiB): about half a chunk, so that a
-#: large account's parts fill chunks evenly and content-defined cuts still fall between them.
-UNRECEIVED_CREDITS_PER_RECORD_MAX = 1600
+UNRECEIVED_CREDITS_PER_RECORD_MAX = limits.UNRECEIVED_CREDITS_PER_RECORD_MAX  # why: see limits.py
 #: Endorsers and revokers are council members, so a set never holds more than the council.
 MEMBER_SET_SIZE_MAX = limits.COUNCIL_SIZE_MAX
 #: Generous bound on everything in an account record besides its id bytes: the type, key,
