@@ -13,19 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import crypto, encoding, limits
+from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 
 CUT_VERSION = 1
-#: Heads per cut: ~80 bytes each keeps a cut under the consensus value limit (~176 KiB). A
-#: proposer with more moved chains proposes the first CUT_HEADS_MAX (by author) and the rest
-#: go into the next checkpoint.
-CUT_HEADS_MAX = 2_000
-
-assert CUT_HEADS_MAX * 80 < limits.ENCODED_VALUE_SIZE_BYTES_MAX - 16 * 1024
+CUT_HEADS_MAX = limits.CUT_HEADS_MAX  # why: see limits.py
 
 
 class CutDecodeError(RemoteProtocolError):
-    code = "cut_malformed"
+    code: str = RejectCode.CUT_MALFORMED
 
 
 Head = tuple[bytes, int, bytes]

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import crypto, encoding, limits
+from .codes import RejectCode
 from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 
 #: Every consensus signature covers this tag, then the 32-byte network id, then the canonical
@@ -58,19 +59,15 @@ CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX = 16 * 1024
 CONSENSUS_VALUE_SIZE_BYTES_MAX = (
     limits.ENCODED_VALUE_SIZE_BYTES_MAX - CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
 )
-#: Evidence holds two message headers without values (~250 bytes each).
-EVIDENCE_SIZE_BYTES_MAX = 4 * 1024
-#: Decided bundles kept to serve lagging peers (`bundle_for`); older ones come from storage.
-CONSENSUS_BUNDLES_KEPT_MAX = 16
+EVIDENCE_SIZE_BYTES_MAX = limits.EVIDENCE_SIZE_BYTES_MAX  # why: see limits.py
+CONSENSUS_BUNDLES_KEPT_MAX = limits.CONSENSUS_BUNDLES_KEPT_MAX  # why: see limits.py
 #: Our own messages of the current height are re-broadcast this often, so that a round never
 #: stalls on a quorum whose messages were lost; receivers drop exact duplicates.
 CONSENSUS_REBROADCAST_INTERVAL_S = 1.0
-#: Rule firings per input. Every firing moves the step or round forward or sets a fire-once
-#: flag, so a handful suffice; the bound only guards against a bug looping forever.
-CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = 1024
-#: Events queued for the shell. Only rejections can pile up (a peer flooding junk); when the
-#: queue is full they are counted instead of queued, other events are always kept.
-CONSENSUS_EVENTS_QUEUED_MAX = 4096
+CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = (
+    limits.CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX
+)  # why: see limits.py
+CONSENSUS_EVENTS_QUEUED_MAX = limits.CONSENSUS_EVENTS_QUEUED_MAX  # why: see limits.py
 
 #: Rounds whose own signed messages the signing state keeps (the current one and those before
 #: it). Only the current round matters for safety (the core never signs in an earlier round);
@@ -94,68 +91,68 @@ assert limits.COUNCIL_SIZE_MAX * 128 + 1024 <= CONSENSUS_MESSAGE_OVERHEAD_BYTES_
 class ConsensusMessageError(RemoteProtocolError):
     """A consensus message that decodes as msgpack but not as a consensus message."""
 
-    code = "malformed_consensus_message"
+    code: str = RejectCode.MALFORMED_CONSENSUS_MESSAGE
 
 
 class UnknownValidatorError(RemoteProtocolError):
-    code = "unknown_validator"
+    code: str = RejectCode.UNKNOWN_VALIDATOR
 
 
 class NotProposerError(RemoteProtocolError):
     """A proposal signed by a validator that is not the proposer of its height and round."""
 
-    code = "not_proposer"
+    code: str = RejectCode.NOT_PROPOSER
 
 
 class BundleError(RemoteProtocolError):
-    code = "invalid_bundle"
+    code: str = RejectCode.INVALID_BUNDLE
 
 
 class MalformedBundleError(BundleError):
-    code = "malformed_bundle"
+    code: str = RejectCode.MALFORMED_BUNDLE
 
 
 class BundleUnknownValidatorError(BundleError):
-    code = "bundle_unknown_validator"
+    code: str = RejectCode.BUNDLE_UNKNOWN_VALIDATOR
 
 
 class BundleDuplicateValidatorError(BundleError):
-    code = "bundle_duplicate_validator"
+    code: str = RejectCode.BUNDLE_DUPLICATE_VALIDATOR
 
 
 class BundleQuorumError(BundleError):
-    code = "bundle_no_quorum"
+    code: str = RejectCode.BUNDLE_NO_QUORUM
 
 
 class BundleSignatureError(BundleError):
-    code = "bundle_bad_signature"
+    code: str = RejectCode.BUNDLE_BAD_SIGNATURE
 
 
 class EvidenceError(RemoteProtocolError):
-    code = "invalid_evidence"
+    code: str = RejectCode.INVALID_EVIDENCE
 
 
 class MalformedEvidenceError(EvidenceError):
-    code = "malformed_evidence"
+    code: str = RejectCode.MALFORMED_EVIDENCE
 
 
 class EvidenceNotConflictingError(EvidenceError):
-    code = "evidence_not_conflicting"
+    code: str = RejectCode.EVIDENCE_NOT_CONFLICTING
 
 
 class EvidenceUnknownValidatorError(EvidenceError):
-    code = "evidence_unknown_validator"
+    code: str = RejectCode.EVIDENCE_UNKNOWN_VALIDATOR
 
 
 class EvidenceSignatureError(EvidenceError):
-    code = "evidence_bad_signature"
+    code: str = RejectCode.EVIDENCE_BAD_SIGNATURE
 
 
 class SigningStateError(LocalProtocolError):
     """Our own stored signing state does not decode, or was not signed by our key for this
     network. Running on without it could equivocate, so the node refuses to resume."""
 
-    code = "bad_signing_state"
+    code: str = RejectCode.BAD_SIGNING_STATE
 
 
 # --- quorums and timeouts --------------------------------------------------------------------

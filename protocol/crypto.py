@@ -37,10 +37,7 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-#: Valid keys remembered by `check_public_key`. The subgroup check costs ~65 us (more than a
-#: signature verification) while the same accounts recur constantly; memoizing a pure function
-#: does not affect determinism.
-VALID_KEY_CACHE_ENTRIES_MAX = 1 << 16
+VALID_KEY_CACHE_ENTRIES_MAX = limits.VALID_KEY_CACHE_ENTRIES_MAX  # why: see limits.py
 
 
 @functools.lru_cache(maxsize=VALID_KEY_CACHE_ENTRIES_MAX)

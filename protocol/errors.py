@@ -9,16 +9,25 @@ A remote error never escapes a `receive_*` method: it becomes an event instead.
 
 from __future__ import annotations
 
+from .codes import RejectCode
+
 
 class ProtocolError(Exception):
     """Base of every error the core raises on purpose."""
 
-    code: str = "protocol_error"
+    code: str = str(RejectCode.PROTOCOL_ERROR)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = str(cls.code)  # a plain string (see `__init__`)
 
     def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        # Codes are named by `codes.RejectCode` but held as the plain strings they equal, so
+        # every repr of an error or an event that carries its code (logs, the simulator's
+        # trace) is the one it was before the enum.
         super().__init__(message or self.code)
         if code is not None:
-            self.code = code
+            self.code = str(code)
 
     @property
     def message(self) -> str:
@@ -28,13 +37,13 @@ class ProtocolError(Exception):
 class RemoteProtocolError(ProtocolError):
     """Input that came from outside (a peer, a client, a file) is wrong."""
 
-    code = "remote_protocol_error"
+    code: str = RejectCode.REMOTE_PROTOCOL_ERROR
 
 
 class LocalProtocolError(ProtocolError):
     """Our own caller used the core wrongly; a bug in the caller."""
 
-    code = "local_protocol_error"
+    code: str = RejectCode.LOCAL_PROTOCOL_ERROR
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -43,17 +52,17 @@ class LocalProtocolError(ProtocolError):
 class DecodeError(RemoteProtocolError):
     """Bytes that are not valid canonical msgpack within the limits."""
 
-    code = "decode_error"
+    code: str = RejectCode.DECODE_ERROR
 
 
 class NonCanonicalEncodingError(DecodeError):
-    code = "non_canonical_encoding"
+    code: str = RejectCode.NON_CANONICAL_ENCODING
 
 
 class LimitExceededError(RemoteProtocolError):
     """A size, count, depth or rate limit was hit."""
 
-    code = "limit_exceeded"
+    code: str = RejectCode.LIMIT_EXCEEDED
 
 
 # --- identities and signatures --------------------------------------------------------------
@@ -62,17 +71,17 @@ class LimitExceededError(RemoteProtocolError):
 class InvalidKeyError(RemoteProtocolError):
     """A public key that is malformed, non-canonical or of small order."""
 
-    code = "invalid_key"
+    code: str = RejectCode.INVALID_KEY
 
 
 class InvalidAccountIdError(RemoteProtocolError):
     """An account id text form with a bad prefix, length, alphabet or checksum."""
 
-    code = "invalid_account_id"
+    code: str = RejectCode.INVALID_ACCOUNT_ID
 
 
 class BadSignatureError(RemoteProtocolError):
-    code = "bad_signature"
+    code: str = RejectCode.BAD_SIGNATURE
 
 
 # --- operations -----------------------------------------------------------------------------
@@ -81,18 +90,18 @@ class BadSignatureError(RemoteProtocolError):
 class OpRejectedError(RemoteProtocolError):
     """An operation failed validation; `code` is the stable rejection reason."""
 
-    code = "op_rejected"
+    code: str = RejectCode.OP_REJECTED
 
 
 class MalformedOpError(OpRejectedError):
-    code = "malformed_op"
+    code: str = RejectCode.MALFORMED_OP
 
 
 class WrongNetworkError(OpRejectedError):
-    code = "wrong_network"
+    code: str = RejectCode.WRONG_NETWORK
 
 
 class GenesisError(RemoteProtocolError):
     """A genesis file that is malformed or inconsistent."""
 
-    code = "invalid_genesis"
+    code: str = RejectCode.INVALID_GENESIS

@@ -34,6 +34,7 @@ from struct import Struct
 from typing import NoReturn
 
 from . import limits
+from .codes import RejectCode
 from .errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 
 # --- wire format -----------------------------------------------------------------------------
@@ -73,12 +74,9 @@ MESSAGE_SIZE_BYTES_MAX = limits.FRAGMENTS_PER_MESSAGE_MAX * FRAGMENT_PAYLOAD_SIZ
 #: but one BULK message may be 16 MiB, so bytes need their own bound: four maximal messages.
 #: Over it, the same policy applies (oldest BULK, then oldest NORMAL dropped).
 PEER_SEND_QUEUE_BYTES_MAX = 4 * MESSAGE_SIZE_BYTES_MAX
-#: Ids of finished (completed, expired, rejected or failed) messages remembered per peer, so
-#: that late or duplicated fragments of them are discarded instead of starting a reassembly
-#: that could only expire (or deliver the message twice). Ids older than the oldest one
-#: remembered are discarded too; ids are assigned when a message's first fragment is sent,
-#: so on an ordered link a new message never has an id below a finished one.
-FINISHED_MESSAGE_IDS_REMEMBERED_MAX = 1024
+FINISHED_MESSAGE_IDS_REMEMBERED_MAX = (
+    limits.FINISHED_MESSAGE_IDS_REMEMBERED_MAX
+)  # why: see limits.py
 
 assert BATCH_MESSAGE_SIZE_BYTES_MAX <= 0xFFFF, "batch lengths are u16"
 assert limits.FRAME_BATCH_SIZE_BYTES_TARGET // BATCH_LENGTH_SIZE_BYTES < BATCH_MESSAGES_MAX
@@ -98,51 +96,51 @@ _LENGTH_TABLE_NEEDS_BYTESWAP = sys.byteorder == "little"
 class FramingError(RemoteProtocolError):
     """A peer sent a frame this layer refuses."""
 
-    code = "framing_error"
+    code: str = RejectCode.FRAMING_ERROR
 
 
 class FrameMalformedError(FramingError):
     """Bytes that do not follow the frame format."""
 
-    code = "frame_malformed"
+    code: str = RejectCode.FRAME_MALFORMED
 
 
 class FrameVersionError(FramingError):
-    code = "frame_version_unsupported"
+    code: str = RejectCode.FRAME_VERSION_UNSUPPORTED
 
 
 class FrameTooLargeError(FramingError, LimitExceededError):
-    code = "frame_too_large"
+    code: str = RejectCode.FRAME_TOO_LARGE
 
 
 class FragmentLimitError(FramingError, LimitExceededError):
     """A fragment claims a message of more than FRAGMENTS_PER_MESSAGE_MAX fragments."""
 
-    code = "fragment_limit"
+    code: str = RejectCode.FRAGMENT_LIMIT
 
 
 class ReassemblyLimitError(FramingError, LimitExceededError):
     """Starting this reassembly would exceed the per-peer count or byte bound."""
 
-    code = "reassembly_limit"
+    code: str = RejectCode.REASSEMBLY_LIMIT
 
 
 class FragmentIntegrityError(FramingError):
     """A reassembled message fails its digest, or fragments of one message conflict."""
 
-    code = "fragment_integrity"
+    code: str = RejectCode.FRAGMENT_INTEGRITY
 
 
 class MessageTooLargeError(LocalProtocolError):
     """The caller queued a message larger than MESSAGE_SIZE_BYTES_MAX."""
 
-    code = "message_too_large"
+    code: str = RejectCode.MESSAGE_TOO_LARGE
 
 
 class SendQueueFullError(LocalProtocolError):
     """The queue holds only CONTROL messages and is full: the link is not being drained."""
 
-    code = "send_queue_full"
+    code: str = RejectCode.SEND_QUEUE_FULL
 
 
 # --- encoder ---------------------------------------------------------------------------------
@@ -225,7 +223,9 @@ class FrameEncoder:
                 f"({limits.FRAGMENTS_PER_MESSAGE_MAX} fragments)"
             )
         if priority not in _PRIORITY_VALUES:
-            raise LocalProtocolError(f"unknown priority {priority!r}", code="invalid_priority")
+            raise LocalProtocolError(
+                f"unknown priority {priority!r}", code=RejectCode.INVALID_PRIORITY
+            )
         if priority == Priority.CONTROL:
             if (
                 len(self._queues[Priority.CONTROL]) + 1 > limits.PEER_SEND_QUEUE_MAX

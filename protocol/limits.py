@@ -90,8 +90,6 @@ REASSEMBLY_TIMEOUT_S = 30
 PEERS_MAX = 64
 #: New ops are pushed to this many peers; the rest learn them by delta sync.
 GOSSIP_FANOUT = 8
-#: Remembered ids of recently seen gossip messages (de-duplication window).
-GOSSIP_SEEN_IDS_MAX = 200_000
 #: Messages accepted per peer per second before throttling (token bucket refill) and burst.
 PEER_MESSAGES_PER_S = 20_000
 PEER_MESSAGES_BURST = 40_000
@@ -131,8 +129,16 @@ CONSENSUS_TIMEOUT_PRECOMMIT_S = 0.5
 CONSENSUS_TIMEOUT_DELTA_S = 0.5
 #: Rounds remembered per height (messages for rounds beyond current + this are ignored).
 CONSENSUS_FUTURE_ROUNDS_MAX = 8
-#: Account heads listed in one checkpoint cut.
-CHECKPOINT_HEADS_MAX = 100_000
+#: Heads per checkpoint cut: ~80 bytes each keeps a cut under the consensus value limit
+#: (~176 KiB). A proposer with more moved chains proposes the first CUT_HEADS_MAX (by author)
+#: and the rest go into the next checkpoint; a received cut with more is malformed.
+CUT_HEADS_MAX = 2_000
+#: Unfinalized ops that may trigger one checkpoint (the ceiling of the config's ops trigger).
+#: It does not bound a cut's heads: the proposer truncates those to CUT_HEADS_MAX.
+CHECKPOINT_OPS_TRIGGER_MAX = 100_000
+#: Old name of CHECKPOINT_OPS_TRIGGER_MAX (it never bounded heads: CUT_HEADS_MAX does), kept
+#: only because node/config.py still imports it; remove once config uses the new name.
+CHECKPOINT_HEADS_MAX = CHECKPOINT_OPS_TRIGGER_MAX
 #: Checkpoint cadence defaults: cut when this many ops are unfinalized or this long passed.
 #: At light load an op waits for the next cut plus one consensus round, so the cadence sets
 #: finality latency: 0.5 s gives a 4-node swarm p95 ~0.5 s (1.0 s gave ~0.98 s, too close to
@@ -150,6 +156,75 @@ SNAPSHOT_CHUNKS_MAX = 65_536
 #: Default cap of grants per council member per checkpoint window (genesis may lower it).
 GRANTS_PER_MEMBER_PER_WINDOW_DEFAULT = 1_000
 
+# --- messages (enforced in messages.py) ----------------------------------------------------
+
+#: Ops per OPS message: 22 envelopes of up to the 8 KiB envelope limit stay under the encoded
+#: value limit; typical envelopes (~200 bytes) make one message of ~5 KiB, one frame.
+OPS_PER_MESSAGE_MAX = 22
+#: Checkpoint bundles per BUNDLES message (each carries its cut; big cuts travel fragmented).
+BUNDLES_PER_MESSAGE_MAX = 8
+#: Losing claims named in one HANDLE_CONFLICT message.
+CONFLICT_LOSERS_PER_MESSAGE_MAX = 256
+#: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
+EVIDENCE_PER_MESSAGE_MAX = 16
+
+# --- consensus memory (enforced in consensus.py) -------------------------------------------
+
+#: Evidence holds two message headers without values (~250 bytes each).
+EVIDENCE_SIZE_BYTES_MAX = 4 * 1024
+#: Decided bundles kept to serve lagging peers (`bundle_for`); older ones come from storage.
+CONSENSUS_BUNDLES_KEPT_MAX = 16
+#: Rule firings per input. Every firing moves the step or round forward or sets a fire-once
+#: flag, so a handful suffice; the bound only guards against a bug looping forever.
+CONSENSUS_RULE_FIRINGS_PER_INPUT_MAX = 1024
+#: Events queued for the shell. Only rejections can pile up (a peer flooding junk); when the
+#: queue is full they are counted instead of queued, other events are always kept.
+CONSENSUS_EVENTS_QUEUED_MAX = 4096
+
+# --- state sync fetch (enforced in snapshot.py) --------------------------------------------
+
+#: Chunk requests in flight per peer: 16 x 128 KiB = 2 MiB, which covers the bandwidth-delay
+#: product of a 20-30 MB/s data channel at ~50 ms round trips.
+FETCH_INFLIGHT_PER_PEER_MAX = 16
+#: A peer that lets this many requests in a row time out is dropped from the fetch.
+FETCH_PEER_TIMEOUTS_MAX = 3
+#: A chunk is tried on every peer (one pass) at most this many times before the fetch fails.
+FETCH_CHUNK_PASSES_MAX = 3
+#: Dropped peers are remembered (and refused by add_peer) up to this many, oldest forgotten.
+FETCH_BANNED_PEERS_MAX = 4 * PEERS_MAX
+
+# --- framing memory (enforced in framing.py) -----------------------------------------------
+
+#: Ids of finished (completed, expired, rejected or failed) messages remembered per peer, so
+#: that late or duplicated fragments of them are discarded instead of starting a reassembly
+#: that could only expire (or deliver the message twice). Ids older than the oldest one
+#: remembered are discarded too; ids are assigned when a message's first fragment is sent,
+#: so on an ordered link a new message never has an id below a finished one.
+FINISHED_MESSAGE_IDS_REMEMBERED_MAX = 1024
+
+# --- state records (enforced in ledger/snapshot.py) ----------------------------------------
+
+#: Unreceived credits per record (1,600 x 40 bytes = 62.5 KiB): about half a chunk, so that a
+#: large account's parts fill chunks evenly and content-defined cuts still fall between them.
+UNRECEIVED_CREDITS_PER_RECORD_MAX = 1600
+
+# --- caches (crypto.py) --------------------------------------------------------------------
+
+#: Valid keys remembered by `check_public_key`. The subgroup check costs ~65 us (more than a
+#: signature verification) while the same accounts recur constantly; memoizing a pure function
+#: does not affect determinism.
+VALID_KEY_CACHE_ENTRIES_MAX = 1 << 16
+
+# --- ledger memory (enforced in ledger/) ---------------------------------------------------
+
+#: Cut closures and cut derivations remembered between a proposal, the votes and the
+#: decision of one height (a few rounds may propose different cuts).
+CUT_CACHE_ENTRIES_MAX = 4
+#: Ledger events waiting for the caller (who drains them after every input); beyond it the
+#: oldest are dropped and counted (`LedgerStats.events_dropped`), so a caller that stops
+#: draining cannot grow memory without bound.
+LEDGER_EVENTS_MAX = 1_000_000
+
 # --- relations, checked at import time -------------------------------------------------------
 
 assert OP_ENVELOPE_SIZE_BYTES_MAX < ENCODED_VALUE_SIZE_BYTES_MAX
@@ -163,6 +238,11 @@ assert (
 )
 assert HEARTBEAT_INTERVAL_S * 3 <= HEARTBEAT_DEAD_AFTER_S
 assert PENDING_OPS_PER_AUTHOR_MAX <= PENDING_OPS_MAX
+assert CUT_HEADS_MAX * 80 < ENCODED_VALUE_SIZE_BYTES_MAX - 16 * 1024
+assert CUT_HEADS_MAX <= CHECKPOINT_OPS_TRIGGER_MAX
+assert CHECKPOINT_OPS_TRIGGER <= CHECKPOINT_OPS_TRIGGER_MAX
+assert OPS_PER_MESSAGE_MAX * OP_ENVELOPE_SIZE_BYTES_MAX < ENCODED_VALUE_SIZE_BYTES_MAX
+assert FETCH_BANNED_PEERS_MAX >= PEERS_MAX
 assert GOSSIP_FANOUT <= PEERS_MAX
 assert SNAPSHOT_CHUNK_SIZE_BYTES <= FRAGMENTS_PER_MESSAGE_MAX * FRAME_SIZE_BYTES_MAX
 

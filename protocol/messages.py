@@ -33,19 +33,15 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from . import encoding, limits
+from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 from .snapshot import MANIFEST_SIZE_BYTES_MAX
 
-#: Ops per OPS message: 22 envelopes of up to the 8 KiB envelope limit stay under the encoded
-#: value limit; typical envelopes (~200 bytes) make one message of ~5 KiB, one frame.
-OPS_PER_MESSAGE_MAX = 22
-#: Checkpoint bundles per BUNDLES message (each carries its cut; big cuts travel fragmented).
-BUNDLES_PER_MESSAGE_MAX = 8
+OPS_PER_MESSAGE_MAX = limits.OPS_PER_MESSAGE_MAX  # why: see limits.py
+BUNDLES_PER_MESSAGE_MAX = limits.BUNDLES_PER_MESSAGE_MAX  # why: see limits.py
 SESSION_ID_MAX = 2**63 - 1
-#: Losing claims named in one HANDLE_CONFLICT message.
-CONFLICT_LOSERS_PER_MESSAGE_MAX = 256
-#: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
-EVIDENCE_PER_MESSAGE_MAX = 16
+CONFLICT_LOSERS_PER_MESSAGE_MAX = limits.CONFLICT_LOSERS_PER_MESSAGE_MAX  # why: see limits.py
+EVIDENCE_PER_MESSAGE_MAX = limits.EVIDENCE_PER_MESSAGE_MAX  # why: see limits.py
 #: Op ids per ANNOUNCE message: as many as one FETCH may ask for, so that the ids one ANNOUNCE
 #: names that the receiver lacks always fit one FETCH back (512 x 34 bytes ~ 17 KiB, a frame).
 ANNOUNCE_IDS_PER_MESSAGE_MAX = limits.FETCH_OPS_PER_REQUEST_MAX
@@ -86,7 +82,7 @@ class MessageType(IntEnum):
 
 
 class MessageError(RemoteProtocolError):
-    code = "message_malformed"
+    code: str = RejectCode.MESSAGE_MALFORMED
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 
 from . import crypto, encoding, limits
+from .codes import RejectCode
 from .errors import (
     BadSignatureError,
     DecodeError,
@@ -253,7 +254,7 @@ def decode_op(envelope: bytes, op_id: bytes | None = None) -> Op:
         kind_number, body, signature = split
     kind = _KINDS_BY_NUMBER.get(kind_number)
     if kind is None:
-        raise MalformedOpError(f"unknown op kind {kind_number}", code="unknown_kind")
+        raise MalformedOpError(f"unknown op kind {kind_number}", code=RejectCode.UNKNOWN_KIND)
     fields = _unpack(body, "body")
     if op_id is None:
         op_id = op_id_of(envelope)
@@ -276,7 +277,9 @@ def _checked_op(
     # Every value now has a known scalar type (or is the list of 32-byte deps), so this
     # re-encoding is canonical; equality proves the body was too.
     if encoding.pack(fields) != body:
-        raise MalformedOpError("body is not canonical msgpack", code="non_canonical_encoding")
+        raise MalformedOpError(
+            "body is not canonical msgpack", code=RejectCode.NON_CANONICAL_ENCODING
+        )
     for name in COMMON_FIELDS:
         del fields[name]
     deps_tuple = tuple(deps)
@@ -435,17 +438,21 @@ def _decode_envelope_slow(envelope: bytes) -> tuple[int, bytes, bytes]:
         raise MalformedOpError("envelope must be [version, kind, body, signature]")
     version, kind_number, body, signature = outer
     if type(version) is not int or version != ENVELOPE_VERSION:
-        raise MalformedOpError(f"unknown envelope version {version!r}", code="unknown_version")
+        raise MalformedOpError(
+            f"unknown envelope version {version!r}", code=RejectCode.UNKNOWN_VERSION
+        )
     if type(kind_number) is not int:
         raise MalformedOpError("kind must be an int")
     if kind_number not in _KINDS_BY_NUMBER:
-        raise MalformedOpError(f"unknown op kind {kind_number}", code="unknown_kind")
+        raise MalformedOpError(f"unknown op kind {kind_number}", code=RejectCode.UNKNOWN_KIND)
     if type(body) is not bytes or type(signature) is not bytes:
         raise MalformedOpError("body and signature must be bytes")
     if len(signature) != limits.SIGNATURE_SIZE_BYTES:
         raise MalformedOpError("signature must be 64 bytes")
     if encoding.pack(outer) != envelope:
-        raise MalformedOpError("envelope is not canonical msgpack", code="non_canonical_encoding")
+        raise MalformedOpError(
+            "envelope is not canonical msgpack", code=RejectCode.NON_CANONICAL_ENCODING
+        )
     return kind_number, body, signature
 
 
@@ -471,9 +478,9 @@ def _check_common(author: object, seq: object, prev: object, deps: object, basis
     if not _is_int(seq) or not 1 <= seq <= limits.SEQ_MAX:  # type: ignore[operator]
         raise MalformedOpError("seq must be an int from 1")
     if seq == 1 and prev != b"":
-        raise MalformedOpError("prev must be empty at seq 1", code="bad_prev")
+        raise MalformedOpError("prev must be empty at seq 1", code=RejectCode.BAD_PREV)
     if seq != 1 and not _is_hash(prev):
-        raise MalformedOpError("prev must be a 32-byte op id after seq 1", code="bad_prev")
+        raise MalformedOpError("prev must be a 32-byte op id after seq 1", code=RejectCode.BAD_PREV)
     if not isinstance(deps, list) or len(deps) > limits.OP_DEPS_MAX:
         raise MalformedOpError(f"deps must be a list of at most {limits.OP_DEPS_MAX} ids")
     if not all(_is_hash(dep) for dep in deps):
@@ -488,7 +495,7 @@ def _check_common(author: object, seq: object, prev: object, deps: object, basis
 
 def _check_amount(value: object) -> None:
     if not _is_int(value) or not 1 <= value <= limits.AMOUNT_MAX:  # type: ignore[operator]
-        raise MalformedOpError("amount must be a positive int", code="bad_amount")
+        raise MalformedOpError("amount must be a positive int", code=RejectCode.BAD_AMOUNT)
 
 
 def check_handle(value: object) -> str:
@@ -500,7 +507,7 @@ def check_handle(value: object) -> str:
         raise MalformedOpError(
             f"handle must be {limits.HANDLE_LENGTH_MIN}-{limits.HANDLE_LENGTH_MAX} chars of "
             "[a-z0-9_-]",
-            code="bad_handle",
+            code=RejectCode.BAD_HANDLE,
         )
     return value
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from . import encoding, limits
+from .codes import RejectCode
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -106,19 +107,19 @@ _ZERO_KEY = bytes(ID_SIZE_BYTES)
 class ReconcileError(RemoteProtocolError):
     """A reconciliation session failed because of what the peer sent."""
 
-    code = "reconcile_error"
+    code: str = RejectCode.RECONCILE_ERROR
 
 
 class ReconcileMessageError(ReconcileError):
     """A message that does not decode, breaks the format, or contradicts the session."""
 
-    code = "reconcile_malformed_message"
+    code: str = RejectCode.RECONCILE_MALFORMED_MESSAGE
 
 
 class ReconcileRoundsExceededError(ReconcileError):
     """The session needed more than `rounds_max` messages; it is abandoned."""
 
-    code = "reconcile_rounds_exceeded"
+    code: str = RejectCode.RECONCILE_ROUNDS_EXCEEDED
 
 
 # --- fingerprints and the id set -------------------------------------------------------------

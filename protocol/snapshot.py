@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import encoding, limits
+from .codes import RejectCode
 from .errors import (
     LimitExceededError,
     LocalProtocolError,
@@ -50,15 +51,10 @@ HEIGHT_MAX = 2**63 - 1
 #: A manifest is its chunk hashes (32 bytes each, at most SNAPSHOT_CHUNKS_MAX = 2 MiB) plus a
 #: few fixed fields; it is bigger than ENCODED_VALUE_SIZE_BYTES_MAX and is sent fragmented.
 MANIFEST_SIZE_BYTES_MAX = limits.SNAPSHOT_CHUNKS_MAX * limits.HASH_SIZE_BYTES + 1024
-#: Chunk requests in flight per peer: 16 x 128 KiB = 2 MiB, which covers the bandwidth-delay
-#: product of a 20-30 MB/s data channel at ~50 ms round trips.
-FETCH_INFLIGHT_PER_PEER_MAX = 16
-#: A peer that lets this many requests in a row time out is dropped from the fetch.
-FETCH_PEER_TIMEOUTS_MAX = 3
-#: A chunk is tried on every peer (one pass) at most this many times before the fetch fails.
-FETCH_CHUNK_PASSES_MAX = 3
-#: Dropped peers are remembered (and refused by add_peer) up to this many, oldest forgotten.
-FETCH_BANNED_PEERS_MAX = 4 * limits.PEERS_MAX
+FETCH_INFLIGHT_PER_PEER_MAX = limits.FETCH_INFLIGHT_PER_PEER_MAX  # why: see limits.py
+FETCH_PEER_TIMEOUTS_MAX = limits.FETCH_PEER_TIMEOUTS_MAX  # why: see limits.py
+FETCH_CHUNK_PASSES_MAX = limits.FETCH_CHUNK_PASSES_MAX  # why: see limits.py
+FETCH_BANNED_PEERS_MAX = limits.FETCH_BANNED_PEERS_MAX  # why: see limits.py
 
 assert MANIFEST_SIZE_BYTES_MAX <= limits.FRAGMENTS_PER_MESSAGE_MAX * limits.FRAME_SIZE_BYTES_MAX
 assert limits.SNAPSHOT_CHUNK_SIZE_BYTES < 2 ** (8 * RECORD_LENGTH_PREFIX_BYTES)
@@ -70,43 +66,43 @@ assert limits.SNAPSHOT_CHUNK_SIZE_BYTES < 2 ** (8 * RECORD_LENGTH_PREFIX_BYTES)
 class InvalidManifestError(RemoteProtocolError):
     """Manifest bytes that do not decode to a well-formed manifest."""
 
-    code = "snapshot_manifest_invalid"
+    code: str = RejectCode.SNAPSHOT_MANIFEST_INVALID
 
 
 class SnapshotLimitExceededError(LimitExceededError):
     """A manifest or chunk over a snapshot limit (chunk count, sizes)."""
 
-    code = "snapshot_limit_exceeded"
+    code: str = RejectCode.SNAPSHOT_LIMIT_EXCEEDED
 
 
 class ChunkIndexError(RemoteProtocolError):
     """A chunk index outside the manifest."""
 
-    code = "snapshot_chunk_index_invalid"
+    code: str = RejectCode.SNAPSHOT_CHUNK_INDEX_INVALID
 
 
 class ChunkHashMismatchError(RemoteProtocolError):
     """Chunk bytes whose sha256 is not the one the manifest lists."""
 
-    code = "snapshot_chunk_hash_mismatch"
+    code: str = RejectCode.SNAPSHOT_CHUNK_HASH_MISMATCH
 
 
 class MalformedChunkError(RemoteProtocolError):
     """Chunk bytes that are not a sequence of length-prefixed, non-empty records."""
 
-    code = "snapshot_chunk_malformed"
+    code: str = RejectCode.SNAPSHOT_CHUNK_MALFORMED
 
 
 class RecordTooLargeError(LocalProtocolError):
     """A state record that cannot fit in one chunk (records are never split)."""
 
-    code = "snapshot_record_too_large"
+    code: str = RejectCode.SNAPSHOT_RECORD_TOO_LARGE
 
 
 class SnapshotTooLargeError(LocalProtocolError):
     """A state that needs more than the allowed number of chunks."""
 
-    code = "snapshot_too_large"
+    code: str = RejectCode.SNAPSHOT_TOO_LARGE
 
 
 # --- manifest --------------------------------------------------------------------------------
@@ -351,7 +347,7 @@ BLOB_LENGTH_PREFIX_BYTES = 4
 class MalformedSnapshotBlobError(RemoteProtocolError):
     """A stored snapshot blob that is not a manifest followed by its chunks."""
 
-    code = "malformed_snapshot_blob"
+    code: str = RejectCode.MALFORMED_SNAPSHOT_BLOB
 
 
 def encode_blob(manifest: Manifest, chunks: list[bytes]) -> bytes:

@@ -22,7 +22,7 @@ from swarmd.node.daemon import Daemon
 from swarmd.node.persistence import SnapshotBuildQueue, SnapshotBuilds
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
-from swarmd.protocol.ledger_state import LedgerState
+from swarmd.protocol.ledger.state import LedgerState
 from swarmd.protocol.node_core import NodeCore, SnapshotDue
 from swarmd.protocol.wallet import Author
 from swarmd.storage import api

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from swarmd.protocol import encoding, snapshot
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
 from swarmd.protocol.ledger import Ledger
-from swarmd.protocol.ledger_snapshot import (
+from swarmd.protocol.ledger.snapshot import (
     RECORD_ACCOUNT,
     RECORD_BINDING,
     RECORD_BURN,
@@ -26,7 +26,7 @@ from swarmd.protocol.ledger_snapshot import (
     state_from_records,
     state_records,
 )
-from swarmd.protocol.ledger_state import Claim, LedgerState
+from swarmd.protocol.ledger.state import Claim, LedgerState
 from swarmd.protocol.ops import Op
 from swarmd.protocol.snapshot import build_manifest, split_chunk
 

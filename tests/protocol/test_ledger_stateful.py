@@ -17,7 +17,7 @@ from hypothesis.stateful import (
 
 from swarmd.protocol import limits
 from swarmd.protocol.ledger import Ledger, Outcome
-from swarmd.protocol.ledger_snapshot import state_from_records, state_records
+from swarmd.protocol.ledger.snapshot import state_from_records, state_records
 from swarmd.protocol.ops import Kind, Op
 from swarmd.protocol.wallet import Author
 

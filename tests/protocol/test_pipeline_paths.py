@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from swarmd.protocol import crypto, encoding
 from swarmd.protocol.errors import MalformedOpError, RemoteProtocolError
 from swarmd.protocol.ledger import Ledger, OpRejected
-from swarmd.protocol.ledger_state import _ID_SPACE, Account, unreceived_term
+from swarmd.protocol.ledger.state import _ID_SPACE, Account, unreceived_term
 from swarmd.protocol.ops import Kind, Op, _checked_op, _credit_op, decode_op, op_id_of
 
 from .helpers import author, make_council

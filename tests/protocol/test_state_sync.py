@@ -11,7 +11,7 @@ import pytest
 from swarmd.protocol import consensus, encoding
 from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.framing import FRAME_TYPE_BATCH, FrameEncoder
-from swarmd.protocol.ledger_snapshot import build_snapshot, state_from_records
+from swarmd.protocol.ledger.snapshot import build_snapshot, state_from_records
 from swarmd.protocol.messages import (
     ChunkMessage,
     ChunkRequestMessage,

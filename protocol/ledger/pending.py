@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .ops import Op
+from ..ops import Op
 
 #: A missing parent is an op id; a missing basis is the checkpoint height it names.
 MissingKey = bytes | int
