@@ -6,13 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarmd.protocol import scenarios
-from swarmd.protocol.simulator import (
-    NetworkConfig,
-    Simulation,
-    SimulationError,
-    canonical_repr,
-)
+from swarmd.protocol.sim import scenarios
+from swarmd.protocol.sim.errors import SimulationError
+from swarmd.protocol.sim.network import NetworkConfig
+from swarmd.protocol.sim.simulator import Simulation, canonical_repr
 
 
 def make_swarm(seed: int = 1, **network: float) -> scenarios.Swarm:
