@@ -5,6 +5,7 @@ Unlike `Simulation` (simulator.py) there are no connection epochs, heartbeats, l
 every frame takes exactly `delay_s`, a directed pair in `cut` drops what its sender flushes,
 and at equal times frames are delivered before timers fire. Tests rely on that exact timing
 (they run "until two delays after X"), so they get this model rather than the simulator's.
+(Not to be confused with `swarm.Swarm`, one scenario run on the full simulator.)
 Deterministic: one seed fixes the keys and every core's rng; nothing reads a clock.
 """
 
