@@ -31,7 +31,7 @@ SEEDS_MAX = 100_000
 TEXT_FAILURES_SHOWN = 20
 
 if TYPE_CHECKING:
-    from swarmd.protocol.scenarios import RunResult
+    from swarmd.protocol.sim.scenarios import RunResult
 
 Handler = Callable[[argparse.Namespace, Output], int]
 
@@ -58,7 +58,7 @@ def seed_range(seed: int | None, count: int | None) -> list[int]:
 
 
 def run_chaos(names: list[str], seeds: list[int], *, verbose: bool = False) -> dict[str, Any]:
-    from swarmd.protocol import scenarios
+    from swarmd.protocol.sim import scenarios
 
     started = time.perf_counter()
     per_scenario: dict[str, Any] = {}
@@ -85,7 +85,7 @@ def run_chaos(names: list[str], seeds: list[int], *, verbose: bool = False) -> d
 
 def cmd_chaos(args: argparse.Namespace, out: Output) -> int:
     # Imported here so that registering the command keeps `swarmd keygen` fast.
-    from swarmd.protocol import scenarios
+    from swarmd.protocol.sim import scenarios
 
     names = scenarios.scenario_names()
     if args.list:

@@ -9,8 +9,7 @@ import pytest
 
 from swarmd.node.cli import main
 from swarmd.protocol import consensus
-
-from ..protocol.swarm_harness import Swarm
+from swarmd.protocol.sim.harness import Swarm
 
 
 @pytest.fixture(scope="module")

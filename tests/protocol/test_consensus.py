@@ -4,7 +4,6 @@ fed hand-signed messages for the exact rule-level scenarios (locking, bounds, fu
 from __future__ import annotations
 
 import contextlib
-import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from swarmd.protocol.consensus import (
     verify_evidence,
 )
 from swarmd.protocol.errors import LocalProtocolError, RemoteProtocolError
+from swarmd.protocol.sim.harness import Wire
 
 NETWORK_ID = crypto.sha256(b"consensus test network")
 CONFIG = ConsensusConfig()
@@ -77,7 +77,10 @@ def reliable(delay_s: float = 0.05) -> LinkPolicy:
 
 @dataclass
 class Network:
-    """N validator cores (plus observers) with an application stub and bundle sync."""
+    """N validator cores (plus observers) with an application stub and bundle sync, on the
+    shared harness's `Wire`. It stays here, beside its tests, because it drives bare
+    `Tendermint` cores (values, validity and bundle sync come from the stub below): the
+    NodeCore `Swarm` would test the consensus core through the ledger instead."""
 
     validator_count: int
     observer_count: int = 0
@@ -104,8 +107,7 @@ class Network:
             for _ in range(self.observer_count)
         ]
         self.now = 0.0
-        self.sequence = 0
-        self.in_flight: list[tuple[float, int, int, bytes]] = []
+        self.wire = Wire()
         self.decisions: list[dict[int, bytes]] = [{} for _ in self.cores]
         self.evidence: list[Evidence] = []
         self.rejections: list[MessageRejected] = []
@@ -169,8 +171,7 @@ class Network:
         for dst, payload in copies:
             delay = self.link(src, dst, self.now, payload)
             if delay is not None:
-                self.sequence += 1
-                heapq.heappush(self.in_flight, (self.now + delay, self.sequence, dst, payload))
+                self.wire.send(src, dst, payload, self.now + delay)
 
     def sync(self) -> None:
         # The shell's delta sync: a node behind a reachable peer fetches that peer's bundle.
@@ -188,15 +189,16 @@ class Network:
     def step(self) -> bool:
         """Advance virtual time to the next delivery, timer or sync; False if nothing is due."""
         times = [self.next_sync]
-        if self.in_flight:
-            times.append(self.in_flight[0][0])
+        due = self.wire.next_due()
+        if due is not None:
+            times.append(due)
         for index, core in enumerate(self.cores):
             timer = core.get_timer()
             if timer is not None and index not in self.crashed:
                 times.append(timer)
         self.now = max(self.now, min(times))
-        while self.in_flight and self.in_flight[0][0] <= self.now:
-            _, _, dst, data = heapq.heappop(self.in_flight)
+        while (due := self.wire.next_due()) is not None and due <= self.now:
+            _, _, _, dst, data = self.wire.pop()
             if dst not in self.crashed:
                 self.cores[dst].receive_message(data, self.now)
                 self.pump()

@@ -30,8 +30,8 @@ from swarmd.protocol.node_core import (
     PersistConsensusState,
     PersistOps,
 )
+from swarmd.protocol.sim.harness import Swarm
 
-from .swarm_harness import Swarm
 from .test_consensus import NETWORK_ID, Bench, drain
 from .test_node_core import fund
 

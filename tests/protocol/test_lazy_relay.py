@@ -26,8 +26,8 @@ from swarmd.protocol.node_core import (
     NodeCore,
     NodeCoreConfig,
 )
+from swarmd.protocol.sim.harness import Swarm
 
-from .swarm_harness import Swarm
 from .test_node_core import fund
 
 

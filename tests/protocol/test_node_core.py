@@ -9,8 +9,7 @@ from swarmd.protocol.node_core import (
     PersistOps,
     SyncSessionFinished,
 )
-
-from .swarm_harness import Swarm
+from swarmd.protocol.sim.harness import Swarm
 
 
 def fund(swarm: Swarm, count: int) -> list:

@@ -34,6 +34,7 @@ from swarmd.protocol.node_core import (
     StateSyncFailed,
     StateSyncFinished,
 )
+from swarmd.protocol.sim.harness import Swarm
 from swarmd.protocol.snapshot import (
     FETCH_CHUNK_PASSES_MAX,
     Manifest,
@@ -41,8 +42,6 @@ from swarmd.protocol.snapshot import (
     encode_blob,
     split_chunk,
 )
-
-from .swarm_harness import Swarm
 
 SMALL = {"snapshot_interval": 2, "bundles_kept": 4, "checkpoint_interval_s": 0.3}
 

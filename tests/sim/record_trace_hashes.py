@@ -16,16 +16,14 @@ import json
 import sys
 from pathlib import Path
 
+from swarmd.protocol.sim import scenarios
+
 BASELINE = Path(__file__).with_name("trace_hashes.json")
 SEED_COUNTS = (100, 10)
 
 
 def compute(seed_count: int) -> dict[str, str]:
     """One digest per scenario: sha256 over its per-seed trace hashes in seed order."""
-    try:
-        from swarmd.protocol.sim import scenarios
-    except ImportError:  # before the move
-        from swarmd.protocol import scenarios  # type: ignore[no-redef]
     digests: dict[str, str] = {}
     for name in scenarios.scenario_names():
         digest = hashlib.sha256()

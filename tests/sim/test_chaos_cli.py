@@ -8,7 +8,7 @@ import pytest
 
 from swarmd.node import chaos
 from swarmd.node.cli import EXIT_OK, EXIT_USAGE, main
-from swarmd.protocol import scenarios
+from swarmd.protocol.sim import scenarios
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]

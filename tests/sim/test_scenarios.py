@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from swarmd.protocol import scenarios
-from swarmd.protocol.scenarios import NetworkConfig, ScenarioParams
+from swarmd.protocol.sim import scenarios
+from swarmd.protocol.sim.scenarios import NetworkConfig, ScenarioParams
 
 #: Seeds per scenario in CI (the design asks for at least 100).
 CI_SEEDS = range(1, 101)
@@ -56,7 +56,7 @@ def test_same_seed_same_trace_different_seed_different_trace() -> None:
 
 def _trace_in_subprocess(name: str, seed: int, hash_seed: str) -> str:
     code = (
-        "from swarmd.protocol import scenarios;"
+        "from swarmd.protocol.sim import scenarios;"
         f"print(scenarios.run_scenario({name!r}, {seed}).trace_hash)"
     )
     env = dict(os.environ, PYTHONHASHSEED=hash_seed)

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarmd.protocol import scenarios
-from swarmd.protocol.simulator import (
-    NetworkConfig,
-    Simulation,
-    SimulationError,
-    canonical_repr,
+from swarmd.protocol.node_core import (
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
 )
+from swarmd.protocol.sim import scenarios
+from swarmd.protocol.sim.errors import SimulationError
+from swarmd.protocol.sim.network import NetworkConfig
+from swarmd.protocol.sim.simulator import EVENT_HANDLERS, Simulation, canonical_repr
 
 
 def make_swarm(seed: int = 1, **network: float) -> scenarios.Swarm:
@@ -134,3 +137,13 @@ def test_canonical_repr_does_not_depend_on_set_or_dict_order() -> None:
     two = _Sample(frozenset({b"\x03", b"\x01", b"\x02"}), {"a": 1, "b": 2})
     assert canonical_repr(one) == canonical_repr(two)
     assert canonical_repr(one) == "_Sample(ids={01,02,03},table={'a':1,'b':2})"
+
+
+def test_events_are_dispatched_by_class_not_by_name() -> None:
+    # The table holds the core's event classes themselves: renaming one breaks the import of
+    # the simulator instead of silently stopping persistence.
+    assert all(isinstance(kind, type) for kind in EVENT_HANDLERS)
+    for kind in (PersistOps, PersistCheckpoint, PersistConsensusState, PeerMisbehaved):
+        assert kind in EVENT_HANDLERS
+    impostor = type("PersistOps", (), {})
+    assert impostor not in EVENT_HANDLERS

@@ -1,22 +1,18 @@
 """The deterministic swarm simulator: N node cores over a seeded virtual network (sans-I/O).
 
 A discrete-event loop (a heap of ``(time, seq, action)``) drives pure node cores with virtual
-time. The network model is per link: a delay of ``base + uniform(0, jitter)`` (so frames
-reorder), a loss probability and a duplication probability. Faults are partitions (groups of
-nodes that cannot reach each other), crashes (the core is dropped; its durable store survives)
-and restarts (the core is rebuilt from the durable store), store wipes and per-node clock skew.
+time over the network of network.py (per-link delay, jitter, loss, duplication, partitions,
+connection epochs). Faults are partitions, crashes (the core is dropped; its durable store
+survives) and restarts (the core is rebuilt from the durable store), store wipes and per-node
+clock skew.
 
 Persistence is modelled like the shell's store: a ``PersistOps`` event asks for envelopes to be
 made durable; they become durable ``commit_delay_s`` after the event is drained (at once when
 the delay is 0), and a crash in between loses the uncommitted ones, exactly as an in-memory
 write-ahead buffer with crash semantics would. A client op counts as *acknowledged* only once
-it is durable on the node it was submitted to.
-
-Connections are modelled like the real transports (WebRTC data channel, WebSocket): a link
-between two live nodes that can reach each other is up; the application heartbeat notices a
-cut or a dead peer after `NetworkConfig.detect_s`, and a healed link or restarted node is
-reconnected after `NetworkConfig.reconnect_s`. A frame belongs to the connection (epoch) it was
-sent on and is dropped if that connection is gone when it arrives.
+it is durable on the node it was submitted to. Core events are dispatched by their class
+(`EVENT_HANDLERS`), so renaming an event class breaks the import here instead of silently
+stopping persistence.
 
 Determinism: every random choice comes from one `random.Random(seed)`, every iteration is over
 lists or sorted keys, and nothing reads a clock. The trace hash is sha256 over every delivered
@@ -36,11 +32,20 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from . import limits
-from .crypto import KeyPair
-from .errors import LocalProtocolError
-from .ledger import Ledger, Outcome
-from .ops import op_id_of
+from ..crypto import KeyPair
+from ..ledger import Ledger, OpExcluded, Outcome, StateRederived
+from ..node_core import (
+    CatchUpStarted,
+    EquivocationRecorded,
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
+    SyncSessionFinished,
+)
+from ..ops import op_id_of
+from .errors import SimActionsExceededError, SimulationError
+from .network import Links, NetworkConfig
 
 # --- bounds ----------------------------------------------------------------------------------
 
@@ -56,16 +61,6 @@ SIM_EVENTS_PER_DRAIN_MAX = 1_000_000
 #: Timer firings at one node at one virtual instant: a core whose timer stays in the past after
 #: `handle_timer` is re-armed a little later instead of spinning (counted as a failure).
 SIM_TIMER_REFIRES_MAX = 1_000
-
-
-class SimulationError(LocalProtocolError):
-    """The simulator was misused or a core broke a rule of the sans-I/O contract."""
-
-    code = "simulation_error"
-
-
-class SimActionsExceededError(SimulationError):
-    code = "sim_actions_exceeded"
 
 
 # --- the core contract -----------------------------------------------------------------------
@@ -137,33 +132,7 @@ class CoreFactory(Protocol):
     ) -> SimCore: ...
 
 
-# --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """The virtual network and the shell model. Times in virtual seconds."""
-
-    delay_s: float = 0.010
-    jitter_s: float = 0.020
-    loss: float = 0.0
-    duplicate: float = 0.0
-    #: The application heartbeat declares a peer dead after this long without frames.
-    detect_s: float = limits.HEARTBEAT_DEAD_AFTER_S
-    #: A healed link or a restarted node is connected again after this long (signaling, ICE).
-    reconnect_s: float = 0.5
-    #: Delay between a PersistOps event and the envelopes being durable.
-    commit_delay_s: float = 0.0
-    #: Each node's clock is off by uniform(-skew, +skew) seconds.
-    clock_skew_s_max: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.loss < 1.0 and 0.0 <= self.duplicate < 1.0):
-            raise SimulationError("loss and duplicate are probabilities below 1")
-        if min(self.delay_s, self.jitter_s, self.detect_s, self.reconnect_s) < 0:
-            raise SimulationError("delays must be non-negative")
-        if self.commit_delay_s < 0 or self.clock_skew_s_max < 0:
-            raise SimulationError("commit delay and skew must be non-negative")
+# --- faults --------------------------------------------------------------------------------
 
 
 class FaultKind(Enum):
@@ -218,15 +187,6 @@ class SimNode:
     @property
     def alive(self) -> bool:
         return self.core is not None
-
-
-@dataclass
-class _Link:
-    up: bool = False
-    epoch: int = 0
-    #: One end crashed: the survivor still believes the link is up until its heartbeat
-    #: notices, but nothing it sends arrives.
-    broken: bool = False
 
 
 @dataclass
@@ -285,8 +245,7 @@ class Simulation:
             raise SimulationError("node keys must be distinct")
         #: Peers outside the simulated cores (e.g. a flooding attacker): frames to them vanish.
         self.outsiders = list(outsiders)
-        self._links: dict[tuple[int, int], _Link] = {}
-        self._cut: set[tuple[int, int]] = set()
+        self.links = Links(self.network, self.rng)
         self._outsider_frames: list[tuple[bytes, bytes]] = []
         for node in self.nodes:
             self._start_core(node, None)
@@ -392,28 +351,37 @@ class Simulation:
     def _on_event(self, node: SimNode, event: object) -> None:
         self.events_seen += 1
         self._trace.update(f"E|{self.now!r}|{node.index}|{canonical_repr(event)}\n".encode())
-        name = type(event).__name__
-        if name == "PersistOps":
-            self._persist(node, tuple(getattr(event, "envelopes", ())), ())
-        elif name == "PersistCheckpoint":
-            bundle = getattr(event, "bundle", b"")
-            self._persist(node, (), (bundle,), getattr(event, "snapshot", b""))
-        elif name == "PersistConsensusState":
-            # Durable at once, whatever commit_delay_s: the shell commits it before it sends
-            # the frames it precedes, and this drain sent them in this same instant, so no
-            # crash can fall in between.
-            node.durable.consensus_state = getattr(event, "data", None)
-        elif name == "SyncSessionFinished":
-            self.sync.sessions += 1
-            self.sync.within_cadence += bool(getattr(event, "within_cadence", False))
-            if getattr(event, "missing", 0):
-                self.detect(node.index, "sync_found_missing")
-        elif name in DETECTION_EVENTS:
-            self.detect(node.index, name)
-        if name in DISCONNECT_EVENTS:
-            self._drop_peer(node, getattr(event, "peer", None))
+        handler = EVENT_HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, node, event)
         for hook in self.event_hooks:
             hook(node.index, event)
+
+    def _on_persist_ops(self, node: SimNode, event: PersistOps) -> None:
+        self._persist(node, tuple(event.envelopes), ())
+
+    def _on_persist_checkpoint(self, node: SimNode, event: PersistCheckpoint) -> None:
+        self._persist(node, (), (event.bundle,), event.snapshot)
+
+    def _on_persist_consensus_state(self, node: SimNode, event: PersistConsensusState) -> None:
+        # Durable at once, whatever commit_delay_s: the shell commits it before it sends the
+        # frames it precedes, and this drain sent them in this same instant, so no crash can
+        # fall in between.
+        node.durable.consensus_state = event.data
+
+    def _on_sync_session_finished(self, node: SimNode, event: SyncSessionFinished) -> None:
+        self.sync.sessions += 1
+        self.sync.within_cadence += bool(event.within_cadence)
+        if event.missing:
+            self.detect(node.index, "sync_found_missing")
+
+    def _on_detection(self, node: SimNode, event: object) -> None:
+        """The core noticed something wrong: a detection named after the event class."""
+        self.detect(node.index, type(event).__name__)
+
+    def _on_peer_misbehaved(self, node: SimNode, event: PeerMisbehaved) -> None:
+        self._on_detection(node, event)
+        self._drop_peer(node, event.peer)
 
     def detect(self, node: int, what: str) -> None:
         self.detections.append(Detection(self.now, node, what))
@@ -478,15 +446,8 @@ class Simulation:
 
     # --- the network -----------------------------------------------------------------------
 
-    def _link(self, a: int, b: int) -> _Link:
-        key = (a, b) if a < b else (b, a)
-        link = self._links.get(key)
-        if link is None:
-            link = self._links[key] = _Link()
-        return link
-
     def reachable(self, a: int, b: int) -> bool:
-        return ((a, b) if a < b else (b, a)) not in self._cut
+        return self.links.reachable(a, b)
 
     def _send(self, node: SimNode, peer_id: bytes, frame: bytes) -> None:
         dst_index = self._index_of.get(peer_id)
@@ -496,25 +457,22 @@ class Simulation:
             else:
                 self.errors.append(f"node {node.index} sent to unknown peer {peer_id.hex()[:16]}")
             return
-        link = self._link(node.index, dst_index)
+        link = self.links.link(node.index, dst_index)
         if not link.up:
             return  # the connection is gone: the transport refuses the send
         if link.broken:
             self.frames_lost += 1
             return
-        copies = 1
-        if self.network.loss and self.rng.random() < self.network.loss:
+        delays = self.links.delays()
+        if delays is None:
             self.frames_lost += 1
-            copies = 0
-        elif self.network.duplicate and self.rng.random() < self.network.duplicate:
-            copies = 2
-        for _ in range(copies):
-            delay = self.network.delay_s + self.rng.uniform(0.0, self.network.jitter_s)
+            return
+        for delay in delays:
             self._schedule_delivery(node.index, dst_index, link.epoch, frame, self.now + delay)
 
     def _schedule_delivery(self, src: int, dst: int, epoch: int, frame: bytes, when: float) -> None:
         def deliver() -> None:
-            link = self._link(src, dst)
+            link = self.links.link(src, dst)
             target = self.nodes[dst]
             if not link.up or link.epoch != epoch or target.core is None:
                 self.frames_lost += 1
@@ -535,7 +493,7 @@ class Simulation:
         self._after_input(target)
 
     def _link_up(self, a: int, b: int) -> None:
-        link = self._link(a, b)
+        link = self.links.link(a, b)
         node_a, node_b = self.nodes[a], self.nodes[b]
         if link.up or node_a.core is None or node_b.core is None or not self.reachable(a, b):
             return
@@ -549,7 +507,7 @@ class Simulation:
             self._after_input(node_b)
 
     def _link_down(self, a: int, b: int) -> None:
-        link = self._link(a, b)
+        link = self.links.link(a, b)
         if not link.up:
             return
         link.up = False
@@ -583,16 +541,9 @@ class Simulation:
 
     def partition(self, *groups: Iterable[int]) -> None:
         """Cut every link between different groups (nodes in no group keep all their links)."""
-        sets = [sorted(set(group)) for group in groups]
-        involved: list[int] = []
-        for i, group in enumerate(sets):
-            involved.extend(group)
-            for other in sets[i + 1 :]:
-                for a in group:
-                    for b in other:
-                        self._cut.add((a, b) if a < b else (b, a))
-        self.faults.append(Fault(FaultKind.PARTITION, self.now, tuple(sorted(involved))))
-        for a, b in sorted(self._cut):
+        involved = self.links.cut_between(groups)
+        self.faults.append(Fault(FaultKind.PARTITION, self.now, tuple(involved)))
+        for a, b in sorted(self.links.cut):
             self.at(self.now + self.network.detect_s, functools.partial(self._detect_cut, a, b))
 
     def _detect_cut(self, a: int, b: int) -> None:
@@ -600,12 +551,11 @@ class Simulation:
             self._link_down(a, b)
 
     def heal(self) -> None:
-        cut, self._cut = sorted(self._cut), set()
-        for a, b in cut:
+        for a, b in self.links.heal():
             self.at(self.now + self.network.reconnect_s, functools.partial(self._reconnect, a, b))
 
     def _reconnect(self, a: int, b: int) -> None:
-        if self._link(a, b).up:
+        if self.links.link(a, b).up:
             # The heartbeat had not noticed the cut yet: the old connection is replaced.
             self._link_down(a, b)
         self._link_up(a, b)
@@ -627,7 +577,7 @@ class Simulation:
         self.faults.append(Fault(kind, self.now, (index,)))
         for other in range(len(self.nodes)):
             if other != index:
-                link = self._link(index, other)
+                link = self.links.link(index, other)
                 link.epoch += 1  # frames in flight to or from the dead node are lost
                 link.broken = link.up
                 self.at(
@@ -653,7 +603,7 @@ class Simulation:
                 )
 
     def _reconnect_restarted(self, index: int, other: int) -> None:
-        link = self._link(index, other)
+        link = self.links.link(index, other)
         if link.up:
             link.up = False  # the restarted side has no connection any more
             peer = self.nodes[other]
@@ -680,29 +630,22 @@ class Simulation:
         return outcome
 
 
-#: Core events that show a node noticed something wrong (class names, so that the simulator
-#: does not depend on where each event class lives).
-DETECTION_EVENTS = frozenset(
-    {
-        "PeerMisbehaved",
-        "CatchUpStarted",
-        "PeerDisconnected",
-        "PeerDead",
-        "PeerTimedOut",
-        "PeerBanned",
-        "PeerThrottled",
-        "DivergenceDetected",
-        "OpExcluded",
-        "StateRederived",
-        "EquivocationRecorded",
-    }
-)
+EventHandler = Callable[[Simulation, SimNode, Any], None]
 
-
-#: Core events that ask the shell to drop a peer's connection (the shell obeys at once).
-DISCONNECT_EVENTS = frozenset(
-    {"PeerMisbehaved", "PeerBanned", "DisconnectPeer", "PeerDisconnectRequested"}
-)
+#: What the simulator (the shell) does with each core event class; other events only go to
+#: the trace and the event hooks. Detections name the event class (`Detection.what`).
+EVENT_HANDLERS: dict[type, EventHandler] = {
+    PersistOps: Simulation._on_persist_ops,
+    PersistCheckpoint: Simulation._on_persist_checkpoint,
+    PersistConsensusState: Simulation._on_persist_consensus_state,
+    SyncSessionFinished: Simulation._on_sync_session_finished,
+    CatchUpStarted: Simulation._on_detection,
+    OpExcluded: Simulation._on_detection,
+    StateRederived: Simulation._on_detection,
+    EquivocationRecorded: Simulation._on_detection,
+    # Misbehaviour: detected, and the shell drops the peer's connection at once.
+    PeerMisbehaved: Simulation._on_peer_misbehaved,
+}
 
 
 def canonical_repr(value: object) -> str:
