@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ledger import LedgerEvent
-from ..ledger_state import LedgerState
+from ..ledger.state import LedgerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class PersistCheckpoint:
 @dataclass(frozen=True, slots=True)
 class SnapshotDue:
     """Build the state snapshot at `height` (config snapshot_build = "deferred"): run
-    `ledger_snapshot.build_snapshot(state, height, checkpoint_id, state_root)` off the event
+    `ledger.snapshot.build_snapshot(state, height, checkpoint_id, state_root)` off the event
     loop, then pass the result and `bundle` to `NodeCore.snapshot_built`, and store the blob
     (`snapshot.encode_blob`) with `put_snapshot` when that returns True. `state` is a private
     copy of the final state at `height`, so a worker thread may read it while the core goes

@@ -13,8 +13,8 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import Ledger
-from ..ledger_snapshot import build_snapshot, state_from_records
-from ..ledger_state import LedgerState
+from ..ledger.snapshot import build_snapshot, state_from_records
+from ..ledger.state import LedgerState
 from ..limits import SNAPSHOT_OFFER_INTERVAL_S, STATE_SYNC_CHUNK_TIMEOUT_S, STATE_SYNC_RETRY_S
 from ..messages import (
     BundleRequestMessage,
