@@ -39,8 +39,8 @@ from swarmd.protocol.node_core import (
     NodeStatus,
 )
 from swarmd.protocol.reconcile import IdSet, Reconciler
+from swarmd.protocol.sim.harness import Swarm
 
-from .swarm_harness import Swarm
 from .test_lazy_relay import Wire, fake_id
 
 
