@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmd.node.recovery import recover_store
+from swarmd.node.cli.recovery import recover_store
 from swarmd.protocol import consensus, crypto
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.genesis import Genesis
