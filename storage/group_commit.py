@@ -221,8 +221,8 @@ class GroupCommitter:
                 return error
             failure: Exception | None = None
             for request in batch:
-                error = await self._commit([request])
-                failure = failure or error
+                alone = await self._commit([request])
+                failure = failure or alone
             return failure
         except Exception as error:
             for request in batch:
