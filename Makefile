@@ -32,7 +32,7 @@ types: $(STAMP)
 	ln -s ../../../storage .build/typecheck/swarmd/storage
 	ln -s ../../../node .build/typecheck/swarmd/node
 	cd .build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml \
-		-p swarmd.protocol -p swarmd.storage
+		-p swarmd.protocol -p swarmd.storage -p swarmd.node
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from swarmd.node.api import build_app
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
+from swarmd.node.http.api import build_app
+from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
 from swarmd.protocol.wallet import Author
 

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmd.node.recovery import recover_store
+from swarmd.node.cli.recovery import recover_store
 from swarmd.protocol import consensus, crypto
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import Ledger
-from swarmd.protocol.ledger_snapshot import state_records
+from swarmd.protocol.ledger.snapshot import state_records
 from swarmd.protocol.ops import Op
 from swarmd.protocol.snapshot import build_manifest, encode_blob
 from swarmd.storage import api

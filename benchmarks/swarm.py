@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from swarmd.node.devnet import Swarm
+from swarmd.node.cli.devnet import Swarm
 from swarmd.protocol import crypto, encoding
 from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ops import Op

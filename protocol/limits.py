@@ -136,9 +136,6 @@ CUT_HEADS_MAX = 2_000
 #: Unfinalized ops that may trigger one checkpoint (the ceiling of the config's ops trigger).
 #: It does not bound a cut's heads: the proposer truncates those to CUT_HEADS_MAX.
 CHECKPOINT_OPS_TRIGGER_MAX = 100_000
-#: Old name of CHECKPOINT_OPS_TRIGGER_MAX (it never bounded heads: CUT_HEADS_MAX does), kept
-#: only because node/config.py still imports it; remove once config uses the new name.
-CHECKPOINT_HEADS_MAX = CHECKPOINT_OPS_TRIGGER_MAX
 #: Checkpoint cadence defaults: cut when this many ops are unfinalized or this long passed.
 #: At light load an op waits for the next cut plus one consensus round, so the cadence sets
 #: finality latency: 0.5 s gives a 4-node swarm p95 ~0.5 s (1.0 s gave ~0.98 s, too close to

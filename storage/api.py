@@ -32,7 +32,7 @@ IDS_PER_CALL_MAX = APPEND_OPS_MAX
 #: A meta value is a small setting (a key, a mode, a reason), never bulk data.
 META_VALUE_SIZE_BYTES_MAX = 4 * 1024
 META_KEY_SIZE_BYTES_MAX = 64
-#: Checkpoint bundles carry up to CHECKPOINT_HEADS_MAX heads plus signatures; a snapshot blob
+#: Checkpoint bundles carry up to CUT_HEADS_MAX heads plus signatures; a snapshot blob
 #: is the whole derived state. Both are bounded only to catch a caller's bug, not a peer's.
 CHECKPOINT_BUNDLE_SIZE_BYTES_MAX = 64 * 1024 * 1024
 SNAPSHOT_SIZE_BYTES_MAX = 1024 * 1024 * 1024

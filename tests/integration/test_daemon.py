@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.devnet import Coturn, NodeHome, Swarm, start_coturn, wait_until
+from swarmd.node.cli.devnet import Coturn, NodeHome, Swarm, start_coturn, wait_until
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ops import Op

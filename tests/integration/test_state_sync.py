@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.devnet import NodeHome, Swarm, wait_until
+from swarmd.node.cli.devnet import NodeHome, Swarm, wait_until
 from swarmd.protocol import crypto
 from swarmd.protocol.wallet import Author
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.devnet import coturn_config
+from swarmd.node.cli.devnet import coturn_config
 from swarmd.node.transport import IceGatheringError, IceServerConfig, TransportConfig
 from swarmd.node.transport.signaling import turn_rest_credentials
 from swarmd.protocol import limits

@@ -17,11 +17,11 @@ import pytest
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from swarmd.node.admin import build_admin_app, write_cookie
-from swarmd.node.api import build_app
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
+from swarmd.node.http.admin import build_admin_app, write_cookie
+from swarmd.node.http.api import build_app
+from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto, limits
 from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author
@@ -328,7 +328,7 @@ async def test_batch_submission(make_node: Any) -> None:
 async def test_op_final_reaches_every_account_subscriber_and_is_bounded_unfiltered(
     make_node: Any,
 ) -> None:
-    from swarmd.node.daemon import FINAL_OPS_PUBLISHED_UNFILTERED_MAX as BOUND
+    from swarmd.node.http.events import FINAL_OPS_PUBLISHED_UNFILTERED_MAX as BOUND
     from swarmd.protocol import encoding
 
     node = await make_node()

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.cli import EXIT_OK, EXIT_USAGE, main
+from swarmd.node.cli import main
+from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE
 from swarmd.node.config import load_config
 from swarmd.protocol.genesis import Genesis
 

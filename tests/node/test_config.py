@@ -472,7 +472,7 @@ def test_eager_relay_fanout_above_gossip_fanout_is_refused(tmp_path):
 
 
 def test_snapshot_keys_default_to_the_core_and_store_defaults_and_reach_the_core(tmp_path):
-    from swarmd.node.daemon import core_config
+    from swarmd.node.runtime.restore import core_config
     from swarmd.protocol.node_core import SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT, NodeCoreConfig
     from swarmd.storage.api import SNAPSHOTS_KEPT_DEFAULT
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from swarmd.node.cli import CliError
-from swarmd.node.parent import EXIT_WITH_PARENT_ENV, PR_SET_PDEATHSIG, exit_with_parent
+from swarmd.node.cli.common import CliError
+from swarmd.node.cli.parent import EXIT_WITH_PARENT_ENV, PR_SET_PDEATHSIG, exit_with_parent
 
 
 def test_nothing_is_asked_without_the_setting() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from swarmd.node.cli import main
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
+from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
 from swarmd.storage import api
 
@@ -58,7 +58,7 @@ def test_reset_then_recover_restores_the_same_state(tmp_path: Path, capsys) -> N
 
 
 def test_a_different_live_root_breaks_parity(tmp_path: Path, capsys) -> None:
-    from swarmd.node.persistence import LIVE_STATE_META_KEY
+    from swarmd.node.runtime.persistence import LIVE_STATE_META_KEY
     from swarmd.protocol import encoding
 
     home = tmp_path / "node"
@@ -116,8 +116,8 @@ def test_reset_needs_yes_without_a_terminal(tmp_path: Path, capsys, monkeypatch)
 
 async def copy_store_without(home: Path, target: Path, drop_height: int) -> dict:
     """Copy a node's store into `target`, leaving out one op of checkpoint `drop_height`."""
-    from swarmd.node.cli import load_genesis, load_key_file
-    from swarmd.node.recovery import recover_store
+    from swarmd.node.cli.common import load_genesis, load_key_file
+    from swarmd.node.cli.recovery import recover_store
     from swarmd.protocol.checkpoint import Cut
     from swarmd.protocol.consensus import CheckpointBundle
     from swarmd.storage.store import Store
@@ -321,8 +321,8 @@ async def copy_as_state_synced(source: Path, target: Path, synced_at: int) -> No
     checkpoint, then the ops and checkpoints above it; nothing in between."""
     from dataclasses import replace
 
-    from swarmd.node.cli import load_genesis, load_key_file
-    from swarmd.node.persistence import LIVE_STATE_META_KEY
+    from swarmd.node.cli.common import load_genesis, load_key_file
+    from swarmd.node.runtime.persistence import LIVE_STATE_META_KEY
     from swarmd.protocol import encoding
     from swarmd.storage.store import Store
 

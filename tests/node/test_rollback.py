@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.node.cli import load_genesis, load_key_file, main
+from swarmd.node.cli import main
+from swarmd.node.cli.common import load_genesis, load_key_file
+from swarmd.node.cli.recovery import recover_store
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
-from swarmd.node.recovery import recover_store
+from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
 from swarmd.storage import api
 from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus
@@ -196,7 +197,7 @@ def test_rollback_to_genesis_reverts_every_op(home: Path, capsys) -> None:
 
 def test_an_op_that_returns_by_sync_after_a_rollback_is_live_again(home: Path, capsys) -> None:
     """The daemon's log un-reverts an op it receives again, so a restart keeps it."""
-    from swarmd.node.persistence import StoreLog
+    from swarmd.node.runtime.persistence import StoreLog
     from swarmd.storage import errors
 
     asyncio.run(set_mode(home, NodeMode.QUIESCED))

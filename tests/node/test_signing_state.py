@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon, SigningStateFile
+from swarmd.node.runtime.driver import Daemon
+from swarmd.node.runtime.signing_state import SigningStateFile
 from swarmd.protocol import consensus, crypto
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from swarmd.node.cli import main
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
-from swarmd.node.persistence import SnapshotBuildQueue, SnapshotBuilds
+from swarmd.node.runtime.driver import Daemon
+from swarmd.node.runtime.persistence import SnapshotBuildQueue, SnapshotBuilds
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger.state import LedgerState

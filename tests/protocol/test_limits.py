@@ -31,7 +31,7 @@ def test_a_cut_over_cut_heads_max_is_malformed() -> None:
 
 def test_the_heads_bound_is_one_name() -> None:
     assert checkpoint.CUT_HEADS_MAX == limits.CUT_HEADS_MAX == 2_000
-    # The old name bounds the ops trigger (config), never heads.
-    assert limits.CHECKPOINT_HEADS_MAX == limits.CHECKPOINT_OPS_TRIGGER_MAX
+    # The old contradicting name is gone; the ops trigger has its own ceiling.
+    assert not hasattr(limits, "CHECKPOINT_HEADS_MAX")
     assert limits.CHECKPOINT_OPS_TRIGGER <= limits.CHECKPOINT_OPS_TRIGGER_MAX
     assert not hasattr(limits, "GOSSIP_SEEN_IDS_MAX")

@@ -75,7 +75,7 @@ def test_every_core_error_code_is_named() -> None:
         cls
         for cls in _subclasses(ProtocolError)
         if cls.__module__.startswith("swarmd.protocol.")
-        and cls.__module__ not in ("swarmd.protocol.simulator", "swarmd.protocol.scenarios")
+        and not cls.__module__.startswith("swarmd.protocol.sim.")
     ]
     assert len(core_errors) > 50
     named = {code.value for code in RejectCode}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from swarmd.node import chaos
-from swarmd.node.cli import EXIT_OK, EXIT_USAGE, main
+from swarmd.node.cli import chaos, main
+from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE
 from swarmd.protocol.sim import scenarios
 
 

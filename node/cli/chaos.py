@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, CliError, Output
+from swarmd.protocol.sim import scenarios
+from swarmd.protocol.sim.scenarios import RunResult
+
+from .common import EXIT_FAILED, EXIT_OK, CliError, Handler, Output
 
 #: Seeds run when neither --seeds nor --seed is given (the CI count per scenario).
 DEFAULT_SEEDS = 100
@@ -30,14 +33,9 @@ SEEDS_MAX = 100_000
 #: Failing seeds listed in the text output (the JSON lists all of them).
 TEXT_FAILURES_SHOWN = 20
 
-if TYPE_CHECKING:
-    from swarmd.protocol.sim.scenarios import RunResult
-
-Handler = Callable[[argparse.Namespace, Output], int]
-
 
 def register(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
-    """Add the `chaos` subcommand (registered by node/cli.py's `build_parser`)."""
+    """Add the `chaos` subcommand (registered by cli/main.py's `build_parser`)."""
     chaos = add("chaos", cmd_chaos, "run simulator scenarios over many seeds")
     chaos.add_argument("--list", action="store_true", help="list the scenarios")
     chaos.add_argument("--scenario", help="a scenario name, or 'all'")
@@ -58,8 +56,6 @@ def seed_range(seed: int | None, count: int | None) -> list[int]:
 
 
 def run_chaos(names: list[str], seeds: list[int], *, verbose: bool = False) -> dict[str, Any]:
-    from swarmd.protocol.sim import scenarios
-
     started = time.perf_counter()
     per_scenario: dict[str, Any] = {}
     everything: list[RunResult] = []
@@ -84,9 +80,6 @@ def run_chaos(names: list[str], seeds: list[int], *, verbose: bool = False) -> d
 
 
 def cmd_chaos(args: argparse.Namespace, out: Output) -> int:
-    # Imported here so that registering the command keeps `swarmd keygen` fast.
-    from swarmd.protocol.sim import scenarios
-
     names = scenarios.scenario_names()
     if args.list:
         out.result({"scenarios": names}, "\n".join(names))

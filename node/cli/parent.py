@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Mapping
 
-from .cli import CliError
+from .common import CliError
 
 EXIT_WITH_PARENT_ENV = "SWARMD_EXIT_WITH_PARENT"
 #: prctl(2) option: the signal this process gets when its parent dies.

@@ -24,19 +24,20 @@ import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from swarmd.protocol import consensus, crypto, limits
+from swarmd.protocol import consensus, crypto, encoding, limits
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.ops import check_handle
 
-from .daemon import Daemon
-from .logs import get_logger
-from .metrics import CONTENT_TYPE
+from ..logs import get_logger
+from ..metrics import CONTENT_TYPE
+from ..runtime.driver import Daemon
+from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
 
 log = get_logger("swarmd.api")
 
@@ -52,19 +53,6 @@ UNRECEIVED_LISTED_MAX = 1024
 CLAIMS_LISTED_MAX = 64
 #: Largest JSON body for the {"envelope": hex} form: the hex of the largest envelope plus room.
 JSON_BODY_SIZE_BYTES_MAX = 2 * limits.OP_ENVELOPE_SIZE_BYTES_MAX + 1024
-
-DaemonKey = web.AppKey("daemon", Daemon)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, "code": code, **extra}, status=status)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
 class RateLimiter:
@@ -85,11 +73,6 @@ class RateLimiter:
         return allowed
 
 
-def _route_name(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
 def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     """The public application, with the transports' routes mounted when `extra_routes`."""
     config = daemon.config
@@ -97,14 +80,14 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = _route_name(request)
+        route = route_name(request)
         client = request.remote or "unknown"
         if not limiter.allow(client):
             response: web.StreamResponse = error_response(
                 429, "rate_limited", "too many requests from this address; slow down"
             )
         else:
-            response = await _call(request, handler)
+            response = await call(request, handler)
         daemon.metrics.http_request(route, response.status)
         return response
 
@@ -126,24 +109,6 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
             app.add_routes(transport.routes)
     app.on_shutdown.append(_close_event_clients)
     return app
-
-
-async def _call(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "request_too_large", exc.text or "request body too large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
-    except Exception:
-        # A bug, not bad input: logged with its traceback, answered in the API's own shape.
-        log.exception("request_failed", route=_route_name(request))
-        return error_response(500, "internal_error", "internal error (logged by the node)")
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -353,8 +318,6 @@ async def post_ops_batch(request: web.Request) -> web.Response:
     Each op gets its own result ({op_id, status[, code]}); rejected ops do not fail the batch.
     The response comes once every accepted op is durable (one group commit).
     """
-    from swarmd.protocol import encoding
-
     daemon = _daemon(request)
     length = request.content_length
     if length is not None and length > daemon.config.api.request_size_bytes_max:
@@ -397,7 +360,7 @@ async def post_ops_batch(request: web.Request) -> web.Response:
 
 # --- events ----------------------------------------------------------------------------------
 
-_CLIENTS = web.AppKey("event_clients", set)
+_CLIENTS = web.AppKey("event_clients", set["_EventClient"])
 
 
 class _EventClient:
@@ -470,6 +433,7 @@ async def _drain_incoming(ws: web.WebSocketResponse) -> None:
 
 
 async def _close_event_clients(app: web.Application) -> None:
-    for client in list(app[_CLIENTS]):
+    clients: set[_EventClient] = app[_CLIENTS]
+    for client in list(clients):
         with contextlib.suppress(asyncio.QueueFull):
             client.queue.put_nowait(None)

@@ -18,11 +18,12 @@ logged above it are replayed and every later checkpoint is checked as above.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
 from swarmd.protocol import consensus, encoding
@@ -36,8 +37,8 @@ from swarmd.protocol.snapshot import Manifest, decode_blob
 from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
-from . import cli
-from .persistence import LIVE_STATE_META_KEY
+from ..runtime.persistence import LIVE_STATE_META_KEY
+from .common import EXIT_FAILED, EXIT_OK, CliError, Output, open_home_store
 from .snapshots import SnapshotMissingError, height_argument
 
 #: Threads verifying signatures during a replay (the machine kind has 2 cores), and the ops
@@ -48,7 +49,7 @@ VERIFY_CHUNK_OPS = 256
 REPLAY_PAGE_ROWS = 4_096
 
 
-class NoSnapshotError(cli.CliError):
+class NoSnapshotError(CliError):
     def __init__(self) -> None:
         super().__init__(
             "no state snapshot is stored with its checkpoint (one is made every "
@@ -58,7 +59,7 @@ class NoSnapshotError(cli.CliError):
         )
 
 
-class SnapshotCorruptError(cli.CliError):
+class SnapshotCorruptError(CliError):
     def __init__(self, height: int, exc: ProtocolError, stored: list[int]) -> None:
         older = [h for h in stored if h < height]
         hint = f"; try an older one: --height {older[-1]}" if older else ""
@@ -68,7 +69,7 @@ class SnapshotCorruptError(cli.CliError):
         )
 
 
-class LogNotFromGenesisError(cli.CliError):
+class LogNotFromGenesisError(CliError):
     """The stored checkpoints skip heights: the node caught up by state sync there, so its log
     holds no ops below the height it jumped to and cannot be replayed across the gap."""
 
@@ -314,35 +315,12 @@ def _report(replay: _Replay, stored_checkpoints: int, started: float) -> dict[st
     }
 
 
-async def _open_home_store(home: str, *, read_only: bool = False) -> tuple[Store, Genesis]:
-    """The home's store, locked for this process (the node must be stopped), or read-only
-    beside a running node (`Store.open_read_only`)."""
-    from .commands import load_home_config
-
-    config = load_home_config(home)
-    genesis = cli.load_genesis(Path(config.node.genesis_file))
-    if read_only:
-        return await Store.open_read_only(
-            config.node.data_file, network_id=genesis.network_id
-        ), genesis
-    keypair = cli.load_key_file(Path(config.node.key_file))
-    store = await Store.open(
-        config.node.data_file,
-        network_id=genesis.network_id,
-        node_key=keypair.public_key,
-        synchronous=config.node.synchronous,
-    )
-    return store, genesis
-
-
-def cmd_recover(args: argparse.Namespace, out: cli.Output) -> int:
-    import asyncio
-
+def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     if args.height is not None and not args.from_snapshot:
-        raise cli.CliError("--height names a snapshot: it needs --from-snapshot", "usage")
+        raise CliError("--height names a snapshot: it needs --from-snapshot", "usage")
 
     async def run() -> dict[str, Any]:
-        store, genesis = await _open_home_store(args.home)
+        store, genesis = await open_home_store(args.home)
         try:
             integrity = await store.integrity_check()
             report = await recover_store(
@@ -365,23 +343,20 @@ def cmd_recover(args: argparse.Namespace, out: cli.Output) -> int:
     if divergence:
         text += f"\nfirst divergence at height {divergence['height']}: {divergence['reason']}"
     out.result(report, text)
-    return cli.EXIT_OK if report["parity"] else cli.EXIT_FAILED
+    return EXIT_OK if report["parity"] else EXIT_FAILED
 
 
-def cmd_reset(args: argparse.Namespace, out: cli.Output) -> int:
-    import asyncio
-    import sys
-
+def cmd_reset(args: argparse.Namespace, out: Output) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
-            raise cli.CliError("reset needs --yes when not run interactively", "confirm")
+            raise CliError("reset needs --yes when not run interactively", "confirm")
         answer = input(f"clear derived state in {args.home} (the signed log is kept)? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out.result({"reset": False}, "cancelled")
-            return cli.EXIT_FAILED
+            return EXIT_FAILED
 
     async def run() -> dict[str, Any]:
-        store, _ = await _open_home_store(args.home)
+        store, _ = await open_home_store(args.home)
         try:
             # On a node that caught up by state sync a snapshot is not derived state: its log
             # cannot rebuild it, and the node could no longer restart without it.
@@ -397,7 +372,7 @@ def cmd_reset(args: argparse.Namespace, out: cli.Output) -> int:
 
     result = asyncio.run(run())
     out.result(result, "derived state cleared; the signed log and bundles are kept")
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -28,9 +28,9 @@ from swarmd.protocol.genesis import Genesis
 from swarmd.storage import api as storage_api
 from swarmd.storage.store import Store
 
-from . import cli
-from .persistence import LIVE_STATE_META_KEY
-from .recovery import REPLAY_PAGE_ROWS, _open_home_store, recover_store
+from ..runtime.persistence import LIVE_STATE_META_KEY
+from .common import EXIT_FAILED, EXIT_OK, CliError, Output, open_home_store
+from .recovery import REPLAY_PAGE_ROWS, recover_store
 
 
 class NotQuiescedError(LocalProtocolError):
@@ -132,7 +132,7 @@ def _confirm(args: argparse.Namespace) -> bool:
     if args.yes:
         return True
     if not sys.stdin.isatty():
-        raise cli.CliError("rollback needs --yes when not run interactively", "confirm")
+        raise CliError("rollback needs --yes when not run interactively", "confirm")
     answer = input(
         f"roll {args.home} back to checkpoint {args.to_height} "
         "(later ops are kept, marked reverted)? [y/N] "
@@ -140,17 +140,17 @@ def _confirm(args: argparse.Namespace) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_rollback(args: argparse.Namespace, out: cli.Output) -> int:
+def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
     if args.to_height < 0:
-        raise cli.CliError("--to-height must be 0 (genesis) or more", "bad_height")
+        raise CliError("--to-height must be 0 (genesis) or more", "bad_height")
     if not _confirm(args):
         out.result({"rolled_back": False}, "cancelled")
-        return cli.EXIT_FAILED
+        return EXIT_FAILED
 
     async def run() -> dict[str, Any]:
         # Opening takes the store's file lock: a running daemon makes this a typed
         # `database_locked` error before anything is read or written.
-        store, genesis = await _open_home_store(args.home)
+        store, genesis = await open_home_store(args.home)
         try:
             return await roll_back_store(store, genesis, args.to_height)
         finally:
@@ -164,7 +164,7 @@ def cmd_rollback(args: argparse.Namespace, out: cli.Output) -> int:
         "the node stays quiesced: `swarmd admin resume` after checking the root with peers"
     )
     out.result(report, text)
-    return cli.EXIT_OK if report["parity"] else cli.EXIT_FAILED
+    return EXIT_OK if report["parity"] else EXIT_FAILED
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:

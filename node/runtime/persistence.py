@@ -1,6 +1,6 @@
 """What the daemon needs from durable storage, and the adapters that provide it.
 
-The driver (node/daemon.py) talks to a `NodeLog`: append op envelopes, store checkpoint
+The driver (runtime/driver.py) talks to a `NodeLog`: append op envelopes, store checkpoint
 bundles, read both back at start, keep the admin mode. `open_node_log` returns the adapter
 over `swarmd.storage.store.Store` (the project's store).
 Each write is durable when its coroutine returns; a write that raises wrote nothing.
@@ -18,12 +18,16 @@ from typing import Any, Protocol
 
 from swarmd.protocol import encoding
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError
-from swarmd.protocol.ledger_snapshot import build_snapshot
+from swarmd.protocol.ledger.snapshot import build_snapshot
 from swarmd.protocol.node_core import Mode, NodeCore, PersistCheckpoint, SnapshotDue
 from swarmd.protocol.ops import Op, envelope_metadata, op_id_of
 from swarmd.protocol.snapshot import Manifest, encode_blob
+from swarmd.storage import api as storage_api
+from swarmd.storage import errors as storage_errors
+from swarmd.storage.api import NewOp
+from swarmd.storage.store import Store
 
-from .logs import get_logger
+from ..logs import get_logger
 
 log = get_logger("swarmd.persistence")
 
@@ -37,6 +41,14 @@ MODE_REASON_SIZE_BYTES_MAX = 256
 
 class NodeLog(Protocol):
     async def append_ops(self, envelopes: Sequence[bytes]) -> None: ...
+
+    def new_ops(self, envelopes: Sequence[bytes]) -> list[NewOp]:
+        """The rows `append_new_ops` writes for `envelopes` (admitted by the core already)."""
+        ...
+
+    async def append_new_ops(self, ops: Sequence[NewOp]) -> list[int]:
+        """Append `ops`, skipping the ones logged before; their seqs, in order."""
+        ...
 
     async def put_checkpoint(self, checkpoint: PersistCheckpoint) -> None: ...
 
@@ -100,6 +112,9 @@ class StoreLog:
         self.known_op: Callable[[bytes], Op | None] | None = None
 
     async def append_ops(self, envelopes: Sequence[bytes]) -> None:
+        await self.append_new_ops(self.new_ops(envelopes))
+
+    def new_ops(self, envelopes: Sequence[bytes]) -> list[NewOp]:
         now_ms = int(time.time() * 1000)
         new_op = self.api.NewOp
         applied = self.api.OpStatus.APPLIED
@@ -114,24 +129,37 @@ class StoreLog:
             else:
                 op_id, author, seq = envelope_metadata(envelope)
             new_ops.append(new_op(op_id, author, seq, envelope, applied, now_ms))
-        unique = list({op.op_id: op for op in new_ops}.values())
+        return new_ops
+
+    async def append_new_ops(self, ops: Sequence[NewOp]) -> list[int]:
+        unique = list({op.op_id: op for op in ops}.values())
+        seqs: dict[bytes, int] = {}
         for start in range(0, len(unique), self.api.APPEND_OPS_MAX):
             chunk = unique[start : start + self.api.APPEND_OPS_MAX]
             try:
-                await self.store.append_ops(chunk)
+                written = await self.store.append_ops(chunk)
             except self.errors.DuplicateOpError:
                 # An op logged before (e.g. evicted from the pending pool after a restart and
                 # received again): write the others one by one and skip what is already there.
                 for op in chunk:
-                    try:
-                        await self.store.append_ops([op])
-                    except self.errors.DuplicateOpError:
-                        # Logged before. If a rollback had marked it reverted and it came back
-                        # by sync, it is live again: without this it would be dropped at the
-                        # next restart while a later checkpoint needs it.
-                        logged = await self.store.get_op(op.op_id)
-                        if logged is not None and logged.status == self.api.OpStatus.REVERTED:
-                            await self.store.mark_status([op.op_id], self.api.OpStatus.APPLIED)
+                    seqs[op.op_id] = await self._append_one(op)
+            else:
+                seqs.update(zip((op.op_id for op in chunk), written, strict=True))
+        return [seqs[op.op_id] for op in ops]
+
+    async def _append_one(self, op: NewOp) -> int:
+        try:
+            return int((await self.store.append_ops([op]))[0])
+        except self.errors.DuplicateOpError:
+            # Logged before. If a rollback had marked it reverted and it came back by sync, it
+            # is live again: without this it would be dropped at the next restart while a
+            # later checkpoint needs it.
+            logged = await self.store.get_op(op.op_id)
+            if logged is None:
+                return 0  # not readable as logged: skipped as before; seq 0 names no row
+            if logged.status == self.api.OpStatus.REVERTED:
+                await self.store.mark_status([op.op_id], self.api.OpStatus.APPLIED)
+            return int(logged.seq)
 
     async def put_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
         record = self.api.Checkpoint(
@@ -215,15 +243,22 @@ async def open_node_log(
     snapshots_kept: int | None = None,
 ) -> NodeLog:
     """The node's log over the project's store (`swarmd.storage.store.Store`)."""
-    from swarmd.storage import api, errors
-    from swarmd.storage.store import Store
-
     if snapshots_kept is not None:
-        api.check_snapshots_kept(snapshots_kept)
+        storage_api.check_snapshots_kept(snapshots_kept)
     store = await Store.open(
         path, network_id=network_id, node_key=node_key, synchronous=synchronous
     )
-    return StoreLog(store, api, errors, snapshots_kept)
+    return StoreLog(store, storage_api, storage_errors, snapshots_kept)
+
+
+class LogAppender:
+    """A `NodeLog` as the group committer's `OpAppender` (`append_new_ops`)."""
+
+    def __init__(self, node_log: NodeLog) -> None:
+        self.node_log = node_log
+
+    async def append_ops(self, ops: Sequence[NewOp]) -> list[int]:
+        return await self.node_log.append_new_ops(ops)
 
 
 # --- building snapshots off the event loop ----------------------------------------------------

@@ -18,10 +18,10 @@ from typing import Any
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.snapshot import Manifest, decode_blob, diff_manifests
 
-from . import cli
+from .common import EXIT_FAILED, EXIT_OK, CliError, Handler, Output, open_home_store
 
 
-class SnapshotMissingError(cli.CliError):
+class SnapshotMissingError(CliError):
     def __init__(self, height: int, heights: list[int]) -> None:
         stored = ", ".join(str(h) for h in heights) or "none"
         super().__init__(
@@ -45,9 +45,7 @@ def manifest_summary(manifest: Manifest, blob_size_bytes: int) -> dict[str, Any]
 async def _read(home: str, heights: list[int] | None) -> tuple[list[int], dict[int, Any]]:
     """The stored snapshot heights, and for each of `heights` (None: all) its decoded
     (manifest, chunks, blob size) or the ProtocolError that reading or decoding raised."""
-    from .recovery import _open_home_store
-
-    store, _ = await _open_home_store(home, read_only=True)
+    store, _ = await open_home_store(home, read_only=True)
     try:
         stored = await store.snapshot_heights()
         wanted = stored if heights is None else heights
@@ -59,40 +57,41 @@ async def _read(home: str, heights: list[int] | None) -> tuple[list[int], dict[i
             try:
                 snapshot = await store.get_snapshot(height)
                 if snapshot is None:  # a running node pruned it since it was listed
-                    raise cli.CliError(f"snapshot {height} was pruned meanwhile", "no_snapshot")
+                    raise CliError(f"snapshot {height} was pruned meanwhile", "no_snapshot")
                 manifest, chunks = decode_blob(bytes(snapshot.blob))
                 if (manifest.height, manifest.state_root) != (height, snapshot.state_root):
-                    raise cli.CliError(
+                    raise CliError(
                         f"snapshot {height}: its manifest names height {manifest.height} "
                         f"and root {manifest.state_root.hex()}",
                         "snapshot_mismatch",
                     )
                 found[height] = (manifest, chunks, len(snapshot.blob))
-            except (ProtocolError, cli.CliError) as exc:
+            except (ProtocolError, CliError) as exc:
                 found[height] = exc
         return stored, found
     finally:
         await store.close()
 
 
-def _error(exc: ProtocolError | cli.CliError) -> dict[str, str]:
+def _error(exc: ProtocolError | CliError) -> dict[str, str]:
     if isinstance(exc, ProtocolError):
         return {"code": exc.code, "error": exc.message}
     return {"code": exc.code, "error": str(exc)}
 
 
 def _raise_if_failed(value: Any) -> tuple[Manifest, list[bytes], int]:
-    if isinstance(value, ProtocolError | cli.CliError):
+    if isinstance(value, ProtocolError | CliError):
         raise value
     return value  # type: ignore[no-any-return]
 
 
-def cmd_snapshot_list(args: argparse.Namespace, out: cli.Output) -> int:
+def cmd_snapshot_list(args: argparse.Namespace, out: Output) -> int:
     _, found = asyncio.run(_read(args.home, None))
     entries: list[dict[str, Any]] = []
     lines = []
     for height, value in found.items():
-        if isinstance(value, ProtocolError | cli.CliError):
+        entry: dict[str, Any]
+        if isinstance(value, ProtocolError | CliError):
             entry = {"height": height, "valid": False, **_error(value)}
             lines.append(f"{height:>10}  UNREADABLE: {entry['error']} [{entry['code']}]")
         else:
@@ -106,10 +105,10 @@ def cmd_snapshot_list(args: argparse.Namespace, out: cli.Output) -> int:
         entries.append(entry)
     header = f"{len(entries)} snapshot(s) in {args.home}"
     out.result({"home": args.home, "snapshots": entries}, "\n".join([header, *lines]))
-    return cli.EXIT_OK if all(entry["valid"] for entry in entries) else cli.EXIT_FAILED
+    return EXIT_OK if all(entry["valid"] for entry in entries) else EXIT_FAILED
 
 
-def cmd_snapshot_show(args: argparse.Namespace, out: cli.Output) -> int:
+def cmd_snapshot_show(args: argparse.Namespace, out: Output) -> int:
     _, found = asyncio.run(_read(args.home, [args.height]))
     manifest, chunks, blob_size = _raise_if_failed(found[args.height])
     value = manifest_summary(manifest, blob_size)
@@ -121,10 +120,10 @@ def cmd_snapshot_show(args: argparse.Namespace, out: cli.Output) -> int:
         for index, (digest, chunk) in enumerate(zip(manifest.chunk_hashes, chunks, strict=True))
     )
     out.result(value, text)
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
-def cmd_snapshot_diff(args: argparse.Namespace, out: cli.Output) -> int:
+def cmd_snapshot_diff(args: argparse.Namespace, out: Output) -> int:
     _, found = asyncio.run(_read(args.home, [args.a, args.b]))
     manifest_a, _, size_a = _raise_if_failed(found[args.a])
     manifest_b, chunks_b, size_b = _raise_if_failed(found[args.b])
@@ -152,7 +151,7 @@ def cmd_snapshot_diff(args: argparse.Namespace, out: cli.Output) -> int:
         f"{diff.same_state_root}"
     )
     out.result(value, text)
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
 def height_argument(text: str) -> int:
@@ -171,7 +170,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     )
     actions = snapshot.add_subparsers(dest="action", required=True, parser_class=type(snapshot))
 
-    def action(name: str, handler: cli.Handler, help_text: str) -> argparse.ArgumentParser:
+    def action(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--home", required=True, help="the node's home directory")
@@ -186,5 +185,5 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     diff.add_argument("b", type=height_argument, help="height of the snapshot wanted")
 
 
-def _no_action(args: argparse.Namespace, out: cli.Output) -> int:
-    raise cli.CliError("name an action: list, show or diff", "usage")
+def _no_action(args: argparse.Namespace, out: Output) -> int:
+    raise CliError("name an action: list, show or diff", "usage")

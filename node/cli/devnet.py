@@ -13,6 +13,7 @@ ephemeral (use-auth-secret) credentials.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -36,8 +37,16 @@ from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author
 
-from . import cli
-from .cli import EXIT_OK, CliError, Output
+from .common import (
+    EXIT_OK,
+    Add,
+    CliError,
+    Output,
+    key_file_text,
+    positive_int,
+    write_private_file,
+)
+from .home import init_home
 from .parent import EXIT_WITH_PARENT_ENV
 
 #: A marker in the devnet directory: only a directory holding it is ever wiped and reused.
@@ -232,8 +241,6 @@ class Swarm:
         config_overrides: dict[str, dict[str, Any]] | None = None,
         network_name: str = "devnet",
     ) -> Swarm:
-        from .commands import init_home
-
         _prepare_directory(directory)
         keypairs = [crypto.KeyPair.from_seed(os.urandom(32)) for _ in range(count)]
         genesis = Genesis.create(
@@ -472,9 +479,7 @@ async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
     testers = []
     for index in range(TESTERS):
         keypair = crypto.KeyPair.from_seed(os.urandom(32))
-        cli.write_private_file(
-            directory / "wallets" / f"tester-{index}.key", cli.key_file_text(keypair)
-        )
+        write_private_file(directory / "wallets" / f"tester-{index}.key", key_file_text(keypair))
         testers.append(Wallet(f"tester-{index}", Author(keypair, network_id)))
     submitted: list[tuple[NodeHome, Op]] = []
 
@@ -508,12 +513,15 @@ async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
         await submit(nodes[index % len(nodes)], member.endorse(claim))
     statuses = await swarm.wait_converged(min_height=1)
 
-    async def handle_bound(node: NodeHome) -> bool:
-        view = await swarm.try_get(node, "/v1/handles/ada")
-        return view is not None and view.get("owner") == testers[1].author.keypair.account_id
+    def handle_bound(node: NodeHome) -> Callable[[], Awaitable[bool]]:
+        async def bound() -> bool:
+            view = await swarm.try_get(node, "/v1/handles/ada")
+            return view is not None and view.get("owner") == testers[1].author.keypair.account_id
+
+        return bound
 
     for node in nodes:
-        await wait_until(lambda n=node: handle_bound(n), CONVERGE_TIMEOUT_S, "handle binding")
+        await wait_until(handle_bound(node), CONVERGE_TIMEOUT_S, "handle binding")
     balances = {}
     for tester in testers:
         view = await swarm.get(nodes[0], f"/v1/accounts/{tester.author.keypair.account_id}")
@@ -597,7 +605,7 @@ async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> Any:
 
 
 async def _wait_stop_or_exit(swarm: Swarm, stop: asyncio.Event) -> None:
-    waits = {asyncio.ensure_future(stop.wait())}
+    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
     for node in swarm.running():
         assert node.process is not None
         waits.add(asyncio.ensure_future(node.process.wait()))
@@ -631,3 +639,37 @@ def _print_node_logs(swarm: Swarm) -> None:
             print(f"--- {path} (last lines)", file=sys.stderr)
             for line in tail:
                 print(line, file=sys.stderr)
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def cmd_devnet(args: argparse.Namespace, out: Output) -> int:
+    if not 1 <= args.nodes <= 32:
+        raise CliError("--nodes must be 1..32", "usage")
+    if args.turn and shutil.which("turnserver") is None:
+        raise CliError("--turn needs coturn's `turnserver` (apt-get install coturn)", "no_coturn")
+    if args.turn and args.transport != "webrtc":
+        raise CliError("--turn needs --transport webrtc", "usage")
+    options = DevnetOptions(
+        nodes=args.nodes,
+        home=Path(args.home),
+        transport=args.transport,
+        turn=args.turn,
+        activity=not args.no_activity,
+        as_json=out.as_json,
+        exit_when_ready=args.exit_when_ready,
+    )
+    return asyncio.run(run_devnet(options, out))
+
+
+def register(add: Add) -> None:
+    devnet = add("devnet", cmd_devnet, "run a local multi-node swarm on loopback")
+    devnet.add_argument("--nodes", type=positive_int, default=4)
+    devnet.add_argument("--home", default=".devnet")
+    devnet.add_argument("--transport", choices=("webrtc", "websocket"), default="webrtc")
+    devnet.add_argument("--turn", action="store_true", help="relay-only through a local coturn")
+    devnet.add_argument("--no-activity", action="store_true", help="skip the scripted burst")
+    devnet.add_argument(
+        "--exit-when-ready", action="store_true", help="stop the swarm after printing (tests)"
+    )

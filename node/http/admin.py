@@ -23,8 +23,8 @@ from aiohttp import web
 from swarmd.protocol import limits
 from swarmd.protocol.node_core import Mode
 
-from .api import ApiError, DaemonKey, Handler, _call, error_response
-from .daemon import Daemon
+from ..runtime.driver import Daemon
+from .errors import ApiError, DaemonKey, Handler, call, error_response
 
 #: Admin request bodies are tiny JSON objects.
 ADMIN_REQUEST_SIZE_BYTES_MAX = 4096
@@ -62,7 +62,7 @@ def build_admin_app(daemon: Daemon, token: str) -> web.Application:
         scheme, _, given = header.partition(" ")
         if scheme != "Bearer" or not secrets.compare_digest(given.strip(), token):
             return error_response(401, "unauthorized", "missing or wrong admin token")
-        return await _call(request, handler)
+        return await call(request, handler)
 
     app = web.Application(client_max_size=ADMIN_REQUEST_SIZE_BYTES_MAX, middlewares=[authorize])
     app[DaemonKey] = daemon
@@ -86,7 +86,7 @@ async def post_mode(request: web.Request) -> web.Response:
     daemon = request.app[DaemonKey]
     value = await _json_object(request)
     try:
-        mode = Mode(value.get("mode"))
+        mode = Mode(str(value.get("mode")))
     except ValueError:
         modes = ", ".join(m.value for m in Mode)
         raise ApiError(400, "bad_mode", f"mode must be one of {modes}") from None

@@ -1,0 +1,72 @@
+"""The `swarmd` command line. Every command takes `--json` for scripts.
+
+Each command group lives in its own module with a `register(add)`; this module builds the
+parser from them and maps errors to exit codes: a bad argument, file or input prints one line
+(or one JSON object with `error` and `code`) and exits 2; nothing prints a traceback for bad
+input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from swarmd.protocol.errors import ProtocolError
+
+from . import admin, chaos, devnet, home, keys, offline, recovery, rollback, snapshots, wallet
+from .common import EXIT_USAGE, CliError, Handler, Output, Parser
+
+#: The command groups, in the order `swarmd --help` lists them.
+COMMAND_GROUPS = (keys, offline, chaos, recovery, rollback, snapshots, home, wallet, admin, devnet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="swarmd", description="Swarm Credits validator daemon")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--json", action="store_true", help="print one JSON object")
+        command.set_defaults(handler=handler)
+        return command
+
+    for group in COMMAND_GROUPS:
+        group.register(add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    out = Output(as_json)
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args, Output(as_json or args.json))
+    except CliError as exc:
+        return _fail(out, str(exc), exc.code)
+    except ProtocolError as exc:
+        return _fail(out, exc.message, exc.code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`swarmd ... | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _fail(out: Output, message: str, code: str) -> int:
+    if out.as_json:
+        print(json.dumps({"error": message, "code": code}))
+    else:
+        print(f"swarmd: error: {message} [{code}]", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

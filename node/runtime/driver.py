@@ -1,0 +1,447 @@
+"""The daemon's driver: feeds a `NodeCore` from the network, clients and its timer.
+
+Like aioquic's asyncio protocol driving a QUIC connection: every input (a peer frame, a peer
+coming or going, a client submission, an admin mode change, the timer) calls the core and then
+`pump()`, which sends the core's frames through the transports, handles its events (writes go
+to the group committer, runtime/commits.py; everything else to metrics and log lines,
+runtime/observe.py, and to event subscribers, http/events.py) and re-arms the single timer at
+`core.get_timer()`.
+
+Durability: a client submission is acknowledged only after the commit holding it returned
+(`submit`), and the frames of a pump that emitted a `PersistConsensusState` (the validator's
+last sign state) or a `PersistCheckpoint` are sent only once that commit returned: a restarted
+validator then always knows every vote it ever sent (no equivocation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from swarmd.protocol import crypto
+from swarmd.protocol.genesis import Genesis
+from swarmd.protocol.ledger import CreditReceived, OpAccepted, Outcome
+from swarmd.protocol.node_core import (
+    Mode,
+    NodeCore,
+    NodeEvent,
+    PersistCheckpoint,
+    PersistConsensusState,
+    PersistOps,
+    SnapshotDue,
+)
+from swarmd.protocol.ops import Op
+
+from ..config import NodeConfig, transport_config
+from ..http.events import EventListener, EventStream
+from ..logs import get_logger
+from ..metrics import NodeMetrics
+from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
+from .commits import NodeWrites
+from .dialer import Dialer
+from .observe import record
+from .persistence import NodeLog, SnapshotBuilds, StoreLog
+from .restore import open_node
+from .signing_state import SigningStateFile
+
+log = get_logger("swarmd.daemon")
+
+#: (peer id, frame, control) as NodeCore.frames_with_priority returns them.
+OutgoingFrame = tuple[bytes, bytes, bool]
+
+#: The timer never fires sooner than this after the previous firing, so a core deadline that
+#: stays in the past cannot spin the loop.
+TIMER_DELAY_S_MIN = 0.001
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("swarmd")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+class Daemon:
+    """One running node: core + store + transports. The HTTP servers live in node/http/."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        genesis: Genesis,
+        keypair: crypto.KeyPair,
+        node_log: NodeLog,
+        core: NodeCore,
+        metrics: NodeMetrics | None = None,
+        signing_state_file: SigningStateFile | None = None,
+    ) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.keypair = keypair
+        self.node_id = keypair.public_key
+        self.node_id_text = crypto.account_id_text(self.node_id)
+        self.node_log = node_log
+        self.core = core
+        self.metrics = metrics or NodeMetrics(process_metrics=False)
+        self.metrics.set_node_info(self.node_id_text, genesis.network_id.hex(), version())
+        self.committer = NodeWrites(node_log, signing_state_file)
+        self.snapshot_builds = SnapshotBuilds(
+            core, node_log, self.committer.barrier, self._snapshot_stored
+        )
+        if isinstance(node_log, StoreLog):
+            node_log.known_op = self._known_op
+        # Frames waiting for a commit, in the order the core produced them: (the commit they
+        # wait for or None, frames). A batch waits for its own commit and for every batch
+        # before it, so frames never overtake each other.
+        self._held_frames: deque[tuple[asyncio.Future[None] | None, list[OutgoingFrame]]]
+        self._held_frames = deque()
+        self.transports: dict[str, LinkTransport] = {}
+        self._peer_transport: dict[bytes, LinkTransport] = {}
+        self.events = EventStream()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
+        self._pump_soon = False
+        self._dialer = Dialer(lambda node_id: node_id in self._peer_transport)
+        self._loop = asyncio.get_running_loop()
+        self.frames_dropped = 0
+        self.started = False
+        #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
+        self.restore_info: dict[str, Any] = {"snapshot_height": None}
+        #: What `pump` does with each core event type; the others are recorded and published.
+        self._event_handlers: dict[type[NodeEvent], Callable[[Any], bool]] = {
+            PersistOps: self._on_persist_ops,
+            OpAccepted: self._on_op_accepted,
+            CreditReceived: self._on_credit_received,
+            PersistCheckpoint: self._on_persist_checkpoint,
+            PersistConsensusState: self._on_consensus_state,
+            SnapshotDue: self._on_snapshot_due,
+        }
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, config: NodeConfig, *, metrics: NodeMetrics | None = None) -> Daemon:
+        """Open the node's store and rebuild its core (runtime/restore.py)."""
+        restored = await open_node(config)
+        core = restored.core
+        daemon = cls(
+            config,
+            genesis=restored.genesis,
+            keypair=restored.keypair,
+            node_log=restored.node_log,
+            core=core,
+            metrics=metrics,
+            signing_state_file=restored.signing_state_file,
+        )
+        daemon.restore_info = restored.info()
+        daemon.metrics.restored(
+            restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
+        )
+        held = core.status().get("snapshot")
+        if held is not None:
+            daemon.metrics.set_snapshot(held["height"], held["size_bytes"])
+        if restored.mode is not Mode.NORMAL:
+            core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
+        return daemon
+
+    def create_transports(self) -> None:
+        """Both transports are accepted inbound; `[network].transport` is the one we dial."""
+        transport_cfg = transport_config(self.config)
+        network_id = self.genesis.network_id
+        self.transports = {
+            "webrtc": WebRtcTransport(self.keypair, network_id, transport_cfg, self),
+            "websocket": WebSocketTransport(self.keypair, network_id, transport_cfg, self),
+        }
+
+    async def start(self) -> None:
+        """Start the writer, the transports (routes must be served by now) and the dialers."""
+        if not self.transports:
+            self.create_transports()
+        for transport in self.transports.values():
+            await transport.start()
+        for entry in self.config.network.peers:
+            kind = entry.transport or self.config.network.transport
+            self._dialer.dial(self.transports[kind], entry.node_id, entry.url)
+        self.started = True
+        self.pump()
+
+    async def stop(self) -> None:
+        self.started = False
+        await self._dialer.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
+        await self.snapshot_builds.stop()
+        await self.committer.stop()
+        # The live (provisional) root at the log's end: the recovery drill checks its replay
+        # against it. After a crash the log outgrows it and the drill says so.
+        with contextlib.suppress(Exception):
+            await self.node_log.record_live_state(self.core.state_root())
+        await self.node_log.close()
+
+    def _known_op(self, op_id: bytes) -> Op | None:
+        """The op the ledger holds for `op_id` (admitted or pending), if any."""
+        ledger = self.core.ledger
+        return ledger.op(op_id) or ledger.pending.get(op_id)
+
+    # --- transport callbacks (TransportEvents) -----------------------------------------------
+
+    def on_peer_connected(self, peer_id: bytes, info: PeerInfo) -> None:
+        transport = self.transports.get(info.transport)
+        if transport is None:
+            return
+        if not self.core.peer_connected(peer_id, self._loop.time()):
+            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason="peers_max")
+            return
+        self._peer_transport[peer_id] = transport
+        self._update_peer_metrics()
+        self._dialer.peer_changed()
+        self.pump()
+
+    def on_frame(self, peer_id: bytes, frame: bytes) -> None:
+        self.metrics.frame("received")
+        self.core.receive_frame(peer_id, frame, self._loop.time())
+        # One pump for every frame that arrives in this turn of the loop: the answers and
+        # relays they cause leave batched into few frames instead of one small frame each.
+        if not self._pump_soon:
+            self._pump_soon = True
+            self._loop.call_soon(self._pump_deferred)
+
+    def _pump_deferred(self) -> None:
+        self._pump_soon = False
+        self.pump()
+
+    def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
+        transport = self._peer_transport.get(peer_id)
+        # A replaced link (glare, reconnect) is already served by the newer link.
+        if transport is None or peer_id in transport.peers():
+            return
+        del self._peer_transport[peer_id]
+        self.core.peer_disconnected(peer_id, self._loop.time())
+        self._update_peer_metrics()
+        self._dialer.peer_changed()
+        self.pump()
+
+    # --- client inputs -----------------------------------------------------------------------
+
+    async def submit(self, envelope: bytes) -> Outcome:
+        """Admit a client's op; returns once whatever it changed is durable.
+
+        Raises the store's error when the commit failed (the API answers 503).
+        """
+        outcome = self.core.submit_op(envelope, self._loop.time())
+        self.pump()
+        await self.committer.barrier()
+        return outcome
+
+    async def submit_many(self, envelopes: list[bytes]) -> list[Outcome]:
+        """`submit` for a batch: one pump and one commit for all of them."""
+        now = self._loop.time()
+        outcomes = [self.core.submit_op(envelope, now) for envelope in envelopes]
+        self.pump()
+        await self.committer.barrier()
+        return outcomes
+
+    async def set_mode(self, mode: Mode, reason: str) -> None:
+        """Persist the admin mode first, so what status shows survives a restart."""
+        await self.node_log.set_mode(mode, reason)
+        self.core.set_mode(mode, reason, self._loop.time())
+        self.pump()
+
+    def add_listener(self, listener: EventListener, account: bytes | None = None) -> None:
+        """Call `listener` with each published event; with `account` (a raw 32-byte key), only
+        with the events that name it (`accounts`) or name no account at all."""
+        self.events.add_listener(listener, account)
+
+    def remove_listener(self, listener: EventListener, account: bytes | None = None) -> None:
+        self.events.remove_listener(listener, account)
+
+    # --- the pump ----------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        frames = self.core.frames_with_priority()
+        commit_first = False
+        next_event = self.core.next_event
+        handle = self._handle_event
+        while (event := next_event()) is not None:
+            commit_first |= handle(event)
+        if commit_first:
+            # These frames may carry votes recorded by the signing state (or rely on the
+            # checkpoint) just queued: they leave only once the commit holding it returned.
+            barrier = self.committer.barrier()
+            self._held_frames.append((barrier, frames))
+            if barrier.done():  # nothing new to write (the state is already stored)
+                self._release_frames()
+            else:
+                barrier.add_done_callback(lambda _: self._release_frames())
+        elif self._held_frames:
+            self._held_frames.append((None, frames))
+        elif frames:
+            self._send_frames(frames)
+        self._arm_timer()
+
+    def _release_frames(self) -> None:
+        """Send the held frames whose commits are done, in order; a failed commit drops them
+        (the core re-broadcasts its votes, and hands the state over again with them)."""
+        while self._held_frames:
+            barrier, frames = self._held_frames[0]
+            if barrier is not None and not barrier.done():
+                return
+            self._held_frames.popleft()
+            if barrier is not None and (barrier.cancelled() or barrier.exception() is not None):
+                self.frames_dropped += len(frames)
+                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
+                continue
+            self._send_frames(frames)
+
+    def _send_frames(self, frames: list[OutgoingFrame]) -> None:
+        sent = 0
+        for peer_id, frame, control in frames:
+            transport = self._peer_transport.get(peer_id)
+            # Consensus, bundle and evidence frames jump ahead of queued bulk sync frames.
+            if transport is not None and transport.send(peer_id, frame, control=control):
+                sent += 1
+            else:
+                self.frames_dropped += 1
+        if sent:
+            self.metrics.frame("sent", sent)
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.get_timer() if self.started else None
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
+            return
+        deadline = max(deadline, self._loop.time() + TIMER_DELAY_S_MIN)
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # the armed timer fires first; handle_timer re-arms after it
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.handle_timer(self._loop.time())
+        self.pump()
+
+    # --- what the pump does with each event -------------------------------------------------
+
+    def _handle_event(self, event: NodeEvent) -> bool:
+        """Route one core event; True when the frames of this pump must wait for the commit."""
+        handler = self._event_handlers.get(type(event))
+        if handler is not None:
+            return handler(event)
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
+        return False
+
+    def _on_persist_ops(self, event: PersistOps) -> bool:
+        self.committer.add_ops(event.envelopes)
+        return False
+
+    def _on_op_accepted(self, event: OpAccepted) -> bool:
+        # The hot path: one per admitted op.
+        self.metrics.op_result("accepted")
+        if self.events.active:
+            self.events.publish(event)
+        return False
+
+    def _on_credit_received(self, event: CreditReceived) -> bool:
+        # One per grant or transfer: published, nothing recorded.
+        if self.events.active:
+            self.events.publish(event)
+        return False
+
+    def _on_persist_checkpoint(self, event: PersistCheckpoint) -> bool:
+        self.committer.add_checkpoint(event)
+        if event.snapshot:
+            self.metrics.snapshot_made(event.height, len(event.snapshot))
+            log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
+        if self.events.active:
+            self.events.publish_final_ops(event, self.core.ledger)
+        return True
+
+    def _on_consensus_state(self, event: PersistConsensusState) -> bool:
+        self.committer.add_consensus_state(event.data)
+        return True
+
+    def _on_snapshot_due(self, event: SnapshotDue) -> bool:
+        self.snapshot_builds.due(event)
+        return False
+
+    def _snapshot_stored(self, height: int, size_bytes: int) -> None:
+        self.metrics.snapshot_made(height, size_bytes)
+        log.info("snapshot_made", height=height, size_bytes=size_bytes)
+
+    def _update_peer_metrics(self) -> None:
+        for name in self.transports:
+            count = sum(1 for t in self._peer_transport.values() if t.name == name)
+            self.metrics.set_peers(name, count)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def peers(self) -> dict[bytes, PeerInfo]:
+        """Peers the core knows, with what their transport reports."""
+        result: dict[bytes, PeerInfo] = {}
+        for peer_id, transport in self._peer_transport.items():
+            info = transport.peers().get(peer_id)
+            if info is not None:
+                result[peer_id] = info
+        return result
+
+    def status(self) -> dict[str, Any]:
+        core_status = self.core.status()
+        peer_heights = {
+            peer_hex: value["final_height"] for peer_hex, value in core_status["peers"].items()
+        }
+        peers = []
+        for peer_id, info in sorted(self.peers().items()):
+            peers.append(
+                {
+                    "node_id": crypto.account_id_text(peer_id),
+                    "transport": info.transport,
+                    "direction": info.direction,
+                    "url": info.remote_url,
+                    "rtt_ms": None if info.rtt_ms is None else round(info.rtt_ms, 3),
+                    "candidate_pair": info.candidate_pair,
+                    "final_height": peer_heights.get(peer_id.hex(), 0),
+                }
+            )
+        best = max(peer_heights.values(), default=0)
+        return {
+            "node_id": self.node_id_text,
+            "network_id": self.genesis.network_id.hex(),
+            "network_name": self.genesis.network_name,
+            "signup_reward": self.genesis.signup_reward,
+            "version": version(),
+            "validator": core_status["validator"],
+            "mode": core_status["mode"],
+            "mode_reason": core_status["mode_reason"],
+            "final_height": core_status["final_height"],
+            "consensus_height": core_status["consensus_height"],
+            "state_root": core_status["state_root"],
+            "applied_ops": core_status["applied_ops"],
+            "unfinalized_ops": core_status["unfinalized_ops"],
+            "pending_ops": core_status["pending_ops"],
+            "sync_lag": max(0, best - core_status["final_height"]),
+            "peers": peers,
+            "stats": core_status["stats"],
+            "evidence": core_status["evidence"],
+            "open_conflicts": core_status["open_conflicts"],
+            "oldest_open_conflict_age_s": core_status["oldest_open_conflict_age_s"],
+            # The newest snapshot this node holds (or None) and the state sync in progress.
+            "snapshot": core_status.get("snapshot"),
+            "state_sync": core_status.get("state_sync"),
+            "restore": self.restore_info,
+            "commits": self.committer.commits,
+            "frames_dropped": self.frames_dropped,
+        }

@@ -1,0 +1,13 @@
+"""The runtime's own errors (typed, with a stable code)."""
+
+from __future__ import annotations
+
+from swarmd.protocol.errors import LocalProtocolError
+
+
+class DaemonError(LocalProtocolError):
+    code = "daemon_error"
+
+
+class KeyFileError(LocalProtocolError):
+    code = "bad_key_file"

@@ -1,0 +1,200 @@
+"""Opening a node at start: genesis, key, store, and the core rebuilt from what is stored.
+
+The restore policy: the newest usable stored snapshot and the ops above it, or the whole log.
+A snapshot that cannot be read (CorruptDatabaseError) or restored (SnapshotRestoreError) is
+logged as a warning naming its height and the cause, and the next older one is tried, up to
+SNAPSHOT_RESTORE_ATTEMPTS_MAX; then the whole log is replayed. A snapshot is derived state, so
+losing one costs time, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarmd.protocol import consensus, crypto
+from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.genesis import Genesis
+from swarmd.protocol.ledger import LedgerConfig
+from swarmd.protocol.node_core import Mode, NodeCore, NodeCoreConfig, SnapshotRestoreError
+from swarmd.storage.errors import CorruptDatabaseError
+
+from ..config import NodeConfig
+from ..logs import get_logger
+from .errors import DaemonError, KeyFileError
+from .persistence import NodeLog, open_node_log
+from .signing_state import SigningStateFile
+
+log = get_logger("swarmd.restore")
+
+#: Stored snapshots tried at start, newest first, before replaying the whole log: the newest
+#: and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
+#: replay of the ops above that snapshot.
+SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
+
+
+def load_keypair(path: Path) -> crypto.KeyPair:
+    """A node/wallet key file: JSON {"account_id", "seed": hex} (see `swarmd keygen`)."""
+    try:
+        value = json.loads(path.read_text())
+        keypair = crypto.KeyPair.from_seed(bytes.fromhex(value["seed"]))
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError, ProtocolError) as exc:
+        raise KeyFileError(f"key file {path} is not a swarmd key: {exc}") from None
+    return keypair
+
+
+def core_config(config: NodeConfig) -> NodeCoreConfig:
+    return NodeCoreConfig(
+        gossip_fanout=config.sync.gossip_fanout,
+        eager_relay_fanout=config.sync.eager_relay_fanout,
+        peers_max=config.sync.peers_max,
+        delta_sync_interval_s=config.sync.delta_sync_interval_s,
+        checkpoint_interval_s=config.consensus.checkpoint_interval_s,
+        checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
+        snapshot_interval=config.consensus.snapshot_interval,
+        # Built in a worker thread (SnapshotBuilds), not on the event loop.
+        snapshot_build="deferred",
+        bundles_kept=config.sync.bundles_kept,
+        consensus=consensus.ConsensusConfig(
+            timeout_propose_s=config.consensus.timeout_propose_s,
+            timeout_prevote_s=config.consensus.timeout_prevote_s,
+            timeout_precommit_s=config.consensus.timeout_precommit_s,
+            timeout_delta_s=config.consensus.timeout_delta_s,
+        ),
+        ledger=LedgerConfig(
+            pending_ops_max=config.limits.pending_ops_max,
+            pending_ops_per_author_max=config.limits.pending_ops_per_author_max,
+            pending_op_ttl_s=config.limits.pending_op_ttl_s,
+        ),
+    )
+
+
+async def restore_core(
+    node_log: NodeLog, restore: Callable[[bytes | None], NodeCore]
+) -> tuple[NodeCore, int | None]:
+    """The core rebuilt from the newest usable stored snapshot, or by a full replay; and the
+    snapshot's height (None after a full replay). See the module comment for the policy."""
+    heights = await node_log.snapshot_heights()
+    candidates = heights[::-1][:SNAPSHOT_RESTORE_ATTEMPTS_MAX]
+    for height in candidates:
+        try:
+            blob = await node_log.get_snapshot(height)
+            if blob is None:
+                continue
+            return restore(blob), height
+        except (CorruptDatabaseError, SnapshotRestoreError) as exc:
+            log.warning(
+                "snapshot_restore_failed",
+                height=height,
+                code=exc.code,
+                cause=exc.message,
+                fallback="full replay" if height == candidates[-1] else "older snapshot",
+            )
+    return restore(None), None
+
+
+@dataclass
+class Restored:
+    """What `open_node` rebuilt, for the driver."""
+
+    genesis: Genesis
+    keypair: crypto.KeyPair
+    node_log: NodeLog
+    core: NodeCore
+    signing_state_file: SigningStateFile
+    mode: Mode
+    mode_reason: str
+    #: The snapshot the core was restored from (None: a full replay).
+    snapshot_height: int | None
+    logged_ops: int
+    replayed_ops: int
+    elapsed_s: float
+
+    def info(self) -> dict[str, Any]:
+        """The status's `restore` object."""
+        return {
+            "snapshot_height": self.snapshot_height,
+            "logged_ops": self.logged_ops,
+            "replayed_ops": self.replayed_ops,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+async def open_node(config: NodeConfig) -> Restored:
+    """Load genesis and key, open the store and rebuild the core from it: from the newest
+    stored snapshot and the ops above it, or from the whole log (see `restore_core`)."""
+    try:
+        genesis = Genesis.from_json(config.node.genesis_file.read_bytes())
+    except OSError as exc:
+        raise DaemonError(f"cannot read genesis {config.node.genesis_file}: {exc}") from None
+    keypair = load_keypair(config.node.key_file)
+    node_log = await open_node_log(
+        config.node.data_file,
+        network_id=genesis.network_id,
+        node_key=keypair.public_key,
+        synchronous=config.node.synchronous,
+        snapshots_kept=config.storage.snapshots_kept,
+    )
+    signing_state_file = SigningStateFile.beside(config.node.data_file)
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    try:
+        envelopes, bundles = await node_log.load()
+        mode, reason = await node_log.get_mode()
+        # The last sign state: the restored core resumes the height in progress with the
+        # votes and the lock it had (SigningStateError when the file is not ours).
+        consensus_state = signing_state_file.load()
+
+        def restore(snapshot: bytes | None) -> NodeCore:
+            return NodeCore.restore(
+                genesis=genesis,
+                keypair=keypair,
+                config=core_config(config),
+                rng=random.Random(secrets.randbits(64)),
+                now=loop.time(),
+                envelopes=envelopes,
+                bundles=bundles,
+                consensus_state=consensus_state,
+                snapshot=snapshot,
+            )
+
+        core, snapshot_height = await restore_core(node_log, restore)
+    except BaseException:
+        await node_log.close()
+        raise
+    elapsed_s = time.perf_counter() - started
+    # After a snapshot restore the ledger holds only the ops above the snapshot's height, so
+    # its applied ops are the ones replayed (all of them after a full replay).
+    replayed_ops = len(core.ledger.applied_ids())
+    log.info(
+        "restored",
+        snapshot_height=snapshot_height,
+        replayed_ops=replayed_ops,
+        ops=len(envelopes),
+        checkpoints=len(bundles),
+        final_height=core.final_height,
+        state_root=core.state_root().hex(),
+        elapsed_s=round(elapsed_s, 3),
+    )
+    return Restored(
+        genesis,
+        keypair,
+        node_log,
+        core,
+        signing_state_file,
+        mode,
+        reason,
+        snapshot_height,
+        len(envelopes),
+        replayed_ops,
+        elapsed_s,
+    )
