@@ -29,6 +29,14 @@ Deviations from the pseudocode, each needed because the core is driven from outs
   CometBFT's privval "last sign state", `signing_state()` is the bytes the shell makes durable
   before any message it signed leaves the node, and `restore_signing_state` resumes from them
   at the same height, round and step, with the same lock and the same signed messages.
+- Epochs (not in the paper): a council rollback certificate (protocol/rollback.py) ends epoch e
+  at a final height H and starts epoch e+1 at H+1. Every message body, bundle and signing state
+  names its epoch, so a core runs in one epoch, refuses messages and bundles of any other one
+  (`WrongEpochError`), and its double-sign guard is keyed by (epoch, height, round): what a
+  validator signed or locked on in epoch e never binds it in epoch e+1 (`enter_epoch`).
+
+This file is over 800 lines because the algorithm, its messages and its signing state are one
+unit whose rules refer to each other line by line; splitting it would scatter the paper's lines.
 """
 
 from __future__ import annotations
@@ -155,7 +163,33 @@ class SigningStateError(LocalProtocolError):
     code: str = RejectCode.BAD_SIGNING_STATE
 
 
+class SigningStateWithoutEpochError(SigningStateError):
+    """A signing state written before epochs existed (no `epoch` field). Its signed messages
+    have bodies without an epoch, which no current peer accepts and which cannot be resumed
+    faithfully, so it is refused rather than read as epoch 0 (see docs/PROTOCOL.md)."""
+
+    code = "signing_state_without_epoch"
+
+
+class SigningStateEpochError(SigningStateError):
+    """A signing state of an epoch after the core's: the node lost a rollback certificate it
+    had entered, and resuming in the older epoch could sign what it already signed."""
+
+    code = "signing_state_future_epoch"
+
+
+class WrongEpochError(RemoteProtocolError):
+    """A consensus message or bundle of another epoch than the one the core runs in."""
+
+    code = "consensus_wrong_epoch"
+
+
 # --- quorums and timeouts --------------------------------------------------------------------
+
+
+def _check_epoch(epoch: int) -> None:
+    if type(epoch) is not int or not 0 <= epoch <= limits.EPOCH_MAX:
+        raise LocalProtocolError(f"epoch must be an int in [0, {limits.EPOCH_MAX}]")
 
 
 def quorum_size(validator_count: int) -> int:
@@ -219,10 +253,12 @@ class ConsensusMessage:
     signature: bytes
     valid_round: int = -1  # proposals only: the paper's validRound (POL round) or -1
     value: bytes | None = None  # proposals only; None in evidence
+    epoch: int = 0  # the council epoch (0 from genesis until the first rollback certificate)
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": self.kind.value,
+            "epoch": self.epoch,
             "height": self.height,
             "round": self.round,
             "value_id": self.value_id,
@@ -249,6 +285,7 @@ class ConsensusMessage:
             validator=self.validator,
             signature=self.signature,
             valid_round=self.valid_round,
+            epoch=self.epoch,
         )
 
     def same_body(self, other: ConsensusMessage) -> bool:
@@ -266,9 +303,11 @@ def sign_proposal(
     round: int,
     value: bytes,
     valid_round: int,
+    epoch: int = 0,
 ) -> ConsensusMessage:
     unsigned = ConsensusMessage(
         kind=MessageKind.PROPOSAL,
+        epoch=epoch,
         height=height,
         round=round,
         value_id=crypto.sha256(value),
@@ -288,11 +327,13 @@ def sign_vote(
     height: int,
     round: int,
     value_id: bytes | None,
+    epoch: int = 0,
 ) -> ConsensusMessage:
     if kind is MessageKind.PROPOSAL:
         raise LocalProtocolError("sign_vote signs prevotes and precommits only")
     unsigned = ConsensusMessage(
         kind=kind,
+        epoch=epoch,
         height=height,
         round=round,
         value_id=value_id,
@@ -313,6 +354,7 @@ def _with_signature(message: ConsensusMessage, signature: bytes) -> ConsensusMes
         signature=signature,
         valid_round=message.valid_round,
         value=message.value,
+        epoch=message.epoch,
     )
 
 
@@ -335,12 +377,12 @@ def _bytes_field(mapping: dict[str, Any], key: str, size: int) -> bytes:
     return value
 
 
-_VOTE_BODY_KEYS = frozenset({"type", "height", "round", "value_id"})
+_VOTE_BODY_KEYS = frozenset({"type", "epoch", "height", "round", "value_id"})
 _PROPOSAL_BODY_KEYS = _VOTE_BODY_KEYS | {"valid_round"}
 _HEADER_KEYS = frozenset({"body", "signature", "validator"})
 
 
-def _parse_body(body: Any) -> tuple[MessageKind, int, int, bytes | None, int]:
+def _parse_body(body: Any) -> tuple[MessageKind, int, int, int, bytes | None, int]:
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise ConsensusMessageError("body must be a map with a type")
     try:
@@ -350,6 +392,7 @@ def _parse_body(body: Any) -> tuple[MessageKind, int, int, bytes | None, int]:
     is_proposal = kind is MessageKind.PROPOSAL
     if set(body) != (_PROPOSAL_BODY_KEYS if is_proposal else _VOTE_BODY_KEYS):
         raise ConsensusMessageError(f"{kind.value} body has the wrong fields")
+    epoch = _int_field(body, "epoch", 0, limits.EPOCH_MAX)
     height = _int_field(body, "height", 0, CONSENSUS_HEIGHT_MAX)
     round = _int_field(body, "round", 0, CONSENSUS_ROUND_MAX)
     value_id: bytes | None = None
@@ -357,13 +400,13 @@ def _parse_body(body: Any) -> tuple[MessageKind, int, int, bytes | None, int]:
         value_id = _bytes_field(body, "value_id", limits.HASH_SIZE_BYTES)
     # validRound is -1 or a round before the proposal's round (line 28: vr < round_p).
     valid_round = _int_field(body, "valid_round", -1, round - 1) if is_proposal else -1
-    return kind, height, round, value_id, valid_round
+    return kind, epoch, height, round, value_id, valid_round
 
 
 def _parse_message(envelope: Any, *, with_value: bool) -> ConsensusMessage:
     if not isinstance(envelope, dict):
         raise ConsensusMessageError("message must be a map")
-    kind, height, round, value_id, valid_round = _parse_body(envelope.get("body"))
+    kind, epoch, height, round, value_id, valid_round = _parse_body(envelope.get("body"))
     carries_value = with_value and kind is MessageKind.PROPOSAL
     if set(envelope) != (_HEADER_KEYS | {"value"} if carries_value else _HEADER_KEYS):
         raise ConsensusMessageError("message has the wrong fields")
@@ -383,6 +426,7 @@ def _parse_message(envelope: Any, *, with_value: bool) -> ConsensusMessage:
         signature=_bytes_field(envelope, "signature", limits.SIGNATURE_SIZE_BYTES),
         valid_round=valid_round,
         value=value,
+        epoch=epoch,
     )
 
 
@@ -394,14 +438,22 @@ def decode_message(data: bytes) -> ConsensusMessage:
 # --- checkpoint bundles ----------------------------------------------------------------------
 
 
+_BUNDLE_KEYS = frozenset({"epoch", "height", "round", "value", "precommits"})
+
+
 @dataclass(frozen=True)
 class CheckpointBundle:
-    """A decided value with the precommit signatures that decided it (offline-verifiable)."""
+    """A decided value with the precommit signatures that decided it (offline-verifiable).
+
+    The precommits were signed in `epoch`, so a bundle names the epoch it was decided in; the
+    epoch history (protocol/rollback.py) says whether that epoch still owns its height.
+    """
 
     height: int
     round: int
     value: bytes
     precommits: tuple[tuple[bytes, bytes], ...]  # (validator key, precommit signature)
+    epoch: int = 0
 
     @property
     def value_id(self) -> bytes:
@@ -410,6 +462,7 @@ class CheckpointBundle:
     def encode(self) -> bytes:
         return encoding.encode(
             {
+                "epoch": self.epoch,
                 "height": self.height,
                 "round": self.round,
                 "value": self.value,
@@ -430,7 +483,7 @@ class CheckpointBundle:
 
     @classmethod
     def _from_obj(cls, obj: Any) -> CheckpointBundle:
-        if not isinstance(obj, dict) or set(obj) != {"height", "round", "value", "precommits"}:
+        if not isinstance(obj, dict) or set(obj) != _BUNDLE_KEYS:
             raise MalformedBundleError("bundle must be a map with the bundle fields")
         value, precommits = obj["value"], obj["precommits"]
         if not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX:
@@ -453,6 +506,7 @@ class CheckpointBundle:
             round=_int_field(obj, "round", 0, CONSENSUS_ROUND_MAX),
             value=value,
             precommits=tuple(pairs),
+            epoch=_int_field(obj, "epoch", 0, limits.EPOCH_MAX),
         )
 
 
@@ -460,7 +514,9 @@ def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[
     """Raise a BundleError subclass unless a quorum of `validators` precommitted the value.
 
     Needs nothing but the genesis validator keys: every signature is checked against the
-    precommit body for sha256(value) at the bundle's height and round.
+    precommit body for sha256(value) at the bundle's epoch, height and round. Whether the
+    bundle's epoch still owns its height is the epoch history's question
+    (`rollback.EpochHistory.check_bundle`), not this function's.
     """
     council = set(validators)
     seen: set[bytes] = set()
@@ -475,6 +531,7 @@ def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[
         raise BundleQuorumError(f"{len(seen)} precommits, a quorum is {quorum}")
     body = {
         "type": MessageKind.PRECOMMIT.value,
+        "epoch": bundle.epoch,
         "height": bundle.height,
         "round": bundle.round,
         "value_id": bundle.value_id,
@@ -492,7 +549,7 @@ def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[
 
 @dataclass(frozen=True)
 class Evidence:
-    """Two conflicting signed messages of one validator for one height, round and type."""
+    """Two conflicting signed messages of one validator for one epoch, height, round and type."""
 
     first: ConsensusMessage
     second: ConsensusMessage
@@ -524,9 +581,10 @@ def verify_evidence(evidence: Evidence, network_id: bytes, validators: list[byte
     first, second = evidence.first, evidence.second
     if first.validator not in set(validators):
         raise EvidenceUnknownValidatorError("evidence names a non-member")
-    same_slot = (first.validator, first.kind, first.height, first.round) == (
+    same_slot = (first.validator, first.kind, first.epoch, first.height, first.round) == (
         second.validator,
         second.kind,
+        second.epoch,
         second.height,
         second.round,
     )
@@ -543,6 +601,7 @@ def verify_evidence(evidence: Evidence, network_id: bytes, validators: list[byte
 
 _SIGNING_STATE_KEYS = frozenset(
     {
+        "epoch",
         "height",
         "round",
         "step",
@@ -559,8 +618,10 @@ _SIGNING_STATE_KEYS = frozenset(
 class SigningState:
     """What a validator must remember across a restart: where it is in the height, its lock,
     and the messages it signed there (to re-broadcast them and never sign a conflicting one).
-    `step` is 0 (propose), 1 (prevote) or 2 (precommit)."""
+    `step` is 0 (propose), 1 (prevote) or 2 (precommit). The state is of one (epoch, height):
+    every message in it has that epoch and height (see `sign_allowed`)."""
 
+    epoch: int
     height: int
     round: int
     step: int
@@ -573,6 +634,7 @@ class SigningState:
     def encode(self) -> bytes:
         return encoding.encode(
             {
+                "epoch": self.epoch,
                 "height": self.height,
                 "round": self.round,
                 "step": self.step,
@@ -602,8 +664,9 @@ def _state_round(obj: dict[str, Any], key: str, value: bytes | None, round: int)
 
 
 def _state_messages(
-    items: Any, state_round: int, height: int, network_id: bytes, validator: bytes
+    items: Any, slot: tuple[int, int, int], network_id: bytes, validator: bytes
 ) -> tuple[ConsensusMessage, ...]:
+    epoch, height, state_round = slot
     if not isinstance(items, list) or len(items) > SIGNING_STATE_MESSAGES_MAX:
         raise ConsensusMessageError("messages must be a list within SIGNING_STATE_MESSAGES_MAX")
     messages: list[ConsensusMessage] = []
@@ -612,8 +675,8 @@ def _state_messages(
         if not isinstance(item, bytes):
             raise ConsensusMessageError("a signed message must be bytes")
         message = decode_message(item)
-        if message.validator != validator or message.height != height:
-            raise ConsensusMessageError("a message of another validator or height")
+        if message.validator != validator or (message.epoch, message.height) != (epoch, height):
+            raise ConsensusMessageError("a message of another validator, epoch or height")
         if message.round > state_round or (message.kind, message.round) in slots:
             raise ConsensusMessageError("a message after the state's round, or two in one slot")
         slots.add((message.kind, message.round))
@@ -628,13 +691,20 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
     fault (a corrupt or foreign file), not a peer's."""
     try:
         obj = encoding.decode(data, size_max=SIGNING_STATE_SIZE_BYTES_MAX)
+        if isinstance(obj, dict) and set(obj) == _SIGNING_STATE_KEYS - {"epoch"}:
+            raise SigningStateWithoutEpochError(
+                "signing state written before epochs: stop every validator, upgrade them "
+                "together and remove this file (its messages are of the old wire format)"
+            )
         if not isinstance(obj, dict) or set(obj) != _SIGNING_STATE_KEYS:
             raise ConsensusMessageError("a signing state is a map with the signing state fields")
+        epoch = _int_field(obj, "epoch", 0, limits.EPOCH_MAX)
         height = _int_field(obj, "height", 0, CONSENSUS_HEIGHT_MAX)
         round = _int_field(obj, "round", 0, CONSENSUS_ROUND_MAX)
         locked_value = _state_value(obj, "locked_value")
         valid_value = _state_value(obj, "valid_value")
         return SigningState(
+            epoch=epoch,
             height=height,
             round=round,
             step=_int_field(obj, "step", 0, 2),
@@ -642,10 +712,61 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
             locked_value=locked_value,
             valid_round=_state_round(obj, "valid_round", valid_value, round),
             valid_value=valid_value,
-            messages=_state_messages(obj["messages"], round, height, network_id, validator),
+            messages=_state_messages(
+                obj["messages"], (epoch, height, round), network_id, validator
+            ),
         )
     except RemoteProtocolError as exc:
         raise SigningStateError(f"signing state: {exc.message}") from exc
+
+
+def sign_allowed(state: SigningState | None, message: ConsensusMessage) -> bool:
+    """The double-sign guard, keyed by (epoch, height, round): may a validator whose last sign
+    state is `state` sign `message`?
+
+    (epoch, height) only moves forward, compared as a pair: a later epoch is always allowed,
+    whatever height epoch e reached (a rollback restarts heights below it), and an earlier
+    (epoch, height) is never signed again. Within the state's (epoch, height), a slot (type,
+    round) already signed allows only the same body again; a round before the state's round
+    whose message was not kept is refused (it may have been signed and dropped).
+    """
+    if state is None:
+        return True
+    here, last = (message.epoch, message.height), (state.epoch, state.height)
+    if here != last:
+        return here > last
+    for signed in state.messages:
+        if (signed.kind, signed.round) == (message.kind, message.round):
+            return signed.same_body(message)
+    return message.round >= state.round
+
+
+def record_signed(state: SigningState | None, message: ConsensusMessage) -> SigningState:
+    """The sign state after signing `message` (which `sign_allowed` allowed): a new (epoch,
+    height) starts afresh, unlocked; the same one keeps the lock and the recent rounds."""
+    if not sign_allowed(state, message):
+        raise LocalProtocolError("signing this message would be equivocation")
+    step = {MessageKind.PROPOSAL: 0, MessageKind.PREVOTE: 1, MessageKind.PRECOMMIT: 2}
+    if state is None or (state.epoch, state.height) != (message.epoch, message.height):
+        state = SigningState(message.epoch, message.height, 0, 0, -1, None, -1, None, ())
+    round = max(state.round, message.round)
+    kept = [m for m in state.messages if m.round > round - SIGNING_STATE_ROUNDS_KEPT]
+    if not any(m.same_body(message) and m.kind is message.kind for m in kept):
+        kept.append(message)
+    current_step = state.step if round == state.round else 0
+    if message.round == round:
+        current_step = max(current_step, step[message.kind])
+    return SigningState(
+        epoch=state.epoch,
+        height=state.height,
+        round=round,
+        step=current_step,
+        locked_round=state.locked_round,
+        locked_value=state.locked_value,
+        valid_round=state.valid_round,
+        valid_value=state.valid_value,
+        messages=tuple(kept),
+    )
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -803,7 +924,8 @@ class _Timer:
 
 
 class Tendermint:
-    """One node's consensus core: validator (with a key pair) or observer (without)."""
+    """One node's consensus core: validator (with a key pair) or observer (without), running
+    in one epoch at a time (`epoch`, 0 from genesis; `enter_epoch` after a rollback)."""
 
     def __init__(
         self,
@@ -812,9 +934,11 @@ class Tendermint:
         validators: list[bytes],
         keypair: crypto.KeyPair | None,
         config: ConsensusConfig | None = None,
+        epoch: int = 0,
     ) -> None:
         if not isinstance(network_id, bytes) or len(network_id) != limits.HASH_SIZE_BYTES:
             raise LocalProtocolError("network_id must be 32 bytes")
+        _check_epoch(epoch)
         if not 1 <= len(validators) <= limits.COUNCIL_SIZE_MAX:
             raise LocalProtocolError(f"council size must be 1..{limits.COUNCIL_SIZE_MAX}")
         if len(set(validators)) != len(validators):
@@ -827,6 +951,7 @@ class Tendermint:
         if keypair is not None and keypair.public_key not in validators:
             raise LocalProtocolError("the key pair is not a validator; pass None to observe")
         self._network_id = network_id
+        self._epoch = epoch
         self._validators = sorted(validators)
         self._validator_set = frozenset(validators)
         self._keypair = keypair
@@ -865,6 +990,10 @@ class Tendermint:
         self._rebroadcast_at: float | None = None
 
     # --- read-only state -------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
 
     @property
     def height(self) -> int | None:
@@ -909,6 +1038,25 @@ class Tendermint:
             self._request_validation(proposal)
         self._run_rules(now)
 
+    def enter_epoch(self, epoch: int) -> None:
+        """Leave the current epoch for a later one (a rollback certificate was accepted).
+
+        Everything of the old epoch goes: the height in progress, its lock and valid value,
+        the message books, the kept bundles and any queued messages and events. No height
+        runs until the application calls `start_height(H + 1)` for the certificate's height H,
+        which may be at or below the heights the old epoch reached: the guard is keyed by
+        (epoch, height, round), so nothing signed in the old epoch binds the new one.
+        """
+        _check_epoch(epoch)
+        if epoch <= self._epoch:
+            raise LocalProtocolError(f"epoch {epoch} is not after {self._epoch}")
+        self._epoch = epoch
+        self._height = None
+        self._reset_height_state(0, _HeightBook(0))
+        self._bundles = {}
+        self._outbox = []
+        self._events.clear()
+
     def restore_signing_state(self, data: bytes, now: float) -> None:
         """Resume after a restart from `signing_state()` bytes made durable before the crash.
 
@@ -916,10 +1064,21 @@ class Tendermint:
         value, counts its own signed messages again and re-broadcasts them at once (the first
         timer), and never signs a different message for a (round, type) it already signed.
         Raises SigningStateError when `data` is not a signing state of our key on this network.
+
+        A state of an earlier epoch binds nothing (a rollback ended that epoch): the core just
+        starts the state's height afresh in its own epoch. A state of a later epoch raises
+        SigningStateEpochError (the application lost a certificate it had entered).
         """
         if self._keypair is None:
             raise LocalProtocolError("an observer signs nothing and has no signing state")
         state = decode_signing_state(data, self._network_id, self._keypair.public_key)
+        if state.epoch > self._epoch:
+            raise SigningStateEpochError(
+                f"signing state of epoch {state.epoch}, the core runs epoch {self._epoch}"
+            )
+        if state.epoch < self._epoch:
+            self.start_height(state.height, now)
+            return
         if self._height is not None and state.height <= self._height:
             raise LocalProtocolError(f"height {state.height} is not above {self._height}")
         book = self._next_book if self._next_book.height == state.height else None
@@ -971,6 +1130,8 @@ class Tendermint:
         """Take a checkpoint bundle; one for the current height decides it at once."""
         try:
             bundle = CheckpointBundle.decode(data)
+            if bundle.epoch != self._epoch:
+                raise WrongEpochError(f"bundle of epoch {bundle.epoch}, not {self._epoch}")
             verify_bundle(bundle, self._network_id, self._validators)
         except RemoteProtocolError as exc:
             self._reject(exc)
@@ -1036,6 +1197,7 @@ class Tendermint:
             raise LocalProtocolError("only a validator with a started height has a signing state")
         oldest_round_kept = self._round - SIGNING_STATE_ROUNDS_KEPT + 1
         return SigningState(
+            epoch=self._epoch,
             height=self._height,
             round=self._round,
             step=int(self._step),
@@ -1055,6 +1217,8 @@ class Tendermint:
     def _admit(self, message: ConsensusMessage) -> None:
         if self._height is None:
             return
+        if message.epoch != self._epoch:
+            raise WrongEpochError(f"message of epoch {message.epoch}, not {self._epoch}")
         if message.validator not in self._validator_set:
             raise UnknownValidatorError("message signed by a non-member")
         if message.height == self._height and not self._decided:
@@ -1123,7 +1287,13 @@ class Tendermint:
         assert self._keypair is not None and self._height is not None
         self._send(
             sign_proposal(
-                self._keypair, self._network_id, self._height, self._round, value, valid_round
+                self._keypair,
+                self._network_id,
+                self._height,
+                self._round,
+                value,
+                valid_round,
+                epoch=self._epoch,
             )
         )
 
@@ -1131,7 +1301,15 @@ class Tendermint:
         if self._keypair is None or self._height is None:
             return  # an observer follows the rules silently
         self._send(
-            sign_vote(self._keypair, self._network_id, kind, self._height, self._round, value_id)
+            sign_vote(
+                self._keypair,
+                self._network_id,
+                kind,
+                self._height,
+                self._round,
+                value_id,
+                epoch=self._epoch,
+            )
         )
 
     def _rebroadcast(self, now: float) -> None:
@@ -1238,7 +1416,11 @@ class Tendermint:
                 for vote in book.votes_for(MessageKind.PRECOMMIT, proposal.value_id)
             )
             assert self._height is not None
-            self._decide(CheckpointBundle(self._height, round, proposal.value, tuple(precommits)))
+            self._decide(
+                CheckpointBundle(
+                    self._height, round, proposal.value, tuple(precommits), epoch=self._epoch
+                )
+            )
             return True
         return False
 

@@ -298,3 +298,23 @@ NODE_EVENTS_MAX = 1_000_000
 assert ANNOUNCED_IDS_PER_PEER_MAX <= ANNOUNCED_IDS_MAX
 assert FETCH_SCAN_S < ANNOUNCE_FETCH_DELAY_S < FETCH_RETRY_S
 assert SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT <= BUNDLES_KEPT_MAX
+# --- epochs and rollback certificates --------------------------------------------------------
+
+#: Epochs grow by one per council rollback certificate (a rare, manual decision), so a larger
+#: epoch on the wire is malformed; the bound matches the consensus round bound.
+EPOCH_MAX = 2**31 - 1
+#: The operator's reason in a rollback vote, in UTF-8 bytes: a sentence for the audit trail
+#: and `council status`, not a document.
+ROLLBACK_REASON_SIZE_BYTES_MAX = 256
+#: An encoded rollback vote: the body (~150 bytes plus the reason), a key and a signature.
+ROLLBACK_VOTE_SIZE_BYTES_MAX = 1024
+#: An encoded rollback certificate: the body plus at most one [key, signature] pair (~100
+#: bytes encoded) per council member.
+ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX = 1024 + COUNCIL_SIZE_MAX * 128
+#: Certificates one epoch history holds (one per rollback since genesis). Rollbacks are rare
+#: council decisions; the bound keeps a hostile or buggy history from growing memory (1024 x
+#: ~14 KiB at most).
+EPOCH_HISTORY_CERTIFICATES_MAX = 1024
+
+assert ROLLBACK_REASON_SIZE_BYTES_MAX + 512 <= ROLLBACK_VOTE_SIZE_BYTES_MAX
+assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
