@@ -118,6 +118,23 @@ class RejectCode(StrEnum):
     READ_ONLY = "read_only"
     QUIESCED = "quiesced"
 
+    # --- epochs and rollback certificates (consensus.py, rollback.py) --------------------------
+    CONSENSUS_WRONG_EPOCH = "consensus_wrong_epoch"
+    SIGNING_STATE_WITHOUT_EPOCH = "signing_state_without_epoch"
+    SIGNING_STATE_FUTURE_EPOCH = "signing_state_future_epoch"
+    INVALID_ROLLBACK = "invalid_rollback"
+    ROLLBACK_MALFORMED = "rollback_malformed"
+    ROLLBACK_UNKNOWN_SIGNER = "rollback_unknown_signer"
+    ROLLBACK_DUPLICATE_SIGNER = "rollback_duplicate_signer"
+    ROLLBACK_NO_QUORUM = "rollback_no_quorum"
+    ROLLBACK_BAD_SIGNATURE = "rollback_bad_signature"
+    ROLLBACK_WRONG_EPOCH = "rollback_wrong_epoch"
+    ROLLBACK_CHECKPOINT_MISMATCH = "rollback_checkpoint_mismatch"
+    BUNDLE_REVERTED = "bundle_reverted"
+    BUNDLE_FUTURE_EPOCH = "bundle_future_epoch"
+    BUNDLE_BEFORE_EPOCH = "bundle_before_epoch"
+    EPOCH_HISTORY_FULL = "epoch_history_full"
+
 
 def final_code(code: str) -> str:
     """The code of an op excluded with `code` once the exclusion is final (`fork_lost` ->
