@@ -67,7 +67,7 @@ async function boot() {
     return;
   }
   document.querySelector("#network").textContent =
-    `${wallet.status.node_id ? shortId(wallet.status.node_id) : ""} · network ` +
+    `node ${shortId(wallet.status.node_id ?? "")} · network ` +
     wallet.status.network_id.slice(0, 12);
   header();
   window.addEventListener("hashchange", route);
