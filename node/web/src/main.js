@@ -52,11 +52,14 @@ function header() {
     if (what === "notification") {
       replace(toast, h("p", { class: `note ${detail.kind}` }, detail.text));
       toast.hidden = false;
+      toast.title = "click to dismiss";
     }
   });
 }
 
 async function boot() {
+  const toast = document.querySelector("#toast");
+  toast.addEventListener("click", () => { toast.hidden = true; });
   const nav = document.querySelector("nav");
   replace(nav, Object.entries(PAGES).map(([id, [label]]) => h("a", { href: `#${id}` }, label)));
   try {

@@ -97,7 +97,16 @@ export async function verifyBundle(bundleBytes, networkId, council) {
   if (validCount < quorum) {
     return { ok: false, reason: `${validCount} precommits, a quorum is ${quorum}`, height };
   }
-  return { ok: true, height, round, signers, quorum, valueId: body.value_id };
+  return { ok: true, height, round, signers, quorum, value, valueId: body.value_id };
+}
+
+// The checkpoint cut a bundle decided (protocol/checkpoint.py Cut):
+// [1, parent_id, height, heads, state_root]; its id is sha256 of these bytes.
+export async function decodeCut(value) {
+  const cut = decode(value);
+  if (!Array.isArray(cut) || cut.length !== 5 || cut[0] !== 1) throw new Error("not a cut");
+  return { parentId: cut[1], height: cut[2], heads: cut[3], stateRoot: cut[4],
+    checkpointId: await sha256(value) };
 }
 
 export { fromUtf8 };

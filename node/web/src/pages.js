@@ -7,7 +7,7 @@ import { field, h, replace, shortId } from "./dom.js";
 import {
   exportKeyFile, forgetKey, generateKey, importKeyFile, parseAccountId, saveKey,
 } from "./keys.js";
-import { networkIdOf, verifyBundle } from "./ops.js";
+import { decodeCut, networkIdOf, verifyBundle } from "./ops.js";
 import { onChange, resolveRecipient, solvePuzzle, submit, useKey, wallet } from "./wallet.js";
 
 function message(kind, text) {
@@ -144,7 +144,8 @@ export function balancePage(root) {
     replace(body, h("table", {},
       row("Balance", view.balance, "balance-total"),
       row("Final", view.final_balance, "balance-final"),
-      row("Pending", pending, "balance-pending"),
+      row("Pending (not final yet)", pending > 0 ? `+${pending}` : String(pending),
+        "balance-pending"),
       row("Spendable", view.spendable, "balance-spendable"),
       row("Unreceived credits", view.unreceived_count, "balance-unreceived")));
   };
@@ -193,7 +194,17 @@ function historyRow(entry) {
   }[op.kind];
   return h("tr", {}, h("td", {}, String(op.seq)), h("td", {}, op.kind),
     h("td", {}, details ? details() : op.reason ?? ""),
-    h("td", { class: `status-${entry.status}` }, entry.status + (entry.code ? ` (${entry.code})` : "")));
+    h("td", { class: `status-${entry.status}` }, STATUS_TEXT[entry.status] ?? entry.status,
+      entry.code ? ` (${entry.code})` : ""));
+}
+
+const STATUS_TEXT = {
+  applied: "applied, not final yet",
+  final: "final",
+  pending: "waiting for its parents",
+  excluded: "excluded",
+  rejected: "rejected",
+  reverted: "reverted by a rollback",
 }
 
 // --- send ------------------------------------------------------------------------------------
@@ -336,9 +347,12 @@ async function verifyLatest(body) {
   const latest = await api.checkpoint("latest");
   const report = await verifyBundle(fromHex(latest.bundle), networkId, council);
   const signers = (report.signers ?? []).map((s) => toHex(s.key));
+  const cut = report.ok ? await decodeCut(report.value) : null;
   replace(body,
     h("p", {}, "Network id (computed from the genesis): ", h("code", {}, toHex(networkId)),
-      matches ? " — matches this node" : " — DOES NOT match this node's"),
+      matches ? " — matches this node. " : " — DOES NOT match this node's. ",
+      "Compare it with the network id your council published: the signatures prove the " +
+      "checkpoint only for the council of that genesis."),
     h("p", { id: "checkpoint-verdict", class: report.ok && matches ? "message ok" : "message error" },
       report.ok && matches
         ? `Checkpoint ${report.height} is signed by ${report.signers.length} of ` +
@@ -347,5 +361,7 @@ async function verifyLatest(body) {
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Council member"), h("th", {}, "Signed"))),
       h("tbody", {}, genesis.council.map((member, i) => h("tr", {}, h("td", {}, shortId(member)),
         h("td", {}, signers.includes(toHex(council[i])) ? "✓ valid signature" : "—"))))),
-    h("p", {}, "State root: ", h("code", {}, latest.state_root)));
+    cut && h("p", {}, "Signed state root: ", h("code", { id: "checkpoint-root" },
+      toHex(cut.stateRoot))),
+    cut && h("p", {}, "Checkpoint id: ", h("code", {}, toHex(cut.checkpointId))));
 }
