@@ -130,6 +130,17 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     wait_for_notification(alice, "@alice is now bound to you")
     screenshot(alice, "06-handle-bound")
 
+    # Bob claims the same handle; even endorsed by a quorum, he loses to the earlier binding.
+    go(bob, "handle")
+    bob.fill("#handle-name", "alice")
+    bob.click("#claim-form button[type=submit]")
+    bob.wait_for_selector("#handle-out .message.ok")
+    bob_claim = bob.evaluate("() => window.swarmd.wallet.mine.claims.alice")
+    endorse_by_council(devnet, bytes.fromhex(bob_claim), quorum=3)
+    wait_for_notification(bob, "You lost @alice")
+    wait_for_text(bob, "#handle-watch .claim.error", "lost: bound to " + alice_id)
+    screenshot(bob, "07-handle-lost")
+
     # Bob's node must know the binding before @alice resolves there.
     bob.wait_for_function(
         "async () => (await (await fetch('/v1/handles/alice')).json()).owner === "
@@ -142,11 +153,11 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     bob.click("#send-form button[type=submit]")
     bob.wait_for_selector("#send-out .message.ok")
     assert alice_id in str(bob.text_content("#send-out"))
-    screenshot(bob, "07-send")
+    screenshot(bob, "08-send")
     wait_for_notification(alice, f"Received 10 credits from {bob_id}")
     go(alice, "notifications")
     wait_for_text(alice, "#notifications .note.credit", "Received 10 credits")
-    screenshot(alice, "08-notifications")
+    screenshot(alice, "09-notifications")
 
     target = "rust <b>bold</b> & co"  # another user's text: must show as text, never markup
     go(alice, "hype")
@@ -158,15 +169,15 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     assert alice.locator("#leaderboard b").count() == 0
     go(bob, "hype")
     wait_for_text(bob, "#leaderboard td.target", target)
-    screenshot(alice, "09-hype")
+    screenshot(alice, "10-hype")
 
     go(alice, "balance")
     wait_for_text(alice, "#balance-unreceived", "0")
-    screenshot(alice, "10-balance")
+    screenshot(alice, "11-balance")
     go(alice, "history")
     alice.wait_for_function("() => document.querySelectorAll('#history tr').length >= 2")
     wait_for_text(alice, "#history", "burn")
-    screenshot(alice, "11-history")
+    screenshot(alice, "12-history")
 
     go(alice, "checkpoint")
     wait_for_text(alice, "#checkpoint-verdict", "council members")
@@ -174,4 +185,4 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     height = int(str(alice.text_content("#checkpoint-verdict")).split()[1])
     shown = alice.evaluate("async (h) => (await fetch(`/v1/checkpoints/${h}`)).json()", height)
     assert alice.text_content("#checkpoint-root") == shown["state_root"]
-    screenshot(alice, "12-checkpoint")
+    screenshot(alice, "13-checkpoint")

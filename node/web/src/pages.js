@@ -296,7 +296,8 @@ async function claimState(handle, claimId) {
       text = view.final ? "bound to you (final)" : "bound to you (final at the next checkpoint)";
     } else if (view.owner) {
       kind = "error";
-      text = `lost: bound to ${view.owner}`;
+      text = `lost: bound to ${view.owner}, whose claim reached a quorum of council ` +
+        "endorsements first";
     } else if (mine) {
       text = `waiting for endorsements: ${mine.endorsements} of ${view.quorum}`;
       if (view.claims.length > 1) text += ` (contested by ${view.claims.length - 1} other claim)`;
