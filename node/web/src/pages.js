@@ -10,6 +10,16 @@ import {
 import { decodeCut, networkIdOf, verifyBundle } from "./ops.js";
 import { onChange, resolveRecipient, solvePuzzle, submit, useKey, wallet } from "./wallet.js";
 
+// Amounts are integers up to 2**63-1: parsed to a BigInt, never through a float.
+function parseAmount(text) {
+  if (!/^[1-9][0-9]{0,18}$/.test(text.trim())) {
+    throw new Error("amount must be a whole number from 1");
+  }
+  const amount = BigInt(text.trim());
+  if (amount > 2n ** 63n - 1n) throw new Error("amount is too large");
+  return amount;
+}
+
 function message(kind, text) {
   return h("p", { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
@@ -218,10 +228,11 @@ export function sendPage(root) {
     h("form", { id: "send-form", onsubmit: action(out, async () => {
       const recipient = await resolveRecipient(to.value);
       const { opId } = await submit("transfer", {
-        to: recipient.key, amount: Number(amount.value),
+        to: recipient.key, amount: parseAmount(amount.value),
       });
       return message("ok", `Sent ${amount.value} credits to ${recipient.accountId} ` +
-        `(op ${opId.slice(0, 12)}); you will be notified when it is final.`);
+        `(op ${opId.slice(0, 12)}); you will be notified when it is final.` +
+        (recipient.final ? "" : ` (${to.value.trim()}'s binding is not final yet.)`));
     }) },
       field("To", to, "an account id (sw1…) or a bound handle (@name)"),
       field("Amount", amount), h("button", { type: "submit" }, "Send")),
@@ -248,7 +259,9 @@ export function hypePage(root) {
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Target"),
       h("th", {}, "Total"), h("th", {}, "Final"))), board),
     wallet.key ? h("form", { id: "burn-form", onsubmit: action(out, async () => {
-      const { opId } = await submit("burn", { amount: Number(amount.value), target: target.value });
+      const { opId } = await submit("burn", {
+        amount: parseAmount(amount.value), target: target.value,
+      });
       return message("ok", `Burned ${amount.value} toward “${target.value}” (op ` +
         `${opId.slice(0, 12)}).`);
     }) }, field("Target", target), field("Amount", amount),
@@ -349,19 +362,23 @@ async function verifyLatest(body) {
   const report = await verifyBundle(fromHex(latest.bundle), networkId, council);
   const signers = (report.signers ?? []).map((s) => toHex(s.key));
   const cut = report.ok ? await decodeCut(report.value) : null;
+  const ok = report.ok && matches && cut.height === report.height;
+  const reason = report.reason ?? (matches ? "the cut's height differs" : "network id differs");
+  const verdict = ok
+    ? `Checkpoint ${report.height} is signed by ${report.signers.length} of ` +
+      `${council.length} council members (a quorum is ${report.quorum}).`
+    : `Checkpoint ${latest.height} does NOT verify: ${reason}`;
+  const rows = genesis.council.map((member, i) => h("tr", {}, h("td", {}, shortId(member)),
+    h("td", {}, signers.includes(toHex(council[i])) ? "✓ valid signature" : "—")));
   replace(body,
     h("p", {}, "Network id (computed from the genesis): ", h("code", {}, toHex(networkId)),
       matches ? " — matches this node. " : " — DOES NOT match this node's. ",
       "Compare it with the network id your council published: the signatures prove the " +
       "checkpoint only for the council of that genesis."),
-    h("p", { id: "checkpoint-verdict", class: report.ok && matches ? "message ok" : "message error" },
-      report.ok && matches
-        ? `Checkpoint ${report.height} is signed by ${report.signers.length} of ` +
-          `${council.length} council members (a quorum is ${report.quorum}).`
-        : `Checkpoint ${latest.height} does NOT verify: ${report.reason ?? "network id differs"}`),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Council member"), h("th", {}, "Signed"))),
-      h("tbody", {}, genesis.council.map((member, i) => h("tr", {}, h("td", {}, shortId(member)),
-        h("td", {}, signers.includes(toHex(council[i])) ? "✓ valid signature" : "—"))))),
+    h("p", { id: "checkpoint-verdict", class: ok ? "message ok" : "message error" }, verdict),
+    h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Council member"), h("th", {}, "Signed"))),
+      h("tbody", {}, rows)),
     cut && h("p", {}, "Signed state root: ", h("code", { id: "checkpoint-root" },
       toHex(cut.stateRoot))),
     cut && h("p", {}, "Checkpoint id: ", h("code", {}, toHex(cut.checkpointId))));
