@@ -3,7 +3,7 @@
 Off by default. A council operator turns it on with `onboarding.toml` in the node's home:
 
     enabled = true
-    pow_bits = 20                        # work per signup: 2**pow_bits hashes on average
+    pow_bits = 16                        # work per signup: 2**pow_bits hashes on average
     signups_per_address_per_hour = 5     # per client IP address
     signups_per_hour = 600               # for this node as a whole
 
@@ -47,7 +47,7 @@ _SECONDS_PER_HOUR = 3600.0
 @dataclass(frozen=True)
 class OnboardingSettings:
     enabled: bool = False
-    pow_bits: int = 20
+    pow_bits: int = 16
     signups_per_address_per_hour: int = 5
     signups_per_hour: int = 600
 

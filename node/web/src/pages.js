@@ -62,7 +62,7 @@ export function keyPage(root) {
         h("label", { class: "check" }, backup, " Keep a backup copy I can export"),
         h("small", {}, "Without it the key is non-extractable: not even this page can read it " +
           "out, so losing this browser's data loses the account. With it, the key can be saved " +
-          "as a key file (the same format as `swarmd wallet new`)."),
+          "as a key file (the same format as “swarmd wallet new”)."),
         h("button", { type: "submit" }, "Create a key")),
       h("h3", {}, "Or import a CLI key file"),
       h("form", { id: "import-key", onsubmit: action(out, async () => {
@@ -115,7 +115,7 @@ async function signupSection(root) {
   }
   if (!info.enabled) {
     replace(root, h("h3", {}, "Sign up"), h("p", {}, "This node does not run onboarding; ask " +
-      "a council operator for the signup reward (`swarmd wallet grant`)."));
+      "a council operator for the signup reward (“swarmd wallet grant”)."));
     return;
   }
   const out = h("div", { class: "out", id: "signup-out" });
