@@ -38,8 +38,6 @@ DEVNET_START_TIMEOUT_S = 120.0
 CLI = "import sys; from swarmd.node.cli import main; sys.exit(main())"
 WEB_DIST = Path(__file__).resolve().parents[2] / "node" / "web" / "dist" / "app.js"
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.vectors.make_vectors import VECTOR_FILE
 
 from .conftest import screenshot
+
+pytestmark = pytest.mark.integration
 
 CHECK_VECTORS_JS = """
 async (vectors) => {

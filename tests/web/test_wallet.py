@@ -6,12 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from swarmd.node.client import NodeClient, author_from_node
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Kind
 from tests.vectors.make_vectors import VECTOR_FILE
 
 from .conftest import screenshot
+
+pytestmark = pytest.mark.integration
 
 #: Puzzle cost in the tests: small, so a signup takes milliseconds; the path is the same.
 TEST_POW_BITS = 8
@@ -172,7 +176,13 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     screenshot(alice, "10-hype")
 
     go(alice, "balance")
-    wait_for_text(alice, "#balance-unreceived", "0")
+    alice.wait_for_function(
+        "() => document.querySelector('#balance-unreceived')?.textContent === '0'"
+    )
+    assert alice.text_content("#balance-total") == alice.evaluate(
+        "async (id) => String((await (await fetch(`/v1/accounts/${id}`)).json()).balance)",
+        alice_id,
+    )
     screenshot(alice, "11-balance")
     go(alice, "history")
     alice.wait_for_function("() => document.querySelectorAll('#history tr').length >= 2")
