@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from swarmd.node.cli import load_key_file
 from swarmd.node.client import NodeClient, author_from_node
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Kind
@@ -62,11 +63,20 @@ def test_a_key_survives_a_reload_and_a_cli_key_file_imports(
     screenshot(page, "02-key")
 
     vector = json.loads(VECTOR_FILE.read_text())["key_files"][0]
+    seed = json.loads(vector["text"])["seed"]
     other = open_wallet(chromium, devnet["nodes"][1]["api_url"])
+    sent: list[str] = []
+    other.on("request", lambda request: sent.append(f"{request.url} {request.post_data}"))
     other.fill("#key-file-text", vector["text"])
     other.click("#import-key button[type=submit]")
     assert other.text_content("#account-id") == vector["account_id"]
-    assert other.is_disabled("#export-key")
+    assert other.is_disabled("#export-key")  # an imported key is non-extractable too
+    go(other, "handle")
+    other.fill("#handle-name", "vector")
+    other.click("#claim-form button[type=submit]")
+    other.wait_for_selector("#handle-out .message")  # (an unfunded claim: refused by the node)
+    signed = [entry for entry in sent if "/v1/ops" in entry]
+    assert signed and not [entry for entry in sent if seed in entry]
     bad = open_wallet(chromium, devnet["nodes"][1]["api_url"])
     bad.fill("#key-file-text", vector["text"].replace(vector["account_id"][-3:], "aaa"))
     bad.click("#import-key button[type=submit]")
@@ -105,7 +115,7 @@ def wait_for_text(page: Any, selector: str, text: str) -> None:
 
 
 def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
-    chromium: Any, devnet: dict[str, Any]
+    chromium: Any, devnet: dict[str, Any], tmp_path: Path
 ) -> None:
     nodes = devnet["nodes"]
     for node in nodes[:2]:
@@ -114,6 +124,11 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     alice_id = create_key(alice, backup=True)
     alice.click("#export-key")
     assert alice.get_attribute("#key-download", "download") == "swarmd-wallet.key"
+    with alice.expect_download() as download:
+        alice.click("#key-download")
+    key_file = tmp_path / "alice.key"
+    download.value.save_as(key_file)
+    assert load_key_file(key_file).account_id == alice_id  # what `swarmd wallet` reads
     alice.click("#signup-button")
     alice.wait_for_selector("#signup-out .message.ok")
     screenshot(alice, "04-signed-up")
