@@ -178,6 +178,27 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     wait_for_text(alice, "#notifications .note.credit", "Received 10 credits")
     screenshot(alice, "09-notifications")
 
+    # Alice closes her page; Bob sends meanwhile; she reopens and is told what she missed.
+    alice_context = alice.context
+    alice.close()
+    go(bob, "send")
+    bob.fill("#send-to", "@alice")
+    bob.fill("#send-amount", "7")
+    bob.click("#send-form button[type=submit]")
+    bob.wait_for_selector("#send-out .message.ok")
+    watcher = open_wallet(chromium, nodes[0]["api_url"])  # a page without Alice's key
+    watcher.wait_for_function(
+        "async (id) => (await (await fetch(`/v1/accounts/${id}`)).json()).balance === 117",
+        arg=alice_id,
+        polling=200,
+    )
+    alice = alice_context.new_page()
+    alice.set_default_timeout(WAIT_MS)
+    alice.goto(nodes[0]["api_url"] + "/#notifications")
+    wait_for_notification(alice, f"Received 7 credits from {bob_id} (while you were away)")
+    seen = alice.evaluate("() => window.swarmd.wallet.notifications.map((n) => n.text)")
+    assert not [text for text in seen if "Received 10 credits" in text]  # told once only
+
     target = "rust <b>bold</b> & co"  # another user's text: must show as text, never markup
     go(alice, "hype")
     alice.fill("#burn-target", target)

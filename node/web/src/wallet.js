@@ -8,6 +8,10 @@ import { buildOp, Kind } from "./ops.js";
 
 export const OP_DEPS_MAX = 64; // protocol/limits.py OP_DEPS_MAX
 const NOTIFICATIONS_KEPT = 200;
+// Credit ids already notified, remembered so that catching up never repeats one.
+const CREDITS_REMEMBERED = 1024;
+// Ops looked up per catch-up (each is one request).
+const CATCH_UP_LOOKUPS_MAX = 64;
 const MINE_KEY = "swarmd-wallet-mine";
 
 export const wallet = {
@@ -20,7 +24,8 @@ export const wallet = {
   listeners: new Set(),
   // Ops this browser signed ({op_id: {kind, handle?}}) and claims it made ({handle: claim id}),
   // kept across reloads so their events are recognized.
-  mine: JSON.parse(localStorage.getItem(MINE_KEY) ?? '{"ops": {}, "claims": {}}'),
+  mine: { ops: {}, claims: {}, credits: [],
+    ...JSON.parse(localStorage.getItem(MINE_KEY) ?? "{}") },
   stopEvents: null,
 };
 
@@ -50,6 +55,7 @@ export async function useKey(record) {
   wallet.stopEvents = openEvents(wallet.accountId, handleEvent, (state) => {
     wallet.streamState = state;
     changed("stream", state);
+    if (state === "live" && wallet.key) catchUp().catch(() => {});
   });
   changed("key");
 }
@@ -172,12 +178,70 @@ const DESCRIBE = {
     ["mode", e.quiesced ? "The council quiesced the network" : "The council resumed the network"],
 };
 
+function rememberCredit(opId) {
+  if (wallet.mine.credits.includes(opId)) return false;
+  wallet.mine.credits.push(opId);
+  wallet.mine.credits.splice(0, wallet.mine.credits.length - CREDITS_REMEMBERED);
+  saveMine();
+  return true;
+}
+
+function settle(opId) {
+  const op = wallet.mine.ops[opId];
+  if (op && !op.settled) {
+    op.settled = true;
+    saveMine();
+  }
+}
+
+// The stream delivers only what happens while the page is connected. On every (re)connect,
+// what was missed is read from state instead: credits still waiting to be received, and the
+// outcome of our own ops that had not settled. (The node's stream has no event ids to resume
+// from yet; this covers credits and our ops, not other events.)
+async function catchUp() {
+  const view = await api.account(wallet.accountId);
+  let lookups = 0;
+  for (const creditId of view.unreceived) {
+    if (wallet.mine.credits.includes(creditId) || lookups++ >= CATCH_UP_LOOKUPS_MAX) continue;
+    const { op } = await api.op(creditId);
+    if (op && rememberCredit(creditId)) {
+      notify("credit", `Received ${op.amount} credits from ${op.author} (while you were away)`,
+        null);
+    }
+  }
+  for (const [opId, mine] of Object.entries(wallet.mine.ops)) {
+    if (mine.settled || lookups++ >= CATCH_UP_LOOKUPS_MAX) continue;
+    let view;
+    try {
+      view = await api.op(opId);
+    } catch (error) {
+      if (error.code === "op_not_found") settle(opId);
+      continue;
+    }
+    if (view.status === "final") {
+      settle(opId);
+      notify("final", `Your ${mine.kind} ${opId.slice(0, 12)} is final`, null);
+    } else if (view.status === "rejected" || view.status === "excluded") {
+      settle(opId);
+      notify("rejected", `Your ${mine.kind} ${opId.slice(0, 12)} was ${view.status}: ` +
+        `${view.code}`, null);
+    }
+  }
+}
+
 function handleEvent(event) {
+  if (event.type === "credit_received" && event.account === wallet.accountId &&
+      !rememberCredit(event.op_id)) {
+    return; // already notified (by a catch-up that raced this event)
+  }
+  const settles = event.type === "op_final" || event.type === "op_rejected";
+  if (settles && wallet.mine.ops[event.op_id]?.settled) return; // told by a catch-up already
   changed("event", event);
   if (event.type === "checkpoint_final" && wallet.status) {
     wallet.status.final_height = event.height;
   }
   const describe = DESCRIBE[event.type];
   const described = describe ? describe(event) : null;
+  if (settles) settle(event.op_id);
   if (described) notify(described[0], described[1], event);
 }
