@@ -198,6 +198,7 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     wait_for_notification(alice, f"Received 7 credits from {bob_id} (while you were away)")
     seen = alice.evaluate("() => window.swarmd.wallet.notifications.map((n) => n.text)")
     assert not [text for text in seen if "Received 10 credits" in text]  # told once only
+    screenshot(alice, "09b-caught-up-after-reopening")
 
     target = "rust <b>bold</b> & co"  # another user's text: must show as text, never markup
     go(alice, "hype")

@@ -333,7 +333,8 @@ export function notificationsPage(root) {
     : h("li", {}, "Nothing yet. Events about your account appear here as they happen."));
   replace(root, h("h2", {}, "Notifications"),
     h("p", {}, "Live from this node's event stream (", h("span", { id: "stream-state" },
-      wallet.streamState), ")."), list);
+      wallet.streamState), "). Credits and the outcome of your own ops that you missed while " +
+      "the page was closed are caught up when it opens."), list);
   show();
   return onChange((what) => {
     if (what === "notification") show();

@@ -161,7 +161,7 @@ const DESCRIBE = {
         "(another claim has more endorsements or came first); the council arbitrates"];
     }
     if (mine === e.winning_claim) {
-      return ["conflict", `Your claim for @${e.handle} is contested; it is currently winning`];
+      return ["handle", `Your claim for @${e.handle} is contested; it is currently winning`];
     }
     return null;
   },
