@@ -45,14 +45,22 @@ def add_web_routes(app: web.Application, daemon: Daemon, *, dist: Path = DIST) -
 
 
 def _file_handler(path: Path, content_type: str) -> Handler:
+    """Serve one built file, read once (they are small) so no request blocks on the disk; a
+    rebuilt app is served after the node restarts."""
+    cached: list[bytes] = []
+
     @json_errors
     async def get_file(request: web.Request) -> web.StreamResponse:
-        try:
-            body = path.read_bytes()
-        except FileNotFoundError:
-            raise WebApiError(
-                503, "web_app_not_built", "the web wallet is not built: run `make` (npm run build)"
-            ) from None
+        if not cached:
+            try:
+                cached.append(path.read_bytes())
+            except FileNotFoundError:
+                raise WebApiError(
+                    503,
+                    "web_app_not_built",
+                    "the web wallet is not built: run `make` (npm run build)",
+                ) from None
+        body = cached[0]
         return web.Response(
             body=body, content_type=content_type, charset="utf-8", headers=SECURITY_HEADERS
         )
