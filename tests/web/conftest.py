@@ -39,8 +39,10 @@ CLI = "import sys; from swarmd.node.cli import main; sys.exit(main())"
 WEB_DIST = Path(__file__).resolve().parents[2] / "node" / "web" / "dist" / "app.js"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Playwright's sync API keeps its event loop current while it runs, which would break the
+    async tests that follow: so it lives for one module only and is stopped after it."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     if not WEB_DIST.exists():
