@@ -6,9 +6,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODES ?= 4
 
-.PHONY: devnet test lint types pytest chaos bench clean
+.PHONY: devnet test lint types pytest chaos bench clean web
 
-$(STAMP): pyproject.toml
+# The web wallet every node serves at / (node/web): npm ci installs the locked build tools
+# (esbuild only), npm run build writes node/web/dist, which swarmd ships as package data.
+# Needs Node.js >= 18 and npm.
+WEB := node/web
+WEB_STAMP := $(WEB)/dist/.built
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.mjs $(wildcard $(WEB)/src/*)
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+	touch $(WEB_STAMP)
+
+web: $(WEB_STAMP)
+
+$(STAMP): pyproject.toml $(WEB_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -43,4 +54,4 @@ chaos: $(STAMP)
 	$(BIN)/swarmd chaos --scenario all --seeds 100 --json
 
 clean:
-	rm -rf $(VENV) .build .devnet
+	rm -rf $(VENV) .build .devnet $(WEB)/dist $(WEB)/node_modules

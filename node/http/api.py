@@ -37,6 +37,7 @@ from swarmd.protocol.ops import check_handle
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
 from ..runtime.driver import Daemon
+from ..web.routes import add_web_routes
 from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
 
 log = get_logger("swarmd.api")
@@ -102,6 +103,7 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     app.router.add_post("/v1/ops", post_op)
     app.router.add_post("/v1/ops/batch", post_ops_batch)
     app.router.add_get("/v1/events", get_events)
+    add_web_routes(app, daemon)
     if config.metrics.enabled:
         app.router.add_get(config.metrics.path, get_metrics)
     if extra_routes:
