@@ -182,7 +182,13 @@ def checkpoint_vector() -> dict[str, Any]:
     genesis = Genesis.create("vectors", [member.public_key for member in members])
     value = encoding.encode({"height": 3, "vector": True})
     bundle_value = consensus.CheckpointBundle(height=3, round=1, value=value, precommits=())
-    body = {"type": "precommit", "height": 3, "round": 1, "value_id": bundle_value.value_id}
+    body = {
+        "type": "precommit",
+        "epoch": 0,
+        "height": 3,
+        "round": 1,
+        "value_id": bundle_value.value_id,
+    }
     message = consensus.signing_bytes(genesis.network_id, body)
     signers = sorted(members[:3], key=lambda member: member.public_key)
     precommits = tuple((member.public_key, member.sign(message)) for member in signers)

@@ -59,7 +59,7 @@ export function quorumSize(members) {
 
 // Check a bundle the way protocol/consensus.py verify_bundle does: every precommit is by a
 // distinct council member, there is a quorum of them, and each signature covers the precommit
-// body for sha256(value) at the bundle's height and round. Returns a report; never throws for
+// body for sha256(value) at the bundle's epoch, height and round. Returns a report; never throws for
 // a bad bundle (the report says what is wrong).
 export async function verifyBundle(bundleBytes, networkId, council) {
   let bundle;
@@ -68,6 +68,7 @@ export async function verifyBundle(bundleBytes, networkId, council) {
   } catch (error) {
     return { ok: false, reason: `bundle is not canonical msgpack: ${error.message}` };
   }
+  const epoch = bundle.get?.("epoch");
   const height = bundle.get?.("height");
   const round = bundle.get?.("round");
   const value = bundle.get?.("value");
@@ -75,7 +76,10 @@ export async function verifyBundle(bundleBytes, networkId, council) {
   if (!(value instanceof Uint8Array) || !Array.isArray(precommits)) {
     return { ok: false, reason: "bundle lacks its value or precommits" };
   }
-  const body = { type: "precommit", height, round, value_id: await sha256(value) };
+  if (typeof epoch !== "number" && typeof epoch !== "bigint") {
+    return { ok: false, reason: "bundle lacks its epoch" };
+  }
+  const body = { type: "precommit", epoch, height, round, value_id: await sha256(value) };
   const message = concat(CONSENSUS_TAG, networkId, encode(body));
   const signers = [];
   for (const entry of precommits) {
@@ -97,7 +101,7 @@ export async function verifyBundle(bundleBytes, networkId, council) {
   if (validCount < quorum) {
     return { ok: false, reason: `${validCount} precommits, a quorum is ${quorum}`, height };
   }
-  return { ok: true, height, round, signers, quorum, value, valueId: body.value_id };
+  return { ok: true, epoch, height, round, signers, quorum, value, valueId: body.value_id };
 }
 
 // The checkpoint cut a bundle decided (protocol/checkpoint.py Cut):
