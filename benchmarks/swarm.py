@@ -103,6 +103,96 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await swarm.stop()
 
 
+class FinalWatch:
+    """`op_final` times of a few sampled chains, from one filtered event stream per sampled
+    account (an unfiltered stream would fall behind and be cut)."""
+
+    def __init__(self, sampled: list[list[Op]]) -> None:
+        self.sampled = sampled
+        self.sampled_ids = {op.op_id.hex() for chain in sampled for op in chain}
+        self.final_at: dict[str, float] = {}
+        self.all_final = asyncio.Event()
+        self.streams: list[aiohttp.ClientWebSocketResponse] = []
+        self.listeners: list[asyncio.Task[None]] = []
+
+    async def open(self, session: aiohttp.ClientSession, url: str) -> None:
+        for chain in self.sampled:
+            account = crypto.account_id_text(chain[0].author)
+            self.streams.append(await session.ws_connect(f"{url}/v1/events?account={account}"))
+        self.listeners = [asyncio.create_task(self._listen(ws)) for ws in self.streams]
+
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            event = json.loads(message.data)
+            if event.get("type") == "op_final" and event["op_id"] in self.sampled_ids:
+                self.final_at.setdefault(event["op_id"], time.perf_counter())
+                if len(self.final_at) == len(self.sampled_ids):
+                    self.all_final.set()
+
+    async def wait_and_close(self) -> None:
+        await wait_sampled_final(
+            self.all_final, self.listeners, self.streams, self.sampled_ids, self.final_at
+        )
+        for listener in self.listeners:
+            listener.cancel()
+        for ws in self.streams:
+            await ws.close()
+
+
+class Load:
+    """Submits the chains to the nodes, one op per request or in batches, and remembers when
+    each op was submitted."""
+
+    def __init__(self, swarm: Swarm, session: aiohttp.ClientSession, batch: int) -> None:
+        self.swarm, self.session, self.batch = swarm, session, batch
+        self.submitted_at: dict[str, float] = {}
+        self.timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+
+    async def submit(self, chains: list[list[Op]]) -> None:
+        nodes = len(self.swarm.nodes)
+        if self.batch > 1:
+            per_node = [chains[i::nodes] for i in range(nodes)]
+            await asyncio.gather(*(self._batches(i, c) for i, c in enumerate(per_node) if c))
+        else:
+            await asyncio.gather(*(self._chain(i % nodes, c) for i, c in enumerate(chains)))
+
+    async def _post(self, node_index: int, path: str, body: bytes, content_type: str) -> None:
+        url = self.swarm.nodes[node_index].url + path
+        headers = {"Content-Type": content_type}
+        try:
+            async with self.session.post(
+                url, data=body, headers=headers, timeout=self.timeout
+            ) as response:
+                if response.status != 202:
+                    text = await response.text()
+                    raise RuntimeError(f"{path} refused: {response.status} {text}")
+        except TimeoutError:
+            raise RuntimeError(
+                f"node {node_index} did not answer {path} within {REQUEST_TIMEOUT_S} s: "
+                "it is stuck or far behind"
+            ) from None
+
+    async def _chain(self, node_index: int, chain: list[Op]) -> None:
+        for op in chain:
+            self.submitted_at[op.op_id.hex()] = time.perf_counter()
+            await self._post(node_index, "/v1/ops", op.envelope, "application/octet-stream")
+
+    async def _batches(self, node_index: int, node_chains: list[list[Op]]) -> None:
+        # The i-th op of every chain in one request: chains stay in order across requests.
+        steps = max(len(chain) for chain in node_chains)
+        for step in range(steps):
+            ops_at_step = [chain[step] for chain in node_chains if step < len(chain)]
+            for start in range(0, len(ops_at_step), self.batch):
+                batch = ops_at_step[start : start + self.batch]
+                now = time.perf_counter()
+                for op in batch:
+                    self.submitted_at[op.op_id.hex()] = now
+                body = encoding.encode([op.envelope for op in batch])
+                await self._post(node_index, "/v1/ops/batch", body, "application/msgpack")
+
+
 async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
     grants, chains = build_ops(swarm, args.accounts, args.ops, args.seed)
     for index, grant in enumerate(grants):
@@ -111,110 +201,47 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"grant refused: {status} {body}")
     await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
     ops = [op for chain in chains for op in chain]
-    # Latency is sampled on a few accounts' chains: one filtered event stream per sampled
-    # account keeps the streams small (an unfiltered stream would fall behind and be cut).
-    sampled = chains[: min(SAMPLED_CHAINS, len(chains))]
-    sampled_ids = {op.op_id.hex() for chain in sampled for op in chain}
-    submitted_at: dict[str, float] = {}
-    final_at: dict[str, float] = {}
-    all_final = asyncio.Event()
+    watch = FinalWatch(chains[: min(SAMPLED_CHAINS, len(chains))])
     timeout = aiohttp.ClientTimeout(total=None)  # the event streams stay open
-    request_timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        streams = [
-            await session.ws_connect(
-                swarm.nodes[0].url + f"/v1/events?account={crypto.account_id_text(chain[0].author)}"
-            )
-            for chain in sampled
-        ]
-
-        async def listen(ws: aiohttp.ClientWebSocketResponse) -> None:
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(message.data)
-                if event.get("type") == "op_final" and event["op_id"] in sampled_ids:
-                    final_at.setdefault(event["op_id"], time.perf_counter())
-                    if len(final_at) == len(sampled_ids):
-                        all_final.set()
-
-        listeners = [asyncio.create_task(listen(ws)) for ws in streams]
-
-        async def submit_chain(node_index: int, chain: list[Op]) -> None:
-            url = swarm.nodes[node_index].url + "/v1/ops"
-            for op in chain:
-                submitted_at[op.op_id.hex()] = time.perf_counter()
-                try:
-                    async with session.post(
-                        url,
-                        data=op.envelope,
-                        headers={"Content-Type": "application/octet-stream"},
-                        timeout=request_timeout,
-                    ) as response:
-                        if response.status != 202:
-                            text = await response.text()
-                            raise RuntimeError(f"op refused: {response.status} {text}")
-                except TimeoutError:
-                    raise RuntimeError(
-                        f"node {node_index} did not answer an op within {REQUEST_TIMEOUT_S} s: "
-                        "it is stuck or far behind"
-                    ) from None
-
-        async def submit_batches(node_index: int, node_chains: list[list[Op]]) -> None:
-            # The i-th op of every chain in one request: chains stay in order across requests.
-            url = swarm.nodes[node_index].url + "/v1/ops/batch"
-            steps = max(len(chain) for chain in node_chains)
-            wave = [
-                [chain[step] for chain in node_chains if step < len(chain)] for step in range(steps)
-            ]
-            for ops_at_step in wave:
-                for start in range(0, len(ops_at_step), args.batch):
-                    batch = ops_at_step[start : start + args.batch]
-                    now = time.perf_counter()
-                    for op in batch:
-                        submitted_at[op.op_id.hex()] = now
-                    body = encoding.encode([op.envelope for op in batch])
-                    try:
-                        async with session.post(
-                            url,
-                            data=body,
-                            headers={"Content-Type": "application/msgpack"},
-                            timeout=request_timeout,
-                        ) as response:
-                            if response.status != 202:
-                                raise RuntimeError(f"batch refused: {response.status}")
-                    except TimeoutError:
-                        raise RuntimeError(
-                            f"node {node_index} did not answer a batch of {len(batch)} ops "
-                            f"within {REQUEST_TIMEOUT_S} s: it is stuck or far behind"
-                        ) from None
-
+        await watch.open(session, swarm.nodes[0].url)
+        load = Load(swarm, session, args.batch)
         started = time.perf_counter()
         cpu_started = nodes_cpu_s(swarm)
-        if args.batch > 1:
-            per_node = [chains[i :: len(swarm.nodes)] for i in range(len(swarm.nodes))]
-            await asyncio.gather(*(submit_batches(i, c) for i, c in enumerate(per_node) if c))
-        else:
-            await asyncio.gather(
-                *(submit_chain(i % len(swarm.nodes), chain) for i, chain in enumerate(chains))
-            )
+        await load.submit(chains)
         submitted_s = time.perf_counter() - started
         await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
         elapsed = time.perf_counter() - started
         cpu_s = nodes_cpu_s(swarm) - cpu_started
-        await wait_sampled_final(all_final, listeners, streams, sampled_ids, final_at)
-        for listener in listeners:
-            listener.cancel()
-        for ws in streams:
-            await ws.close()
-    latencies = [(final_at[k] - submitted_at[k]) * 1000 for k in final_at]
+        await watch.wait_and_close()
+    latencies = [(watch.final_at[k] - load.submitted_at[k]) * 1000 for k in watch.final_at]
+    figures = {
+        "ops": len(ops),
+        "submit_ops_per_s": round(len(ops) / submitted_s),
+        "elapsed_s": elapsed,
+        # CPU time all nodes spent per op from the first submission to finality everywhere:
+        # less sensitive than the rates to other load on a shared machine (0: no /proc).
+        "node_cpu_us_per_op": round(cpu_s / len(ops) * 1e6, 1),
+    }
+    return report(swarm, args, grants, ops, latencies, figures)
+
+
+def report(
+    swarm: Swarm,
+    args: argparse.Namespace,
+    grants: list[Op],
+    ops: list[Op],
+    latencies: list[float],
+    figures: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's figures with the same run's ceilings beside them."""
     verify_rate = verify_ceiling(ops, swarm.genesis.network_id)
     validation_rate, store_rate = validation_ceiling(swarm, grants, ops)
     cores = os.cpu_count() or 1
     # Every node validates and logs every op: with no networking, consensus, sync or API at
     # all, the machine's cores could finalize at most this many ops per second.
     machine_rate = cores / (len(swarm.nodes) * (1 / validation_rate + 1 / store_rate))
-    final_rate = len(ops) / elapsed
+    final_rate = len(ops) / figures["elapsed_s"] if figures["elapsed_s"] else 0.0
     return {
         "benchmark": "swarm",
         "nodes": len(swarm.nodes),
@@ -223,7 +250,7 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "ops": len(ops),
         "accounts": args.accounts,
-        "submit_ops_per_s": round(len(ops) / submitted_s),
+        "submit_ops_per_s": figures["submit_ops_per_s"],
         "final_ops_per_s": round(final_rate),
         "finality_latency_ms_p50": round(percentile(latencies, 0.50), 1),
         "finality_latency_ms_p95": round(percentile(latencies, 0.95), 1),
@@ -235,10 +262,8 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "cores": cores,
         "machine_ceiling_ops_per_s": round(machine_rate),
         "ratio_to_machine_ceiling": round(final_rate / machine_rate, 3),
-        "elapsed_s": round(elapsed, 2),
-        # CPU time all nodes spent per op from the first submission to finality everywhere:
-        # less sensitive than the rates to other load on a shared machine (0: no /proc).
-        "node_cpu_us_per_op": round(cpu_s / len(ops) * 1e6, 1),
+        "elapsed_s": round(figures["elapsed_s"], 2),
+        "node_cpu_us_per_op": figures["node_cpu_us_per_op"],
     }
 
 
