@@ -51,6 +51,41 @@ async def _time(session: aiohttp.ClientSession, method: str, url: str, **kw: Any
     return (time.perf_counter() - began) * 1000
 
 
+async def _measure(
+    daemon: Daemon, requests: int, node_url: str, bare_url: str
+) -> dict[str, list[float]]:
+    """Time `requests` rounds of: a bare aiohttp GET (the ceiling), status, an account read and
+    an op submission."""
+    council = Author(daemon.keypair, daemon.genesis.network_id)
+    people = [
+        Author(crypto.KeyPair.from_seed(os.urandom(32)), council.network_id) for _ in range(50)
+    ]
+    grants = [council.grant(p.key, daemon.genesis.signup_reward) for p in people]
+    await daemon.submit_many([g.envelope for g in grants])
+    transfers = [
+        people[i % 50].transfer(
+            people[(i + 1) % 50].key, 1, receive=[grants[i % 50].op_id] if i < 50 else []
+        )
+        for i in range(requests)
+    ]
+    octet = {"Content-Type": "application/octet-stream"}
+    timings: dict[str, list[float]] = {"bare": [], "status": [], "account": [], "submit": []}
+    async with aiohttp.ClientSession() as session:
+        for i in range(requests):
+            timings["bare"].append(await _time(session, "GET", bare_url + "/"))
+            timings["status"].append(await _time(session, "GET", node_url + "/v1/status"))
+            account = people[i % 50].keypair.account_id
+            timings["account"].append(
+                await _time(session, "GET", f"{node_url}/v1/accounts/{account}")
+            )
+            timings["submit"].append(
+                await _time(
+                    session, "POST", node_url + "/v1/ops", data=transfers[i].envelope, headers=octet
+                )
+            )
+    return timings
+
+
 async def run(requests: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="swarmd-bench-api-") as directory:
         home = Path(directory) / "node"
@@ -70,43 +105,7 @@ async def run(requests: int) -> dict[str, Any]:
         bare.router.add_get("/", hello)
         bare_runner, bare_url = await _serve(bare)
         try:
-            council = Author(daemon.keypair, daemon.genesis.network_id)
-            people = [
-                Author(crypto.KeyPair.from_seed(os.urandom(32)), council.network_id)
-                for _ in range(50)
-            ]
-            grants = [council.grant(p.key, daemon.genesis.signup_reward) for p in people]
-            await daemon.submit_many([g.envelope for g in grants])
-            transfers = [
-                people[i % 50].transfer(
-                    people[(i + 1) % 50].key, 1, receive=[grants[i % 50].op_id] if i < 50 else []
-                )
-                for i in range(requests)
-            ]
-            octet = {"Content-Type": "application/octet-stream"}
-            timings: dict[str, list[float]] = {
-                "bare": [],
-                "status": [],
-                "account": [],
-                "submit": [],
-            }
-            async with aiohttp.ClientSession() as session:
-                for i in range(requests):
-                    timings["bare"].append(await _time(session, "GET", bare_url + "/"))
-                    timings["status"].append(await _time(session, "GET", node_url + "/v1/status"))
-                    account = people[i % 50].keypair.account_id
-                    timings["account"].append(
-                        await _time(session, "GET", f"{node_url}/v1/accounts/{account}")
-                    )
-                    timings["submit"].append(
-                        await _time(
-                            session,
-                            "POST",
-                            node_url + "/v1/ops",
-                            data=transfers[i].envelope,
-                            headers=octet,
-                        )
-                    )
+            timings = await _measure(daemon, requests, node_url, bare_url)
         finally:
             await bare_runner.cleanup()
             await node_runner.cleanup()

@@ -18,6 +18,7 @@ import argparse
 import random
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 
@@ -60,7 +61,7 @@ def build_workload(ops_count: int, accounts: int, seed: int) -> tuple[Genesis, l
     return genesis, ops[:ops_count]
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="swarmd bench pipeline", description=__doc__)
     parser.add_argument("--ops", type=int, default=20_000, help="ops per run (default 20000)")
     parser.add_argument("--accounts", type=int, default=1_000)
@@ -76,7 +77,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.ops < 1 or args.accounts < 2 or args.repeat < 1:
         parser.error("--ops >= 1, --accounts >= 2 and --repeat >= 1 are required")
-    genesis, ops = build_workload(args.ops, min(args.accounts, args.ops), args.seed)
+    return args
+
+
+def runs_for(genesis: Genesis, ops: list[Op], workers: int) -> dict[str, Callable[[], None]]:
+    """The measured runs: bare verification (the ceiling), the pipeline on one thread, and with
+    `workers` the pipeline fed by verifying threads."""
     network_id = genesis.network_id
     triples = [(op.author, op.signed_message(network_id), op.signature) for op in ops]
     envelopes = [op.envelope for op in ops]
@@ -100,7 +106,7 @@ def main(argv: list[str]) -> int:
         # with each other and with the applying thread; the ledger accepts any arrival order.
         chunks = [envelopes[i : i + 256] for i in range(0, len(envelopes), 256)]
         ledger = Ledger(genesis)
-        with ThreadPoolExecutor(args.workers) as pool:
+        with ThreadPoolExecutor(workers) as pool:
             for checked in pool.map(check_envelopes, chunks, repeat(network_id)):
                 for op in checked:
                     assert isinstance(op, Op), "every benchmark op verifies"
@@ -109,9 +115,16 @@ def main(argv: list[str]) -> int:
         ledger.state_root()
         assert ledger.stats.accepted == len(ops), ledger.stats
 
-    runs = {"verify": verify_all, "pipeline": pipeline}
-    if args.workers > 0:
+    runs: dict[str, Callable[[], None]] = {"verify": verify_all, "pipeline": pipeline}
+    if workers > 0:
         runs["parallel"] = parallel_pipeline
+    return runs
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    genesis, ops = build_workload(args.ops, min(args.accounts, args.ops), args.seed)
+    runs = runs_for(genesis, ops, args.workers)
     samples: dict[str, list[float]] = {name: [] for name in runs}
     cpu_samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeat):
