@@ -44,11 +44,13 @@ async def run_rounds(daemon: Daemon, rounds: int) -> None:
             Author(crypto.KeyPair.from_seed(os.urandom(32)), council.network_id) for _ in range(3)
         ]
         grants = [council.grant(p.key, daemon.genesis.signup_reward) for p in people]
+        # Read before submitting: the checkpoint holding them can become final while a
+        # submission waits for its commit, and then no later height would ever come.
+        target = daemon.core.final_height + 1
         for grant in grants:
             assert (await daemon.submit(grant.envelope)).status == "accepted"
         pay = people[0].transfer(people[1].key, 7, receive=[grants[0].op_id])
         assert (await daemon.submit(pay.envelope)).status == "accepted"
-        target = daemon.core.final_height + 1
         async with asyncio.timeout(HISTORY_TIMEOUT_S):
             while daemon.core.final_height < target or daemon.core.ledger.unfinalized_count():
                 await asyncio.sleep(0.02)  # polling the daemon's own state; bounded above

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from swarmd.node.cli import load_key_file
+from swarmd.node.cli.common import load_key_file
 from swarmd.node.client import NodeClient, author_from_node
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Kind
