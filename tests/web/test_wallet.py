@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from swarmd.node.cli.client import NodeClient, author_from_node
 from swarmd.node.cli.common import load_key_file
-from swarmd.node.client import NodeClient, author_from_node
 from swarmd.protocol import crypto
 from swarmd.protocol.ops import Kind
 from tests.vectors.make_vectors import VECTOR_FILE
