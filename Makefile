@@ -45,8 +45,9 @@ types: $(STAMP)
 	cd .build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml \
 		-p swarmd.protocol -p swarmd.storage -p swarmd.node
 
+# Both of CI's cores (pytest-xdist): the 100-seed scenario runs dominate and are independent.
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # Every simulator scenario over 100 seeds; prints one JSON object and the replay command of any
 # failing seed.
