@@ -125,6 +125,9 @@ def status_text(status: dict[str, Any]) -> str:
         )
         for member, vote in question["votes"].items():
             lines.append(f"    {member}  {_vote_text(question['question'], vote)}")
+    provisional = status["provisional"]
+    cast = [member for member, vote in provisional["quiesce_votes"].items() if vote]
+    lines.append(f"not yet final: {len(cast)} quiesce vote(s), quiesced: {provisional['quiesced']}")
     if status["lacking_quorum"]:
         lines.append("lacking a quorum: " + ", ".join(status["lacking_quorum"]))
     return "\n".join(lines)
