@@ -1,6 +1,7 @@
 """`swarmd council ...` and `swarmd admin ...` against a real node service (driver, SQLite store,
 HTTP servers on loopback): the happy paths and the refusals (not a council member, node not
-running, bad arguments), each a typed error with exit status 2.
+running, bad arguments), each a typed error with exit status 2; and the devnet's report of a
+node that exits.
 
 The CLI is blocking (urllib), so it runs in a worker thread while the node serves on the loop.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,8 @@ from typing import Any
 import pytest
 
 from swarmd.node.cli import main
-from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE, load_home_config, open_home_store
-from swarmd.node.cli.devnet import free_ports
+from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE, Output, load_home_config, open_home_store
+from swarmd.node.cli.devnet import NodeHome, free_ports, report_exit, restart_argv
 from swarmd.node.cli.home import init_home
 from swarmd.node.http.admin import write_cookie
 from swarmd.node.http.admin_council import ClaimsVoting, RollbackProposing
@@ -344,3 +346,24 @@ async def test_admin_mode_with_a_stale_cookie_writes_the_store(
 
     assert code == EXIT_OK and (value["mode"], value["node"]) == ("read-only", "stopped")
     assert await stored_mode(home) == ("read_only", "r")
+
+
+# --- swarmd devnet's report of a node that exits ----------------------------------------------
+
+
+def test_devnet_reports_an_exited_node_with_its_restart_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = NodeHome(2, tmp_path / "node-2", crypto.KeyPair.from_seed(os.urandom(32)), 1, 2)
+
+    report_exit(node, -9, Output(False))
+    text = capsys.readouterr().err
+    report_exit(node, 3, Output(True))
+    value = json.loads(capsys.readouterr().out)
+
+    assert f"node-2 ({node.node_id}) exited (signal 9)" in text
+    assert str(tmp_path / "node-2" / "node.log") in text
+    assert f"restart it with: {shlex.join(restart_argv(node))}" in text
+    assert restart_argv(node)[-3:] == ["run", "--home", str(tmp_path / "node-2")]
+    assert (value["event"], value["index"], value["exit_code"]) == ("node_exited", 2, 3)
+    assert value["restart_argv"] == restart_argv(node)
