@@ -4,7 +4,10 @@ It writes N node homes under one directory (a council of N, one genesis), picks 
 ports, starts the nodes, waits until every node sees every other one, runs a short scripted
 burst (council grants to new testers, transfers, hype burns, a handle claim with council
 endorsements) so that balances and checkpoints move, prints each node's API URL and then
-keeps running until SIGINT/SIGTERM, when it stops the nodes cleanly.
+keeps running until SIGINT/SIGTERM, when it stops the nodes cleanly. A node that exits on its
+own (or is killed for a drill) is reported with its exit status, its log file and the command
+that restarts it; the other nodes keep running. A node restarted by hand is not the devnet's
+child: it does not stop with the devnet.
 
 `Swarm` is also what the integration tests use (start, kill -9, restart, wait for state).
 With `--turn` a local coturn is started and every node goes relay-only through it with
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -570,7 +574,7 @@ async def run_devnet(options: DevnetOptions, out: Output) -> int:
         out.result(value, _devnet_text(value))
         sys.stdout.flush()
         if not options.exit_when_ready:
-            await _wait_stop_or_exit(swarm, stop)
+            await _watch_until_stopped(swarm, stop, out)
         return EXIT_OK
     except DevnetError as exc:
         _print_node_logs(swarm)
@@ -604,17 +608,59 @@ async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> Any:
     return None
 
 
-async def _wait_stop_or_exit(swarm: Swarm, stop: asyncio.Event) -> None:
-    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+async def _watch_until_stopped(swarm: Swarm, stop: asyncio.Event, out: Output) -> None:
+    """Report every node that exits (the others keep running, so a stop-one-node drill can be
+    practised) and return only once `stop` is set (Ctrl-C, SIGTERM)."""
+    stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    watches: dict[asyncio.Future[int], NodeHome] = {}
     for node in swarm.running():
         assert node.process is not None
-        waits.add(asyncio.ensure_future(node.process.wait()))
-    _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    if not stop.is_set():
-        exited = [n.index for n in swarm.nodes if n.process and n.process.returncode is not None]
-        print(f"swarmd devnet: node(s) {exited} exited; stopping the swarm", file=sys.stderr)
+        watches[asyncio.ensure_future(node.process.wait())] = node
+    try:
+        while not stop.is_set():
+            done, _ = await asyncio.wait({stopper, *watches}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exited = watches.pop(task, None)  # type: ignore[call-overload]
+                if exited is not None:
+                    report_exit(exited, task.result(), out)
+    finally:
+        for task in (stopper, *watches):
+            task.cancel()
+
+
+def restart_argv(node: NodeHome) -> list[str]:
+    """The command that restarts `node` by hand (the `swarmd` script beside this interpreter,
+    else `python -m swarmd.node.cli`)."""
+    script = Path(sys.executable).parent / "swarmd"
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "swarmd.node.cli"]
+    return [*program, "run", "--home", str(node.home)]
+
+
+def report_exit(node: NodeHome, returncode: int, out: Output) -> None:
+    """One node exited: which, how, where its log is and how to restart it."""
+    argv = restart_argv(node)
+    value = {
+        "event": "node_exited",
+        "index": node.index,
+        "node_id": node.node_id,
+        "exit_code": returncode,
+        "log_file": str(node.home / "node.log"),
+        "restart_argv": argv,
+        "restart_command": shlex.join(argv),
+    }
+    if out.as_json:
+        # A long-running command: after the ready object, one JSON line per event.
+        print(json.dumps(value, sort_keys=True), flush=True)
+        return
+    how = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    print(
+        f"swarmd devnet: node-{node.index} ({node.node_id}) exited ({how}); "
+        f"its last log lines are in {value['log_file']}\n"
+        f"  restart it with: {value['restart_command']}\n"
+        "  the other nodes keep running; Ctrl-C stops the devnet",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _devnet_text(value: dict[str, Any]) -> str:
@@ -627,7 +673,7 @@ def _devnet_text(value: dict[str, Any]) -> str:
             f"activity: {activity['ops']} ops, final height {activity['final_height']}, "
             f"balances {activity['balances']}, handle ada -> {activity['handles']['ada']}"
         )
-    lines.append("Ctrl-C stops the swarm.")
+    lines.append("Ctrl-C stops the swarm; a node that exits is reported, the others keep running.")
     return "\n".join(lines)
 
 

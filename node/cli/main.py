@@ -15,11 +15,35 @@ import sys
 
 from swarmd.protocol.errors import ProtocolError
 
-from . import admin, chaos, devnet, home, keys, offline, recovery, rollback, snapshots, wallet
+from . import (
+    admin,
+    chaos,
+    council,
+    devnet,
+    home,
+    keys,
+    offline,
+    recovery,
+    rollback,
+    snapshots,
+    wallet,
+)
 from .common import EXIT_USAGE, CliError, Handler, Output, Parser
 
 #: The command groups, in the order `swarmd --help` lists them.
-COMMAND_GROUPS = (keys, offline, chaos, recovery, rollback, snapshots, home, wallet, admin, devnet)
+COMMAND_GROUPS = (
+    keys,
+    offline,
+    chaos,
+    recovery,
+    rollback,
+    snapshots,
+    home,
+    wallet,
+    admin,
+    council,
+    devnet,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ and send `Authorization: Bearer <token>`; anything else gets 401.
 Routes:
   POST /v1/admin/mode   {"mode": "normal" | "read-only" | "quiesced", "reason": "..."}
   GET  /v1/admin/status the public status (handy when the public API is firewalled)
+  /v1/admin/council...  council broadcasts signed by the node's key, and the council's votes
+                        (http/admin_council.py)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from swarmd.protocol import limits
 from swarmd.protocol.node_core import Mode
 
 from ..runtime.driver import Daemon
+from .admin_council import add_council_routes
 from .errors import ApiError, DaemonKey, Handler, call, error_response
 
 #: Admin request bodies are tiny JSON objects.
@@ -69,6 +72,7 @@ def build_admin_app(daemon: Daemon, token: str) -> web.Application:
     app[_TokenKey] = token
     app.router.add_post("/v1/admin/mode", post_mode)
     app.router.add_get("/v1/admin/status", get_admin_status)
+    add_council_routes(app)
     return app
 
 
