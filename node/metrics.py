@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 
 from swarmd.protocol.errors import LocalProtocolError
+from swarmd.protocol.node_core import NodeStatus
 
 #: The Content-Type of `render()` (the text exposition format prometheus-client writes).
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -45,6 +46,18 @@ FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.
 MODES = ("normal", "read_only", "quiesced")
 STATE_SYNC_RESULTS = ("finished", "failed")
 DIRECTIONS = ("sent", "received")
+
+#: `swarmd_fragments_total{event}` -> the core's fragment counter (NodeStatus.fragments).
+FRAGMENT_EVENTS = {
+    "sent": "fragments_sent",
+    "received": "fragments_received",
+    "duplicate": "fragments_duplicate",
+    "discarded": "fragments_discarded",
+    "reassembled": "reassemblies_completed",
+    "dropped_timeout": "reassemblies_expired",
+    "refused_limit": "reassemblies_rejected",
+    "integrity_failure": "integrity_failures",
+}
 
 
 class MetricsUsageError(LocalProtocolError):
@@ -66,10 +79,12 @@ class NodeMetrics:
         self._op_counts: dict[tuple[str, str], int] = {}
         self._frame_counts: dict[str, int] = {}
         self._http_counts: dict[tuple[str, str], int] = {}
+        #: The core's cumulative counts at the last `observe_status` (see `_advance`).
+        self._core_totals: dict[str, int] = {}
         registry = self.registry
         self.ops = Counter(
             "swarmd_ops_total",
-            "Ops processed, by result (accepted, rejected, pending, duplicate) and reason code.",
+            "Ops processed, by result (accepted, rejected, excluded, evicted) and reason code.",
             ["result", "reason"],
             registry=registry,
         )
@@ -81,13 +96,14 @@ class NodeMetrics:
         )
         self.sync_sessions = Counter(
             "swarmd_sync_sessions_total",
-            "Delta sync sessions completed, by whether they finished within the cadence.",
+            "Delta sync sessions started here, by whether they finished within the cadence "
+            "(replaced, abandoned and failed sessions count as false).",
             ["within_cadence"],
             registry=registry,
         )
         self.sync_bytes = Counter(
             "swarmd_sync_bytes_total",
-            "Bytes of delta sync messages, by direction.",
+            "Reconciliation bytes of finished delta sync sessions started here, by direction.",
             ["direction"],
             registry=registry,
         )
@@ -99,7 +115,7 @@ class NodeMetrics:
         )
         self.fragments = Counter(
             "swarmd_fragments_total",
-            "Fragment events (sent, received, reassembled, dropped_timeout, refused_limit, ...).",
+            "Fragment events, summed over every peer: " + ", ".join(FRAGMENT_EVENTS) + ".",
             ["event"],
             registry=registry,
         )
@@ -134,7 +150,8 @@ class NodeMetrics:
         )
         self.equivocations = Counter(
             "swarmd_equivocations_total",
-            "Equivocations seen: two ops with the same author and seq, or two votes.",
+            "Council equivocations proven (two conflicting votes or proposals of one member), "
+            "counted once per piece of evidence. Op forks count in swarmd_ops_total as excluded.",
             registry=registry,
         )
         self.websocket_clients = Gauge(
@@ -212,15 +229,6 @@ class NodeMetrics:
         (transport,) = self._bounded("peers", transport)
         self.peers.labels(transport=transport).set(count)
 
-    def sync_session(self, within_cadence: bool) -> None:
-        self.sync_sessions.labels(within_cadence="true" if within_cadence else "false").inc()
-
-    def sync_bytes_sent(self, count: int) -> None:
-        self.sync_bytes.labels(direction="sent").inc(count)
-
-    def sync_bytes_received(self, count: int) -> None:
-        self.sync_bytes.labels(direction="received").inc(count)
-
     def frame(self, direction: str, count: int = 1) -> None:
         """Count frames; `direction` is "sent" or "received"."""
         counts = self._frame_counts
@@ -228,10 +236,6 @@ class NodeMetrics:
             counts[direction] += count
         else:
             counts[_direction(direction)] = count
-
-    def fragment_event(self, event: str, count: int = 1) -> None:
-        (event,) = self._bounded("fragments", event)
-        self.fragments.labels(event=event).inc(count)
 
     def set_final_height(self, height: int) -> None:
         self.final_height.set(height)
@@ -283,6 +287,36 @@ class NodeMetrics:
 
     def set_websocket_clients(self, count: int) -> None:
         self.websocket_clients.set(count)
+
+    def observe_status(self, status: NodeStatus) -> None:
+        """Feed the figures the core counts itself (sync sessions and bytes, fragments, pool)
+        from its typed status; the shell calls this before every render."""
+        stats = status.stats
+        not_within = (
+            stats.sync_sessions - stats.sync_sessions_within_cadence + stats.sync_sessions_lost
+        )
+        sessions = self.sync_sessions
+        self._advance(
+            "sync:true", sessions.labels(within_cadence="true"), stats.sync_sessions_within_cadence
+        )
+        self._advance("sync:false", sessions.labels(within_cadence="false"), not_within)
+        self._advance("bytes:sent", self.sync_bytes.labels(direction="sent"), stats.sync_bytes_sent)
+        self._advance(
+            "bytes:received",
+            self.sync_bytes.labels(direction="received"),
+            stats.sync_bytes_received,
+        )
+        for event, name in FRAGMENT_EVENTS.items():
+            count = status.fragments.get(name, 0)
+            self._advance(f"fragments:{event}", self.fragments.labels(event=event), count)
+        self.pending_ops.set(status.pending_ops)
+
+    def _advance(self, key: str, counter: Counter, total: int) -> None:
+        """Add to `counter` what the core's cumulative `total` gained since the last call (all
+        of it when the total went down: a new core, counting from zero again)."""
+        seen = self._core_totals.get(key, 0)
+        counter.inc(total - seen if total >= seen else total)
+        self._core_totals[key] = total
 
     def render(self) -> bytes:
         """The exposition text of every metric of this node."""

@@ -252,7 +252,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     daemon = _daemon(request)
-    daemon.metrics.set_pending(len(daemon.core.ledger.pending))
+    daemon.metrics.observe_status(daemon.core.node_status())
     return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -22,7 +22,6 @@ from swarmd.protocol.node_core import (
     PeerMisbehaved,
     StateSyncFailed,
     StateSyncFinished,
-    SyncSessionFinished,
 )
 
 from ..logs import get_logger
@@ -64,10 +63,6 @@ def _checkpoint_finalized(event: CheckpointFinalized, metrics: NodeMetrics, core
     )
 
 
-def _sync_session(event: SyncSessionFinished, metrics: NodeMetrics, core: NodeCore) -> None:
-    metrics.sync_session(event.within_cadence)
-
-
 def _state_sync_finished(event: StateSyncFinished, metrics: NodeMetrics, core: NodeCore) -> None:
     metrics.state_sync("finished", event.chunks)
     log.info("state_sync_finished", height=event.height, chunks=event.chunks, peers=event.peers)
@@ -102,7 +97,6 @@ RECORDERS: dict[type[NodeEvent], Recorder] = {
     OpExcluded: _op_excluded,
     OpEvicted: _op_evicted,
     CheckpointFinalized: _checkpoint_finalized,
-    SyncSessionFinished: _sync_session,
     StateSyncFinished: _state_sync_finished,
     StateSyncFailed: _state_sync_failed,
     EquivocationRecorded: _equivocation,

@@ -28,7 +28,12 @@ class NodeStats:
     sync_sessions_skipped: int = 0
     sync_sessions: int = 0
     sync_sessions_within_cadence: int = 0
-    sync_bytes: int = 0
+    #: Sessions this node started that never finished (replaced, abandoned, failed, or the
+    #: peer left): none of them was within the cadence.
+    sync_sessions_lost: int = 0
+    sync_bytes: int = 0  # reconciliation bytes of finished sessions started here (both ways)
+    sync_bytes_sent: int = 0
+    sync_bytes_received: int = 0
     checkpoints: int = 0
     events_dropped: int = 0
     equivocations: int = 0
