@@ -27,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from swarmd.protocol import crypto
 from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.node_core import NodeStatus
 
@@ -46,6 +47,11 @@ FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.
 MODES = ("normal", "read_only", "quiesced")
 STATE_SYNC_RESULTS = ("finished", "failed")
 DIRECTIONS = ("sent", "received")
+
+CONSENSUS_STEPS = ("propose", "prevote", "precommit")
+CONFLICT_KINDS = ("contested_handles", "claims_below_quorum", "stuck_handles")
+#: Signers / n of a final checkpoint: 2/3 and 3/4 separate quorum sizes of small councils.
+SIGNERS_RATIO_BUCKETS = (0.5, 0.6667, 0.7, 0.75, 0.8, 0.9, 0.99, 1.0)
 
 #: `swarmd_fragments_total{event}` -> the core's fragment counter (NodeStatus.fragments).
 FRAGMENT_EVENTS = {
@@ -207,6 +213,67 @@ class NodeMetrics:
         )
         for result in STATE_SYNC_RESULTS:
             self.state_syncs.labels(result=result)
+        self._init_status_metrics(registry)
+
+    def _init_status_metrics(self, registry: CollectorRegistry) -> None:
+        """Gauges read from the core's NodeStatus at each scrape (`observe_status`)."""
+
+        def gauge(name: str, text: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, text, list(labels), registry=registry)
+
+        self.sync_lag = gauge("swarmd_sync_lag", "Final heights behind the best connected peer.")
+        self.best_peer_height = gauge(
+            "swarmd_best_peer_height", "Highest final height a connected peer announced."
+        )
+        self.catching_up = gauge("swarmd_catching_up", "1 while fetching bundles from peers ahead.")
+        self.consensus_height = gauge("swarmd_consensus_height", "Height consensus runs at.")
+        self.consensus_round = gauge("swarmd_consensus_round", "Round of the current height.")
+        self.consensus_step = gauge(
+            "swarmd_consensus_step", "1 for the current step, 0 for the others.", ("step",)
+        )
+        self.unfinalized_ops = gauge("swarmd_unfinalized_ops", "Applied ops not final yet.")
+        self.open_conflicts = gauge(
+            "swarmd_open_conflicts",
+            "Open conflicts by kind: contested_handles, claims_below_quorum, stuck_handles.",
+            ("kind",),
+        )
+        self.oldest_conflict_age = gauge(
+            "swarmd_oldest_open_conflict_age_seconds",
+            "Age of the oldest contested handle (since this process saw it raised).",
+        )
+        self.since_final = gauge(
+            "swarmd_seconds_since_final_checkpoint",
+            "Seconds since the last checkpoint became final here (or since start).",
+        )
+        self.member_signed = gauge(
+            "swarmd_council_heights_signed",
+            "Final checkpoints (seen by this process) carrying the member's precommit.",
+            ("member",),
+        )
+        self.member_missed = gauge(
+            "swarmd_council_heights_missed",
+            "Final checkpoints (seen by this process) without the member's precommit.",
+            ("member",),
+        )
+        self.member_last_heard = gauge(
+            "swarmd_council_last_signed_age_seconds",
+            "Seconds since the last final checkpoint the member signed became final here "
+            "(absent until it signed one).",
+            ("member",),
+        )
+        self.signers_ratio = Histogram(
+            "swarmd_checkpoint_signers_ratio",
+            "Signers / council size of each final checkpoint.",
+            buckets=SIGNERS_RATIO_BUCKETS,
+            registry=registry,
+        )
+        self.peer_rtt = gauge(
+            "swarmd_peer_rtt_seconds", "Heartbeat round-trip time, by peer.", ("peer",)
+        )
+        for step in CONSENSUS_STEPS:
+            self.consensus_step.labels(step=step).set(0)
+        for kind in CONFLICT_KINDS:
+            self.open_conflicts.labels(kind=kind).set(0)
 
     # --- what the shell calls --------------------------------------------------------------
 
@@ -288,9 +355,44 @@ class NodeMetrics:
     def set_websocket_clients(self, count: int) -> None:
         self.websocket_clients.set(count)
 
-    def observe_status(self, status: NodeStatus) -> None:
-        """Feed the figures the core counts itself (sync sessions and bytes, fragments, pool)
-        from its typed status; the shell calls this before every render."""
+    def observe_status(self, status: NodeStatus, now: float) -> None:
+        """Feed the figures the core counts itself from its typed status; `now` is the clock
+        the shell gives the core. The shell calls this before every render."""
+        self._observe_counts(status)
+        self.sync_lag.set(status.sync_lag)
+        self.best_peer_height.set(status.best_peer_height)
+        self.catching_up.set(1 if status.catching_up else 0)
+        self.consensus_height.set(status.consensus_height)
+        self.consensus_round.set(status.consensus_round)
+        for step in CONSENSUS_STEPS:
+            self.consensus_step.labels(step=step).set(1 if step == status.consensus_step else 0)
+        self.unfinalized_ops.set(status.unfinalized_ops)
+        for kind in CONFLICT_KINDS:
+            self.open_conflicts.labels(kind=kind).set(getattr(status.conflicts, kind))
+        self.oldest_conflict_age.set(status.oldest_open_conflict_age_s)
+        self.since_final.set(max(0.0, now - status.last_final_at))
+        for member in status.council:
+            (name,) = self._bounded("council", crypto.account_id_text(member.key))
+            self.member_signed.labels(member=name).set(member.signed)
+            self.member_missed.labels(member=name).set(member.missed)
+            if member.last_signed_at is not None:
+                age = max(0.0, now - member.last_signed_at)
+                self.member_last_heard.labels(member=name).set(age)
+
+    def observe_signers(self, signers: int, council: int) -> None:
+        """One final checkpoint signed by `signers` of the `council` members."""
+        if council:
+            self.signers_ratio.observe(signers / council)
+
+    def set_peer_rtts(self, rtts: dict[str, float | None]) -> None:
+        """The heartbeat RTT (seconds) of each connected peer; peers gone lose their series."""
+        self.peer_rtt.clear()
+        for peer, rtt in sorted(rtts.items()):
+            if rtt is not None:
+                (name,) = self._bounded("peer_rtt", peer)
+                self.peer_rtt.labels(peer=name).set(rtt)
+
+    def _observe_counts(self, status: NodeStatus) -> None:
         stats = status.stats
         not_within = (
             stats.sync_sessions - stats.sync_sessions_within_cadence + stats.sync_sessions_lost

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from swarmd.protocol import crypto
+from swarmd.protocol import consensus, crypto
 from swarmd.protocol.ledger import (
     HandleConflictRaised,
     OpAccepted,
@@ -54,6 +54,10 @@ def _checkpoint_finalized(event: CheckpointFinalized, metrics: NodeMetrics, core
     metrics.observe_finality(event.latency_s)
     metrics.checkpoint_bundle()
     metrics.set_pending(len(core.ledger.pending))
+    bundle = core.bundle(event.height)
+    if bundle is not None:
+        signers = len(consensus.CheckpointBundle.decode(bundle).precommits)
+        metrics.observe_signers(signers, len(core.genesis.council))
     log.info(
         "checkpoint_final",
         height=event.height,
