@@ -15,11 +15,35 @@ import sys
 
 from swarmd.protocol.errors import ProtocolError
 
-from . import admin, chaos, devnet, home, keys, offline, recovery, rollback, snapshots, wallet
+from . import (
+    admin,
+    chaos,
+    devnet,
+    home,
+    keys,
+    offline,
+    recovery,
+    rollback,
+    snapshots,
+    status,
+    wallet,
+)
 from .common import EXIT_USAGE, CliError, Handler, Output, Parser
 
 #: The command groups, in the order `swarmd --help` lists them.
-COMMAND_GROUPS = (keys, offline, chaos, recovery, rollback, snapshots, home, wallet, admin, devnet)
+COMMAND_GROUPS = (
+    keys,
+    offline,
+    chaos,
+    recovery,
+    rollback,
+    snapshots,
+    home,
+    status,
+    wallet,
+    admin,
+    devnet,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
