@@ -124,6 +124,10 @@ class _StdlibBridge(logging.Handler):
 
 _bridge: _StdlibBridge | None = None
 
+#: Libraries whose info lines are free text about their internals (aioice: every candidate
+#: pair check, 16 of a node's first 64 lines): only their warnings and errors are shown.
+QUIET_LIBRARY_LOGGERS = ("aioice",)
+
 
 def configure_logging(
     node_id_text: str, level: str = "info", fmt: str = "json", stream: TextIO | None = None
@@ -152,6 +156,8 @@ def configure_logging(
     _bridge = _StdlibBridge(level=LEVELS[level])
     root.addHandler(_bridge)
     root.setLevel(LEVELS[level])
+    for name in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(LEVELS[level], logging.WARNING))
 
 
 def get_logger(name: str) -> Any:
@@ -175,6 +181,8 @@ def reset_logging() -> None:
     """Undo `configure_logging`: structlog defaults, no stdlib bridge (for tests)."""
     global _bridge
     structlog.reset_defaults()
+    for name in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     if _bridge is not None:
         logging.getLogger().removeHandler(_bridge)
         _bridge = None

@@ -27,7 +27,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from swarmd.protocol import crypto
 from swarmd.protocol.errors import LocalProtocolError
+from swarmd.protocol.node_core import NodeStatus
 
 #: The Content-Type of `render()` (the text exposition format prometheus-client writes).
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -45,6 +47,23 @@ FINALITY_LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.
 MODES = ("normal", "read_only", "quiesced")
 STATE_SYNC_RESULTS = ("finished", "failed")
 DIRECTIONS = ("sent", "received")
+
+CONSENSUS_STEPS = ("propose", "prevote", "precommit")
+CONFLICT_KINDS = ("contested_handles", "claims_below_quorum", "stuck_handles")
+#: Signers / n of a final checkpoint: 2/3 and 3/4 separate quorum sizes of small councils.
+SIGNERS_RATIO_BUCKETS = (0.5, 0.6667, 0.7, 0.75, 0.8, 0.9, 0.99, 1.0)
+
+#: `swarmd_fragments_total{event}` -> the core's fragment counter (NodeStatus.fragments).
+FRAGMENT_EVENTS = {
+    "sent": "fragments_sent",
+    "received": "fragments_received",
+    "duplicate": "fragments_duplicate",
+    "discarded": "fragments_discarded",
+    "reassembled": "reassemblies_completed",
+    "dropped_timeout": "reassemblies_expired",
+    "refused_limit": "reassemblies_rejected",
+    "integrity_failure": "integrity_failures",
+}
 
 
 class MetricsUsageError(LocalProtocolError):
@@ -66,10 +85,12 @@ class NodeMetrics:
         self._op_counts: dict[tuple[str, str], int] = {}
         self._frame_counts: dict[str, int] = {}
         self._http_counts: dict[tuple[str, str], int] = {}
+        #: The core's cumulative counts at the last `observe_status` (see `_advance`).
+        self._core_totals: dict[str, int] = {}
         registry = self.registry
         self.ops = Counter(
             "swarmd_ops_total",
-            "Ops processed, by result (accepted, rejected, pending, duplicate) and reason code.",
+            "Ops processed, by result (accepted, rejected, excluded, evicted) and reason code.",
             ["result", "reason"],
             registry=registry,
         )
@@ -81,13 +102,14 @@ class NodeMetrics:
         )
         self.sync_sessions = Counter(
             "swarmd_sync_sessions_total",
-            "Delta sync sessions completed, by whether they finished within the cadence.",
+            "Delta sync sessions started here, by whether they finished within the cadence "
+            "(replaced, abandoned and failed sessions count as false).",
             ["within_cadence"],
             registry=registry,
         )
         self.sync_bytes = Counter(
             "swarmd_sync_bytes_total",
-            "Bytes of delta sync messages, by direction.",
+            "Reconciliation bytes of finished delta sync sessions started here, by direction.",
             ["direction"],
             registry=registry,
         )
@@ -99,7 +121,7 @@ class NodeMetrics:
         )
         self.fragments = Counter(
             "swarmd_fragments_total",
-            "Fragment events (sent, received, reassembled, dropped_timeout, refused_limit, ...).",
+            "Fragment events, summed over every peer: " + ", ".join(FRAGMENT_EVENTS) + ".",
             ["event"],
             registry=registry,
         )
@@ -134,7 +156,8 @@ class NodeMetrics:
         )
         self.equivocations = Counter(
             "swarmd_equivocations_total",
-            "Equivocations seen: two ops with the same author and seq, or two votes.",
+            "Council equivocations proven (two conflicting votes or proposals of one member), "
+            "counted once per piece of evidence. Op forks count in swarmd_ops_total as excluded.",
             registry=registry,
         )
         self.websocket_clients = Gauge(
@@ -190,6 +213,67 @@ class NodeMetrics:
         )
         for result in STATE_SYNC_RESULTS:
             self.state_syncs.labels(result=result)
+        self._init_status_metrics(registry)
+
+    def _init_status_metrics(self, registry: CollectorRegistry) -> None:
+        """Gauges read from the core's NodeStatus at each scrape (`observe_status`)."""
+
+        def gauge(name: str, text: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, text, list(labels), registry=registry)
+
+        self.sync_lag = gauge("swarmd_sync_lag", "Final heights behind the best connected peer.")
+        self.best_peer_height = gauge(
+            "swarmd_best_peer_height", "Highest final height a connected peer announced."
+        )
+        self.catching_up = gauge("swarmd_catching_up", "1 while fetching bundles from peers ahead.")
+        self.consensus_height = gauge("swarmd_consensus_height", "Height consensus runs at.")
+        self.consensus_round = gauge("swarmd_consensus_round", "Round of the current height.")
+        self.consensus_step = gauge(
+            "swarmd_consensus_step", "1 for the current step, 0 for the others.", ("step",)
+        )
+        self.unfinalized_ops = gauge("swarmd_unfinalized_ops", "Applied ops not final yet.")
+        self.open_conflicts = gauge(
+            "swarmd_open_conflicts",
+            "Open conflicts by kind: contested_handles, claims_below_quorum, stuck_handles.",
+            ("kind",),
+        )
+        self.oldest_conflict_age = gauge(
+            "swarmd_oldest_open_conflict_age_seconds",
+            "Age of the oldest contested handle (since this process saw it raised).",
+        )
+        self.since_final = gauge(
+            "swarmd_seconds_since_final_checkpoint",
+            "Seconds since the last checkpoint became final here (or since start).",
+        )
+        self.member_signed = gauge(
+            "swarmd_council_heights_signed",
+            "Final checkpoints (seen by this process) carrying the member's precommit.",
+            ("member",),
+        )
+        self.member_missed = gauge(
+            "swarmd_council_heights_missed",
+            "Final checkpoints (seen by this process) without the member's precommit.",
+            ("member",),
+        )
+        self.member_last_heard = gauge(
+            "swarmd_council_last_signed_age_seconds",
+            "Seconds since the last final checkpoint the member signed became final here "
+            "(absent until it signed one).",
+            ("member",),
+        )
+        self.signers_ratio = Histogram(
+            "swarmd_checkpoint_signers_ratio",
+            "Signers / council size of each final checkpoint.",
+            buckets=SIGNERS_RATIO_BUCKETS,
+            registry=registry,
+        )
+        self.peer_rtt = gauge(
+            "swarmd_peer_rtt_seconds", "Heartbeat round-trip time, by peer.", ("peer",)
+        )
+        for step in CONSENSUS_STEPS:
+            self.consensus_step.labels(step=step).set(0)
+        for kind in CONFLICT_KINDS:
+            self.open_conflicts.labels(kind=kind).set(0)
 
     # --- what the shell calls --------------------------------------------------------------
 
@@ -212,15 +296,6 @@ class NodeMetrics:
         (transport,) = self._bounded("peers", transport)
         self.peers.labels(transport=transport).set(count)
 
-    def sync_session(self, within_cadence: bool) -> None:
-        self.sync_sessions.labels(within_cadence="true" if within_cadence else "false").inc()
-
-    def sync_bytes_sent(self, count: int) -> None:
-        self.sync_bytes.labels(direction="sent").inc(count)
-
-    def sync_bytes_received(self, count: int) -> None:
-        self.sync_bytes.labels(direction="received").inc(count)
-
     def frame(self, direction: str, count: int = 1) -> None:
         """Count frames; `direction` is "sent" or "received"."""
         counts = self._frame_counts
@@ -228,10 +303,6 @@ class NodeMetrics:
             counts[direction] += count
         else:
             counts[_direction(direction)] = count
-
-    def fragment_event(self, event: str, count: int = 1) -> None:
-        (event,) = self._bounded("fragments", event)
-        self.fragments.labels(event=event).inc(count)
 
     def set_final_height(self, height: int) -> None:
         self.final_height.set(height)
@@ -283,6 +354,71 @@ class NodeMetrics:
 
     def set_websocket_clients(self, count: int) -> None:
         self.websocket_clients.set(count)
+
+    def observe_status(self, status: NodeStatus, now: float) -> None:
+        """Feed the figures the core counts itself from its typed status; `now` is the clock
+        the shell gives the core. The shell calls this before every render."""
+        self._observe_counts(status)
+        self.sync_lag.set(status.sync_lag)
+        self.best_peer_height.set(status.best_peer_height)
+        self.catching_up.set(1 if status.catching_up else 0)
+        self.consensus_height.set(status.consensus_height)
+        self.consensus_round.set(status.consensus_round)
+        for step in CONSENSUS_STEPS:
+            self.consensus_step.labels(step=step).set(1 if step == status.consensus_step else 0)
+        self.unfinalized_ops.set(status.unfinalized_ops)
+        for kind in CONFLICT_KINDS:
+            self.open_conflicts.labels(kind=kind).set(getattr(status.conflicts, kind))
+        self.oldest_conflict_age.set(status.oldest_open_conflict_age_s)
+        self.since_final.set(max(0.0, now - status.last_final_at))
+        for member in status.council:
+            (name,) = self._bounded("council", crypto.account_id_text(member.key))
+            self.member_signed.labels(member=name).set(member.signed)
+            self.member_missed.labels(member=name).set(member.missed)
+            if member.last_signed_at is not None:
+                age = max(0.0, now - member.last_signed_at)
+                self.member_last_heard.labels(member=name).set(age)
+
+    def observe_signers(self, signers: int, council: int) -> None:
+        """One final checkpoint signed by `signers` of the `council` members."""
+        if council:
+            self.signers_ratio.observe(signers / council)
+
+    def set_peer_rtts(self, rtts: dict[str, float | None]) -> None:
+        """The heartbeat RTT (seconds) of each connected peer; peers gone lose their series."""
+        self.peer_rtt.clear()
+        for peer, rtt in sorted(rtts.items()):
+            if rtt is not None:
+                (name,) = self._bounded("peer_rtt", peer)
+                self.peer_rtt.labels(peer=name).set(rtt)
+
+    def _observe_counts(self, status: NodeStatus) -> None:
+        stats = status.stats
+        not_within = (
+            stats.sync_sessions - stats.sync_sessions_within_cadence + stats.sync_sessions_lost
+        )
+        sessions = self.sync_sessions
+        self._advance(
+            "sync:true", sessions.labels(within_cadence="true"), stats.sync_sessions_within_cadence
+        )
+        self._advance("sync:false", sessions.labels(within_cadence="false"), not_within)
+        self._advance("bytes:sent", self.sync_bytes.labels(direction="sent"), stats.sync_bytes_sent)
+        self._advance(
+            "bytes:received",
+            self.sync_bytes.labels(direction="received"),
+            stats.sync_bytes_received,
+        )
+        for event, name in FRAGMENT_EVENTS.items():
+            count = status.fragments.get(name, 0)
+            self._advance(f"fragments:{event}", self.fragments.labels(event=event), count)
+        self.pending_ops.set(status.pending_ops)
+
+    def _advance(self, key: str, counter: Counter, total: int) -> None:
+        """Add to `counter` what the core's cumulative `total` gained since the last call (all
+        of it when the total went down: a new core, counting from zero again)."""
+        seen = self._core_totals.get(key, 0)
+        counter.inc(total - seen if total >= seen else total)
+        self._core_totals[key] = total
 
     def render(self) -> bytes:
         """The exposition text of every metric of this node."""

@@ -1004,6 +1004,11 @@ class Tendermint:
         return self._round
 
     @property
+    def step(self) -> str:
+        """The step of the current round: "propose", "prevote" or "precommit"."""
+        return self._step.name.lower()
+
+    @property
     def decided(self) -> bool:
         return self._decided
 

@@ -4,6 +4,8 @@
     swarmd chaos --scenario transfers --seeds 100 [--seed 1] [--json]
     swarmd chaos --scenario all --seeds 100 --json
     swarmd chaos --scenario fork --seed 17 --json        # replay one seed exactly
+    swarmd chaos --scenario all --seeds 10 --record CHAOS_HISTORY.jsonl   # append a record
+    swarmd chaos --trend CHAOS_HISTORY.jsonl       # exit 1 when MTTD/MTTR rose > 20 %
 
 It prints one JSON object (or text) with the failing seeds, each with the command that replays
 it, the digest of all trace hashes (equal digests = identical runs), MTTD/MTTR percentiles in
@@ -19,11 +21,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from swarmd.protocol.sim import scenarios
 from swarmd.protocol.sim.scenarios import RunResult
 
+from . import chaos_trend
 from .common import EXIT_FAILED, EXIT_OK, CliError, Handler, Output
 
 #: Seeds run when neither --seeds nor --seed is given (the CI count per scenario).
@@ -42,6 +46,8 @@ def register(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> Non
     chaos.add_argument("--seeds", type=int, help=f"how many seeds (default {DEFAULT_SEEDS})")
     chaos.add_argument("--seed", type=int, help="the first seed (alone: run only this seed)")
     chaos.add_argument("--verbose", action="store_true", help="include every run's summary")
+    chaos.add_argument("--record", type=Path, help="append this run's trend record to FILE")
+    chaos.add_argument("--trend", type=Path, help="print the trend of FILE's records")
 
 
 def seed_range(seed: int | None, count: int | None) -> list[int]:
@@ -84,6 +90,10 @@ def cmd_chaos(args: argparse.Namespace, out: Output) -> int:
     if args.list:
         out.result({"scenarios": names}, "\n".join(names))
         return EXIT_OK
+    if args.trend is not None and not args.scenario:
+        report = chaos_trend.trend(chaos_trend.read_records(args.trend))
+        out.result(report, chaos_trend.trend_text(report))
+        return EXIT_FAILED if report["regressions"] else EXIT_OK
     if not args.scenario:
         raise CliError("pass --scenario NAME (or 'all'), or --list", "usage")
     if args.scenario != "all" and args.scenario not in names:
@@ -92,6 +102,8 @@ def cmd_chaos(args: argparse.Namespace, out: Output) -> int:
         )
     chosen = names if args.scenario == "all" else [args.scenario]
     report = run_chaos(chosen, seed_range(args.seed, args.seeds), verbose=args.verbose)
+    if args.record is not None:
+        chaos_trend.append_record(args.record, chaos_trend.build_record(report, chosen))
     out.result(report, _as_text(report))
     return EXIT_FAILED if report["failures"] else EXIT_OK
 

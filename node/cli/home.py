@@ -1,4 +1,4 @@
-"""Commands on one node home: `swarmd init`, `swarmd run`, `swarmd status`.
+"""Commands on one node home: `swarmd init`, `swarmd run` (`swarmd status`: status.py).
 
 Every command prints one JSON object with `--json`; bad input exits 2 with `{"error", "code"}`.
 """
@@ -17,7 +17,6 @@ from swarmd.protocol.genesis import Genesis
 from ..config import default_config_text, load_config
 from ..logs import configure_logging
 from ..runtime.service import run_until_signalled
-from .client import NodeClient
 from .common import (
     CONFIG_FILE_NAME,
     COUNCIL_KEYS_DIR,
@@ -127,16 +126,6 @@ def _node_id_text(key_file: Path) -> str:
     return load_key_file(key_file).account_id
 
 
-def cmd_status(args: argparse.Namespace, out: Output) -> int:
-    status = NodeClient(args.node).status()
-    text = (
-        f"node {status['node_id']} mode={status['mode']} height={status['final_height']} "
-        f"peers={len(status['peers'])} root={status['state_root'][:16]}"
-    )
-    out.result(status, text)
-    return EXIT_OK
-
-
 def register(add: Add) -> None:
     init = add("init", cmd_init, "create a node home (key, genesis, config)")
     init.add_argument("--home", required=True)
@@ -152,6 +141,3 @@ def register(add: Add) -> None:
     run = add("run", cmd_run, "run the node in the foreground")
     run.add_argument("--home", default=".")
     run.add_argument("--config", help=f"config file (default: HOME/{CONFIG_FILE_NAME})")
-
-    status = add("status", cmd_status, "show a node's status")
-    status.add_argument("--node", default="http://127.0.0.1:7000")

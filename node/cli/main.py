@@ -26,6 +26,7 @@ from . import (
     recovery,
     rollback,
     snapshots,
+    status,
     wallet,
 )
 from .common import EXIT_USAGE, CliError, Handler, Output, Parser
@@ -39,6 +40,7 @@ COMMAND_GROUPS = (
     rollback,
     snapshots,
     home,
+    status,
     wallet,
     admin,
     council,

@@ -254,7 +254,14 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     daemon = _daemon(request)
-    daemon.metrics.set_pending(len(daemon.core.ledger.pending))
+    metrics = daemon.metrics
+    metrics.observe_status(daemon.core.node_status(), asyncio.get_running_loop().time())
+    metrics.set_peer_rtts(
+        {
+            crypto.account_id_text(peer_id): None if info.rtt_ms is None else info.rtt_ms / 1000
+            for peer_id, info in daemon.peers().items()
+        }
+    )
     return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -42,7 +42,7 @@ from ..logs import get_logger
 from ..metrics import NodeMetrics
 from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
 from .commits import NodeWrites
-from .dialer import Dialer
+from .dialer import Dialer, dial_state_dict
 from .observe import record
 from .persistence import NodeLog, SnapshotBuilds, StoreLog
 from .restore import open_node
@@ -433,6 +433,11 @@ class Daemon:
             "unfinalized_ops": core_status["unfinalized_ops"],
             "pending_ops": core_status["pending_ops"],
             "sync_lag": max(0, best - core_status["final_height"]),
+            "catching_up": core_status["catching_up"],
+            "consensus_round": core_status["consensus_round"],
+            "consensus_step": core_status["consensus_step"],
+            "conflicts": core_status["conflicts"],
+            "dial": [dial_state_dict(state) for state in self._dialer.states],
             "peers": peers,
             "stats": core_status["stats"],
             "evidence": core_status["evidence"],

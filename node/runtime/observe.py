@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from swarmd.protocol import crypto
+from swarmd.protocol import consensus, crypto
 from swarmd.protocol.ledger import (
     HandleConflictRaised,
     OpAccepted,
@@ -22,7 +22,6 @@ from swarmd.protocol.node_core import (
     PeerMisbehaved,
     StateSyncFailed,
     StateSyncFinished,
-    SyncSessionFinished,
 )
 
 from ..logs import get_logger
@@ -55,6 +54,10 @@ def _checkpoint_finalized(event: CheckpointFinalized, metrics: NodeMetrics, core
     metrics.observe_finality(event.latency_s)
     metrics.checkpoint_bundle()
     metrics.set_pending(len(core.ledger.pending))
+    bundle = core.bundle(event.height)
+    if bundle is not None:
+        signers = len(consensus.CheckpointBundle.decode(bundle).precommits)
+        metrics.observe_signers(signers, len(core.genesis.council))
     log.info(
         "checkpoint_final",
         height=event.height,
@@ -62,10 +65,6 @@ def _checkpoint_finalized(event: CheckpointFinalized, metrics: NodeMetrics, core
         state_root=event.state_root.hex(),
         latency_s=round(event.latency_s, 4),
     )
-
-
-def _sync_session(event: SyncSessionFinished, metrics: NodeMetrics, core: NodeCore) -> None:
-    metrics.sync_session(event.within_cadence)
 
 
 def _state_sync_finished(event: StateSyncFinished, metrics: NodeMetrics, core: NodeCore) -> None:
@@ -102,7 +101,6 @@ RECORDERS: dict[type[NodeEvent], Recorder] = {
     OpExcluded: _op_excluded,
     OpEvicted: _op_evicted,
     CheckpointFinalized: _checkpoint_finalized,
-    SyncSessionFinished: _sync_session,
     StateSyncFinished: _state_sync_finished,
     StateSyncFailed: _state_sync_failed,
     EquivocationRecorded: _equivocation,

@@ -309,10 +309,13 @@ class LinkTransport(Transport):
                     await self.connect(peer_id, url)
                     return
                 except (RemoteProtocolError, LocalProtocolError, OSError, TimeoutError) as exc:
+                    # Debug: the node's dialer logs its own failed dials of configured peers,
+                    # one line each; a second line per round would only repeat it.
                     code = getattr(exc, "code", type(exc).__name__)
-                    self._log.info("reconnect_failed", attempt=attempt, error=code)
+                    self._log.debug("reconnect_failed", attempt=attempt, error=code)
                 delay_s = min(delay_s * 2, self.config.reconnect_backoff_max_s)
-            self._log.warning("reconnect_gave_up", peer=account_id_text(peer_id))
+            # Only this transport-level retry stops; the dialer goes on (not a give-up).
+            self._log.debug("reconnect_attempts_exhausted", peer=account_id_text(peer_id))
         finally:
             if self._reconnect_tasks.get(peer_id) is asyncio.current_task():
                 del self._reconnect_tasks[peer_id]

@@ -78,7 +78,15 @@ from .peers import (
     PENALTY_RATE_LIMITED,
 )
 from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
-from .status import NodeStats, NodeStatus, PeerStatus, SnapshotStatus, StateSyncStatus
+from .status import (
+    ConflictStatus,
+    MemberStatus,
+    NodeStats,
+    NodeStatus,
+    PeerStatus,
+    SnapshotStatus,
+    StateSyncStatus,
+)
 
 __all__ = [
     "ANNOUNCED_IDS_MAX",
@@ -108,8 +116,10 @@ __all__ = [
     "SYNC_SKIPS_MAX",
     "CatchUpStarted",
     "CheckpointFinalized",
+    "ConflictStatus",
     "EquivocationRecorded",
     "HandleConflictRejected",
+    "MemberStatus",
     "Mode",
     "ModeChanged",
     "NodeCore",

@@ -39,6 +39,8 @@ class DeltaSync:
             and now - previous.started_at < self.core.config.delta_sync_interval_s
         ):
             return  # still running; a session older than one interval is replaced (lost)
+        if previous is not None:
+            self.core.stats.sync_sessions_lost += 1
         session = SyncSession(self.next_session_id, Reconciler(self.core._unfinal_ids), now, True)
         self.next_session_id += 1
         peer.outgoing_sync = session
@@ -84,6 +86,7 @@ class DeltaSync:
             reply = session.reconciler.reconcile(message.payload)
         except RemoteProtocolError as exc:
             peer.outgoing_sync = None
+            self.core.stats.sync_sessions_lost += 1
             self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
         if reply is not None and not session.reconciler.is_complete:
@@ -121,6 +124,8 @@ class DeltaSync:
         self.core.stats.sync_sessions += 1
         self.core.stats.sync_sessions_within_cadence += within
         self.core.stats.sync_bytes += total_bytes
+        self.core.stats.sync_bytes_sent += reconciler.bytes_sent
+        self.core.stats.sync_bytes_received += reconciler.bytes_received
         self.core._emit(
             SyncSessionFinished(
                 peer.peer_id,
@@ -136,5 +141,6 @@ class DeltaSync:
         limit = self.core.config.delta_sync_interval_s * SYNC_SESSION_TIMEOUT_INTERVALS
         if peer.outgoing_sync and now - peer.outgoing_sync.started_at > limit:
             peer.outgoing_sync = None
+            self.core.stats.sync_sessions_lost += 1
         if peer.incoming_sync and now - peer.incoming_sync.started_at > limit:
             peer.incoming_sync = None

@@ -37,6 +37,7 @@ from .events import (
     PersistConsensusState,
     SnapshotDue,
 )
+from .participation import Participation
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Finality:
         self.evidence_seen: set[bytes] = set()
         #: During `NodeCore.restore`'s bundle replay: the one height whose snapshot is rebuilt.
         self.replay_snapshot_height = -1
+        self.participation = Participation(core.genesis.council)
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """See NodeCore.resume_consensus."""
@@ -287,6 +289,7 @@ class Finality:
             self.core._unfinal_ids.discard(op_id)
         self.core._drain_ledger_events()
         self.last_checkpoint_id = cut.checkpoint_id
+        self.participation.observe(height, bundle, now)
         self.bundles[height] = bundle
         while len(self.bundles) > self.core.config.bundles_kept:
             self.bundles.popitem(last=False)

@@ -68,6 +68,8 @@ class PeerRules:
 
     def __init__(self, core: NodeCore) -> None:
         self.core = core
+        #: Frame decoder counters of peers since dropped, so the totals never go backwards.
+        self.retired_fragment_stats: dict[str, int] = {}
 
     def connect(self, peer_id: bytes, now: float) -> bool:
         """Register a peer; False (and nothing changes) when the peer limit is reached."""
@@ -89,15 +91,22 @@ class PeerRules:
         return True
 
     def drop(self, peer_id: bytes) -> None:
-        if self.core._peers.pop(peer_id, None) is not None:
+        peer = self.core._peers.pop(peer_id, None)
+        if peer is not None:
             self.core._peer_order = sorted(self.core._peers)
+            retired = self.retired_fragment_stats
+            for name, value in _fragment_counters(peer).items():
+                retired[name] = retired.get(name, 0) + value
+            if peer.outgoing_sync is not None:
+                self.core.stats.sync_sessions_lost += 1  # never finished: not within cadence
             if self.core.state_sync.run is not None:
                 self.core.state_sync.run.fetcher.remove_peer(peer_id, self.core._now)
 
     def fragment_stats(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
+        """Frame decoder counters summed over every peer this core has had (cumulative)."""
+        totals: dict[str, int] = dict(self.retired_fragment_stats)
         for peer in self.core._peers.values():
-            for name, value in peer.decoder.stats.__dict__.items():
+            for name, value in _fragment_counters(peer).items():
                 totals[name] = totals.get(name, 0) + value
         return totals
 
@@ -121,3 +130,10 @@ class PeerRules:
         if peer.score <= limits.PEER_SCORE_MIN:
             self.drop(peer.peer_id)
             self.core._emit(PeerMisbehaved(peer.peer_id, code, peer.score))
+
+
+def _fragment_counters(peer: Peer) -> dict[str, int]:
+    """The peer's frame decoder counters, plus the fragments its encoder sent."""
+    counters = dict(peer.decoder.stats.__dict__)
+    counters["fragments_sent"] = peer.encoder.stats.fragments_sent
+    return counters

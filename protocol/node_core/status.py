@@ -28,7 +28,12 @@ class NodeStats:
     sync_sessions_skipped: int = 0
     sync_sessions: int = 0
     sync_sessions_within_cadence: int = 0
-    sync_bytes: int = 0
+    #: Sessions this node started that never finished (replaced, abandoned, failed, or the
+    #: peer left): none of them was within the cadence.
+    sync_sessions_lost: int = 0
+    sync_bytes: int = 0  # reconciliation bytes of finished sessions started here (both ways)
+    sync_bytes_sent: int = 0
+    sync_bytes_received: int = 0
     checkpoints: int = 0
     events_dropped: int = 0
     equivocations: int = 0
@@ -74,6 +79,31 @@ class StateSyncStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberStatus:
+    """One council member's part in the final checkpoints this process saw (participation.py)."""
+
+    key: bytes
+    signed: int
+    missed: int
+    last_signed_height: int
+    last_signed_at: float | None  # the core's clock
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictStatus:
+    """Open conflicts by kind. `contested_handles`: handles with a raised conflict whose
+    binding is not final (aged in `NodeStatus.oldest_open_conflict_age_s`). Of the handles not
+    bound in the final state: `claims_below_quorum` counts their endorsed claims (some, fewer
+    than a quorum of endorsements), `stuck_handles` those no claim can still bind: its most
+    endorsed claim plus every member that endorsed none of the handle's claims stays below
+    the quorum (e.g. a 4-member council split 2/2)."""
+
+    contested_handles: int
+    claims_below_quorum: int
+    stuck_handles: int
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStatus:
     node_id: bytes
     mode: Mode  # the effective mode
@@ -93,6 +123,15 @@ class NodeStatus:
     fragments: dict[str, int]  # frame decoder counters summed over the peers (a copy)
     snapshot: SnapshotStatus | None
     state_sync: StateSyncStatus | None
+    now: float  # the core's clock at its last input
+    last_final_at: float  # the core's clock when the last checkpoint became final (or start)
+    catching_up: bool
+    best_peer_height: int  # the highest final height a connected peer announced
+    sync_lag: int  # best_peer_height - final_height, at least 0
+    consensus_round: int
+    consensus_step: str  # propose, prevote, precommit
+    conflicts: ConflictStatus
+    council: tuple[MemberStatus, ...]  # by key
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
@@ -118,11 +157,28 @@ class NodeStatus:
             "fragments": dict(self.fragments),
             "snapshot": _snapshot_dict(self.snapshot),
             "state_sync": _state_sync_dict(self.state_sync),
+            "last_final_at": self.last_final_at,
+            "catching_up": self.catching_up,
+            "best_peer_height": self.best_peer_height,
+            "sync_lag": self.sync_lag,
+            "consensus_round": self.consensus_round,
+            "consensus_step": self.consensus_step,
+            "conflicts": dataclasses.asdict(self.conflicts),
+            "council": {
+                member.key.hex(): {
+                    "signed": member.signed,
+                    "missed": member.missed,
+                    "last_signed_height": member.last_signed_height,
+                    "last_signed_at": member.last_signed_at,
+                }
+                for member in self.council
+            },
         }
 
 
 def build_status(core: NodeCore) -> NodeStatus:
     ledger = core.ledger
+    best = max((peer.final_height for peer in core._peers.values()), default=0)
     return NodeStatus(
         node_id=core.node_id,
         mode=core.effective_mode,
@@ -145,7 +201,37 @@ def build_status(core: NodeCore) -> NodeStatus:
         fragments=core.peer_rules.fragment_stats(),
         snapshot=_snapshot_status(core),
         state_sync=_state_sync_status(core),
+        now=core._now,
+        last_final_at=core.finality.last_final_at,
+        catching_up=core.finality.catching_up,
+        best_peer_height=best,
+        sync_lag=max(0, best - core.final_height),
+        consensus_round=core.consensus.round,
+        consensus_step=core.consensus.step,
+        conflicts=_conflict_status(core),
+        council=tuple(
+            MemberStatus(key, m.signed, m.missed, m.last_signed_height, m.last_signed_at)
+            for key, m in sorted(core.finality.participation.members.items())
+        ),
     )
+
+
+def _conflict_status(core: NodeCore) -> ConflictStatus:
+    """See ConflictStatus; one pass over the final state's claims (at each status read)."""
+    state = core.ledger.final_state
+    endorsed: dict[str, list[set[bytes]]] = {}
+    for claim in state.claims.values():
+        if claim.endorsers and claim.handle not in state.bindings:
+            endorsed.setdefault(claim.handle, []).append(claim.endorsers)
+    quorum = core.genesis.quorum
+    council = len(core.genesis.council)
+    below = stuck = 0
+    for endorser_sets in endorsed.values():
+        below += sum(1 for endorsers in endorser_sets if len(endorsers) < quorum)
+        undecided = council - len(set().union(*endorser_sets))
+        if max(len(endorsers) for endorsers in endorser_sets) + undecided < quorum:
+            stuck += 1
+    return ConflictStatus(len(core.conflicts.open_conflicts), below, stuck)
 
 
 def _snapshot_status(core: NodeCore) -> SnapshotStatus | None:

@@ -63,13 +63,8 @@ def test_counters_and_gauges_carry_their_labels():
     metrics.set_pending(17)
     metrics.set_peers("webrtc", 3)
     metrics.set_peers("websocket", 1)
-    metrics.sync_session(within_cadence=True)
-    metrics.sync_session(within_cadence=False)
-    metrics.sync_bytes_sent(1000)
-    metrics.sync_bytes_received(250)
     metrics.frame("sent", 4)
     metrics.frame("received")
-    metrics.fragment_event("reassembled")
     metrics.set_final_height(42)
     metrics.http_request("/accounts/{id}", 200)
     metrics.http_request("/ops", 503)
@@ -83,13 +78,8 @@ def test_counters_and_gauges_carry_their_labels():
     assert value(metrics, "swarmd_pending_ops") == 17
     assert value(metrics, "swarmd_peers", transport="webrtc") == 3
     assert value(metrics, "swarmd_peers", transport="websocket") == 1
-    assert value(metrics, "swarmd_sync_sessions_total", within_cadence="true") == 1
-    assert value(metrics, "swarmd_sync_sessions_total", within_cadence="false") == 1
-    assert value(metrics, "swarmd_sync_bytes_total", direction="sent") == 1000
-    assert value(metrics, "swarmd_sync_bytes_total", direction="received") == 250
     assert value(metrics, "swarmd_frames_total", direction="sent") == 4
     assert value(metrics, "swarmd_frames_total", direction="received") == 1
-    assert value(metrics, "swarmd_fragments_total", event="reassembled") == 1
     assert value(metrics, "swarmd_final_height") == 42
     assert value(metrics, "swarmd_http_requests_total", route="/accounts/{id}", status="200") == 1
     assert value(metrics, "swarmd_http_requests_total", route="/ops", status="503") == 1

@@ -16,6 +16,7 @@ from ..checkers import (
     finality_settled,
     fragments_dropped,
     mttd,
+    sync_sessions_lost,
 )
 from ..errors import SimulationError
 from ..swarm import (
@@ -82,7 +83,7 @@ def finish(swarm: Swarm) -> RunResult:
     result.failures.extend(f"simulator: {error}" for error in sim.errors[:5])
     result.mttd_s = mttd(sim)
     result.trace_hash = sim.trace_hash()
-    result.sync_sessions = sim.sync.sessions
+    result.sync_sessions = sim.sync.sessions + sync_sessions_lost(swarm)
     result.syncs_within_cadence = sim.sync.within_cadence
     result.ops_submitted = len(swarm.workload.submissions)
     result.ops_acked = len(swarm.workload.acked)
