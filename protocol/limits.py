@@ -298,3 +298,12 @@ NODE_EVENTS_MAX = 1_000_000
 assert ANNOUNCED_IDS_PER_PEER_MAX <= ANNOUNCED_IDS_MAX
 assert FETCH_SCAN_S < ANNOUNCE_FETCH_DELAY_S < FETCH_RETRY_S
 assert SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT <= BUNDLES_KEPT_MAX
+
+# --- HTTP request bodies (node/http) ---------------------------------------------------------
+
+#: Nesting depth of a JSON request body. Every body the API and admin interface accept is a
+#: flat object (`{"envelope": hex}`, `{"mode": ..., "reason": ...}`); a deeper body is refused
+#: before parsing, so a body nested thousands deep never reaches the recursive parser.
+JSON_BODY_DEPTH_MAX = 16
+#: Largest JSON body of the admin interface (its bodies are tiny objects).
+ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import time
 from collections import OrderedDict
@@ -37,6 +36,7 @@ from swarmd.protocol.ops import check_handle
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
 from ..runtime.driver import Daemon
+from .body import parse_json
 from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
 
 log = get_logger("swarmd.api")
@@ -267,13 +267,13 @@ async def _read_envelope(request: web.Request) -> bytes:
     if content_type == "application/json":
         if len(body) > JSON_BODY_SIZE_BYTES_MAX:
             raise ApiError(400, "malformed_op", "envelope larger than the op size limit")
+        value = parse_json(body, JSON_BODY_SIZE_BYTES_MAX)
+        envelope_hex = value.get("envelope") if isinstance(value, dict) else None
+        if not isinstance(envelope_hex, str):
+            raise ApiError(400, "bad_request", 'expected {"envelope": "<hex>"}')
         try:
-            value = json.loads(body)
-            envelope_hex = value["envelope"]
-            if not isinstance(envelope_hex, str):
-                raise TypeError("envelope must be a hex string")
             return bytes.fromhex(envelope_hex)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise ApiError(400, "bad_request", f'expected {{"envelope": "<hex>"}}: {exc}') from None
     raise ApiError(
         415,

@@ -15,6 +15,7 @@ from aiohttp import web
 from ..config import NodeConfig
 from ..http.admin import build_admin_app, remove_cookie, write_cookie
 from ..http.api import build_app
+from ..http.server import JsonErrorRunner
 from ..logs import get_logger
 from ..metrics import NodeMetrics
 from .driver import Daemon
@@ -39,7 +40,7 @@ class NodeService:
         daemon = self.daemon = await Daemon.open(config, metrics=self.metrics)
         try:
             daemon.create_transports()
-            runner = web.AppRunner(build_app(daemon), access_log=None, shutdown_timeout=2.0)
+            runner = JsonErrorRunner(build_app(daemon), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             self._runners.append(runner)
             await daemon.start()
@@ -56,7 +57,7 @@ class NodeService:
     async def _serve_admin(self, daemon: Daemon) -> None:
         config = self.config
         self._token = write_cookie(config.admin.cookie_file)
-        admin = web.AppRunner(build_admin_app(daemon, self._token), access_log=None)
+        admin = JsonErrorRunner(build_admin_app(daemon, self._token), access_log=None)
         await admin.setup()
         self._runners.append(admin)
         if config.admin.port:

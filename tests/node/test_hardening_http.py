@@ -1,0 +1,144 @@
+"""Issue 14: bad input never crashes a handler (public API and admin interface).
+
+Each test reproduces one finding of breaking a live devnet (F1, F12, F2, F8) against a real
+driver and store; every answer is the one JSON error shape and the node keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from swarmd.node.http.body import json_depth
+from swarmd.node.http.server import JsonErrorRunner
+from swarmd.node.logs import configure_logging, parse_json_lines, reset_logging
+from swarmd.protocol import limits
+from tests.node import test_api
+from tests.node.test_api import Node
+
+DEEP = 5_000
+
+make_node = test_api.make_node  # the fixture: a single-node council behind both apps
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    output = io.StringIO()
+    configure_logging("test-node", "debug", "json", stream=output)
+    yield output
+    reset_logging()
+
+
+def assert_no_traceback(output: io.StringIO) -> None:
+    for event in parse_json_lines(output.getvalue()):
+        assert "exception" not in event and event["event"] != "request_failed", event
+
+
+async def post_json(node: Node, path: str, body: bytes, admin: bool = False) -> Any:
+    client = node.admin if admin else node.api
+    headers = {"Content-Type": "application/json"}
+    if admin:
+        headers["Authorization"] = f"Bearer {node.token}"
+    response = await client.post(path, data=body, headers=headers)
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "admin"),
+    [
+        ("/v1/ops", b"[" * DEEP + b"]" * DEEP, False),
+        ("/v1/ops", b'{"envelope": ' + b"[" * 3_000 + b"]" * 3_000 + b"}", False),
+        ("/v1/ops", b"[" * DEEP, False),  # unterminated
+        ("/v1/admin/mode", b'{"mode": ' + b"[" * 2_000 + b"]" * 2_000 + b"}", True),
+    ],
+)
+async def test_f1_deeply_nested_json_is_a_typed_400(
+    make_node: Any, log_output: io.StringIO, path: str, body: bytes, admin: bool
+) -> None:
+    node = await make_node()
+
+    status, payload = await post_json(node, path, body, admin)
+
+    assert (status, payload["code"]) == (400, "json_too_deep")
+    assert set(payload) == {"error", "code"}
+    assert (await node.get("/v1/status"))[0] == 200
+    assert_no_traceback(log_output)
+
+
+def test_json_depth_ignores_brackets_inside_strings() -> None:
+    assert json_depth(b'{"a": "[[[[{{{{"}') == 1
+    assert json_depth(b'{"a": "\\"[[["}') == 1
+    assert json_depth(b"[[1], [[2]]]") == 3
+    assert json_depth(b"[" * (limits.JSON_BODY_DEPTH_MAX + 1)) == limits.JSON_BODY_DEPTH_MAX + 1
+
+
+async def test_json_body_at_the_depth_bound_is_parsed(make_node: Any) -> None:
+    node = await make_node()
+    depth = limits.JSON_BODY_DEPTH_MAX - 1
+    body = b'{"envelope": ' + b"[" * depth + b"]" * depth + b"}"
+
+    status, payload = await post_json(node, "/v1/ops", body)
+
+    assert (status, payload["code"]) == (400, "bad_request")
+
+
+class JsonErrorTestServer(TestServer):
+    """The test server on the node's own runner (`service.py` serves with it)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return JsonErrorRunner(self.app, **kwargs)
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[tuple[str, int]]:
+    app = web.Application()
+    app.router.add_get("/ok", lambda request: asyncio.sleep(0, web.json_response({})))
+    server = JsonErrorTestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield "127.0.0.1", server.port or 0
+    await server.close()
+
+
+async def raw_request(address: tuple[str, int], data: bytes) -> tuple[int, bytes, bytes]:
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(data)
+    await writer.drain()
+    async with asyncio.timeout(10):
+        answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /" + b"a" * 16_384 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+        + b"\r\n",
+        b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 16_384 + b"\r\n\r\n",
+        b"\x16\x03\x01garbage\r\n\r\n",
+    ],
+)
+async def test_f12_unparseable_requests_answer_json_without_a_traceback(
+    raw_server: tuple[str, int], log_output: io.StringIO, request_bytes: bytes
+) -> None:
+    status, head, body = await raw_request(raw_server, request_bytes)
+
+    assert 400 <= status < 500
+    assert b"application/json" in head.lower()
+    payload = json.loads(body)
+    assert set(payload) == {"error", "code"} and payload["code"]
+    assert_no_traceback(log_output)
+    ok, _, _ = await raw_request(
+        raw_server, b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert ok == 200
