@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 from swarmd.protocol import consensus, crypto, encoding, limits
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.ledger import Outcome
 from swarmd.protocol.ops import check_handle
 
 from ..logs import get_logger
@@ -296,14 +297,17 @@ async def post_op(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"op_id": outcome.op_id.hex(), "status": outcome.status}
     if outcome.code:
         body["code"] = outcome.code
-    if outcome.status == "rejected":
+    if _refused(outcome):
         if outcome.code in ("read_only", "quiesced"):
             reason = daemon.core.mode_reason
             message = f"node is {outcome.code.replace('_', '-')}" + (
                 f": {reason}" if reason else ""
             )
             raise ApiError(503, outcome.code, message, reason=reason)
-        raise ApiError(400, outcome.code, outcome.detail or outcome.code, op_id=body["op_id"])
+        message = outcome.detail or outcome.code
+        if outcome.status == "duplicate":
+            message = f"this op was already rejected: {outcome.code}"
+        raise ApiError(400, outcome.code, message, op_id=body["op_id"])
     return web.json_response(body, status=202)
 
 
@@ -355,7 +359,19 @@ async def post_ops_batch(request: web.Request) -> web.Response:
         if outcome.code:
             result["code"] = outcome.code
         results.append(result)
+    if all(_refused(outcome) for outcome in outcomes):
+        # Nothing was accepted: not a 202. The first op's code stands for the batch.
+        code = outcomes[0].code
+        raise ApiError(400, code, "every op of the batch was rejected", results=results)
     return web.json_response({"results": results}, status=202)
+
+
+def _refused(outcome: Outcome) -> bool:
+    """The op was rejected now, or is a re-submission of an op this node rejected before
+    (answered as the rejection again, never as an accepted duplicate)."""
+    return outcome.status == "rejected" or (
+        outcome.status == "duplicate" and outcome.detail == "rejected"
+    )
 
 
 # --- events ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from swarmd.node.http.body import json_depth
 from swarmd.node.http.server import JsonErrorRunner
 from swarmd.node.logs import configure_logging, parse_json_lines, reset_logging
-from swarmd.protocol import limits
+from swarmd.protocol import encoding, limits
 from tests.node import test_api
 from tests.node.test_api import Node
 
@@ -142,3 +142,29 @@ async def test_f12_unparseable_requests_answer_json_without_a_traceback(
         raw_server, b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert ok == 200
+
+
+async def test_f8_resubmitting_a_rejected_op_answers_the_rejection(make_node: Any) -> None:
+    node = await make_node()
+    broke = node.new_author().transfer(node.new_author().key, 5)
+    status, first = await node.submit(broke)
+    assert status == 400 and first["code"] == "insufficient_funds"
+
+    status, again = await node.submit(broke)
+
+    assert (status, again["code"]) == (400, "insufficient_funds")
+    assert again["op_id"] == broke.op_id.hex() and "error" in again
+
+
+async def test_f8_a_batch_of_only_rejected_ops_is_not_accepted(make_node: Any) -> None:
+    node = await make_node()
+    broke = [node.new_author().transfer(node.new_author().key, 5) for _ in range(3)]
+    await node.submit(broke[0])  # rejected once already: a duplicate of a rejection
+    body = encoding.encode([op.envelope for op in broke])
+    headers = {"Content-Type": "application/msgpack"}
+
+    response = await node.api.post("/v1/ops/batch", data=body, headers=headers)
+
+    payload = await response.json()
+    assert response.status == 400 and payload["code"] == "insufficient_funds"
+    assert [r["code"] for r in payload["results"]] == ["insufficient_funds"] * 3
