@@ -103,6 +103,7 @@ def write_private_file(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only (keys, tokens)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
 

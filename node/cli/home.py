@@ -77,8 +77,13 @@ def init_home(
             members.append(member.public_key)
         genesis = Genesis.create(DEFAULT_NETWORK_NAME, members)
     (home / GENESIS_FILE_NAME).write_text(genesis.to_json())
-    target.write_text(default_config_text(**(config_overrides or {})))
-    return {
+    config_text = default_config_text(**(config_overrides or {}))
+    secret = "turn_secret" in (config_overrides or {}).get("network", {})
+    if secret:
+        write_private_file(target, config_text)  # the TURN secret: owner-only, like the key
+    else:
+        target.write_text(config_text)
+    result: dict[str, Any] = {
         "home": str(home),
         "config_file": str(target),
         "node_id": keypair.account_id,
@@ -87,6 +92,9 @@ def init_home(
         "council_member": keypair.public_key in genesis.council,
         "member_key_files": written_member_keys,
     }
+    if secret:
+        result["note"] = f"{target} holds [network].turn_secret: written owner-only (0600)"
+    return result
 
 
 def cmd_init(args: argparse.Namespace, out: Output) -> int:

@@ -1,0 +1,37 @@
+"""Issue 14: the command line and the node's start refuse bad input with one typed line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swarmd.node.cli.home import init_home
+
+TURN = {"network": {"turn_urls": ["turn:127.0.0.1:3478"], "turn_secret": "s3cret"}}
+
+
+def test_f10_a_config_holding_the_turn_secret_is_owner_only(tmp_path: Path) -> None:
+    result = init_home(tmp_path / "home", config_overrides=TURN)
+
+    config = tmp_path / "home" / "swarmd.toml"
+    assert "s3cret" in config.read_text()
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert "turn_secret" in result["note"] and "0600" in result["note"]
+
+
+def test_f10_overwriting_a_world_readable_config_with_a_secret_narrows_it(
+    tmp_path: Path,
+) -> None:
+    init_home(tmp_path / "home")
+    config = tmp_path / "home" / "swarmd.toml"
+    config.chmod(0o644)
+
+    init_home(tmp_path / "home", config_overrides=TURN, force=True)
+
+    assert config.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_config_without_secrets_stays_readable(tmp_path: Path) -> None:
+    result = init_home(tmp_path / "home")
+
+    assert "note" not in result
+    assert (tmp_path / "home" / "swarmd.toml").stat().st_mode & 0o044 != 0
