@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
+
 from swarmd.node.cli.home import init_home
+from swarmd.node.cli.main import main
+from swarmd.node.logs import reset_logging
 
 TURN = {"network": {"turn_urls": ["turn:127.0.0.1:3478"], "turn_secret": "s3cret"}}
 
@@ -35,3 +40,24 @@ def test_a_config_without_secrets_stays_readable(tmp_path: Path) -> None:
 
     assert "note" not in result
     assert (tmp_path / "home" / "swarmd.toml").stat().st_mode & 0o044 != 0
+
+
+def test_f5_run_with_the_api_port_in_use_is_one_typed_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        init_home(tmp_path / "home", config_overrides={"api": {"host": "127.0.0.1", "port": port}})
+        try:
+            status = main(["run", "--home", str(tmp_path / "home")])
+        finally:
+            reset_logging()
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" not in err
+    assert f"swarmd: error: cannot listen on 127.0.0.1:{port}" in err
+    assert "[address_in_use]" in err
+    assert not (tmp_path / "home" / "admin.cookie").exists()
