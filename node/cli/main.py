@@ -22,7 +22,6 @@ import sys
 from swarmd.protocol.errors import ProtocolError
 
 from ..config import ConfigError
-
 from . import (
     admin,
     chaos,
