@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from swarmd.node.cli.home import init_home
 from swarmd.node.cli.main import main
 from swarmd.node.logs import reset_logging
+from swarmd.protocol import consensus
+from swarmd.protocol.checkpoint import Cut
+from tests.node import test_checkpoint_cli
 
 TURN = {"network": {"turn_urls": ["turn:127.0.0.1:3478"], "turn_secret": "s3cret"}}
 
@@ -61,3 +66,70 @@ def test_f5_run_with_the_api_port_in_use_is_one_typed_line(
     assert f"swarmd: error: cannot listen on 127.0.0.1:{port}" in err
     assert "[address_in_use]" in err
     assert not (tmp_path / "home" / "admin.cookie").exists()
+
+
+finalized = test_checkpoint_cli.finalized  # the fixture: a bundle finalized by a 4-node swarm
+
+
+def api_checkpoint_json(bundle: bytes, **fields: object) -> str:
+    """What `GET /v1/checkpoints/latest` answers (node/http/api.py get_checkpoint)."""
+    decoded = consensus.CheckpointBundle.decode(bundle)
+    cut = Cut.decode(decoded.value)
+    value = {
+        "height": cut.height,
+        "round": decoded.round,
+        "checkpoint_id": cut.checkpoint_id.hex(),
+        "parent_id": cut.parent_id.hex(),
+        "state_root": cut.state_root.hex(),
+        "heads": [],
+        "signers": [],
+        "bundle": bundle.hex(),
+        **fields,
+    }
+    return json.dumps(value)
+
+
+def test_checkpoint_verify_accepts_the_apis_own_json_and_prints_the_state_root(
+    tmp_path: Path, finalized: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm, bundle = finalized
+    (tmp_path / "genesis.json").write_text(swarm.genesis.to_json())
+    (tmp_path / "latest.json").write_text(api_checkpoint_json(bundle))
+    root = Cut.decode(consensus.CheckpointBundle.decode(bundle).value).state_root.hex()
+
+    status = main(
+        [
+            "checkpoint",
+            "verify",
+            str(tmp_path / "latest.json"),
+            "--genesis",
+            str(tmp_path / "genesis.json"),
+        ]
+    )
+
+    out = capsys.readouterr().out
+    assert status == 0 and out.startswith("valid: height 1")
+    assert f"state root {root}" in out
+
+
+def test_checkpoint_verify_refuses_json_whose_fields_disagree_with_its_bundle(
+    tmp_path: Path, finalized: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm, bundle = finalized
+    (tmp_path / "genesis.json").write_text(swarm.genesis.to_json())
+    (tmp_path / "lie.json").write_text(api_checkpoint_json(bundle, state_root="00" * 32))
+
+    status = main(
+        [
+            "--json",
+            "checkpoint",
+            "verify",
+            str(tmp_path / "lie.json"),
+            "--genesis",
+            str(tmp_path / "genesis.json"),
+        ]
+    )
+
+    result = json.loads(capsys.readouterr().out)
+    assert status == 1 and result["valid"] is False
+    assert result["code"] == "checkpoint_json_mismatch"
