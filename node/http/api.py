@@ -158,6 +158,7 @@ async def get_account(request: web.Request) -> web.Response:
             "unreceived": [op_id.hex() for op_id in unreceived[:UNRECEIVED_LISTED_MAX]],
             "unreceived_count": len(unreceived),
             "council": key in daemon.genesis.council,
+            "granted": account.granted if account else False,
         }
     )
 

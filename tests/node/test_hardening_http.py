@@ -7,15 +7,18 @@ driver and store; every answer is the one JSON error shape and the node keeps se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from swarmd.node.cli.main import main
 from swarmd.node.http.body import json_depth
 from swarmd.node.http.server import JsonErrorRunner
 from swarmd.node.logs import configure_logging, parse_json_lines, reset_logging
@@ -168,3 +171,49 @@ async def test_f8_a_batch_of_only_rejected_ops_is_not_accepted(make_node: Any) -
     payload = await response.json()
     assert response.status == 400 and payload["code"] == "insufficient_funds"
     assert [r["code"] for r in payload["results"]] == ["insufficient_funds"] * 3
+
+
+async def run_cli(*argv: str) -> tuple[int, dict[str, Any]]:
+    """`swarmd --json ...` in a thread (its HTTP client blocks; the node runs on this loop)."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = await asyncio.to_thread(main, ["--json", *argv])
+    # The node's own log lines share stdout here (structlog's default); the CLI's is last.
+    return code, json.loads(output.getvalue().splitlines()[-1])
+
+
+async def test_a_second_grant_to_a_tester_says_it_already_got_the_signup_reward(
+    make_node: Any,
+) -> None:
+    node = await make_node()
+    url = str(node.api.make_url("")).rstrip("/")
+    key = str(node.home / "node.key")
+    tester = node.new_author().keypair.account_id
+
+    code, first = await run_cli("wallet", "grant", "--node", url, "--key", key, "--to", tester)
+    assert code == 0 and first["status"] == "accepted"
+    code, second = await run_cli("wallet", "grant", "--node", url, "--key", key, "--to", tester)
+
+    assert (code, second["code"]) == (1, "already_granted")
+    assert "already received the signup reward" in second["error"]
+
+
+async def test_f8_wallet_send_retried_after_a_rejection_exits_1(
+    make_node: Any, tmp_path: Path
+) -> None:
+    node = await make_node()
+    url = str(node.api.make_url("")).rstrip("/")
+    code, _ = await run_cli("wallet", "new", "--out", str(tmp_path / "w.key"))
+    assert code == 0
+    broke = [
+        "--node",
+        url,
+        "--key",
+        str(tmp_path / "w.key"),
+        "--to",
+        node.council.keypair.account_id,
+    ]
+
+    for _ in range(2):
+        code, refused = await run_cli("wallet", "send", *broke, "--amount", "5")
+        assert (code, refused["code"]) == (1, "insufficient_funds")
