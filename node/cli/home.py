@@ -1,6 +1,7 @@
 """Commands on one node home: `swarmd init`, `swarmd run`, `swarmd status`.
 
-Every command prints one JSON object with `--json`; bad input exits 2 with `{"error", "code"}`.
+Every command prints one JSON object with `--json`; a refusal exits 1 (bad usage 2) with
+`{"error", "code"}`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Routes (docs/parts/daemon.md is the reference):
                                     with one result per op once all are durable
   GET  /v1/events                   WebSocket of JSON events (optional ?account=)
   GET  /metrics                     Prometheus ([metrics].path)
+  GET  /v1/openapi.json             the OpenAPI 3.1 document of all of these (http/openapi.py)
 plus the peer transports' routes (signaling, /v1/ws).
 
 Every error is JSON `{"error": message, "code": stable code}`; no input crashes a handler.
@@ -39,6 +40,7 @@ from ..metrics import CONTENT_TYPE
 from ..runtime.driver import Daemon
 from .body import parse_json
 from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
+from .openapi import OPENAPI_PATH, document
 
 log = get_logger("swarmd.api")
 
@@ -103,6 +105,7 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     app.router.add_post("/v1/ops", post_op)
     app.router.add_post("/v1/ops/batch", post_ops_batch)
     app.router.add_get("/v1/events", get_events)
+    app.router.add_get(OPENAPI_PATH, get_openapi)
     if config.metrics.enabled:
         app.router.add_get(config.metrics.path, get_metrics)
     if extra_routes:
@@ -250,6 +253,11 @@ async def get_checkpoint(request: web.Request) -> web.Response:
             "bundle": bundle.hex(),
         }
     )
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    metrics = _daemon(request).config.metrics
+    return web.json_response(document(metrics.path if metrics.enabled else None))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
