@@ -45,16 +45,24 @@ class LoggingSetupError(LocalProtocolError):
 class _LineLogger:
     """Writes each rendered event as one line; structlog calls the method named by level."""
 
-    def __init__(self, stream: TextIO, lock: threading.Lock, name: str | None) -> None:
-        self.stream = stream
-        self.lock = lock
+    def __init__(self, factory: _LineLoggerFactory, name: str | None) -> None:
+        self.factory = factory
         self.name = name
 
     def msg(self, message: str) -> None:
         # aiortc and aioice log from the event loop but the default executor may log too.
-        with self.lock:
-            self.stream.write(message + "\n")
-            self.stream.flush()
+        factory = self.factory
+        with factory.lock:
+            if factory.closed:
+                return
+            try:
+                factory.stream.write(message + "\n")
+                factory.stream.flush()
+            except (OSError, ValueError):
+                # The reader of our pipe went away (`swarmd run 2>&1 | head -2`: EPIPE) or the
+                # stream was closed. Logging must never take a caller down with it (a handler,
+                # the signal path, the stop): drop this and every later line.
+                factory.closed = True
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
@@ -63,10 +71,12 @@ class _LineLoggerFactory:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.lock = threading.Lock()
+        #: Set once a write failed; later lines are dropped.
+        self.closed = False
 
     def __call__(self, *args: Any) -> _LineLogger:
         name = args[0] if args and isinstance(args[0], str) else None
-        return _LineLogger(self.stream, self.lock, name)
+        return _LineLogger(self, name)
 
 
 def _json_default(value: object) -> str:

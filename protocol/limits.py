@@ -318,3 +318,12 @@ EPOCH_HISTORY_CERTIFICATES_MAX = 1024
 
 assert ROLLBACK_REASON_SIZE_BYTES_MAX + 512 <= ROLLBACK_VOTE_SIZE_BYTES_MAX
 assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
+
+# --- HTTP request bodies (node/http) ---------------------------------------------------------
+
+#: Nesting depth of a JSON request body. Every body the API and admin interface accept is a
+#: flat object (`{"envelope": hex}`, `{"mode": ..., "reason": ...}`); a deeper body is refused
+#: before parsing, so a body nested thousands deep never reaches the recursive parser.
+JSON_BODY_DEPTH_MAX = 16
+#: Largest JSON body of the admin interface (its bodies are tiny objects).
+ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096

@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import stat
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
@@ -108,6 +109,29 @@ def _checkpoint_from_row(row: Sequence[Any], path: str) -> Checkpoint:
     return checkpoint
 
 
+def _check_path(path: str) -> None:
+    """Refuse, typed, a path that cannot hold our database, before anything is written and
+    before aiosqlite starts a worker thread (a thread left behind by a failed connect can
+    outlive the event loop and print "Event loop is closed"). A missing path is fine (`open`
+    creates it); a zero-length file is not: SQLite would silently start a fresh database in
+    it, so a truncated database would come back as a new node."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StorageIOError(f"{path}: cannot inspect the database path: {error}") from error
+    if not stat.S_ISREG(info.st_mode):
+        raise StorageIOError(f"{path} is not a regular file (a database path names a file)")
+    if info.st_size == 0:
+        raise CorruptDatabaseError(
+            f"{path} is empty (0 bytes), not a swarmd database: restore it from a backup, or "
+            "remove it to start this node from scratch"
+        )
+    if not os.access(path, os.R_OK):
+        raise StorageIOError(f"{path}: permission denied (cannot read the database)")
+
+
 class _FileLock:
     """An advisory lock on `<db>.lock` held while the store is open, so that two processes never
     write one database. The kernel releases it when the process dies, even by kill -9."""
@@ -182,6 +206,7 @@ class Store:
         if synchronous not in SYNCHRONOUS_MODES:
             raise StoreUsageError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
         text_path = os.fspath(path)
+        _check_path(text_path)
         file_lock = _FileLock(text_path)
         connections: list[aiosqlite.Connection] = []
         try:
@@ -216,6 +241,7 @@ class Store:
         text_path = os.fspath(path)
         if not os.path.exists(text_path):
             raise StoreUsageError(f"{text_path} does not exist")
+        _check_path(text_path)
         uri = "file:" + urllib.parse.quote(text_path) + "?mode=ro"
         connection: aiosqlite.Connection | None = None
         try:

@@ -2,7 +2,8 @@
 node homes.
 
 Errors are typed: a bad argument, file or input raises CliError (or a ProtocolError), which
-`cli.main` prints as one line (or one JSON object with `error` and `code`) and exits 2.
+`cli.main` prints as one line (or one JSON object with `error` and `code`); the exit code is 2
+for code "usage" (and config files that do not validate), 1 for every other refusal.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from swarmd.storage.store import Store
 from ..config import NodeConfig, load_config
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and reports a negative result (e.g. parity false)
-EXIT_USAGE = 2  # bad arguments, files or input
+EXIT_FAILED = 1  # a runtime refusal or failure, or a negative result (e.g. parity false)
+EXIT_USAGE = 2  # bad arguments or an invalid config file
 
 CONFIG_FILE_NAME = "swarmd.toml"
 KEY_FILE_NAME = "node.key"
@@ -66,7 +67,9 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises CliError instead of exiting, so --json gets a JSON error."""
 
     def error(self, message: str) -> NoReturn:
-        raise CliError(f"{self.prog}: {message}", "usage")
+        # `cli.main` prints "swarmd: error: ..." itself: name the sub-command, not "swarmd".
+        command = self.prog.removeprefix("swarmd").strip()
+        raise CliError(f"{command}: {message}" if command else message, "usage")
 
 
 def positive_int(text: str) -> int:
@@ -103,6 +106,7 @@ def write_private_file(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only (keys, tokens)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
 

@@ -1,6 +1,7 @@
 """Commands on one node home: `swarmd init`, `swarmd run` (`swarmd status`: status.py).
 
-Every command prints one JSON object with `--json`; bad input exits 2 with `{"error", "code"}`.
+Every command prints one JSON object with `--json`; a refusal exits 1 (bad usage 2) with
+`{"error", "code"}`.
 """
 
 from __future__ import annotations
@@ -76,8 +77,13 @@ def init_home(
             members.append(member.public_key)
         genesis = Genesis.create(DEFAULT_NETWORK_NAME, members)
     (home / GENESIS_FILE_NAME).write_text(genesis.to_json())
-    target.write_text(default_config_text(**(config_overrides or {})))
-    return {
+    config_text = default_config_text(**(config_overrides or {}))
+    secret = "turn_secret" in (config_overrides or {}).get("network", {})
+    if secret:
+        write_private_file(target, config_text)  # the TURN secret: owner-only, like the key
+    else:
+        target.write_text(config_text)
+    result: dict[str, Any] = {
         "home": str(home),
         "config_file": str(target),
         "node_id": keypair.account_id,
@@ -86,6 +92,9 @@ def init_home(
         "council_member": keypair.public_key in genesis.council,
         "member_key_files": written_member_keys,
     }
+    if secret:
+        result["note"] = f"{target} holds [network].turn_secret: written owner-only (0600)"
+    return result
 
 
 def cmd_init(args: argparse.Namespace, out: Output) -> int:

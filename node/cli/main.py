@@ -1,9 +1,15 @@
 """The `swarmd` command line. Every command takes `--json` for scripts.
 
 Each command group lives in its own module with a `register(add)`; this module builds the
-parser from them and maps errors to exit codes: a bad argument, file or input prints one line
-(or one JSON object with `error` and `code`) and exits 2; nothing prints a traceback for bad
-input.
+parser from them and maps errors to exit codes (README, docs/OPERATIONS.md):
+
+  0  success
+  1  a runtime refusal or failure: the node is unreachable, refused the op (its stable code
+     is printed), the database is locked or corrupt, the port is in use, a check failed
+  2  usage: bad arguments, or a config file that does not validate (restarting cannot fix it)
+
+An error prints one line `swarmd: error: <message> [<code>]` on stderr (or, with --json, one
+JSON object with `error` and `code` on stdout); nothing prints a traceback for bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 
 from swarmd.protocol.errors import ProtocolError
 
+from ..config import ConfigError
 from . import (
     admin,
     chaos,
@@ -27,9 +34,10 @@ from . import (
     rollback,
     snapshots,
     status,
+    version,
     wallet,
 )
-from .common import EXIT_USAGE, CliError, Handler, Output, Parser
+from .common import EXIT_FAILED, EXIT_USAGE, CliError, Handler, Output, Parser
 
 #: The command groups, in the order `swarmd --help` lists them.
 COMMAND_GROUPS = (
@@ -45,12 +53,26 @@ COMMAND_GROUPS = (
     admin,
     council,
     devnet,
+    version,
 )
 
 
+EXIT_CODES_HELP = """exit codes:
+  0  success
+  1  a runtime refusal or failure (the stable code is printed: node_unreachable,
+     insufficient_funds, read_only, database_locked, address_in_use, ...)
+  2  usage: bad arguments, or a config file that does not validate"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="swarmd", description="Swarm Credits validator daemon")
+    parser = Parser(
+        prog="swarmd",
+        description="Swarm Credits validator daemon",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--version", action="version", version=version.version_text())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -73,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, Output(as_json or args.json))
     except CliError as exc:
-        return _fail(out, str(exc), exc.code)
+        return _fail(out, str(exc), exc.code, EXIT_USAGE if exc.code == "usage" else EXIT_FAILED)
+    except ConfigError as exc:
+        return _fail(out, exc.message, exc.code, EXIT_USAGE)
     except ProtocolError as exc:
-        return _fail(out, exc.message, exc.code)
+        return _fail(out, exc.message, exc.code, EXIT_USAGE if exc.code == "usage" else EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -86,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _fail(out: Output, message: str, code: str) -> int:
+def _fail(out: Output, message: str, code: str, status: int) -> int:
     if out.as_json:
         print(json.dumps({"error": message, "code": code}))
     else:
         print(f"swarmd: error: {message} [{code}]", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
 if __name__ == "__main__":

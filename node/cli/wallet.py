@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.protocol import crypto, limits
+from swarmd.protocol.codes import RejectCode
 from swarmd.protocol.ops import Kind, check_handle
 
-from .client import NodeClient, author_from_node, submit_op
+from .client import ClientError, NodeClient, author_from_node, submit_op
 from .common import (
     EXIT_OK,
     Add,
@@ -94,7 +95,21 @@ def cmd_wallet_grant(args: argparse.Namespace, out: Output) -> int:
         amount = int(NodeClient(args.node).status().get("signup_reward", 0)) or None
     if amount is None:
         raise CliError("--amount is required", "usage")
-    return _wallet_submit(args, out, Kind.GRANT, to=args.to, amount=amount)
+    tester = crypto.account_id_text(args.to)
+    if NodeClient(args.node).account(tester).get("granted"):
+        raise CliError(f"{tester} already received the signup reward", "already_granted")
+    try:
+        return _wallet_submit(args, out, Kind.GRANT, to=args.to, amount=amount)
+    except ClientError as exc:
+        if exc.code in GRANT_CONFLICT_CODES:  # another grant to them won the race
+            raise CliError(
+                f"{tester} already received the signup reward [{exc.code}]", "already_granted"
+            ) from None
+        raise
+
+
+#: Rejections of a grant that mean the tester got another grant first.
+GRANT_CONFLICT_CODES = (RejectCode.GRANT_CONFLICT_LOST, RejectCode.GRANT_CONFLICT_LOST_FINAL)
 
 
 def cmd_wallet_endorse(args: argparse.Namespace, out: Output) -> int:

@@ -14,11 +14,9 @@ Routes:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -27,10 +25,11 @@ from swarmd.protocol.node_core import Mode
 
 from ..runtime.driver import Daemon
 from .admin_council import add_council_routes
+from .body import read_json_object
 from .errors import ApiError, DaemonKey, Handler, call, error_response
 
-#: Admin request bodies are tiny JSON objects.
-ADMIN_REQUEST_SIZE_BYTES_MAX = 4096
+#: Admin request bodies are tiny JSON objects (room for the bound's own 413 answer).
+ADMIN_REQUEST_SIZE_BYTES_MAX = 2 * limits.ADMIN_JSON_BODY_SIZE_BYTES_MAX
 #: Random bytes of the token (hex in the file).
 COOKIE_TOKEN_BYTES = 32
 
@@ -76,19 +75,9 @@ def build_admin_app(daemon: Daemon, token: str) -> web.Application:
     return app
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        value = json.loads(await request.read())
-    except ValueError:
-        raise ApiError(400, "bad_request", "body must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, "bad_request", "body must be a JSON object")
-    return value
-
-
 async def post_mode(request: web.Request) -> web.Response:
     daemon = request.app[DaemonKey]
-    value = await _json_object(request)
+    value = await read_json_object(request, limits.ADMIN_JSON_BODY_SIZE_BYTES_MAX)
     try:
         mode = Mode(str(value.get("mode")))
     except ValueError:

@@ -11,6 +11,7 @@ Routes (docs/parts/daemon.md is the reference):
                                     with one result per op once all are durable
   GET  /v1/events                   WebSocket of JSON events (optional ?account=)
   GET  /metrics                     Prometheus ([metrics].path)
+  GET  /v1/openapi.json             the OpenAPI 3.1 document of all of these (http/openapi.py)
 plus the peer transports' routes (signaling, /v1/ws).
 
 Every error is JSON `{"error": message, "code": stable code}`; no input crashes a handler.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import time
 from collections import OrderedDict
@@ -32,13 +32,16 @@ from aiohttp import WSMsgType, web
 from swarmd.protocol import consensus, crypto, encoding, limits
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.ledger import Outcome
 from swarmd.protocol.ops import check_handle
 
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
 from ..runtime.driver import Daemon
 from ..web.routes import add_web_routes
+from .body import parse_json
 from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
+from .openapi import OPENAPI_PATH, document
 
 log = get_logger("swarmd.api")
 
@@ -104,6 +107,7 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     app.router.add_post("/v1/ops/batch", post_ops_batch)
     app.router.add_get("/v1/events", get_events)
     add_web_routes(app, daemon)
+    app.router.add_get(OPENAPI_PATH, get_openapi)
     if config.metrics.enabled:
         app.router.add_get(config.metrics.path, get_metrics)
     if extra_routes:
@@ -159,6 +163,7 @@ async def get_account(request: web.Request) -> web.Response:
             "unreceived": [op_id.hex() for op_id in unreceived[:UNRECEIVED_LISTED_MAX]],
             "unreceived_count": len(unreceived),
             "council": key in daemon.genesis.council,
+            "granted": account.granted if account else False,
         }
     )
 
@@ -252,6 +257,11 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     )
 
 
+async def get_openapi(request: web.Request) -> web.Response:
+    metrics = _daemon(request).config.metrics
+    return web.json_response(document(metrics.path if metrics.enabled else None))
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     daemon = _daemon(request)
     metrics = daemon.metrics
@@ -276,13 +286,13 @@ async def _read_envelope(request: web.Request) -> bytes:
     if content_type == "application/json":
         if len(body) > JSON_BODY_SIZE_BYTES_MAX:
             raise ApiError(400, "malformed_op", "envelope larger than the op size limit")
+        value = parse_json(body, JSON_BODY_SIZE_BYTES_MAX)
+        envelope_hex = value.get("envelope") if isinstance(value, dict) else None
+        if not isinstance(envelope_hex, str):
+            raise ApiError(400, "bad_request", 'expected {"envelope": "<hex>"}')
         try:
-            value = json.loads(body)
-            envelope_hex = value["envelope"]
-            if not isinstance(envelope_hex, str):
-                raise TypeError("envelope must be a hex string")
             return bytes.fromhex(envelope_hex)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise ApiError(400, "bad_request", f'expected {{"envelope": "<hex>"}}: {exc}') from None
     raise ApiError(
         415,
@@ -305,14 +315,17 @@ async def post_op(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"op_id": outcome.op_id.hex(), "status": outcome.status}
     if outcome.code:
         body["code"] = outcome.code
-    if outcome.status == "rejected":
+    if _refused(outcome):
         if outcome.code in ("read_only", "quiesced"):
             reason = daemon.core.mode_reason
             message = f"node is {outcome.code.replace('_', '-')}" + (
                 f": {reason}" if reason else ""
             )
             raise ApiError(503, outcome.code, message, reason=reason)
-        raise ApiError(400, outcome.code, outcome.detail or outcome.code, op_id=body["op_id"])
+        message = outcome.detail or outcome.code
+        if outcome.status == "duplicate":
+            message = f"this op was already rejected: {outcome.code}"
+        raise ApiError(400, outcome.code, message, op_id=body["op_id"])
     return web.json_response(body, status=202)
 
 
@@ -364,7 +377,19 @@ async def post_ops_batch(request: web.Request) -> web.Response:
         if outcome.code:
             result["code"] = outcome.code
         results.append(result)
+    if all(_refused(outcome) for outcome in outcomes):
+        # Nothing was accepted: not a 202. The first op's code stands for the batch.
+        code = outcomes[0].code
+        raise ApiError(400, code, "every op of the batch was rejected", results=results)
     return web.json_response({"results": results}, status=202)
+
+
+def _refused(outcome: Outcome) -> bool:
+    """The op was rejected now, or is a re-submission of an op this node rejected before
+    (answered as the rejection again, never as an accepted duplicate)."""
+    return outcome.status == "rejected" or (
+        outcome.status == "duplicate" and outcome.detail == "rejected"
+    )
 
 
 # --- events ----------------------------------------------------------------------------------

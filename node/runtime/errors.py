@@ -11,3 +11,9 @@ class DaemonError(LocalProtocolError):
 
 class KeyFileError(LocalProtocolError):
     code = "bad_key_file"
+
+
+class ListenError(LocalProtocolError):
+    """The API or admin address cannot be listened on (in use, not ours, not permitted)."""
+
+    code = "listen_failed"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 
 from aiohttp import web
@@ -15,9 +16,11 @@ from aiohttp import web
 from ..config import NodeConfig
 from ..http.admin import build_admin_app, remove_cookie, write_cookie
 from ..http.api import build_app
+from ..http.server import JsonErrorRunner
 from ..logs import get_logger
 from ..metrics import NodeMetrics
 from .driver import Daemon
+from .errors import ListenError
 
 log = get_logger("swarmd.daemon")
 
@@ -39,11 +42,11 @@ class NodeService:
         daemon = self.daemon = await Daemon.open(config, metrics=self.metrics)
         try:
             daemon.create_transports()
-            runner = web.AppRunner(build_app(daemon), access_log=None, shutdown_timeout=2.0)
+            runner = JsonErrorRunner(build_app(daemon), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             self._runners.append(runner)
             await daemon.start()
-            await web.TCPSite(runner, config.api.host, config.api.port).start()
+            await _listen(web.TCPSite(runner, config.api.host, config.api.port))
             host, port = runner.addresses[0][:2]
             self.api_url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
             await self._serve_admin(daemon)
@@ -56,16 +59,16 @@ class NodeService:
     async def _serve_admin(self, daemon: Daemon) -> None:
         config = self.config
         self._token = write_cookie(config.admin.cookie_file)
-        admin = web.AppRunner(build_admin_app(daemon, self._token), access_log=None)
+        admin = JsonErrorRunner(build_admin_app(daemon, self._token), access_log=None)
         await admin.setup()
         self._runners.append(admin)
         if config.admin.port:
-            await web.TCPSite(admin, config.admin.host, config.admin.port).start()
+            await _listen(web.TCPSite(admin, config.admin.host, config.admin.port))
             self.admin_url = f"http://{config.admin.host}:{admin.addresses[0][1]}"
         if config.admin.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 config.admin.unix_socket.unlink()
-            await web.UnixSite(admin, str(config.admin.unix_socket)).start()
+            await _listen(web.UnixSite(admin, str(config.admin.unix_socket)))
 
     async def stop(self) -> None:
         if self._token:
@@ -77,6 +80,17 @@ class NodeService:
         if self.daemon is not None:
             daemon, self.daemon = self.daemon, None
             await daemon.stop()
+
+
+async def _listen(site: web.BaseSite) -> None:
+    """Start `site`; an address that cannot be listened on is a typed one-line refusal."""
+    try:
+        await site.start()
+    except OSError as exc:
+        where = site.name.removeprefix("http://").rstrip("/")
+        code = "address_in_use" if exc.errno == errno.EADDRINUSE else "listen_failed"
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {where}: {reason}", code=code) from None
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

@@ -212,9 +212,12 @@ class WebRtcTransport(LinkTransport):
     ) -> bytes:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp, type="offer"))
-        except (ValueError, KeyError, IndexError) as exc:
+            answer = await pc.createAnswer()
+        except Exception as exc:
+            # aiortc parses the untrusted SDP with asserts and attribute accesses as well as
+            # ValueError: whatever it raises here means the offer is malformed, not a bug.
             raise SignalMalformedError(f"offer sdp rejected: {exc!r}") from exc
-        await pc.setLocalDescription(await pc.createAnswer())
+        await pc.setLocalDescription(answer)
         local_sdp = pc.localDescription.sdp
         check_gathered_candidates(local_sdp, self.config)
         body = signaling.new_body(

@@ -105,7 +105,7 @@ async def test_devnet_refuses_a_foreign_directory(tmp_path: Path) -> None:
     )
     out, _ = await process.communicate()
 
-    assert process.returncode == 2
+    assert process.returncode == 1  # a refusal (file_exists), not usage
     assert json.loads(out)["code"] == "file_exists"
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 

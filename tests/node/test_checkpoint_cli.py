@@ -98,4 +98,4 @@ def test_missing_files_are_typed_errors(tmp_path: Path, capsys) -> None:
             "--json",
         ],
     )
-    assert code == 2 and result["code"] == "genesis_missing"
+    assert code == 1 and result["code"] == "genesis_missing"

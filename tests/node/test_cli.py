@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from swarmd.node.cli import main
-from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE
+from swarmd.node.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from swarmd.node.config import load_config
 from swarmd.protocol.genesis import Genesis
 
@@ -64,7 +64,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture
 
     code, value = run_json(capsys, "init", "--home", str(tmp_path))
 
-    assert (code, value["code"]) == (EXIT_USAGE, "file_exists")
+    assert (code, value["code"]) == (EXIT_FAILED, "file_exists")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture
         (["devnet", "--nodes", "0"], "usage"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_json_error(
+def test_bad_arguments_exit_2_and_refusals_1_with_a_json_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: str
 ) -> None:
     (tmp_path / "bad.json").write_text("{not json")
@@ -110,7 +110,7 @@ def test_bad_arguments_exit_2_with_a_json_error(
 
     exit_code, value = run_json(capsys, *filled)
 
-    assert exit_code == EXIT_USAGE
+    assert exit_code == (EXIT_USAGE if code == "usage" else EXIT_FAILED)
     assert value["code"] == code, value
     assert value["error"]
 
@@ -134,4 +134,4 @@ def test_wallet_new_refuses_to_overwrite(
 
     code, value = run_json(capsys, "wallet", "new", "--out", path)
 
-    assert (code, value["code"]) == (EXIT_USAGE, "file_exists")
+    assert (code, value["code"]) == (EXIT_FAILED, "file_exists")

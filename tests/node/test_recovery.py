@@ -104,14 +104,14 @@ def test_a_tampered_checkpoint_root_is_the_first_divergence(tmp_path: Path, caps
 
 def test_recover_without_a_home_is_a_typed_error(tmp_path: Path, capsys) -> None:
     code, report = run_cli(capsys, "recover", "--home", str(tmp_path / "nowhere"))
-    assert code == 2 and report["code"] == "no_home"
+    assert code == 1 and report["code"] == "no_home"
 
 
 def test_reset_needs_yes_without_a_terminal(tmp_path: Path, capsys, monkeypatch) -> None:
     home = tmp_path / "node"
     init_home(home, keypair=crypto.KeyPair.from_seed(os.urandom(32)))
     code, report = run_cli(capsys, "reset", "--home", str(home))
-    assert code == 2 and report["code"] == "confirm"
+    assert code == 1 and report["code"] == "confirm"
 
 
 async def copy_store_without(home: Path, target: Path, drop_height: int) -> dict:
@@ -297,22 +297,22 @@ def test_a_corrupt_snapshot_is_a_typed_error_naming_an_older_one(
     home, _, height = copied
     rewrite_snapshot(home, height, keep_checksum=keep_checksum)
     code, error = recover_json(capsys, home, "--from-snapshot")
-    assert code == 2 and error["code"] == "snapshot_corrupt"
+    assert code == 1 and error["code"] == "snapshot_corrupt"
     assert f"height {height}" in error["error"] and f"--height {height - 1}" in error["error"]
     code, report = recover_json(capsys, home, "--from-snapshot", "--height", str(height - 1))
     assert code == 0 and report["parity"] is True
 
 
-def test_without_a_snapshot_the_drill_from_a_snapshot_exits_2(copied, capsys) -> None:
+def test_without_a_snapshot_the_drill_from_a_snapshot_is_refused(copied, capsys) -> None:
     home, _, height = copied
     code, error = recover_json(capsys, home, "--from-snapshot", "--height", "1")
-    assert code == 2 and error["code"] == "no_snapshot" and "height 1" in error["error"]
+    assert code == 1 and error["code"] == "no_snapshot" and "height 1" in error["error"]
     code, error = recover_json(capsys, home, "--height", str(height))
     assert code == 2 and error["code"] == "usage"
     code, reset = run_cli(capsys, "reset", "--home", str(home), "--yes")
     assert code == 0 and reset["snapshots_deleted"] == 2
     code, error = recover_json(capsys, home, "--from-snapshot")
-    assert code == 2 and error["code"] == "no_snapshot" and "--from-snapshot" in error["error"]
+    assert code == 1 and error["code"] == "no_snapshot" and "--from-snapshot" in error["error"]
 
 
 async def copy_as_state_synced(source: Path, target: Path, synced_at: int) -> tuple[int, int]:
@@ -373,12 +373,12 @@ def test_a_state_synced_home_needs_the_drill_from_its_snapshot(
     assert below > 0 and above > 0
     # From genesis the ops below the snapshot are missing: a typed error, not a parity failure.
     code, error = recover_json(capsys, home)
-    assert code == 2 and error["code"] == "log_not_from_genesis"
+    assert code == 1 and error["code"] == "log_not_from_genesis"
     assert f"from height 1 to {height - 1}" in error["error"]
     assert "--from-snapshot" in error["error"]
     # Reset would delete the only state its log cannot rebuild: refused the same way.
     code, error = run_cli(capsys, "reset", "--home", str(home), "--yes")
-    assert code == 2 and error["code"] == "log_not_from_genesis"
+    assert code == 1 and error["code"] == "log_not_from_genesis"
     code, report = recover_json(capsys, home, "--from-snapshot")
     assert code == 0, report
     assert report["from_snapshot_height"] == height - 1 and report["checkpoint_height"] == height

@@ -104,7 +104,7 @@ def home(history_template: tuple[Path, int], tmp_path: Path) -> Path:
 def test_rollback_is_refused_unless_quiesced(home: Path, capsys) -> None:
     capsys.readouterr()
     code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1", "--yes")
-    assert code == 2 and report["code"] == "not_quiesced"
+    assert code == 1 and report["code"] == "not_quiesced"
     log, checkpoints, reverted = asyncio.run(read_store(home))
     assert not any(op.status is OpStatus.REVERTED for op in log)
     assert len(checkpoints) >= 3 and reverted == []
@@ -114,9 +114,9 @@ def test_rollback_to_a_height_without_a_checkpoint_is_refused(home: Path, capsys
     asyncio.run(set_mode(home, NodeMode.QUIESCED))
     capsys.readouterr()
     code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "99", "--yes")
-    assert code == 2 and report["code"] == "unknown_checkpoint"
+    assert code == 1 and report["code"] == "unknown_checkpoint"
     code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "-1", "--yes")
-    assert code == 2 and report["code"] == "bad_height"
+    assert code == 1 and report["code"] == "bad_height"
     log, _, reverted = asyncio.run(read_store(home))
     assert not any(op.status is OpStatus.REVERTED for op in log) and reverted == []
 
@@ -134,13 +134,13 @@ def test_rollback_is_refused_while_the_store_is_held(home: Path, capsys) -> None
 
     capsys.readouterr()
     code, report = asyncio.run(attempt())
-    assert code == 2 and report["code"] == "database_locked"
+    assert code == 1 and report["code"] == "database_locked"
 
 
 def test_rollback_needs_yes_without_a_terminal(home: Path, capsys) -> None:
     capsys.readouterr()
     code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1")
-    assert code == 2 and report["code"] == "confirm"
+    assert code == 1 and report["code"] == "confirm"
 
 
 def test_rollback_to_height_1_keeps_the_ops_and_restarts_at_1(

@@ -212,7 +212,7 @@ def test_list_reads_beside_a_running_node_without_its_lock(history, capsys) -> N
         assert listed["snapshots"][-1]["height"] == made["final_height"]
         # The recovery drill writes nothing either but needs the node stopped: it is refused.
         code, refused = run_cli(capsys, "recover", "--home", str(home))
-        assert code == 2 and refused["code"] == "database_locked"
+        assert code == 1 and refused["code"] == "database_locked"
     finally:
         writer.rollback()
         writer.close()
@@ -256,18 +256,18 @@ def test_diff_counts_shared_chunks_and_bytes_to_fetch(history, capsys) -> None:
         (["snapshot", "drop"], "usage"),
     ],
 )
-def test_bad_arguments_and_missing_heights_exit_2_with_a_code(
+def test_bad_arguments_exit_2_and_missing_heights_1_with_a_code(
     history, capsys, argv: list[str], code: str
 ) -> None:
     home, _ = history
     exit_code, error = run_cli(capsys, *argv, "--home", str(home))
-    assert exit_code == 2
+    assert exit_code == (2 if code == "usage" else 1)
     assert error["code"] == code
 
 
 def test_a_missing_home_is_a_typed_error(tmp_path: Path, capsys) -> None:
     code, error = run_cli(capsys, "snapshot", "list", "--home", str(tmp_path / "nowhere"))
-    assert code == 2 and error["code"] == "no_home"
+    assert code == 1 and error["code"] == "no_home"
 
 
 # --- restart from a snapshot -------------------------------------------------------------------
@@ -321,7 +321,7 @@ def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before(
     exit_code, error = run_cli(
         capsys, "snapshot", "show", "--home", str(home), "--height", str(height)
     )
-    assert exit_code == 2 and error["code"] != "usage"
+    assert exit_code == 1 and error["code"] != "usage"
 
 
 def test_with_every_snapshot_corrupt_the_whole_log_is_replayed(
