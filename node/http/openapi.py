@@ -128,6 +128,56 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/genesis": _get("the genesis file, byte for byte", _json(_OBJECT, "genesis")),
+    "/v1/hype": _get(
+        "hype targets by credits burned, largest first",
+        _json(_OBJECT, "leaderboard"),
+        400,
+        parameters=[_param("top", {"type": "integer", "minimum": 1}, "query")],
+    ),
+    "/v1/hype/{target}": _get(
+        "credits burned toward one target",
+        _json(_OBJECT, "tally"),
+        400,
+        parameters=[_param("target", {"type": "string"})],
+    ),
+    "/v1/accounts/{account_id}/ops": _get(
+        "an account's ops, newest first, one page",
+        _json(_OBJECT, "page of ops and the next cursor"),
+        400,
+        parameters=[
+            _param("account_id", {"type": "string"}),
+            _param("cursor", {"type": "string"}, "query"),
+            _param("limit", {"type": "integer", "minimum": 1}, "query"),
+        ],
+    ),
+    "/v1/onboarding": _get(
+        "whether this node onboards testers, and the puzzle's cost", _json(_OBJECT, "onboarding")
+    ),
+    "/v1/onboarding/signup": {
+        "post": {
+            "summary": "the signup reward for a new account, for a solved puzzle",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["account", "nonce"],
+                            "properties": {
+                                "account": {"type": "string"},
+                                "nonce": {"type": "integer", "minimum": 0},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _json(_SUBMITTED, "the grant, durable"),
+                **_errors(400, 404, 409, 413, 503),
+            },
+        }
+    },
     "/v1/events": _get(
         "WebSocket of JSON events (upgrade required)",
         {"description": "switching to the WebSocket protocol"},

@@ -22,6 +22,7 @@ from swarmd.protocol import crypto, limits
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.ops import Op, decode_op
 
+from ..http.body import json_depth
 from ..runtime.driver import Daemon
 from .errors import WebApiError, json_errors
 from .onboarding import Onboarding
@@ -184,10 +185,14 @@ async def post_signup(request: web.Request) -> web.Response:
     raw = await request.content.read(SIGNUP_BODY_SIZE_BYTES_MAX + 1)
     if len(raw) > SIGNUP_BODY_SIZE_BYTES_MAX:
         raise WebApiError(413, "request_too_large", "request body too large")
+    if json_depth(raw) > limits.JSON_BODY_DEPTH_MAX:
+        raise WebApiError(
+            400, "json_too_deep", f"JSON nested deeper than {limits.JSON_BODY_DEPTH_MAX}"
+        )
     try:
         value = json.loads(raw)
         account, nonce = value["account"], value["nonce"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise WebApiError(400, "bad_request", 'expected {"account": id, "nonce": int}') from None
     if type(nonce) is not int or not 0 <= nonce < 2**64:
         raise WebApiError(400, "bad_request", "nonce must be an integer 0..2**64-1")

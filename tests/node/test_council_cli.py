@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from swarmd.node.cli import main
-from swarmd.node.cli.common import EXIT_OK, EXIT_USAGE, Output, load_home_config, open_home_store
+from swarmd.node.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Output,
+    load_home_config,
+    open_home_store,
+)
 from swarmd.node.cli.devnet import NodeHome, free_ports, report_exit, restart_argv
 from swarmd.node.cli.home import init_home
 from swarmd.node.http.admin import write_cookie
@@ -209,11 +216,11 @@ async def test_endorse_then_revoke_a_handle(
     code, again = await cli(
         capsys, "council", "revoke", "--home", home, "--handle", "ada", "--claim", claim.op_id.hex()
     )
-    assert (code, again["code"]) == (EXIT_USAGE, "already_revoked")
+    assert (code, again["code"]) == (EXIT_FAILED, "already_revoked")
     code, unknown = await cli(capsys, "council", "revoke", "--home", home, "--handle", "nobody")
-    assert (code, unknown["code"]) == (EXIT_USAGE, "unknown_handle")
+    assert (code, unknown["code"]) == (EXIT_FAILED, "unknown_handle")
     code, unknown = await cli(capsys, "council", "endorse", "--home", home, "--claim", "ab" * 32)
-    assert (code, unknown["code"]) == (EXIT_USAGE, "unknown_claim")
+    assert (code, unknown["code"]) == (EXIT_FAILED, "unknown_claim")
 
 
 async def test_a_node_outside_the_council_cannot_sign(
@@ -233,7 +240,7 @@ async def test_a_node_outside_the_council_cannot_sign(
         ["rollback", "--to-height", "0", "--reason", "x"],
     ):
         code, value = await cli(capsys, "council", *argv[:1], "--home", home, *argv[1:])
-        assert (code, value["code"]) == (EXIT_USAGE, "not_council"), argv
+        assert (code, value["code"]) == (EXIT_FAILED, "not_council"), argv
     assert outsider.daemon.core.ledger.state.accounts.get(outsider.daemon.node_id) is None
     code, status = await cli(capsys, "council", "status", "--home", home)
     assert code == EXIT_OK and status["member"] is False
@@ -252,14 +259,14 @@ async def test_pending_core_work_answers_not_supported(
     if isinstance(author, ClaimsVoting):
         assert code == EXIT_OK and paused["kind"] == "council.pause_claims"
     else:
-        assert (code, paused["code"]) == (EXIT_USAGE, "not_supported")
+        assert (code, paused["code"]) == (EXIT_FAILED, "not_supported")
     code, rollback = await cli(
         capsys, "council", "rollback", "--home", home, "--to-height", "0", "--reason", "x"
     )
     if issubclass(NodeCore, RollbackProposing):
         assert code == EXIT_OK and rollback["to_height"] == 0
     else:
-        assert (code, rollback["code"]) == (EXIT_USAGE, "not_supported")
+        assert (code, rollback["code"]) == (EXIT_FAILED, "not_supported")
 
 
 @pytest.mark.parametrize(
@@ -280,7 +287,7 @@ async def test_pending_core_work_answers_not_supported(
         (["council", "status", "--home", "{home}"], "cookie_missing"),
     ],
 )
-def test_bad_arguments_and_a_stopped_node_exit_2(
+def test_bad_arguments_exit_2_and_a_stopped_node_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: str
 ) -> None:
     home = make_home(tmp_path / "a")
@@ -289,7 +296,8 @@ def test_bad_arguments_and_a_stopped_node_exit_2(
     exit_code = main(["--json", *filled])
 
     value = json.loads(capsys.readouterr().out)
-    assert (exit_code, value["code"]) == (EXIT_USAGE, code), value
+    expected = EXIT_USAGE if code == "usage" else EXIT_FAILED  # usage 2, refusals 1
+    assert (exit_code, value["code"]) == (expected, code), value
 
 
 def test_an_unreachable_node_is_a_typed_error(
@@ -302,7 +310,7 @@ def test_an_unreachable_node_is_a_typed_error(
     exit_code = main(["--json", "council", "status", "--home", str(home)])
 
     value = json.loads(capsys.readouterr().out)
-    assert (exit_code, value["code"]) == (EXIT_USAGE, "node_unreachable")
+    assert (exit_code, value["code"]) == (EXIT_FAILED, "node_unreachable")
 
 
 # --- swarmd admin on a stopped node ----------------------------------------------------------
