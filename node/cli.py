@@ -32,6 +32,7 @@ BENCHMARKS = (
     "state_tree",
     "swarm",
     "api",
+    "scale",
 )
 
 
