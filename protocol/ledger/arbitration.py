@@ -120,12 +120,12 @@ class _Arbitration(_LedgerBase):
     def _replay(
         self, base: Derivation, ordered: list[Op], step: Callable[[Op], None] | None = None
     ) -> Derivation:
-        """A copy of `base` with `ordered` (canonical order) applied by `step` (default: a
-        non-strict `_replay_one`); the live derivation is untouched (it is swapped out while
-        the replay runs)."""
+        """An overlay on `base` (the final derivation) with `ordered` (canonical order) applied
+        by `step` (default: a non-strict `_replay_one`); the live derivation is untouched (it
+        is swapped out while the replay runs)."""
         if step is None:
             step = functools.partial(self._replay_one, strict=False)
-        live, self._live = self._live, base.copy()
+        live, self._live = self._live, base.over(self.stats.work)
         self._replaying = True
         try:
             for op in ordered:

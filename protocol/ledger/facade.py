@@ -77,7 +77,7 @@ class Ledger(_Cuts):
             raise LocalProtocolError(f"restore height {height} is negative")
         ledger = cls(genesis, config)
         ledger._final = Derivation.around(state.copy())
-        ledger._live = ledger._final.copy()
+        ledger._live = ledger._final.over(ledger.stats.work)
         ledger.final_height = height
         ledger._base_seqs = {key: account.seq for key, account in state.accounts.items()}
         return ledger
