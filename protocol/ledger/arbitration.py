@@ -58,7 +58,9 @@ class _Arbitration(_LedgerBase):
         """Re-count the depth of every known non-final op from the (new) final checkpoint,
         parents first (the old keys already order parents before children)."""
         final = self._final.applied
-        unfinal = [op_id for op_id in self._known if op_id not in final]
+        # `_depth` holds the known non-final ops (and no final one but those of the cut being
+        # made final): O(non-final ops), not O(history).
+        unfinal = [op_id for op_id in self._depth if op_id not in final]
         for op_id in sorted(unfinal, key=self._canonical_key):
             self._depth[op_id] = self._depth_of(self._known[op_id])
 
@@ -96,8 +98,9 @@ class _Arbitration(_LedgerBase):
         before = set(self._live.applied)
         bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         final = self._final.applied
+        known = self._known
         ordered = sorted(
-            (op for op in self._known.values() if op.op_id not in final),
+            (known[op_id] for op_id in self._depth if op_id not in final),  # see above
             key=lambda op: self._canonical_key(op.op_id),
         )
         touched = handles.handles_of(ordered, self._live.state.claims, self._known)

@@ -75,7 +75,10 @@ class _LedgerBase:
         self._final = Derivation.empty()
         self._live = self._final.over(self.stats.work)
         self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
+        #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
+        #: the last final cut's ops stay readable by `canonical_order` until the next one.
         self._depth: dict[bytes, int] = {}
+        self._last_cut_depth: dict[bytes, int] = {}
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False

@@ -45,9 +45,18 @@ class _Cuts(_Applying):
         return heads
 
     def canonical_order(self, op_ids: list[bytes] | set[bytes]) -> list[bytes]:
-        """Known ids sorted parents-first (by causal depth, then id); unknown ids dropped."""
-        known = [op_id for op_id in op_ids if op_id in self._depth]
-        return sorted(known, key=self._canonical_key)
+        """Known non-final ids, or ids of the last final cut, sorted parents-first (by causal
+        depth, then id); other ids dropped."""
+        depth, last_cut = self._depth, self._last_cut_depth
+        keyed = []
+        for op_id in op_ids:
+            found = depth.get(op_id)
+            if found is None:
+                found = last_cut.get(op_id)
+            if found is not None:
+                keyed.append((found, op_id))
+        keyed.sort()
+        return [op_id for _, op_id in keyed]
 
     def unfinalized_count(self) -> int:
         return len(self._live.applied) - len(self._final.applied)
@@ -207,7 +216,14 @@ class _Cuts(_Applying):
                 self._recompute_depths()
                 self._rederive()
         self.final_height = height
+        self._forget_final_depths(closure)
         return sorted(closure)
+
+    def _forget_final_depths(self, closure: set[bytes]) -> None:
+        """Per-op bookkeeping is for non-final ops only: the cut's depths move aside for
+        `canonical_order` (the caller orders the final ids next) until the next cut."""
+        depth = self._depth
+        self._last_cut_depth = {op_id: depth.pop(op_id) for op_id in closure if op_id in depth}
 
     def _remainder(self, closure: set[bytes]) -> list[bytes]:
         """The applied, non-final ops outside `closure`, in canonical order.

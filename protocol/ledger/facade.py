@@ -179,6 +179,21 @@ class Ledger(_Cuts):
     def applied_ids(self) -> list[bytes]:
         return list(self._live.applied)
 
+    def applied_count(self) -> int:
+        """How many ops are applied (final or provisional): O(1), for status and metrics."""
+        return len(self._live.applied)
+
+    def bookkeeping_counts(self) -> dict[str, int]:
+        """How many entries the per-op bookkeeping holds (depths, conflict keys, check
+        results, excluded ids): tests assert it is bounded by the non-final ops."""
+        return {
+            "depths": len(self._depth) + len(self._last_cut_depth),
+            "final_conflict_keys": len(self._final.conflicts),
+            "live_conflict_keys": len(self._live.conflicts),
+            "checked": len(self._live.checked),
+            "excluded": len(self._live.excluded),
+        }
+
     def known_ops(self) -> list[Op]:
         """Every op that passed the pipeline (applied or excluded), in arrival order."""
         return list(self._known.values())

@@ -487,9 +487,12 @@ class Derivation:
         assert isinstance(self.applied, OverlaySet) and self.applied.base is base.applied
         self.state.merge()
         self.applied.merge()
-        for records in (self.conflicts, self.claims_by_handle):
-            assert isinstance(records, OverlayMap)
-            records.merge()
+        assert isinstance(self.claims_by_handle, OverlayMap)
+        self.claims_by_handle.merge()
+        # Conflict keys are not merged: a final op's keys can never be contended again, and
+        # `_conflict_winner_check` answers "final" for them from the final state (seq at or
+        # below the author's final seq; a grant to a final granted account) before it reads
+        # the conflict keys, so they are per-op bookkeeping of non-final ops only.
 
     def copy(self) -> Derivation:
         return Derivation(

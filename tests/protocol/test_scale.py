@@ -92,3 +92,27 @@ def test_partial_cut_checkpoint_touches_only_the_cut() -> None:
     cost = checkpoint(ledger, ledger.unfinalized_heads())
     assert cost <= 3 * SIGNERS, cost
     assert ledger.final_state.root() == provisional_root
+
+
+def test_final_ops_leave_the_per_op_bookkeeping() -> None:
+    """After many checkpoints, depths and conflict keys are held for the last cut at most,
+    not for every op ever applied."""
+    ledger, signers = big_ledger()
+    rounds = 5
+    for shift in range(1, rounds + 1):
+        transfer_round(ledger, signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+    counts = ledger.bookkeeping_counts()
+    assert ledger.applied_count() == rounds * SIGNERS
+    assert counts["depths"] <= SIGNERS, counts  # the last cut's, for canonical_order
+    assert counts["final_conflict_keys"] == 0, counts
+    assert counts["live_conflict_keys"] == 0, counts
+    assert counts["checked"] == counts["excluded"] == 0, counts
+    # One provisional op: its bookkeeping is there, and it leaves at the next checkpoint.
+    assert ledger.receive_verified(signers[0].transfer(signers[1].key, 1), 0.0).status == (
+        "accepted"
+    )
+    counts = ledger.bookkeeping_counts()
+    assert counts["live_conflict_keys"] == counts["checked"] == 1, counts
+    checkpoint(ledger, ledger.unfinalized_heads())
+    assert ledger.bookkeeping_counts()["depths"] == 1
