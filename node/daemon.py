@@ -211,6 +211,7 @@ class _Batch:
     envelopes: list[bytes] = field(default_factory=list)
     checkpoints: list[PersistCheckpoint] = field(default_factory=list)
     consensus_state: bytes | None = None  # the latest one queued; it replaces the stored one
+    expired: list[bytes] = field(default_factory=list)  # evicted pending ops (after their append)
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -240,6 +241,9 @@ class GroupCommitter:
 
     def add_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
         self._batch().checkpoints.append(checkpoint)
+
+    def add_expired(self, op_id: bytes) -> None:
+        self._batch().expired.append(op_id)
 
     def add_consensus_state(self, data: bytes) -> None:
         """Queue the signing state. The core hands over the same state with every periodic
@@ -308,6 +312,8 @@ class GroupCommitter:
             await self.node_log.append_ops(envelopes[start : start + COMMIT_BATCH_OPS_MAX])
         for checkpoint in batch.checkpoints:
             await self.node_log.put_checkpoint(checkpoint)
+        if batch.expired:
+            await self.node_log.mark_expired(batch.expired)
         # Last: a signing state is never durable before the checkpoints that precede it.
         if batch.consensus_state is not None and self.signing_state_file is not None:
             await asyncio.to_thread(self.signing_state_file.save, batch.consensus_state)
@@ -315,6 +321,22 @@ class GroupCommitter:
 
 
 # --- restoring at start ----------------------------------------------------------------------
+
+
+async def expire_reloaded_pending(node_log: NodeLog, core: NodeCore, ttl_s: float) -> int:
+    """Pending ops replayed from the log whose TTL ran out before this start (received more
+    than `ttl_s` ago) leave the pool at once and are marked expired in the log, instead of
+    starting a fresh TTL at every restart (issue 13). Returns how many."""
+    pending = [entry.op.op_id for entry in core.ledger.pending.entries()]
+    if not pending:
+        return 0
+    received = await node_log.received_at_ms(pending)
+    cutoff_ms = int(time.time() * 1000) - int(ttl_s * 1000)
+    stale = [op_id for op_id in pending if received.get(op_id, cutoff_ms + 1) <= cutoff_ms]
+    if stale:
+        core.ledger.drop_pending(stale)
+        await node_log.mark_expired(stale)
+    return len(stale)
 
 
 async def _restore_core(
@@ -494,6 +516,7 @@ class Daemon:
                 )
 
             core, snapshot_height = await _restore_core(node_log, restore)
+            await expire_reloaded_pending(node_log, core, config.limits.pending_op_ttl_s)
         except BaseException:
             await node_log.close()
             raise
@@ -799,6 +822,7 @@ class Daemon:
             metrics.op_result("excluded", event.code)
         elif isinstance(event, OpEvicted):
             metrics.op_result("evicted", event.code)
+            self.committer.add_expired(event.op_id)
         elif isinstance(event, CheckpointFinalized):
             metrics.set_final_height(event.height)
             metrics.observe_finality(event.latency_s)

@@ -49,6 +49,14 @@ class NodeLog(Protocol):
         """(envelopes in log order, checkpoint bundles by ascending height)."""
         ...
 
+    async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
+        """Pending ops that expired or were evicted: not replayed at the next restart."""
+        ...
+
+    async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
+        """When each logged op among `op_ids` was received (ms since the epoch)."""
+        ...
+
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
         """(height, blob) of the newest stored state snapshot, or None. Raises the store's
         CorruptDatabaseError when its bytes fail their checksum."""
@@ -130,7 +138,8 @@ class StoreLog:
                         # by sync, it is live again: without this it would be dropped at the
                         # next restart while a later checkpoint needs it.
                         logged = await self.store.get_op(op.op_id)
-                        if logged is not None and logged.status == self.api.OpStatus.REVERTED:
+                        gone = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
+                        if logged is not None and logged.status in gone:
                             await self.store.mark_status([op.op_id], self.api.OpStatus.APPLIED)
 
     async def put_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
@@ -154,12 +163,25 @@ class StoreLog:
         snapshot = await self.store.latest_snapshot()
         return None if snapshot is None else (int(snapshot.height), bytes(snapshot.blob))
 
+    async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
+        for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
+            chunk = op_ids[start : start + self.api.APPEND_OPS_MAX]
+            await self.store.mark_status(chunk, self.api.OpStatus.EXPIRED)
+
+    async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
+        found: dict[bytes, int] = {}
+        for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
+            for row in await self.store.get_ops(op_ids[start : start + self.api.APPEND_OPS_MAX]):
+                found[bytes(row.op_id)] = int(row.received_at_ms)
+        return found
+
     async def load(self) -> tuple[list[bytes], list[bytes]]:
+        skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
         envelopes: list[bytes] = []
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
-            envelopes += [row.envelope for row in rows if row.status != self.api.OpStatus.REVERTED]
+            envelopes += [row.envelope for row in rows if row.status not in skipped]
             if len(rows) < LOAD_PAGE_ROWS:
                 break
             after = rows[-1].seq

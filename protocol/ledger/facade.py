@@ -129,6 +129,18 @@ class Ledger(_Cuts):
         self.stats.evicted += len(expired)
         return len(expired)
 
+    def drop_pending(self, op_ids: list[bytes]) -> int:
+        """Expire these pending ops now (a restart found their TTL ran out while the node was
+        down: their TTL counts from when they were first received, not from the restart);
+        returns how many were pending."""
+        dropped = 0
+        for op_id in op_ids:
+            if self.pending.discard(op_id):
+                self._emit(OpEvicted(op_id, RejectCode.PENDING_EXPIRED))
+                dropped += 1
+        self.stats.evicted += dropped
+        return dropped
+
     def next_event(self) -> LedgerEvent | None:
         return self._events.popleft() if self._events else None
 
