@@ -91,11 +91,12 @@ class _Arbitration(_LedgerBase):
             verdict = "holder"
         return verdict
 
-    def _rederive(self) -> None:
-        """Replay every known op above the final state in canonical order."""
+    def _rederive(self, applied_before: set[bytes] | None = None) -> None:
+        """Replay every known op above the final state in canonical order (`applied_before`:
+        the ids the live derivation held, when the final state changed under it since)."""
         self.stats.rederivations += 1
         self._forget_cuts()  # the replay may drop ops a remembered closure holds
-        before = set(self._live.applied)
+        before = set(self._live.applied) if applied_before is None else applied_before
         bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         final = self._final.applied
         known = self._known

@@ -200,6 +200,10 @@ class _Cuts(_Applying):
                 self._known.pop(op_id, None)
                 self._depth.pop(op_id, None)
                 self._remember_rejected(op_id, final_code(code))
+            # The provisional state keeps what it read (the old final records) until it is
+            # re-derived, exactly as when it was a copy; and the ids it held before.
+            applied_before = set(self._live.applied)
+            self._live.pin(derivation)
             derivation.merge(self._final)
             live_applied = self._live.applied
             if isinstance(live_applied, OverlaySet):  # the cut's ids are final ones now
@@ -214,7 +218,7 @@ class _Cuts(_Applying):
                 self._recount_depths(remainder)
             else:
                 self._recompute_depths()
-                self._rederive()
+                self._rederive(applied_before)
         self.final_height = height
         self._forget_final_depths(closure)
         return sorted(closure)

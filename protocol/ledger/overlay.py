@@ -142,6 +142,14 @@ class OverlayMap(MutableMapping[K, V], Generic[K, V]):
         else:
             del self.local[key]
 
+    def pin(self, keys: Iterable[K]) -> None:
+        """Keep this overlay's view of `keys` (read through to the base until now) when another
+        overlay on the same base is merged into it: O(len(keys))."""
+        local, base = self.local, self.base
+        for key in keys:
+            if key not in local:
+                local[key] = base.get(key, _DELETED)  # type: ignore[arg-type]
+
     def merge(self) -> int:
         """Write every record of the overlay into the base; returns how many."""
         base = self.base

@@ -481,6 +481,22 @@ class Derivation:
             dict(self.checked),
         )
 
+    def pin(self, other: Derivation) -> None:
+        """Keep this overlay's view of every record `other` (an overlay on the same base)
+        wrote, before `other` is merged into the base (overlay.OverlayMap.pin)."""
+        pairs = [
+            (self.state.accounts, other.state.accounts),
+            (self.state.claims, other.state.claims),
+            (self.state.bindings, other.state.bindings),
+            (self.state.burn_tallies, other.state.burn_tallies),
+            (self.state.mode_votes, other.state.mode_votes),
+            (self.conflicts, other.conflicts),
+            (self.claims_by_handle, other.claims_by_handle),
+        ]
+        for mine, theirs in pairs:
+            assert isinstance(mine, OverlayMap) and isinstance(theirs, OverlayMap)
+            mine.pin(list(theirs.written()))
+
     def merge(self, base: Derivation) -> None:
         """Write this overlay (made by `base.over`) into `base`: O(what it wrote). Excluded
         ids and check results are not merged (a final derivation holds neither)."""
