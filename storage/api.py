@@ -62,6 +62,10 @@ class OpStatus(enum.IntEnum):
     REJECTED = 2
     #: Set by a rollback on ops after the rollback point: kept, never deleted.
     REVERTED = 3
+    #: A pending op that expired or was evicted before it became valid (issue 13): kept like
+    #: a reverted op, but never replayed at a restart, so junk waiting for parents that never
+    #: come is not reloaded after its expiry. Logged again (APPLIED) if it comes back.
+    EXPIRED = 4
 
 
 class NodeMode(enum.Enum):

@@ -22,6 +22,7 @@ BENCHMARKS = (
     "sync",
     "framing",
     "state_tree",
+    "scale",
     "swarm",
     "api",
 )

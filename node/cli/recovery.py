@@ -280,7 +280,8 @@ async def _replay_store(
                 if not replay.check_checkpoint(checkpoints[next_checkpoint]):
                     return _report(replay, stored, started)
                 next_checkpoint += 1
-            if row.status != storage_api.OpStatus.REVERTED and not replay.below_snapshot(row):
+            skipped = (storage_api.OpStatus.REVERTED, storage_api.OpStatus.EXPIRED)
+            if row.status not in skipped and not replay.below_snapshot(row):
                 batch.append(bytes(row.envelope))
         replay.feed(batch)
         batch = []

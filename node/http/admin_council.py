@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
@@ -329,12 +329,12 @@ def council_status(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-def _votes(council: tuple[bytes, ...], votes: dict[bytes, bool]) -> dict[str, bool | None]:
+def _votes(council: tuple[bytes, ...], votes: Mapping[bytes, bool]) -> dict[str, bool | None]:
     return {crypto.account_id_text(member): votes.get(member) for member in council}
 
 
 def _tally(
-    question: str, council: tuple[bytes, ...], votes: dict[bytes, bool], quorum: int, on: bool
+    question: str, council: tuple[bytes, ...], votes: Mapping[bytes, bool], quorum: int, on: bool
 ) -> dict[str, Any]:
     """A yes/no question every member votes on (latest vote counts): quiesce, pause claims."""
     yes = sum(1 for member in council if votes.get(member))

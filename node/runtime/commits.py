@@ -69,6 +69,11 @@ class NodeWrites:
             self.committer.queue_ops(new_ops[start : start + COMMIT_BATCH_OPS_MAX])
         self._state_last = None
 
+    def add_expired(self, op_id: bytes) -> None:
+        """Mark an op the pending pool evicted or expired: queued after its own append (the
+        core emitted that first), so the row exists when the mark is written."""
+        self.committer.queue_write(lambda: self.node_log.mark_expired([op_id]))
+
     def add_checkpoint(self, checkpoint: PersistCheckpoint) -> None:
         # A checkpoint's ops were always queued before it (the core emits them in that order),
         # so writing in queue order keeps "a stored checkpoint's ops are stored".

@@ -24,7 +24,7 @@ from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
-from swarmd.protocol.ledger import CreditReceived, OpAccepted, Outcome
+from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
 from swarmd.protocol.node_core import (
     Mode,
     NodeCore,
@@ -120,6 +120,7 @@ class Daemon:
             PersistCheckpoint: self._on_persist_checkpoint,
             PersistConsensusState: self._on_consensus_state,
             SnapshotDue: self._on_snapshot_due,
+            OpEvicted: self._on_op_evicted,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -346,6 +347,14 @@ class Daemon:
 
     def _on_persist_ops(self, event: PersistOps) -> bool:
         self.committer.add_ops(event.envelopes)
+        return False
+
+    def _on_op_evicted(self, event: OpEvicted) -> bool:
+        # Marked expired in the log (after its append), so a restart does not reload it.
+        self.committer.add_expired(event.op_id)
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
         return False
 
     def _on_op_accepted(self, event: OpAccepted) -> bool:

@@ -61,6 +61,14 @@ class NodeLog(Protocol):
         """(envelopes in log order, checkpoint bundles by ascending height)."""
         ...
 
+    async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
+        """Pending ops that expired or were evicted: not replayed at the next restart."""
+        ...
+
+    async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
+        """When each logged op among `op_ids` was received (ms since the epoch)."""
+        ...
+
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
         """(height, blob) of the newest stored state snapshot, or None. Raises the store's
         CorruptDatabaseError when its bytes fail their checksum."""
@@ -151,13 +159,13 @@ class StoreLog:
         try:
             return int((await self.store.append_ops([op]))[0])
         except self.errors.DuplicateOpError:
-            # Logged before. If a rollback had marked it reverted and it came back by sync, it
-            # is live again: without this it would be dropped at the next restart while a
-            # later checkpoint needs it.
+            # Logged before. If a rollback had marked it reverted (or the pool expired it) and
+            # it came back by sync, it is live again: without this it would be dropped at the
+            # next restart while a later checkpoint needs it.
             logged = await self.store.get_op(op.op_id)
             if logged is None:
                 return 0  # not readable as logged: skipped as before; seq 0 names no row
-            if logged.status == self.api.OpStatus.REVERTED:
+            if logged.status in (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED):
                 await self.store.mark_status([op.op_id], self.api.OpStatus.APPLIED)
             return int(logged.seq)
 
@@ -182,12 +190,25 @@ class StoreLog:
         snapshot = await self.store.latest_snapshot()
         return None if snapshot is None else (int(snapshot.height), bytes(snapshot.blob))
 
+    async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
+        for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
+            chunk = op_ids[start : start + self.api.APPEND_OPS_MAX]
+            await self.store.mark_status(chunk, self.api.OpStatus.EXPIRED)
+
+    async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
+        found: dict[bytes, int] = {}
+        for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
+            for row in await self.store.get_ops(op_ids[start : start + self.api.APPEND_OPS_MAX]):
+                found[bytes(row.op_id)] = int(row.received_at_ms)
+        return found
+
     async def load(self) -> tuple[list[bytes], list[bytes]]:
+        skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
         envelopes: list[bytes] = []
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
-            envelopes += [row.envelope for row in rows if row.status != self.api.OpStatus.REVERTED]
+            envelopes += [row.envelope for row in rows if row.status not in skipped]
             if len(rows) < LOAD_PAGE_ROWS:
                 break
             after = rows[-1].seq

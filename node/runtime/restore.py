@@ -78,6 +78,22 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
     )
 
 
+async def expire_reloaded_pending(node_log: NodeLog, core: NodeCore, ttl_s: float) -> int:
+    """Pending ops replayed from the log whose TTL ran out before this start (received more
+    than `ttl_s` ago) leave the pool at once and are marked expired in the log, instead of
+    starting a fresh TTL at every restart. Returns how many."""
+    pending = [entry.op.op_id for entry in core.ledger.pending.entries()]
+    if not pending:
+        return 0
+    received = await node_log.received_at_ms(pending)
+    cutoff_ms = int(time.time() * 1000) - int(ttl_s * 1000)
+    stale = [op_id for op_id in pending if received.get(op_id, cutoff_ms + 1) <= cutoff_ms]
+    if stale:
+        core.ledger.drop_pending(stale)
+        await node_log.mark_expired(stale)
+    return len(stale)
+
+
 async def restore_core(
     node_log: NodeLog, restore: Callable[[bytes | None], NodeCore]
 ) -> tuple[NodeCore, int | None]:
@@ -168,6 +184,7 @@ async def open_node(config: NodeConfig) -> Restored:
             )
 
         core, snapshot_height = await restore_core(node_log, restore)
+        await expire_reloaded_pending(node_log, core, config.limits.pending_op_ttl_s)
     except BaseException:
         await node_log.close()
         raise

@@ -58,7 +58,9 @@ class _Arbitration(_LedgerBase):
         """Re-count the depth of every known non-final op from the (new) final checkpoint,
         parents first (the old keys already order parents before children)."""
         final = self._final.applied
-        unfinal = [op_id for op_id in self._known if op_id not in final]
+        # `_depth` holds the known non-final ops (and no final one but those of the cut being
+        # made final): O(non-final ops), not O(history).
+        unfinal = [op_id for op_id in self._depth if op_id not in final]
         for op_id in sorted(unfinal, key=self._canonical_key):
             self._depth[op_id] = self._depth_of(self._known[op_id])
 
@@ -89,15 +91,17 @@ class _Arbitration(_LedgerBase):
             verdict = "holder"
         return verdict
 
-    def _rederive(self) -> None:
-        """Replay every known op above the final state in canonical order."""
+    def _rederive(self, applied_before: set[bytes] | None = None) -> None:
+        """Replay every known op above the final state in canonical order (`applied_before`:
+        the ids the live derivation held, when the final state changed under it since)."""
         self.stats.rederivations += 1
         self._forget_cuts()  # the replay may drop ops a remembered closure holds
-        before = set(self._live.applied)
+        before = set(self._live.applied) if applied_before is None else applied_before
         bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         final = self._final.applied
+        known = self._known
         ordered = sorted(
-            (op for op in self._known.values() if op.op_id not in final),
+            (known[op_id] for op_id in self._depth if op_id not in final),  # see above
             key=lambda op: self._canonical_key(op.op_id),
         )
         touched = handles.handles_of(ordered, self._live.state.claims, self._known)
@@ -120,12 +124,12 @@ class _Arbitration(_LedgerBase):
     def _replay(
         self, base: Derivation, ordered: list[Op], step: Callable[[Op], None] | None = None
     ) -> Derivation:
-        """A copy of `base` with `ordered` (canonical order) applied by `step` (default: a
-        non-strict `_replay_one`); the live derivation is untouched (it is swapped out while
-        the replay runs)."""
+        """An overlay on `base` (the final derivation) with `ordered` (canonical order) applied
+        by `step` (default: a non-strict `_replay_one`); the live derivation is untouched (it
+        is swapped out while the replay runs)."""
         if step is None:
             step = functools.partial(self._replay_one, strict=False)
-        live, self._live = self._live, base.copy()
+        live, self._live = self._live, base.over(self.stats.work)
         self._replaying = True
         try:
             for op in ordered:

@@ -19,6 +19,7 @@ from ..errors import RemoteProtocolError
 from ..genesis import Genesis
 from ..ops import Op, op_id_of
 from .events import LedgerEvent, OpExcluded, OpRejected, Outcome
+from .overlay import WorkCount
 from .pending import PendingPool
 from .rules import CREDIT_KINDS
 from .state import Checked, Derivation
@@ -48,6 +49,9 @@ class LedgerStats:
     evicted: int = 0
     rederivations: int = 0
     events_dropped: int = 0
+    #: Records copied on write and merged into the final state (overlay.py), cumulative:
+    #: what a checkpoint costs in records, for tests that it is bounded by the cut.
+    work: WorkCount = field(default_factory=WorkCount)
 
 
 class _LedgerBase:
@@ -66,11 +70,15 @@ class _LedgerBase:
             per_author_max=self.config.pending_ops_per_author_max,
             ttl_s=self.config.pending_op_ttl_s,
         )
-        #: The derivation at the last final checkpoint, and the live (provisional) one above it.
+        #: The derivation at the last final checkpoint (whole), and the live (provisional) one
+        #: above it, an overlay on it (overlay.py).
         self._final = Derivation.empty()
-        self._live = self._final.copy()
+        self._live = self._final.over(self.stats.work)
         self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
+        #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
+        #: the last final cut's ops stay readable by `canonical_order` until the next one.
         self._depth: dict[bytes, int] = {}
+        self._last_cut_depth: dict[bytes, int] = {}
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False

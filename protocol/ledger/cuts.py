@@ -18,6 +18,7 @@ from ..ops import Kind, Op
 from . import rules
 from .apply import _Applying
 from .base import CutInvalidError
+from .overlay import OverlayMap, OverlaySet
 from .rules import Rejection
 from .state import Derivation
 
@@ -31,18 +32,31 @@ class _Cuts(_Applying):
         """(author, seq, head id) of every author whose applied chain moved since the last
         final checkpoint, sorted by author: the heads of the cut this node would propose."""
         final_accounts = self._final.state.accounts
+        live_accounts = self._live.state.accounts
+        # Only accounts written above the final state can have moved (overlay.py).
+        written = live_accounts.written() if isinstance(live_accounts, OverlayMap) else ()
         heads = []
-        for author, account in self._live.state.accounts.items():
+        for author in written:
+            account = live_accounts.get(author)
             final_account = final_accounts.get(author)
-            if account.seq > (final_account.seq if final_account else 0):
+            if account is not None and account.seq > (final_account.seq if final_account else 0):
                 heads.append((author, account.seq, account.head))
         heads.sort()
         return heads
 
     def canonical_order(self, op_ids: list[bytes] | set[bytes]) -> list[bytes]:
-        """Known ids sorted parents-first (by causal depth, then id); unknown ids dropped."""
-        known = [op_id for op_id in op_ids if op_id in self._depth]
-        return sorted(known, key=self._canonical_key)
+        """Known non-final ids, or ids of the last final cut, sorted parents-first (by causal
+        depth, then id); other ids dropped."""
+        depth, last_cut = self._depth, self._last_cut_depth
+        keyed = []
+        for op_id in op_ids:
+            found = depth.get(op_id)
+            if found is None:
+                found = last_cut.get(op_id)
+            if found is not None:
+                keyed.append((found, op_id))
+        keyed.sort()
+        return [op_id for _, op_id in keyed]
 
     def unfinalized_count(self) -> int:
         return len(self._live.applied) - len(self._final.applied)
@@ -155,20 +169,22 @@ class _Cuts(_Applying):
         """Make a checked cut final (its closure from `cut_closure`); returns the final ids.
 
         Three ways, cheapest first, all giving the state a full re-derivation would:
-        - the cut is exactly the provisional state: the final state is a copy of it;
+        - the cut is exactly the provisional state: it is merged into the final state (an
+          overlay merge: O(records it changed)) and a fresh overlay starts above it;
         - the cut is a part of a conflict-free provisional state and what stays provisional
           does not depend on where the final line is (`_remainder_is_stable`): the cut's
-          derivation (kept from `derive_cut`) becomes final and the provisional state stays
-          as it is; only causal depths are re-counted from the new final checkpoint;
+          derivation (kept from `derive_cut`, an overlay on the final state) is merged into
+          the final state and the provisional state stays as it is (it wrote every record the
+          cut wrote, so what it reads through to the final state did not change); only causal
+          depths are re-counted from the new final checkpoint;
         - otherwise the cut is replayed onto the previous final state and the provisional
           state is re-derived above the new final one.
         """
         if height != self.final_height + 1:
             raise LocalProtocolError(f"finalize height {height} after {self.final_height}")
         if self._is_whole_live(closure):
-            self._final = self._live.copy()
-            self._final.checked = {}
-            self._live.checked = {}
+            self._live.merge(self._final)
+            self._live = self._final.over(self.stats.work)
             self._forget_cuts()
         else:
             derivation = self._cut_derivation(closure)
@@ -184,9 +200,14 @@ class _Cuts(_Applying):
                 self._known.pop(op_id, None)
                 self._depth.pop(op_id, None)
                 self._remember_rejected(op_id, final_code(code))
-            derivation.excluded = {}
-            derivation.checked = {}
-            self._final = derivation
+            # The provisional state keeps what it read (the old final records) until it is
+            # re-derived, exactly as when it was a copy; and the ids it held before.
+            applied_before = set(self._live.applied)
+            self._live.pin(derivation)
+            derivation.merge(self._final)
+            live_applied = self._live.applied
+            if isinstance(live_applied, OverlaySet):  # the cut's ids are final ones now
+                live_applied.forget(closure)
             live_checked = self._live.checked
             for op_id in closure:
                 live_checked.pop(op_id, None)
@@ -197,9 +218,16 @@ class _Cuts(_Applying):
                 self._recount_depths(remainder)
             else:
                 self._recompute_depths()
-                self._rederive()
+                self._rederive(applied_before)
         self.final_height = height
+        self._forget_final_depths(closure)
         return sorted(closure)
+
+    def _forget_final_depths(self, closure: set[bytes]) -> None:
+        """Per-op bookkeeping is for non-final ops only: the cut's depths move aside for
+        `canonical_order` (the caller orders the final ids next) until the next cut."""
+        depth = self._depth
+        self._last_cut_depth = {op_id: depth.pop(op_id) for op_id in closure if op_id in depth}
 
     def _remainder(self, closure: set[bytes]) -> list[bytes]:
         """The applied, non-final ops outside `closure`, in canonical order.

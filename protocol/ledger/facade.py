@@ -77,7 +77,7 @@ class Ledger(_Cuts):
             raise LocalProtocolError(f"restore height {height} is negative")
         ledger = cls(genesis, config)
         ledger._final = Derivation.around(state.copy())
-        ledger._live = ledger._final.copy()
+        ledger._live = ledger._final.over(ledger.stats.work)
         ledger.final_height = height
         ledger._base_seqs = {key: account.seq for key, account in state.accounts.items()}
         return ledger
@@ -129,6 +129,18 @@ class Ledger(_Cuts):
         self.stats.evicted += len(expired)
         return len(expired)
 
+    def drop_pending(self, op_ids: list[bytes]) -> int:
+        """Expire these pending ops now (a restart found their TTL ran out while the node was
+        down: their TTL counts from when they were first received, not from the restart);
+        returns how many were pending."""
+        dropped = 0
+        for op_id in op_ids:
+            if self.pending.discard(op_id):
+                self._emit(OpEvicted(op_id, RejectCode.PENDING_EXPIRED))
+                dropped += 1
+        self.stats.evicted += dropped
+        return dropped
+
     def next_event(self) -> LedgerEvent | None:
         return self._events.popleft() if self._events else None
 
@@ -178,6 +190,21 @@ class Ledger(_Cuts):
 
     def applied_ids(self) -> list[bytes]:
         return list(self._live.applied)
+
+    def applied_count(self) -> int:
+        """How many ops are applied (final or provisional): O(1), for status and metrics."""
+        return len(self._live.applied)
+
+    def bookkeeping_counts(self) -> dict[str, int]:
+        """How many entries the per-op bookkeeping holds (depths, conflict keys, check
+        results, excluded ids): tests assert it is bounded by the non-final ops."""
+        return {
+            "depths": len(self._depth) + len(self._last_cut_depth),
+            "final_conflict_keys": len(self._final.conflicts),
+            "live_conflict_keys": len(self._live.conflicts),
+            "checked": len(self._live.checked),
+            "excluded": len(self._live.excluded),
+        }
 
     def known_ops(self) -> list[Op]:
         """Every op that passed the pipeline (applied or excluded), in arrival order."""

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..codes import RejectCode
 from ..ops import Kind, Op, check_handle
 from .events import HandleBound, HandleConflictRaised, HandleUnbound
@@ -47,7 +49,7 @@ HandleEvent = HandleBound | HandleUnbound | HandleConflictRaised
 # --- checks ------------------------------------------------------------------------------------
 
 
-def check_endorse(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes]) -> None:
+def check_endorse(op: Op, claims: Mapping[bytes, Claim], council: frozenset[bytes]) -> None:
     require_council(op, council)
     claim_id: bytes = op.fields["claim"]
     # Every parent is applied (or final) by now, so a parent that is a claim op is in the
@@ -59,7 +61,7 @@ def check_endorse(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes])
         raise Rejection(RejectCode.ALREADY_ENDORSED, "this member endorsed this claim already")
 
 
-def check_revoke(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes]) -> None:
+def check_revoke(op: Op, claims: Mapping[bytes, Claim], council: frozenset[bytes]) -> None:
     require_council(op, council)
     targets = revoke_targets(op, claims)
     if len(targets) != 1:
@@ -68,7 +70,7 @@ def check_revoke(op: Op, claims: dict[bytes, Claim], council: frozenset[bytes]) 
         raise Rejection(RejectCode.ALREADY_REVOKED, "this member revoked this claim already")
 
 
-def revoke_targets(op: Op, claims: dict[bytes, Claim]) -> list[bytes]:
+def revoke_targets(op: Op, claims: Mapping[bytes, Claim]) -> list[bytes]:
     """The parents of a revoke that are claims of its handle (in state, known or not)."""
     handle = op.fields["handle"]
     return [parent for parent in op.parents if parent in claims and claims[parent].handle == handle]
@@ -148,7 +150,7 @@ def settle(derivation: Derivation, handle: str, quorum: int) -> list[HandleEvent
 # --- re-derivation -----------------------------------------------------------------------------
 
 
-def handles_of(ops: list[Op], claims: dict[bytes, Claim], known: dict[bytes, Op]) -> list[str]:
+def handles_of(ops: list[Op], claims: Mapping[bytes, Claim], known: dict[bytes, Op]) -> list[str]:
     """The handles that claims, endorsements and revocations among `ops` touch (`claims` of
     the state, `known` ops by id)."""
     handles: set[str] = set()

@@ -100,6 +100,13 @@ class PendingPool:
             expired.append(self._remove(op_id))
         return expired
 
+    def discard(self, op_id: bytes) -> bool:
+        """Remove `op_id` if it is pending; whether it was."""
+        if op_id not in self._entries:
+            return False
+        self._remove(op_id)
+        return True
+
     def next_expiry(self) -> float | None:
         if not self._entries:
             return None

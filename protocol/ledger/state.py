@@ -31,11 +31,12 @@ needs to receive those credits without knowing the ops. It is brought up to date
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from .. import crypto, encoding
 from ..state_tree import StateTree
+from .overlay import OverlayMap, OverlaySet, WorkCount
 
 _ACCOUNT_TAG = b"swarmd/state/account\x00"
 _CLAIM_TAG = b"swarmd/state/claim\x00"
@@ -207,19 +208,25 @@ class Binding:
 
 class LedgerState:
     """Balances, chains, claims, handles, mode votes, tallies and totals, with a lazily updated
-    state root."""
+    state root.
+
+    A state is either whole (plain dicts) or an overlay on a whole one (`over`, overlay.py):
+    the record maps then hold only what was written since, and `merge` writes that into the
+    base. Callers read both kinds alike."""
 
     def __init__(self) -> None:
-        self.accounts: dict[bytes, Account] = {}
-        self.claims: dict[bytes, Claim] = {}
-        self.bindings: dict[str, Binding] = {}
-        self.burn_tallies: dict[str, int] = {}
+        self.accounts: MutableMapping[bytes, Account] = {}
+        self.claims: MutableMapping[bytes, Claim] = {}
+        self.bindings: MutableMapping[str, Binding] = {}
+        self.burn_tallies: MutableMapping[str, int] = {}
         self.granted = 0
         self.burned = 0
         #: Each council member's latest mode vote, by its chain order (True = quiesce).
-        self.mode_votes: dict[bytes, bool] = {}
+        self.mode_votes: MutableMapping[bytes, bool] = {}
         self.quiesced = False
         self.tree = StateTree()
+        #: The whole state this one overlays (None: this one is whole).
+        self.base: LedgerState | None = None
         self._dirty_accounts: set[bytes] = set()
         self._dirty_claims: set[bytes] = set()
         self._dirty_mode_votes: set[bytes] = set()
@@ -230,12 +237,26 @@ class LedgerState:
     # --- mutation ---------------------------------------------------------------------------
 
     def account(self, key: bytes) -> Account:
-        """The account for `key`, created empty on first use (and marked dirty)."""
-        account = self.accounts.get(key)
+        """The account for `key` to change, created empty on first use (and marked dirty);
+        in an overlay, copied from the base on first write."""
+        accounts = self.accounts
+        if isinstance(accounts, OverlayMap):
+            account = accounts.writable(key)
+        else:
+            account = accounts.get(key)
         if account is None:
-            account = self.accounts[key] = Account()
+            account = accounts[key] = Account()
         self._dirty_accounts.add(key)
         return account
+
+    def _claim_to_change(self, claim_id: bytes) -> Claim:
+        claims = self.claims
+        if isinstance(claims, OverlayMap):
+            claim: Claim | None = claims.writable(claim_id)
+            if claim is None:
+                raise KeyError(claim_id)
+            return claim
+        return claims[claim_id]
 
     def credit(self, key: bytes, amount: int) -> None:
         self.account(key).balance += amount
@@ -249,7 +270,7 @@ class LedgerState:
         self, claim_id: bytes, member: bytes, key: EndorsementKey, quorum: int
     ) -> None:
         """Record `member`'s endorsement of a claim, keeping the `quorum` smallest keys."""
-        claim = self.claims[claim_id]
+        claim = self._claim_to_change(claim_id)
         claim.endorsers.add(member)
         keys = claim.endorsement_keys
         keys.append(key)
@@ -258,7 +279,7 @@ class LedgerState:
         self._dirty_claims.add(claim_id)
 
     def add_revocation(self, claim_id: bytes, member: bytes) -> None:
-        self.claims[claim_id].revokers.add(member)
+        self._claim_to_change(claim_id).revokers.add(member)
         self._dirty_claims.add(claim_id)
 
     def touch_claim(self, claim_id: bytes) -> None:
@@ -340,8 +361,47 @@ class LedgerState:
         self._totals_dirty = False
         return tree.root()
 
+    @classmethod
+    def over(cls, base: LedgerState, work: WorkCount) -> LedgerState:
+        """An overlay on the whole state `base`: O(1) in the records (the tree is copied
+        copy-on-write per bucket; see StateTree.copy)."""
+        if base.base is not None:
+            raise ValueError("an overlay is made on a whole state only")
+        base.root()  # flush, so the overlay shares no pending dirty marks
+        other = cls()
+        other.base = base
+        other.accounts = OverlayMap(base.accounts, Account.copy, work)
+        other.claims = OverlayMap(base.claims, Claim.copy, work)
+        other.bindings = OverlayMap(base.bindings, None, work)
+        other.burn_tallies = OverlayMap(base.burn_tallies, None, work)
+        other.mode_votes = OverlayMap(base.mode_votes, None, work)
+        other.granted, other.burned, other.quiesced = base.granted, base.burned, base.quiesced
+        other.tree = base.tree.copy()
+        other._totals_dirty = False
+        return other
+
+    def merge(self) -> LedgerState:
+        """Write this overlay into its base and return the base, which then equals this state
+        (root included); this overlay must not be used afterwards. O(records written)."""
+        base = self.base
+        if base is None:
+            raise ValueError("only an overlay merges")
+        self.root()
+        for records in (
+            self.accounts,
+            self.claims,
+            self.bindings,
+            self.burn_tallies,
+            self.mode_votes,
+        ):
+            assert isinstance(records, OverlayMap)
+            records.merge()
+        base.granted, base.burned, base.quiesced = self.granted, self.burned, self.quiesced
+        base.tree = self.tree
+        return base
+
     def copy(self) -> LedgerState:
-        """An independent copy (the tree is copied cheaply; see StateTree.copy)."""
+        """An independent whole copy (the tree is copied cheaply; see StateTree.copy)."""
         self.root()  # flush, so the copy shares no pending dirty marks
         other = LedgerState()
         other.accounts = {key: account.copy() for key, account in self.accounts.items()}
@@ -392,10 +452,10 @@ class Derivation:
     off the final one, and replaced whole when the state is re-derived."""
 
     state: LedgerState
-    applied: set[bytes]
+    applied: set[bytes] | OverlaySet
     excluded: dict[bytes, str]
-    conflicts: dict[ConflictKey, bytes]
-    claims_by_handle: dict[str, list[bytes]]
+    conflicts: MutableMapping[ConflictKey, bytes]
+    claims_by_handle: MutableMapping[str, list[bytes]]
     #: What the rules computed for each applied non-final op (see `cuts._Cuts._cut_derivation`).
     checked: dict[bytes, Checked] = field(default_factory=dict)
 
@@ -408,6 +468,47 @@ class Derivation:
         """A derivation whose state came from elsewhere (a snapshot): no op is known, and the
         per-handle index is rebuilt from the claims."""
         return cls(state, set(), {}, {}, state.claims_by_handle())
+
+    def over(self, work: WorkCount) -> Derivation:
+        """A derivation above this whole one, as an overlay on it (overlay.py): O(1)."""
+        assert isinstance(self.applied, set)
+        return Derivation(
+            LedgerState.over(self.state, work),
+            OverlaySet(self.applied),
+            dict(self.excluded),
+            OverlayMap(self.conflicts, None, work),
+            OverlayMap(self.claims_by_handle, list, work),
+            dict(self.checked),
+        )
+
+    def pin(self, other: Derivation) -> None:
+        """Keep this overlay's view of every record `other` (an overlay on the same base)
+        wrote, before `other` is merged into the base (overlay.OverlayMap.pin)."""
+        pairs = [
+            (self.state.accounts, other.state.accounts),
+            (self.state.claims, other.state.claims),
+            (self.state.bindings, other.state.bindings),
+            (self.state.burn_tallies, other.state.burn_tallies),
+            (self.state.mode_votes, other.state.mode_votes),
+            (self.conflicts, other.conflicts),
+            (self.claims_by_handle, other.claims_by_handle),
+        ]
+        for mine, theirs in pairs:
+            assert isinstance(mine, OverlayMap) and isinstance(theirs, OverlayMap)
+            mine.pin(list(theirs.written()))
+
+    def merge(self, base: Derivation) -> None:
+        """Write this overlay (made by `base.over`) into `base`: O(what it wrote). Excluded
+        ids and check results are not merged (a final derivation holds neither)."""
+        assert isinstance(self.applied, OverlaySet) and self.applied.base is base.applied
+        self.state.merge()
+        self.applied.merge()
+        assert isinstance(self.claims_by_handle, OverlayMap)
+        self.claims_by_handle.merge()
+        # Conflict keys are not merged: a final op's keys can never be contended again, and
+        # `_conflict_winner_check` answers "final" for them from the final state (seq at or
+        # below the author's final seq; a grant to a final granted account) before it reads
+        # the conflict keys, so they are per-op bookkeeping of non-final ops only.
 
     def copy(self) -> Derivation:
         return Derivation(

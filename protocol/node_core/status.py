@@ -187,7 +187,7 @@ def build_status(core: NodeCore) -> NodeStatus:
         final_height=core.final_height,
         consensus_height=core.finality.consensus_height,
         state_root=core.state_root(),
-        applied_ops=len(ledger.applied_ids()),
+        applied_ops=ledger.applied_count(),
         unfinalized_ops=ledger.unfinalized_count(),
         pending_ops=len(ledger.pending),
         peers=tuple(

@@ -1,0 +1,160 @@
+"""`swarmd bench scale`: what a checkpoint, a snapshot and a restart cost on a big state.
+
+Builds N funded accounts directly in a `LedgerState` (signing N grants would measure signing,
+not the paths under test) and continues from it with `Ledger.restore_final`, as a node restored
+from a snapshot does. Then, per round, K transfers from K signing accounts (to random accounts
+of the N) are admitted untimed, and the daemon's own checkpoint path is timed: the proposer's
+heads (`unfinalized_heads`), the cut check (`derive_cut`) and `finalize`, plus the new final
+root. The same rounds run on a 10k-account state in the same process for the baseline
+(`checkpoint_ms_p50_at_10k`; `ratio` = p50 / baseline).
+
+- `rss_bytes_per_account`: resident memory added by the N-account ledger (after its
+  checkpoints), divided by N (read from /proc/self/statm; measured before the baseline runs).
+- `snapshot_build_s`: the daemon's deferred snapshot: the final state copy taken on the event
+  loop (`SnapshotDue`), `build_snapshot` and `encode_blob` (worker-thread part).
+- `restart_s`: restoring from that blob as a restart does (`decode_blob`, rebuilding the state
+  from its chunks and checking its root, `Ledger.restore_final`); the bundle's signature check
+  (a constant four verifications) is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import time
+from typing import Any
+
+from swarmd.protocol import crypto
+from swarmd.protocol.genesis import Genesis
+from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ledger.snapshot import build_snapshot
+from swarmd.protocol.ledger.state import LedgerState
+from swarmd.protocol.node_core.state_sync import rebuild_snapshot_state
+from swarmd.protocol.snapshot import decode_blob, encode_blob
+from swarmd.protocol.wallet import Author
+
+from .common import emit, percentile
+
+BASELINE_ACCOUNTS = 10_000
+FUNDS = 1_000_000
+SEED = 13
+
+
+def make_genesis() -> Genesis:
+    rng = random.Random(SEED)
+    council = [crypto.KeyPair.from_seed(rng.randbytes(32)).public_key for _ in range(4)]
+    return Genesis.create("bench-scale", council, signup_reward=FUNDS)
+
+
+def build_state(accounts: int, signers: list[Author]) -> LedgerState:
+    """`accounts` funded accounts (the signers' first), built directly in the state."""
+    state = LedgerState()
+    keys = [signer.key for signer in signers]
+    keys += [
+        crypto.KeyPair.from_seed(crypto.sha256(b"bench/scale/%d" % index)).public_key
+        for index in range(accounts - len(keys))
+    ]
+    for key in keys:
+        account = state.account(key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * len(keys))
+    state.root()
+    return state
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_checkpoints(
+    genesis: Genesis, accounts: int, cut_ops: int, rounds: int, rng: random.Random
+) -> tuple[Ledger, list[float]]:
+    """A ledger over `accounts` funded accounts and the ms of each of `rounds` checkpoints."""
+    signers = [
+        Author(crypto.KeyPair.from_seed(rng.randbytes(32)), genesis.network_id)
+        for _ in range(cut_ops)
+    ]
+    state = build_state(accounts, signers)
+    ledger = Ledger.restore_final(genesis, state, 0)
+    del state
+    gc.collect()
+    keys = list(ledger.final_state.accounts)
+    samples = []
+    for height in range(1, rounds + 1):
+        for signer in signers:
+            to = rng.choice(keys)
+            while to == signer.key:
+                to = rng.choice(keys)
+            outcome = ledger.receive_verified(signer.transfer(to, 1), 0.0)
+            assert outcome.status == "accepted", outcome
+        began = time.perf_counter()
+        heads = ledger.unfinalized_heads()
+        root, closure = ledger.derive_cut(heads)
+        ledger.finalize(height, closure)
+        assert ledger.final_state.root() == root
+        samples.append((time.perf_counter() - began) * 1000)
+    return ledger, samples
+
+
+def snapshot_and_restart(genesis: Genesis, ledger: Ledger) -> tuple[float, float]:
+    """(snapshot_build_s, restart_s) of the ledger's final state (module docstring)."""
+    height = ledger.final_height
+    root = ledger.final_state.root()
+    began = time.perf_counter()
+    state = ledger.final_state.copy()
+    manifest, chunks = build_snapshot(state, height, b"\x00" * 32, root)
+    blob = encode_blob(manifest, chunks)
+    snapshot_s = time.perf_counter() - began
+    del state
+    began = time.perf_counter()
+    manifest, chunks = decode_blob(blob)
+    restored = Ledger.restore_final(genesis, rebuild_snapshot_state(manifest, chunks), height)
+    restart_s = time.perf_counter() - began
+    assert restored.final_state.root() == root
+    return snapshot_s, restart_s
+
+
+def measure(accounts: int, cut_ops: int, rounds: int) -> dict[str, Any]:
+    genesis = make_genesis()
+    rng = random.Random(SEED)
+    gc.collect()
+    rss_before = rss_bytes()
+    ledger, samples = run_checkpoints(genesis, accounts, cut_ops, rounds, rng)
+    gc.collect()
+    rss_per_account = (rss_bytes() - rss_before) / accounts
+    snapshot_s, restart_s = snapshot_and_restart(genesis, ledger)
+    del ledger
+    gc.collect()
+    _, baseline = run_checkpoints(genesis, BASELINE_ACCOUNTS, cut_ops, rounds, rng)
+    p50 = statistics.median(samples)
+    p50_10k = statistics.median(baseline)
+    return {
+        "accounts": accounts,
+        "cut_ops": cut_ops,
+        "rounds": rounds,
+        "checkpoint_ms_p50": round(p50, 3),
+        "checkpoint_ms_p95": round(percentile(samples, 0.95), 3),
+        "checkpoint_ms_p50_at_10k": round(p50_10k, 3),
+        "ratio": round(p50 / p50_10k, 3),
+        "rss_bytes_per_account": round(rss_per_account),
+        "snapshot_build_s": round(snapshot_s, 3),
+        "restart_s": round(restart_s, 3),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd bench scale", description=__doc__)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--cut-ops", type=int, default=100, help="ops per checkpoint cut")
+    parser.add_argument("--rounds", type=int, default=20, help="checkpoints timed per state")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.accounts < args.cut_ops or args.cut_ops < 1 or args.rounds < 1:
+        parser.error("--accounts >= --cut-ops >= 1 and --rounds >= 1 are required")
+    emit(measure(args.accounts, args.cut_ops, args.rounds), args.json)
+    return 0

@@ -1,0 +1,118 @@
+"""A checkpoint costs O(ops in the cut + records they touch), not O(accounts) (issue 13).
+
+Proven by counting the records the ledger copies and merges (`LedgerStats.work`), never by
+timing: the state holds 50,000 accounts and each cut a few dozen ops.
+"""
+
+from __future__ import annotations
+
+from swarmd.protocol import crypto
+from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ledger.state import LedgerState
+from swarmd.protocol.wallet import Author
+
+from .helpers import author, make_council
+
+ACCOUNTS = 50_000
+SIGNERS = 20
+FUNDS = 1_000
+
+GENESIS, _ = make_council(signup_reward=FUNDS)
+
+
+def big_ledger() -> tuple[Ledger, list[Author]]:
+    """A ledger restored over ACCOUNTS funded accounts (the signers' first), built directly."""
+    signers = [author(GENESIS, f"scale-{index}") for index in range(SIGNERS)]
+    state = LedgerState()
+    keys = [signer.key for signer in signers]
+    keys += [crypto.sha256(b"scale/%d" % index) for index in range(ACCOUNTS - SIGNERS)]
+    for key in keys:
+        account = state.account(key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * ACCOUNTS)
+    return Ledger.restore_final(GENESIS, state, 0), signers
+
+
+def transfer_round(ledger: Ledger, signers: list[Author], shift: int) -> None:
+    for index, signer in enumerate(signers):
+        to = signers[(index + shift) % len(signers)].key
+        assert ledger.receive_verified(signer.transfer(to, 1), 0.0).status == "accepted"
+
+
+def work(ledger: Ledger) -> int:
+    return ledger.stats.work.copied + ledger.stats.work.merged
+
+
+def checkpoint(ledger: Ledger, heads: list[tuple[bytes, int, bytes]]) -> int:
+    """Finalize the cut with these heads as node_core does; returns the records it cost."""
+    before = work(ledger)
+    root, closure = ledger.derive_cut(heads)
+    ledger.finalize(ledger.final_height + 1, closure)
+    assert ledger.final_state.root() == root
+    return work(ledger) - before
+
+
+def test_whole_cut_checkpoints_touch_only_the_cut() -> None:
+    ledger, signers = big_ledger()
+    for shift in (1, 2, 3):
+        before = work(ledger)
+        transfer_round(ledger, signers, shift)
+        admitted = work(ledger) - before
+        heads = ledger.unfinalized_heads()
+        assert len(heads) == SIGNERS
+        cost = checkpoint(ledger, heads)
+        # Each transfer writes its author's and its recipient's account and one conflict key.
+        assert SIGNERS <= admitted <= 2 * SIGNERS
+        assert SIGNERS <= cost <= 3 * SIGNERS, cost
+        assert ledger.unfinalized_count() == 0
+    assert len(ledger.final_state.accounts) == ACCOUNTS
+    assert ledger.final_state.balance(signers[0].key) == FUNDS
+    # The final state is the one a whole copy would give (same root from scratch).
+    assert ledger.final_state.copy().root() == ledger.final_state.root()
+
+
+def test_partial_cut_checkpoint_touches_only_the_cut() -> None:
+    """The cut holds the first half of the authors; the rest stays provisional, untouched."""
+    ledger, signers = big_ledger()
+    transfer_round(ledger, signers, 1)
+    provisional_root = ledger.state_root()
+    heads = ledger.unfinalized_heads()
+    half = [head for head in heads if head[0] in {s.key for s in signers[: SIGNERS // 2]}]
+    # Credits received nothing, so no op of the rest depends on the cut: the stable way.
+    rederivations = ledger.stats.rederivations
+    cost = checkpoint(ledger, half)
+    assert ledger.stats.rederivations == rederivations
+    assert cost <= 3 * SIGNERS, cost
+    assert ledger.unfinalized_count() == SIGNERS - len(half)
+    assert ledger.state_root() == provisional_root
+    assert sorted(head[0] for head in ledger.unfinalized_heads()) == sorted(
+        s.key for s in signers[SIGNERS // 2 :]
+    )
+    cost = checkpoint(ledger, ledger.unfinalized_heads())
+    assert cost <= 3 * SIGNERS, cost
+    assert ledger.final_state.root() == provisional_root
+
+
+def test_final_ops_leave_the_per_op_bookkeeping() -> None:
+    """After many checkpoints, depths and conflict keys are held for the last cut at most,
+    not for every op ever applied."""
+    ledger, signers = big_ledger()
+    rounds = 5
+    for shift in range(1, rounds + 1):
+        transfer_round(ledger, signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+    counts = ledger.bookkeeping_counts()
+    assert ledger.applied_count() == rounds * SIGNERS
+    assert counts["depths"] <= SIGNERS, counts  # the last cut's, for canonical_order
+    assert counts["final_conflict_keys"] == 0, counts
+    assert counts["live_conflict_keys"] == 0, counts
+    assert counts["checked"] == counts["excluded"] == 0, counts
+    # One provisional op: its bookkeeping is there, and it leaves at the next checkpoint.
+    assert ledger.receive_verified(signers[0].transfer(signers[1].key, 1), 0.0).status == (
+        "accepted"
+    )
+    counts = ledger.bookkeeping_counts()
+    assert counts["live_conflict_keys"] == counts["checked"] == 1, counts
+    checkpoint(ledger, ledger.unfinalized_heads())
+    assert ledger.bookkeeping_counts()["depths"] == 1
