@@ -9,9 +9,9 @@ import os
 import time
 from pathlib import Path
 
-from swarmd.node.commands import init_home
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import load_config
-from swarmd.node.daemon import Daemon
+from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ops import Op
