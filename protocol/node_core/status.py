@@ -41,6 +41,8 @@ class NodeStats:
     state_syncs_started: int = 0
     state_syncs_finished: int = 0
     state_syncs_failed: int = 0
+    bundles_refused_epoch: int = 0  # bundles the epoch history refused (reverted or future)
+    ops_refused_reverted: int = 0  # ops refused because a rollback reverted them
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class NodeStatus:
     fragments: dict[str, int]  # frame decoder counters summed over the peers (a copy)
     snapshot: SnapshotStatus | None
     state_sync: StateSyncStatus | None
+    epoch: int = 0  # the consensus epoch (rollback certificates accepted)
+    reverted_ops: int = 0  # ops remembered as reverted by rollback certificates
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
@@ -118,6 +122,8 @@ class NodeStatus:
             "fragments": dict(self.fragments),
             "snapshot": _snapshot_dict(self.snapshot),
             "state_sync": _state_sync_dict(self.state_sync),
+            "epoch": self.epoch,
+            "reverted_ops": self.reverted_ops,
         }
 
 
@@ -145,6 +151,8 @@ def build_status(core: NodeCore) -> NodeStatus:
         fragments=core.peer_rules.fragment_stats(),
         snapshot=_snapshot_status(core),
         state_sync=_state_sync_status(core),
+        epoch=core.rollbacks.history.current_epoch,
+        reverted_ops=len(core.rollbacks.reverted),
     )
 
 
