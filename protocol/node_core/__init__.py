@@ -82,7 +82,7 @@ from .peers import (
     PENALTY_MALFORMED_MESSAGE,
     PENALTY_RATE_LIMITED,
 )
-from .rollbacks import REASON_REVERT_UNAVAILABLE, REASON_ROLLBACK, RollbackSignerError
+from .rollbacks import REASON_RESYNC, REASON_ROLLBACK, RollbackSignerError
 from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
 from .status import NodeStats, NodeStatus, PeerStatus, SnapshotStatus, StateSyncStatus
 
@@ -105,7 +105,7 @@ __all__ = [
     "PENALTY_MALFORMED_FRAME",
     "PENALTY_MALFORMED_MESSAGE",
     "PENALTY_RATE_LIMITED",
-    "REASON_REVERT_UNAVAILABLE",
+    "REASON_RESYNC",
     "REASON_ROLLBACK",
     "SNAPSHOT_BUILD_MODES",
     "SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT",

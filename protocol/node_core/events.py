@@ -179,8 +179,9 @@ class EpochEntered:
 @dataclass(frozen=True, slots=True)
 class RollbackRevertFailed:
     """The certificate was accepted but this node cannot re-derive the state at `height`
-    locally (the bundles it needs are no longer kept): it stays read-only with reason
-    `rollback_revert_unavailable` (its final height was `final_height`)."""
+    locally (the bundles it needs are no longer kept, or it was restored from a snapshot above
+    H): it forgets its final state and catches up again from its peers, read-only with reason
+    `rollback_resync` until it is final at `height` (its final height was `final_height`)."""
 
     height: int
     final_height: int

@@ -102,6 +102,8 @@ class Finality:
     def checkpoint_due_at(self) -> float | None:
         if not self.core.is_validator or self.consensus_height > self.core.final_height:
             return None
+        if self.core.final_height + 1 < self.core.rollbacks.epoch_first_height():
+            return None  # behind a rollback's H: caught up by bundles, not decided again
         if self.core.effective_mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
         if self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
@@ -116,7 +118,7 @@ class Finality:
     def start_height(self, height: int, now: float) -> None:
         if self.consensus_height >= height or self.core.effective_mode is Mode.QUIESCED:
             return
-        if height <= self.core.rollbacks.epoch_first_height() - 1:
+        if height < self.core.rollbacks.epoch_first_height():
             return  # behind a rollback: heights up to H are the old epoch's, caught up by bundles
         pending, self.signing_state_pending = self.signing_state_pending, None
         self.consensus_height = height

@@ -19,8 +19,9 @@ is at or below H, else from genesis (when the ledger holds the whole history), b
 every op the ledger knows except the reverted ones (no signature is checked again) and
 finalizing the kept bundles up to H in order. It needs the bundles (and final op ids) from the
 base to the final height, which a node keeps for `bundles_kept` heights: a rollback deeper than
-that, or below a snapshot base the ledger was restored from, cannot be reverted locally and
-leaves the node read-only with reason `rollback_revert_unavailable` (see RollbackRevertFailed).
+that, or below a snapshot base the ledger was restored from, cannot be reverted locally; the
+node then forgets its final state and catches up again from its peers (bundles or a snapshot),
+read-only with reason `rollback_resync` until final at H (see RollbackRevertFailed).
 The cost is one admission per known op and one finalization per height above the base: bounded
 by what the node already holds, and exact (the same code path finalized those heights).
 """
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 PEERS_SERVED_MAX = 1024
 #: The mode reasons a rollback sets.
 REASON_ROLLBACK = "rollback"
-REASON_REVERT_UNAVAILABLE = "rollback_revert_unavailable"
+REASON_RESYNC = "rollback_resync"
 
 
 class Rollbacks:
@@ -168,9 +169,13 @@ class Rollbacks:
         core = self.core
         height = certificate.height
         behind = height > core.final_height
-        self.history = self.history.accept(
-            certificate, core.final_height, None if behind else self.checkpoint_id_at(height)
-        )
+        own = None if behind else self.checkpoint_id_at(height)
+        # A node that no longer holds its checkpoint at H (restored from a later snapshot)
+        # cannot compare it: it accepts like a node behind (the quorum vouches for H) and
+        # fetches the state again (`_resync`).
+        unknown = not behind and own is None
+        final = height - 1 if unknown else core.final_height
+        self.history = self.history.accept(certificate, final, own)
         core._emit(PersistRollback(certificate.encode(), certificate.new_epoch))
         finality = core.finality
         finality.future_bundles.clear()
@@ -183,9 +188,8 @@ class Rollbacks:
             return
         previous = (core.mode, core.mode_reason)
         core.set_mode(Mode.READ_ONLY, REASON_ROLLBACK, now)
-        if not self.revert_to(height, certificate.new_epoch, now):
-            core.set_mode(Mode.READ_ONLY, REASON_REVERT_UNAVAILABLE, now)
-            core._emit(RollbackRevertFailed(height, core.final_height))
+        if unknown or not self.revert_to(height, certificate.new_epoch, now):
+            self._resync(height, certificate.new_epoch, now)
             return
         finality.consensus_height = height
         core.set_mode(previous[0], previous[1], now)
@@ -200,11 +204,17 @@ class Rollbacks:
 
     def reached_final(self, height: int, checkpoint_id: bytes, now: float) -> None:
         """After finalizing `height`: a node that accepted a certificate while behind checks
-        its checkpoint at H against the council's (a mismatch: its history diverged)."""
+        its checkpoint at H against the council's (a mismatch: its history diverged); a node
+        re-fetching its state after a rollback leaves read-only once it is back at H."""
         try:
             self.history.check_final(height, checkpoint_id)
         except RollbackCheckpointMismatchError as exc:
             self.core.set_mode(Mode.READ_ONLY, exc.code, now)
+            return
+        core = self.core
+        latest = self.history.certificates[-1]
+        if core.mode_reason == REASON_RESYNC and height >= latest.height:
+            core.set_mode(Mode.NORMAL, "", now)
 
     # --- the revert ------------------------------------------------------------------------
 
@@ -251,13 +261,41 @@ class Rollbacks:
             checkpoint_id = cut.checkpoint_id
         ledger.drain_events()
         self._install(ledger, height, checkpoint_id)
+        self._mark_reverted(reverted, height, epoch)
+        return True
+
+    def _resync(self, height: int, epoch: int, now: float) -> None:
+        """No local way back to H: forget the final state and catch up again from genesis or
+        a peer's snapshot (bundles up to H of the old epoch and the new epoch's after it are
+        admissible), read-only with reason `rollback_resync` until final at H again. The ops
+        we know final above H are reverted; the unfinalized ones come back by delta sync."""
+        core, finality = self.core, self.core.finality
+        reverted = [
+            op_id
+            for h, ids in sorted(finality.final_ids_by_height.items())
+            if h > height
+            for op_id in ids
+        ]
+        core._emit(RollbackRevertFailed(height, core.final_height))
+        core.ledger = Ledger(core.genesis, core.config.ledger)
+        finality.bundles.clear()
+        finality.final_ids_by_height.clear()
+        finality.last_checkpoint_id = b""
+        finality.consensus_height = 0
+        core.state_sync.snapshot = None
+        core.snapshot_base_height = 0
+        core._unfinal_ids = IdSet()
+        finality.first_unfinal_at = None
+        self._mark_reverted(reverted, height, epoch)
+        core.set_mode(Mode.READ_ONLY, REASON_RESYNC, now)
+
+    def _mark_reverted(self, reverted: list[bytes], height: int, epoch: int) -> None:
         for op_id in reverted:
             self.reverted[op_id] = epoch
         while len(self.reverted) > REVERTED_OPS_MAX:
             self.reverted.popitem(last=False)
-        core._emit(OpsReverted(tuple(reverted), height, epoch))
-        core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
-        return True
+        self.core._emit(OpsReverted(tuple(reverted), height, epoch))
+        self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
 
     def _base_at_or_below(self, height: int) -> tuple[Ledger, int] | None:
         """A fresh ledger at the newest base at or below `height`: our snapshot, or genesis
