@@ -20,15 +20,18 @@ from swarmd.protocol.messages import (
     encode_message,
 )
 from swarmd.protocol.node_core import (
+    REASON_RESYNC,
     CheckpointFinalized,
     EpochEntered,
     ModeChanged,
     NodeCore,
+    NodeCoreConfig,
     OpsReverted,
     PeerMisbehaved,
     PersistCheckpoint,
     PersistOps,
     PersistRollback,
+    RollbackRevertFailed,
     RollbackSignerError,
 )
 from swarmd.protocol.ops import op_id_of
@@ -248,3 +251,29 @@ def test_a_certificate_for_another_epoch_is_ignored() -> None:
     fresh.receive_rollback_certificate(certificate.encode(), swarm.now)  # stale: wrong epoch
     assert fresh.epoch == 1
     assert not any(isinstance(e, CheckpointFinalized) for e in iter(fresh.next_event, None))
+
+
+def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
+    swarm = Swarm(4, seed=12)
+    swarm.nodes[3].config = NodeCoreConfig(bundles_kept=1)  # keeps too little to revert
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    root = swarm.nodes[0].state_root()
+    above = _fund(swarm, "above", 3, node=1)
+    swarm.run(until=6.0)
+    above += _fund(swarm, "above-more", 3, node=2)
+    swarm.run(until=9.0)
+    assert swarm.nodes[3].final_height >= height + 2
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    failed = [e for e in swarm.events[3] if isinstance(e, RollbackRevertFailed)]
+    assert failed and failed[0].height == height
+    modes = [(e.mode, e.reason) for e in swarm.events[3] if isinstance(e, ModeChanged)]
+    assert ("read-only", REASON_RESYNC) in modes
+    after = _fund(swarm, "after", 2, node=0)
+    swarm.run(until=swarm.now + 6.0)
+    node = swarm.nodes[3]
+    assert node.epoch == 1 and node.mode.value == "normal"
+    assert node.state_root() == swarm.nodes[0].state_root() != root
+    assert all(node.ledger.is_final(op_id) for op_id in after)
+    assert not any(node.ledger.is_final(op_id) for op_id in above)
