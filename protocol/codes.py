@@ -134,6 +134,8 @@ class RejectCode(StrEnum):
     BUNDLE_FUTURE_EPOCH = "bundle_future_epoch"
     BUNDLE_BEFORE_EPOCH = "bundle_before_epoch"
     EPOCH_HISTORY_FULL = "epoch_history_full"
+    OP_REVERTED = "op_reverted"
+    ROLLBACK_NOT_SIGNABLE = "rollback_not_signable"
 
 
 def final_code(code: str) -> str:

@@ -315,6 +315,14 @@ ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX = 1024 + COUNCIL_SIZE_MAX * 128
 #: council decisions; the bound keeps a hostile or buggy history from growing memory (1024 x
 #: ~14 KiB at most).
 EPOCH_HISTORY_CERTIFICATES_MAX = 1024
+#: Votes, and certificates, in one ROLLBACK message. A node relays each vote or certificate as
+#: it arrives (one per message) and sends its certificates on connect in batches of this size;
+#: 16 x ~13 KiB (the largest certificate) stays well under a message's size limit.
+ROLLBACK_ITEMS_PER_MESSAGE_MAX = 16
+#: Ops a node remembers as reverted by rollback certificates (refused with `op_reverted` if
+#: they come back). Reverted ops are those final above H, at most the kept heights' final ops;
+#: the oldest are forgotten first (they are also below every peer's final line by then).
+REVERTED_OPS_MAX = 1_000_000
 
 assert ROLLBACK_REASON_SIZE_BYTES_MAX + 512 <= ROLLBACK_VOTE_SIZE_BYTES_MAX
 assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX

@@ -20,6 +20,10 @@ Every message is a canonical msgpack array whose first item is the message type:
 | 14   | CHUNK_REQUEST  | manifest id (32 bytes), chunk index (int)                  |
 | 15   | CHUNK          | manifest id (32 bytes), chunk index (int), chunk (bytes)   |
 | 16   | CHUNK_MISSING  | manifest id (32 bytes), chunk index (int)                  |
+| 17   | ROLLBACK       | rollback votes (bytes), rollback certificates (bytes)      |
+
+ROLLBACK carries encoded `rollback.RollbackVote`s and `rollback.RollbackCertificate`s (each
+list 0..ROLLBACK_ITEMS_PER_MESSAGE_MAX, not both empty); the receiver decodes and verifies them.
 
 SNAPSHOT_OFFER is the only message that may exceed `limits.ENCODED_VALUE_SIZE_BYTES_MAX` (a
 manifest lists up to SNAPSHOT_CHUNKS_MAX hashes): up to SNAPSHOT_OFFER_SIZE_BYTES_MAX.
@@ -45,6 +49,7 @@ EVIDENCE_PER_MESSAGE_MAX = limits.EVIDENCE_PER_MESSAGE_MAX  # why: see limits.py
 #: Op ids per ANNOUNCE message: as many as one FETCH may ask for, so that the ids one ANNOUNCE
 #: names that the receiver lacks always fit one FETCH back (512 x 34 bytes ~ 17 KiB, a frame).
 ANNOUNCE_IDS_PER_MESSAGE_MAX = limits.FETCH_OPS_PER_REQUEST_MAX
+ROLLBACK_ITEMS_PER_MESSAGE_MAX = limits.ROLLBACK_ITEMS_PER_MESSAGE_MAX  # why: see limits.py
 
 #: A SNAPSHOT_OFFER: the biggest manifest, a bundle of up to the encoded value limit and the
 #: array around them.
@@ -79,6 +84,7 @@ class MessageType(IntEnum):
     CHUNK_REQUEST = 14
     CHUNK = 15
     CHUNK_MISSING = 16
+    ROLLBACK = 17
 
 
 class MessageError(RemoteProtocolError):
@@ -192,6 +198,15 @@ class ChunkMissingMessage:
     index: int
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackMessage:
+    """Council rollback votes and certificates, gossiped to every peer (de-duplicated by
+    hash on receipt) and served to a peer when it connects."""
+
+    votes: tuple[bytes, ...]
+    certificates: tuple[bytes, ...]
+
+
 Message = (
     OpsMessage
     | FetchMessage
@@ -209,6 +224,7 @@ Message = (
     | ChunkRequestMessage
     | ChunkMessage
     | ChunkMissingMessage
+    | RollbackMessage
 )
 
 
@@ -260,6 +276,9 @@ def encode_message(message: Message) -> bytes:
         return encoding.encode(value)
     if isinstance(message, ChunkMissingMessage):
         return encoding.encode([MessageType.CHUNK_MISSING, message.manifest_id, message.index])
+    if isinstance(message, RollbackMessage):
+        value = [MessageType.ROLLBACK, list(message.votes), list(message.certificates)]
+        return encoding.encode(value)
     return encoding.encode([MessageType.SYNC_DONE, message.session_id])
 
 
@@ -311,6 +330,7 @@ def decode_message(data: bytes) -> Message:
         MessageType.CHUNK_REQUEST: 2,
         MessageType.CHUNK: 3,
         MessageType.CHUNK_MISSING: 2,
+        MessageType.ROLLBACK: 2,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -364,6 +384,8 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
         return CheckpointOpsRequest(_int(items[0], 1, limits.SEQ_MAX, "height"))
     if message_type in _STATE_SYNC_TYPES:
         return _decode_state_sync(message_type, items)
+    if message_type is MessageType.ROLLBACK:
+        return _decode_rollback(items)
     return SyncDoneMessage(_int(items[0], 0, SESSION_ID_MAX, "session id"))
 
 
@@ -395,3 +417,21 @@ def _decode_state_sync(message_type: MessageType, items: list[object]) -> Messag
     if type(data) is not bytes or not 1 <= len(data) <= limits.SNAPSHOT_CHUNK_SIZE_BYTES:
         raise MessageError("chunk must be 1..SNAPSHOT_CHUNK_SIZE_BYTES bytes")
     return ChunkMessage(manifest_id, index, data)
+
+
+def _rollback_list(value: object, size_max: int, name: str) -> tuple[bytes, ...]:
+    if type(value) is not list or len(value) > ROLLBACK_ITEMS_PER_MESSAGE_MAX:
+        raise MessageError(f"{name} must be a list of 0..{ROLLBACK_ITEMS_PER_MESSAGE_MAX} items")
+    if not all(type(item) is bytes and 1 <= len(item) <= size_max for item in value):
+        raise MessageError(f"{name} items must be bytes of 1..{size_max}")
+    return tuple(value)
+
+
+def _decode_rollback(items: list[object]) -> Message:
+    votes = _rollback_list(items[0], limits.ROLLBACK_VOTE_SIZE_BYTES_MAX, "rollback votes")
+    certificates = _rollback_list(
+        items[1], limits.ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX, "rollback certificates"
+    )
+    if not votes and not certificates:
+        raise MessageError("a ROLLBACK message carries at least one vote or certificate")
+    return RollbackMessage(votes, certificates)

@@ -37,13 +37,15 @@ from ..messages import (
     Message,
     OpsMessage,
     ReconcileMessage,
+    RollbackMessage,
     SnapshotOfferMessage,
     SyncDoneMessage,
     SyncHelloMessage,
     decode_message,
 )
-from ..ops import decode_op
+from ..ops import decode_op, op_id_of
 from ..reconcile import IdSet
+from ..rollback import RollbackCertificate, RollbackVote
 from ..snapshot import Manifest
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
@@ -52,6 +54,7 @@ from .events import ModeChanged, NodeEvent
 from .finality import Finality
 from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
+from .rollbacks import Rollbacks
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
 
@@ -108,6 +111,7 @@ class NodeCore:
         self.finality = Finality(self, now)
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
+        self.rollbacks = Rollbacks(self)
         #: Message type -> handler (`_dispatch`).
         self._handlers = self._message_handlers()
 
@@ -126,6 +130,8 @@ class NodeCore:
         bundles: list[bytes] = (),  # type: ignore[assignment]
         consensus_state: bytes | None = None,
         snapshot: bytes | None = None,
+        certificates: list[bytes] = (),  # type: ignore[assignment]
+        reverted_ops: list[bytes] = (),  # type: ignore[assignment]
     ) -> NodeCore:
         """Rebuild a core from its durable op log, checkpoint bundles and the latest
         `PersistConsensusState` data (after a crash). Raises consensus.SigningStateError when
@@ -136,13 +142,24 @@ class NodeCore:
         state, ops at or below the final line are skipped without verifying their signatures,
         and only bundles above its height are replayed. Raises SnapshotRestoreError when the
         blob is corrupt, its bundle is missing, or bundle, manifest and rebuilt root disagree
-        (the shell then restores without it)."""
+        (the shell then restores without it).
+
+        `certificates` are the stored `PersistRollback` certificates in the order accepted
+        (the epoch history is rebuilt from them first, so the bundle replay refuses reverted
+        heights and consensus runs in the current epoch; raises rollback.RollbackError when
+        they do not verify or chain), `reverted_ops` the ids of every `OpsReverted` event
+        (their envelopes in the op log are skipped and refused ever after)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
+        core.rollbacks.restore([RollbackCertificate.decode(data) for data in certificates])
+        for op_id in reverted_ops:
+            core.rollbacks.reverted[op_id] = core.rollbacks.history.current_epoch
         by_height = _bundles_by_height(bundles)
         if snapshot is not None:
             core.state_sync.restore_from_blob(snapshot, by_height)
         for envelope in envelopes:
             if core.state_sync.snapshot is not None and core._below_final_line(envelope):
+                continue
+            if core.rollbacks.reverted and core.rollbacks.is_reverted(op_id_of(envelope)):
                 continue
             outcome = core.ledger.receive_op(envelope, now)
             if outcome.status in ("accepted", "pending", "excluded"):
@@ -193,11 +210,15 @@ class NodeCore:
     def peer_connected(self, peer_id: bytes, now: float) -> bool:
         """Register a peer; False (and nothing changes) when the peer limit is reached."""
         self._now = now
-        return self.peer_rules.connect(peer_id, now)
+        connected = self.peer_rules.connect(peer_id, now)
+        if connected and self.rollbacks.history.certificates:
+            self.rollbacks.serve(self._peers[peer_id])
+        return connected
 
     def peer_disconnected(self, peer_id: bytes, now: float) -> None:
         self._now = now
         self.peer_rules.drop(peer_id)
+        self.rollbacks.peer_dropped(peer_id)
         self.state_sync.pump(now)
 
     def peer_ids(self) -> list[bytes]:
@@ -239,6 +260,37 @@ class NodeCore:
         outcome = self.gossip.admit_op(envelope, now, source=None)
         self._after_input(now)
         return outcome
+
+    def propose_rollback(self, height: int, reason: str, now: float) -> RollbackVote:
+        """As a council member, sign a vote to end the current epoch at our final height
+        `height` (its checkpoint id is ours) and gossip it to every peer. Any node holding a
+        quorum of matching votes forms the certificate, gossips it and acts on it (events
+        PersistRollback, ModeChanged, OpsReverted, EpochEntered). Raises
+        RollbackSignerError (`rollback_not_signable`) for a non-member or a height whose
+        checkpoint this node does not hold, LocalProtocolError for an out-of-bounds reason."""
+        self._now = now
+        vote = self.rollbacks.propose(height, reason, now)
+        self._after_input(now)
+        return vote
+
+    def receive_rollback_certificate(self, data: bytes, now: float) -> None:
+        """A certificate from outside the peer protocol (e.g. `swarmd council` handing over
+        one it assembled): handled like one gossiped by a peer."""
+        self._now = now
+        self.rollbacks.on_certificate(data, None, now)
+        self._after_input(now)
+
+    @property
+    def epoch(self) -> int:
+        """The current consensus epoch (the number of rollback certificates accepted)."""
+        return self.rollbacks.history.current_epoch
+
+    def op_status(self, op_id: bytes) -> tuple[str, str]:
+        """(status, code) of an op: ("reverted", "op_reverted") for an op a rollback
+        certificate reverted, else the ledger's `status_of`."""
+        if self.rollbacks.is_reverted(op_id):
+            return "reverted", "op_reverted"
+        return self.ledger.status_of(op_id)
 
     def set_mode(self, mode: Mode, reason: str, now: float) -> None:
         self._now = now
@@ -356,6 +408,7 @@ class NodeCore:
             ChunkRequestMessage: state_sync.serve_chunk,
             ChunkMessage: state_sync.on_chunk,
             ChunkMissingMessage: state_sync.on_chunk,
+            RollbackMessage: self.rollbacks.on_message,
         }
 
     # --- snapshots built by the shell --------------------------------------------------------

@@ -145,6 +145,57 @@ class ModeChanged:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PersistRollback:
+    """Store this accepted rollback certificate (`RollbackCertificate.encode()`) after the
+    ones stored before: `NodeCore.restore(certificates=[...])` takes them back in that order.
+    `epoch` is the epoch it starts."""
+
+    certificate: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsReverted:
+    """A rollback certificate reverted these ops (final above `height` in the epoch it
+    ended): report them as `reverted` (code `op_reverted`) to clients and subscribers, and
+    pass their ids to `NodeCore.restore(reverted_ops=...)`; they are never applied again."""
+
+    op_ids: tuple[bytes, ...]
+    height: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEntered:
+    """The node entered `epoch`, consensus continuing at `height` + 1 (`reverted` ops were
+    reverted here; 0 for a node that was behind H and catches up to it)."""
+
+    epoch: int
+    height: int
+    reverted: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRevertFailed:
+    """The certificate was accepted but this node cannot re-derive the state at `height`
+    locally (the bundles it needs are no longer kept, or it was restored from a snapshot above
+    H): it forgets its final state and catches up again from its peers, read-only with reason
+    `rollback_resync` until it is final at `height` (its final height was `final_height`)."""
+
+    height: int
+    final_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackVoteReceived:
+    """A valid rollback vote of council member `signer` (for `council status`)."""
+
+    signer: bytes
+    from_epoch: int
+    height: int
+
+
 NodeEvent = (
     LedgerEvent
     | PersistOps
@@ -160,4 +211,9 @@ NodeEvent = (
     | ModeChanged
     | StateSyncFinished
     | StateSyncFailed
+    | PersistRollback
+    | OpsReverted
+    | EpochEntered
+    | RollbackRevertFailed
+    | RollbackVoteReceived
 )

@@ -104,6 +104,8 @@ class Finality:
     def checkpoint_due_at(self) -> float | None:
         if not self.core.is_validator or self.consensus_height > self.core.final_height:
             return None
+        if self.core.final_height + 1 < self.core.rollbacks.epoch_first_height():
+            return None  # behind a rollback's H: caught up by bundles, not decided again
         if self.core.effective_mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
         if self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
@@ -118,6 +120,8 @@ class Finality:
     def start_height(self, height: int, now: float) -> None:
         if self.consensus_height >= height or self.core.effective_mode is Mode.QUIESCED:
             return
+        if height < self.core.rollbacks.epoch_first_height():
+            return  # behind a rollback: heights up to H are the old epoch's, caught up by bundles
         pending, self.signing_state_pending = self.signing_state_pending, None
         self.consensus_height = height
         if pending is not None and pending[0] == height:
@@ -253,6 +257,11 @@ class Finality:
             return
         if bundle.height <= self.core.final_height:
             return
+        if not self.core.rollbacks.history.bundle_admissible(bundle):
+            # A reverted height, or an epoch we hold no certificate for yet: refused, not
+            # penalized (a peer that missed or is ahead of a rollback sends these in good faith).
+            self.core.stats.bundles_refused_epoch += 1
+            return
         if bundle.height > self.core.final_height + 1:
             # Ahead of us: keep it (bounded) until the heights below it are final.
             if len(self.future_bundles) < FUTURE_BUNDLES_MAX:
@@ -329,6 +338,8 @@ class Finality:
             )
         )
         self.future_bundles.pop(height, None)
+        if self.core.rollbacks.history.certificates:
+            self.core.rollbacks.reached_final(height, cut.checkpoint_id, now)
         self.core.conflicts.settle()
         self.continue_catch_up(now, persist=persist)
         # Share the bundle so that nodes outside the council finalize too.
@@ -355,6 +366,8 @@ class Finality:
             self.receive_bundle(peer.peer_id, data, now, persist=True)
 
     def on_bundle_request(self, peer: Peer, message: BundleRequestMessage, now: float) -> None:
+        if self.core.rollbacks.history.certificates:
+            self.core.rollbacks.serve(peer)  # the epochs first: they decide what it admits
         self.serve_bundles(peer, message)
 
     def on_checkpoint_ops_request(

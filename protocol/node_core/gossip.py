@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import limits
+from ..codes import RejectCode
 from ..framing import Priority
 from ..ledger import Outcome
 from ..limits import (
@@ -27,7 +28,7 @@ from ..messages import (
     OpsMessage,
     encode_message,
 )
-from ..ops import Kind, envelope_kind_number
+from ..ops import Kind, envelope_kind_number, op_id_of
 from .config import Mode
 from .events import PersistOps
 from .peers import PENALTY_BAD_OP, Peer
@@ -77,6 +78,13 @@ class Gossip:
     ) -> Outcome:
         if council_only and not _is_council_broadcast(envelope):
             return Outcome(b"", "rejected", "quiesced", "")
+        if self.core.rollbacks.reverted and type(envelope) is bytes:
+            op_id = op_id_of(envelope)
+            if self.core.rollbacks.is_reverted(op_id):
+                self.core.stats.ops_refused_reverted += 1
+                # Reverted by a rollback certificate: refused from anyone, never re-applied (a
+                # lagging peer may still relay it in good faith: no penalty).
+                return Outcome(op_id, "rejected", RejectCode.OP_REVERTED, "reverted by rollback")
         outcome = self.core.ledger.receive_op(envelope, now)
         status = outcome.status
         if status == "duplicate":

@@ -26,6 +26,7 @@ from ..messages import (
 )
 from ..ops import Op
 from ..reconcile import IdSet
+from ..rollback import EpochHistory, RollbackError
 from ..snapshot import (
     ChunkRejected,
     ChunkVerified,
@@ -93,7 +94,9 @@ class StateSync:
                 f"no checkpoint bundle of the snapshot's height {manifest.height} in the log"
             )
         try:
-            state = signed_snapshot_state(manifest, chunks, bundle, self.core.genesis)
+            state = signed_snapshot_state(
+                manifest, chunks, bundle, self.core.genesis, self.core.rollbacks.history
+            )
         except RemoteProtocolError as exc:
             raise SnapshotRestoreError(
                 f"snapshot at height {manifest.height} does not match: {exc.message}"
@@ -195,7 +198,11 @@ class StateSync:
             manifest = decode_manifest(offer.manifest)
             if manifest.encoded != offer.manifest:
                 raise SnapshotOfferMismatchError("the manifest is not canonically encoded")
-            check_snapshot_bundle(manifest, offer.bundle, self.core.genesis)
+            check_snapshot_bundle(
+                manifest, offer.bundle, self.core.genesis, self.core.rollbacks.history
+            )
+        except RollbackError:
+            return  # a snapshot of a reverted height or a future epoch: refused, in good faith
         except RemoteProtocolError as exc:
             self.core.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
             return
@@ -292,11 +299,16 @@ class StateSync:
         self.core._emit(StateSyncFailed(height, reason))
 
 
-def check_snapshot_bundle(manifest: Manifest, bundle: bytes, genesis: Genesis) -> None:
+def check_snapshot_bundle(
+    manifest: Manifest, bundle: bytes, genesis: Genesis, history: EpochHistory | None = None
+) -> None:
     """Raise a RemoteProtocolError subclass unless `bundle` is a council-signed checkpoint
-    bundle whose cut is the manifest's height, checkpoint id and state root."""
+    bundle whose cut is the manifest's height, checkpoint id and state root (and, given an
+    epoch `history`, one it admits: a rollback.RollbackError subclass otherwise)."""
     decoded = consensus.CheckpointBundle.decode(bundle)
     consensus.verify_bundle(decoded, genesis.network_id, list(genesis.council))
+    if history is not None:
+        history.check_bundle(decoded)
     cut = Cut.decode(decoded.value)
     if (decoded.height, cut.height, cut.checkpoint_id, cut.state_root) != (
         manifest.height,
@@ -320,10 +332,14 @@ def rebuild_snapshot_state(manifest: Manifest, chunks: list[bytes]) -> LedgerSta
 
 
 def signed_snapshot_state(
-    manifest: Manifest, chunks: list[bytes], bundle: bytes, genesis: Genesis
+    manifest: Manifest,
+    chunks: list[bytes],
+    bundle: bytes,
+    genesis: Genesis,
+    history: EpochHistory | None = None,
 ) -> LedgerState:
     """The state of a stored snapshot, once `bundle` proves its manifest (council-signed, same
     height, checkpoint id and root) and the chunks rebuild that root; a RemoteProtocolError
     subclass otherwise."""
-    check_snapshot_bundle(manifest, bundle, genesis)
+    check_snapshot_bundle(manifest, bundle, genesis, history)
     return rebuild_snapshot_state(manifest, chunks)

@@ -46,6 +46,8 @@ class NodeStats:
     state_syncs_started: int = 0
     state_syncs_finished: int = 0
     state_syncs_failed: int = 0
+    bundles_refused_epoch: int = 0  # bundles the epoch history refused (reverted or future)
+    ops_refused_reverted: int = 0  # ops refused because a rollback reverted them
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ class NodeStatus:
     consensus_step: str  # propose, prevote, precommit
     conflicts: ConflictStatus
     council: tuple[MemberStatus, ...]  # by key
+    epoch: int = 0  # the consensus epoch (rollback certificates accepted)
+    reverted_ops: int = 0  # ops remembered as reverted by rollback certificates
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
@@ -173,6 +177,8 @@ class NodeStatus:
                 }
                 for member in self.council
             },
+            "epoch": self.epoch,
+            "reverted_ops": self.reverted_ops,
         }
 
 
@@ -213,6 +219,8 @@ def build_status(core: NodeCore) -> NodeStatus:
             MemberStatus(key, m.signed, m.missed, m.last_signed_height, m.last_signed_at)
             for key, m in sorted(core.finality.participation.members.items())
         ),
+        epoch=core.rollbacks.history.current_epoch,
+        reverted_ops=len(core.rollbacks.reverted),
     )
 
 

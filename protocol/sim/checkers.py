@@ -33,6 +33,8 @@ def converged(swarm: Swarm) -> bool:
         if not snapshot_base_height(core) and len(core.ledger.applied_ids()) != count:
             return False
     for op_id in swarm.workload.acked:
+        if op_id in swarm.workload.expect_reverted:
+            continue
         for core in cores:
             status = core.ledger.status_of(op_id)[0]
             if status in ("unknown", "pending") and not covered_by_state(swarm, core, op_id):
@@ -118,12 +120,13 @@ def check_finality(swarm: Swarm) -> list[str]:
     log = swarm.finality
     honest = set(range(len(swarm.sim.nodes))) - swarm.dishonest
     failures: list[str] = list(dict.fromkeys(log.violations))[:3]
-    decided: dict[int, set[tuple[bytes, bytes]]] = {}
+    decided: dict[tuple[int, int], set[tuple[bytes, bytes]]] = {}
     own_root: dict[tuple[int, int], bytes] = {}
     for record in log.finalizations:
         if record.node not in honest:
             continue
-        decided.setdefault(record.height, set()).add((record.checkpoint_id, record.state_root))
+        key = (record.epoch, record.height)
+        decided.setdefault(key, set()).add((record.checkpoint_id, record.state_root))
         if record.final_root is not None:
             own_root[(record.node, record.height)] = record.final_root
             if record.final_root != record.state_root:
@@ -134,9 +137,10 @@ def check_finality(swarm: Swarm) -> list[str]:
             failures.append(
                 f"node {record.node}: supply invariant broken at final height {record.height}"
             )
-    for height, values in sorted(decided.items()):
+    for (epoch, height), values in sorted(decided.items()):
         if len(values) > 1:
-            failures.append(f"agreement: {len(values)} different checkpoints at height {height}")
+            where = f"height {height}" + (f" of epoch {epoch}" if epoch else "")
+            failures.append(f"agreement: {len(values)} different checkpoints at {where}")
     failures.extend(_check_bundles(swarm, decided, own_root))
     failures.extend(_check_evidence(swarm, honest))
     return failures[:10]
@@ -144,7 +148,7 @@ def check_finality(swarm: Swarm) -> list[str]:
 
 def _check_bundles(
     swarm: Swarm,
-    decided: dict[int, set[tuple[bytes, bytes]]],
+    decided: dict[tuple[int, int], set[tuple[bytes, bytes]]],
     own_root: dict[tuple[int, int], bytes],
 ) -> list[str]:
     """Every bundle a live honest node holds verifies with the genesis council alone, and its
@@ -176,7 +180,7 @@ def _check_bundles(
                 break
             expected = own_root.get((index, height))
             if cut.height != height or (cut.checkpoint_id, cut.state_root) not in decided.get(
-                height, {(cut.checkpoint_id, cut.state_root)}
+                (bundle.epoch, height), {(cut.checkpoint_id, cut.state_root)}
             ):
                 failures.append(f"node {index}: bundle {height} is not the finalized checkpoint")
                 break
@@ -263,6 +267,8 @@ def check_acked(swarm: Swarm, core: SimCore) -> list[str]:
         status, code = core.ledger.status_of(op_id)
         if status == "applied":
             continue
+        if op_id in workload.expect_reverted:
+            continue  # a council rollback may have reverted it (network-rollback checks those)
         if status in ("excluded", "rejected") and code and op_id in workload.expect_excluded:
             continue
         if covered_by_state(swarm, core, op_id):

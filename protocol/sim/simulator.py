@@ -37,10 +37,12 @@ from ..ledger import Ledger, OpExcluded, Outcome, StateRederived
 from ..node_core import (
     CatchUpStarted,
     EquivocationRecorded,
+    OpsReverted,
     PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    PersistRollback,
     SyncSessionFinished,
 )
 from ..ops import op_id_of
@@ -108,6 +110,10 @@ class DurableStore:
     # The newest PersistCheckpoint.snapshot blob (durable with its bundle), for
     # NodeCore.restore(snapshot=...).
     snapshot: bytes | None = None
+    # Accepted rollback certificates in order (PersistRollback) and the ids of the ops they
+    # reverted (OpsReverted), for NodeCore.restore(certificates=..., reverted_ops=...).
+    certificates: list[bytes] = field(default_factory=list)
+    reverted_ops: list[bytes] = field(default_factory=list)
 
     def copy(self) -> DurableStore:
         return DurableStore(
@@ -116,6 +122,8 @@ class DurableStore:
             set(self.op_ids),
             self.consensus_state,
             self.snapshot,
+            list(self.certificates),
+            list(self.reverted_ops),
         )
 
 
@@ -369,6 +377,13 @@ class Simulation:
         # fall in between.
         node.durable.consensus_state = event.data
 
+    def _on_persist_rollback(self, node: SimNode, event: PersistRollback) -> None:
+        # Durable at once: the shell stores a certificate before it acts on anything after it.
+        node.durable.certificates.append(event.certificate)
+
+    def _on_ops_reverted(self, node: SimNode, event: OpsReverted) -> None:
+        node.durable.reverted_ops.extend(event.op_ids)
+
     def _on_sync_session_finished(self, node: SimNode, event: SyncSessionFinished) -> None:
         self.sync.sessions += 1
         self.sync.within_cadence += bool(event.within_cadence)
@@ -619,6 +634,18 @@ class Simulation:
 
     # --- clients ---------------------------------------------------------------------------
 
+    def call(self, index: int, label: str, action: Callable[[SimCore, float], object]) -> bool:
+        """An operator acts on node `index` now (e.g. a council member's shell proposing a
+        rollback): `action(core, local time)`, then its frames and events go out as after any
+        input. False if the node is down."""
+        node = self.nodes[index]
+        if node.core is None:
+            return False
+        action(node.core, self.local_time(node))
+        self._trace.update(f"C|{self.now!r}|{index}|{label}\n".encode())
+        self._after_input(node)
+        return True
+
     def submit(self, index: int, envelope: bytes) -> Outcome | None:
         """A client submits an op to node `index` now; None if the node is down."""
         node = self.nodes[index]
@@ -638,6 +665,8 @@ EVENT_HANDLERS: dict[type, EventHandler] = {
     PersistOps: Simulation._on_persist_ops,
     PersistCheckpoint: Simulation._on_persist_checkpoint,
     PersistConsensusState: Simulation._on_persist_consensus_state,
+    PersistRollback: Simulation._on_persist_rollback,
+    OpsReverted: Simulation._on_ops_reverted,
     SyncSessionFinished: Simulation._on_sync_session_finished,
     CatchUpStarted: Simulation._on_detection,
     OpExcluded: Simulation._on_detection,

@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import crypto
+from .. import consensus, crypto
 from ..crypto import KeyPair
 from ..genesis import Genesis
 from ..ledger import HandleBound, HandleConflictRaised, HandleUnbound
@@ -90,6 +90,8 @@ def node_core_factory(genesis: Genesis, config: NodeCoreConfig | None = None) ->
                 envelopes=store.envelopes,
                 bundles=store.bundles,
                 snapshot=snapshot,
+                certificates=store.certificates,
+                reverted_ops=store.reverted_ops,
             )
 
         if store.snapshot is not None:
@@ -120,6 +122,9 @@ class Finalization:
     final_root: bytes | None
     #: Supply invariant of the final state (total balances == granted - burned), same caveat.
     supply_ok: bool | None
+    #: The epoch of the bundle finalized (a rollback certificate makes the heights above its
+    #: H decided again in the next epoch: agreement is per (epoch, height)).
+    epoch: int = 0
 
 
 @dataclass
@@ -207,8 +212,18 @@ def _on_finalized(swarm: Swarm, node: int, event: CheckpointFinalized) -> None:
             event.latency_s,
             final_root,
             supply_ok,
+            _bundle_epoch(core, event.height),
         )
     )
+
+
+def _bundle_epoch(core: SimCore | None, height: int) -> int:
+    """The epoch of the bundle `core` holds for `height` (0 when it holds none)."""
+    bundle = getattr(core, "bundle", None)
+    data = bundle(height) if bundle is not None else None
+    if not isinstance(data, bytes):
+        return 0
+    return consensus.CheckpointBundle.decode(data).epoch
 
 
 @dataclass

@@ -51,6 +51,9 @@ class Workload:
         self.submissions: dict[bytes, Submission] = {}
         self.acked: dict[bytes, int] = {}  # op id -> node that acknowledged it
         self.expect_excluded: set[bytes] = set()
+        #: Ops a council rollback may revert (or leave pending on a reverted parent, or refuse
+        #: as `op_reverted`): the acknowledged-op checks skip them (network-rollback checks them).
+        self.expect_reverted: set[bytes] = set()
         sim.commit_hooks.append(self._on_commit)
 
     def _on_commit(self, node: int, op_id: bytes) -> None:

@@ -38,6 +38,7 @@ from .flood import scenario_flood
 from .forks import scenario_fork, scenario_fork_finality
 from .handles import scenario_handle_race
 from .report import RunResult, format_failure, percentiles, replay_command, summarize
+from .rollback import scenario_network_rollback
 from .state_sync import scenario_state_sync
 
 __all__ = [
@@ -124,6 +125,10 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
         ScenarioParams(
             ops=24, workload_s=6.0, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)
         ),
+    ),
+    "network-rollback": (
+        scenario_network_rollback,
+        ScenarioParams(ops=24, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
     ),
 }
 

@@ -1,0 +1,377 @@
+"""Council rollbacks on a node: votes and certificates gossiped, the epoch history, the online
+revert to the certificate's height and the entry into the new epoch.
+
+A council member's shell calls `NodeCore.propose_rollback`; the signed vote goes to every peer
+and every node relays each new vote and certificate once (de-duplicated by hash). Any node
+holding a quorum of votes for one body forms the certificate and gossips it. A node accepts a
+certificate that ends its current epoch (`EpochHistory.accept`), emits `PersistRollback` (the
+shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) and then:
+
+- at or above H (the usual case): goes read-only, reverts the ledger's final state to H, marks
+  every op final above H `reverted` (`OpsReverted`), enters the new epoch (Tendermint restarts
+  at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in;
+- below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
+  up to H (still admissible); when its final height reaches H it checks its checkpoint id
+  against the certificate's (`check_final`).
+
+The revert re-derives the final state at H in a fresh ledger: from the node's snapshot when it
+is at or below H, else from genesis (when the ledger holds the whole history), by admitting
+every op the ledger knows except the reverted ones (no signature is checked again) and
+finalizing the kept bundles up to H in order. It needs the bundles (and final op ids) from the
+base to the final height, which a node keeps for `bundles_kept` heights: a rollback deeper than
+that, or below a snapshot base the ledger was restored from, cannot be reverted locally; the
+node then forgets its final state and catches up again from its peers (bundles or a snapshot),
+read-only with reason `rollback_resync` until final at H (see RollbackRevertFailed).
+The cost is one admission per known op and one finalization per height above the base: bounded
+by what the node already holds, and exact (the same code path finalized those heights).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from .. import consensus
+from ..checkpoint import Cut
+from ..crypto import sha256
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ..framing import Priority
+from ..ledger import CutInvalidError, Ledger
+from ..limits import CONSENSUS_SEEN_MAX, REVERTED_OPS_MAX
+from ..messages import ROLLBACK_ITEMS_PER_MESSAGE_MAX, RollbackMessage, encode_message
+from ..ops import Op
+from ..reconcile import IdSet
+from ..rollback import (
+    EpochHistory,
+    RollbackAssembler,
+    RollbackBody,
+    RollbackCertificate,
+    RollbackCheckpointMismatchError,
+    RollbackEpochError,
+    RollbackError,
+    RollbackVote,
+    sign_rollback_vote,
+)
+from .config import Mode
+from .events import (
+    EpochEntered,
+    OpsReverted,
+    PersistRollback,
+    RollbackRevertFailed,
+    RollbackVoteReceived,
+)
+from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .state_sync import signed_snapshot_state
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+#: Peers remembered in `served` (a peer dropped and forgotten is just served again).
+PEERS_SERVED_MAX = 1024
+#: The mode reasons a rollback sets.
+REASON_ROLLBACK = "rollback"
+REASON_RESYNC = "rollback_resync"
+
+
+class Rollbacks:
+    """The epoch history, the vote assembler and the ops reverted by certificates."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        genesis = core.genesis
+        self.history = EpochHistory(genesis.network_id, list(genesis.council))
+        self.assembler = RollbackAssembler(genesis.network_id, list(genesis.council))
+        self.seen: OrderedDict[bytes, None] = OrderedDict()
+        #: op id -> the epoch whose certificate reverted it (oldest first, bounded).
+        self.reverted: OrderedDict[bytes, int] = OrderedDict()
+        #: peer id -> how many of our certificates it was sent (see `serve`).
+        self.served: OrderedDict[bytes, int] = OrderedDict()
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def propose(self, height: int, reason: str, now: float) -> RollbackVote:
+        """Sign and gossip a vote to end the current epoch at our final height `height`."""
+        core = self.core
+        if not core.is_validator:
+            raise RollbackSignerError("only a council member signs rollback votes")
+        checkpoint_id = self.checkpoint_id_at(height)
+        if checkpoint_id is None:
+            raise RollbackSignerError(
+                f"no final checkpoint id at {height} on this node (final {core.final_height})"
+            )
+        body = RollbackBody(self.history.current_epoch, height, checkpoint_id, reason)
+        vote = sign_rollback_vote(core.keypair, core.genesis.network_id, body)
+        self.on_vote(vote.encode(), None, now)
+        return vote
+
+    def on_message(self, peer: Peer, message: RollbackMessage, now: float) -> None:
+        for data in message.votes:
+            self.on_vote(data, peer, now)
+        for data in message.certificates:
+            self.on_certificate(data, peer, now)
+
+    def on_vote(self, data: bytes, source: Peer | None, now: float) -> None:
+        if not self._first_time(data):
+            return
+        try:
+            vote = RollbackVote.decode(data)
+            certificate = self.assembler.add(vote)
+        except RollbackError as exc:
+            if source is not None:
+                self.core.peer_rules.penalize(source, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        self.core._emit(RollbackVoteReceived(vote.signer, vote.body.from_epoch, vote.body.height))
+        self._gossip(RollbackMessage((data,), ()), source)
+        if certificate is not None:
+            self.on_certificate(certificate.encode(), None, now)
+
+    def on_certificate(self, data: bytes, source: Peer | None, now: float) -> None:
+        if not self._first_time(data):
+            return
+        try:
+            certificate = RollbackCertificate.decode(data)
+            self.accept(certificate, now)
+        except RollbackEpochError:
+            return  # stale (already entered) or ahead of us: not misbehaviour
+        except RollbackError as exc:
+            if source is not None and not isinstance(exc, RollbackCheckpointMismatchError):
+                self.core.peer_rules.penalize(source, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        self._gossip(RollbackMessage((), (data,)), source)
+        for peer_id in self.core._peer_order:
+            self.served[peer_id] = len(self.history.certificates)
+
+    def serve(self, peer: Peer) -> None:
+        """Send `peer` the certificates it was not sent yet: on connect, and before bundles it
+        asks for (a node offline through a rollback learns it there, before the new epoch's
+        bundles, which it would refuse as `bundle_future_epoch` without it)."""
+        certificates = self.history.certificates
+        sent = self.served.get(peer.peer_id, 0)
+        if sent >= len(certificates):
+            return
+        self.served[peer.peer_id] = len(certificates)
+        self.served.move_to_end(peer.peer_id)
+        while len(self.served) > PEERS_SERVED_MAX:
+            self.served.popitem(last=False)
+        encoded = [c.encode() for c in certificates[sent:]]
+        for start in range(0, len(encoded), ROLLBACK_ITEMS_PER_MESSAGE_MAX):
+            batch = tuple(encoded[start : start + ROLLBACK_ITEMS_PER_MESSAGE_MAX])
+            peer.encoder.queue_message(encode_message(RollbackMessage((), batch)), Priority.CONTROL)
+
+    def peer_dropped(self, peer_id: bytes) -> None:
+        self.served.pop(peer_id, None)
+
+    # --- accepting a certificate -----------------------------------------------------------
+
+    def accept(self, certificate: RollbackCertificate, now: float) -> None:
+        """Accept `certificate` for our current epoch (raises RollbackError subclasses) and act
+        on it: revert and enter the new epoch, or (behind) enter it and catch up to H."""
+        core = self.core
+        height = certificate.height
+        behind = height > core.final_height
+        own = None if behind else self.checkpoint_id_at(height)
+        # A node that no longer holds its checkpoint at H (restored from a later snapshot)
+        # cannot compare it: it accepts like a node behind (the quorum vouches for H) and
+        # fetches the state again (`_resync`).
+        unknown = not behind and own is None
+        final = height - 1 if unknown else core.final_height
+        self.history = self.history.accept(certificate, final, own)
+        core._emit(PersistRollback(certificate.encode(), certificate.new_epoch))
+        finality = core.finality
+        finality.future_bundles.clear()
+        finality.awaiting_decision = None
+        finality.validation_waiting.clear()
+        finality.signing_state_pending = None
+        core.consensus.enter_epoch(certificate.new_epoch)
+        if behind:
+            core._emit(EpochEntered(certificate.new_epoch, height, reverted=0))
+            return
+        previous = (core.mode, core.mode_reason)
+        core.set_mode(Mode.READ_ONLY, REASON_ROLLBACK, now)
+        if unknown or not self.revert_to(height, certificate.new_epoch, now):
+            self._resync(height, certificate.new_epoch, now)
+            return
+        finality.consensus_height = height
+        core.set_mode(previous[0], previous[1], now)
+        finality.maybe_start_height(now)
+
+    def restore(self, certificates: list[RollbackCertificate]) -> None:
+        """At start (NodeCore.restore): rebuild the history and run consensus in its epoch."""
+        genesis = self.core.genesis
+        self.history = EpochHistory.restore(genesis.network_id, list(genesis.council), certificates)
+        if self.history.current_epoch:
+            self.core.consensus.enter_epoch(self.history.current_epoch)
+
+    def reached_final(self, height: int, checkpoint_id: bytes, now: float) -> None:
+        """After finalizing `height`: a node that accepted a certificate while behind checks
+        its checkpoint at H against the council's (a mismatch: its history diverged); a node
+        re-fetching its state after a rollback leaves read-only once it is back at H."""
+        try:
+            self.history.check_final(height, checkpoint_id)
+        except RollbackCheckpointMismatchError as exc:
+            self.core.set_mode(Mode.READ_ONLY, exc.code, now)
+            return
+        core = self.core
+        latest = self.history.certificates[-1]
+        if core.mode_reason == REASON_RESYNC and height >= latest.height:
+            core.set_mode(Mode.NORMAL, "", now)
+
+    # --- the revert ------------------------------------------------------------------------
+
+    def checkpoint_id_at(self, height: int) -> bytes | None:
+        """Our final checkpoint id at `height` (b"" for 0), None when not final or not kept."""
+        if height == 0:
+            return b""
+        if height == self.core.final_height:
+            return self.core.finality.last_checkpoint_id
+        data = self.core.finality.bundles.get(height)
+        if data is None or height > self.core.final_height:
+            return None
+        return Cut.decode(consensus.CheckpointBundle.decode(data).value).checkpoint_id
+
+    def revert_to(self, height: int, epoch: int, now: float) -> bool:
+        """Re-derive the final state at `height` (see the module docstring); False (nothing
+        changed) when the bundles or the base it needs are not held."""
+        core, finality = self.core, self.core.finality
+        final = core.final_height
+        above = [finality.final_ids_by_height.get(h) for h in range(height + 1, final + 1)]
+        base = self._base_at_or_below(height)
+        if base is None or any(ids is None for ids in above):
+            return False
+        ledger, base_height = base
+        bundles = [finality.bundles.get(h) for h in range(base_height + 1, height + 1)]
+        if any(data is None for data in bundles):
+            return False
+        reverted = [op_id for ids in above if ids is not None for op_id in ids]
+        skip = set(reverted)
+        old = core.ledger
+        for op in self._ops_to_keep(old, skip):
+            ledger.receive_verified(op, now)
+        checkpoint_id = b"" if height == 0 else finality.last_checkpoint_id
+        for data in bundles:
+            assert data is not None
+            cut = Cut.decode(consensus.CheckpointBundle.decode(data).value)
+            closure, missing = ledger.cut_closure([head for _, _, head in cut.heads])
+            if missing:
+                return False
+            try:
+                ledger.finalize(cut.height, closure)
+            except CutInvalidError:
+                return False
+            checkpoint_id = cut.checkpoint_id
+        ledger.drain_events()
+        self._install(ledger, height, checkpoint_id)
+        self._mark_reverted(reverted, height, epoch)
+        return True
+
+    def _resync(self, height: int, epoch: int, now: float) -> None:
+        """No local way back to H: forget the final state and catch up again from genesis or
+        a peer's snapshot (bundles up to H of the old epoch and the new epoch's after it are
+        admissible), read-only with reason `rollback_resync` until final at H again. The ops
+        we know final above H are reverted; the unfinalized ones come back by delta sync."""
+        core, finality = self.core, self.core.finality
+        reverted = [
+            op_id
+            for h, ids in sorted(finality.final_ids_by_height.items())
+            if h > height
+            for op_id in ids
+        ]
+        core._emit(RollbackRevertFailed(height, core.final_height))
+        core.ledger = Ledger(core.genesis, core.config.ledger)
+        finality.bundles.clear()
+        finality.final_ids_by_height.clear()
+        finality.last_checkpoint_id = b""
+        finality.consensus_height = 0
+        core.state_sync.snapshot = None
+        core.snapshot_base_height = 0
+        core._unfinal_ids = IdSet()
+        finality.first_unfinal_at = None
+        self._mark_reverted(reverted, height, epoch)
+        core.set_mode(Mode.READ_ONLY, REASON_RESYNC, now)
+
+    def _mark_reverted(self, reverted: list[bytes], height: int, epoch: int) -> None:
+        for op_id in reverted:
+            self.reverted[op_id] = epoch
+        while len(self.reverted) > REVERTED_OPS_MAX:
+            self.reverted.popitem(last=False)
+        self.core._emit(OpsReverted(tuple(reverted), height, epoch))
+        self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
+
+    def _base_at_or_below(self, height: int) -> tuple[Ledger, int] | None:
+        """A fresh ledger at the newest base at or below `height`: our snapshot, or genesis
+        when the ledger holds the whole history."""
+        core = self.core
+        snapshot = core.state_sync.snapshot
+        config = core.config.ledger
+        if snapshot is not None and snapshot.manifest.height <= height:
+            try:
+                state = signed_snapshot_state(
+                    snapshot.manifest, list(snapshot.chunks), snapshot.bundle, core.genesis
+                )
+            except RemoteProtocolError:
+                return None
+            base = snapshot.manifest.height
+            return Ledger.restore_final(core.genesis, state, base, config), base
+        if core.snapshot_base_height == 0:
+            return Ledger(core.genesis, config), 0
+        return None
+
+    def _ops_to_keep(self, old: Ledger, skip: set[bytes]) -> list[Op]:
+        ops = [op for op in old.known_ops() if op.op_id not in skip]
+        ops += [entry.op for entry in old.pending.entries() if entry.op.op_id not in skip]
+        return ops
+
+    def _install(self, ledger: Ledger, height: int, checkpoint_id: bytes) -> None:
+        core, finality = self.core, self.core.finality
+        core.ledger = ledger
+        finality.last_checkpoint_id = checkpoint_id
+        for table in (finality.bundles, finality.final_ids_by_height):
+            for stale in [h for h in table if h > height]:
+                del table[stale]
+        snapshot = core.state_sync.snapshot
+        if snapshot is not None and snapshot.manifest.height > height:
+            core.state_sync.snapshot = None  # a snapshot of reverted history: not served
+        unfinal = IdSet()
+        for op in ledger.known_ops():
+            if not ledger.is_final(op.op_id):
+                unfinal.add(op.op_id)
+        for entry in ledger.pending.entries():
+            unfinal.add(entry.op.op_id)
+        core._unfinal_ids = unfinal
+        finality.first_unfinal_at = core._now if ledger.unfinalized_count() else None
+
+    # --- bundles and ops -------------------------------------------------------------------
+
+    def check_bundle(self, bundle: consensus.CheckpointBundle) -> None:
+        """Raise a RollbackError subclass unless the epoch history admits `bundle`."""
+        self.history.check_bundle(bundle)
+
+    def epoch_first_height(self) -> int:
+        """The first height the current epoch decides (1 in epoch 0, H+1 after a rollback)."""
+        return self.history.heights_of(self.history.current_epoch)[0]
+
+    def is_reverted(self, op_id: bytes) -> bool:
+        return op_id in self.reverted
+
+    # --- gossip ----------------------------------------------------------------------------
+
+    def _first_time(self, data: bytes) -> bool:
+        digest = sha256(data)
+        if digest in self.seen:
+            return False
+        self.seen[digest] = None
+        while len(self.seen) > CONSENSUS_SEEN_MAX:
+            self.seen.popitem(last=False)
+        return True
+
+    def _gossip(self, message: RollbackMessage, source: Peer | None) -> None:
+        encoded = encode_message(message)
+        for peer_id in self.core._peer_order:
+            if source is None or peer_id != source.peer_id:
+                self.core._peers[peer_id].encoder.queue_message(encoded, Priority.CONTROL)
+
+
+class RollbackSignerError(LocalProtocolError):
+    """A local request to sign a rollback vote this node cannot sign."""
+
+    code = "rollback_not_signable"

@@ -1,0 +1,279 @@
+"""Council rollbacks on NodeCore: votes and certificates travel, the node reverts online to H,
+marks the ops above H reverted, enters the new epoch and resumes; reverted heights and ops
+never come back (from gossip, from bundles, or at restart)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from swarmd.protocol import consensus
+from swarmd.protocol.framing import FrameEncoder
+from swarmd.protocol.messages import (
+    ROLLBACK_ITEMS_PER_MESSAGE_MAX,
+    BundlesMessage,
+    MessageError,
+    OpsMessage,
+    RollbackMessage,
+    decode_message,
+    encode_message,
+)
+from swarmd.protocol.node_core import (
+    REASON_RESYNC,
+    CheckpointFinalized,
+    EpochEntered,
+    ModeChanged,
+    NodeCore,
+    NodeCoreConfig,
+    OpsReverted,
+    PeerMisbehaved,
+    PersistCheckpoint,
+    PersistOps,
+    PersistRollback,
+    RollbackRevertFailed,
+    RollbackSignerError,
+)
+from swarmd.protocol.ops import op_id_of
+from swarmd.protocol.rollback import RollbackCertificate
+from swarmd.protocol.sim.harness import Swarm
+
+from .helpers import keypair
+
+
+def _fund(swarm: Swarm, label: str, count: int, node: int = 0) -> list[bytes]:
+    ids = []
+    for i in range(count):
+        person = swarm.author(f"{label}-{i}")
+        grant = swarm.members[i % len(swarm.members)].grant(person.key, 100)
+        assert swarm.submit(node, grant).status == "accepted"
+        ids.append(grant.op_id)
+    return ids
+
+
+def _roots(swarm: Swarm, node: int) -> dict[tuple[int, int], bytes]:
+    """(epoch, height) -> state root finalized on `node` (epoch from the bundle persisted)."""
+    roots = {}
+    for event in swarm.events[node]:
+        if isinstance(event, PersistCheckpoint):
+            epoch = consensus.CheckpointBundle.decode(event.bundle).epoch
+            roots[(epoch, event.height)] = event.state_root
+    return roots
+
+
+def _prepared(seed: int = 3) -> tuple[Swarm, int, bytes, list[bytes]]:
+    """A swarm final at some H, then at a greater height with `above` ops final above H."""
+    swarm = Swarm(4, seed=seed)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    assert height >= 1
+    root = swarm.nodes[0].state_root()
+    above = _fund(swarm, "above", 3, node=1)
+    swarm.run(until=8.0)
+    assert all(node.final_height > height for node in swarm.nodes)
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in above)
+    return swarm, height, root, above
+
+
+def _roll_back(swarm: Swarm, height: int, voters: list[int]) -> None:
+    for i in voters:
+        swarm.nodes[i].propose_rollback(height, "bad transfer", swarm.now)
+        swarm.flush(i)
+    swarm.run(until=swarm.now + 1.0)
+    # A wallet whose ops were reverted continues from its final head at H (as a client would
+    # after reading its account back from the node).
+    state = swarm.nodes[voters[0]].ledger.final_state
+    for member in swarm.members:
+        account = state.accounts.get(member.key)
+        member.seq, member.head = (account.seq, account.head) if account else (0, b"")
+
+
+def test_rollback_message_round_trips_and_is_bounded() -> None:
+    message = RollbackMessage((b"vote",), (b"cert-1", b"cert-2"))
+    assert decode_message(encode_message(message)) == message
+    with pytest.raises(MessageError):
+        decode_message(encode_message(RollbackMessage((), ())))
+    too_many = tuple(b"v" for _ in range(ROLLBACK_ITEMS_PER_MESSAGE_MAX + 1))
+    with pytest.raises(MessageError):
+        decode_message(encode_message(RollbackMessage(too_many, ())))
+
+
+def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> None:
+    swarm, height, root, above = _prepared()
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    for i, node in enumerate(swarm.nodes):
+        assert node.epoch == 1
+        assert node.final_height == height
+        assert node.state_root() == root
+        assert node.mode.value == "normal"
+        for op_id in above:
+            assert node.op_status(op_id) == ("reverted", "op_reverted")
+            assert not node.ledger.is_final(op_id)
+        kinds = [type(e) for e in swarm.events[i]]
+        assert PersistRollback in kinds and OpsReverted in kinds and EpochEntered in kinds
+        reverted = [e for e in swarm.events[i] if isinstance(e, OpsReverted)]
+        assert sorted(reverted[-1].op_ids) == sorted(above)
+        modes = [(e.mode, e.reason) for e in swarm.events[i] if isinstance(e, ModeChanged)]
+        assert modes[-2:] == [("read-only", "rollback"), ("normal", "")]
+    # Consensus resumes at H+1 in epoch 1, with new ops, on every node alike.
+    after = _fund(swarm, "after", 2, node=2)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    assert all(node.final_height > height for node in swarm.nodes)
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    roots = [_roots(swarm, i) for i in range(4)]
+    assert (1, height + 1) in roots[0]
+    for key in roots[0]:
+        assert len({r[key] for r in roots if key in r}) == 1  # agreement per (epoch, height)
+    assert all(node.consensus.conflicting_signatures_refused == 0 for node in swarm.nodes)
+
+
+def test_fewer_votes_than_a_quorum_change_nothing() -> None:
+    swarm, height, _, above = _prepared(seed=4)
+    final = swarm.nodes[0].final_height
+    _roll_back(swarm, height, voters=[0, 1])
+    assert all(node.epoch == 0 for node in swarm.nodes)
+    assert all(node.final_height >= final for node in swarm.nodes)
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in above)
+
+
+def test_a_reverted_op_is_refused_when_it_comes_back_by_gossip() -> None:
+    swarm, height, _, above = _prepared(seed=5)
+    envelopes = sorted(
+        {env for e in swarm.events[1] if isinstance(e, PersistOps) for env in e.envelopes}
+    )
+    _roll_back(swarm, height, voters=[1, 2, 3])
+    node = swarm.nodes[0]
+    back = [env for env in envelopes if node.op_status(op_id_of(env))[0] == "reverted"]
+    assert len(back) == len(above)
+    outcome = node.submit_op(back[0], swarm.now)
+    assert (outcome.status, outcome.code) == ("rejected", "op_reverted")
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(OpsMessage(tuple(back))))
+    for frame in sender.frames_to_send():
+        node.receive_frame(swarm.nodes[1].node_id, frame, swarm.now)
+    assert node.stats.ops_refused_reverted >= len(above)
+    assert all(node.op_status(op_id)[0] == "reverted" for op_id in above)
+    swarm.flush(0)
+    assert not any(isinstance(e, PeerMisbehaved) for e in swarm.events[0])
+
+
+def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
+    swarm, height, _, _ = _prepared(seed=6)
+    old = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
+    reverted = [b for b in old if consensus.CheckpointBundle.decode(b).height == height + 1]
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    node = swarm.nodes[3]
+    assert node.final_height == height
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(BundlesMessage(tuple(reverted))))
+    for frame in sender.frames_to_send():
+        node.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
+    assert node.final_height == height
+    assert node.stats.bundles_refused_epoch == 1
+    swarm.flush(3)
+    assert not any(isinstance(e, PeerMisbehaved) for e in swarm.events[3])
+
+
+def test_only_a_member_with_the_checkpoint_signs_a_vote() -> None:
+    swarm, _, _, _ = _prepared(seed=7)
+    with pytest.raises(RollbackSignerError):
+        swarm.nodes[0].propose_rollback(swarm.nodes[0].final_height + 5, "future", swarm.now)
+    outsider = NodeCore(
+        genesis=swarm.genesis, keypair=keypair("outsider"), rng=random.Random(1), now=0.0
+    )
+    with pytest.raises(RollbackSignerError):
+        outsider.propose_rollback(0, "not a member", 0.0)
+
+
+def test_restart_restores_the_epoch_and_never_replays_reverted_ops() -> None:
+    swarm, height, _, above = _prepared(seed=8)
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    _fund(swarm, "after", 2, node=0)
+    swarm.run(until=swarm.now + 5.0)
+    events = swarm.events[3]
+    live = swarm.nodes[3]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    assert restored.epoch == 1
+    assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
+    assert all(restored.op_status(op_id)[0] == "reverted" for op_id in above)
+    assert restored.consensus.epoch == 1
+
+
+def test_a_node_offline_through_the_rollback_rejoins_in_the_new_epoch() -> None:
+    swarm = Swarm(4, seed=9)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    swarm.cut = {(3, j) for j in range(4)} | {(j, 3) for j in range(4)}
+    above = _fund(swarm, "above", 3, node=1)
+    swarm.run(until=8.0)
+    assert swarm.nodes[0].final_height > height
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    after = _fund(swarm, "after", 2, node=0)
+    swarm.run(until=swarm.now + 4.0)
+    swarm.cut = set()
+    for node in swarm.nodes[:3]:  # the shell reconnects: certificates are served on connect
+        node.peer_disconnected(swarm.nodes[3].node_id, swarm.now)
+        node.peer_connected(swarm.nodes[3].node_id, swarm.now)
+        swarm.flush(swarm.index[node.node_id])
+    swarm.run(until=swarm.now + 10.0)
+    late = swarm.nodes[3]
+    assert late.epoch == 1
+    assert late.state_root() == swarm.nodes[0].state_root()
+    assert all(late.ledger.is_final(op_id) for op_id in after)
+    assert not any(late.ledger.is_final(op_id) for op_id in above)
+
+
+def test_a_certificate_for_another_epoch_is_ignored() -> None:
+    swarm, height, _, _ = _prepared(seed=10)
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    persisted = [e.certificate for e in swarm.events[0] if isinstance(e, PersistRollback)]
+    certificate = RollbackCertificate.decode(persisted[0])
+    node = swarm.nodes[1]
+    node.receive_rollback_certificate(certificate.encode(), swarm.now)  # seen: ignored
+    assert node.epoch == 1
+    fresh = NodeCore(
+        genesis=swarm.genesis, keypair=swarm.keys[1], rng=random.Random(2), now=swarm.now
+    )
+    fresh.rollbacks.restore([certificate])
+    assert fresh.epoch == 1
+    fresh.receive_rollback_certificate(certificate.encode(), swarm.now)  # stale: wrong epoch
+    assert fresh.epoch == 1
+    assert not any(isinstance(e, CheckpointFinalized) for e in iter(fresh.next_event, None))
+
+
+def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
+    swarm = Swarm(4, seed=12)
+    swarm.nodes[3].config = NodeCoreConfig(bundles_kept=1)  # keeps too little to revert
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    root = swarm.nodes[0].state_root()
+    above = _fund(swarm, "above", 3, node=1)
+    swarm.run(until=6.0)
+    above += _fund(swarm, "above-more", 3, node=2)
+    swarm.run(until=9.0)
+    assert swarm.nodes[3].final_height >= height + 2
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    failed = [e for e in swarm.events[3] if isinstance(e, RollbackRevertFailed)]
+    assert failed and failed[0].height == height
+    modes = [(e.mode, e.reason) for e in swarm.events[3] if isinstance(e, ModeChanged)]
+    assert ("read-only", REASON_RESYNC) in modes
+    after = _fund(swarm, "after", 2, node=0)
+    swarm.run(until=swarm.now + 6.0)
+    node = swarm.nodes[3]
+    assert node.epoch == 1 and node.mode.value == "normal"
+    assert node.state_root() == swarm.nodes[0].state_root() != root
+    assert all(node.ledger.is_final(op_id) for op_id in after)
+    assert not any(node.ledger.is_final(op_id) for op_id in above)
