@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import consensus
+from ..codes import RejectCode
 from ..crypto import KeyPair
 from ..errors import RemoteProtocolError
 from ..framing import Priority
@@ -45,6 +46,7 @@ from ..messages import (
 from ..ops import decode_op
 from ..reconcile import IdSet
 from ..snapshot import Manifest
+from . import council
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
 from .delta_sync import DeltaSync
@@ -232,10 +234,14 @@ class NodeCore:
         self._after_input(now)
 
     def submit_op(self, envelope: bytes, now: float) -> Outcome:
-        """A local client's op. Refused in read-only and quiesced modes (code = the mode)."""
+        """A local client's op. Refused in read-only mode (`read_only`); while quiesced only
+        the council kinds are admitted (`quiesced`), and while claims are paused no new claim
+        (`claims_paused`): see council.py."""
         self._now = now
-        if self.effective_mode is not Mode.NORMAL:
-            return Outcome(b"", "rejected", self.effective_mode.value.replace("-", "_"), "")
+        mode = self.effective_mode
+        code = RejectCode.READ_ONLY if mode is Mode.READ_ONLY else council.refusal(self, envelope)
+        if code is not None:
+            return Outcome(b"", "rejected", code, "")
         outcome = self.gossip.admit_op(envelope, now, source=None)
         self._after_input(now)
         return outcome
@@ -248,8 +254,9 @@ class NodeCore:
 
     @property
     def effective_mode(self) -> Mode:
-        """Quiesced when set locally or by a council broadcast signed by a quorum."""
-        if self.mode is Mode.QUIESCED or self.ledger.state.quiesced:
+        """Quiesced when set locally or by council broadcasts of a quorum (provisional or
+        final state)."""
+        if council.quiesced(self):
             return Mode.QUIESCED
         return self.mode
 

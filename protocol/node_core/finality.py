@@ -28,6 +28,7 @@ from ..messages import (
     EvidenceMessage,
     encode_message,
 )
+from . import council
 from .config import Mode
 from .events import (
     CatchUpStarted,
@@ -102,9 +103,13 @@ class Finality:
     def checkpoint_due_at(self) -> float | None:
         if not self.core.is_validator or self.consensus_height > self.core.final_height:
             return None
-        if self.core.effective_mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
+        if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
-        if self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
+        if self.core.ledger.final_state.quiesced:
+            # Council-quiesced: only council-authored cuts can be final (council.py).
+            if not council.council_heads(self.core):
+                return None
+        elif self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
             return self.core._now
         return self.last_final_at + self.core.config.checkpoint_interval_s
 
@@ -114,7 +119,7 @@ class Finality:
             self.start_height(self.core.final_height + 1, now)
 
     def start_height(self, height: int, now: float) -> None:
-        if self.consensus_height >= height or self.core.effective_mode is Mode.QUIESCED:
+        if self.consensus_height >= height or self.core.mode is Mode.QUIESCED:
             return
         pending, self.signing_state_pending = self.signing_state_pending, None
         self.consensus_height = height
@@ -134,8 +139,8 @@ class Finality:
         self.consensus_seen[digest] = None
         while len(self.consensus_seen) > CONSENSUS_SEEN_MAX:
             self.consensus_seen.popitem(last=False)
-        if self.core.effective_mode is Mode.QUIESCED:
-            return
+        if self.core.mode is Mode.QUIESCED:
+            return  # locally quiesced: out of consensus (a council quiesce is not: council.py)
         # Relay, so that nodes not directly connected to every member still follow.
         relay = encode_message(ConsensusEnvelope(payload))
         for peer_id in self.core._peer_order:
@@ -184,12 +189,19 @@ class Finality:
     def propose(self, height: int, round_: int, now: float) -> None:
         if height != self.core.final_height + 1:
             return
-        heads = self.core.ledger.unfinalized_heads()[:CUT_HEADS_MAX]
+        ledger = self.core.ledger
+        if ledger.final_state.quiesced:
+            heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
+        else:
+            heads = ledger.unfinalized_heads()[:CUT_HEADS_MAX]
         if not heads:
             return  # nothing moved: no empty checkpoints (the propose timeout moves on)
-        if self.core.ledger.cut_closure([head for _, _, head in heads])[1]:
+        if ledger.cut_closure([head for _, _, head in heads])[1]:
             return
-        root, _ = self.core.ledger.derive_cut(heads)
+        try:
+            root, _ = ledger.derive_cut(heads)
+        except CutInvalidError:
+            return  # (a council-only subset whose head loses a conflict inside it)
         cut = Cut(self.last_checkpoint_id, height, tuple(heads), root)
         value = cut.encode()
         if len(value) > consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX:
@@ -214,8 +226,8 @@ class Finality:
             return
         self.validation_waiting.pop(value_id, None)
         try:
-            root, _ = self.core.ledger.derive_cut(list(cut.heads))
-            valid = root == cut.state_root
+            root, closure = self.core.ledger.derive_cut(list(cut.heads))
+            valid = root == cut.state_root and council.cut_admissible(self.core, closure)
         except CutInvalidError:
             valid = False
         self.core.consensus.report_validity(value_id, valid, now)
