@@ -54,6 +54,7 @@ from .events import ModeChanged, NodeEvent
 from .finality import Finality
 from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
+from .stall import StallWatch
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
 
@@ -110,6 +111,7 @@ class NodeCore:
         self.finality = Finality(self, now)
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
+        self.stall = StallWatch(self)
         #: Message type -> handler (`_dispatch`).
         self._handlers = self._message_handlers()
 
@@ -274,6 +276,7 @@ class NodeCore:
         self.finality.maybe_start_height(now)
         self.gossip.request_missing(now)
         self._after_input(now)
+        self.stall.check(now)
 
     def get_timer(self) -> float | None:
         deadlines = [peer.next_sync_at for peer in self._peers.values()]

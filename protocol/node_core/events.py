@@ -140,6 +140,21 @@ class SnapshotOfferMismatchError(RemoteProtocolError):
 
 
 @dataclass(frozen=True, slots=True)
+class FinalityStalled:
+    """A warning: the final height has not moved for FINALITY_STALL_INTERVALS checkpoint
+    intervals while ops wait. `consensus_height` and `round` are where this node's consensus
+    is (0 and 0 outside the council); `silent_members` are the council members (this node
+    aside) whose consensus messages for height `final_height + 1` never arrived here, sorted.
+    Raised once per stalled final height."""
+
+    final_height: int
+    consensus_height: int
+    round: int
+    silent_members: tuple[bytes, ...]
+    stalled_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModeChanged:
     mode: str
     reason: str
@@ -158,6 +173,7 @@ NodeEvent = (
     | EquivocationRecorded
     | HandleConflictRejected
     | ModeChanged
+    | FinalityStalled
     | StateSyncFinished
     | StateSyncFailed
 )

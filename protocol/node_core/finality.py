@@ -147,10 +147,12 @@ class Finality:
             if peer_id != peer.peer_id:
                 self.core._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
         try:
-            height = consensus.decode_message(payload).height
+            decoded = consensus.decode_message(payload)
         except RemoteProtocolError as exc:
             self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
+        self.core.stall.note(decoded)
+        height = decoded.height
         if height == self.core.final_height + 1:
             self.start_height(height, now)
         self.core.consensus.receive_message(payload, now)
