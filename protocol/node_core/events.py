@@ -99,12 +99,17 @@ class EquivocationRecorded:
 class HandleConflictRejected:
     """The `handle.conflict` rejection: final at `height`, the handle belongs to the winning
     claim and each losing claim is rejected. Raised once per handle and winner, whether this
-    node derived it at finality or received it from a peer (and checked it)."""
+    node derived it at finality or received it from a peer (and checked it). Also raised, once
+    per claim, when a quorum of `handle.revoke` on a claim becomes final: `losing_claims` is
+    the revoked claim and `winning_claim` the handle's final binding then (empty when unbound).
+    `holders` are the claimants of `losing_claims`, in the same order: the accounts whose
+    subscribers the shell tells."""
 
     handle: str
     winning_claim: bytes
     losing_claims: tuple[bytes, ...]
     height: int
+    holders: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

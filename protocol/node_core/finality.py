@@ -341,6 +341,7 @@ class Finality:
         )
         self.future_bundles.pop(height, None)
         self.core.conflicts.settle()
+        self.core.conflicts.settle_revocations(final_ids)
         self.continue_catch_up(now, persist=persist)
         # Share the bundle so that nodes outside the council finalize too.
         message = encode_message(BundlesMessage((bundle,)))
