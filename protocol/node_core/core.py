@@ -240,8 +240,9 @@ class NodeCore:
         the council kinds are admitted (`quiesced`), and while claims are paused no new claim
         (`claims_paused`): see council.py."""
         self._now = now
-        mode = self.effective_mode
-        code = RejectCode.READ_ONLY if mode is Mode.READ_ONLY else council.refusal(self, envelope)
+        if self.mode is Mode.READ_ONLY:
+            return Outcome(b"", "rejected", RejectCode.READ_ONLY, "")
+        code = council.refusal(self, envelope)
         if code is not None:
             return Outcome(b"", "rejected", code, "")
         outcome = self.gossip.admit_op(envelope, now, source=None)

@@ -138,3 +138,11 @@ def test_a_locally_quiesced_node_does_not_vote_but_takes_council_ops() -> None:
     node.set_mode(Mode.NORMAL, "", swarm.now)
     swarm.run(until=10.0)
     assert node.ledger.is_final(vote.op_id)
+
+
+def test_a_read_only_node_refuses_even_council_ops_from_its_clients() -> None:
+    swarm, _ = quiesced_swarm()
+    node = swarm.nodes[3]
+    node.set_mode(Mode.READ_ONLY, "maintenance", swarm.now)
+    outcome = swarm.submit(3, swarm.members[3].resume("done"))
+    assert (outcome.status, outcome.code) == ("rejected", RejectCode.READ_ONLY)
