@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from swarmd.protocol.node_core import NodeCore
 from swarmd.protocol.sim import scenarios
 from swarmd.protocol.sim.scenarios import NetworkConfig, ScenarioParams
 
@@ -166,7 +167,7 @@ def test_the_finality_checkers_can_fail() -> None:
     swarm.workload.grant(swarm.workload.new_account(), node=0)
     swarm.sim.run_until(5.0)
     core = swarm.sim.nodes[0].core
-    assert isinstance(core, scenarios.NodeCore) and core.final_height >= 1
+    assert isinstance(core, NodeCore) and core.final_height >= 1
     assert scenarios.check_finality(swarm) == []
     strangers = [scenarios.node_keypair(100 + i) for i in range(4)]
     foreign = dataclasses.replace(swarm, genesis=scenarios.sim_genesis(strangers))
