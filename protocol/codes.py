@@ -117,6 +117,7 @@ class RejectCode(StrEnum):
     # --- node modes (node_core.py) ---------------------------------------------------------------
     READ_ONLY = "read_only"
     QUIESCED = "quiesced"
+    CLAIMS_PAUSED = "claims_paused"
 
     # --- epochs and rollback certificates (consensus.py, rollback.py) --------------------------
     CONSENSUS_WRONG_EPOCH = "consensus_wrong_epoch"

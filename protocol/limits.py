@@ -292,6 +292,10 @@ STATE_SYNC_RETRY_S = 5.0
 #: Pieces of equivocation evidence kept (each proves one member misbehaved at one height and
 #: round; beyond this a flood of valid evidence from a byzantine member is not stored).
 EVIDENCE_KEPT_MAX = 10_000
+#: The core warns (FinalityStalled) when the final height has not moved for this many
+#: checkpoint intervals while ops that could become final wait: ten cadences is far beyond a
+#: healthy height (one interval plus a round or two) yet quick enough for an operator to see.
+FINALITY_STALL_INTERVALS = 10
 #: Events queued for the shell before the oldest are dropped (and counted).
 NODE_EVENTS_MAX = 1_000_000
 

@@ -46,6 +46,8 @@ class Kind(IntEnum):
     HANDLE_REVOKE = 6
     COUNCIL_QUIESCE = 7
     COUNCIL_RESUME = 8
+    COUNCIL_PAUSE_CLAIMS = 9
+    COUNCIL_RESUME_CLAIMS = 10
 
     @property
     def label(self) -> str:
@@ -68,7 +70,22 @@ _KIND_LABELS = {
     Kind.HANDLE_REVOKE: "handle.revoke",
     Kind.COUNCIL_QUIESCE: "council.quiesce",
     Kind.COUNCIL_RESUME: "council.resume",
+    Kind.COUNCIL_PAUSE_CLAIMS: "council.pause_claims",
+    Kind.COUNCIL_RESUME_CLAIMS: "council.resume_claims",
 }
+
+#: The council control plane: the kinds a node still admits, gossips and finalizes while the
+#: council has quiesced the network (docs/PROTOCOL.md, "Council control plane"). Handle
+#: endorsements and grants are not among them: they create client state.
+COUNCIL_KINDS = frozenset(
+    {
+        Kind.COUNCIL_QUIESCE,
+        Kind.COUNCIL_RESUME,
+        Kind.HANDLE_REVOKE,
+        Kind.COUNCIL_PAUSE_CLAIMS,
+        Kind.COUNCIL_RESUME_CLAIMS,
+    }
+)
 
 COMMON_FIELDS = ("author", "seq", "prev", "deps", "basis")
 #: The fields each kind carries besides the common ones.
@@ -81,6 +98,8 @@ KIND_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.HANDLE_REVOKE: ("handle",),
     Kind.COUNCIL_QUIESCE: ("reason",),
     Kind.COUNCIL_RESUME: ("reason",),
+    Kind.COUNCIL_PAUSE_CLAIMS: ("reason",),
+    Kind.COUNCIL_RESUME_CLAIMS: ("reason",),
 }
 #: The exact keys of each kind's body in canonical (byte-sorted) order.
 _SORTED_KEYS = {

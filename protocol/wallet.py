@@ -77,6 +77,13 @@ class Author:
     def resume(self, reason: str) -> Op:
         return self.sign(Kind.COUNCIL_RESUME, reason=reason)
 
+    def pause_claims(self, reason: str = "") -> Op:
+        """A vote to refuse new handle claims network-wide (the plan's Stage 1 play)."""
+        return self.sign(Kind.COUNCIL_PAUSE_CLAIMS, reason=reason)
+
+    def resume_claims(self, reason: str = "") -> Op:
+        return self.sign(Kind.COUNCIL_RESUME_CLAIMS, reason=reason)
+
 
 def chunk_deps(ids: list[bytes]) -> list[list[bytes]]:
     """Split credit ids into groups that fit one op's deps."""

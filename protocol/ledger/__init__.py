@@ -11,6 +11,7 @@ snapshot (state records), pending (ops waiting for parents), events (outcomes an
 from .base import CutInvalidError, LedgerConfig, LedgerStats
 from .cuts import CUT_CACHE_ENTRIES_MAX
 from .events import (
+    ClaimsModeChanged,
     CouncilModeChanged,
     CreditReceived,
     HandleBound,
@@ -33,6 +34,7 @@ from .state import CanonicalKey, ConflictKey
 __all__ = [
     "CUT_CACHE_ENTRIES_MAX",
     "CanonicalKey",
+    "ClaimsModeChanged",
     "ConflictKey",
     "CouncilModeChanged",
     "CreditReceived",

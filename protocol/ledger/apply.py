@@ -11,9 +11,19 @@ from ..codes import RejectCode
 from ..ops import Kind, Op
 from . import handles, rules
 from .arbitration import _Arbitration, conflict_keys
-from .events import CouncilModeChanged, CreditReceived, HypeBurned, OpAccepted
+from .events import ClaimsModeChanged, CouncilModeChanged, CreditReceived, HypeBurned, OpAccepted
 from .rules import Rejection
 from .state import Checked
+
+#: The council's votes on a question (quiesce/resume, pause/resume claims).
+_VOTE_KINDS = frozenset(
+    {
+        Kind.COUNCIL_QUIESCE,
+        Kind.COUNCIL_RESUME,
+        Kind.COUNCIL_PAUSE_CLAIMS,
+        Kind.COUNCIL_RESUME_CLAIMS,
+    }
+)
 
 
 class _Applying(_Arbitration):
@@ -46,7 +56,7 @@ class _Applying(_Arbitration):
             handles.check_endorse(op, self._live.state.claims, self.council)
         elif kind is Kind.HANDLE_REVOKE:
             handles.check_revoke(op, self._live.state.claims, self.council)
-        elif kind is Kind.COUNCIL_QUIESCE or kind is Kind.COUNCIL_RESUME:
+        elif kind in _VOTE_KINDS:
             rules.check_mode_vote(op, self.council)
         return Checked(spendable, window_basis, window_grants, tuple(received))
 
@@ -152,6 +162,12 @@ class _Applying(_Arbitration):
 
     def _apply_mode_vote(self, op: Op) -> None:
         state = self._live.state
+        if op.kind is Kind.COUNCIL_PAUSE_CLAIMS or op.kind is Kind.COUNCIL_RESUME_CLAIMS:
+            was_paused = state.claims_paused(self.quorum)
+            state.set_claims_vote(op.author, op.kind is Kind.COUNCIL_PAUSE_CLAIMS)
+            if state.claims_paused(self.quorum) != was_paused:
+                self._emit(ClaimsModeChanged(not was_paused))
+            return
         state.set_mode_vote(op.author, op.kind is Kind.COUNCIL_QUIESCE)
         quiesced = sum(state.mode_votes.values()) >= self.quorum
         if quiesced != state.quiesced:

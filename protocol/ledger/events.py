@@ -111,6 +111,13 @@ class CouncilModeChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimsModeChanged:
+    """A quorum's latest claims vote changed between pause and resume (provisional state)."""
+
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StateRederived:
     applied: int
     excluded: int
@@ -128,5 +135,6 @@ LedgerEvent = (
     | HandleUnbound
     | HandleConflictRaised
     | CouncilModeChanged
+    | ClaimsModeChanged
     | StateRederived
 )

@@ -78,5 +78,5 @@ def check_grant(op: Op, council: frozenset[bytes], genesis: Genesis, window_gran
 
 
 def check_mode_vote(op: Op, council: frozenset[bytes]) -> None:
-    """Quiesce and resume votes come from council members."""
+    """Quiesce, resume and claims votes come from council members."""
     require_council(op, council)

@@ -21,6 +21,7 @@ type name         array                                                         
 5    burn         [5, target, total]                                                    target
 6    mode_vote    [6, member, quiesce (bool)]                                           member
 7    totals       [7, granted, burned, quiesced (bool)]                                 (empty)
+8    claims_vote  [8, member, pause (bool)]                                             member
 ==== ============ ===================================================================== ========
 
 Member sets (`endorsers`, `revokers`) are one byte string: the 32-byte keys in strictly
@@ -62,6 +63,10 @@ RECORD_BINDING = 4
 RECORD_BURN = 5
 RECORD_MODE_VOTE = 6
 RECORD_TOTALS = 7
+#: Added with the claims votes (council.pause_claims / resume_claims). A state without them
+#: gives exactly the records it gave before, so the manifest version stays 1; a reader that
+#: predates them refuses a type-8 record as an unknown record type (it fails closed).
+RECORD_CLAIMS_VOTE = 8
 
 #: A record must fit one snapshot chunk together with its length prefix (records are never
 #: split by the chunker), and decoding must accept it.
@@ -182,6 +187,9 @@ def _pack_records(pack: _Pack, state: LedgerState) -> list[bytes]:
         records.append(pack([RECORD_MODE_VOTE, member, votes[member]]))
     totals = [RECORD_TOTALS, state.granted, state.burned, state.quiesced]
     records.append(pack(totals))
+    claims_votes = state.claims_votes
+    for member in sorted(claims_votes):
+        records.append(pack([RECORD_CLAIMS_VOTE, member, claims_votes[member]]))
     return records
 
 
@@ -411,6 +419,16 @@ def _read_mode_vote(builder: _Builder, value: list[Any]) -> SortKey:
     return (RECORD_MODE_VOTE, member)
 
 
+def _read_claims_vote(builder: _Builder, value: list[Any]) -> SortKey:
+    _check_length(value, 3, "claims_vote")
+    _, member, pause = value
+    _check_key(member, "member")
+    if not isinstance(pause, bool):
+        raise SnapshotRecordError("a claims vote must be a bool")
+    builder.state.set_claims_vote(member, pause)
+    return (RECORD_CLAIMS_VOTE, member)
+
+
 def _read_totals(builder: _Builder, value: list[Any]) -> SortKey:
     _check_length(value, 4, "totals")
     _, granted, burned, quiesced = value
@@ -445,6 +463,7 @@ _READERS: dict[int, _Reader] = {
     RECORD_BURN: _read_burn,
     RECORD_MODE_VOTE: _read_mode_vote,
     RECORD_TOTALS: _read_totals,
+    RECORD_CLAIMS_VOTE: _read_claims_vote,
 }
 
 

@@ -16,6 +16,9 @@ Records and their tree keys (H = sha256, encode = canonical msgpack):
            value H(encode([handle, claimant, sorted endorsers, endorsement_keys,
                            sorted revokers]))  (endorsement_keys: [[epoch, depth, op_id], ...])
 - mode     key H("swarmd/state/mode\\0" || member)    value H(encode([quiesce (bool)]))
+- claims   key H("swarmd/state/claims_mode\\0" || member)  value H(encode([pause (bool)]))
+           (only members who ever voted on claims have one; "claims paused" is a quorum of
+           True, a function of these records and the genesis quorum, so it has no record)
 - handle   key H("swarmd/state/handle\\0" || name)     value H(encode([owner, claim_id]))
   (only bound handles are in the tree)
 - burn     key H("swarmd/state/burn\\0" || target)     value H(encode([total]))
@@ -41,6 +44,7 @@ from .overlay import OverlayMap, OverlaySet, WorkCount
 _ACCOUNT_TAG = b"swarmd/state/account\x00"
 _CLAIM_TAG = b"swarmd/state/claim\x00"
 _MODE_TAG = b"swarmd/state/mode\x00"
+_CLAIMS_MODE_TAG = b"swarmd/state/claims_mode\x00"
 _HANDLE_TAG = b"swarmd/state/handle\x00"
 _BURN_TAG = b"swarmd/state/burn\x00"
 _UNRECEIVED_TAG = b"swarmd/state/unreceived\x00"
@@ -224,12 +228,15 @@ class LedgerState:
         #: Each council member's latest mode vote, by its chain order (True = quiesce).
         self.mode_votes: MutableMapping[bytes, bool] = {}
         self.quiesced = False
+        #: Each council member's latest claims vote (True = pause new handle claims).
+        self.claims_votes: dict[bytes, bool] = {}
         self.tree = StateTree()
         #: The whole state this one overlays (None: this one is whole).
         self.base: LedgerState | None = None
         self._dirty_accounts: set[bytes] = set()
         self._dirty_claims: set[bytes] = set()
         self._dirty_mode_votes: set[bytes] = set()
+        self._dirty_claims_votes: set[bytes] = set()
         self._dirty_handles: set[str] = set()
         self._dirty_tallies: set[str] = set()
         self._totals_dirty = True
@@ -290,6 +297,14 @@ class LedgerState:
         self.mode_votes[member] = quiesce
         self._dirty_mode_votes.add(member)
 
+    def set_claims_vote(self, member: bytes, pause: bool) -> None:
+        self.claims_votes[member] = pause
+        self._dirty_claims_votes.add(member)
+
+    def claims_paused(self, quorum: int) -> bool:
+        """Whether a quorum's latest claims vote is pause."""
+        return sum(self.claims_votes.values()) >= quorum
+
     def bind(self, handle: str, owner: bytes, claim_id: bytes) -> None:
         self.bindings[handle] = Binding(owner, claim_id)
         self._dirty_handles.add(handle)
@@ -344,6 +359,10 @@ class LedgerState:
             vote = self.mode_votes.get(member)
             value = _value_hash([vote]) if vote is not None else None
             tree.set(_record_key(_MODE_TAG, member), value)
+        for member in self._dirty_claims_votes:
+            vote = self.claims_votes.get(member)
+            value = _value_hash([vote]) if vote is not None else None
+            tree.set(_record_key(_CLAIMS_MODE_TAG, member), value)
         for handle in self._dirty_handles:
             binding = self.bindings.get(handle)
             value = _value_hash([binding.owner, binding.claim_id]) if binding else None
@@ -356,6 +375,7 @@ class LedgerState:
         self._dirty_accounts.clear()
         self._dirty_claims.clear()
         self._dirty_mode_votes.clear()
+        self._dirty_claims_votes.clear()
         self._dirty_handles.clear()
         self._dirty_tallies.clear()
         self._totals_dirty = False
@@ -415,6 +435,7 @@ class LedgerState:
         other.burned = self.burned
         other.mode_votes = dict(self.mode_votes)
         other.quiesced = self.quiesced
+        other.claims_votes = dict(self.claims_votes)
         other.tree = self.tree.copy()
         other._totals_dirty = False
         return other

@@ -21,9 +21,10 @@ finalizes from decisions or from gossiped bundles.
 
 Modules: `core` (the NodeCore façade), `peers` (slots, rate limits, scores), `gossip` (push,
 lazy relay, fetches), `delta_sync`, `finality` (consensus driving, catch-up, bundles,
-evidence), `conflicts` (handle-conflict rejections), `state_sync` (snapshots served and
-fetched), `status` (counters and the typed NodeStatus), `events`, `config`. The bounds are in
-protocol/limits.py.
+evidence), `conflicts` (handle-conflict rejections), `council` (the council control plane:
+what a quiesced node or one with claims paused admits, council-only cuts), `stall` (the
+finality stall warning), `state_sync` (snapshots served and fetched), `status` (counters and
+the typed NodeStatus), `events`, `config`. The bounds are in protocol/limits.py.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from .events import (
     CheckpointFinalized,
     EpochEntered,
     EquivocationRecorded,
+    FinalityStalled,
     HandleConflictRejected,
     ModeChanged,
     NodeEvent,
@@ -127,6 +129,7 @@ __all__ = [
     "ConflictStatus",
     "EpochEntered",
     "EquivocationRecorded",
+    "FinalityStalled",
     "HandleConflictRejected",
     "MemberStatus",
     "Mode",

@@ -1,6 +1,8 @@
 """Handle conflicts: once a contested handle's binding is final, the losing claims get their
 `handle.conflict` rejection (raised once per handle and winner, and gossiped); a peer's
-rejection is checked against our own final state before it is believed."""
+rejection is checked against our own final state before it is believed. A claim revoked by a
+quorum gets its rejection when the quorum-th revocation is final (raised by every node that
+finalizes it, not gossiped)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..framing import Priority
 from ..messages import CONFLICT_LOSERS_PER_MESSAGE_MAX, HandleConflictMessage, encode_message
+from ..ops import Kind
 from .events import HandleConflictRejected
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 
@@ -24,6 +27,33 @@ class HandleConflicts:
         self.open_conflicts: dict[str, float] = {}
         #: (handle, winning claim) pairs whose rejection was raised (one per binding).
         self.rejected: set[tuple[str, bytes]] = set()
+        #: Claims whose revocation by a quorum was reported (revocations are rare).
+        self.revoked: set[bytes] = set()
+
+    def settle_revocations(self, final_ids: list[bytes]) -> None:
+        """Raise the rejection of each claim that the revocations among `final_ids` (just
+        made final) brought to a quorum of revokers."""
+        core = self.core
+        final = core.ledger.final_state
+        quorum = core.genesis.quorum
+        for op_id in final_ids:
+            op = core.ledger.op(op_id)
+            if op is None or op.kind is not Kind.HANDLE_REVOKE:
+                continue
+            handle = op.fields["handle"]
+            for claim_id in op.parents:
+                claim = final.claims.get(claim_id)
+                if claim is None or claim.handle != handle or claim_id in self.revoked:
+                    continue
+                if len(claim.revokers) >= quorum:
+                    self.revoked.add(claim_id)
+                    binding = final.bindings.get(handle)
+                    winner = binding.claim_id if binding is not None else b""
+                    core._emit(
+                        HandleConflictRejected(
+                            handle, winner, (claim_id,), core.final_height, (claim.claimant,)
+                        )
+                    )
 
     def settle(self) -> None:
         """A handle conflict is resolved once the handle's binding is final: then the losing
@@ -43,7 +73,10 @@ class HandleConflicts:
         if not losers:
             return
         self.rejected.add((handle, winner))
-        self.core._emit(HandleConflictRejected(handle, winner, losers, self.core.final_height))
+        holders = tuple(claims[loser].claimant for loser in losers)
+        self.core._emit(
+            HandleConflictRejected(handle, winner, losers, self.core.final_height, holders)
+        )
         message = encode_message(
             HandleConflictMessage(handle, winner, losers, self.core.final_height)
         )

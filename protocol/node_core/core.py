@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import consensus
+from ..codes import RejectCode
 from ..crypto import KeyPair
 from ..errors import RemoteProtocolError
 from ..framing import Priority
@@ -47,6 +48,7 @@ from ..ops import decode_op, op_id_of
 from ..reconcile import IdSet
 from ..rollback import RollbackCertificate, RollbackVote
 from ..snapshot import Manifest
+from . import council
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
 from .delta_sync import DeltaSync
@@ -55,6 +57,7 @@ from .finality import Finality
 from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rollbacks import Rollbacks
+from .stall import StallWatch
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
 
@@ -112,6 +115,7 @@ class NodeCore:
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
         self.rollbacks = Rollbacks(self)
+        self.stall = StallWatch(self)
         #: Message type -> handler (`_dispatch`).
         self._handlers = self._message_handlers()
 
@@ -253,10 +257,15 @@ class NodeCore:
         self._after_input(now)
 
     def submit_op(self, envelope: bytes, now: float) -> Outcome:
-        """A local client's op. Refused in read-only and quiesced modes (code = the mode)."""
+        """A local client's op. Refused in read-only mode (`read_only`); while quiesced only
+        the council kinds are admitted (`quiesced`), and while claims are paused no new claim
+        (`claims_paused`): see council.py."""
         self._now = now
-        if self.effective_mode is not Mode.NORMAL:
-            return Outcome(b"", "rejected", self.effective_mode.value.replace("-", "_"), "")
+        if self.mode is Mode.READ_ONLY:
+            return Outcome(b"", "rejected", RejectCode.READ_ONLY, "")
+        code = council.refusal(self, envelope)
+        if code is not None:
+            return Outcome(b"", "rejected", code, "")
         outcome = self.gossip.admit_op(envelope, now, source=None)
         self._after_input(now)
         return outcome
@@ -300,8 +309,9 @@ class NodeCore:
 
     @property
     def effective_mode(self) -> Mode:
-        """Quiesced when set locally or by a council broadcast signed by a quorum."""
-        if self.mode is Mode.QUIESCED or self.ledger.state.quiesced:
+        """Quiesced when set locally or by council broadcasts of a quorum (provisional or
+        final state)."""
+        if council.quiesced(self):
             return Mode.QUIESCED
         return self.mode
 
@@ -319,6 +329,7 @@ class NodeCore:
         self.finality.maybe_start_height(now)
         self.gossip.request_missing(now)
         self._after_input(now)
+        self.stall.check(now)
 
     def get_timer(self) -> float | None:
         deadlines = [peer.next_sync_at for peer in self._peers.values()]

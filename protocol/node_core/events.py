@@ -99,12 +99,17 @@ class EquivocationRecorded:
 class HandleConflictRejected:
     """The `handle.conflict` rejection: final at `height`, the handle belongs to the winning
     claim and each losing claim is rejected. Raised once per handle and winner, whether this
-    node derived it at finality or received it from a peer (and checked it)."""
+    node derived it at finality or received it from a peer (and checked it). Also raised, once
+    per claim, when a quorum of `handle.revoke` on a claim becomes final: `losing_claims` is
+    the revoked claim and `winning_claim` the handle's final binding then (empty when unbound).
+    `holders` are the claimants of `losing_claims`, in the same order: the accounts whose
+    subscribers the shell tells."""
 
     handle: str
     winning_claim: bytes
     losing_claims: tuple[bytes, ...]
     height: int
+    holders: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,21 @@ class SnapshotOfferMismatchError(RemoteProtocolError):
     whose records do not rebuild the bundle's state root."""
 
     code = "snapshot_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class FinalityStalled:
+    """A warning: the final height has not moved for FINALITY_STALL_INTERVALS checkpoint
+    intervals while ops wait. `consensus_height` and `round` are where this node's consensus
+    is (0 and 0 outside the council); `silent_members` are the council members (this node
+    aside) whose consensus messages for height `final_height + 1` never arrived here, sorted.
+    Raised once per stalled final height."""
+
+    final_height: int
+    consensus_height: int
+    round: int
+    silent_members: tuple[bytes, ...]
+    stalled_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +229,7 @@ NodeEvent = (
     | EquivocationRecorded
     | HandleConflictRejected
     | ModeChanged
+    | FinalityStalled
     | StateSyncFinished
     | StateSyncFailed
     | PersistRollback

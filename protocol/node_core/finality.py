@@ -28,6 +28,7 @@ from ..messages import (
     EvidenceMessage,
     encode_message,
 )
+from . import council
 from .config import Mode
 from .events import (
     CatchUpStarted,
@@ -106,9 +107,13 @@ class Finality:
             return None
         if self.core.final_height + 1 < self.core.rollbacks.epoch_first_height():
             return None  # behind a rollback's H: caught up by bundles, not decided again
-        if self.core.effective_mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
+        if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
-        if self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
+        if self.core.ledger.final_state.quiesced:
+            # Council-quiesced: only council-authored cuts can be final (council.py).
+            if not council.council_heads(self.core):
+                return None
+        elif self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
             return self.core._now
         return self.last_final_at + self.core.config.checkpoint_interval_s
 
@@ -118,7 +123,7 @@ class Finality:
             self.start_height(self.core.final_height + 1, now)
 
     def start_height(self, height: int, now: float) -> None:
-        if self.consensus_height >= height or self.core.effective_mode is Mode.QUIESCED:
+        if self.consensus_height >= height or self.core.mode is Mode.QUIESCED:
             return
         if height < self.core.rollbacks.epoch_first_height():
             return  # behind a rollback: heights up to H are the old epoch's, caught up by bundles
@@ -140,18 +145,20 @@ class Finality:
         self.consensus_seen[digest] = None
         while len(self.consensus_seen) > CONSENSUS_SEEN_MAX:
             self.consensus_seen.popitem(last=False)
-        if self.core.effective_mode is Mode.QUIESCED:
-            return
+        if self.core.mode is Mode.QUIESCED:
+            return  # locally quiesced: out of consensus (a council quiesce is not: council.py)
         # Relay, so that nodes not directly connected to every member still follow.
         relay = encode_message(ConsensusEnvelope(payload))
         for peer_id in self.core._peer_order:
             if peer_id != peer.peer_id:
                 self.core._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
         try:
-            height = consensus.decode_message(payload).height
+            decoded = consensus.decode_message(payload)
         except RemoteProtocolError as exc:
             self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
+        self.core.stall.note(decoded)
+        height = decoded.height
         if height == self.core.final_height + 1:
             self.start_height(height, now)
         self.core.consensus.receive_message(payload, now)
@@ -190,12 +197,19 @@ class Finality:
     def propose(self, height: int, round_: int, now: float) -> None:
         if height != self.core.final_height + 1:
             return
-        heads = self.core.ledger.unfinalized_heads()[:CUT_HEADS_MAX]
+        ledger = self.core.ledger
+        if ledger.final_state.quiesced:
+            heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
+        else:
+            heads = ledger.unfinalized_heads()[:CUT_HEADS_MAX]
         if not heads:
             return  # nothing moved: no empty checkpoints (the propose timeout moves on)
-        if self.core.ledger.cut_closure([head for _, _, head in heads])[1]:
+        if ledger.cut_closure([head for _, _, head in heads])[1]:
             return
-        root, _ = self.core.ledger.derive_cut(heads)
+        try:
+            root, _ = ledger.derive_cut(heads)
+        except CutInvalidError:
+            return  # (a council-only subset whose head loses a conflict inside it)
         cut = Cut(self.last_checkpoint_id, height, tuple(heads), root)
         value = cut.encode()
         if len(value) > consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX:
@@ -220,8 +234,8 @@ class Finality:
             return
         self.validation_waiting.pop(value_id, None)
         try:
-            root, _ = self.core.ledger.derive_cut(list(cut.heads))
-            valid = root == cut.state_root
+            root, closure = self.core.ledger.derive_cut(list(cut.heads))
+            valid = root == cut.state_root and council.cut_admissible(self.core, closure)
         except CutInvalidError:
             valid = False
         self.core.consensus.report_validity(value_id, valid, now)
@@ -341,6 +355,7 @@ class Finality:
         if self.core.rollbacks.history.certificates:
             self.core.rollbacks.reached_final(height, cut.checkpoint_id, now)
         self.core.conflicts.settle()
+        self.core.conflicts.settle_revocations(final_ids)
         self.continue_catch_up(now, persist=persist)
         # Share the bundle so that nodes outside the council finalize too.
         message = encode_message(BundlesMessage((bundle,)))

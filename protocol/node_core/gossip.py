@@ -28,7 +28,8 @@ from ..messages import (
     OpsMessage,
     encode_message,
 )
-from ..ops import Kind, envelope_kind_number, op_id_of
+from ..ops import op_id_of
+from . import council
 from .config import Mode
 from .events import PersistOps
 from .peers import PENALTY_BAD_OP, Peer
@@ -73,11 +74,7 @@ class Gossip:
         queues = (self.announced, self.announce_retries)
         return [queue[next(iter(queue))].due for queue in queues if queue]
 
-    def admit_op(
-        self, envelope: bytes, now: float, *, source: Peer | None, council_only: bool = False
-    ) -> Outcome:
-        if council_only and not _is_council_broadcast(envelope):
-            return Outcome(b"", "rejected", "quiesced", "")
+    def admit_op(self, envelope: bytes, now: float, *, source: Peer | None) -> Outcome:
         if self.core.rollbacks.reverted and type(envelope) is bytes:
             op_id = op_id_of(envelope)
             if self.core.rollbacks.is_reverted(op_id):
@@ -118,7 +115,7 @@ class Gossip:
         if announced is not None:
             self.release_announced(announced)
             skip.update(announced.announcers)  # they hold it: no need to tell them
-        if _is_council_broadcast(envelope):
+        if council.is_council_op(envelope):
             self.push(envelope, op_id, source=skip, fanout=limits.PEERS_MAX, announce=False)
         else:
             self.push(envelope, op_id, source=skip, fanout=self.core.config.eager_relay_fanout)
@@ -275,11 +272,14 @@ class Gossip:
         return len(envelopes)
 
     def on_ops(self, peer: Peer, message: OpsMessage, now: float) -> None:
-        """Ops pushed, fetched or synced to us; a quiesced node takes council broadcasts only."""
-        quiesced = self.core.effective_mode is Mode.QUIESCED
-        self.core.stats.ops_received += len(message.envelopes)
+        """Ops pushed, fetched or synced to us; while quiesced or with claims paused, the
+        node's mode may refuse some (council.refusal_from_peer)."""
+        core = self.core
+        restricted = council.quiesced(core) or council.claims_paused(core)
+        core.stats.ops_received += len(message.envelopes)
         for envelope in message.envelopes:
-            self.admit_op(envelope, now, source=peer, council_only=quiesced)
+            if not restricted or council.refusal_from_peer(core, envelope) is None:
+                self.admit_op(envelope, now, source=peer)
 
     def on_fetch(self, peer: Peer, message: FetchMessage, now: float) -> None:
         op_ids = message.op_ids
@@ -313,9 +313,6 @@ class Gossip:
         self.core.stats.ops_fetched += len(due)
 
 
-_COUNCIL_BROADCAST_KINDS = (int(Kind.COUNCIL_QUIESCE), int(Kind.COUNCIL_RESUME))
-
-
 def _append_to_each(queues: dict[bytes, list[bytes]], peer_ids: list[bytes], item: bytes) -> None:
     """Append `item` to the queue of each peer (hot path: no list built for a known peer)."""
     for peer_id in peer_ids:
@@ -324,9 +321,3 @@ def _append_to_each(queues: dict[bytes, list[bytes]], peer_ids: list[bytes], ite
             queues[peer_id] = [item]
         else:
             queue.append(item)
-
-
-def _is_council_broadcast(envelope: bytes) -> bool:
-    """Whether an envelope is a council.quiesce/resume op, read from the canonical envelope
-    layout without decoding (a non-canonical envelope is not admitted anyway)."""
-    return envelope_kind_number(envelope) in _COUNCIL_BROADCAST_KINDS

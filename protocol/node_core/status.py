@@ -122,6 +122,9 @@ class NodeStatus:
     evidence: int
     open_conflicts: int
     oldest_open_conflict_age_s: float  # rounded to the millisecond
+    #: Seconds the final height has not moved while ops that could become final wait (0.0
+    #: when none waits), rounded to the millisecond: stall.py.
+    finality_stalled_s: float
     fragments: dict[str, int]  # frame decoder counters summed over the peers (a copy)
     snapshot: SnapshotStatus | None
     state_sync: StateSyncStatus | None
@@ -158,6 +161,7 @@ class NodeStatus:
             "evidence": self.evidence,
             "open_conflicts": self.open_conflicts,
             "oldest_open_conflict_age_s": self.oldest_open_conflict_age_s,
+            "finality_stalled_s": self.finality_stalled_s,
             "fragments": dict(self.fragments),
             "snapshot": _snapshot_dict(self.snapshot),
             "state_sync": _state_sync_dict(self.state_sync),
@@ -204,6 +208,7 @@ def build_status(core: NodeCore) -> NodeStatus:
         evidence=len(core.evidence),
         open_conflicts=len(core.conflicts.open_conflicts),
         oldest_open_conflict_age_s=round(core.oldest_open_conflict_age_s(), 3),
+        finality_stalled_s=round(core.stall.stalled_s(core._now), 3),
         fragments=core.peer_rules.fragment_stats(),
         snapshot=_snapshot_status(core),
         state_sync=_state_sync_status(core),

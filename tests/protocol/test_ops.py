@@ -32,6 +32,8 @@ def sample_ops() -> list:
         member.revoke(claim),
         member.quiesce("maintenance"),
         member.resume("done"),
+        member.pause_claims("stage 1"),
+        member.resume_claims(),
     ]
 
 

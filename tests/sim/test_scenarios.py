@@ -127,6 +127,15 @@ def test_finality_scenarios_are_registered() -> None:
         assert name in scenarios.scenario_names()
 
 
+#: The council control plane scenarios of issue 12 (docs/PROTOCOL.md, "Council control plane").
+CONTROL_SCENARIOS = ("council-quiesce", "claims-paused")
+
+
+def test_control_scenarios_are_registered() -> None:
+    for name in CONTROL_SCENARIOS:
+        assert name in scenarios.scenario_names()
+
+
 def test_equivocating_member_leaves_verifiable_evidence_on_every_honest_node() -> None:
     result = scenarios.run_scenario("equivocating-member", 3)
     assert result.ok, scenarios.format_failure(result)

@@ -28,6 +28,7 @@ from ..swarm import (
     sim_genesis,
 )
 from .bank import scenario_hype_burns, scenario_signup, scenario_transfers
+from .control import scenario_claims_paused, scenario_council_quiesce
 from .council import (
     scenario_council_crash,
     scenario_council_partition,
@@ -119,6 +120,14 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
     "fork-finality": (
         scenario_fork_finality,
         ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    "council-quiesce": (
+        scenario_council_quiesce,
+        ScenarioParams(network=NetworkConfig(loss=0.01, jitter_s=0.05, clock_skew_s_max=0.2)),
+    ),
+    "claims-paused": (
+        scenario_claims_paused,
+        ScenarioParams(network=NetworkConfig(loss=0.01, jitter_s=0.05, clock_skew_s_max=0.2)),
     ),
     "state-sync": (
         scenario_state_sync,
