@@ -229,7 +229,7 @@ class LedgerState:
         self.mode_votes: MutableMapping[bytes, bool] = {}
         self.quiesced = False
         #: Each council member's latest claims vote (True = pause new handle claims).
-        self.claims_votes: dict[bytes, bool] = {}
+        self.claims_votes: MutableMapping[bytes, bool] = {}
         self.tree = StateTree()
         #: The whole state this one overlays (None: this one is whole).
         self.base: LedgerState | None = None
@@ -395,6 +395,7 @@ class LedgerState:
         other.bindings = OverlayMap(base.bindings, None, work)
         other.burn_tallies = OverlayMap(base.burn_tallies, None, work)
         other.mode_votes = OverlayMap(base.mode_votes, None, work)
+        other.claims_votes = OverlayMap(base.claims_votes, None, work)
         other.granted, other.burned, other.quiesced = base.granted, base.burned, base.quiesced
         other.tree = base.tree.copy()
         other._totals_dirty = False
@@ -413,6 +414,7 @@ class LedgerState:
             self.bindings,
             self.burn_tallies,
             self.mode_votes,
+            self.claims_votes,
         ):
             assert isinstance(records, OverlayMap)
             records.merge()
@@ -511,6 +513,7 @@ class Derivation:
             (self.state.bindings, other.state.bindings),
             (self.state.burn_tallies, other.state.burn_tallies),
             (self.state.mode_votes, other.state.mode_votes),
+            (self.state.claims_votes, other.state.claims_votes),
             (self.conflicts, other.conflicts),
             (self.claims_by_handle, other.claims_by_handle),
         ]

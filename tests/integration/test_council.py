@@ -66,7 +66,6 @@ async def vote(swarm: Swarm, action: str, members: list[NodeHome]) -> None:
         assert result["kind"] == f"council.{action}"
 
 
-@pytest.mark.xfail(strict=True, reason="core quiesce fix on branch quiesce")
 async def test_council_quiesce_and_resume_from_three_members(swarm: Swarm) -> None:
     async with asyncio.timeout(4 * WAIT_S):
         await vote(swarm, "quiesce", swarm.nodes[:3])

@@ -140,7 +140,6 @@ async def test_quiesce_is_signed_by_the_node_key_and_final(
     assert status["questions"][0]["question"] == "quiesce"
 
 
-@pytest.mark.xfail(strict=True, reason="core quiesce fix on branch quiesce")
 async def test_a_quorum_quiesce_becomes_final_and_a_resume_lifts_it(
     tmp_path: Path, start_node: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
