@@ -19,10 +19,8 @@ is not newer than this code. Each failure is a typed StorageError; the file is l
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sqlite3
-import stat
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
@@ -45,21 +43,24 @@ from .api import (
 from .errors import (
     CheckpointConflictError,
     CorruptDatabaseError,
-    DatabaseLockedError,
     DuplicateOpError,
-    ForeignDatabaseError,
-    SchemaTooNewError,
     SnapshotWithoutCheckpointError,
     StorageError,
-    StorageIOError,
     StoreClosedError,
     StoreUsageError,
-    WrongNetworkError,
-    WrongNodeKeyError,
     from_sqlite,
 )
 from .failpoints import failpoint
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .opening import (
+    QUICK_CHECK_LINES_QUOTED,
+    FileLock,
+    NoLock,
+    check_file,
+    check_path,
+    prepare,
+    stored_version,
+)
+from .schema import SCHEMA_VERSION
 
 T = TypeVar("T")
 
@@ -72,8 +73,6 @@ SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 OPS_PER_STATEMENT_MAX: Final = 1_000
 #: Ids (or 3-column pending rows) in one statement, for the same parameter limit.
 IDS_PER_STATEMENT_MAX: Final = 1_000
-#: Lines of a failed quick_check quoted in the error (the full list can be thousands of lines).
-QUICK_CHECK_LINES_QUOTED: Final = 5
 
 _OP_COLUMNS: Final = "seq, op_id, author, author_seq, envelope, status, received_at_ms, crc"
 
@@ -109,57 +108,6 @@ def _checkpoint_from_row(row: Sequence[Any], path: str) -> Checkpoint:
     return checkpoint
 
 
-def _check_path(path: str) -> None:
-    """Refuse, typed, a path that cannot hold our database, before anything is written and
-    before aiosqlite starts a worker thread (a thread left behind by a failed connect can
-    outlive the event loop and print "Event loop is closed"). A missing path is fine (`open`
-    creates it); a zero-length file is not: SQLite would silently start a fresh database in
-    it, so a truncated database would come back as a new node."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise StorageIOError(f"{path}: cannot inspect the database path: {error}") from error
-    if not stat.S_ISREG(info.st_mode):
-        raise StorageIOError(f"{path} is not a regular file (a database path names a file)")
-    if info.st_size == 0:
-        raise CorruptDatabaseError(
-            f"{path} is empty (0 bytes), not a swarmd database: restore it from a backup, or "
-            "remove it to start this node from scratch"
-        )
-    if not os.access(path, os.R_OK):
-        raise StorageIOError(f"{path}: permission denied (cannot read the database)")
-
-
-class _FileLock:
-    """An advisory lock on `<db>.lock` held while the store is open, so that two processes never
-    write one database. The kernel releases it when the process dies, even by kill -9."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            self._fd: int | None = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as error:
-            raise StorageIOError(f"{path}: cannot create the lock file: {error}") from error
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.release()
-            raise DatabaseLockedError(f"{path} is open in another process or store") from None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-class _NoLock:
-    """A read-only store takes no lock: SQLite's WAL lets it read beside the one writer."""
-
-    def release(self) -> None:
-        return None
-
-
 class Store:
     """The SQLite op store. Open it with `await Store.open(...)`; see api.OpStore."""
 
@@ -168,7 +116,7 @@ class Store:
         path: str,
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
-        file_lock: _FileLock | _NoLock,
+        file_lock: FileLock | NoLock,
         last_seq: int,
         *,
         read_only: bool = False,
@@ -206,14 +154,14 @@ class Store:
         if synchronous not in SYNCHRONOUS_MODES:
             raise StoreUsageError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
         text_path = os.fspath(path)
-        _check_path(text_path)
-        file_lock = _FileLock(text_path)
+        check_path(text_path)
+        file_lock = FileLock(text_path)
         connections: list[aiosqlite.Connection] = []
         try:
             writer = await aiosqlite.connect(text_path, isolation_level=None)
             connections.append(writer)
-            await _check_file(writer, text_path)
-            await _prepare(writer, text_path, network_id, node_key, synchronous)
+            await check_file(writer, text_path)
+            await prepare(writer, text_path, network_id, node_key, synchronous)
             reader = await aiosqlite.connect(text_path, isolation_level=None)
             connections.append(reader)
             await reader.execute("PRAGMA query_only = ON")
@@ -241,14 +189,14 @@ class Store:
         text_path = os.fspath(path)
         if not os.path.exists(text_path):
             raise StoreUsageError(f"{text_path} does not exist")
-        _check_path(text_path)
+        check_path(text_path)
         uri = "file:" + urllib.parse.quote(text_path) + "?mode=ro"
         connection: aiosqlite.Connection | None = None
         try:
             connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             await connection.execute("PRAGMA query_only = ON")
-            await _check_file(connection, text_path)
-            version = await _stored_version(connection, text_path, network_id, None)
+            await check_file(connection, text_path)
+            version = await stored_version(connection, text_path, network_id, None)
             if version != SCHEMA_VERSION:
                 raise StoreUsageError(
                     f"{text_path} has schema version {version}, not {SCHEMA_VERSION}: start the "
@@ -264,7 +212,7 @@ class Store:
                 if typed is not None:
                     raise typed from error
             raise
-        return cls(text_path, connection, connection, _NoLock(), last_seq, read_only=True)
+        return cls(text_path, connection, connection, NoLock(), last_seq, read_only=True)
 
     async def close(self) -> None:
         """Wait for the write in progress, then close. Idempotent."""
@@ -765,103 +713,6 @@ def _retrieve_exception(task: asyncio.Future[Any]) -> None:
     # reported to nobody, which is expected, so mark it retrieved.
     if not task.cancelled():
         task.exception()
-
-
-# --- opening -----------------------------------------------------------------------------------
-
-
-async def _check_file(writer: aiosqlite.Connection, path: str) -> None:
-    rows = list(await writer.execute_fetchall("PRAGMA quick_check"))
-    if [tuple(row) for row in rows] != [("ok",)]:
-        quoted = "; ".join(str(row[0]) for row in rows[:QUICK_CHECK_LINES_QUOTED])
-        raise CorruptDatabaseError(f"{path} fails quick_check: {quoted}")
-
-
-async def _prepare(
-    writer: aiosqlite.Connection,
-    path: str,
-    network_id: bytes,
-    node_key: bytes | None,
-    synchronous: str,
-) -> None:
-    """Check the file's identity and version (before any write), then set the journal and
-    bring the schema up to date."""
-    version = await _stored_version(writer, path, network_id, node_key)
-    if version == 0 and node_key is None:
-        raise StoreUsageError("node_key is required to create a database")
-    rows = list(await writer.execute_fetchall("PRAGMA journal_mode = WAL"))
-    if [tuple(row) for row in rows] != [("wal",)]:
-        raise StorageIOError(f"{path}: cannot switch to WAL mode (got {rows})")
-    await writer.execute(f"PRAGMA synchronous = {synchronous}")
-    failpoint("open.before_migrations")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        await _migrate(writer, target, network_id, node_key)
-
-
-async def _stored_version(
-    writer: aiosqlite.Connection, path: str, network_id: bytes, node_key: bytes | None
-) -> int:
-    """0 for an empty file, else the stored schema version after checking identity."""
-    tables = {
-        row[0]
-        for row in await writer.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type='table'"
-        )
-    }
-    if not tables:
-        return 0
-    if "meta" not in tables:
-        raise ForeignDatabaseError(f"{path} is an SQLite database but not a swarmd store")
-    rows = await writer.execute_fetchall(
-        "SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
-        (api.META_SCHEMA_VERSION, api.META_NETWORK_ID, api.META_NODE_KEY),
-    )
-    meta = {row[0]: bytes(row[1]) for row in rows}
-    try:
-        version = int(meta[api.META_SCHEMA_VERSION].decode("ascii"))
-    except (KeyError, ValueError, UnicodeDecodeError):
-        raise CorruptDatabaseError(f"{path}: the schema version is missing or garbled") from None
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNewError(
-            f"{path} has schema version {version}; this code knows up to {SCHEMA_VERSION}"
-        )
-    if meta.get(api.META_NETWORK_ID) != network_id:
-        stored = meta.get(api.META_NETWORK_ID, b"").hex()
-        raise WrongNetworkError(f"{path} belongs to network {stored}, not {network_id.hex()}")
-    if node_key is not None and meta.get(api.META_NODE_KEY) != node_key:
-        raise WrongNodeKeyError(f"{path} was made by another node key")
-    return version
-
-
-async def _migrate(
-    writer: aiosqlite.Connection, target: int, network_id: bytes, node_key: bytes | None
-) -> None:
-    """One migration and its version bump in one transaction."""
-    await writer.execute("BEGIN IMMEDIATE")
-    try:
-        for sql in MIGRATIONS[target - 1]:
-            await writer.execute(sql)
-            failpoint(f"migrate_v{target}.in_transaction")
-        if target == 1:
-            assert node_key is not None  # checked by _prepare
-            initial = [
-                (api.META_NETWORK_ID, network_id),
-                (api.META_NODE_KEY, node_key),
-                (api.META_MODE, NodeMode.NORMAL.value.encode()),
-                (api.META_MODE_REASON, b""),
-            ]
-            await writer.executemany("INSERT INTO meta VALUES (?, ?)", initial)
-        await writer.execute(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            (api.META_SCHEMA_VERSION, str(target).encode("ascii")),
-        )
-        failpoint(f"migrate_v{target}.before_commit")
-        await writer.execute("COMMIT")
-    except BaseException:
-        if writer.in_transaction:
-            await writer.execute("ROLLBACK")
-        raise
-    failpoint(f"migrate_v{target}.after_commit")
 
 
 __all__ = ["OPS_PER_STATEMENT_MAX", "SYNCHRONOUS_MODES", "StorageError", "Store"]
