@@ -98,7 +98,9 @@ def cmd_chaos(args: argparse.Namespace, out: Output) -> int:
         raise CliError("pass --scenario NAME (or 'all'), or --list", "usage")
     if args.scenario != "all" and args.scenario not in names:
         raise CliError(
-            f"unknown scenario {args.scenario!r}; known: {', '.join(names)}", "unknown_scenario"
+            f"unknown scenario {args.scenario!r}; known: {', '.join(names)}",
+            "unknown_scenario",
+            usage=True,
         )
     chosen = names if args.scenario == "all" else [args.scenario]
     report = run_chaos(chosen, seed_range(args.seed, args.seeds), verbose=args.verbose)

@@ -33,11 +33,13 @@ COUNCIL_KEYS_DIR = "council-keys"
 
 
 class CliError(Exception):
-    """A user-facing error with a stable code."""
+    """A user-facing error with a stable code; `usage` (exit 2) for a bad argument, whatever
+    its code (`usage` itself, or a more precise one such as `unknown_scenario`)."""
 
-    def __init__(self, message: str, code: str = "cli_error") -> None:
+    def __init__(self, message: str, code: str = "cli_error", *, usage: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.usage = usage or code == "usage"
 
 
 class Output:

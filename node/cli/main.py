@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, Output(as_json or args.json))
     except CliError as exc:
-        return _fail(out, str(exc), exc.code, EXIT_USAGE if exc.code == "usage" else EXIT_FAILED)
+        return _fail(out, str(exc), exc.code, EXIT_USAGE if exc.usage else EXIT_FAILED)
     except ConfigError as exc:
         return _fail(out, exc.message, exc.code, EXIT_USAGE)
     except ProtocolError as exc:
