@@ -12,6 +12,7 @@ from swarmd.protocol.consensus import CheckpointBundle
 from swarmd.protocol.sim.harness import Swarm
 
 from .test_metrics import samples, value
+from .test_status_core import split_endorsements_swarm
 
 
 def test_sync_sessions_and_bytes_come_from_a_real_core() -> None:
@@ -57,16 +58,8 @@ def test_fragment_events_follow_the_core_counters_and_survive_a_new_core() -> No
 
 
 def test_status_gauges_follow_a_real_core() -> None:
-    swarm = Swarm(4, seed=23)
-    alice, bob = swarm.author("alice"), swarm.author("bob")
-    claims = [alice.claim("neo"), bob.claim("neo")]
+    swarm = split_endorsements_swarm()
     node = swarm.nodes[0]
-    for claim, members in zip(claims, (swarm.members[:2], swarm.members[2:]), strict=True):
-        node.submit_op(claim.envelope, 0.0)
-        for member in members:
-            node.submit_op(member.endorse(claim).envelope, 0.0)
-    swarm.flush(0)
-    swarm.run(until=6.0)
     status = node.node_status()
     metrics = NodeMetrics(process_metrics=False)
     metrics.observe_status(status, status.last_final_at + 2.5)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from swarmd.protocol.sim.harness import Swarm
 
 
-def test_an_endorsement_split_two_two_is_a_stuck_handle() -> None:
+def split_endorsements_swarm() -> Swarm:
+    """Four members; two claims of "neo", each endorsed by two members (a 2/2 split), run
+    until finality settled. Node 0 saw every op first."""
     swarm = Swarm(4, seed=23)
     alice, bob = swarm.author("alice"), swarm.author("bob")
     claims = [alice.claim("neo"), bob.claim("neo")]
@@ -17,6 +19,12 @@ def test_an_endorsement_split_two_two_is_a_stuck_handle() -> None:
             node.submit_op(member.endorse(claim).envelope, 0.0)
     swarm.flush(0)
     swarm.run(until=6.0)
+    return swarm
+
+
+def test_an_endorsement_split_two_two_is_a_stuck_handle() -> None:
+    swarm = split_endorsements_swarm()
+    node = swarm.nodes[0]
     assert node.final_height >= 1
     assert "neo" not in node.ledger.final_state.bindings
     for core in swarm.nodes:
