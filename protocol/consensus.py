@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -510,6 +511,31 @@ class CheckpointBundle:
         )
 
 
+def check_quorum_signers(
+    keys: list[bytes],
+    validators: list[bytes],
+    *,
+    unknown: RemoteProtocolError,
+    duplicate: RemoteProtocolError,
+    too_few: Callable[[int, int], RemoteProtocolError],
+) -> int:
+    """The one rule of every council certificate (bundles, rollback certificates): each signer
+    is a distinct member and there is a quorum of them. Raises the caller's typed error;
+    returns the number of signers. Signatures are the caller's to verify, after this."""
+    council = set(validators)
+    seen: set[bytes] = set()
+    for key in keys:
+        if key not in council:
+            raise unknown
+        if key in seen:
+            raise duplicate
+        seen.add(key)
+    quorum = quorum_size(len(council))
+    if len(seen) < quorum:
+        raise too_few(len(seen), quorum)
+    return len(seen)
+
+
 def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[bytes]) -> None:
     """Raise a BundleError subclass unless a quorum of `validators` precommitted the value.
 
@@ -518,17 +544,15 @@ def verify_bundle(bundle: CheckpointBundle, network_id: bytes, validators: list[
     bundle's epoch still owns its height is the epoch history's question
     (`rollback.EpochHistory.check_bundle`), not this function's.
     """
-    council = set(validators)
-    seen: set[bytes] = set()
-    for key, _signature in bundle.precommits:
-        if key not in council:
-            raise BundleUnknownValidatorError("a precommit is signed by a non-member")
-        if key in seen:
-            raise BundleDuplicateValidatorError("a validator appears twice")
-        seen.add(key)
-    quorum = quorum_size(len(council))
-    if len(seen) < quorum:
-        raise BundleQuorumError(f"{len(seen)} precommits, a quorum is {quorum}")
+    check_quorum_signers(
+        [key for key, _signature in bundle.precommits],
+        validators,
+        unknown=BundleUnknownValidatorError("a precommit is signed by a non-member"),
+        duplicate=BundleDuplicateValidatorError("a validator appears twice"),
+        too_few=lambda count, quorum: BundleQuorumError(
+            f"{count} precommits, a quorum is {quorum}"
+        ),
+    )
     body = {
         "type": MessageKind.PRECOMMIT.value,
         "epoch": bundle.epoch,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crypto, encoding, limits
-from .consensus import CONSENSUS_HEIGHT_MAX, CheckpointBundle, quorum_size
+from .consensus import CONSENSUS_HEIGHT_MAX, CheckpointBundle, check_quorum_signers, quorum_size
 from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 
 #: Every rollback signature covers this tag, then the 32-byte network id, then the canonical
@@ -273,17 +273,15 @@ def verify_certificate(
 ) -> None:
     """Raise a RollbackError subclass unless a quorum of distinct `validators` (the genesis
     council) signed the certificate's body on this network. Needs nothing else."""
-    council = set(validators)
-    seen: set[bytes] = set()
-    for key, _signature in certificate.signatures:
-        if key not in council:
-            raise RollbackUnknownSignerError("a rollback signature of a non-member")
-        if key in seen:
-            raise RollbackDuplicateSignerError("a signer appears twice")
-        seen.add(key)
-    quorum = quorum_size(len(council))
-    if len(seen) < quorum:
-        raise RollbackQuorumError(f"{len(seen)} rollback signatures, a quorum is {quorum}")
+    check_quorum_signers(
+        [key for key, _signature in certificate.signatures],
+        validators,
+        unknown=RollbackUnknownSignerError("a rollback signature of a non-member"),
+        duplicate=RollbackDuplicateSignerError("a signer appears twice"),
+        too_few=lambda count, quorum: RollbackQuorumError(
+            f"{count} rollback signatures, a quorum is {quorum}"
+        ),
+    )
     certificate.body.check()
     message = certificate.body.signing_bytes(network_id)
     for key, signature in certificate.signatures:
