@@ -41,6 +41,9 @@ SNAPSHOT_SIZE_BYTES_MAX = 1024 * 1024 * 1024
 #: newest one (fall back to the one before) without letting the database grow unbounded.
 SNAPSHOTS_KEPT_MAX = 64
 SNAPSHOTS_KEPT_DEFAULT = 2
+#: A stored rollback certificate: a body plus a quorum of signatures, a few KiB; bounded only
+#: to catch a caller's bug (the core decoded and verified it before it is stored).
+ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX = 1024 * 1024
 #: Ops in the durable pending pool: the ledger's pool bound.
 PENDING_OPS_STORED_MAX = limits.PENDING_OPS_MAX
 
@@ -131,6 +134,28 @@ class RevertedCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredRollback:
+    """An accepted council rollback certificate (opaque bytes to the store), by epoch."""
+
+    #: The epoch the certificate starts (1 for the first): certificates are kept in this order.
+    epoch: int
+    #: The final height it went back to (checkpoints above it were moved out).
+    height: int
+    certificate: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RevertedOp:
+    """An op a rollback certificate reverted: final above `height` in the epoch it ended."""
+
+    #: Order of recording, from 1 (`read_reverted_ops` pages by it).
+    seq: int
+    op_id: bytes
+    height: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class StateSnapshot:
     height: int
     state_root: bytes
@@ -160,6 +185,11 @@ def checkpoint_crc(checkpoint: Checkpoint) -> int:
     for part in (checkpoint.checkpoint_id, checkpoint.state_root, checkpoint.bundle):
         crc = zlib.crc32(part, crc)
     return crc
+
+
+def rollback_crc(rollback: StoredRollback) -> int:
+    header = rollback.epoch.to_bytes(8, "big") + rollback.height.to_bytes(8, "big")
+    return zlib.crc32(rollback.certificate, zlib.crc32(header))
 
 
 def snapshot_crc(snapshot: StateSnapshot) -> int:
@@ -284,6 +314,18 @@ def check_snapshots_kept(snapshots_kept: object) -> None:
     _check_int("snapshots_kept", snapshots_kept, 1, SNAPSHOTS_KEPT_MAX)
 
 
+def check_rollback(rollback: StoredRollback) -> None:
+    _check_int("epoch", rollback.epoch, 1, _INT64_MAX)
+    _check_int("height", rollback.height, 0, _INT64_MAX)
+    _check_bytes("certificate", rollback.certificate, ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX)
+
+
+def check_reverted(op_ids: Sequence[bytes], height: int, epoch: int) -> None:
+    check_op_ids(op_ids)
+    _check_int("height", height, 0, _INT64_MAX)
+    _check_int("epoch", epoch, 1, _INT64_MAX)
+
+
 def check_meta(key: object, value: object | None = None, *, writing: bool = False) -> None:
     if not isinstance(key, str) or not 0 < len(key.encode()) <= META_KEY_SIZE_BYTES_MAX:
         raise StoreUsageError(f"meta key must be a non-empty str of at most 64 bytes: {key!r}")
@@ -324,6 +366,25 @@ class OpStore(Protocol):
     async def read_reverted_checkpoints(
         self, after_revert_seq: int, limit: int
     ) -> list[RevertedCheckpoint]: ...
+
+    async def put_rollback(self, rollback: StoredRollback) -> int:
+        """Store an accepted rollback certificate after the ones before it and, in the same
+        write, move the checkpoints above its height to the reverted ones (snapshots above it
+        are deleted); returns how many moved. The same certificate again is a no-op; another
+        one for a stored epoch raises RollbackConflictError."""
+        ...
+
+    async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]: ...
+
+    async def mark_reverted(self, op_ids: Sequence[bytes], height: int, epoch: int) -> int:
+        """Record `op_ids` as reverted by the certificate of `epoch` (to `height`) and mark the
+        logged ones REVERTED, in one write (an id recorded before takes the new height and
+        epoch); returns how many logged ops were marked."""
+        ...
+
+    async def read_reverted_ops(self, after_seq: int, limit: int) -> list[RevertedOp]: ...
+
+    async def get_reverted(self, op_id: bytes) -> RevertedOp | None: ...
 
     async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]: ...
 

@@ -111,6 +111,12 @@ class SnapshotWithoutCheckpointError(StorageError, LocalProtocolError):
     code = "snapshot_without_checkpoint"
 
 
+class RollbackConflictError(StorageError, LocalProtocolError):
+    """Another rollback certificate is already stored for that epoch; nothing was written."""
+
+    code = "rollback_conflict"
+
+
 # --- mapping SQLite's errors -------------------------------------------------------------------
 
 # Primary result codes from sqlite3.h (the extended code's low byte is the primary code).

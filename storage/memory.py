@@ -30,12 +30,15 @@ from .api import (
     OpStatus,
     PendingOp,
     RevertedCheckpoint,
+    RevertedOp,
     StateSnapshot,
+    StoredRollback,
 )
 from .errors import (
     CheckpointConflictError,
     DatabaseLockedError,
     DuplicateOpError,
+    RollbackConflictError,
     SchemaTooNewError,
     SnapshotWithoutCheckpointError,
     StoreClosedError,
@@ -58,6 +61,10 @@ class MemoryDatabase:
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
+    rollbacks: dict[int, StoredRollback] = field(default_factory=dict)
+    #: op id -> its record, in the order recorded (a re-recorded id moves to the end).
+    reverted_ops: dict[bytes, RevertedOp] = field(default_factory=dict)
+    reverted_ops_seq: int = 0
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -214,6 +221,68 @@ class MemoryStore:
             self.database.reverted_checkpoints.append(reverted)
             self.database.snapshots.pop(moved, None)
         return self.mark_reverted_after_sync(log_seq), len(above)
+
+    async def put_rollback(self, rollback: StoredRollback) -> int:
+        api.check_rollback(rollback)
+        await self._commit_point()
+        return self.put_rollback_sync(rollback)
+
+    def put_rollback_sync(self, rollback: StoredRollback) -> int:
+        self._check_open()
+        api.check_rollback(rollback)
+        database = self.database
+        stored = database.rollbacks.get(rollback.epoch)
+        if stored is not None:
+            if stored.certificate == rollback.certificate:
+                return 0
+            raise RollbackConflictError(f"another certificate for epoch {rollback.epoch}")
+        database.rollbacks[rollback.epoch] = rollback
+        above = sorted(h for h in database.checkpoints if h > rollback.height)
+        for number, moved in enumerate(above, start=len(database.reverted_checkpoints) + 1):
+            checkpoint = database.checkpoints.pop(moved)
+            database.reverted_checkpoints.append(
+                RevertedCheckpoint(number, rollback.height, checkpoint)
+            )
+        for height in [h for h in database.snapshots if h > rollback.height]:
+            del database.snapshots[height]
+        return len(above)
+
+    async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:
+        api.check_read_range(after_epoch, limit)
+        await self._commit_point()
+        self._check_open()
+        rollbacks = sorted(self.database.rollbacks.items())
+        return [rollback for epoch, rollback in rollbacks if epoch > after_epoch][:limit]
+
+    async def mark_reverted(self, op_ids: Sequence[bytes], height: int, epoch: int) -> int:
+        api.check_reverted(op_ids, height, epoch)
+        await self._commit_point()
+        return self.mark_reverted_sync(op_ids, height, epoch)
+
+    def mark_reverted_sync(self, op_ids: Sequence[bytes], height: int, epoch: int) -> int:
+        self._check_open()
+        api.check_reverted(op_ids, height, epoch)
+        database = self.database
+        for op_id in op_ids:
+            database.reverted_ops.pop(op_id, None)
+            database.reverted_ops_seq += 1
+            database.reverted_ops[op_id] = RevertedOp(
+                database.reverted_ops_seq, op_id, height, epoch
+            )
+        return self.mark_status_sync(op_ids, OpStatus.REVERTED)
+
+    async def read_reverted_ops(self, after_seq: int, limit: int) -> list[RevertedOp]:
+        api.check_read_range(after_seq, limit)
+        await self._commit_point()
+        self._check_open()
+        found = [op for op in self.database.reverted_ops.values() if op.seq > after_seq]
+        return found[:limit]
+
+    async def get_reverted(self, op_id: bytes) -> RevertedOp | None:
+        api.check_op_ids([op_id])
+        await self._commit_point()
+        self._check_open()
+        return self.database.reverted_ops.get(op_id)
 
     async def read_reverted_checkpoints(
         self, after_revert_seq: int, limit: int

@@ -78,5 +78,25 @@ _V3: Final = (
     )""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+# Version 4 (rbstore): the council rollback certificates a node accepted, by the epoch each
+# starts (`NodeCore.restore` takes them back in that order), and the ops they reverted with
+# the height and epoch of the rollback (the API answers `reverted` for them, also after a
+# restart; the ops themselves stay in op_log, marked REVERTED). Keyed by a seq so a restart
+# feeds them back in the order they were reverted; op_id UNIQUE: one row per op.
+_V4_RBSTORE: Final = (
+    """CREATE TABLE rollback_certificates (
+        epoch INTEGER PRIMARY KEY,
+        height INTEGER NOT NULL,
+        certificate BLOB NOT NULL,
+        crc INTEGER NOT NULL
+    )""",
+    """CREATE TABLE reverted_ops (
+        seq INTEGER PRIMARY KEY,
+        op_id BLOB NOT NULL UNIQUE,
+        height INTEGER NOT NULL,
+        epoch INTEGER NOT NULL
+    )""",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_RBSTORE)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

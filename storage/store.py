@@ -38,12 +38,15 @@ from .api import (
     OpStatus,
     PendingOp,
     RevertedCheckpoint,
+    RevertedOp,
     StateSnapshot,
+    StoredRollback,
 )
 from .errors import (
     CheckpointConflictError,
     CorruptDatabaseError,
     DuplicateOpError,
+    RollbackConflictError,
     SnapshotWithoutCheckpointError,
     StorageError,
     StoreClosedError,
@@ -59,6 +62,16 @@ from .opening import (
     check_path,
     prepare,
     stored_version,
+)
+from .rollback_sql import (
+    SELECT_CERTIFICATE,
+    SELECT_REVERTED,
+    SELECT_REVERTED_OP,
+    SELECT_ROLLBACKS,
+    mark_reverted_statements,
+    put_rollback_statements,
+    reverted_op_from_row,
+    rollback_from_row,
 )
 from .schema import SCHEMA_VERSION
 
@@ -338,6 +351,51 @@ class Store:
             return counts[2], counts[1]
 
         return await self._write(work)
+
+    # --- council rollbacks (NodeCore's PersistRollback and OpsReverted) --------------------
+
+    async def put_rollback(self, rollback: StoredRollback) -> int:
+        """See api.OpStore.put_rollback: the certificate and the checkpoint moves, one write."""
+        api.check_rollback(rollback)
+
+        async def work() -> int:
+            found = await self._writer.execute_fetchall(SELECT_CERTIFICATE, (rollback.epoch,))
+            for (certificate,) in found:
+                if bytes(certificate) == rollback.certificate:
+                    return 0
+                raise RollbackConflictError(f"another certificate for epoch {rollback.epoch}")
+            statements = put_rollback_statements(rollback)
+            return (await self._execute_atomically("put_rollback", statements))[2]
+
+        return await self._write(work)
+
+    async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:
+        api.check_read_range(after_epoch, limit)
+        rows = await self._read(SELECT_ROLLBACKS, (after_epoch, limit))
+        return [rollback_from_row(row, self.path) for row in rows]
+
+    async def mark_reverted(self, op_ids: Sequence[bytes], height: int, epoch: int) -> int:
+        """See api.OpStore.mark_reverted."""
+        api.check_reverted(op_ids, height, epoch)
+        statements = mark_reverted_statements(op_ids, height, epoch)
+        if not statements:
+            return 0
+
+        async def work() -> int:
+            return sum((await self._execute_atomically("mark_reverted", statements))[1::2])
+
+        return await self._write(work)
+
+    async def read_reverted_ops(self, after_seq: int, limit: int) -> list[RevertedOp]:
+        """Up to `limit` reverted ops recorded after `after_seq`, in the order recorded."""
+        api.check_read_range(after_seq, limit)
+        rows = await self._read(SELECT_REVERTED, (after_seq, limit))
+        return [reverted_op_from_row(row) for row in rows]
+
+    async def get_reverted(self, op_id: bytes) -> RevertedOp | None:
+        api.check_op_ids([op_id])
+        rows = await self._read(SELECT_REVERTED_OP, (op_id,))
+        return reverted_op_from_row(rows[0]) if rows else None
 
     async def read_reverted_checkpoints(
         self, after_revert_seq: int, limit: int

@@ -33,7 +33,7 @@ from swarmd.protocol import consensus, crypto, encoding, limits
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.ledger import Outcome
-from swarmd.protocol.ops import check_handle
+from swarmd.protocol.ops import check_handle, decode_op
 
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
@@ -207,6 +207,10 @@ async def get_op(request: web.Request) -> web.Response:
     ledger = daemon.core.ledger
     status, code = ledger.status_of(op_id)
     op = ledger.op(op_id) or ledger.pending.get(op_id)
+    if op is None and (status == "unknown" or daemon.core.rollbacks.is_reverted(op_id)):
+        reverted = await _reverted_op(daemon, op_id)
+        if reverted is not None:
+            return web.json_response(reverted)
     if status == "unknown" and op is None:
         raise ApiError(404, "op_not_found", "no such op on this node")
     if status == "applied" and ledger.is_final(op_id):
@@ -219,6 +223,28 @@ async def get_op(request: web.Request) -> web.Response:
             "op": op.describe() if op is not None else None,
         }
     )
+
+
+async def _reverted_op(daemon: Daemon, op_id: bytes) -> dict[str, Any] | None:
+    """The view of an op a council rollback certificate reverted (from the store, so it
+    survives a restart), or None."""
+    if daemon.core.rollbacks.is_reverted(op_id):
+        with contextlib.suppress(Exception):  # a failed commit: the store answers what it has
+            await daemon.committer.barrier()  # its record may still be on its way
+    record = await daemon.node_log.reverted_op(op_id)
+    if record is None:
+        return None
+    op = None
+    if record.envelope is not None:
+        with contextlib.suppress(ProtocolError):
+            op = decode_op(record.envelope, op_id).describe()
+    return {
+        "op_id": op_id.hex(),
+        "status": "reverted",
+        "code": "op_reverted",
+        "op": op,
+        "reverted": {"height": record.height, "epoch": record.epoch},
+    }
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:

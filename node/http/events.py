@@ -30,6 +30,7 @@ from swarmd.protocol.node_core import (
     HandleConflictRejected,
     ModeChanged,
     NodeEvent,
+    OpsReverted,
     PersistCheckpoint,
 )
 
@@ -284,6 +285,26 @@ class EventStream:
                 "published": FINAL_OPS_PUBLISHED_UNFILTERED_MAX,
             }
             _deliver(unfiltered, truncated)
+
+    def publish_reverted(self, event: OpsReverted, authors: dict[bytes, bytes]) -> None:
+        """One `op_reverted` event per op a rollback certificate reverted, to the subscribers
+        of its author (`authors`: op id -> author, the logged ones) and unfiltered ones."""
+        subscribers = self.subscribers
+        for op_id in event.op_ids:
+            author = authors.get(op_id)
+            following = (author,) if author is not None else ()
+            listeners = subscribers.for_accounts(following)
+            if not listeners:
+                continue
+            published: dict[str, Any] = {
+                "type": "op_reverted",
+                "op_id": op_id.hex(),
+                "code": "op_reverted",
+                "height": event.height,
+                "epoch": event.epoch,
+                "accounts": [_text(author)] if author is not None else [],
+            }
+            _deliver(listeners, published)
 
 
 def _deliver(listeners: list[EventListener], event: dict[str, Any]) -> None:

@@ -75,7 +75,8 @@ PATHS: dict[str, Any] = {
         parameters=[_param("name", {"type": "string"})],
     ),
     "/v1/ops/{op_id}": _get(
-        "status and decoded view of an op",
+        "status and decoded view of an op (status `reverted`, code `op_reverted`, with "
+        "`reverted.height` and `reverted.epoch`: reverted by a council rollback certificate)",
         _json(_OBJECT, "op view"),
         400,
         404,

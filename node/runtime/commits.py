@@ -11,6 +11,7 @@ acknowledged, and frames relying on a vote or a checkpoint are sent, only after 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from swarmd.protocol.node_core import PersistCheckpoint
@@ -79,6 +80,12 @@ class NodeWrites:
         # so writing in queue order keeps "a stored checkpoint's ops are stored".
         self.committer.queue_write(lambda: self.node_log.put_checkpoint(checkpoint))
         self._state_last = None
+
+    def add_write(self, write: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Queue another durable write (a rollback's records) after everything queued so far."""
+        future = self.committer.queue_write(write)
+        self._state_last = None
+        return future
 
     def add_consensus_state(self, data: bytes) -> None:
         """Queue the signing state. The core hands over the same state with every periodic

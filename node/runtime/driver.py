@@ -26,15 +26,19 @@ from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
 from swarmd.protocol.node_core import (
+    EpochEntered,
     Mode,
     NodeCore,
     NodeEvent,
+    OpsReverted,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    PersistRollback,
     SnapshotDue,
 )
 from swarmd.protocol.ops import Op
+from swarmd.protocol.rollback import RollbackCertificate
 
 from ..config import NodeConfig, transport_config
 from ..http.events import EventListener, EventStream
@@ -121,6 +125,9 @@ class Daemon:
             PersistConsensusState: self._on_consensus_state,
             SnapshotDue: self._on_snapshot_due,
             OpEvicted: self._on_op_evicted,
+            PersistRollback: self._on_persist_rollback,
+            OpsReverted: self._on_ops_reverted,
+            EpochEntered: self._on_epoch_entered,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -387,6 +394,39 @@ class Daemon:
         self.snapshot_builds.due(event)
         return False
 
+    def _on_persist_rollback(self, event: PersistRollback) -> bool:
+        # Queued in order with the checkpoints: the new epoch's checkpoint at H+1 is written
+        # after the old epoch's ones above H moved out. Frames wait for it (like a checkpoint).
+        height = RollbackCertificate.decode(event.certificate).height
+        log.warning("rollback_certificate_accepted", epoch=event.epoch, height=height)
+
+        async def write() -> None:
+            moved = await self.node_log.put_rollback(event.certificate, event.epoch, height)
+            log.info("rollback_stored", epoch=event.epoch, height=height, checkpoints_moved=moved)
+
+        self.committer.add_write(write)
+        return True
+
+    def _on_ops_reverted(self, event: OpsReverted) -> bool:
+        # The authors' subscribers hear of it once it is durable, so `GET /v1/ops/{id}` then
+        # answers `reverted` too (the ledger no longer holds the op: the store knows its author).
+        log.warning("ops_reverted", ops=len(event.op_ids), height=event.height, epoch=event.epoch)
+
+        async def write() -> None:
+            authors = await self.node_log.mark_reverted(event.op_ids, event.height, event.epoch)
+            if self.events.active:
+                self.events.publish_reverted(event, authors)
+
+        self.committer.add_write(write)
+        return True
+
+    def _on_epoch_entered(self, event: EpochEntered) -> bool:
+        log.warning(
+            "epoch_entered", epoch=event.epoch, height=event.height, reverted=event.reverted
+        )
+        record(event, self.metrics, self.core)
+        return False
+
     def _snapshot_stored(self, height: int, size_bytes: int) -> None:
         self.metrics.snapshot_made(height, size_bytes)
         log.info("snapshot_made", height=height, size_bytes=size_bytes)
@@ -436,6 +476,7 @@ class Daemon:
             "mode": core_status["mode"],
             "mode_reason": core_status["mode_reason"],
             "final_height": core_status["final_height"],
+            "epoch": core_status["epoch"],
             "consensus_height": core_status["consensus_height"],
             "state_root": core_status["state_root"],
             "applied_ops": core_status["applied_ops"],

@@ -13,12 +13,14 @@ import concurrent.futures
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from swarmd.protocol import encoding
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError
 from swarmd.protocol.ledger.snapshot import build_snapshot
+from swarmd.protocol.limits import REVERTED_OPS_MAX
 from swarmd.protocol.node_core import Mode, NodeCore, PersistCheckpoint, SnapshotDue
 from swarmd.protocol.ops import Op, envelope_metadata, op_id_of
 from swarmd.protocol.snapshot import Manifest, encode_blob
@@ -84,6 +86,26 @@ class NodeLog(Protocol):
 
     async def get_bundle(self, height: int) -> bytes | None: ...
 
+    async def put_rollback(self, certificate: bytes, epoch: int, height: int) -> int:
+        """Store an accepted rollback certificate (`PersistRollback`) and move the stored
+        checkpoints above `height` out (kept as reverted); returns how many moved."""
+        ...
+
+    async def mark_reverted(
+        self, op_ids: Sequence[bytes], height: int, epoch: int
+    ) -> dict[bytes, bytes]:
+        """Record ops a certificate reverted (`OpsReverted`) and mark them in the log; returns
+        the author of each logged one (for its subscribers)."""
+        ...
+
+    async def load_rollbacks(self) -> tuple[list[bytes], list[bytes]]:
+        """(certificates in the order accepted, reverted op ids in the order recorded)."""
+        ...
+
+    async def reverted_op(self, op_id: bytes) -> RevertedRecord | None:
+        """Height, epoch and the logged envelope (if any) of an op a certificate reverted."""
+        ...
+
     async def latest_height(self) -> int: ...
 
     async def get_mode(self) -> tuple[Mode, str]: ...
@@ -93,6 +115,15 @@ class NodeLog(Protocol):
     async def record_live_state(self, state_root: bytes) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RevertedRecord:
+    """An op a rollback certificate reverted, as the API reports it."""
+
+    height: int
+    epoch: int
+    envelope: bytes | None
 
 
 def _clip_reason(reason: str) -> str:
@@ -236,6 +267,44 @@ class StoreLog:
     async def latest_height(self) -> int:
         checkpoint = await self.store.latest_checkpoint()
         return 0 if checkpoint is None else int(checkpoint.height)
+
+    async def put_rollback(self, certificate: bytes, epoch: int, height: int) -> int:
+        return int(
+            await self.store.put_rollback(self.api.StoredRollback(epoch, height, certificate))
+        )
+
+    async def mark_reverted(
+        self, op_ids: Sequence[bytes], height: int, epoch: int
+    ) -> dict[bytes, bytes]:
+        authors: dict[bytes, bytes] = {}
+        for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
+            chunk = op_ids[start : start + self.api.APPEND_OPS_MAX]
+            await self.store.mark_reverted(chunk, height, epoch)
+            for row in await self.store.get_ops(chunk):
+                authors[bytes(row.op_id)] = bytes(row.author)
+        return authors
+
+    async def load_rollbacks(self) -> tuple[list[bytes], list[bytes]]:
+        certificates: list[bytes] = []
+        epoch = 0
+        while rows := await self.store.read_rollbacks(epoch, LOAD_PAGE_ROWS):
+            certificates += [bytes(row.certificate) for row in rows]
+            epoch = rows[-1].epoch
+        op_ids: list[bytes] = []
+        seq = 0
+        while rows := await self.store.read_reverted_ops(seq, LOAD_PAGE_ROWS):
+            op_ids += [bytes(row.op_id) for row in rows]
+            seq = rows[-1].seq
+        # The core remembers the newest REVERTED_OPS_MAX (the oldest are below every final line).
+        return certificates, op_ids[-REVERTED_OPS_MAX:]
+
+    async def reverted_op(self, op_id: bytes) -> RevertedRecord | None:
+        found = await self.store.get_reverted(op_id)
+        if found is None:
+            return None
+        logged = await self.store.get_op(op_id)
+        envelope = None if logged is None else bytes(logged.envelope)
+        return RevertedRecord(int(found.height), int(found.epoch), envelope)
 
     async def get_mode(self) -> tuple[Mode, str]:
         mode, reason = await self.store.get_mode()

@@ -165,6 +165,9 @@ async def open_node(config: NodeConfig) -> Restored:
     started = time.perf_counter()
     try:
         envelopes, bundles = await node_log.load()
+        # The council's rollback certificates first: the epoch history decides which bundles
+        # the replay admits, and a reverted op is never applied again.
+        certificates, reverted_ops = await node_log.load_rollbacks()
         mode, reason = await node_log.get_mode()
         # The last sign state: the restored core resumes the height in progress with the
         # votes and the lock it had (SigningStateError when the file is not ours).
@@ -181,6 +184,8 @@ async def open_node(config: NodeConfig) -> Restored:
                 bundles=bundles,
                 consensus_state=consensus_state,
                 snapshot=snapshot,
+                certificates=certificates,
+                reverted_ops=reverted_ops,
             )
 
         core, snapshot_height = await restore_core(node_log, restore)
@@ -198,6 +203,8 @@ async def open_node(config: NodeConfig) -> Restored:
         replayed_ops=replayed_ops,
         ops=len(envelopes),
         checkpoints=len(bundles),
+        epoch=core.epoch,
+        reverted_ops=len(reverted_ops),
         final_height=core.final_height,
         state_root=core.state_root().hex(),
         elapsed_s=round(elapsed_s, 3),

@@ -1,0 +1,80 @@
+"""The SQL of the council rollback records (schema v4, `_V4_RBSTORE`), for storage/store.py.
+
+Statement builders and row readers only: `Store` runs them in its own transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from . import api
+from .api import OpStatus, RevertedOp, StoredRollback
+from .errors import CorruptDatabaseError
+
+Statement = tuple[str, Sequence[object]]
+
+#: Reverted ops per INSERT: 3 parameters each, far below SQLite's bound-parameter limit.
+REVERTED_OPS_PER_STATEMENT_MAX: Final = 300
+
+SELECT_CERTIFICATE: Final = "SELECT certificate FROM rollback_certificates WHERE epoch = ?"
+SELECT_ROLLBACKS: Final = (
+    "SELECT epoch, height, certificate, crc FROM rollback_certificates WHERE epoch > ? "
+    "ORDER BY epoch LIMIT ?"
+)
+SELECT_REVERTED: Final = (
+    "SELECT seq, op_id, height, epoch FROM reverted_ops WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_REVERTED_OP: Final = "SELECT seq, op_id, height, epoch FROM reverted_ops WHERE op_id = ?"
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    row = "(" + ",".join("?" * columns) + ")"
+    return ",".join([row] * rows)
+
+
+def put_rollback_statements(rollback: StoredRollback) -> list[Statement]:
+    """Store the certificate; move the checkpoints above its height to reverted_checkpoints
+    (counted by the third statement) and drop the snapshots above it (derived state)."""
+    height = rollback.height
+    return [
+        (
+            "INSERT INTO rollback_certificates VALUES (?, ?, ?, ?)",
+            [rollback.epoch, height, rollback.certificate, api.rollback_crc(rollback)],
+        ),
+        (
+            "INSERT INTO reverted_checkpoints (height, checkpoint_id, state_root, bundle, "
+            "log_seq, crc, rolled_back_to) SELECT height, checkpoint_id, state_root, "
+            "bundle, log_seq, crc, ? FROM checkpoints WHERE height > ? ORDER BY height",
+            [height, height],
+        ),
+        ("DELETE FROM checkpoints WHERE height > ?", [height]),
+        ("DELETE FROM state_snapshots WHERE height > ?", [height]),
+    ]
+
+
+def mark_reverted_statements(op_ids: Sequence[bytes], height: int, epoch: int) -> list[Statement]:
+    """Pairs of (record the ids, mark the logged ones REVERTED): the second of each pair
+    counts the logged ops marked."""
+    statements: list[Statement] = []
+    size = REVERTED_OPS_PER_STATEMENT_MAX
+    for chunk in (op_ids[start : start + size] for start in range(0, len(op_ids), size)):
+        values = [value for op_id in chunk for value in (op_id, height, epoch)]
+        insert = "INSERT OR REPLACE INTO reverted_ops (op_id, height, epoch) VALUES "
+        statements.append((insert + _placeholders(len(chunk), 3), values))
+        update = "UPDATE op_log SET status = ? WHERE op_id IN "
+        statements.append(
+            (update + f"({_placeholders(len(chunk), 1)})", [int(OpStatus.REVERTED), *chunk])
+        )
+    return statements
+
+
+def rollback_from_row(row: Sequence[Any], path: str) -> StoredRollback:
+    rollback = StoredRollback(row[0], row[1], bytes(row[2]))
+    if api.rollback_crc(rollback) != row[3]:
+        raise CorruptDatabaseError(f"{path}: rollback of epoch {row[0]} fails its checksum")
+    return rollback
+
+
+def reverted_op_from_row(row: Sequence[Any]) -> RevertedOp:
+    return RevertedOp(row[0], bytes(row[1]), row[2], row[3])

@@ -1,0 +1,110 @@
+"""A council rollback certificate in one real daemon (a single-member council: its own vote is
+a quorum): the reverted ops are reported `reverted` by the API and to the author's
+subscribers, the node keeps finalizing in the new epoch, and a restart keeps all of it (the
+epoch, the op statuses, and the refusal of a reverted op submitted again)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from swarmd.node.runtime.driver import Daemon
+from swarmd.protocol.wallet import Author
+from tests.node import test_api
+from tests.node.test_api import Node, close_node, fresh_key, next_event, open_node
+
+make_node = test_api.make_node  # the fixture
+
+WAIT_S = 10.0
+
+
+async def wait_for(daemon: Daemon, predicate: Callable[[], bool]) -> None:
+    """Wait on the node's own events (no sleeps) until `predicate` holds."""
+    changed = asyncio.Event()
+    daemon.add_listener(lambda _event: changed.set())
+    async with asyncio.timeout(WAIT_S):
+        while not predicate():
+            changed.clear()
+            await changed.wait()
+
+
+async def final_op(node: Node, op_id: bytes) -> int:
+    """The height at which `op_id` became final on `node` (waits for it)."""
+    ledger = lambda: node.daemon.core.ledger  # noqa: E731 - the ledger is replaced by a revert
+    await wait_for(node.daemon, lambda: ledger().is_final(op_id))
+    _, view = await node.get(f"/v1/ops/{op_id.hex()}")
+    assert view["status"] == "final"
+    return int(node.daemon.core.final_height)
+
+
+async def rollback(node: Node, height: int) -> Any:
+    headers = {"Authorization": f"Bearer {node.token}"}
+    response = await node.admin.post(
+        "/v1/admin/council/rollback",
+        json={"to_height": height, "reason": "drill"},
+        headers=headers,
+    )
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_a_certificate_reverts_ops_and_a_restart_keeps_the_epoch(make_node: Any) -> None:
+    node = await make_node()
+    kept = node.council.grant(fresh_key(), 100)
+    assert (await node.submit(kept))[0] == 202
+    height = await final_op(node, kept.op_id)
+    head = (node.council.seq, node.council.head)
+    ws = await node.api.ws_connect(f"/v1/events?account={node.daemon.node_id_text}")
+    assert (await ws.receive_json())["type"] == "subscribed"
+    doomed = [node.council.grant(fresh_key(), 100) for _ in range(3)]
+    for op in doomed:
+        assert (await node.submit(op))[0] == 202
+    await wait_for(node.daemon, lambda: all(map(node.daemon.core.ledger.is_final, ids(doomed))))
+    assert node.daemon.core.final_height > height
+
+    await rollback(node, height)
+
+    reverted_events = {(await next_event(ws, "op_reverted"))["op_id"] for _ in doomed}
+    assert reverted_events == {op.op_id.hex() for op in doomed}
+    await ws.close()
+    await assert_reverted(node, doomed, height)
+    _, status = await node.get("/v1/status")
+    assert status["epoch"] == 1 and status["final_height"] == height
+    # The new epoch finalizes: the council's chain continues from the op it kept.
+    author = Author(node.daemon.keypair, node.network_id, seq=head[0], head=head[1])
+    after = author.grant(fresh_key(), 100)
+    assert (await node.submit(after))[0] == 202
+    new_height = await final_op(node, after.op_id)
+    assert new_height > height
+    await close_node(node)
+
+    restarted = await open_node(node.home)
+    try:
+        _, status = await restarted.get("/v1/status")
+        assert status["epoch"] == 1 and status["final_height"] >= new_height
+        await assert_reverted(restarted, doomed, height)
+        for op in (kept, after):
+            assert (await restarted.get(f"/v1/ops/{op.op_id.hex()}"))[1]["status"] == "final"
+        # A reverted op sent again is refused for good, also after the restart.
+        code, body = await restarted.submit(doomed[0])
+        assert (code, body.get("code")) == (400, "op_reverted"), body
+        next_op = author.grant(fresh_key(), 100)
+        assert (await restarted.submit(next_op))[0] == 202
+        assert await final_op(restarted, next_op.op_id) > new_height
+    finally:
+        await close_node(restarted)
+
+
+def ids(ops: list[Any]) -> list[bytes]:
+    return [op.op_id for op in ops]
+
+
+async def assert_reverted(node: Node, ops: list[Any], height: int) -> None:
+    for op in ops:
+        status, view = await node.get(f"/v1/ops/{op.op_id.hex()}")
+        assert status == 200
+        assert (view["status"], view["code"]) == ("reverted", "op_reverted")
+        assert view["reverted"] == {"height": height, "epoch": 1}
+        assert view["op"]["kind"] == "grant"
+        assert not node.daemon.core.ledger.is_final(op.op_id)
