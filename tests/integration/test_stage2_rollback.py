@@ -6,7 +6,8 @@ WebRTC (loopback only), driven only by `swarmd council ...` as the operators wou
 - the rollback: a council member is stopped, the other three quiesce, sign a certificate back
   to H and resume; every running node reverts online to H and enters epoch 1 (the ops above H
   answer `reverted`), new transfers are final on all five within 5 s once the stopped member
-  is back, and it rejoins in epoch 1 and agrees; no op reported reverted is final anywhere.
+  is back, and it rejoins in epoch 1 and agrees; no op reported reverted is final anywhere,
+  also after a member that reverted online restarts.
 
 The CLI runs in a thread of this process (`main`, exactly what `swarmd` runs: a subprocess
 costs ~4 s of interpreter start on a loaded 2-core machine); the daemons are subprocesses.
@@ -217,3 +218,11 @@ async def test_stage2_rollback_by_council_certificate(
             assert await op_status(swarm, node, op) == "reverted", node.index
         account = await swarm.get(node, f"/v1/accounts/{alice.keypair.account_id}")
         assert account["balance"] == reward - 5, node.index
+
+    # A member that reverted online restarts: its store keeps the epoch and the reverted ops.
+    await swarm.stop_node(members[0])
+    await swarm.start_node(members[0])
+    await wait_all(swarm, [members[0]], "the restarted member", lambda s: s["epoch"] == 1)
+    for op in doomed:
+        assert await op_status(swarm, members[0], op) == "reverted"
+    await swarm.wait_converged(min_height=height + 1)
