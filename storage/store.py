@@ -646,8 +646,9 @@ class Store:
     # --- checks ----------------------------------------------------------------------------
 
     async def integrity_check(self) -> IntegrityReport:
-        """A full check: SQLite's integrity_check, every row's checksum, seqs 1..n without a
-        gap, checkpoints inside the log. Reports problems instead of raising them."""
+        """A full check: SQLite's integrity_check, every row's checksum (ops, checkpoints,
+        snapshots, rollback certificates), seqs 1..n without a gap, checkpoints inside the
+        log. Reports problems instead of raising them."""
         self._check_open()
         problems: list[str] = []
         rows = await self._read("PRAGMA integrity_check", ())
@@ -664,6 +665,9 @@ class Store:
         for row in await self._read("SELECT * FROM state_snapshots", ()):
             if api.snapshot_crc(StateSnapshot(*row[:3])) != row[3]:
                 problems.append(f"snapshot {row[0]}: checksum mismatch")
+        for row in await self._read(SELECT_ROLLBACKS, (0, 2**63 - 1)):
+            if api.rollback_crc(StoredRollback(row[0], row[1], bytes(row[2]))) != row[3]:
+                problems.append(f"rollback certificate of epoch {row[0]}: checksum mismatch")
         return IntegrityReport(not problems, tuple(problems), ops_checked)
 
     async def _scan_log(self, problems: list[str]) -> int:

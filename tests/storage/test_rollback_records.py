@@ -128,4 +128,6 @@ async def test_rollback_records_survive_a_reopen_and_a_flipped_byte_is_caught(
     store = await Store.open(path, network_id=NETWORK_ID, node_key=NODE_KEY)
     with pytest.raises(CorruptDatabaseError):
         await store.read_rollbacks(0, 10)
+    report = await store.integrity_check()
+    assert report.problems == ("rollback certificate of epoch 1: checksum mismatch",)
     await store.close()
