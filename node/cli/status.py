@@ -48,7 +48,7 @@ def status_text(status: dict[str, Any], now: float) -> str:
         f"  mode: {status['mode']} (reason: {status.get('mode_reason') or '-'})",
         f"  sync: lag={status.get('sync_lag', 0)} "
         f"catching_up={'yes' if status.get('catching_up') else 'no'}",
-        f"  consensus: height={status.get('consensus_height', 0)} "
+        f"  consensus: epoch={status.get('epoch', 0)} height={status.get('consensus_height', 0)} "
         f"round={status.get('consensus_round', 0)} step={status.get('consensus_step', '-')}",
         f"  pool: unfinalized={status.get('unfinalized_ops', 0)} "
         f"pending={status.get('pending_ops', 0)}",

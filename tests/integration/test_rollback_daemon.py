@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from swarmd.node.cli.status import status_text
 from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol.wallet import Author
 from tests.node import test_api
@@ -83,6 +84,7 @@ async def test_a_certificate_reverts_ops_and_a_restart_keeps_the_epoch(make_node
     try:
         _, status = await restarted.get("/v1/status")
         assert status["epoch"] == 1 and status["final_height"] >= new_height
+        assert " consensus: epoch=1 " in status_text(status, 0.0)  # what `swarmd status` prints
         await assert_reverted(restarted, doomed, height)
         for op in (kept, after):
             assert (await restarted.get(f"/v1/ops/{op.op_id.hex()}"))[1]["status"] == "final"
