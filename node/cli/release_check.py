@@ -10,7 +10,8 @@ and two run at a time on the machine kind's 2 cores):
 - `rollback-plays`: the same for every rollback-play gate (quiesce, claims pause, rollback,
   resync);
 - `bench:<row>`: the benchmarks' quick rows (`swarmd bench NAME ... --json`, small sizes);
-- `chaos-trend`: `swarmd chaos --trend CHAOS_HISTORY.jsonl` (MTTD/MTTR rose > 20 %?).
+- `chaos-trend`: `swarmd chaos --trend CHAOS_HISTORY.jsonl` (MTTD/MTTR rose > 20 %?);
+- `status-doc`: `swarmd release status --check` (docs/CURRENT_STATUS.md is up to date).
 
 Each step reports name, ok, seconds and detail; the report's `ok` is every step's, and the
 exit status is 1 when any step failed. It needs a checkout (tests/ and CHAOS_HISTORY.jsonl):
@@ -118,7 +119,15 @@ def _chaos_step(name: str, options: Options) -> Step:
         ok, detail = _json_step(result)
         report = detail.pop("output", None)
         if report is not None:
-            keep = ("runs", "trace_digest", "mttd_s", "mttr_s", "finality_latency_s", "error")
+            keep = (
+                "runs",
+                "trace_digest",
+                "mttd_s",
+                "mttr_s",
+                "finality_latency_s",
+                "error",
+                "code",
+            )
             detail.update({key: report[key] for key in keep if key in report})
             detail["failures"] = report.get("failures", [])[:20]
         return ok, detail
@@ -191,6 +200,14 @@ def _trend_step(options: Options) -> Step:
     return Step("chaos-trend", run)
 
 
+def _status_doc_step(options: Options) -> Step:
+    def run() -> tuple[bool, dict[str, Any]]:
+        result = _swarmd("release", "status", "--check", "--json", root=options.root)
+        return _json_step(result)
+
+    return Step("status-doc", run)
+
+
 def plan_steps(options: Options) -> list[Step]:
     """Every step of a release check, in report order, filtered by --only."""
     names = list(options.scenarios) or scenarios.scenario_names()
@@ -200,6 +217,7 @@ def plan_steps(options: Options) -> list[Step]:
     rows = BENCH_ROWS if options.quick else (*BENCH_ROWS, SWARM_ROW)
     steps += [_bench_step(name, argv, options) for name, argv in rows]
     steps.append(_trend_step(options))
+    steps.append(_status_doc_step(options))
     if options.only:
         steps = [step for step in steps if step.name.startswith(options.only)]
     return steps

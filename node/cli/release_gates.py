@@ -30,6 +30,7 @@ class Gate:
     wording: str  # the plan's exact words
     scenarios: tuple[str, ...] = ()
     benchmarks: tuple[str, ...] = ()  # prefixes of BENCHMARKS.md rows' first column
+    docs: tuple[str, ...] = ()  # "FILE#Heading": the runbook an operator follows
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,19 @@ _S0, _S1, _S2, _SN = (
     "Stage N – Continuous Hardening",
 )
 _BANK = ("signup", "transfers", "hype-burns", "ledger-replay")
+_OPS = "docs/OPERATIONS.md#"
+_DRILL = _OPS + "The recovery drill (Stage 0 gate; rollback play of every stage)"
+_RB0 = _OPS + "S0: Stage 0 (internal dry run): reset, replay, re-issue the last stable checkpoint"
+_RB1 = (
+    _OPS + "S1: Stage 1 (limited beta): suspend claims, revoke endorsements, read-only, reinstate"
+)
+_RB2 = (
+    _OPS
+    + "S2: Stage 2 (broad rollout): revert to the last signed checkpoint, resync, confirm hashes"
+)
+_RBN = _OPS + "SN: Stage N (continuous hardening): quiesce by council broadcast, then revert"
+_TRAINING = "docs/TRAINING_UPDATES.md#Training updates: what each role does in a rollback play"
+_RELEASE = _OPS + "Cutting a release candidate"
 
 GATES: tuple[Gate, ...] = (
     Gate(
@@ -72,20 +86,23 @@ GATES: tuple[Gate, ...] = (
         "IndexedDB recovery drills restore balances to the latest signed checkpoint on every node.",
         scenarios=("crash-restart", "state-sync"),
         benchmarks=("recovery of 100k ops", "recovery drill from a snapshot"),
+        docs=(_DRILL,),
     ),
-    Gate("s0-play-reset", _S0, PLAY, "Reset local IndexedDB stores."),
+    Gate("s0-play-reset", _S0, PLAY, "Reset local IndexedDB stores.", docs=(_RB0,)),
     Gate(
         "s0-play-replay",
         _S0,
         PLAY,
         "Replay signed payload logs captured during the run.",
         scenarios=("ledger-replay",),
+        docs=(_RB0,),
     ),
     Gate(
         "s0-play-reissue",
         _S0,
         PLAY,
         "Re-issue the last stable checkpoint bundle and validate hash parity.",
+        docs=(_RB0,),
     ),
     Gate(
         "s1-syncs-within-cadence",
@@ -116,6 +133,7 @@ GATES: tuple[Gate, ...] = (
         "Suspend new claims by revoking council endorsements and broadcasting "
         "`handle.conflict` rejections.",
         scenarios=("claims-paused",),
+        docs=(_RB1,),
     ),
     Gate(
         "s1-play-read-only",
@@ -123,12 +141,14 @@ GATES: tuple[Gate, ...] = (
         PLAY,
         "Shift nodes into read-only mode while the previous checkpoint is reinstated.",
         scenarios=("council-quiesce",),
+        docs=(_RB1,),
     ),
     Gate(
         "s1-play-drill-procedure",
         _S1,
         PLAY,
         "Provide operators with the Stage 0 recovery drill procedure for local state resets.",
+        docs=(_DRILL, _RB1),
     ),
     Gate(
         "s2-quorum-endorsements",
@@ -157,6 +177,7 @@ GATES: tuple[Gate, ...] = (
         "If quorum metrics drop or conflicting roots emerge, revert to the last signed "
         "checkpoint bundle.",
         scenarios=("network-rollback",),
+        docs=(_RB2,),
     ),
     Gate(
         "s2-play-resync",
@@ -165,6 +186,7 @@ GATES: tuple[Gate, ...] = (
         "Require operators to resync from anchored snapshots and confirm gossip hashes before "
         "rejoining.",
         scenarios=("state-sync",),
+        docs=(_RB2,),
     ),
     Gate(
         "s2-play-guidance",
@@ -172,18 +194,21 @@ GATES: tuple[Gate, ...] = (
         PLAY,
         "Issue community-wide guidance referencing `docs/TRAINING_UPDATES.md` to ensure "
         "consistent recovery actions.",
+        docs=(_TRAINING, _RB2),
     ),
     Gate(
         "sn-ci-rollback-verification",
         _SN,
         OBJECTIVE,
         "Automate rollback verification in CI pipelines.",
+        docs=(_RELEASE,),
     ),
     Gate(
         "sn-rc-chaos-and-drills",
         _SN,
         METRIC,
         "Every release candidate passes automated chaos suites and recovery drills.",
+        docs=(_RELEASE,),
     ),
     Gate(
         "sn-mttd-mttr-trend",
@@ -191,12 +216,14 @@ GATES: tuple[Gate, ...] = (
         METRIC,
         "Mean time to detect (MTTD) and mean time to recover (MTTR) trends downward over "
         "successive releases.",
+        docs=(_OPS + "Chaos and benchmarks",),
     ),
     Gate(
         "sn-play-snapshot-catalog",
         _SN,
         PLAY,
         "Maintain signed snapshot catalog with diffable manifests.",
+        docs=(_OPS + "Snapshots, restart and state sync", _RBN),
     ),
     Gate(
         "sn-play-quiescence",
@@ -204,6 +231,7 @@ GATES: tuple[Gate, ...] = (
         PLAY,
         "Automate peer quiescence via council broadcast before applying reversions.",
         scenarios=("council-quiesce", "network-rollback"),
+        docs=(_RBN,),
     ),
 )
 

@@ -169,7 +169,18 @@ def read_sources(root: Path) -> Sources:
         for prefix in gate.benchmarks:
             if not _bench_rows_for(sources, prefix):
                 sources.problems.append(f"gate {gate.id}: no BENCHMARKS.md row {prefix!r}")
+        for doc in gate.docs:
+            if not _has_heading(root, doc):
+                sources.problems.append(f"gate {gate.id}: no heading {doc!r}")
     return sources
+
+
+def _has_heading(root: Path, doc: str) -> bool:
+    """Whether FILE#Heading names a markdown heading of FILE (any level)."""
+    name, _, heading = doc.partition("#")
+    path = root / name
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return any(line.lstrip("#").strip() == heading for line in lines if line.startswith("#"))
 
 
 def _bench_rows_for(sources: Sources, prefix: str) -> list[BenchRow]:
@@ -198,21 +209,32 @@ def _scenario_result(sources: Sources, name: str) -> str:
 
 
 def _covered(sources: Sources, gate: Gate) -> bool:
+    """Measured: a scenario, a test or a benchmark row checks it (a runbook alone is not)."""
     return bool(gate.scenarios or gate.benchmarks or sources.tests.get(gate.id))
+
+
+def _status(sources: Sources, gate: Gate) -> str:
+    if _covered(sources, gate):
+        return "covered"
+    return "documented only" if gate.docs else "**uncovered**"
+
+
+def _doc_text(doc: str) -> str:
+    name, _, heading = doc.partition("#")
+    return f'`{name}`, section "{heading}"'
 
 
 def _summary_table(sources: Sources) -> list[str]:
     lines = [
-        "| gate | stage | kind | scenarios | tests | benchmark rows | status |",
-        "|---|---|---|---|---|---|---|",
+        "| gate | stage | kind | scenarios | tests | benchmark rows | runbooks | status |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for gate in GATES:
         benches = sum(len(_bench_rows_for(sources, prefix)) for prefix in gate.benchmarks)
-        status = "covered" if _covered(sources, gate) else "**uncovered**"
         lines.append(
             f"| [`{gate.id}`](#{gate.id}) | {gate.stage.split(' –')[0]} | {gate.kind} | "
             f"{len(gate.scenarios)} | {len(sources.tests.get(gate.id, []))} | {benches} | "
-            f"{status} |"
+            f"{len(gate.docs)} | {_status(sources, gate)} |"
         )
     return lines
 
@@ -221,7 +243,6 @@ def _gate_section(sources: Sources, gate: Gate) -> list[str]:
     lines = ["", f"### {gate.id}", "", f"{gate.stage}, {gate.kind}:", "", f"> {gate.wording}", ""]
     if not _covered(sources, gate):
         lines.append("**Uncovered**: no scenario, test or benchmark measures it yet.")
-        return lines
     for name in gate.scenarios:
         lines.append(f"- scenario `{name}`: {_scenario_result(sources, name)}")
     for test_id in sources.tests.get(gate.id, []):
@@ -229,6 +250,8 @@ def _gate_section(sources: Sources, gate: Gate) -> list[str]:
     for prefix in gate.benchmarks:
         for row in _bench_rows_for(sources, prefix):
             lines.append(f"- benchmark {row.what}: {row.figure}; target {row.target}")
+    for doc in gate.docs:
+        lines.append(f"- runbook: {_doc_text(doc)}")
     return lines
 
 
@@ -288,9 +311,17 @@ def render(sources: Sources) -> str:
         lines += _gate_section(sources, gate)
     lines += _coverage_section(sources)
     lines += _open_items_section(sources)
-    uncovered = [gate.id for gate in GATES if not _covered(sources, gate)]
-    lines += ["", "## Uncovered", ""]
-    lines += [f"- `{gate_id}`" for gate_id in uncovered] or ["Nothing: every gate is measured."]
+    uncovered = [gate for gate in GATES if not _covered(sources, gate)]
+    lines += [
+        "",
+        "## Uncovered",
+        "",
+        "Gates and plays no scenario, test or benchmark measures:",
+        "",
+    ]
+    lines += [
+        f"- `{gate.id}`" + (" (a runbook describes it)" if gate.docs else "") for gate in uncovered
+    ] or ["Nothing: every gate is measured."]
     if sources.problems:
         lines += ["", "## Problems found while generating", ""]
         lines += [f"- {problem}" for problem in sources.problems]
