@@ -1,9 +1,11 @@
 """`swarmd release check`: the release-candidate gate, one JSON report.
 
-Steps, each a subprocess of this interpreter (so a crash or hang of one is its failure alone,
-and two run at a time on the machine kind's 2 cores):
+Steps, two at a time on the machine kind's 2 cores, each in a process of its own; any
+exception or crash of a step is that step's failure (a crashed simulator worker fails the
+chaos steps still to run):
 
-- `chaos:<scenario>`: every registered scenario over `--seeds` seeds (`swarmd chaos`);
+- `chaos:<scenario>`: every registered scenario over `--seeds` seeds (`swarmd chaos`'s runner
+  in two spawned worker processes, which import the simulator once);
 - `drills`: the recovery drills (reset + recover, recover --from-snapshot) on real daemons:
   the tests under tests/node and tests/integration marked with a drill gate
   (release_gates.DRILL_GATES), run by pytest node id;
@@ -21,19 +23,21 @@ run it from the repository root, or pass --root.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swarmd.protocol.sim import scenarios
 
+from . import chaos
 from .release_gates import DRILL_GATES, REAL_DAEMON_TEST_DIRS, play_gates
 from .release_status import HISTORY_FILE, scan_gate_markers
 
@@ -44,6 +48,8 @@ QUICK_SEEDS = 20
 WORKERS = 2
 #: A step that runs longer than this failed (a hung daemon must not hang the release).
 STEP_TIMEOUT_S = 4 * 3600
+#: Failing seeds a chaos step's detail lists (each with its replay command).
+CHAOS_FAILURES_SHOWN = 20
 #: How much of a failed step's output its detail keeps.
 OUTPUT_TAIL_CHARS = 2_000
 #: The benchmarks' quick rows: small sizes of BENCHMARKS.md's commands. The swarm row starts
@@ -78,6 +84,7 @@ class Options:
 class Step:
     name: str
     run: Callable[[], tuple[bool, dict[str, Any]]]
+    heavy: bool = False  # started first: the longest steps should not be the last to start
 
 
 def _swarmd(*argv: str, root: Path) -> subprocess.CompletedProcess[str]:
@@ -111,28 +118,26 @@ def _json_step(result: subprocess.CompletedProcess[str]) -> tuple[bool, dict[str
     return result.returncode == 0 and isinstance(value, dict), detail
 
 
-def _chaos_step(name: str, options: Options) -> Step:
-    def run() -> tuple[bool, dict[str, Any]]:
-        result = _swarmd(
-            "chaos", "--scenario", name, "--seeds", str(options.seeds), "--json", root=options.root
-        )
-        ok, detail = _json_step(result)
-        report = detail.pop("output", None)
-        if report is not None:
-            keep = (
-                "runs",
-                "trace_digest",
-                "mttd_s",
-                "mttr_s",
-                "finality_latency_s",
-                "error",
-                "code",
-            )
-            detail.update({key: report[key] for key in keep if key in report})
-            detail["failures"] = report.get("failures", [])[:20]
-        return ok, detail
+def _chaos_in_worker(name: str, seeds: int) -> dict[str, Any]:
+    """One scenario over seeds 1..`seeds` in a worker process (the `swarmd chaos` runner)."""
+    try:
+        return chaos.run_chaos([name], list(range(1, seeds + 1)))
+    except Exception as exc:  # any crash of the simulator is this step's failure, reported
+        return {"error": f"{type(exc).__name__}: {exc}", "failures": [], "crashed": True}
 
-    return Step(f"chaos:{name}", run)
+
+def _chaos_step(name: str, options: Options, pool: Executor) -> Step:
+    def run() -> tuple[bool, dict[str, Any]]:
+        if name not in scenarios.scenario_names():
+            return False, {"error": f"unknown scenario {name!r}", "code": "unknown_scenario"}
+        report = pool.submit(_chaos_in_worker, name, options.seeds).result(STEP_TIMEOUT_S)
+        keep = ("runs", "trace_digest", "mttd_s", "mttr_s", "finality_latency_s", "error")
+        detail = {key: report[key] for key in keep if key in report}
+        detail["failures"] = report["failures"][:CHAOS_FAILURES_SHOWN]
+        detail["replay"] = f"swarmd chaos --scenario {name} --seeds {options.seeds}"
+        return not report["failures"] and "crashed" not in report, detail
+
+    return Step(f"chaos:{name}", run, heavy=False)
 
 
 def _pytest_step(name: str, gates: tuple[str, ...], options: Options) -> Step:
@@ -157,20 +162,22 @@ def _pytest_step(name: str, gates: tuple[str, ...], options: Options) -> Step:
                 check=False,
             )  # fmt: skip
             counts = _junit_counts(junit)
-        detail: dict[str, Any] = {"gates": list(gates), "tests": node_ids, "exit_code":
+        detail: dict[str, Any] = {"gates": list(gates), "test_ids": node_ids, "exit_code":
                                   result.returncode, **counts}  # fmt: skip
-        ok = result.returncode == 0 and counts.get("passed", 0) == len(node_ids)
+        # A skipped drill verified nothing: every collected case must have run and passed
+        # (a parametrized test is several cases).
+        ok = result.returncode == 0 and counts["passed"] == counts["tests"] >= len(node_ids)
         if not ok:
             detail["output"] = _tail(result.stdout + result.stderr)
         return ok, detail
 
-    return Step(name, run)
+    return Step(name, run, heavy=True)
 
 
 def _junit_counts(path: Path) -> dict[str, Any]:
     """passed/failed/errors/skipped from pytest's JUnit XML, and the failing test names."""
     if not path.exists():
-        return {"passed": 0, "failed_tests": []}
+        return {"tests": 0, "passed": 0, "failed_tests": []}
     suite = ElementTree.parse(path).getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
     failed = [
@@ -208,10 +215,11 @@ def _status_doc_step(options: Options) -> Step:
     return Step("status-doc", run)
 
 
-def plan_steps(options: Options) -> list[Step]:
-    """Every step of a release check, in report order, filtered by --only."""
+def plan_steps(options: Options, pool: Executor) -> list[Step]:
+    """Every step of a release check, in report order, filtered by --only; the chaos steps
+    run in `pool`'s worker processes."""
     names = list(options.scenarios) or scenarios.scenario_names()
-    steps = [_chaos_step(name, options) for name in names]
+    steps = [_chaos_step(name, options, pool) for name in names]
     steps.append(_pytest_step("drills", DRILL_GATES, options))
     steps.append(_pytest_step("rollback-plays", play_gates(), options))
     rows = BENCH_ROWS if options.quick else (*BENCH_ROWS, SWARM_ROW)
@@ -227,18 +235,23 @@ def _timed(step: Step) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         ok, detail = step.run()
-    except (OSError, subprocess.SubprocessError) as exc:
+    except Exception as exc:  # a step that cannot run (timeout, broken worker pool) failed
         ok, detail = False, {"error": f"{type(exc).__name__}: {exc}"}
     seconds = round(time.perf_counter() - started, 3)
     return {"name": step.name, "ok": ok, "seconds": seconds, "detail": detail}
 
 
 def run_check(options: Options) -> dict[str, Any]:
-    """Run the steps two at a time; the report lists them in plan order."""
+    """Run the steps two at a time, the heavy ones first; the report lists them in plan order.
+    The simulator runs in WORKERS spawned processes (spawn: this process has threads)."""
     started = time.perf_counter()
-    steps = plan_steps(options)
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="swarmd-release") as pool:
-        results = list(pool.map(_timed, steps))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(WORKERS, mp_context=context) as workers:
+        steps = plan_steps(options, workers)
+        order = sorted(steps, key=lambda step: not step.heavy)
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="swarmd-release") as pool:
+            done = dict(zip((step.name for step in order), pool.map(_timed, order), strict=True))
+    results = [done[step.name] for step in steps]
     return {
         "ok": bool(results) and all(step["ok"] for step in results),
         "seeds": options.seeds,

@@ -47,6 +47,7 @@ class BenchRow:
     what: str
     command: str
     figure: str
+    ratio: str
     target: str
 
 
@@ -135,7 +136,7 @@ def read_bench_rows(path: Path) -> list[BenchRow]:
             or set(cells[0]) <= {"-"}
         ):
             continue
-        rows.append(BenchRow(cells[0], cells[1], cells[2], cells[5]))
+        rows.append(BenchRow(cells[0], cells[1], cells[2], cells[4], cells[5]))
     return rows
 
 
@@ -249,7 +250,8 @@ def _gate_section(sources: Sources, gate: Gate) -> list[str]:
         lines.append(f"- test `{test_id}`")
     for prefix in gate.benchmarks:
         for row in _bench_rows_for(sources, prefix):
-            lines.append(f"- benchmark {row.what}: {row.figure}; target {row.target}")
+            ratio = "" if row.ratio in ("—", "") else f"; ratio {row.ratio}"
+            lines.append(f"- benchmark {row.what}: {row.figure}{ratio}; target {row.target}")
     for doc in gate.docs:
         lines.append(f"- runbook: {_doc_text(doc)}")
     return lines

@@ -39,7 +39,7 @@ def test_a_failing_step_fails_the_release(tmp_path: Path, capsys) -> None:
     assert report["failed"] == ["chaos:no-such-scenario"]
     good, bad = report["steps"]
     assert (good["name"], good["ok"], good["detail"]["runs"]) == ("chaos:signup", True, 2)
-    assert bad["ok"] is False and bad["detail"]["exit_code"] == 2
+    assert bad["ok"] is False
     assert (
         bad["detail"]["code"] == "unknown_scenario" and "no-such-scenario" in bad["detail"]["error"]
     )
@@ -70,11 +70,11 @@ def test_the_quick_release_check_runs_every_step_and_passes(tmp_path: Path, caps
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["chaos:fork"]["detail"]["runs"] == 2
     drills = steps["drills"]["detail"]
-    assert drills["passed"] == len(drills["tests"]) >= 4 and drills["skipped"] == 0
-    assert any("test_recovery.py" in test for test in drills["tests"])
+    assert drills["passed"] == drills["tests"] >= len(drills["test_ids"]) >= 4
+    assert any("test_recovery.py" in test for test in drills["test_ids"])
     plays = steps["rollback-plays"]["detail"]
-    assert plays["passed"] == len(plays["tests"]) and plays["skipped"] == 0
-    assert any(test.startswith("tests/integration/") for test in plays["tests"])
-    assert any("test_rollback.py" in test for test in plays["tests"])
+    assert plays["passed"] == plays["tests"] >= len(plays["test_ids"]) >= 4
+    assert any(test.startswith("tests/integration/") for test in plays["test_ids"])
+    assert any("test_rollback.py" in test for test in plays["test_ids"])
     assert steps["chaos-trend"]["detail"]["output"]["regressions"] == []
     assert steps["status-doc"]["detail"]["output"]["up_to_date"] is True
