@@ -29,6 +29,8 @@ from .common import CliError
 from .release_gates import GATES, OPEN_AREAS, OPEN_ITEMS, Gate, known_ids
 
 STATUS_FILE = "docs/CURRENT_STATUS.md"
+#: Where the scenario tests list the seeds known to fail (each with its issue).
+KNOWN_FAILURES_FILE = "tests/sim/test_scenarios.py"
 HISTORY_FILE = "CHAOS_HISTORY.jsonl"
 BENCHMARKS_FILE = "BENCHMARKS.md"
 HEADER = """# Current status
@@ -59,6 +61,7 @@ class Sources:
     tests: dict[str, list[str]]  # gate or open item id -> sorted test node ids
     bench_rows: list[BenchRow]
     history: dict[str, Any] | None  # the newest CHAOS_HISTORY.jsonl record
+    known_failures: dict[tuple[str, int], str]  # (scenario, seed) -> why it fails
     problems: list[str] = field(default_factory=list)
 
 
@@ -153,12 +156,31 @@ def read_latest_record(path: Path) -> dict[str, Any] | None:
     return record
 
 
+def read_known_failures(path: Path) -> dict[tuple[str, int], str]:
+    """The KNOWN_FAILURES literal of the scenario tests (read, never imported)."""
+    if not path.exists():
+        return {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets: list[ast.expr]
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, literal = [node.target], node.value
+        elif isinstance(node, ast.Assign):
+            targets, literal = node.targets, node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "KNOWN_FAILURES" for t in targets):
+            value: dict[tuple[str, int], str] = ast.literal_eval(literal)
+            return dict(sorted(value.items()))
+    return {}
+
+
 def read_sources(root: Path) -> Sources:
     sources = Sources(
         scenario_names=scenarios.scenario_names(),
         tests=scan_gate_markers(root),
         bench_rows=read_bench_rows(root / BENCHMARKS_FILE),
         history=read_latest_record(root / HISTORY_FILE),
+        known_failures=read_known_failures(root / KNOWN_FAILURES_FILE),
     )
     known = set(sources.scenario_names)
     for marked in sorted(set(sources.tests) - known_ids()):
@@ -279,6 +301,11 @@ def _coverage_section(sources: Sources) -> list[str]:
     for name in sorted(sources.scenario_names):
         gates = ", ".join(f"`{g.id}`" for g in GATES if name in g.scenarios) or "—"
         lines.append(f"| `{name}` | {gates} | {_scenario_result(sources, name)} |")
+    lines += ["", f"Seeds known to fail (`KNOWN_FAILURES` in `{KNOWN_FAILURES_FILE}`; a release "
+              "check over them fails until they are fixed):", ""]  # fmt: skip
+    lines += [
+        f"- `{name}` seed {seed}: {why}" for (name, seed), why in sources.known_failures.items()
+    ] or ["- none"]
     marked = sorted({test for ids in sources.tests.values() for test in ids})
     lines += ["", f"Tests marked with a gate or open item: {len(marked)}.", ""]
     for folder in sorted({test.split("/")[1] for test in marked}):

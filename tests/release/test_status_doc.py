@@ -128,3 +128,15 @@ def test_a_folder_that_is_no_checkout_is_a_typed_error(
 ) -> None:
     code, error = run(capsys, "release", "status", "--root", str(tmp_path))
     assert code == 1 and error["code"] == "not_a_checkout"
+
+
+def test_seeds_known_to_fail_are_listed_from_the_scenario_tests(tmp_path: Path) -> None:
+    root = write_checkout(tmp_path, "def test_nothing():\n    pass\n")
+    assert "Seeds known to fail" in generate(root) and "\n- none\n" in generate(root)
+    (root / "tests" / "sim").mkdir()
+    (root / "tests" / "sim" / "test_scenarios.py").write_text(
+        'KNOWN_FAILURES: dict[tuple[str, int], str] = {("fork", 9): "why", ("fork", 3): "how"}\n',
+        encoding="utf-8",
+    )
+    page = generate(root)
+    assert "- `fork` seed 3: how\n- `fork` seed 9: why\n" in page
