@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODES ?= 4
 
-.PHONY: devnet test lint types pytest chaos bench clean web
+.PHONY: devnet test lint types pytest chaos bench clean web release-check status-doc
 
 # The web wallet every node serves at / (node/web): npm ci installs the locked build tools
 # (esbuild only), npm run build writes node/web/dist, which swarmd ships as package data.
@@ -53,6 +53,20 @@ pytest: $(STAMP)
 # failing seed.
 chaos: $(STAMP)
 	$(BIN)/swarmd chaos --scenario all --seeds 100 --json
+
+# --- release candidates (docs/OPERATIONS.md, "Cutting a release candidate") -------------------
+# The release gate: every scenario over SEEDS seeds (two processes), the recovery drills and
+# rollback plays on real daemons, the benchmarks' quick rows, the chaos trend and the status
+# page; one JSON report in .build/release-check.json, exit 1 on any failure. Longer than
+# `make test` (about half an hour on 2 cores at 1,000 seeds).
+SEEDS ?= 1000
+release-check: $(STAMP)
+	mkdir -p .build
+	$(BIN)/swarmd release check --seeds $(SEEDS) --json --out .build/release-check.json
+
+# docs/CURRENT_STATUS.md from the code (never edit it by hand; a test compares it).
+status-doc: $(STAMP)
+	$(BIN)/swarmd release status
 
 clean:
 	rm -rf $(VENV) .build .devnet $(WEB)/dist $(WEB)/node_modules

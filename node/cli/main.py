@@ -31,6 +31,7 @@ from . import (
     keys,
     offline,
     recovery,
+    release,
     rollback,
     snapshots,
     status,
@@ -53,6 +54,7 @@ COMMAND_GROUPS = (
     admin,
     council,
     devnet,
+    release,
     version,
 )
 

@@ -66,6 +66,8 @@ async def vote(swarm: Swarm, action: str, members: list[NodeHome]) -> None:
         assert result["kind"] == f"council.{action}"
 
 
+@pytest.mark.gate("s1-play-read-only")
+@pytest.mark.gate("sn-play-quiescence")
 async def test_council_quiesce_and_resume_from_three_members(swarm: Swarm) -> None:
     async with asyncio.timeout(4 * WAIT_S):
         await vote(swarm, "quiesce", swarm.nodes[:3])

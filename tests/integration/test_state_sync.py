@@ -107,6 +107,7 @@ async def test_restart_restores_from_the_newest_snapshot(swarm: Swarm) -> None:
         assert restored[-1]["replayed_ops"] < restored[-1]["ops"]
 
 
+@pytest.mark.gate("s2-play-resync")
 async def test_a_node_beyond_the_bundle_window_catches_up_by_state_sync(swarm: Swarm) -> None:
     async with asyncio.timeout(TEST_TIMEOUT_S):
         await swarm.wait_connected()

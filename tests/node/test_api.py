@@ -212,6 +212,7 @@ async def test_oversized_request_gets_413(make_node: Any) -> None:
     assert (await response.json())["code"] == "request_too_large"
 
 
+@pytest.mark.gate("rl-http-per-client")
 async def test_rate_limit_per_client_gives_429(make_node: Any) -> None:
     node = await make_node(api={"rate_limit_per_s": 0.1, "rate_limit_burst": 3})
 

@@ -140,6 +140,7 @@ async def test_quiesce_is_signed_by_the_node_key_and_final(
     assert status["questions"][0]["question"] == "quiesce"
 
 
+@pytest.mark.gate("sn-play-quiescence")
 async def test_a_quorum_quiesce_becomes_final_and_a_resume_lifts_it(
     tmp_path: Path, start_node: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,6 +184,7 @@ async def test_votes_without_a_quorum_show_as_lacking(
     assert status["questions"][0]["lacks"] == 3 and "quiesce" in status["lacking_quorum"]
 
 
+@pytest.mark.gate("s1-play-suspend-claims")
 async def test_endorse_then_revoke_a_handle(
     tmp_path: Path, start_node: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

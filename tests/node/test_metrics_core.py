@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from swarmd.node.metrics import FRAGMENT_EVENTS, NodeMetrics
 from swarmd.protocol import crypto
 from swarmd.protocol.consensus import CheckpointBundle
@@ -32,6 +34,7 @@ def test_sync_sessions_and_bytes_come_from_a_real_core() -> None:
     )
 
 
+@pytest.mark.gate("s1-syncs-within-cadence")
 def test_lost_sessions_count_as_not_within_cadence() -> None:
     status = Swarm(2).nodes[0].node_status()
     stats = dataclasses.replace(

@@ -39,6 +39,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.gate("s0-recovery-drills")
+@pytest.mark.gate("s0-play-reset")
+@pytest.mark.gate("s0-play-replay")
+@pytest.mark.gate("la-replay-parity")
 def test_reset_then_recover_restores_the_same_state(tmp_path: Path, capsys) -> None:
     home = tmp_path / "node"
     height, live_root = asyncio.run(make_history(home))
@@ -57,6 +61,7 @@ def test_reset_then_recover_restores_the_same_state(tmp_path: Path, capsys) -> N
     assert report["live_parity"] is True and report["live_state_root"] == live_root
 
 
+@pytest.mark.gate("s0-play-reissue")
 def test_a_different_live_root_breaks_parity(tmp_path: Path, capsys) -> None:
     from swarmd.node.runtime.persistence import LIVE_STATE_META_KEY
     from swarmd.protocol import encoding
@@ -78,6 +83,7 @@ def test_a_different_live_root_breaks_parity(tmp_path: Path, capsys) -> None:
     assert report["checkpoint_height"] == height
 
 
+@pytest.mark.gate("s0-play-reissue")
 def test_a_tampered_checkpoint_root_is_the_first_divergence(tmp_path: Path, capsys) -> None:
     home = tmp_path / "node"
     height, _ = asyncio.run(make_history(home))
@@ -145,6 +151,7 @@ async def copy_store_without(home: Path, target: Path, drop_height: int) -> dict
         await copy.close()
 
 
+@pytest.mark.gate("la-lost-op-detected")
 def test_a_lost_op_is_reported_at_the_first_height_that_needs_it(tmp_path: Path, capsys) -> None:
     home = tmp_path / "node"
     asyncio.run(make_history(home))
@@ -188,6 +195,7 @@ def db_path(home: Path) -> Path:
     return Path(load_config(home / "swarmd.toml").node.data_file)
 
 
+@pytest.mark.gate("s0-recovery-drills")
 def test_the_drill_from_the_newest_snapshot_reaches_the_live_state(copied, capsys) -> None:
     home, made, height = copied
     code, report = recover_json(capsys, home, "--from-snapshot")
@@ -202,6 +210,7 @@ def test_the_drill_from_the_newest_snapshot_reaches_the_live_state(copied, capsy
     assert report["live_parity"] is True and report["integrity_ok"] is True
 
 
+@pytest.mark.gate("s0-recovery-drills")
 def test_the_drill_from_an_older_snapshot_replays_and_checks_what_is_above_it(
     copied, capsys
 ) -> None:
@@ -364,6 +373,8 @@ async def copy_as_state_synced(source: Path, target: Path, synced_at: int) -> tu
     return below, len(logged) - below
 
 
+@pytest.mark.gate("s0-recovery-drills")
+@pytest.mark.gate("s2-play-resync")
 def test_a_state_synced_home_needs_the_drill_from_its_snapshot(
     snapshot_history, copied, capsys
 ) -> None:

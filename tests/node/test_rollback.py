@@ -101,6 +101,7 @@ def home(history_template: tuple[Path, int], tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.gate("sn-play-quiescence")
 def test_rollback_is_refused_unless_quiesced(home: Path, capsys) -> None:
     capsys.readouterr()
     code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1", "--yes")
@@ -143,6 +144,7 @@ def test_rollback_needs_yes_without_a_terminal(home: Path, capsys) -> None:
     assert code == 1 and report["code"] == "confirm"
 
 
+@pytest.mark.gate("s2-play-revert")
 def test_rollback_to_height_1_keeps_the_ops_and_restarts_at_1(
     home: Path, history_template: tuple[Path, int], capsys
 ) -> None:
@@ -195,6 +197,7 @@ def test_rollback_to_genesis_reverts_every_op(home: Path, capsys) -> None:
     assert final_height == 0
 
 
+@pytest.mark.gate("s2-play-revert")
 def test_an_op_that_returns_by_sync_after_a_rollback_is_live_again(home: Path, capsys) -> None:
     """The daemon's log un-reverts an op it receives again, so a restart keeps it."""
     from swarmd.node.runtime.persistence import StoreLog

@@ -132,6 +132,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     return home, asyncio.run(make_history(home))
 
 
+@pytest.mark.gate("sn-play-snapshot-catalog")
 def test_list_shows_the_kept_snapshots_newest_matching_the_final_state(history, capsys) -> None:
     home, made = history
     height = made["final_height"]
@@ -230,6 +231,7 @@ def test_show_lists_every_chunk_hash(history, capsys) -> None:
     assert sum(shown["chunk_sizes_bytes"]) == shown["size_bytes"]
 
 
+@pytest.mark.gate("sn-play-snapshot-catalog")
 def test_diff_counts_shared_chunks_and_bytes_to_fetch(history, capsys) -> None:
     home, made = history
     a, b = str(made["final_height"] - 1), str(made["final_height"])

@@ -69,6 +69,7 @@ def paused_swarm() -> Swarm:
     return swarm
 
 
+@pytest.mark.gate("s1-play-suspend-claims")
 def test_new_claims_are_refused_while_paused_and_other_ops_are_not() -> None:
     swarm = paused_swarm()
     alice = swarm.author("alice")
@@ -88,6 +89,7 @@ def test_new_claims_are_refused_while_paused_and_other_ops_are_not() -> None:
     assert swarm.submit(0, again).status == "accepted"
 
 
+@pytest.mark.gate("s1-play-suspend-claims")
 def test_a_quorum_of_revocations_unbinds_and_tells_the_holder() -> None:
     swarm = Swarm(4)
     alice = swarm.author("alice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ def test_spending_needs_received_credits() -> None:
     assert outcomes[1].code == "insufficient_funds"
 
 
+@pytest.mark.gate("cc-double-spend")
 def test_overdraft_and_double_receive_are_rejected() -> None:
     ledger = fresh()
     council = members()
@@ -168,6 +170,7 @@ def test_duplicates_are_reported_not_reapplied() -> None:
     assert ledger.state.granted == 100
 
 
+@pytest.mark.gate("cc-fork-same-seq")
 def test_fork_lowest_canonical_key_wins_in_any_order() -> None:
     council = members()
     alice, bob, carol = (author(GENESIS, n) for n in ("alice", "bob", "carol"))
@@ -280,6 +283,7 @@ def scenario_ops(seed: int) -> list[Op]:
     return ops
 
 
+@pytest.mark.gate("cc-order-independent-root")
 @given(st.integers(min_value=0, max_value=10_000), st.randoms(use_true_random=False))
 def test_same_op_set_any_order_same_state_root(seed: int, rnd: random.Random) -> None:
     ops = scenario_ops(seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +37,7 @@ def reference_for(ops: list[Op], cut_at: int) -> Ledger:
     return ledger
 
 
+@pytest.mark.gate("la-partial-cut")
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=40))
 def test_a_partial_cut_finalizes_to_the_same_states(seed: int, cut_at: int) -> None:

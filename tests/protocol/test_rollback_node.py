@@ -99,6 +99,7 @@ def test_rollback_message_round_trips_and_is_bounded() -> None:
         decode_message(encode_message(RollbackMessage(too_many, ())))
 
 
+@pytest.mark.gate("s2-play-revert")
 def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> None:
     swarm, height, root, above = _prepared()
     _roll_back(swarm, height, voters=[0, 1, 2])
@@ -253,6 +254,7 @@ def test_a_certificate_for_another_epoch_is_ignored() -> None:
     assert not any(isinstance(e, CheckpointFinalized) for e in iter(fresh.next_event, None))
 
 
+@pytest.mark.gate("s2-play-resync")
 def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
     swarm = Swarm(4, seed=12)
     swarm.nodes[3].config = NodeCoreConfig(bundles_kept=1)  # keeps too little to revert

@@ -373,6 +373,7 @@ def test_chunk_requests_that_time_out_fail_the_sync_after_bounded_retries() -> N
     assert failures and "timeouts" in failures[0].reason
 
 
+@pytest.mark.gate("rl-state-sync-offers")
 def test_offers_are_rate_limited_per_peer() -> None:
     swarm = Swarm(4, seed=14, **SMALL)
     grow(swarm, 6, label="offers")

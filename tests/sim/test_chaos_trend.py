@@ -41,6 +41,7 @@ def trend_json(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, Any
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.gate("sn-mttd-mttr-trend")
 def test_a_rise_over_20_percent_fails_the_trend(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

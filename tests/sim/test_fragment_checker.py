@@ -4,6 +4,8 @@ fragmented message and ends the run behind; the within-cadence ratio counts lost
 
 from __future__ import annotations
 
+import pytest
+
 from swarmd.protocol import limits
 from swarmd.protocol.framing import FRAGMENT_PAYLOAD_SIZE_BYTES, FrameEncoder
 from swarmd.protocol.node_core import NodeCore
@@ -25,6 +27,7 @@ def _inject_partial_message(swarm: Swarm, victim: int, sender: int) -> None:
     node.core.receive_frame(swarm.sim.nodes[sender].node_id, frames[0], swarm.sim.local_time(node))
 
 
+@pytest.mark.gate("s0-nonce-advancement")
 def test_the_fragment_checker_fails_on_an_unrecovered_fragment() -> None:
     swarm = scenarios.build_swarm("test", 1, scenarios.ScenarioParams())
     swarm.workload.grant(swarm.workload.new_account(), node=0)

@@ -33,6 +33,7 @@ KNOWN_FAILURES: dict[tuple[str, int], str] = {
 }
 
 
+@pytest.mark.gate("s0-reconciliation")
 @pytest.mark.parametrize("name", scenarios.scenario_names())
 def test_scenario_over_100_seeds(name: str) -> None:
     seeds = [seed for seed in CI_SEEDS if (name, seed) not in KNOWN_FAILURES]
@@ -161,6 +162,7 @@ def test_equivocating_member_leaves_verifiable_evidence_on_every_honest_node() -
     assert result.mttd_s  # EquivocationRecorded detects the fault
 
 
+@pytest.mark.gate("s1-conflicts-72h")
 def test_handle_race_reports_the_age_of_the_oldest_conflict() -> None:
     result = scenarios.run_scenario("handle-race", 4)
     assert result.ok, scenarios.format_failure(result)
@@ -169,6 +171,7 @@ def test_handle_race_reports_the_age_of_the_oldest_conflict() -> None:
     assert summary["open_conflict_age_s"]["max"] == round(result.open_conflict_age_s, 6)
 
 
+@pytest.mark.gate("s2-quorum-endorsements")
 def test_finality_recovers_after_a_council_partition() -> None:
     result = scenarios.run_scenario("council-partition", 2)
     assert result.ok, scenarios.format_failure(result)

@@ -23,6 +23,7 @@ from swarmd.storage.store import Store
 from .test_store import NETWORK_ID, NODE_KEY, OTHER_NETWORK_ID, make_checkpoint, make_op
 
 
+@pytest.mark.gate("cc-concurrent-appends")
 async def test_concurrent_appends_share_commits_and_get_their_own_seqs(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
     committer = GroupCommitter(store, batch_ops_max=50)

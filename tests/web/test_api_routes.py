@@ -134,6 +134,7 @@ async def signup(node: Node, value: Any) -> tuple[int, dict[str, Any]]:
     return response.status, await response.json()
 
 
+@pytest.mark.gate("rl-signup")
 async def test_onboarding_is_off_by_default_then_gated_by_work_and_rate(node: Node) -> None:
     alice = crypto.KeyPair.from_seed(os.urandom(32))
     request = {"account": alice.account_id, "nonce": 0}
