@@ -339,3 +339,29 @@ assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
 JSON_BODY_DEPTH_MAX = 16
 #: Largest JSON body of the admin interface (its bodies are tiny objects).
 ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096
+
+# --- netguard: bans, handshake slots, reserved council links (issue 16) ----------------------
+
+#: The first ban of a node id whose score fell to PEER_SCORE_MIN; each further ban of the same
+#: id doubles it (a peer that misbehaves again right after its ban ends is out twice as long).
+PEER_BAN_S_INITIAL = 60.0
+#: The longest ban (a day): a key banned this long can still come back tomorrow, so an honest
+#: node that was briefly buggy is never locked out for good.
+PEER_BAN_S_MAX = 86_400.0
+#: Node ids whose ban (and ban count) a node remembers; past it the one whose ban ended (or
+#: ends) first is forgotten. Each entry is ~50 bytes in memory and one row in the store.
+PEER_BANS_MAX = 4096
+#: Inbound handshakes (WebSocket hello or WebRTC offer being answered) in progress from one
+#: source address at once. A devnet on one host dials from 127.0.0.1 for every node, so this
+#: leaves room for a whole council restarting together while one source can never take more
+#: than a quarter of a transport's 32 pending slots.
+HANDSHAKES_PER_SOURCE_MAX = 8
+#: A WebSocket that has not sent its hello this long after opening is closed (an honest dialer
+#: sends it at once; only an idle or hostile socket waits).
+HELLO_TIMEOUT_S = 3.0
+#: Established inbound peer links from one source address. A single-host devnet puts every
+#: peer behind 127.0.0.1, so this must hold a full council plus its community peers there.
+INBOUND_LINKS_PER_SOURCE_MAX = 48
+
+assert PEER_BAN_S_INITIAL <= PEER_BAN_S_MAX
+assert INBOUND_LINKS_PER_SOURCE_MAX <= PEERS_MAX
