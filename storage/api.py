@@ -300,6 +300,36 @@ def check_mode(mode: object, reason: object) -> None:
         raise StoreUsageError("reason must be a str of at most REASON_SIZE_BYTES_MAX bytes")
 
 
+# --- peer bans (netguard) ----------------------------------------------------------------------
+
+#: Ban rows stored: the core's own bound on remembered bans.
+PEER_BANS_STORED_MAX = limits.PEER_BANS_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBan:
+    """A node id banned until `until_ms` (unix milliseconds); `bans` so far."""
+
+    node_id: bytes
+    until_ms: int
+    bans: int
+
+
+def check_peer_bans(bans: Sequence[PeerBan]) -> None:
+    if len(bans) > PEER_BANS_STORED_MAX:
+        raise StoreUsageError(f"at most {PEER_BANS_STORED_MAX} peer bans are stored")
+    seen: set[bytes] = set()
+    for ban in bans:
+        if not isinstance(ban, PeerBan):
+            raise StoreUsageError(f"not a PeerBan: {ban!r}")
+        _check_bytes("node_id", ban.node_id, limits.PUBLIC_KEY_SIZE_BYTES, exact=True)
+        _check_int("until_ms", ban.until_ms, 0, _INT64_MAX)
+        _check_int("bans", ban.bans, 1, _INT64_MAX)
+        if ban.node_id in seen:
+            raise StoreUsageError("a node id is banned twice in one call")
+        seen.add(ban.node_id)
+
+
 # --- the interface -----------------------------------------------------------------------------
 
 
@@ -384,5 +414,11 @@ class OpStore(Protocol):
     async def set_mode(self, mode: NodeMode, reason: str) -> None: ...
 
     async def integrity_check(self) -> IntegrityReport: ...
+
+    async def replace_peer_bans(self, bans: Sequence[PeerBan]) -> None:
+        """Store exactly `bans` (at most PEER_BANS_STORED_MAX), replacing every earlier row."""
+        ...
+
+    async def load_peer_bans(self) -> list[PeerBan]: ...
 
     async def close(self) -> None: ...

@@ -58,6 +58,7 @@ class MemoryDatabase:
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
+    peer_bans: dict[bytes, api.PeerBan] = field(default_factory=dict)
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -425,6 +426,18 @@ class MemoryStore:
         self._check_open()
         api.check_meta(key, value, writing=True)
         self.database.meta[key] = value
+
+    # --- peer bans (netguard) --------------------------------------------------------------
+
+    async def replace_peer_bans(self, bans: Sequence[api.PeerBan]) -> None:
+        api.check_peer_bans(bans)
+        await self._commit_point()
+        self._check_open()
+        self.database.peer_bans = {ban.node_id: ban for ban in bans}
+
+    async def load_peer_bans(self) -> list[api.PeerBan]:
+        await self._commit_point()
+        return [self.database.peer_bans[key] for key in sorted(self.database.peer_bans)]
 
     async def get_mode(self) -> tuple[NodeMode, str]:
         await self._commit_point()

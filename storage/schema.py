@@ -78,5 +78,16 @@ _V3: Final = (
     )""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+# Version 4 (netguard): node ids banned for misbehaviour, so a restart does not forgive them.
+# `until_ms` is wall-clock unix time (a ban outlives the process); `bans` counts the bans so
+# far (each doubles the next). The node rewrites the whole table (at most PEER_BANS_MAX rows).
+_V4_NETGUARD: Final = (
+    """CREATE TABLE peer_bans (
+        node_id BLOB PRIMARY KEY,
+        until_ms INTEGER NOT NULL,
+        bans INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_NETGUARD)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
