@@ -29,6 +29,7 @@ from swarmd.protocol.node_core import (
     Mode,
     NodeCore,
     NodeEvent,
+    PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
@@ -41,6 +42,7 @@ from ..http.events import EventListener, EventStream
 from ..logs import get_logger
 from ..metrics import NodeMetrics
 from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
+from .bans import PeerGuard
 from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
 from .observe import record
@@ -106,7 +108,11 @@ class Daemon:
         self._timer_at: float | None = None
         #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
         self._pump_soon = False
-        self._dialer = Dialer(lambda node_id: node_id in self._peer_transport)
+        #: Bans kept across restarts, admission of inbound handshakes (runtime/bans.py).
+        self.guard = PeerGuard(core, node_log, self._close_link)
+        self._dialer = Dialer(
+            lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
+        )
         self._loop = asyncio.get_running_loop()
         self.frames_dropped = 0
         self.started = False
@@ -121,6 +127,7 @@ class Daemon:
             PersistConsensusState: self._on_consensus_state,
             SnapshotDue: self._on_snapshot_due,
             OpEvicted: self._on_op_evicted,
+            PeerMisbehaved: self._on_peer_misbehaved,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -140,6 +147,7 @@ class Daemon:
             signing_state_file=restored.signing_state_file,
         )
         daemon.restore_info = restored.info()
+        await daemon.guard.restore()
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
@@ -158,6 +166,8 @@ class Daemon:
             "webrtc": WebRtcTransport(self.keypair, network_id, transport_cfg, self),
             "websocket": WebSocketTransport(self.keypair, network_id, transport_cfg, self),
         }
+        for transport in self.transports.values():
+            transport.admission = self.guard.admit
 
     async def start(self) -> None:
         """Start the writer, the transports (routes must be served by now) and the dialers."""
@@ -179,6 +189,7 @@ class Daemon:
             self._timer = None
         await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
         await self.snapshot_builds.stop()
+        await self.guard.stop()
         await self.committer.stop()
         # The live (provisional) root at the log's end: the recovery drill checks its replay
         # against it. After a crash the log outgrows it and the drill says so.
@@ -198,7 +209,9 @@ class Daemon:
         if transport is None:
             return
         if not self.core.peer_connected(peer_id, self._loop.time()):
-            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason="peers_max")
+            reason = self.guard.refusal(peer_id) or "peers_max"
+            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason=reason)
+            self._loop.create_task(transport.disconnect(peer_id))
             return
         self._peer_transport[peer_id] = transport
         self._update_peer_metrics()
@@ -459,3 +472,18 @@ class Daemon:
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
         }
+
+    # --- misbehaviour (netguard, runtime/bans.py) ---------------------------------------------
+
+    def _on_peer_misbehaved(self, event: PeerMisbehaved) -> bool:
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
+        self.guard.misbehaved(event)
+        return False
+
+    def _close_link(self, peer_id: bytes) -> None:
+        """Close `peer_id`'s link on whichever transport carries it (the core dropped it)."""
+        transport = self._peer_transport.get(peer_id)
+        if transport is not None:
+            self._loop.create_task(transport.disconnect(peer_id))

@@ -1,0 +1,191 @@
+"""An open network that protects itself, on loopback with a real node service (driver, SQLite
+store, HTTP server): a peer that sends malformed frames is disconnected, banned, its reconnect
+refused with `peer_banned`, and still refused after the node restarts; idle sockets from one
+source address cannot lock out a good peer from another; a sentry refuses unlisted ids."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from swarmd.node.cli.common import load_home_config
+from swarmd.node.cli.devnet import free_ports
+from swarmd.node.cli.home import init_home
+from swarmd.node.runtime.service import NodeService
+from swarmd.node.transport import PeerInfo, SignalingRejectedError, WebSocketTransport
+from swarmd.node.transport.base import TransportConfig
+from swarmd.node.transport.websocket import WS_PATH
+from swarmd.protocol import crypto, limits
+
+pytestmark = pytest.mark.integration
+
+WAIT_S = 10.0
+JUNK = b"\xff" * 40  # not a frame: each costs PENALTY_MALFORMED_FRAME
+
+
+class Recorder:
+    """The attacker's transport callbacks; `wait_for` waits on a condition, never sleeps."""
+
+    def __init__(self) -> None:
+        self.connected: list[bytes] = []
+        self.disconnected: list[tuple[bytes, str]] = []
+        self.changed = asyncio.Event()
+
+    def on_peer_connected(self, peer_id: bytes, info: PeerInfo) -> None:
+        self.connected.append(peer_id)
+        self.changed.set()
+
+    def on_frame(self, peer_id: bytes, frame: bytes) -> None:
+        pass
+
+    def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
+        self.disconnected.append((peer_id, reason))
+        self.changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def make_home(home: Path, **network: Any) -> Path:
+    api_port, admin_port = free_ports(2)
+    overrides: dict[str, Any] = {"api": {"port": api_port}, "admin": {"port": admin_port}}
+    if network:
+        overrides["network"] = network
+    init_home(
+        home,
+        keypair=crypto.KeyPair.from_seed(os.urandom(32)),
+        council_size=1,
+        config_overrides=overrides,
+    )
+    return home
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[list[NodeService]]:
+    started: list[NodeService] = []
+    yield started
+    for service in started:
+        await service.stop()
+
+
+async def start(home: Path, started: list[NodeService]) -> NodeService:
+    service = NodeService(load_home_config(str(home)))
+    await service.start()
+    started.append(service)
+    return service
+
+
+async def new_peer(
+    network_id: bytes, keypair: crypto.KeyPair | None = None
+) -> tuple[WebSocketTransport, Recorder]:
+    recorder = Recorder()
+    config = TransportConfig(ice_host_addresses=("127.0.0.1",), connect_timeout_s=5.0)
+    keypair = keypair or crypto.KeyPair.from_seed(os.urandom(32))
+    transport = WebSocketTransport(keypair, network_id, config, recorder)
+    await transport.start()
+    return transport, recorder
+
+
+async def refusal_code(transport: WebSocketTransport, node_id: bytes, url: str) -> str:
+    with pytest.raises(SignalingRejectedError) as refused:
+        await transport.connect(node_id, url)
+    return refused.value.code
+
+
+async def test_a_peer_sending_malformed_frames_is_banned_across_a_restart(
+    tmp_path: Path, services: list[NodeService]
+) -> None:
+    home = make_home(tmp_path / "node")
+    service = await start(home, services)
+    daemon = service.daemon
+    assert daemon is not None
+    node_id, url = daemon.node_id, service.api_url
+    attacker, recorder = await new_peer(daemon.genesis.network_id)
+    try:
+        await attacker.connect(node_id, url)
+        for _ in range(-(limits.PEER_SCORE_MIN // 20)):
+            assert attacker.send(node_id, JUNK)
+        # The node closes the link itself.
+        await recorder.wait_for(lambda: bool(recorder.disconnected))
+        assert node_id not in attacker.peers()
+        assert attacker.own_id in daemon.core.peer_rules.bans
+        assert await refusal_code(attacker, node_id, url) == "peer_banned"
+        # An honest peer still gets in.
+        honest, _ = await new_peer(daemon.genesis.network_id)
+        try:
+            assert await honest.connect(node_id, url) == node_id
+        finally:
+            await honest.stop()
+        # Restart the node: the ban was stored and is restored.
+        await service.stop()
+        services.remove(service)
+        service = await start(home, services)
+        assert service.daemon is not None and service.daemon.guard.bans_restored == 1
+        assert await refusal_code(attacker, node_id, service.api_url) == "peer_banned"
+    finally:
+        await attacker.stop()
+
+
+async def test_a_sentry_accepts_only_its_configured_peers(
+    tmp_path: Path, services: list[NodeService]
+) -> None:
+    listed = crypto.KeyPair.from_seed(os.urandom(32))
+    home = make_home(
+        tmp_path / "sentry",
+        sentry=True,
+        peers=[{"url": "http://127.0.0.1:9", "node_id": crypto.account_id_text(listed.public_key)}],
+    )
+    service = await start(home, services)
+    daemon = service.daemon
+    assert daemon is not None
+    stranger, _ = await new_peer(daemon.genesis.network_id)
+    friend, _ = await new_peer(daemon.genesis.network_id, listed)
+    try:
+        assert await refusal_code(stranger, daemon.node_id, service.api_url) == "peer_not_allowed"
+        assert await friend.connect(daemon.node_id, service.api_url) == daemon.node_id
+    finally:
+        await stranger.stop()
+        await friend.stop()
+
+
+async def test_idle_sockets_from_one_source_do_not_lock_out_another(
+    tmp_path: Path, services: list[NodeService]
+) -> None:
+    """More idle sockets from 127.0.0.2 than the transport's whole pending-handshake budget
+    (each opens /v1/ws and never says hello): a good peer from 127.0.0.1 still connects, and
+    the sockets beyond the per-source slots are refused at once with `signal_busy`."""
+    service = await start(make_home(tmp_path / "node"), services)
+    daemon = service.daemon
+    assert daemon is not None
+    idle_count = 40
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sockets = [await session.ws_connect(service.api_url + WS_PATH) for _ in range(idle_count)]
+        # Those over the per-source budget were closed with the refusal at once.
+        refused = 0
+        for ws in sockets[limits.HANDSHAKES_PER_SOURCE_MAX :]:
+            message = await ws.receive(timeout=WAIT_S)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert str(message.extra).startswith("signal_busy")
+            refused += 1
+        assert refused == idle_count - limits.HANDSHAKES_PER_SOURCE_MAX
+        good, _ = await new_peer(daemon.genesis.network_id)
+        try:
+            assert await good.connect(daemon.node_id, service.api_url) == daemon.node_id
+        finally:
+            await good.stop()
+        # The idle ones within the budget are closed by the hello timeout.
+        for ws in sockets[: limits.HANDSHAKES_PER_SOURCE_MAX]:
+            message = await ws.receive(timeout=WAIT_S)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        for ws in sockets:
+            await ws.close()
