@@ -365,3 +365,27 @@ INBOUND_LINKS_PER_SOURCE_MAX = 48
 
 assert PEER_BAN_S_INITIAL <= PEER_BAN_S_MAX
 assert INBOUND_LINKS_PER_SOURCE_MAX <= PEERS_MAX
+
+# --- netguard: peer exchange (protocol/addresses.py) -------------------------------------------
+
+#: A node's own address record is valid this long; it re-signs well before (a stale record
+#: of a node that moved dies within the hour).
+ADDRESS_RECORD_TTL_S = 3600
+#: Clock difference tolerated on top of the TTL when a record's expiry looks too far ahead.
+ADDRESS_CLOCK_SKEW_S = 300
+#: An encoded record: a key, two URLs of ADDRESS_URL_SIZE_BYTES_MAX, an expiry, a signature.
+ADDRESS_RECORD_SIZE_BYTES_MAX = 2048
+ADDRESS_URL_SIZE_BYTES_MAX = 512
+#: Records one address book holds (~1 KiB each at most), and those learned from one source:
+#: one peer (or one attacker's link) can fill at most 1/32 of the book.
+ADDRESS_BOOK_MAX = 1024
+ADDRESS_BOOK_PER_SOURCE_MAX = 32
+#: Backoff of a learned address after a failed dial: doubled per failure, capped.
+ADDRESS_DIAL_BACKOFF_S_INITIAL = 5.0
+ADDRESS_DIAL_BACKOFF_S_MAX = 600.0
+#: Dials of learned addresses per minute (a node never becomes a port scanner on a peer's
+#: word).
+ADDRESS_DIALS_PER_MINUTE_MAX = 30
+
+assert ADDRESS_BOOK_PER_SOURCE_MAX <= ADDRESS_BOOK_MAX
+assert 2 * ADDRESS_URL_SIZE_BYTES_MAX + 256 <= ADDRESS_RECORD_SIZE_BYTES_MAX
