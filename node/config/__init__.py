@@ -574,6 +574,19 @@ class NetworkSection:
         needs its node_id): a council validator behind its own sentry nodes.""",
         boolean(),
     )
+    exchange_interval_s: float = setting(
+        30.0,
+        """Peer exchange: every this many seconds fetch address records from connected and
+        configured peers (GET /v1/peers/records) and dial learned ones while fewer than
+        peers_target peers are connected. 0 turns peer exchange off.""",
+        number(0.0, DURATION_S_MAX),
+    )
+    peers_target: int = setting(
+        8,
+        """Connected peers the node dials learned addresses up to (it still accepts inbound
+        links up to [sync].peers_max). 0: dial only [network].peers.""",
+        integer(0, limits.PEERS_MAX),
+    )
 
 
 @dataclass(frozen=True)

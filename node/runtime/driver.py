@@ -45,6 +45,7 @@ from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTrans
 from .bans import PeerGuard
 from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
+from .exchange import PeerExchange
 from .observe import record
 from .persistence import NodeLog, SnapshotBuilds, StoreLog
 from .restore import open_node
@@ -110,6 +111,8 @@ class Daemon:
         self._pump_soon = False
         #: Bans kept across restarts, admission of inbound handshakes (runtime/bans.py).
         self.guard = PeerGuard(core, node_log, self._close_link)
+        #: Peer exchange (runtime/exchange.py), made with the transports.
+        self.exchange: PeerExchange | None = None
         self._dialer = Dialer(
             lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
         )
@@ -168,6 +171,17 @@ class Daemon:
         }
         for transport in self.transports.values():
             transport.admission = self.guard.admit
+        network = self.config.network
+        self.exchange = PeerExchange(
+            keypair=self.keypair,
+            public_url=transport_cfg.public_url,
+            transport=self.transports[network.transport],
+            peers=self.peers,
+            refusal=self.guard.refusal,
+            configured=[entry.url for entry in network.peers],
+            interval_s=network.exchange_interval_s,
+            peers_target=network.peers_target,
+        )
 
     async def start(self) -> None:
         """Start the writer, the transports (routes must be served by now) and the dialers."""
@@ -178,11 +192,15 @@ class Daemon:
         for entry in self.config.network.peers:
             kind = entry.transport or self.config.network.transport
             self._dialer.dial(self.transports[kind], entry.node_id, entry.url)
+        if self.exchange is not None:
+            await self.exchange.start()
         self.started = True
         self.pump()
 
     async def stop(self) -> None:
         self.started = False
+        if self.exchange is not None:
+            await self.exchange.stop()
         await self._dialer.stop()
         if self._timer is not None:
             self._timer.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from swarmd.node.transport import PeerInfo, SignalingRejectedError, WebSocketTra
 from swarmd.node.transport.base import TransportConfig
 from swarmd.node.transport.websocket import WS_PATH
 from swarmd.protocol import crypto, limits
+from swarmd.protocol.addresses import AddressRecord
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +191,53 @@ async def test_idle_sockets_from_one_source_do_not_lock_out_another(
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         for ws in sockets:
             await ws.close()
+
+
+async def test_peer_exchange_connects_nodes_that_share_one_seed(
+    tmp_path: Path, services: list[NodeService]
+) -> None:
+    """B and C each know only the seed A; one exchange round on A (it learns B and C from
+    them) and one on B (it learns C from A) connect B to C. A learned record outside loopback
+    is never dialed."""
+    exchange = {"exchange_interval_s": 3600.0}
+    seed = await start(make_home(tmp_path / "a", **exchange), services)
+    assert seed.daemon is not None
+    seed_entry = {"url": seed.api_url, "node_id": seed.daemon.node_id_text}
+    followers = []
+    for name in ("b", "c"):
+        home = tmp_path / name
+        api_port, admin_port = free_ports(2)
+        init_home(
+            home,
+            keypair=crypto.KeyPair.from_seed(os.urandom(32)),
+            genesis=seed.daemon.genesis,
+            config_overrides={
+                "api": {"port": api_port},
+                "admin": {"port": admin_port},
+                "network": {"transport": "websocket", "peers": [seed_entry], **exchange},
+            },
+        )
+        followers.append(await start(home, services))
+    b, c = (service.daemon for service in followers)
+    assert b is not None and c is not None and seed.daemon.exchange is not None
+    assert b.exchange is not None
+    await wait_until_connected(seed.daemon, {b.node_id, c.node_id})
+    assert c.node_id not in b.peers()
+    outsider = crypto.KeyPair.from_seed(os.urandom(32))
+    far = AddressRecord.sign(outsider, {"websocket": "http://203.0.113.7:7000"}, time.time())
+    assert b.exchange.book.add(far, None, time.time())
+
+    await seed.daemon.exchange.exchange_round()
+    assert {b.node_id, c.node_id} <= set(seed.daemon.exchange.book.entries)
+    await b.exchange.exchange_round()
+
+    await wait_until_connected(b, {seed.daemon.node_id, c.node_id})
+    assert b.exchange.book.entries[outsider.public_key].failures == 0  # never dialed
+    assert b.exchange.dials == 1
+
+
+async def wait_until_connected(daemon: Any, peers: set[bytes]) -> None:
+    """Wait on the WebSocket transport (no sleeps) until `peers` are all connected."""
+    await daemon.transports["websocket"].wait_for_peers(
+        lambda connected: peers <= set(daemon.peers()), WAIT_S
+    )
