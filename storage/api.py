@@ -330,6 +330,37 @@ def check_peer_bans(bans: Sequence[PeerBan]) -> None:
         seen.add(ban.node_id)
 
 
+#: Address book rows stored: the book's own bound.
+ADDRESS_BOOK_STORED_MAX = limits.ADDRESS_BOOK_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class AddressEntry:
+    """One address book row: the encoded signed record, the peer it came from (b"" for a
+    configured seed) and its failed dials. The store does not verify the record."""
+
+    node_id: bytes
+    record: bytes
+    source: bytes
+    failures: int
+
+
+def check_address_book(entries: Sequence[AddressEntry]) -> None:
+    if len(entries) > ADDRESS_BOOK_STORED_MAX:
+        raise StoreUsageError(f"at most {ADDRESS_BOOK_STORED_MAX} address book rows are stored")
+    seen: set[bytes] = set()
+    for entry in entries:
+        if not isinstance(entry, AddressEntry):
+            raise StoreUsageError(f"not an AddressEntry: {entry!r}")
+        _check_bytes("node_id", entry.node_id, limits.PUBLIC_KEY_SIZE_BYTES, exact=True)
+        _check_bytes("record", entry.record, limits.ADDRESS_RECORD_SIZE_BYTES_MAX)
+        _check_bytes("source", entry.source, limits.HASH_SIZE_BYTES)
+        _check_int("failures", entry.failures, 0, _INT64_MAX)
+        if entry.node_id in seen:
+            raise StoreUsageError("a node id appears twice in one address book")
+        seen.add(entry.node_id)
+
+
 # --- the interface -----------------------------------------------------------------------------
 
 
@@ -420,5 +451,11 @@ class OpStore(Protocol):
         ...
 
     async def load_peer_bans(self) -> list[PeerBan]: ...
+
+    async def replace_address_book(self, entries: Sequence[AddressEntry]) -> None:
+        """Store exactly `entries` (at most ADDRESS_BOOK_STORED_MAX), replacing the book."""
+        ...
+
+    async def load_address_book(self) -> list[AddressEntry]: ...
 
     async def close(self) -> None: ...

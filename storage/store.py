@@ -581,6 +581,28 @@ class Store:
         )
         return [api.PeerBan(bytes(row[0]), int(row[1]), int(row[2])) for row in rows]
 
+    async def replace_address_book(self, entries: Sequence[api.AddressEntry]) -> None:
+        api.check_address_book(entries)
+        statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM address_book", [])]
+        statements += [
+            (
+                "INSERT INTO address_book VALUES (?, ?, ?, ?)",
+                [entry.node_id, entry.record, entry.source, entry.failures],
+            )
+            for entry in entries
+        ]
+        await self._write(lambda: self._changed_rows("replace_address_book", statements))
+
+    async def load_address_book(self) -> list[api.AddressEntry]:
+        rows = await self._read(
+            "SELECT node_id, record, source, failures FROM address_book ORDER BY node_id LIMIT ?",
+            (api.ADDRESS_BOOK_STORED_MAX,),
+        )
+        return [
+            api.AddressEntry(bytes(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
+            for row in rows
+        ]
+
     async def get_mode(self) -> tuple[NodeMode, str]:
         rows = await self._read(
             "SELECT key, value FROM meta WHERE key IN (?, ?)",

@@ -181,6 +181,7 @@ class Daemon:
             configured=[entry.url for entry in network.peers],
             interval_s=network.exchange_interval_s,
             peers_target=network.peers_target,
+            node_log=self.node_log,
         )
 
     async def start(self) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -35,6 +36,7 @@ from swarmd.protocol.errors import ProtocolError
 
 from ..logs import get_logger
 from ..transport import LinkTransport, PeerInfo
+from .persistence import NodeLog, StoreLog
 
 log = get_logger("swarmd.exchange")
 
@@ -64,6 +66,7 @@ class PeerExchange:
         configured: Sequence[str],
         interval_s: float,
         peers_target: int,
+        node_log: NodeLog | None = None,
     ) -> None:
         self.keypair = keypair
         self.public_url = public_url
@@ -82,6 +85,9 @@ class PeerExchange:
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.dials = 0
+        #: The store the book is kept in across restarts (`address_book`), if any.
+        self._store: Any = node_log.store if isinstance(node_log, StoreLog) else None
+        self._api: Any = node_log.api if isinstance(node_log, StoreLog) else None
 
     @property
     def routes(self) -> list[web.RouteDef]:
@@ -90,6 +96,7 @@ class PeerExchange:
     async def start(self) -> None:
         if self.interval_s <= 0:
             return
+        await self.load()
         timeout = aiohttp.ClientTimeout(total=EXCHANGE_FETCH_TIMEOUT_S)
         self._session = aiohttp.ClientSession(timeout=timeout)
         self._task = asyncio.create_task(self._run())
@@ -144,6 +151,37 @@ class PeerExchange:
                 except AddressRecordError:
                     continue
         await self._dial_learned()
+        await self.save()
+
+    async def load(self) -> int:
+        """Refill the book from the store (records that no longer verify are skipped)."""
+        if self._store is None:
+            return 0
+        now = time.time()
+        for row in await self._store.load_address_book():
+            try:
+                record = AddressRecord.decode(row.record, now)
+            except AddressRecordError:
+                continue
+            if self.book.add(record, row.source or None, now):
+                self.book.entries[record.node_id].failures = row.failures
+        return len(self.book)
+
+    async def save(self) -> None:
+        """Write the whole book (at most ADDRESS_BOOK_MAX rows); a failure is logged only."""
+        if self._store is None:
+            return
+        rows = []
+        for node_id in sorted(self.book.entries):
+            entry = self.book.entries[node_id]
+            source = b"" if entry.source is None else entry.source
+            rows.append(
+                self._api.AddressEntry(node_id, entry.record.encode(), source, entry.failures)
+            )
+        try:
+            await self._store.replace_address_book(rows)
+        except Exception as exc:
+            log.warning("address_book_not_stored", error=repr(exc))
 
     def _sources(self) -> list[tuple[bytes, str]]:
         """(source key, URL) of connected and configured peers within our scope."""

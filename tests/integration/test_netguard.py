@@ -198,7 +198,7 @@ async def test_peer_exchange_connects_nodes_that_share_one_seed(
 ) -> None:
     """B and C each know only the seed A; one exchange round on A (it learns B and C from
     them) and one on B (it learns C from A) connect B to C. A learned record outside loopback
-    is never dialed."""
+    is never dialed, and the book survives B's restart."""
     exchange = {"exchange_interval_s": 3600.0}
     seed = await start(make_home(tmp_path / "a", **exchange), services)
     assert seed.daemon is not None
@@ -234,6 +234,12 @@ async def test_peer_exchange_connects_nodes_that_share_one_seed(
     await wait_until_connected(b, {seed.daemon.node_id, c.node_id})
     assert b.exchange.book.entries[outsider.public_key].failures == 0  # never dialed
     assert b.exchange.dials == 1
+    # The book is stored: a restarted B still knows C.
+    await followers[0].stop()
+    services.remove(followers[0])
+    restarted = await start(tmp_path / "b", services)
+    assert restarted.daemon is not None and restarted.daemon.exchange is not None
+    assert c.node_id in restarted.daemon.exchange.book.entries
 
 
 async def wait_until_connected(daemon: Any, peers: set[bytes]) -> None:
