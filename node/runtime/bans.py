@@ -72,6 +72,18 @@ class PeerGuard:
             raise SignalWrongPeerError("signaling message comes from our own node id")
         raise SignalBusyError(f"no free peer slot ({code})")
 
+    def status(self, exchange: Any) -> dict[str, Any]:
+        """Bans in force and remembered, and the peer exchange's counters (None when off)."""
+        now = self._loop.time()
+        bans = self.core.peer_rules.bans
+        return {
+            "bans_active": sum(1 for ban in bans.values() if ban.until > now),
+            "bans_remembered": len(bans),
+            "address_book": None if exchange is None else len(exchange.book),
+            "exchange_rounds": None if exchange is None else exchange.rounds,
+            "exchange_dials": None if exchange is None else exchange.dials,
+        }
+
     def refusal(self, peer_id: bytes) -> str | None:
         """The core's refusal code for a link to `peer_id` now (the dialer asks it)."""
         return self.core.peer_rules.refusal(peer_id, self._loop.time())

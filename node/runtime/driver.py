@@ -490,6 +490,8 @@ class Daemon:
             "restore": self.restore_info,
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
+            # Bans and peer exchange (runtime/bans.py, runtime/exchange.py).
+            "netguard": self.guard.status(self.exchange),
         }
 
     # --- misbehaviour (netguard, runtime/bans.py) ---------------------------------------------

@@ -120,6 +120,8 @@ async def test_a_peer_sending_malformed_frames_is_banned_across_a_restart(
         await recorder.wait_for(lambda: bool(recorder.disconnected))
         assert node_id not in attacker.peers()
         assert attacker.own_id in daemon.core.peer_rules.bans
+        netguard = daemon.status()["netguard"]
+        assert (netguard["bans_active"], netguard["bans_remembered"]) == (1, 1)
         assert await refusal_code(attacker, node_id, url) == "peer_banned"
         # An honest peer still gets in.
         honest, _ = await new_peer(daemon.genesis.network_id)
@@ -234,6 +236,7 @@ async def test_peer_exchange_connects_nodes_that_share_one_seed(
     await wait_until_connected(b, {seed.daemon.node_id, c.node_id})
     assert b.exchange.book.entries[outsider.public_key].failures == 0  # never dialed
     assert b.exchange.dials == 1
+    assert b.status()["netguard"]["exchange_dials"] == 1
     # The book is stored: a restarted B still knows C.
     await followers[0].stop()
     services.remove(followers[0])
