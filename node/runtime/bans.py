@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.node_core import NodeCore, PeerMisbehaved
-from swarmd.protocol.node_core.peers import REFUSED_BANNED, REFUSED_NOT_ALLOWED
+from swarmd.protocol.node_core.peers import REFUSED_BANNED, REFUSED_NOT_ALLOWED, REFUSED_SELF
 
 from ..logs import get_logger
 from ..transport.errors import (
@@ -47,6 +47,8 @@ class PeerGuard:
         self._writing: asyncio.Task[None] | None = None
         self._dirty = False
         self.bans_restored = 0
+        #: Link closes in flight (kept referenced until done).
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def restore(self) -> int:
         """Hand the stored bans to the core (expired ones too: their count keeps doubling)."""
@@ -68,7 +70,7 @@ class PeerGuard:
             raise SignalBannedError("this node id is banned here for misbehaviour")
         if code == REFUSED_NOT_ALLOWED:
             raise SignalNotAllowedError("this node accepts only its configured peers")
-        if code == "own_node_id":
+        if code == REFUSED_SELF:
             raise SignalWrongPeerError("signaling message comes from our own node id")
         raise SignalBusyError(f"no free peer slot ({code})")
 
@@ -101,8 +103,15 @@ class PeerGuard:
         self._close_link(event.peer)
         self._save_soon()
 
+    def spawn(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run a link close in the background, referenced until it is done."""
+        task = asyncio.create_task(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def stop(self) -> None:
-        """Wait for the ban write in flight (and the one queued behind it)."""
+        """Wait for the link closes and the ban write in flight (and the one queued)."""
+        await asyncio.gather(*self._closing, return_exceptions=True)
         while self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
 

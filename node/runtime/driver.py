@@ -230,7 +230,7 @@ class Daemon:
         if not self.core.peer_connected(peer_id, self._loop.time()):
             reason = self.guard.refusal(peer_id) or "peers_max"
             log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason=reason)
-            self._loop.create_task(transport.disconnect(peer_id))
+            self.guard.spawn(transport.disconnect(peer_id))
             return
         self._peer_transport[peer_id] = transport
         self._update_peer_metrics()
@@ -507,4 +507,4 @@ class Daemon:
         """Close `peer_id`'s link on whichever transport carries it (the core dropped it)."""
         transport = self._peer_transport.get(peer_id)
         if transport is not None:
-            self._loop.create_task(transport.disconnect(peer_id))
+            self.guard.spawn(transport.disconnect(peer_id))
