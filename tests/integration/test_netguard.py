@@ -24,6 +24,7 @@ from swarmd.node.transport.base import TransportConfig
 from swarmd.node.transport.websocket import WS_PATH
 from swarmd.protocol import crypto, limits
 from swarmd.protocol.addresses import AddressRecord
+from swarmd.protocol.wallet import Author
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +251,61 @@ async def wait_until_connected(daemon: Any, peers: set[bytes]) -> None:
     await daemon.transports["websocket"].wait_for_peers(
         lambda connected: peers <= set(daemon.peers()), WAIT_S
     )
+
+
+async def test_community_nodes_with_one_seed_each_meet_and_finalize(
+    tmp_path: Path, services: list[NodeService]
+) -> None:
+    """Issue 16's open network at the smallest size: a council node and three community nodes
+    that each know only the council node. Through peer exchange each community node ends with
+    at least three peers, and an op submitted at the council is final on every node."""
+    fast = {"exchange_interval_s": 0.3, "transport": "websocket"}
+    seed = await start(make_home(tmp_path / "seed", **fast), services)
+    assert seed.daemon is not None
+    seed_entry = {"url": seed.api_url, "node_id": seed.daemon.node_id_text}
+    community = []
+    for index in range(3):
+        home = tmp_path / f"community-{index}"
+        api_port, admin_port = free_ports(2)
+        init_home(
+            home,
+            keypair=crypto.KeyPair.from_seed(os.urandom(32)),
+            genesis=seed.daemon.genesis,
+            config_overrides={
+                "api": {"port": api_port},
+                "admin": {"port": admin_port},
+                "consensus": {"checkpoint_interval_s": 0.1},
+                "network": {"peers": [seed_entry], **fast},
+            },
+        )
+        service = await start(home, services)
+        assert service.daemon is not None
+        community.append(service.daemon)
+    for daemon in community:
+        await daemon.transports["websocket"].wait_for_peers(
+            lambda _, daemon=daemon: len(daemon.peers()) >= 3, 20.0
+        )
+    council = Author(seed.daemon.keypair, seed.daemon.genesis.network_id)
+    reward = seed.daemon.genesis.signup_reward
+    grant = council.grant(crypto.KeyPair.from_seed(os.urandom(32)).public_key, reward)
+    outcome = await seed.daemon.submit(grant.envelope)
+    assert outcome.status == "accepted", outcome
+    for daemon in [seed.daemon, *community]:
+        await wait_for_event(daemon, lambda daemon=daemon: daemon.core.ledger.is_final(grant.op_id))
+
+
+async def wait_for_event(daemon: Any, predicate: Callable[[], bool]) -> None:
+    """Wait, on the node's own events (no sleeps), until `predicate` holds."""
+    changed = asyncio.Event()
+
+    def listener(_event: Any) -> None:
+        changed.set()
+
+    daemon.add_listener(listener)
+    try:
+        async with asyncio.timeout(20.0):
+            while not predicate():
+                changed.clear()
+                await changed.wait()
+    finally:
+        daemon.remove_listener(listener)
