@@ -144,8 +144,10 @@ class PeerExchange:
         self.rounds += 1
         now = time.time()
         self.book.expire(now)
-        for source, url in self._sources():
-            for data in await self._fetch(url):
+        sources = self._sources()
+        answers = await asyncio.gather(*(self._fetch(url) for _, url in sources))
+        for (source, _), records in zip(sources, answers, strict=True):
+            for data in records:
                 try:
                     self.book.add(AddressRecord.decode(data, now), source, now)
                 except AddressRecordError:
