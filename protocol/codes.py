@@ -138,6 +138,9 @@ class RejectCode(StrEnum):
     OP_REVERTED = "op_reverted"
     ROLLBACK_NOT_SIGNABLE = "rollback_not_signable"
 
+    # --- netguard: peer exchange (addresses.py) --------------------------------------------------
+    ADDRESS_RECORD_INVALID = "address_record_invalid"
+
 
 def final_code(code: str) -> str:
     """The code of an op excluded with `code` once the exclusion is final (`fork_lost` ->

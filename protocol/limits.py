@@ -339,3 +339,53 @@ assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
 JSON_BODY_DEPTH_MAX = 16
 #: Largest JSON body of the admin interface (its bodies are tiny objects).
 ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096
+
+# --- netguard: bans, handshake slots, reserved council links (issue 16) ----------------------
+
+#: The first ban of a node id whose score fell to PEER_SCORE_MIN; each further ban of the same
+#: id doubles it (a peer that misbehaves again right after its ban ends is out twice as long).
+PEER_BAN_S_INITIAL = 60.0
+#: The longest ban (a day): a key banned this long can still come back tomorrow, so an honest
+#: node that was briefly buggy is never locked out for good.
+PEER_BAN_S_MAX = 86_400.0
+#: Node ids whose ban (and ban count) a node remembers; past it the one whose ban ended (or
+#: ends) first is forgotten. Each entry is ~50 bytes in memory and one row in the store.
+PEER_BANS_MAX = 4096
+#: Inbound handshakes (WebSocket hello or WebRTC offer being answered) in progress from one
+#: source address at once. A devnet on one host dials from 127.0.0.1 for every node, so this
+#: leaves room for a whole council restarting together while one source can never take more
+#: than a quarter of a transport's 32 pending slots.
+HANDSHAKES_PER_SOURCE_MAX = 8
+#: A WebSocket that has not sent its hello this long after opening is closed (an honest dialer
+#: sends it at once; only an idle or hostile socket waits).
+HELLO_TIMEOUT_S = 3.0
+#: Established inbound peer links from one source address. A single-host devnet puts every
+#: peer behind 127.0.0.1, so this must hold a full council plus its community peers there.
+INBOUND_LINKS_PER_SOURCE_MAX = 48
+
+assert PEER_BAN_S_INITIAL <= PEER_BAN_S_MAX
+assert INBOUND_LINKS_PER_SOURCE_MAX <= PEERS_MAX
+
+# --- netguard: peer exchange (protocol/addresses.py) -------------------------------------------
+
+#: A node's own address record is valid this long; it re-signs well before (a stale record
+#: of a node that moved dies within the hour).
+ADDRESS_RECORD_TTL_S = 3600
+#: Clock difference tolerated on top of the TTL when a record's expiry looks too far ahead.
+ADDRESS_CLOCK_SKEW_S = 300
+#: An encoded record: a key, two URLs of ADDRESS_URL_SIZE_BYTES_MAX, an expiry, a signature.
+ADDRESS_RECORD_SIZE_BYTES_MAX = 2048
+ADDRESS_URL_SIZE_BYTES_MAX = 512
+#: Records one address book holds (~1 KiB each at most), and those learned from one source:
+#: one peer (or one attacker's link) can fill at most 1/32 of the book.
+ADDRESS_BOOK_MAX = 1024
+ADDRESS_BOOK_PER_SOURCE_MAX = 32
+#: Backoff of a learned address after a failed dial: doubled per failure, capped.
+ADDRESS_DIAL_BACKOFF_S_INITIAL = 5.0
+ADDRESS_DIAL_BACKOFF_S_MAX = 600.0
+#: Dials of learned addresses per minute (a node never becomes a port scanner on a peer's
+#: word).
+ADDRESS_DIALS_PER_MINUTE_MAX = 30
+
+assert ADDRESS_BOOK_PER_SOURCE_MAX <= ADDRESS_BOOK_MAX
+assert 2 * ADDRESS_URL_SIZE_BYTES_MAX + 256 <= ADDRESS_RECORD_SIZE_BYTES_MAX

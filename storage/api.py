@@ -342,6 +342,67 @@ def check_mode(mode: object, reason: object) -> None:
         raise StoreUsageError("reason must be a str of at most REASON_SIZE_BYTES_MAX bytes")
 
 
+# --- peer bans (netguard) ----------------------------------------------------------------------
+
+#: Ban rows stored: the core's own bound on remembered bans.
+PEER_BANS_STORED_MAX = limits.PEER_BANS_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBan:
+    """A node id banned until `until_ms` (unix milliseconds); `bans` so far."""
+
+    node_id: bytes
+    until_ms: int
+    bans: int
+
+
+def check_peer_bans(bans: Sequence[PeerBan]) -> None:
+    if len(bans) > PEER_BANS_STORED_MAX:
+        raise StoreUsageError(f"at most {PEER_BANS_STORED_MAX} peer bans are stored")
+    seen: set[bytes] = set()
+    for ban in bans:
+        if not isinstance(ban, PeerBan):
+            raise StoreUsageError(f"not a PeerBan: {ban!r}")
+        _check_bytes("node_id", ban.node_id, limits.PUBLIC_KEY_SIZE_BYTES, exact=True)
+        _check_int("until_ms", ban.until_ms, 0, _INT64_MAX)
+        _check_int("bans", ban.bans, 1, _INT64_MAX)
+        if ban.node_id in seen:
+            raise StoreUsageError("a node id is banned twice in one call")
+        seen.add(ban.node_id)
+
+
+#: Address book rows stored: the book's own bound.
+ADDRESS_BOOK_STORED_MAX = limits.ADDRESS_BOOK_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class AddressEntry:
+    """One address book row: the encoded signed record, the peer it came from (b"" for a
+    configured seed) and its failed dials. The store does not verify the record."""
+
+    node_id: bytes
+    record: bytes
+    source: bytes
+    failures: int
+
+
+def check_address_book(entries: Sequence[AddressEntry]) -> None:
+    if len(entries) > ADDRESS_BOOK_STORED_MAX:
+        raise StoreUsageError(f"at most {ADDRESS_BOOK_STORED_MAX} address book rows are stored")
+    seen: set[bytes] = set()
+    for entry in entries:
+        if not isinstance(entry, AddressEntry):
+            raise StoreUsageError(f"not an AddressEntry: {entry!r}")
+        _check_bytes("node_id", entry.node_id, limits.PUBLIC_KEY_SIZE_BYTES, exact=True)
+        _check_bytes("record", entry.record, limits.ADDRESS_RECORD_SIZE_BYTES_MAX)
+        _check_bytes("source", entry.source, limits.HASH_SIZE_BYTES)
+        _check_int("failures", entry.failures, 0, _INT64_MAX)
+        if entry.node_id in seen:
+            raise StoreUsageError("a node id appears twice in one address book")
+        seen.add(entry.node_id)
+
+
 # --- the interface -----------------------------------------------------------------------------
 
 
@@ -445,5 +506,17 @@ class OpStore(Protocol):
     async def set_mode(self, mode: NodeMode, reason: str) -> None: ...
 
     async def integrity_check(self) -> IntegrityReport: ...
+
+    async def replace_peer_bans(self, bans: Sequence[PeerBan]) -> None:
+        """Store exactly `bans` (at most PEER_BANS_STORED_MAX), replacing every earlier row."""
+        ...
+
+    async def load_peer_bans(self) -> list[PeerBan]: ...
+
+    async def replace_address_book(self, entries: Sequence[AddressEntry]) -> None:
+        """Store exactly `entries` (at most ADDRESS_BOOK_STORED_MAX), replacing the book."""
+        ...
+
+    async def load_address_book(self) -> list[AddressEntry]: ...
 
     async def close(self) -> None: ...

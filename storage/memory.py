@@ -65,6 +65,8 @@ class MemoryDatabase:
     #: op id -> its record, in the order recorded (a re-recorded id moves to the end).
     reverted_ops: dict[bytes, RevertedOp] = field(default_factory=dict)
     reverted_ops_seq: int = 0
+    peer_bans: dict[bytes, api.PeerBan] = field(default_factory=dict)
+    address_book: dict[bytes, api.AddressEntry] = field(default_factory=dict)
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -494,6 +496,29 @@ class MemoryStore:
         self._check_open()
         api.check_meta(key, value, writing=True)
         self.database.meta[key] = value
+
+    # --- peer bans (netguard) --------------------------------------------------------------
+
+    async def replace_peer_bans(self, bans: Sequence[api.PeerBan]) -> None:
+        api.check_peer_bans(bans)
+        await self._commit_point()
+        self._check_open()
+        self.database.peer_bans = {ban.node_id: ban for ban in bans}
+
+    async def load_peer_bans(self) -> list[api.PeerBan]:
+        await self._commit_point()
+        return [self.database.peer_bans[key] for key in sorted(self.database.peer_bans)]
+
+    async def replace_address_book(self, entries: Sequence[api.AddressEntry]) -> None:
+        api.check_address_book(entries)
+        await self._commit_point()
+        self._check_open()
+        self.database.address_book = {entry.node_id: entry for entry in entries}
+
+    async def load_address_book(self) -> list[api.AddressEntry]:
+        await self._commit_point()
+        book = self.database.address_book
+        return [book[key] for key in sorted(book)]
 
     async def get_mode(self) -> tuple[NodeMode, str]:
         await self._commit_point()

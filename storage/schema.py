@@ -98,5 +98,25 @@ _V4_RBSTORE: Final = (
     )""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_RBSTORE)
+# Version 5 (netguard): node ids banned for misbehaviour, so a restart does not forgive them.
+# `until_ms` is wall-clock unix time (a ban outlives the process); `bans` counts the bans so
+# far (each doubles the next). The node rewrites the whole table (at most PEER_BANS_MAX rows).
+# The address book of peer exchange: each signed record (protocol/addresses.py) with the peer
+# it was learned from (empty for a configured seed) and its failed dials; rewritten whole, at
+# most ADDRESS_BOOK_MAX rows.
+_V5_NETGUARD: Final = (
+    """CREATE TABLE peer_bans (
+        node_id BLOB PRIMARY KEY,
+        until_ms INTEGER NOT NULL,
+        bans INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE address_book (
+        node_id BLOB PRIMARY KEY,
+        record BLOB NOT NULL,
+        source BLOB NOT NULL,
+        failures INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_RBSTORE, _V5_NETGUARD)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -621,6 +621,46 @@ class Store:
         statements = [("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])]
         await self._write(lambda: self._changed_rows("set_meta", statements))
 
+    # --- peer bans (netguard) --------------------------------------------------------------
+
+    async def replace_peer_bans(self, bans: Sequence[api.PeerBan]) -> None:
+        api.check_peer_bans(bans)
+        statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM peer_bans", [])]
+        statements += [
+            ("INSERT INTO peer_bans VALUES (?, ?, ?)", [ban.node_id, ban.until_ms, ban.bans])
+            for ban in bans
+        ]
+        await self._write(lambda: self._changed_rows("replace_peer_bans", statements))
+
+    async def load_peer_bans(self) -> list[api.PeerBan]:
+        rows = await self._read(
+            "SELECT node_id, until_ms, bans FROM peer_bans ORDER BY node_id LIMIT ?",
+            (api.PEER_BANS_STORED_MAX,),
+        )
+        return [api.PeerBan(bytes(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+    async def replace_address_book(self, entries: Sequence[api.AddressEntry]) -> None:
+        api.check_address_book(entries)
+        statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM address_book", [])]
+        statements += [
+            (
+                "INSERT INTO address_book VALUES (?, ?, ?, ?)",
+                [entry.node_id, entry.record, entry.source, entry.failures],
+            )
+            for entry in entries
+        ]
+        await self._write(lambda: self._changed_rows("replace_address_book", statements))
+
+    async def load_address_book(self) -> list[api.AddressEntry]:
+        rows = await self._read(
+            "SELECT node_id, record, source, failures FROM address_book ORDER BY node_id LIMIT ?",
+            (api.ADDRESS_BOOK_STORED_MAX,),
+        )
+        return [
+            api.AddressEntry(bytes(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
+            for row in rows
+        ]
+
     async def get_mode(self) -> tuple[NodeMode, str]:
         rows = await self._read(
             "SELECT key, value FROM meta WHERE key IN (?, ?)",

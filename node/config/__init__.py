@@ -67,9 +67,9 @@ RATE_LIMIT_PER_S_MAX = 1_000_000.0
 RATE_LIMIT_BURST_MAX = 10_000_000
 #: Each WebSocket client holds a file descriptor and a bounded send queue.
 WEBSOCKET_CLIENTS_MAX = 65_536
-#: Peer slots: each peer holds a send queue of PEER_SEND_QUEUE_MAX messages and a reassembly
-#: budget of REASSEMBLY_BYTES_PER_PEER_MAX bytes, so 1024 peers is the most one node can afford.
-PEERS_MAX_CEILING = 1024
+#: Peer slots: the node core enforces limits.PEERS_MAX (its own cap, council slots included),
+#: so the file accepts exactly what the node can run with (it used to accept up to 1024, and
+#: the node then refused to start above 64).
 #: Durations: below 10 ms a timer fires faster than a loopback round trip; above a day nothing
 #: in the daemon should wait.
 DURATION_S_MIN = 0.01
@@ -568,6 +568,25 @@ class NetworkSection:
         "Re-dial attempts before giving up on a lost peer.",
         integer(1, RECONNECT_ATTEMPTS_MAX),
     )
+    sentry: bool = setting(
+        False,
+        """Accept links only from the node ids listed in [network].peers (each entry then
+        needs its node_id): a council validator behind its own sentry nodes.""",
+        boolean(),
+    )
+    exchange_interval_s: float = setting(
+        30.0,
+        """Peer exchange: every this many seconds fetch address records from connected and
+        configured peers (GET /v1/peers/records) and dial learned ones while fewer than
+        peers_target peers are connected. 0 turns peer exchange off.""",
+        number(0.0, DURATION_S_MAX),
+    )
+    peers_target: int = setting(
+        8,
+        """Connected peers the node dials learned addresses up to (it still accepts inbound
+        links up to [sync].peers_max). 0: dial only [network].peers.""",
+        integer(0, limits.PEERS_MAX),
+    )
 
 
 @dataclass(frozen=True)
@@ -581,19 +600,20 @@ class SyncSection:
         limits.GOSSIP_FANOUT,
         "Peers each new local op is pushed to in full; the other peers get its id (ANNOUNCE) "
         "and fetch it (docs/PROTOCOL.md section 6).",
-        integer(1, PEERS_MAX_CEILING),
+        integer(1, limits.PEERS_MAX),
     )
     eager_relay_fanout: int = setting(
         0,
         "Peers an op received from a peer is pushed to in full (at most gossip_fanout); the "
         "others get its id. 0 suits a full mesh (the council); a sparse mesh trades bandwidth "
         "for one round trip less per hop.",
-        integer(0, PEERS_MAX_CEILING),
+        integer(0, limits.PEERS_MAX),
     )
     peers_max: int = setting(
         limits.PEERS_MAX,
-        "Connected peers at most; further inbound connections are refused.",
-        integer(1, PEERS_MAX_CEILING),
+        """Connected peers at most (the node core's cap, PEERS_MAX); further links are refused.
+        On a council member this includes one reserved slot per other member.""",
+        integer(1, limits.PEERS_MAX),
     )
     bundles_kept: int = setting(
         BUNDLES_KEPT_MAX,
@@ -873,6 +893,11 @@ def _check_network(network: NetworkSection) -> None:
             "must be at least [network].reconnect_backoff_initial_s",
             key_path="[network].reconnect_backoff_max_s",
         )
+    if network.sentry and any(entry.node_id is None for entry in network.peers):
+        raise ConfigRangeError(
+            "needs a node_id on every [network].peers entry (only those ids may connect)",
+            key_path="[network].sentry",
+        )
 
 
 def _is_loopback(host_value: str) -> bool:
@@ -918,6 +943,13 @@ def transport_config(config: NodeConfig) -> TransportConfig:
         reconnect_attempts_max=network.reconnect_attempts_max,
         peers_max=config.sync.peers_max,
     )
+
+
+def allowed_peers(config: NodeConfig) -> frozenset[bytes] | None:
+    """The node ids a sentry accepts (`NodeCoreConfig.allowed_peers`); None when not one."""
+    if not config.network.sentry:
+        return None
+    return frozenset(entry.node_id for entry in config.network.peers if entry.node_id is not None)
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     if extra_routes:
         for transport in daemon.transports.values():
             app.add_routes(transport.routes)
+        if daemon.exchange is not None:
+            app.add_routes(daemon.exchange.routes)
     app.on_shutdown.append(_close_event_clients)
     return app
 

@@ -228,6 +228,16 @@ PATHS: dict[str, Any] = {
         401,
         403,
     ),
+    "/v1/peers/records": _get(
+        "peer exchange: this node's signed address record and a sample of its address book "
+        "(canonical msgpack list of encoded records)",
+        {
+            "description": "encoded address records",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+    ),
 }
 
 DOCUMENT: dict[str, Any] = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmd.protocol.crypto import account_id_text
-from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.errors import LocalProtocolError, ProtocolError
 
 from ..logs import get_logger
 from ..transport import LinkTransport
@@ -36,10 +36,17 @@ class DialState:
 
 class Dialer:
     """One task per configured peer. `connected(node_id)` says whether a peer is connected now;
-    `peer_changed()` is called by the driver whenever a peer comes or goes."""
+    `peer_changed()` is called by the driver whenever a peer comes or goes. `refusal(node_id)`
+    names why a link to that node would be refused now (e.g. `peer_banned`): such a peer is
+    not dialed, and is looked at again after the usual backoff."""
 
-    def __init__(self, connected: Callable[[bytes], bool]) -> None:
+    def __init__(
+        self,
+        connected: Callable[[bytes], bool],
+        refusal: Callable[[bytes], str | None] | None = None,
+    ) -> None:
         self._connected = connected
+        self._refusal = refusal
         self._peer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: The configured peers in configuration order, with their last dial error.
@@ -69,7 +76,10 @@ class Dialer:
                 self._peer_changed.clear()
                 await self._peer_changed.wait()
                 continue
+            refused = self._refused(state.node_id)
             try:
+                if refused is not None:
+                    raise DialRefusedError(f"not dialed: {refused}", code=refused)
                 state.node_id = await transport.connect(state.node_id, state.url)
                 state.failures = 0
                 delay_s = DIAL_BACKOFF_INITIAL_S
@@ -90,6 +100,17 @@ class Dialer:
             )
             await asyncio.sleep(retry_s)
             delay_s = min(delay_s * 2, DIAL_BACKOFF_MAX_S)
+
+    def _refused(self, node_id: bytes | None) -> str | None:
+        if node_id is None or self._refusal is None:
+            return None
+        return self._refusal(node_id)
+
+
+class DialRefusedError(LocalProtocolError):
+    """We do not dial this peer now (its `code`: e.g. `peer_banned` until its ban ends)."""
+
+    code = "dial_refused"
 
 
 def dial_state_dict(state: DialState) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from swarmd.protocol.node_core import (
     NodeCore,
     NodeEvent,
     OpsReverted,
+    PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
@@ -45,8 +46,10 @@ from ..http.events import EventListener, EventStream
 from ..logs import get_logger
 from ..metrics import NodeMetrics
 from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTransport
+from .bans import PeerGuard
 from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
+from .exchange import PeerExchange
 from .observe import record
 from .persistence import NodeLog, SnapshotBuilds, StoreLog
 from .restore import open_node
@@ -110,7 +113,13 @@ class Daemon:
         self._timer_at: float | None = None
         #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
         self._pump_soon = False
-        self._dialer = Dialer(lambda node_id: node_id in self._peer_transport)
+        #: Bans kept across restarts, admission of inbound handshakes (runtime/bans.py).
+        self.guard = PeerGuard(core, node_log, self._close_link)
+        #: Peer exchange (runtime/exchange.py), made with the transports.
+        self.exchange: PeerExchange | None = None
+        self._dialer = Dialer(
+            lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
+        )
         self._loop = asyncio.get_running_loop()
         self.frames_dropped = 0
         self.started = False
@@ -128,6 +137,7 @@ class Daemon:
             PersistRollback: self._on_persist_rollback,
             OpsReverted: self._on_ops_reverted,
             EpochEntered: self._on_epoch_entered,
+            PeerMisbehaved: self._on_peer_misbehaved,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -147,6 +157,7 @@ class Daemon:
             signing_state_file=restored.signing_state_file,
         )
         daemon.restore_info = restored.info()
+        await daemon.guard.restore()
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
@@ -165,6 +176,20 @@ class Daemon:
             "webrtc": WebRtcTransport(self.keypair, network_id, transport_cfg, self),
             "websocket": WebSocketTransport(self.keypair, network_id, transport_cfg, self),
         }
+        for transport in self.transports.values():
+            transport.admission = self.guard.admit
+        network = self.config.network
+        self.exchange = PeerExchange(
+            keypair=self.keypair,
+            public_url=transport_cfg.public_url,
+            transport=self.transports[network.transport],
+            peers=self.peers,
+            refusal=self.guard.refusal,
+            configured=[entry.url for entry in network.peers],
+            interval_s=network.exchange_interval_s,
+            peers_target=network.peers_target,
+            node_log=self.node_log,
+        )
 
     async def start(self) -> None:
         """Start the writer, the transports (routes must be served by now) and the dialers."""
@@ -175,17 +200,22 @@ class Daemon:
         for entry in self.config.network.peers:
             kind = entry.transport or self.config.network.transport
             self._dialer.dial(self.transports[kind], entry.node_id, entry.url)
+        if self.exchange is not None:
+            await self.exchange.start()
         self.started = True
         self.pump()
 
     async def stop(self) -> None:
         self.started = False
+        if self.exchange is not None:
+            await self.exchange.stop()
         await self._dialer.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
         await self.snapshot_builds.stop()
+        await self.guard.stop()
         await self.committer.stop()
         # The live (provisional) root at the log's end: the recovery drill checks its replay
         # against it. After a crash the log outgrows it and the drill says so.
@@ -205,7 +235,9 @@ class Daemon:
         if transport is None:
             return
         if not self.core.peer_connected(peer_id, self._loop.time()):
-            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason="peers_max")
+            reason = self.guard.refusal(peer_id) or "peers_max"
+            log.info("peer_refused", peer=crypto.account_id_text(peer_id), reason=reason)
+            self.guard.spawn(transport.disconnect(peer_id))
             return
         self._peer_transport[peer_id] = transport
         self._update_peer_metrics()
@@ -499,4 +531,21 @@ class Daemon:
             "restore": self.restore_info,
             "commits": self.committer.commits,
             "frames_dropped": self.frames_dropped,
+            # Bans and peer exchange (runtime/bans.py, runtime/exchange.py).
+            "netguard": self.guard.status(self.exchange),
         }
+
+    # --- misbehaviour (netguard, runtime/bans.py) ---------------------------------------------
+
+    def _on_peer_misbehaved(self, event: PeerMisbehaved) -> bool:
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
+        self.guard.misbehaved(event)
+        return False
+
+    def _close_link(self, peer_id: bytes) -> None:
+        """Close `peer_id`'s link on whichever transport carries it (the core dropped it)."""
+        transport = self._peer_transport.get(peer_id)
+        if transport is not None:
+            self.guard.spawn(transport.disconnect(peer_id))

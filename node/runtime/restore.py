@@ -26,7 +26,7 @@ from swarmd.protocol.ledger import LedgerConfig
 from swarmd.protocol.node_core import Mode, NodeCore, NodeCoreConfig, SnapshotRestoreError
 from swarmd.storage.errors import CorruptDatabaseError
 
-from ..config import NodeConfig
+from ..config import NodeConfig, allowed_peers
 from ..logs import get_logger
 from .errors import DaemonError, KeyFileError
 from .persistence import NodeLog, open_node_log
@@ -64,6 +64,7 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         # Built in a worker thread (SnapshotBuilds), not on the event loop.
         snapshot_build="deferred",
         bundles_kept=config.sync.bundles_kept,
+        allowed_peers=allowed_peers(config),
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,
             timeout_prevote_s=config.consensus.timeout_prevote_s,

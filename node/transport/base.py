@@ -101,6 +101,33 @@ class TransportConfig:
             raise LocalProtocolError("heartbeat_dead_after_s must be >= 3 heartbeat intervals")
 
 
+class SourceSlots:
+    """Handshake slots per source address: at most `per_source_max` handshakes in progress
+    from one address, so idle or slow sockets from one source cannot take every slot."""
+
+    def __init__(self, per_source_max: int = limits.HANDSHAKES_PER_SOURCE_MAX) -> None:
+        self.per_source_max = per_source_max
+        self._taken: dict[str, int] = {}
+
+    def take(self, source: str) -> bool:
+        """Take a slot for `source`; False (nothing taken) when its slots are all in use."""
+        taken = self._taken.get(source, 0)
+        if taken >= self.per_source_max:
+            return False
+        self._taken[source] = taken + 1
+        return True
+
+    def release(self, source: str) -> None:
+        taken = self._taken.get(source, 0) - 1
+        if taken > 0:
+            self._taken[source] = taken
+        else:
+            self._taken.pop(source, None)
+
+    def in_use(self, source: str) -> int:
+        return self._taken.get(source, 0)
+
+
 class Transport(abc.ABC):
     """Carries frames between nodes; see the module docstring."""
 
@@ -154,6 +181,13 @@ class LinkTransport(Transport):
         self._started = False
         self._stopping = False
         self._log = log.bind(node=account_id_text(self.own_id), transport=self.name)
+        #: Set by the node: raises a SignalingError when a node id may not connect now (banned,
+        #: not listed on a sentry, no free slot of its kind); checked on every inbound handshake.
+        self.admission: Callable[[bytes], None] | None = None
+        #: Inbound handshakes in progress per source address (limits.HANDSHAKES_PER_SOURCE_MAX).
+        self.handshake_slots = SourceSlots()
+        #: The source address of each inbound link (limits.INBOUND_LINKS_PER_SOURCE_MAX).
+        self._link_sources: dict[bytes, str] = {}
 
     # --- the public interface ------------------------------------------------------------
 
@@ -243,19 +277,33 @@ class LinkTransport(Transport):
             raise TransportNotStartedError(f"{self.name} transport is not running")
         return self._peers_changed
 
-    def _check_can_accept(self, remote_id: bytes) -> None:
-        """Refuse an inbound offer/hello on glare or when the peer table is full."""
+    def _check_can_accept(self, remote_id: bytes, source: str | None = None) -> None:
+        """Refuse an inbound offer/hello on glare, when the node does not admit `remote_id`,
+        when `source` has its share of inbound links already, or when the table is full."""
         if remote_id in self._dialing and self.own_id < remote_id:
             raise SignalGlareError("we are dialing this peer and our id is lower: our dial wins")
+        if self.admission is not None:
+            self.admission(remote_id)
+        if source is not None and remote_id not in self._links:
+            from_source = sum(1 for s in self._link_sources.values() if s == source)
+            if from_source >= limits.INBOUND_LINKS_PER_SOURCE_MAX:
+                raise SignalBusyError(
+                    f"{limits.INBOUND_LINKS_PER_SOURCE_MAX} inbound links from this address"
+                )
         if remote_id not in self._links and len(self._links) >= self.config.peers_max:
             raise SignalBusyError(f"peer limit of {self.config.peers_max} reached")
 
-    def _register(self, link: PeerLink) -> None:
-        """Make `link` the peer's link (replacing an older one) and report the connection."""
+    def _register(self, link: PeerLink, source: str | None = None) -> None:
+        """Make `link` the peer's link (replacing an older one) and report the connection;
+        `source` is the remote address of an inbound link."""
         previous = self._links.get(link.peer_id)
         if previous is not None:
             previous.close("replaced")
         self._links[link.peer_id] = link
+        if source is not None:
+            self._link_sources[link.peer_id] = source
+        else:
+            self._link_sources.pop(link.peer_id, None)
         link.start()
         self._log.info("peer_connected", peer=account_id_text(link.peer_id), dir=link.direction)
         self._notify_peers_changed()
@@ -267,6 +315,7 @@ class LinkTransport(Transport):
     def _on_link_closed(self, link: PeerLink, reason: str) -> None:
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
+            self._link_sources.pop(link.peer_id, None)
         self._log.info("peer_disconnected", peer=account_id_text(link.peer_id), reason=reason)
         self._notify_peers_changed()
         try:

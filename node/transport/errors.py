@@ -119,3 +119,20 @@ class FrameTooLargeError(LocalProtocolError):
 
 class TransportNotStartedError(LocalProtocolError):
     code = "transport_not_started"
+
+
+# --- netguard: admission refusals (issue 16) ---------------------------------------------------
+
+
+class SignalBannedError(SignalingError):
+    """The dialing node id is banned here for misbehaviour (until its ban ends)."""
+
+    code = "peer_banned"
+    http_status = 403
+
+
+class SignalNotAllowedError(SignalingError):
+    """This node is a sentry and the dialing node id is not among its configured peers."""
+
+    code = "peer_not_allowed"
+    http_status = 403

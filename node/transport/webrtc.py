@@ -65,6 +65,8 @@ class WebRtcTransport(LinkTransport):
         super().__init__(keypair, network_id, config, callbacks)
         self._session: aiohttp.ClientSession | None = None
         self._pending_answers: set[RTCPeerConnection] = set()
+        #: The source address of each pending answer (its handshake slot, `handshake_slots`).
+        self._answer_sources: dict[RTCPeerConnection, str] = {}
 
     @property
     def routes(self) -> Sequence[web.RouteDef]:
@@ -81,7 +83,8 @@ class WebRtcTransport(LinkTransport):
     async def stop(self) -> None:
         await super().stop()
         pending = list(self._pending_answers)
-        self._pending_answers.clear()
+        for pc in pending:
+            self._forget_answer(pc)
         await wait_bounded([pc.close() for pc in pending], STOP_CLOSE_WAIT_S)
         if self._session is not None:
             await self._session.close()
@@ -190,17 +193,21 @@ class WebRtcTransport(LinkTransport):
             replay_cache=self.replay_cache,
         )
         remote_sdp = signaling.check_sdp_fingerprints(offer)
-        self._check_can_accept(offer.sender_id)
+        source = request.remote or ""
+        self._check_can_accept(offer.sender_id, source)
         if len(self._pending_answers) >= PENDING_ANSWERS_MAX:
             raise SignalBusyError("too many offers are being answered")
+        if not self.handshake_slots.take(source):
+            raise SignalBusyError("too many offers from this address are being answered")
         pc = RTCPeerConnection(build_rtc_configuration(self.config, self.keypair))
         self._pending_answers.add(pc)
+        self._answer_sources[pc] = source
         pc.on("datachannel", lambda channel: self._on_inbound_channel(pc, channel, offer))
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
                 return await self._build_answer(pc, offer, remote_sdp)
         except BaseException:
-            self._pending_answers.discard(pc)
+            self._forget_answer(pc)
             await pc.close()
             raise
         finally:
@@ -240,16 +247,24 @@ class WebRtcTransport(LinkTransport):
     ) -> None:
         if pc not in self._pending_answers or channel.label != DATA_CHANNEL_LABEL:
             return
-        self._pending_answers.discard(pc)
+        source = self._forget_answer(pc)
         if self._stopping:
             asyncio.get_running_loop().create_task(pc.close())
             return
-        self._attach(pc, channel, offer.sender_id, "inbound", offer.body.get("url"))
+        self._attach(pc, channel, offer.sender_id, "inbound", offer.body.get("url"), source)
 
     def _drop_pending_answer(self, pc: RTCPeerConnection) -> None:
         if pc in self._pending_answers:
-            self._pending_answers.discard(pc)
+            self._forget_answer(pc)
             asyncio.get_running_loop().create_task(pc.close())
+
+    def _forget_answer(self, pc: RTCPeerConnection) -> str | None:
+        """No longer pending: free its handshake slot; returns its source address."""
+        self._pending_answers.discard(pc)
+        source = self._answer_sources.pop(pc, None)
+        if source is not None:
+            self.handshake_slots.release(source)
+        return source
 
     # --- a live channel --------------------------------------------------------------------
 
@@ -260,6 +275,7 @@ class WebRtcTransport(LinkTransport):
         peer_id: bytes,
         direction: str,
         url: str | None,
+        source: str | None = None,
     ) -> None:
         channel.bufferedAmountLowThreshold = BUFFERED_AMOUNT_LOW_BYTES
         drained = asyncio.Event()
@@ -301,7 +317,7 @@ class WebRtcTransport(LinkTransport):
         channel.on("message", on_message)
         channel.on("close", lambda: link.close("channel_closed"))
         pc.on("connectionstatechange", on_state_change)
-        self._register(link)
+        self._register(link, source)
 
 
 def _rejection(url: str, status: int, payload: bytes) -> Exception:

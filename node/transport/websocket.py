@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
+from swarmd.protocol import limits
 from swarmd.protocol.crypto import KeyPair
 
 from . import signaling
@@ -40,7 +41,9 @@ WS_MESSAGE_SIZE_BYTES_MAX = LINK_MESSAGE_SIZE_BYTES_MAX + 1
 #: WebSocket close code carrying a refused handshake (4000-4999 are for applications); the
 #: close message is "<code>: <message>".
 WS_CLOSE_HANDSHAKE_REFUSED = 4001
-#: Inbound connections still in their handshake, so idle sockets cannot pile up.
+#: Inbound connections still in their handshake, so idle sockets cannot pile up; one source
+#: address holds at most limits.HANDSHAKES_PER_SOURCE_MAX of them, and a socket that has not
+#: sent its hello after limits.HELLO_TIMEOUT_S is closed.
 PENDING_HANDSHAKES_MAX = 32
 
 
@@ -147,6 +150,7 @@ class WebSocketTransport(LinkTransport):
             max_msg_size=WS_MESSAGE_SIZE_BYTES_MAX, autoping=True, compress=False
         )
         await ws.prepare(request)
+        source = request.remote or ""
         if (
             not self._started
             or self._stopping
@@ -154,10 +158,13 @@ class WebSocketTransport(LinkTransport):
         ):
             await _refuse(ws, SignalBusyError("not accepting connections now"))
             return ws
+        if not self.handshake_slots.take(source):
+            await _refuse(ws, SignalBusyError("too many handshakes from this address"))
+            return ws
         self._pending_handshakes += 1
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
-                hello = await self._server_handshake(ws)
+                hello = await self._server_handshake(ws, source)
         except SignalingError as exc:
             self._log.info("hello_refused", code=exc.code, reason=exc.message)
             await _refuse(ws, exc)
@@ -167,15 +174,21 @@ class WebSocketTransport(LinkTransport):
             return ws
         finally:
             self._pending_handshakes -= 1
-        link = self._new_link(ws, hello.sender_id, "inbound", hello.body.get("url"))
+            self.handshake_slots.release(source)
+        link = self._new_link(ws, hello.sender_id, "inbound", hello.body.get("url"), source)
         # aiohttp closes the socket when this handler returns, so the handler is the reader.
         await self._read_loop(ws, link)
         return ws
 
-    async def _server_handshake(self, ws: web.WebSocketResponse) -> signaling.SignedMessage:
-        hello = signaling.open_signed(await _receive_handshake(ws), signaling.KIND_HELLO)
+    async def _server_handshake(
+        self, ws: web.WebSocketResponse, source: str
+    ) -> signaling.SignedMessage:
+        # An honest dialer sends its hello at once; an idle socket loses its slot early.
+        async with asyncio.timeout(limits.HELLO_TIMEOUT_S):
+            first = await _receive_handshake(ws)
+        hello = signaling.open_signed(first, signaling.KIND_HELLO)
         self._check(hello, expected_sender=None)
-        self._check_can_accept(hello.sender_id)
+        self._check_can_accept(hello.sender_id, source)
         welcome_body = signaling.new_body(
             signaling.KIND_WELCOME,
             keypair=self.keypair,
@@ -212,6 +225,7 @@ class WebSocketTransport(LinkTransport):
         peer_id: bytes,
         direction: str,
         url: str | None,
+        source: str | None = None,
     ) -> PeerLink:
         async def close_channel() -> None:
             await ws.close()
@@ -230,7 +244,7 @@ class WebSocketTransport(LinkTransport):
             on_closed=self._on_link_closed,
             on_updated=self._notify_peers_changed,
         )
-        self._register(link)
+        self._register(link, source)
         return link
 
     async def _read_loop(

@@ -48,6 +48,8 @@ class NodeCoreConfig:
     bundles_kept: int = BUNDLES_KEPT_MAX
     consensus: consensus.ConsensusConfig = field(default_factory=consensus.ConsensusConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    #: A sentry: when set, only these node ids may connect (peers.py `PeerRules.refusal`).
+    allowed_peers: frozenset[bytes] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:

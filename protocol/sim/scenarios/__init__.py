@@ -38,6 +38,7 @@ from .faults import scenario_crash_restart, scenario_ledger_replay, scenario_par
 from .flood import scenario_flood
 from .forks import scenario_fork, scenario_fork_finality
 from .handles import scenario_handle_race
+from .misbehaving import scenario_misbehaving_peer
 from .report import RunResult, format_failure, percentiles, replay_command, summarize
 from .rollback import scenario_network_rollback
 from .state_sync import scenario_state_sync
@@ -138,6 +139,11 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
     "network-rollback": (
         scenario_network_rollback,
         ScenarioParams(ops=24, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    # netguard (issue 16): a peer sending bad frames is banned and its reconnects refused.
+    "misbehaving-peer": (
+        scenario_misbehaving_peer,
+        ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
     ),
 }
 

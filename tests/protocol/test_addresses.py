@@ -1,0 +1,164 @@
+"""Peer exchange, sans-I/O: signed address records, the bounded address book with per-source
+quotas, dial backoff per address, the dials-per-minute budget and the dial scope rule."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from swarmd.protocol import encoding, limits
+from swarmd.protocol.addresses import (
+    AddressBook,
+    AddressRecord,
+    AddressRecordError,
+    DialBudget,
+    dialable,
+    url_scope,
+)
+from swarmd.protocol.crypto import KeyPair, sha256
+
+NOW = 1_700_000_000.0
+
+
+def key(label: str) -> KeyPair:
+    return KeyPair.from_seed(sha256(label.encode()))
+
+
+def record(label: str, host: str = "127.0.0.5", now: float = NOW, ttl: int = 600) -> AddressRecord:
+    urls = {"websocket": f"http://{host}:7000", "webrtc": f"http://{host}:7000"}
+    return AddressRecord.sign(key(label), urls, now, ttl)
+
+
+def test_a_record_round_trips_and_verifies() -> None:
+    signed = record("a")
+    decoded = AddressRecord.decode(signed.encode(), NOW)
+    assert decoded == signed
+    assert decoded.url("websocket") == "http://127.0.0.5:7000"
+    assert decoded.url("quic") is None
+
+
+def test_a_record_relayed_with_another_url_is_refused() -> None:
+    signed = record("a")
+    forged = AddressRecord(
+        signed.node_id, (("websocket", "http://127.0.0.9:1"),), signed.expires_at, signed.signature
+    )
+    with pytest.raises(AddressRecordError) as refused:
+        AddressRecord.decode(forged.encode(), NOW)
+    assert refused.value.code == "address_record_invalid"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xc1",
+        encoding.encode([b"x", b"y"]),
+        encoding.encode([encoding.encode([b"k" * 32, [["websocket", "ftp://h"]], 1]), b"s"]),
+        encoding.encode([encoding.encode([b"k" * 32, [], 1]), b"s"]),
+        encoding.encode([encoding.encode([b"k" * 32, [["tcp", "http://h"]], 1]), b"s"]),
+        b"\x00" * (limits.ADDRESS_RECORD_SIZE_BYTES_MAX + 1),
+    ],
+    ids=["not-msgpack", "body-not-a-list", "bad-scheme", "no-url", "bad-transport", "too-big"],
+)
+def test_malformed_records_are_typed_errors(data: bytes) -> None:
+    with pytest.raises(AddressRecordError):
+        AddressRecord.decode(data, NOW)
+
+
+def test_expired_and_far_future_records_are_refused() -> None:
+    with pytest.raises(AddressRecordError, match="expired"):
+        AddressRecord.decode(record("a", ttl=10).encode(), NOW + 11)
+    future = AddressRecord.sign(key("a"), {"websocket": "http://127.0.0.1:1"}, NOW + 86_400)
+    with pytest.raises(AddressRecordError, match="future"):
+        AddressRecord.decode(future.encode(), NOW)
+
+
+def test_one_source_fills_at_most_its_quota() -> None:
+    book = AddressBook(key("me").public_key, entries_max=64, per_source_max=4)
+    attacker = key("attacker").public_key
+    added = [book.add(record(f"sybil-{i}"), attacker, NOW) for i in range(10)]
+    assert added == [True] * 4 + [False] * 6
+    honest = key("honest").public_key
+    assert book.add(record("friend"), honest, NOW)
+    assert len(book) == 5
+
+
+def test_a_full_book_evicts_from_the_most_represented_source_never_a_seed() -> None:
+    book = AddressBook(key("me").public_key, entries_max=6, per_source_max=4)
+    assert book.add(record("seed"), None, NOW)
+    big, small = key("big").public_key, key("small").public_key
+    for i in range(4):
+        assert book.add(record(f"big-{i}", ttl=100 + i), big, NOW)
+    assert book.add(record("small-0"), small, NOW)
+    assert book.add(record("small-1"), small, NOW)  # full: one of big's goes (expiring first)
+    assert len(book) == 6
+    assert key("big-0").public_key not in book.entries
+    assert key("seed").public_key in book.entries
+    # A book of seeds only refuses learned records.
+    seeds = AddressBook(key("me").public_key, entries_max=1)
+    assert seeds.add(record("s"), None, NOW)
+    assert not seeds.add(record("t"), big, NOW)
+
+
+def test_own_stale_and_expired_records_are_refused_and_learned_ones_expire() -> None:
+    me = key("me")
+    book = AddressBook(me.public_key)
+    assert not book.add(record("me"), None, NOW)
+    assert not book.add(record("old", ttl=5), key("p").public_key, NOW + 6)
+    assert book.add(record("n", ttl=100), key("p").public_key, NOW)
+    assert not book.add(record("n", ttl=50), key("p").public_key, NOW)  # older: ignored
+    assert book.add(record("n", ttl=200), key("p").public_key, NOW)  # fresher: replaces
+    assert book.add(record("seed", ttl=1), None, NOW)
+    assert book.expire(NOW + 1000) == 1
+    assert list(book.entries) == [key("seed").public_key]  # a seed outlives its record
+
+
+def test_dial_candidates_back_off_per_address_and_skip_the_connected() -> None:
+    book = AddressBook(key("me").public_key)
+    a, b = key("a").public_key, key("b").public_key
+    book.add(record("a"), None, NOW)
+    book.add(record("b"), None, NOW)
+    due = book.dial_candidates(NOW, "websocket", "loopback", skip=set())
+    assert sorted(node for node, _ in due) == sorted([a, b])
+    book.dial_failed(a, NOW)
+    assert [n for n, _ in book.dial_candidates(NOW, "websocket", "loopback", set())] == [b]
+    assert [n for n, _ in book.dial_candidates(NOW, "websocket", "loopback", {b})] == []
+    later = NOW + limits.ADDRESS_DIAL_BACKOFF_S_INITIAL
+    assert [n for n, _ in book.dial_candidates(later, "websocket", "loopback", {b})] == [a]
+    book.dial_failed(a, later)  # second failure: twice as long
+    assert book.entries[a].next_dial_at == later + 2 * limits.ADDRESS_DIAL_BACKOFF_S_INITIAL
+    for _ in range(40):
+        book.dial_failed(a, later)
+    assert book.entries[a].next_dial_at == later + limits.ADDRESS_DIAL_BACKOFF_S_MAX
+    book.dial_succeeded(a)
+    assert book.entries[a].failures == 0
+
+
+def test_learned_addresses_are_dialed_only_within_our_scope() -> None:
+    """A loopback node never dials a public or private address a peer told it about."""
+    book = AddressBook(key("me").public_key)
+    for label, host in (("lo", "127.0.0.7"), ("lan", "10.1.2.3"), ("net", "203.0.113.9")):
+        book.add(record(label, host), key("peer").public_key, NOW)
+    due = book.dial_candidates(NOW, "websocket", "loopback", set())
+    assert [url for _, url in due] == ["http://127.0.0.7:7000"]
+    assert url_scope("http://localhost:1") == "loopback"
+    assert url_scope("https://node.example.net") == "public"
+    assert url_scope("http://192.168.1.1:7000") == "private"
+    assert not dialable("http://192.168.1.1:7000", "loopback")
+
+
+def test_sample_is_bounded_and_unexpired() -> None:
+    book = AddressBook(key("me").public_key)
+    for i in range(10):
+        book.add(record(f"n{i}", ttl=10 if i < 5 else 1000), None, NOW)
+    shared = book.sample(8, NOW + 100, random.Random(1))
+    assert len(shared) == 5
+    assert all(r.expires_at >= NOW + 100 for r in shared)
+
+
+def test_the_dial_budget_bounds_dials_per_minute() -> None:
+    budget = DialBudget(per_minute=30, now=NOW)
+    assert sum(budget.take(NOW) for _ in range(100)) == 30
+    assert not budget.take(NOW + 1)
+    assert budget.take(NOW + 2)  # one token every 2 s
+    assert sum(budget.take(NOW + 62) for _ in range(100)) == 30
