@@ -339,3 +339,12 @@ assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
 JSON_BODY_DEPTH_MAX = 16
 #: Largest JSON body of the admin interface (its bodies are tiny objects).
 ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096
+
+# --- state costs credits (scale branch, issue 13) ----------------------------------------------
+
+#: Spendable credits a `handle.claim`'s author must hold (after receiving the credits the claim
+#: lists in its deps) for the claim to apply; otherwise `claim_unfunded`. A claim is the one op
+#: a key outside the council can make without spending, and each creates state (a claim record,
+#: the author's account record): requiring a funded author ties state growth to credits, which
+#: only the council's capped grants create. One credit suffices: a signup grant funds a tester.
+CLAIM_MIN_SPENDABLE = 1
