@@ -41,6 +41,9 @@ SNAPSHOT_SIZE_BYTES_MAX = 1024 * 1024 * 1024
 #: newest one (fall back to the one before) without letting the database grow unbounded.
 SNAPSHOTS_KEPT_MAX = 64
 SNAPSHOTS_KEPT_DEFAULT = 2
+#: Op bodies pruned (and checkpoint rows deleted) by one `prune_final` call: one bounded
+#: write transaction per checkpoint (1000 rows ~ a few ms), however far behind pruning is.
+PRUNE_ROWS_MAX = 1_000
 #: Ops in the durable pending pool: the ledger's pool bound.
 PENDING_OPS_STORED_MAX = limits.PENDING_OPS_MAX
 
@@ -316,6 +319,10 @@ class OpStore(Protocol):
     async def append_ops(self, ops: Sequence[NewOp]) -> list[int]: ...
 
     async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int: ...
+
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int: ...
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]: ...
 
     async def mark_reverted_after(self, log_seq: int) -> int: ...
 

@@ -58,6 +58,8 @@ class MemoryDatabase:
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
+    #: seq -> final height of logged ops not pruned yet (the op_log.final_height column).
+    final_heights: dict[int, int] = field(default_factory=dict)
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -180,6 +182,39 @@ class MemoryStore:
                 self._set_status(seq, status)
                 changed += 1
         return changed
+
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int:
+        api.check_op_ids(op_ids)
+        api.check_read_range(height, 1)
+        await self._commit_point()
+        self._check_open()
+        changed = 0
+        for op_id in set(op_ids):
+            seq = self.database.seq_by_op_id.get(op_id)
+            if seq is not None and self.database.op_log[seq - 1].envelope:
+                self.database.final_heights[seq] = height
+                changed += 1
+        return changed
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
+        api.check_read_range(through_height, 1)
+        if not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"prune limit must be 1..{api.PRUNE_ROWS_MAX}")
+        await self._commit_point()
+        self._check_open()
+        database = self.database
+        due = sorted(
+            (height, seq)
+            for seq, height in database.final_heights.items()
+            if height <= through_height and database.op_log[seq - 1].status is OpStatus.APPLIED
+        )[:limit]
+        for _, seq in due:
+            database.op_log[seq - 1] = dataclasses.replace(database.op_log[seq - 1], envelope=b"")
+            del database.final_heights[seq]
+        below = sorted(h for h in database.checkpoints if h < through_height)[:limit]
+        for height in below:
+            del database.checkpoints[height]
+        return len(due), len(below)
 
     async def mark_reverted_after(self, log_seq: int) -> int:
         api.check_read_range(log_seq, 1)

@@ -78,5 +78,15 @@ _V3: Final = (
     )""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+# Version 4 (scale branch, issue 13): `[storage].retain_heights` prunes the bodies of ops final
+# more than N heights ago. An op's final height is recorded when its checkpoint is stored; a
+# pruned row keeps its id, author, seq and status (so the API can answer `pruned`, ~100 bytes
+# an op) with an empty envelope and final_height NULL. The partial index holds only the rows
+# still to prune, so a prune pass never scans what earlier passes pruned.
+_V4_SCALE: Final = (
+    "ALTER TABLE op_log ADD COLUMN final_height INTEGER",
+    "CREATE INDEX op_log_by_final_height ON op_log (final_height) WHERE final_height IS NOT NULL",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_SCALE)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -289,6 +289,54 @@ class Store:
         ]
         return await self._write(lambda: self._changed_rows("mark_status", statements))
 
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int:
+        """Record the final height of logged ops (what `prune_final` prunes by)."""
+        api.check_op_ids(op_ids)
+        api.check_read_range(height, 1)
+        statements = [
+            (
+                "UPDATE op_log SET final_height = ? WHERE length(envelope) > 0 AND op_id IN "
+                f"({_placeholders(len(chunk), 1)})",
+                [height, *chunk],
+            )
+            for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX)
+        ]
+        return await self._write(lambda: self._changed_rows("mark_final", statements))
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
+        """Prune the bodies of applied ops final at or below `through_height` (the row keeps
+        its id, author, seq and status; its envelope becomes empty) and delete the checkpoint
+        rows below it, at most `limit` of each (PRUNE_ROWS_MAX). Returns (ops, checkpoints)."""
+        api.check_read_range(through_height, 1)
+        if not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"prune limit must be 1..{api.PRUNE_ROWS_MAX}")
+
+        async def work() -> tuple[int, int]:
+            rows = await self._writer.execute_fetchall(
+                "SELECT seq, op_id, author, author_seq FROM op_log WHERE final_height <= ? "
+                "AND final_height IS NOT NULL AND status = ? ORDER BY final_height LIMIT ?",
+                (through_height, int(OpStatus.APPLIED), limit),
+            )
+            pruned = [
+                (api.op_crc(seq, op_id, author, author_seq, b""), seq)
+                for seq, op_id, author, author_seq in rows
+            ]
+            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._writer.executemany(
+                "UPDATE op_log SET envelope = X'', crc = ?, final_height = NULL WHERE seq = ?",
+                pruned,
+            )
+            failpoint("prune_final.in_transaction")
+            cursor = await self._writer.execute(
+                "DELETE FROM checkpoints WHERE height IN (SELECT height FROM checkpoints "
+                "WHERE height < ? ORDER BY height LIMIT ?)",
+                (through_height, limit),
+            )
+            await self._writer.execute("COMMIT")
+            return len(pruned), cursor.rowcount
+
+        return await self._write(work)
+
     async def mark_reverted_after(self, log_seq: int) -> int:
         """Rollback: mark every applied op after `log_seq` reverted (kept, never deleted)."""
         api.check_read_range(log_seq, 1)

@@ -29,15 +29,14 @@ from swarmd.storage.errors import CorruptDatabaseError
 from ..config import NodeConfig
 from ..logs import get_logger
 from .errors import DaemonError, KeyFileError
-from .persistence import NodeLog, open_node_log
+from .persistence import SNAPSHOT_RESTORE_ATTEMPTS_MAX, NodeLog, open_node_log
 from .signing_state import SigningStateFile
 
 log = get_logger("swarmd.restore")
 
-#: Stored snapshots tried at start, newest first, before replaying the whole log: the newest
-#: and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
-#: replay of the ops above that snapshot.
-SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
+# Stored snapshots tried at start, newest first, before replaying the whole log: the newest
+# and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
+# replay of the ops above that snapshot. Defined in persistence.py, whose pruning keeps them.
 
 
 def load_keypair(path: Path) -> crypto.KeyPair:
@@ -115,6 +114,13 @@ async def restore_core(
                 cause=exc.message,
                 fallback="full replay" if height == candidates[-1] else "older snapshot",
             )
+    pruned = await node_log.pruned_through()
+    if pruned:
+        raise DaemonError(
+            f"no stored snapshot could be restored and the log is pruned through height "
+            f"{pruned} ([storage].retain_heights), so a full replay is impossible: restore a "
+            "snapshot into this data file or start from an empty one to state-sync from peers"
+        )
     return restore(None), None
 
 
@@ -159,6 +165,7 @@ async def open_node(config: NodeConfig) -> Restored:
         node_key=keypair.public_key,
         synchronous=config.node.synchronous,
         snapshots_kept=config.storage.snapshots_kept,
+        retain_heights=config.storage.retain_heights,
     )
     signing_state_file = SigningStateFile.beside(config.node.data_file)
     loop = asyncio.get_running_loop()
