@@ -659,7 +659,8 @@ class StorageSection:
         are pruned after each checkpoint (at most 1000 rows a pass), never above the oldest
         snapshot a restart may use (snapshots keep the state). 0 = archive: keep everything.
         Council nodes run archive (audit, rollback certificates, full replays); full nodes
-        may prune. A pruned op answers `pruned` in the API; a peer behind the kept range
+        may prune. A pruned op answers `pruned` in the API. The bundles served to lagging
+        peers are then at most max(N, [consensus].snapshot_interval): a peer further behind
         catches up by state sync.""",
         integer(0, 2**31 - 1),
     )

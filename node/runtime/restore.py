@@ -51,6 +51,18 @@ def load_keypair(path: Path) -> crypto.KeyPair:
     return keypair
 
 
+def served_bundles(config: NodeConfig) -> int:
+    """Bundles the core keeps to serve lagging peers: `[sync].bundles_kept`, and with
+    `[storage].retain_heights` no more than it (but at least the snapshot interval, the bundles
+    after a snapshot), so a peer asking for a pruned range gets state sync before and after a
+    restart alike."""
+    kept = config.sync.bundles_kept
+    retain = config.storage.retain_heights
+    if retain:
+        kept = min(kept, max(retain, config.consensus.snapshot_interval, 1))
+    return kept
+
+
 def core_config(config: NodeConfig) -> NodeCoreConfig:
     return NodeCoreConfig(
         gossip_fanout=config.sync.gossip_fanout,
@@ -62,7 +74,7 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         snapshot_interval=config.consensus.snapshot_interval,
         # Built in a worker thread (SnapshotBuilds), not on the event loop.
         snapshot_build="deferred",
-        bundles_kept=config.sync.bundles_kept,
+        bundles_kept=served_bundles(config),
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,
             timeout_prevote_s=config.consensus.timeout_prevote_s,

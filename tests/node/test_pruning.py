@@ -68,6 +68,11 @@ async def test_old_bodies_and_bundles_are_pruned_and_a_restart_answers_pruned(
         await run_rounds(node.daemon, 8)
         await settle(node)
         final_height = node.daemon.core.final_height
+        # The core serves no bundle of a pruned range either: a peer that far behind is
+        # offered state sync (finality.serve_bundles; tests/protocol/test_state_sync.py).
+        served = node.daemon.core.config.bundles_kept
+        assert served == 2 and node.daemon.core.bundle(final_height - 2) is None
+        assert node.daemon.core.bundle(final_height) is not None
         state_root = node.daemon.core.ledger.final_state.root()
         pruned, kept = await pruned_rows(node)
         through = await store_log(node).pruned_through()
