@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from swarmd.protocol import encoding
+from swarmd.protocol import encoding, limits
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError
 from swarmd.protocol.ledger.snapshot import build_snapshot
 from swarmd.protocol.node_core import Mode, NodeCore, PersistCheckpoint, SnapshotDue
@@ -127,12 +127,16 @@ class StoreLog:
         errors: Any,
         snapshots_kept: int | None = None,
         retain_heights: int = 0,
+        expired_kept: int = limits.PENDING_OPS_MAX,
     ) -> None:
         self.store = store
         self.api = api
         self.errors = errors
         #: Final heights whose op bodies and bundles are kept (0: archive, keep everything).
         self.retain_heights = retain_heights
+        #: Expired ops (pending ops that never became valid) kept in the log: the pending
+        #: pool's bound, so junk is bounded on disk as in memory (`[limits].pending_ops_max`).
+        self.expired_kept = expired_kept
         #: Snapshots kept when a new one is stored (None: all; see `[storage].snapshots_kept`).
         self.snapshots_kept = snapshots_kept
         #: The decoded op of an op id, when the caller knows it (the daemon: its ledger). It
@@ -203,6 +207,8 @@ class StoreLog:
         await self.store.put_checkpoint(
             record, checkpoint.snapshot, snapshots_kept=self.snapshots_kept
         )
+        # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
+        await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
         if self.retain_heights:
             ids = checkpoint.final_op_ids
             for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
@@ -315,6 +321,7 @@ async def open_node_log(
     synchronous: str = "FULL",
     snapshots_kept: int | None = None,
     retain_heights: int = 0,
+    expired_kept: int = limits.PENDING_OPS_MAX,
 ) -> NodeLog:
     """The node's log over the project's store (`swarmd.storage.store.Store`)."""
     if snapshots_kept is not None:
@@ -322,7 +329,9 @@ async def open_node_log(
     store = await Store.open(
         path, network_id=network_id, node_key=node_key, synchronous=synchronous
     )
-    return StoreLog(store, storage_api, storage_errors, snapshots_kept, retain_heights)
+    return StoreLog(
+        store, storage_api, storage_errors, snapshots_kept, retain_heights, expired_kept
+    )
 
 
 class LogAppender:

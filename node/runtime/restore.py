@@ -178,6 +178,7 @@ async def open_node(config: NodeConfig) -> Restored:
         synchronous=config.node.synchronous,
         snapshots_kept=config.storage.snapshots_kept,
         retain_heights=config.storage.retain_heights,
+        expired_kept=config.limits.pending_ops_max,
     )
     signing_state_file = SigningStateFile.beside(config.node.data_file)
     loop = asyncio.get_running_loop()

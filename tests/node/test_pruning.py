@@ -122,3 +122,33 @@ async def test_an_archive_node_prunes_nothing(tmp_path: Path) -> None:
         assert checkpoints[0].height == 1
     finally:
         await close_node(node)
+
+
+async def test_junk_pending_ops_are_bounded_on_disk_as_in_memory(tmp_path: Path) -> None:
+    """Junk (ops waiting for a credit nobody made) beyond the pending pool's bound is evicted
+    in memory and marked EXPIRED in the log; the next checkpoint deletes the expired rows
+    beyond the same bound, so junk does not pile up on disk either."""
+    overrides = {**PRUNING, "limits": {"pending_ops_max": 3, "pending_ops_per_author_max": 3}}
+    node = await open_node(tmp_path / "home", crypto.KeyPair.from_seed(os.urandom(32)), **overrides)
+    try:
+        daemon = node.daemon
+        for index in range(12):
+            key = crypto.KeyPair.from_seed(os.urandom(32))
+            junk = Author(key, daemon.genesis.network_id).transfer(
+                crypto.KeyPair.from_seed(os.urandom(32)).public_key,
+                1,
+                receive=[crypto.sha256(b"no such credit %d" % index)],
+            )
+            assert (await daemon.submit(junk.envelope)).status == "pending"
+        assert len(daemon.core.ledger.pending) == 3
+        await run_rounds(daemon, 2)  # checkpoints: each runs one bounded trim pass
+        await settle(node)
+        rows = await store_log(node).store.read_log(0, 4096)
+        expired = [r for r in rows if r.status is store_log(node).api.OpStatus.EXPIRED]
+        assert len(expired) <= 3
+        deleted = await store_log(node).store.get_meta(store_log(node).api.META_OP_LOG_DELETED)
+        assert deleted is not None and int(deleted) >= 12 - 3 - 3  # evicted junk, trimmed
+        assert len([r for r in rows if r.status is store_log(node).api.OpStatus.APPLIED]) >= 2
+        assert (await store_log(node).store.integrity_check()).ok
+    finally:
+        await close_node(node)

@@ -4,6 +4,7 @@ deletes the checkpoint rows below it, bounded per call; both stores alike."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -93,5 +94,49 @@ async def test_pruned_rows_survive_a_reopen(tmp_path: Path) -> None:
         found = await store.get_op(ops[5].op_id)
         assert found is not None and found.envelope == ops[5].envelope
         assert (await store.integrity_check()).ok
+    finally:
+        await store.close()
+
+
+# --- junk: expired ops bounded on disk as in memory -------------------------------------------
+
+
+async def test_expired_ops_beyond_the_bound_are_deleted_and_the_log_goes_on(
+    store: api.OpStore,
+) -> None:
+    ops = [make_op(index) for index in range(1, 11)]
+    await store.append_ops(ops)
+    junk = [ops[i].op_id for i in (1, 3, 4, 6, 7)]  # seqs 2, 4, 5, 7, 8
+    await store.mark_status(junk, OpStatus.EXPIRED)
+    assert await store.trim_expired(2, 1) == 1  # bounded per call
+    assert await store.trim_expired(2, api.PRUNE_ROWS_MAX) == 2
+    assert await store.trim_expired(2, api.PRUNE_ROWS_MAX) == 0  # the newest two stay
+    logged = await store.read_log(0, 100)
+    assert [op.seq for op in logged] == [1, 3, 6, 7, 8, 9, 10]
+    assert [op.seq for op in await store.read_log(2, 3)] == [3, 6, 7]  # limit counts rows
+    assert await store.get_op(ops[1].op_id) is None
+    # A deleted junk op that comes back (by sync) is logged afresh; seqs never go back.
+    assert await store.append_ops([ops[1]]) == [11]
+    if isinstance(store, Store):
+        report = await store.integrity_check()
+        assert report.ok, report  # the gaps are the trimmed rows, nothing else
+    with pytest.raises(StoreUsageError):
+        await store.trim_expired(0, 1)
+
+
+async def test_a_gap_that_trim_did_not_make_is_still_reported(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = await Store.open(path, network_id=NETWORK_ID, node_key=NODE_KEY)
+    ops = [make_op(index) for index in range(1, 6)]
+    await store.append_ops(ops)
+    await store.mark_status([ops[0].op_id, ops[1].op_id], OpStatus.EXPIRED)
+    assert await store.trim_expired(1, api.PRUNE_ROWS_MAX) == 1
+    await store.close()
+    with sqlite3.connect(path) as connection:  # a row lost outside trim_expired
+        connection.execute("DELETE FROM op_log WHERE seq = 4")
+    store = await Store.open(path, network_id=NETWORK_ID, node_key=NODE_KEY)
+    try:
+        report = await store.integrity_check()
+        assert not report.ok and any("seq 5 follows 3" in p for p in report.problems)
     finally:
         await store.close()
