@@ -9,13 +9,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from swarmd.node.config import load_config
 from swarmd.node.runtime.driver import Daemon
+from swarmd.node.runtime.errors import DaemonError
 from swarmd.node.runtime.persistence import PRUNED_THROUGH_META_KEY, StoreLog
 from swarmd.protocol import crypto
 from swarmd.protocol.wallet import Author
 
 from .test_api import Node, close_node, open_node
-from .test_snapshot_cli import HISTORY_TIMEOUT_S
+from .test_snapshot_cli import HISTORY_TIMEOUT_S, rewrite_snapshot
 
 #: A snapshot at every final height, two kept, and the last two heights' bodies kept.
 PRUNING: dict[str, Any] = {
@@ -152,3 +156,20 @@ async def test_junk_pending_ops_are_bounded_on_disk_as_in_memory(tmp_path: Path)
         assert (await store_log(node).store.integrity_check()).ok
     finally:
         await close_node(node)
+
+
+async def test_a_pruned_log_without_a_restorable_snapshot_refuses_to_start(tmp_path: Path) -> None:
+    """A full replay of a pruned log would rebuild a wrong state: the node says so instead."""
+    home = tmp_path / "home"
+    node = await open_node(home, crypto.KeyPair.from_seed(os.urandom(32)), **PRUNING)
+    try:
+        await run_rounds(node.daemon, 6)
+        await settle(node)
+        assert await store_log(node).pruned_through() >= 1
+        snapshots = await store_log(node).snapshot_heights()
+    finally:
+        await close_node(node)
+    for height in snapshots:
+        rewrite_snapshot(home, height, keep_checksum=False)
+    with pytest.raises(DaemonError, match="pruned"):
+        await Daemon.open(load_config(home / "swarmd.toml"))
