@@ -55,6 +55,7 @@ class RejectCode(StrEnum):
     ALREADY_ENDORSED = "already_endorsed"
     REVOKE_WITHOUT_CLAIM = "revoke_without_claim"
     ALREADY_REVOKED = "already_revoked"
+    CLAIM_UNFUNDED = "claim_unfunded"
 
     # --- ledger: arbitration, pending pool, cuts (ledger/) ---------------------------------------
     FORK_LOST = "fork_lost"

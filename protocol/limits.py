@@ -389,3 +389,12 @@ ADDRESS_DIALS_PER_MINUTE_MAX = 30
 
 assert ADDRESS_BOOK_PER_SOURCE_MAX <= ADDRESS_BOOK_MAX
 assert 2 * ADDRESS_URL_SIZE_BYTES_MAX + 256 <= ADDRESS_RECORD_SIZE_BYTES_MAX
+
+# --- state costs credits (scale branch, issue 13) ----------------------------------------------
+
+#: Spendable credits a `handle.claim`'s author must hold (after receiving the credits the claim
+#: lists in its deps) for the claim to apply; otherwise `claim_unfunded`. A claim is the one op
+#: a key outside the council can make without spending, and each creates state (a claim record,
+#: the author's account record): requiring a funded author ties state growth to credits, which
+#: only the council's capped grants create. One credit suffices: a signup grant funds a tester.
+CLAIM_MIN_SPENDABLE = 1

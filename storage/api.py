@@ -44,9 +44,14 @@ SNAPSHOTS_KEPT_DEFAULT = 2
 #: A stored rollback certificate: a body plus a quorum of signatures, a few KiB; bounded only
 #: to catch a caller's bug (the core decoded and verified it before it is stored).
 ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX = 1024 * 1024
+#: Op bodies pruned (and checkpoint rows deleted) by one `prune_final` call: one bounded
+#: write transaction per checkpoint (1000 rows ~ a few ms), however far behind pruning is.
+PRUNE_ROWS_MAX = 1_000
 #: Ops in the durable pending pool: the ledger's pool bound.
 PENDING_OPS_STORED_MAX = limits.PENDING_OPS_MAX
 
+#: Meta key (store-owned): how many op_log rows `trim_expired` deleted (the gaps in seq).
+META_OP_LOG_DELETED = "op_log_deleted"
 #: Meta keys the store owns; `set_meta` refuses them.
 META_SCHEMA_VERSION = "schema_version"
 META_NETWORK_ID = "network_id"
@@ -54,7 +59,14 @@ META_NODE_KEY = "node_key"
 META_MODE = "mode"
 META_MODE_REASON = "mode_reason"
 RESERVED_META_KEYS = frozenset(
-    {META_SCHEMA_VERSION, META_NETWORK_ID, META_NODE_KEY, META_MODE, META_MODE_REASON}
+    {
+        META_SCHEMA_VERSION,
+        META_NETWORK_ID,
+        META_NODE_KEY,
+        META_MODE,
+        META_MODE_REASON,
+        META_OP_LOG_DELETED,
+    }
 )
 
 
@@ -419,6 +431,12 @@ class OpStore(Protocol):
     async def append_ops(self, ops: Sequence[NewOp]) -> list[int]: ...
 
     async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int: ...
+
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int: ...
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]: ...
+
+    async def trim_expired(self, keep: int, limit: int) -> int: ...
 
     async def mark_reverted_after(self, log_seq: int) -> int: ...
 

@@ -67,6 +67,10 @@ class MemoryDatabase:
     reverted_ops_seq: int = 0
     peer_bans: dict[bytes, api.PeerBan] = field(default_factory=dict)
     address_book: dict[bytes, api.AddressEntry] = field(default_factory=dict)
+    #: seq -> final height of logged ops not pruned yet (the op_log.final_height column).
+    final_heights: dict[int, int] = field(default_factory=dict)
+    #: Seqs `trim_expired` deleted (their slots in `op_log` stay, unread).
+    deleted: set[int] = field(default_factory=set)
     #: The open handle, if any: like the file lock of `Store`, one writer at a time.
     holder: MemoryStore | None = None
 
@@ -190,6 +194,56 @@ class MemoryStore:
                 changed += 1
         return changed
 
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int:
+        api.check_op_ids(op_ids)
+        api.check_read_range(height, 1)
+        await self._commit_point()
+        self._check_open()
+        changed = 0
+        for op_id in set(op_ids):
+            seq = self.database.seq_by_op_id.get(op_id)
+            if seq is not None and self.database.op_log[seq - 1].envelope:
+                self.database.final_heights[seq] = height
+                changed += 1
+        return changed
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
+        api.check_read_range(through_height, 1)
+        if not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"prune limit must be 1..{api.PRUNE_ROWS_MAX}")
+        await self._commit_point()
+        self._check_open()
+        database = self.database
+        due = sorted(
+            (height, seq)
+            for seq, height in database.final_heights.items()
+            if height <= through_height and database.op_log[seq - 1].status is OpStatus.APPLIED
+        )[:limit]
+        for _, seq in due:
+            database.op_log[seq - 1] = dataclasses.replace(database.op_log[seq - 1], envelope=b"")
+            del database.final_heights[seq]
+        below = sorted(h for h in database.checkpoints if h < through_height)[:limit]
+        for height in below:
+            del database.checkpoints[height]
+        return len(due), len(below)
+
+    async def trim_expired(self, keep: int, limit: int) -> int:
+        if keep < 1 or not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"need keep >= 1 and a limit of 1..{api.PRUNE_ROWS_MAX}")
+        await self._commit_point()
+        self._check_open()
+        database = self.database
+        expired = [
+            op
+            for op in reversed(database.op_log)
+            if op.status is OpStatus.EXPIRED and op.seq not in database.deleted
+        ]
+        trimmed = expired[keep : keep + limit]
+        for op in trimmed:
+            database.deleted.add(op.seq)
+            del database.seq_by_op_id[op.op_id]
+        return len(trimmed)
+
     async def mark_reverted_after(self, log_seq: int) -> int:
         api.check_read_range(log_seq, 1)
         await self._commit_point()
@@ -305,7 +359,16 @@ class MemoryStore:
     def read_log_sync(self, after_seq: int, limit: int) -> list[LoggedOp]:
         self._check_open()
         api.check_read_range(after_seq, limit)
-        return self.database.op_log[after_seq : after_seq + limit]
+        deleted = self.database.deleted
+        if not deleted:
+            return self.database.op_log[after_seq : after_seq + limit]
+        rows: list[LoggedOp] = []
+        for op in self.database.op_log[after_seq:]:
+            if len(rows) == limit:
+                break
+            if op.seq not in deleted:
+                rows.append(op)
+        return rows
 
     async def get_op(self, op_id: bytes) -> LoggedOp | None:
         found = await self.get_ops([op_id])

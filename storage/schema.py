@@ -118,5 +118,27 @@ _V5_NETGUARD: Final = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4_RBSTORE, _V5_NETGUARD)
+# Version 6 (scale branch, issue 13): `[storage].retain_heights` prunes the bodies of ops final
+# more than N heights ago. An op's final height is recorded when its checkpoint is stored; a
+# pruned row keeps its id, author, seq and status (so the API can answer `pruned`, ~100 bytes
+# an op) with an empty envelope and final_height NULL. The partial index holds only the rows
+# still to prune, so a prune pass never scans what earlier passes pruned.
+# Expired ops (status 4: pending ops that never became valid) are deleted beyond the newest
+# `keep` (`trim_expired`: junk is bounded on disk as in memory); their index finds them without
+# a scan, and meta `op_log_deleted` counts the seqs deleted, which the integrity check expects
+# as gaps.
+_V6_SCALE: Final = (
+    "ALTER TABLE op_log ADD COLUMN final_height INTEGER",
+    "CREATE INDEX op_log_by_final_height ON op_log (final_height) WHERE final_height IS NOT NULL",
+    "CREATE INDEX op_log_expired ON op_log (seq) WHERE status = 4",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4_RBSTORE,
+    _V5_NETGUARD,
+    _V6_SCALE,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

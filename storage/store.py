@@ -302,6 +302,85 @@ class Store:
         ]
         return await self._write(lambda: self._changed_rows("mark_status", statements))
 
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int:
+        """Record the final height of logged ops (what `prune_final` prunes by)."""
+        api.check_op_ids(op_ids)
+        api.check_read_range(height, 1)
+        statements = [
+            (
+                "UPDATE op_log SET final_height = ? WHERE length(envelope) > 0 AND op_id IN "
+                f"({_placeholders(len(chunk), 1)})",
+                [height, *chunk],
+            )
+            for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX)
+        ]
+        return await self._write(lambda: self._changed_rows("mark_final", statements))
+
+    async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
+        """Prune the bodies of applied ops final at or below `through_height` (the row keeps
+        its id, author, seq and status; its envelope becomes empty) and delete the checkpoint
+        rows below it, at most `limit` of each (PRUNE_ROWS_MAX). Returns (ops, checkpoints)."""
+        api.check_read_range(through_height, 1)
+        if not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"prune limit must be 1..{api.PRUNE_ROWS_MAX}")
+
+        async def work() -> tuple[int, int]:
+            rows = await self._writer.execute_fetchall(
+                "SELECT seq, op_id, author, author_seq FROM op_log WHERE final_height <= ? "
+                "AND final_height IS NOT NULL AND status = ? ORDER BY final_height LIMIT ?",
+                (through_height, int(OpStatus.APPLIED), limit),
+            )
+            pruned = [
+                (api.op_crc(seq, op_id, author, author_seq, b""), seq)
+                for seq, op_id, author, author_seq in rows
+            ]
+            await self._writer.execute("BEGIN IMMEDIATE")
+            await self._writer.executemany(
+                "UPDATE op_log SET envelope = X'', crc = ?, final_height = NULL WHERE seq = ?",
+                pruned,
+            )
+            failpoint("prune_final.in_transaction")
+            cursor = await self._writer.execute(
+                "DELETE FROM checkpoints WHERE height IN (SELECT height FROM checkpoints "
+                "WHERE height < ? ORDER BY height LIMIT ?)",
+                (through_height, limit),
+            )
+            await self._writer.execute("COMMIT")
+            return len(pruned), cursor.rowcount
+
+        return await self._write(work)
+
+    async def trim_expired(self, keep: int, limit: int) -> int:
+        """Delete expired ops (pending ops that never became valid) beyond the newest `keep`,
+        at most `limit` (PRUNE_ROWS_MAX) a call: junk is bounded on disk as in memory. The
+        newest expired row stays (keep >= 1), so the last seq never goes back."""
+        if keep < 1 or not 1 <= limit <= api.PRUNE_ROWS_MAX:
+            raise StoreUsageError(f"need keep >= 1 and a limit of 1..{api.PRUNE_ROWS_MAX}")
+
+        async def work() -> int:
+            rows = await self._writer.execute_fetchall(
+                "SELECT seq FROM op_log WHERE status = 4 ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (limit, keep),
+            )
+            if not rows:
+                return 0
+            seqs = [row[0] for row in rows]
+            deleted = await self._deleted_rows() + len(seqs)
+            statements: list[tuple[str, Sequence[object]]] = [
+                (f"DELETE FROM op_log WHERE seq IN ({_placeholders(len(seqs), 1)})", seqs),
+                (
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [api.META_OP_LOG_DELETED, str(deleted).encode()],
+                ),
+            ]
+            return (await self._execute_atomically("trim_expired", statements))[0]
+
+        return await self._write(work)
+
+    async def _deleted_rows(self) -> int:
+        rows = await self._read("SELECT value FROM meta WHERE key = ?", (api.META_OP_LOG_DELETED,))
+        return int(bytes(rows[0][0])) if rows else 0
+
     async def mark_reverted_after(self, log_seq: int) -> int:
         """Rollback: mark every applied op after `log_seq` reverted (kept, never deleted)."""
         api.check_read_range(log_seq, 1)
@@ -712,6 +791,8 @@ class Store:
 
     async def _scan_log(self, problems: list[str]) -> int:
         expected_seq = 1
+        gaps: list[str] = []
+        missing = 0
         while True:
             rows = await self._read(
                 f"SELECT {_OP_COLUMNS} FROM op_log WHERE seq >= ? ORDER BY seq LIMIT ?",
@@ -719,13 +800,19 @@ class Store:
             )
             for row in rows:
                 if row[0] != expected_seq:
-                    problems.append(f"op_log: seq {row[0]} follows {expected_seq - 1}")
+                    gaps.append(f"op_log: seq {row[0]} follows {expected_seq - 1}")
+                    missing += row[0] - expected_seq
                 try:
                     _op_from_row(row, self.path)
                 except CorruptDatabaseError as error:
                     problems.append(error.message)
                 expected_seq = row[0] + 1
             if len(rows) < api.READ_LOG_LIMIT_MAX:
+                # Gaps are expected only where trim_expired deleted expired rows.
+                deleted = await self._deleted_rows()
+                if missing != deleted:
+                    problems += gaps[:QUICK_CHECK_LINES_QUOTED]
+                    problems.append(f"op_log: {missing} seqs missing, {deleted} trimmed")
                 return expected_seq - 1
 
     # --- plumbing --------------------------------------------------------------------------

@@ -44,7 +44,10 @@ def run_demo(seed: int = 1) -> dict[str, Any]:
     for name in ("ada", "ken"):
         receive, unreceived[name] = unreceived[name], []
         ops.append(testers[name].burn(5, "launch-party", receive=receive))
-    claims = [testers["grace"].claim("queen"), testers["linus"].claim("queen")]
+    claims = []  # each claimant receives what it holds unreceived: a claim needs funds
+    for name in ("grace", "linus"):
+        receive, unreceived[name] = unreceived[name], []
+        claims.append(testers[name].claim("queen", deps=receive))
     ops.extend(claims)
     for claim in claims:
         ops.extend(member.endorse(claim) for member in council[: genesis.quorum])

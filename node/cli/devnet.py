@@ -511,7 +511,7 @@ async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
         burner = testers[index]
         op = burner.author.burn(3 + index, target, receive=burner.take_credits())
         await submit(nodes[index % len(nodes)], op)
-    claim = testers[1].author.claim("ada")
+    claim = testers[1].author.claim("ada", deps=testers[1].take_credits())  # needs funds
     await submit(nodes[-1], claim)
     for index, member in enumerate(council[: swarm.genesis.quorum]):
         await submit(nodes[index % len(nodes)], member.endorse(claim))

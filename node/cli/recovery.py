@@ -281,7 +281,8 @@ async def _replay_store(
                     return _report(replay, stored, started)
                 next_checkpoint += 1
             skipped = (storage_api.OpStatus.REVERTED, storage_api.OpStatus.EXPIRED)
-            if row.status not in skipped and not replay.below_snapshot(row):
+            # (an empty envelope: a body pruned by [storage].retain_heights, below the snapshot)
+            if row.status not in skipped and row.envelope and not replay.below_snapshot(row):
                 batch.append(bytes(row.envelope))
         replay.feed(batch)
         batch = []

@@ -673,6 +673,17 @@ class StorageSection:
         restart restores from the newest (or replays the whole log when it is unreadable).""",
         integer(1, SNAPSHOTS_KEPT_MAX),
     )
+    retain_heights: int = setting(
+        0,
+        """Final heights whose op bodies and checkpoint bundles are kept on disk; older ones
+        are pruned after each checkpoint (at most 1000 rows a pass), never above the oldest
+        snapshot a restart may use (snapshots keep the state). 0 = archive: keep everything.
+        Council nodes run archive (audit, rollback certificates, full replays); full nodes
+        may prune. A pruned op answers `pruned` in the API. The bundles served to lagging
+        peers are then at most max(N, [consensus].snapshot_interval): a peer further behind
+        catches up by state sync.""",
+        integer(0, 2**31 - 1),
+    )
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,10 @@ async def get_op(request: web.Request) -> web.Response:
         if reverted is not None:
             return web.json_response(reverted)
     if status == "unknown" and op is None:
+        if await daemon.node_log.is_pruned(op_id):
+            raise ApiError(
+                410, "pruned", "the op is final and its body was pruned ([storage].retain_heights)"
+            )
         raise ApiError(404, "op_not_found", "no such op on this node")
     if status == "applied" and ledger.is_final(op_id):
         status = "final"
@@ -264,6 +268,8 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     bundle = daemon.core.bundle(height)
     if bundle is None and height <= daemon.core.final_height:
         bundle = await daemon.node_log.get_bundle(height)
+    if bundle is None and height < await daemon.node_log.pruned_through():
+        raise ApiError(410, "pruned", f"the bundle of height {height} was pruned")
     if bundle is None:
         raise ApiError(404, "checkpoint_not_found", f"no checkpoint at height {height}")
     decoded = consensus.CheckpointBundle.decode(bundle)

@@ -29,6 +29,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "wrong network or peer",
         404: "not found",
         409: "replayed",
+        410: "pruned: final, but this node no longer keeps it ([storage].retain_heights)",
         413: "request too large",
         415: "unsupported media type",
         429: "rate limited",
@@ -76,17 +77,20 @@ PATHS: dict[str, Any] = {
     ),
     "/v1/ops/{op_id}": _get(
         "status and decoded view of an op (status `reverted`, code `op_reverted`, with "
-        "`reverted.height` and `reverted.epoch`: reverted by a council rollback certificate)",
+        "`reverted.height` and `reverted.epoch`: reverted by a council rollback certificate; "
+        "410 `pruned`: final, body pruned)",
         _json(_OBJECT, "op view"),
         400,
         404,
+        410,
         parameters=[_param("op_id", {"type": "string"})],
     ),
     "/v1/checkpoints/{height}": _get(
-        "bundle hex and cut fields ('latest' for the newest)",
+        "bundle hex and cut fields ('latest' for the newest; 410 `pruned` below the kept range)",
         _json(_OBJECT, "checkpoint"),
         400,
         404,
+        410,
         parameters=[_param("height", {"type": "string"})],
     ),
     "/v1/ops": {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from swarmd.protocol import encoding
+from swarmd.protocol import encoding, limits
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError
 from swarmd.protocol.ledger.snapshot import build_snapshot
 from swarmd.protocol.limits import REVERTED_OPS_MAX
@@ -37,6 +37,12 @@ log = get_logger("swarmd.persistence")
 LIVE_STATE_META_KEY = "live_state"
 #: Rows read per query while loading the log at start: bounds memory per read.
 LOAD_PAGE_ROWS = 4096
+#: Store meta key of the height through which final op bodies and bundles were pruned
+#: (`[storage].retain_heights`); absent: nothing pruned, a full replay is possible.
+PRUNED_THROUGH_META_KEY = "pruned_through"
+#: Stored snapshots a restart may try, newest first, before replaying the whole log (restore.py
+#: uses it; pruning keeps the log and bundles above the oldest of them).
+SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
 #: Mode reasons longer than this are cut (the store bounds meta values; a reason is one line).
 MODE_REASON_SIZE_BYTES_MAX = 256
 
@@ -78,6 +84,14 @@ class NodeLog(Protocol):
 
     async def snapshot_heights(self) -> list[int]:
         """Heights of the stored snapshots a restore may use, ascending."""
+        ...
+
+    async def pruned_through(self) -> int:
+        """The height through which final op bodies and bundles were pruned (0: none)."""
+        ...
+
+    async def is_pruned(self, op_id: bytes) -> bool:
+        """Whether `op_id` was logged and its body pruned (`[storage].retain_heights`)."""
         ...
 
     async def get_snapshot(self, height: int) -> bytes | None:
@@ -138,11 +152,22 @@ class StoreLog:
     """`NodeLog` over `swarmd.storage` (`OpStore`)."""
 
     def __init__(
-        self, store: Any, api: Any, errors: Any, snapshots_kept: int | None = None
+        self,
+        store: Any,
+        api: Any,
+        errors: Any,
+        snapshots_kept: int | None = None,
+        retain_heights: int = 0,
+        expired_kept: int = limits.PENDING_OPS_MAX,
     ) -> None:
         self.store = store
         self.api = api
         self.errors = errors
+        #: Final heights whose op bodies and bundles are kept (0: archive, keep everything).
+        self.retain_heights = retain_heights
+        #: Expired ops (pending ops that never became valid) kept in the log: the pending
+        #: pool's bound, so junk is bounded on disk as in memory (`[limits].pending_ops_max`).
+        self.expired_kept = expired_kept
         #: Snapshots kept when a new one is stored (None: all; see `[storage].snapshots_kept`).
         self.snapshots_kept = snapshots_kept
         #: The decoded op of an op id, when the caller knows it (the daemon: its ledger). It
@@ -213,6 +238,36 @@ class StoreLog:
         await self.store.put_checkpoint(
             record, checkpoint.snapshot, snapshots_kept=self.snapshots_kept
         )
+        # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
+        await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
+        if self.retain_heights:
+            ids = checkpoint.final_op_ids
+            for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
+                chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
+                await self.store.mark_final(chunk, checkpoint.height)
+            await self.prune(checkpoint.height)
+
+    async def prune(self, final_height: int) -> tuple[int, int]:
+        """One bounded prune pass after the checkpoint at `final_height` (PRUNE_ROWS_MAX op
+        bodies and checkpoint rows at most): bodies of ops final at or below
+        `final_height - retain_heights`, never above the oldest snapshot a restart may use
+        (its bundle and the log above it stay); nothing before a snapshot exists."""
+        candidates = (await self.snapshot_heights())[-SNAPSHOT_RESTORE_ATTEMPTS_MAX:]
+        through = min(final_height - self.retain_heights, *candidates[:1]) if candidates else 0
+        if through < 1:
+            return 0, 0
+        ops, checkpoints = await self.store.prune_final(through, self.api.PRUNE_ROWS_MAX)
+        if (ops or checkpoints) and through > await self.pruned_through():
+            await self.store.set_meta(PRUNED_THROUGH_META_KEY, str(through).encode())
+        return ops, checkpoints
+
+    async def pruned_through(self) -> int:
+        value = await self.store.get_meta(PRUNED_THROUGH_META_KEY)
+        return 0 if value is None else int(value)
+
+    async def is_pruned(self, op_id: bytes) -> bool:
+        logged = await self.store.get_op(op_id)
+        return logged is not None and not logged.envelope
 
     async def put_snapshot(self, height: int, state_root: bytes, blob: bytes) -> None:
         await self.store.put_snapshot(height, state_root, blob, snapshots_kept=self.snapshots_kept)
@@ -239,7 +294,10 @@ class StoreLog:
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
-            envelopes += [row.envelope for row in rows if row.status not in skipped]
+            # (a pruned row, its envelope empty, is below every snapshot a restore uses)
+            envelopes += [
+                row.envelope for row in rows if row.status not in skipped and row.envelope
+            ]
             if len(rows) < LOAD_PAGE_ROWS:
                 break
             after = rows[-1].seq
@@ -331,6 +389,8 @@ async def open_node_log(
     node_key: bytes,
     synchronous: str = "FULL",
     snapshots_kept: int | None = None,
+    retain_heights: int = 0,
+    expired_kept: int = limits.PENDING_OPS_MAX,
 ) -> NodeLog:
     """The node's log over the project's store (`swarmd.storage.store.Store`)."""
     if snapshots_kept is not None:
@@ -338,7 +398,9 @@ async def open_node_log(
     store = await Store.open(
         path, network_id=network_id, node_key=node_key, synchronous=synchronous
     )
-    return StoreLog(store, storage_api, storage_errors, snapshots_kept)
+    return StoreLog(
+        store, storage_api, storage_errors, snapshots_kept, retain_heights, expired_kept
+    )
 
 
 class LogAppender:

@@ -29,15 +29,14 @@ from swarmd.storage.errors import CorruptDatabaseError
 from ..config import NodeConfig, allowed_peers
 from ..logs import get_logger
 from .errors import DaemonError, KeyFileError
-from .persistence import NodeLog, open_node_log
+from .persistence import SNAPSHOT_RESTORE_ATTEMPTS_MAX, NodeLog, open_node_log
 from .signing_state import SigningStateFile
 
 log = get_logger("swarmd.restore")
 
-#: Stored snapshots tried at start, newest first, before replaying the whole log: the newest
-#: and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
-#: replay of the ops above that snapshot.
-SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
+# Stored snapshots tried at start, newest first, before replaying the whole log: the newest
+# and the one before it (a crash or a bad sector rarely spoils two). Each failed try costs a
+# replay of the ops above that snapshot. Defined in persistence.py, whose pruning keeps them.
 
 
 def load_keypair(path: Path) -> crypto.KeyPair:
@@ -52,6 +51,18 @@ def load_keypair(path: Path) -> crypto.KeyPair:
     return keypair
 
 
+def served_bundles(config: NodeConfig) -> int:
+    """Bundles the core keeps to serve lagging peers: `[sync].bundles_kept`, and with
+    `[storage].retain_heights` no more than it (but at least the snapshot interval, the bundles
+    after a snapshot), so a peer asking for a pruned range gets state sync before and after a
+    restart alike."""
+    kept = config.sync.bundles_kept
+    retain = config.storage.retain_heights
+    if retain:
+        kept = min(kept, max(retain, config.consensus.snapshot_interval, 1))
+    return kept
+
+
 def core_config(config: NodeConfig) -> NodeCoreConfig:
     return NodeCoreConfig(
         gossip_fanout=config.sync.gossip_fanout,
@@ -63,7 +74,7 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         snapshot_interval=config.consensus.snapshot_interval,
         # Built in a worker thread (SnapshotBuilds), not on the event loop.
         snapshot_build="deferred",
-        bundles_kept=config.sync.bundles_kept,
+        bundles_kept=served_bundles(config),
         allowed_peers=allowed_peers(config),
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,
@@ -116,6 +127,13 @@ async def restore_core(
                 cause=exc.message,
                 fallback="full replay" if height == candidates[-1] else "older snapshot",
             )
+    pruned = await node_log.pruned_through()
+    if pruned:
+        raise DaemonError(
+            f"no stored snapshot could be restored and the log is pruned through height "
+            f"{pruned} ([storage].retain_heights), so a full replay is impossible: restore a "
+            "snapshot into this data file or start from an empty one to state-sync from peers"
+        )
     return restore(None), None
 
 
@@ -160,6 +178,8 @@ async def open_node(config: NodeConfig) -> Restored:
         node_key=keypair.public_key,
         synchronous=config.node.synchronous,
         snapshots_kept=config.storage.snapshots_kept,
+        retain_heights=config.storage.retain_heights,
+        expired_kept=config.limits.pending_ops_max,
     )
     signing_state_file = SigningStateFile.beside(config.node.data_file)
     loop = asyncio.get_running_loop()

@@ -157,7 +157,7 @@ async def _find_op(daemon: Daemon, op_id: bytes) -> tuple[Op, str] | None:
     if store is None:
         return None
     logged = await store.get_op(op_id)
-    if logged is None:
+    if logged is None or not logged.envelope:  # (an empty envelope: pruned, nothing to show)
         return None
     return decode_op(logged.envelope, op_id), logged.status.name.lower()
 

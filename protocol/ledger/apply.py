@@ -52,6 +52,8 @@ class _Applying(_Arbitration):
             spendable = rules.check_spend(op, spendable)
         elif kind is Kind.GRANT:
             window_grants = rules.check_grant(op, self.council, self.genesis, window_grants)
+        elif kind is Kind.HANDLE_CLAIM:
+            rules.check_claim_funded(op, spendable, self.council)
         elif kind is Kind.HANDLE_ENDORSE:
             handles.check_endorse(op, self._live.state.claims, self.council)
         elif kind is Kind.HANDLE_REVOKE:

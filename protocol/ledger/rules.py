@@ -7,6 +7,7 @@ ledger gathers the inputs from the op's causal past (`apply._Applying._check_rul
 
 from __future__ import annotations
 
+from .. import limits
 from ..codes import RejectCode
 from ..genesis import Genesis
 from ..ops import Kind, Op
@@ -80,3 +81,16 @@ def check_grant(op: Op, council: frozenset[bytes], genesis: Genesis, window_gran
 def check_mode_vote(op: Op, council: frozenset[bytes]) -> None:
     """Quiesce, resume and claims votes come from council members."""
     require_council(op, council)
+
+
+def check_claim_funded(op: Op, spendable: int, council: frozenset[bytes]) -> None:
+    """State costs credits: a handle claim's author holds at least `CLAIM_MIN_SPENDABLE`
+    spendable credits after receiving the credits the claim lists (its causal past, so every
+    node decides alike), or is a council member (named by the genesis, so bounded). Transfers
+    and burns already need funds and every other kind needs a council member, so no key that
+    holds nothing creates an account record or a claim."""
+    if spendable < limits.CLAIM_MIN_SPENDABLE and op.author not in council:
+        raise Rejection(
+            RejectCode.CLAIM_UNFUNDED,
+            f"a claim needs {limits.CLAIM_MIN_SPENDABLE} spendable credits, author has {spendable}",
+        )

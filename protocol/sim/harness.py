@@ -95,6 +95,13 @@ class Swarm(Wire):
     def author(self, label: str) -> Author:
         return Author(label_keypair(label), self.genesis.network_id)
 
+    def funded_claim(self, claimant: Author, handle: str, i: int = 0) -> Op:
+        """Submit a signup grant for `claimant` (by the last member) to node `i` and return a
+        claim receiving it, unsubmitted: state costs credits (`claim_unfunded` otherwise)."""
+        grant = self.members[-1].grant(claimant.key, self.genesis.signup_reward)
+        assert self.submit(i, grant).status == "accepted", "the signup grant was refused"
+        return claimant.claim(handle, deps=[grant.op_id])
+
     def flush(self, i: int) -> None:
         """Put node `i`'s frames on the wire and collect its events."""
         node = self.nodes[i]

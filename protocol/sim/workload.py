@@ -107,6 +107,12 @@ class Workload:
         self.submit(op, node)
         return op
 
+    def funded_claim(self, wallet: Wallet, handle: str, node: int | None = None) -> Op:
+        """A signup grant for `wallet` submitted now, and a claim receiving it (state costs
+        credits: an unfunded claim is `claim_unfunded`). The claim is returned unsubmitted."""
+        self.grant(wallet, node)
+        return wallet.author.claim(handle, deps=self._take_credits(wallet))
+
     def _take_credits(self, wallet: Wallet) -> list[bytes]:
         taken = wallet.unreceived[:WORKLOAD_RECEIVE_MAX]
         wallet.unreceived = wallet.unreceived[WORKLOAD_RECEIVE_MAX:]

@@ -54,9 +54,18 @@ def stranger(swarm: Swarm) -> Author:
     return Author(crypto.KeyPair.from_seed(os.urandom(32)), swarm.genesis.network_id)
 
 
-async def claim_status(swarm: Swarm, node: NodeHome) -> tuple[int, Any]:
-    """A client op (a fresh account's claim, so no chain to keep) submitted to `node`."""
-    return await swarm.submit(node, stranger(swarm).claim("nobody"))
+async def claim_status(
+    swarm: Swarm, node: NodeHome, funder: Author | None = None
+) -> tuple[int, Any]:
+    """A client op (a fresh account's claim, so no chain to keep) submitted to `node`. State
+    costs credits: with a `funder` (a council member) the claim receives its signup grant."""
+    claimant = stranger(swarm)
+    if funder is None:
+        return await swarm.submit(node, claimant.claim("nobody"))
+    grant = funder.grant(claimant.key, swarm.genesis.signup_reward)
+    status, body = await swarm.submit(node, grant)
+    assert status == 202, body
+    return await swarm.submit(node, claimant.claim("nobody", deps=[grant.op_id]))
 
 
 async def vote(swarm: Swarm, action: str, members: list[NodeHome]) -> None:
@@ -90,7 +99,8 @@ async def test_council_quiesce_and_resume_from_three_members(swarm: Swarm) -> No
             return all(s is not None and s["mode"] == "normal" for s in statuses)
 
         await wait_until(normal_everywhere, WAIT_S, "every node resumed by the council")
+        funder = Author(swarm.nodes[3].keypair, swarm.genesis.network_id)  # it cast no vote
         for node in swarm.nodes:
-            status, body = await claim_status(swarm, node)
+            status, body = await claim_status(swarm, node, funder)
             assert status == 202, (node.index, body)
         await swarm.wait_converged(min_height=1)

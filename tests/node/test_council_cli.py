@@ -191,7 +191,10 @@ async def test_endorse_then_revoke_a_handle(
     node = await start_node(make_home(tmp_path / "a"))
     home, daemon = str(node.home), node.daemon
     claimant = Author(crypto.KeyPair.from_seed(os.urandom(32)), daemon.genesis.network_id)
-    claim = claimant.claim("ada")
+    member = Author(daemon.keypair, daemon.genesis.network_id)  # the one-member council
+    grant = member.grant(claimant.key, daemon.genesis.signup_reward)  # state costs credits
+    assert (await daemon.submit(grant.envelope)).status == "accepted"
+    claim = claimant.claim("ada", deps=[grant.op_id])
     assert (await daemon.submit(claim.envelope)).status == "accepted"
 
     code, endorsed = await cli(

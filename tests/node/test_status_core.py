@@ -11,7 +11,7 @@ def split_endorsements_swarm() -> Swarm:
     until finality settled. Node 0 saw every op first."""
     swarm = Swarm(4, seed=23)
     alice, bob = swarm.author("alice"), swarm.author("bob")
-    claims = [alice.claim("neo"), bob.claim("neo")]
+    claims = [swarm.funded_claim(alice, "neo"), swarm.funded_claim(bob, "neo")]
     node = swarm.nodes[0]
     for claim, members in zip(claims, (swarm.members[:2], swarm.members[2:]), strict=True):
         node.submit_op(claim.envelope, 0.0)
@@ -36,7 +36,7 @@ def test_an_endorsement_split_two_two_is_a_stuck_handle() -> None:
 
 def test_one_endorsement_short_is_below_quorum_but_not_stuck() -> None:
     swarm = Swarm(4, seed=24)
-    claim = swarm.author("carol").claim("trinity")
+    claim = swarm.funded_claim(swarm.author("carol"), "trinity")
     node = swarm.nodes[0]
     node.submit_op(claim.envelope, 0.0)
     for member in swarm.members[:2]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ops import Op
 from swarmd.protocol.wallet import Author
 
 
@@ -25,3 +26,8 @@ def author(genesis: Genesis, label: str) -> Author:
 
 def feed(ledger: Ledger, ops: list, now: float = 0.0) -> list:
     return [ledger.receive_op(op.envelope, now) for op in ops]
+
+
+def fund(genesis: Genesis, member: Author, who: Author) -> Op:
+    """A signup grant to `who`: state costs credits, so a claimant lists it in its claim's deps."""
+    return member.grant(who.key, genesis.signup_reward)

@@ -85,7 +85,7 @@ def test_new_claims_are_refused_while_paused_and_other_ops_are_not() -> None:
     for i in range(3):
         swarm.submit(i, swarm.members[i].resume_claims("done"))
     swarm.run(until=6.0)
-    again = swarm.author("alice-2").claim("alice")
+    again = swarm.funded_claim(swarm.author("alice-2"), "alice")
     assert swarm.submit(0, again).status == "accepted"
 
 
@@ -93,7 +93,7 @@ def test_new_claims_are_refused_while_paused_and_other_ops_are_not() -> None:
 def test_a_quorum_of_revocations_unbinds_and_tells_the_holder() -> None:
     swarm = Swarm(4)
     alice = swarm.author("alice")
-    claim = alice.claim("alice")
+    claim = swarm.funded_claim(alice, "alice")
     swarm.submit(0, claim)
     for i in range(3):
         swarm.submit(i, swarm.members[i].endorse(claim))

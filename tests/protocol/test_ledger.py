@@ -19,7 +19,7 @@ from swarmd.protocol.ledger import (
 )
 from swarmd.protocol.ops import Op
 
-from .helpers import author, feed, make_council
+from .helpers import author, feed, fund, make_council
 
 GENESIS, MEMBERS = make_council(4, signup_reward=100, grants_per_member_per_window=3)
 
@@ -209,8 +209,10 @@ def test_handle_binds_with_quorum_and_conflicts_are_reported() -> None:
     ledger = fresh()
     council = members()
     alice, bob = author(GENESIS, "alice"), author(GENESIS, "bob")
-    claim_a, claim_b = alice.claim("neo"), bob.claim("neo")
-    ops = [claim_a, claim_b]
+    grants = [fund(GENESIS, council[0], alice), fund(GENESIS, council[0], bob)]
+    claim_a = alice.claim("neo", deps=[grants[0].op_id])
+    claim_b = bob.claim("neo", deps=[grants[1].op_id])
+    ops = [*grants, claim_a, claim_b]
     ops += [member.endorse(claim_a) for member in council[: GENESIS.quorum]]
     ops += [member.endorse(claim_b) for member in council[: GENESIS.quorum]]
     feed(ledger, ops)
@@ -229,12 +231,45 @@ def test_endorse_rules() -> None:
     ledger = fresh()
     council = members()
     alice = author(GENESIS, "alice")
-    claim = alice.claim("trinity")
-    feed(ledger, [claim])
+    grant = fund(GENESIS, council[0], alice)
+    claim = alice.claim("trinity", deps=[grant.op_id])
+    feed(ledger, [grant, claim])
     assert feed(ledger, [author(GENESIS, "eve").endorse(claim)])[0].code == "not_council"
     endorse = council[0].endorse(claim)
     again = council[0].endorse(claim)
     assert [o.code for o in feed(ledger, [endorse, again])] == ["", "already_endorsed"]
+
+
+def test_a_claim_from_an_unfunded_key_is_refused_and_a_funded_one_applies() -> None:
+    ledger = fresh()
+    council = members()
+    stranger, alice = author(GENESIS, "stranger"), author(GENESIS, "alice")
+    unfunded = stranger.claim("free")
+    assert feed(ledger, [unfunded])[0].code == "claim_unfunded"
+    assert ledger.state.accounts.get(stranger.key) is None  # it created no account record
+    assert unfunded.op_id not in ledger.state.claims
+    grant = fund(GENESIS, council[0], alice)
+    # A grant not received (absent from the claim's deps) is not spendable: still unfunded.
+    early = author(GENESIS, "alice").claim("paid")
+    assert [o.code for o in feed(ledger, [grant, early])] == ["", "claim_unfunded"]
+    claim = alice.claim("paid", deps=[grant.op_id])
+    assert feed(ledger, [claim])[0].status == "accepted"
+    assert claim.op_id in ledger.state.claims
+    assert ledger.balance(alice.key) == 100  # a claim spends nothing
+    member_claim = council[1].claim("council")  # the genesis names the council: no funds needed
+    assert feed(ledger, [member_claim])[0].status == "accepted"
+    ledger.check_invariants()
+
+
+def test_a_claim_after_spending_everything_is_unfunded() -> None:
+    ledger = fresh()
+    council = members()
+    alice, bob = author(GENESIS, "alice"), author(GENESIS, "bob")
+    grant = fund(GENESIS, council[0], alice)
+    spend_all = alice.transfer(bob.key, 100, receive=[grant.op_id])
+    broke = alice.claim("broke")
+    outcomes = feed(ledger, [grant, spend_all, broke])
+    assert [o.code for o in outcomes] == ["", "", "claim_unfunded"]
 
 
 def test_council_quiesce_needs_quorum() -> None:
@@ -344,9 +379,10 @@ def test_depth_counts_from_the_last_final_checkpoint() -> None:
     ledger = fresh()
     council = members()
     alice = author(GENESIS, "alice")
-    claim = alice.claim("depth")
+    grant = fund(GENESIS, council[3], alice)
+    claim = alice.claim("depth", deps=[grant.op_id])
     pads = [member.claim(f"pad{i}") for i, member in enumerate(council) for _ in range(3)]
-    feed(ledger, [claim, *pads])
+    feed(ledger, [grant, claim, *pads])
     checkpoint(ledger)
     endorse = council[0].endorse(claim)  # prev and claim are final: depth 1
     feed(ledger, [endorse])
@@ -361,14 +397,15 @@ def test_a_handle_bound_at_a_checkpoint_is_not_taken_by_a_later_shallow_quorum()
     ledger = fresh()
     council = members()
     alice, bob = author(GENESIS, "alice"), author(GENESIS, "bob")
-    claim_a = alice.claim("first")
+    grants = [fund(GENESIS, council[3], alice), fund(GENESIS, council[3], bob)]
+    claim_a = alice.claim("first", deps=[grants[0].op_id])
     # Deep member chains make the first quorum's endorsements deep (depth 4).
     pads = [member.claim(f"pad{i}-{j}") for i, member in enumerate(council) for j in range(3)]
     endorsements = [member.endorse(claim_a) for member in council[: GENESIS.quorum]]
-    feed(ledger, [claim_a, *pads, *endorsements])
+    feed(ledger, [*grants, claim_a, *pads, *endorsements])
     assert ledger.handle_owner("first") == alice.key
     checkpoint(ledger)
-    claim_b = bob.claim("first")
+    claim_b = bob.claim("first", deps=[grants[1].op_id])
     later = [member.endorse(claim_b) for member in council[: GENESIS.quorum]]  # depth 2
     feed(ledger, [claim_b, *later])
     assert ledger.handle_owner("first") == alice.key

@@ -426,10 +426,11 @@ def test_restored_ledger_continues_like_the_one_that_replayed_everything() -> No
     grant_a, grant_b = council[0].grant(alice.key, 100), council[1].grant(bob.key, 100)
     pay = alice.transfer(bob.key, 30, receive=[grant_a.op_id])
     claim_neo, claim_zed = alice.claim("neo"), bob.claim("zed", deps=[grant_b.op_id])
-    rival = carol.claim("neo")
+    grant_c = council[2].grant(carol.key, 100)  # state costs credits: the rival is funded
+    rival = carol.claim("neo", deps=[grant_c.op_id])
     votes = [member.endorse(claim_neo) for member in council[:2]]
     quiesce = council[3].quiesce("drill")
-    before = [grant_a, grant_b, pay, claim_neo, claim_zed, rival, *votes, quiesce]
+    before = [grant_a, grant_b, grant_c, pay, claim_neo, claim_zed, rival, *votes, quiesce]
     full = Ledger(GENESIS)
     assert [o.status for o in feed(full, before)] == ["accepted"] * len(before)
     checkpoint(full)
@@ -474,7 +475,7 @@ def test_restored_ledger_continues_like_the_one_that_replayed_everything() -> No
         ledger.check_invariants()
         assert ledger.handle_owner("neo") == alice.key  # the earlier quorum keeps the handle
         assert ledger.state.claims[claim_zed.op_id].revokers == {council[0].key}
-        assert ledger.balance(carol.key) == 120 and not ledger.state.quiesced
+        assert ledger.balance(carol.key) == 100 + 120 and not ledger.state.quiesced
     assert state_records(restart.state) == state_records(full.state)
     assert restart.state_root() == full.state_root()
     for op in after:

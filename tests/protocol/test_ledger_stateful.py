@@ -144,8 +144,10 @@ class LedgerMachine(RuleBasedStateMachine):
         claimants = self.idle(self.people)
         if not claimants:
             return
-        claim = claimants[choice % len(claimants)].claim(handle)
-        assert self.deliver(claim).status == "accepted"
+        claimant = claimants[choice % len(claimants)]
+        receive, available = self.funds(claimant, 3)
+        outcome = self.deliver(claimant.claim(handle, deps=receive))
+        assert outcome.code == ("" if available > 0 else "claim_unfunded"), outcome
         self.resync()
 
     @rule(choice=choices)

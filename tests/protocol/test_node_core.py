@@ -179,7 +179,7 @@ def test_equivocation_evidence_is_verified_recorded_and_gossiped() -> None:
 def test_handle_conflict_is_open_until_the_binding_is_final() -> None:
     swarm = Swarm(4, seed=23)
     alice, bob = swarm.author("alice"), swarm.author("bob")
-    claims = [alice.claim("neo"), bob.claim("neo")]
+    claims = [swarm.funded_claim(alice, "neo"), swarm.funded_claim(bob, "neo")]
     node = swarm.nodes[0]
     for claim in claims:
         node.submit_op(claim.envelope, 0.0)

@@ -22,8 +22,8 @@ from .report import RunResult
 RETRY_S = 0.5
 #: A client gives up retrying after this long (then the liveness check fails the run).
 RETRY_FOR_S = 20.0
-#: Client ops made after the resume (each by a fresh account: a claim, since it needs no
-#: credits), which must all become final everywhere.
+#: Client ops made after the resume (each by a fresh account: a signup grant and a claim
+#: receiving it), which must all become final everywhere.
 AFTER_RESUME_OPS = 4
 
 
@@ -55,6 +55,16 @@ def submit_until_admitted(swarm: Swarm, op: Op, node: int, deadline: float) -> N
     if refused and swarm.sim.now + RETRY_S <= deadline:
         retry = functools.partial(submit_until_admitted, swarm, op, node, deadline)
         swarm.sim.at(swarm.sim.now + RETRY_S, retry)
+
+
+def funded_probe_claim(swarm: Swarm, label: str, handle: str) -> tuple[Op, Op]:
+    """A probe key's signup grant (by a council member the rng picks) and its claim receiving
+    it: state costs credits, so an unfunded claim would be `claim_unfunded`."""
+    members = swarm.workload.members
+    member = members[swarm.sim.rng.randrange(len(members))]
+    claimant = probe_author(swarm, label)
+    grant = member.grant(claimant.key, swarm.genesis.signup_reward)
+    return grant, claimant.claim(handle, deps=[grant.op_id])
 
 
 def refused_everywhere(swarm: Swarm, make: Callable[[int], Op], code: str) -> list[str]:
@@ -171,9 +181,10 @@ def scenario_council_quiesce(
 
     def client_ops() -> None:
         for i in range(AFTER_RESUME_OPS):
-            op = probe_author(swarm, f"after-{i}").claim(f"after-{seed % 1000}-{i}")
+            grant, op = funded_probe_claim(swarm, f"after-{i}", f"after-{seed % 1000}-{i}")
             after.append(op)
             node = rng.randrange(params.nodes)
+            submit_until_admitted(swarm, grant, node, sim.now + RETRY_FOR_S)
             submit_until_admitted(swarm, op, node, sim.now + RETRY_FOR_S)
 
     sim.at(checked_at, check_quiesced)
@@ -245,20 +256,27 @@ def scenario_claims_paused(
     fund_accounts(swarm, params.accounts, fund_end)
     members = list(range(params.council))
     quorum = swarm.genesis.quorum
-    squatter = probe_author(swarm, "squatter")
-    squat = squatter.claim(f"squat-{seed % 1000}")
     watch = RevocationWatch()
-    watch.claim, watch.holder = squat.op_id, squatter.key
     sim.event_hooks.append(watch.on_event)
-    sim.at(0.3, lambda: swarm.workload.submit(squat))
+    squats: list[Op] = []  # the squatter's claim, signed when submitted (after its grant)
+
+    def squat_now() -> None:
+        grant, squat = funded_probe_claim(swarm, "squatter", f"squat-{seed % 1000}")
+        squats.append(squat)
+        watch.claim, watch.holder = squat.op_id, squat.author
+        node = rng.randrange(params.nodes)
+        swarm.workload.submit(grant, node)
+        swarm.workload.submit(squat, node)
+
+    sim.at(0.3, squat_now)
     endorsers = sorted(rng.sample(members, quorum))
-    sim.at(0.8, lambda: vote(swarm, endorsers, lambda m: m.endorse(squat)))
+    sim.at(0.8, lambda: vote(swarm, endorsers, lambda m: m.endorse(squats[0])))
     pause_at = fund_end + 1.0
     # The bank workload runs through the pause: only claims are refused.
     random_transfers(swarm, params.ops, fund_end, pause_at + 4.0)
     pausers, revokers, resumers = (sorted(rng.sample(members, quorum)) for _ in range(3))
     sim.at(pause_at, lambda: vote(swarm, pausers, lambda m: m.pause_claims("stage 1")))
-    sim.at(pause_at + 0.5, lambda: vote(swarm, revokers, lambda m: m.revoke(squat)))
+    sim.at(pause_at + 0.5, lambda: vote(swarm, revokers, lambda m: m.revoke(squats[0])))
     checked_at = pause_at + 4.0
     failures: list[str] = []
 
@@ -277,9 +295,11 @@ def scenario_claims_paused(
 
     def claim_again() -> None:
         for i in range(AFTER_RESUME_OPS):
-            op = probe_author(swarm, f"after-{i}").claim(f"after-{seed % 1000}-{i}")
+            grant, op = funded_probe_claim(swarm, f"after-{i}", f"after-{seed % 1000}-{i}")
             after.append(op)
-            submit_until_admitted(swarm, op, rng.randrange(params.nodes), sim.now + RETRY_FOR_S)
+            node = rng.randrange(params.nodes)
+            submit_until_admitted(swarm, grant, node, sim.now + RETRY_FOR_S)
+            submit_until_admitted(swarm, op, node, sim.now + RETRY_FOR_S)
             endorse = functools.partial(vote, swarm, endorsers, functools.partial(_endorse, op))
             sim.at(sim.now + 1.5, endorse)
 
@@ -288,7 +308,7 @@ def scenario_claims_paused(
 
     def check(swarm: Swarm) -> list[str]:
         found = list(failures)
-        found.extend(_check_claims_after(swarm, squat, after, watch))
+        found.extend(_check_claims_after(swarm, squats[0], after, watch))
         return found
 
     swarm.extra_checks.append(check)

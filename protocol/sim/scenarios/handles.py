@@ -52,11 +52,12 @@ def scenario_handle_race(
 
     def claim(claimant: int) -> None:
         handle = RACE_HANDLES[claimant % len(RACE_HANDLES)]
-        op = workload.new_account().author.claim(handle)
+        node = sim.rng.randrange(params.nodes)
+        op = workload.funded_claim(workload.new_account(), handle, node)
         claims[op.op_id] = op
         if sum(c.fields["handle"] == handle for c in claims.values()) == 2:
             contested_at[handle] = sim.now
-        workload.submit(op)
+        workload.submit(op, node)
 
     def endorse(member: int, claim_id: bytes) -> None:
         if claim_id in endorsed[member] or sim.nodes[member].core is None:
