@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,13 @@ class LiveNode:
         assert self.status()["node_id"]
         found = self.problems()
         assert not found, "node log shows a bug:\n" + "\n".join(found[:20])
+
+    def wait_for(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        """Poll `/v1/status` until `predicate(status)` holds (START_TIMEOUT_S at most)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not predicate(self.status()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(POLL_INTERVAL_S)
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child

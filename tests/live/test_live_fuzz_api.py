@@ -13,6 +13,7 @@ Bounded: SWARMD_FUZZ_EXAMPLES examples per operation (default 30), no Hypothesis
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import requests
@@ -27,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from swarmd.node.http.openapi import document
+from swarmd.protocol.crypto import KeyPair
+from swarmd.protocol.wallet import Author
 from tests.live.conftest import LiveNode, fuzz_examples
 
 ERROR_KEYS = {"error", "code"}
@@ -89,3 +92,95 @@ def test_public_api_never_fails_on_any_request(
 
 def test_the_node_is_healthy_after_the_fuzz(live_node: LiveNode) -> None:
     live_node.assert_healthy()
+
+
+# --- stateful: links feed one answer's ids into the next request ----------------------------
+
+
+def _ref(path: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/get"
+
+
+#: Where an answer names something another route reads (OpenAPI links, in the test's copy of
+#: the document): random strings never parse as an account id, an op id or a final height,
+#: so without links the generator rarely gets past the parameter checks.
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/v1/status", "get", "200"): {
+        "checkpoint": {
+            "operationRef": _ref("/v1/checkpoints/{height}"),
+            "parameters": {"height": "$response.body#/final_height"},
+        },
+        "account": {
+            "operationRef": _ref("/v1/accounts/{account_id}"),
+            "parameters": {"account_id": "$response.body#/node_id"},
+        },
+        "account_ops": {
+            "operationRef": _ref("/v1/accounts/{account_id}/ops"),
+            "parameters": {"account_id": "$response.body#/node_id"},
+        },
+    },
+    ("/v1/ops", "post", "400"): {
+        "op": {
+            "operationRef": _ref("/v1/ops/{op_id}"),
+            "parameters": {"op_id": "$response.body#/op_id"},
+        }
+    },
+    ("/v1/accounts/{account_id}/ops", "get", "200"): {
+        "next_page": {
+            "operationRef": _ref("/v1/accounts/{account_id}/ops"),
+            "parameters": {
+                "account_id": "$request.path.account_id",
+                "cursor": "$response.body#/next_cursor",
+            },
+        }
+    },
+}
+
+
+def with_links(value: dict[str, Any]) -> dict[str, Any]:
+    linked = json.loads(json.dumps(value))
+    for (path, method, status), links in LINKS.items():
+        linked["paths"][path][method]["responses"][status]["links"] = links
+    return linked
+
+
+def test_public_api_stateful_links(live_node: LiveNode, http: requests.Session) -> None:
+    # One final checkpoint first, so that the status's final height names one that exists.
+    tester = KeyPair.from_seed(os.urandom(32)).public_key
+    reward = live_node.status()["signup_reward"]
+    grant = Author(live_node.keypair, live_node.network_id).grant(tester, reward)
+    submitted = http.post(live_node.url + "/v1/ops", data=grant.envelope, timeout=10)
+    assert submitted.status_code == 202, submitted.text
+    live_node.wait_for("a final checkpoint", lambda status: status["final_height"] >= 1)
+    schema = load_schema(with_links(document()))
+    base_url = live_node.url
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": base_url, "session": http}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: Any
+        ) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Machine.run(
+        settings=settings(
+            max_examples=max(1, fuzz_examples() // 3),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
+    live_node.assert_healthy()
+    # The links worked: reads named by an earlier answer found what they asked for.
+    for route in ("/v1/accounts/{account_id}", "/v1/checkpoints/{height}"):
+        assert answered_200(http, live_node, route) > 0, route
+
+
+def answered_200(http: requests.Session, node: LiveNode, route: str) -> float:
+    """How many 200 answers the node counted for `route` (its own request metric)."""
+    text = http.get(node.url + "/metrics", timeout=10).text
+    wanted = f'swarmd_http_requests_total{{route="{route}",status="200"}} '
+    return sum(float(line[len(wanted) :]) for line in text.splitlines() if line.startswith(wanted))
