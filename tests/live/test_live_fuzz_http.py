@@ -1,4 +1,5 @@
-"""Hypothesis writes raw bytes to a live node's API port and its event stream (issue 14).
+"""Hypothesis writes raw bytes to a live node's API and admin ports and its event stream
+(issue 14).
 
 Below what an HTTP client library lets through: garbage instead of a request, request lines
 with odd methods, targets and versions, headers that are too many, too long or malformed,
@@ -48,6 +49,7 @@ targets = st.sampled_from(
     [
         *("/v1/status", "/v1/ops", "/v1/ops/batch", "/v1/signal", "/v1/ws", "/v1/events", "/"),
         *("/v1/onboarding/signup", "/v1/accounts/x/ops?limit=-1", "/v1/hype?top=", "/metrics"),
+        *("/v1/admin/mode", "/v1/admin/status", "/v1/admin/council/rollback"),
     ]
 ) | token.map(lambda text: "/v1/" + text.replace("#", ""))
 versions = st.sampled_from(["HTTP/1.1"] * 6 + ["HTTP/1.0", "HTTP/2.0", "HTTP/9", "http/1.1"])
@@ -91,11 +93,11 @@ requests_bytes = st.one_of(
 )
 
 
-def exchange(node: LiveNode, data: bytes) -> bytes:
+def exchange(node: LiveNode, data: bytes, port: int) -> bytes:
     """Send `data` on a fresh connection and read the answer until the node closes it or has
     said nothing for IDLE_S (aiohttp treats a half-close as a client gone: no answer at all,
     so the connection stays open for writing)."""
-    with socket.create_connection(("127.0.0.1", node.api_port), timeout=TIMEOUT_S) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)  # the node may close first: what it answered is still there
         sock.settimeout(IDLE_S)
@@ -129,10 +131,15 @@ def check_answer(answer: bytes, head_request: bool = False) -> None:
 
 
 @FUZZ
-@given(data=requests_bytes)
-def test_raw_http_bytes_get_json_errors_or_a_close(live_node: LiveNode, data: bytes) -> None:
+@given(data=requests_bytes, admin=st.booleans())
+def test_raw_http_bytes_get_json_errors_or_a_close(
+    live_node: LiveNode, data: bytes, admin: bool
+) -> None:
+    if admin:  # with the token after the request line, so requests reach the handlers
+        line, crlf, rest = data.partition(b"\r\n")
+        data = line + crlf + f"Authorization: Bearer {live_node.admin_token()}\r\n".encode() + rest
     note(f"sent {data[:300]!r}")
-    answer = exchange(live_node, data)
+    answer = exchange(live_node, data, live_node.admin_port if admin else live_node.api_port)
     note(f"answer {answer[:600]!r}")
     check_answer(answer, head_request=data.startswith(b"HEAD "))
     found = live_node.problems()
