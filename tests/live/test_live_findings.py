@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -20,7 +21,8 @@ import pytest
 import requests
 
 from swarmd.node.http.openapi import document
-from swarmd.node.transport import signaling
+from swarmd.node.transport import PeerInfo, TransportConfig, WebRtcTransport, signaling
+from swarmd.node.transport.errors import SignalingRejectedError
 from swarmd.protocol.crypto import KeyPair
 from tests.live.conftest import LiveNode
 from tests.live.test_live_fuzz_peer import (
@@ -108,4 +110,37 @@ def test_finding_offer_without_data_section_or_candidates_is_signal_malformed(
     assert post_signal(live_node, http, envelope) == (400, "signal_malformed")
     valid = body_for("offer", live_node, dialer, **offer_fields(offer_sdp))
     assert post_signal(live_node, http, signaling.sign(dialer, valid))[0] == 200
+    assert_clean(live_node)
+
+
+class _Ignore:
+    """Transport callbacks a dialer that is refused never gets."""
+
+    def on_peer_connected(self, peer_id: bytes, info: PeerInfo) -> None:
+        raise AssertionError("a refused dial connected")
+
+    def on_frame(self, peer_id: bytes, frame: bytes) -> None:
+        raise AssertionError("a refused dial got a frame")
+
+    def on_peer_disconnected(self, peer_id: bytes, reason: str) -> None:
+        pass
+
+
+async def _dial_from_another_network(node: LiveNode) -> SignalingRejectedError:
+    config = TransportConfig(ice_host_addresses=("127.0.0.1",))
+    dialer = WebRtcTransport(KeyPair.from_seed(os.urandom(32)), os.urandom(32), config, _Ignore())
+    await dialer.start()
+    try:
+        with pytest.raises(SignalingRejectedError) as refused:
+            await dialer.connect(node.keypair.public_key, node.url)
+        return refused.value
+    finally:
+        await dialer.stop()
+
+
+def test_finding_signal_error_shape_dialers_read_the_refusal(live_node: LiveNode) -> None:
+    """A dialer reads the code and the text of the new shape (`error`) from a refusal."""
+    refusal = asyncio.run(_dial_from_another_network(live_node))
+    assert (refusal.code, refusal.http_status) == ("wrong_network", 403)
+    assert str(refusal).endswith("wrong_network: signaling message is for another network")
     assert_clean(live_node)
