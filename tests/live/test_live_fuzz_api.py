@@ -137,6 +137,11 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 
+#: Scenarios of the stateful run at least: enough that the links are followed (the test checks
+#: that they were) even when SWARMD_FUZZ_EXAMPLES is set very low.
+STATEFUL_SCENARIOS_MIN = 10
+
+
 def with_links(value: dict[str, Any]) -> dict[str, Any]:
     linked = json.loads(json.dumps(value))
     for (path, method, status), links in LINKS.items():
@@ -166,7 +171,7 @@ def test_public_api_stateful_links(live_node: LiveNode, http: requests.Session) 
 
     Machine.run(
         settings=settings(
-            max_examples=max(1, fuzz_examples() // 3),
+            max_examples=max(STATEFUL_SCENARIOS_MIN, fuzz_examples() // 3),
             stateful_step_count=6,
             deadline=None,
             suppress_health_check=list(HealthCheck),
