@@ -25,7 +25,6 @@ route answers 501 `not_supported`; once it lands, the route works with no change
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +38,7 @@ from swarmd.protocol.ops import Kind, Op, check_handle
 from swarmd.protocol.wallet import Author
 
 from ..runtime.driver import Daemon
+from .body import parse_json
 from .errors import ApiError, DaemonKey
 
 #: Claims listed by the council status (those with at least one endorsement or revocation,
@@ -278,11 +278,10 @@ def _route(action: str, handler: Action) -> Callable[[web.Request], Any]:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is `{}`)."""
-    try:
-        value = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise ApiError(400, "bad_request", "body must be a JSON object") from None
+    """The request's JSON object (an empty body is `{}`), read by the one bounded reader (a
+    body nested thousands deep is a typed 400, not a RecursionError)."""
+    size_max = limits.ADMIN_JSON_BODY_SIZE_BYTES_MAX
+    value = parse_json(await request.content.read(size_max + 1) or b"{}", size_max)
     if not isinstance(value, dict):
         raise ApiError(400, "bad_request", "body must be a JSON object")
     return value

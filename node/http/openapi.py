@@ -144,6 +144,7 @@ PATHS: dict[str, Any] = {
         "credits burned toward one target",
         _json(_OBJECT, "tally"),
         400,
+        404,
         parameters=[_param("target", {"type": "string"})],
     ),
     "/v1/accounts/{account_id}/ops": _get(

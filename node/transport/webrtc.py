@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Sequence
 
@@ -50,6 +51,8 @@ BUFFERED_AMOUNT_LOW_BYTES = 128 * 1024
 #: Answered offers whose data channel has not opened yet. Each holds sockets and a DTLS
 #: context, so a burst of offers from many keys cannot exhaust them.
 PENDING_ANSWERS_MAX = 32
+#: The media section a peer's offer must carry (see `_build_answer`).
+_DATA_SECTION = re.compile(r"^m=application [^\r\n]*webrtc-datachannel", re.MULTILINE)
 
 
 class WebRtcTransport(LinkTransport):
@@ -174,7 +177,9 @@ class WebRtcTransport(LinkTransport):
         except (SignalingError, IceGatheringError) as exc:
             status = exc.http_status if isinstance(exc, SignalingError) else 503
             self._log.info("offer_refused", code=exc.code, reason=exc.message)
-            return web.json_response({"code": exc.code, "message": exc.message}, status=status)
+            # The API's one error shape; "message" repeats the text for peers that read it.
+            body = {"error": exc.message, "code": exc.code, "message": exc.message}
+            return web.json_response(body, status=status)
         return web.Response(body=answer, content_type="application/octet-stream")
 
     async def _answer_offer(self, request: web.Request) -> bytes:
@@ -217,6 +222,13 @@ class WebRtcTransport(LinkTransport):
     async def _build_answer(
         self, pc: RTCPeerConnection, offer: signaling.SignedMessage, remote_sdp: str
     ) -> bytes:
+        # Without a data section or any candidate of the dialer's (our dialer never sends
+        # such an offer: it checks its own gathering), aiortc answers with no candidates of
+        # ours either, which would read as our own ICE failure (503) instead of a bad offer.
+        if _DATA_SECTION.search(remote_sdp) is None:
+            raise SignalMalformedError("offer sdp has no data channel (m=application) section")
+        if signaling.count_ice_candidates(remote_sdp) == 0:
+            raise SignalMalformedError("offer sdp carries no ICE candidate")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp, type="offer"))
             answer = await pc.createAnswer()
@@ -324,7 +336,7 @@ def _rejection(url: str, status: int, payload: bytes) -> Exception:
     """The typed error for a non-200 signaling answer (the peer's code when it gave one)."""
     try:
         error = json.loads(payload)
-        code, message = str(error["code"]), str(error.get("message", ""))
+        code, message = str(error["code"]), str(error.get("error", error.get("message", "")))
     except (ValueError, KeyError, TypeError):
         return PeerUnreachableError(f"{url} answered HTTP {status} without an error code")
     return SignalingRejectedError(
