@@ -28,6 +28,7 @@ from ..messages import (
     EvidenceMessage,
     encode_message,
 )
+from ..rollback import BundleRevertedError, RollbackError
 from . import council
 from .config import Mode
 from .events import (
@@ -269,9 +270,20 @@ class Finality:
             if peer is not None:
                 self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
+        history = self.core.rollbacks.history
+        if bundle.epoch < history.current_epoch:
+            try:
+                history.check_bundle(bundle)
+            except BundleRevertedError:
+                # Final somewhere before a certificate reverted its height: revert its ops.
+                self.core.stats.bundles_refused_epoch += 1
+                self.core.rollbacks.on_reverted_bundle(source, data, bundle, now)
+                return
+            except RollbackError:
+                pass  # refused below
         if bundle.height <= self.core.final_height:
             return
-        if not self.core.rollbacks.history.bundle_admissible(bundle):
+        if not history.bundle_admissible(bundle):
             # A reverted height, or an epoch we hold no certificate for yet: refused, not
             # penalized (a peer that missed or is ahead of a rollback sends these in good faith).
             self.core.stats.bundles_refused_epoch += 1

@@ -48,6 +48,9 @@ class NodeStats:
     state_syncs_failed: int = 0
     bundles_refused_epoch: int = 0  # bundles the epoch history refused (reverted or future)
     ops_refused_reverted: int = 0  # ops refused because a rollback reverted them
+    #: Bundles of reverted heights whose ops could not be reverted here (final in the new
+    #: epoch already: only two quorums deciding the same op in both epochs can cause it).
+    reverted_bundles_refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
