@@ -339,3 +339,14 @@ assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
 JSON_BODY_DEPTH_MAX = 16
 #: Largest JSON body of the admin interface (its bodies are tiny objects).
 ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096
+
+# --- Rejoin after a rollback, a resync or a divergence (node_core/rejoin.py) ------------------
+
+#: Distinct peers whose bundle at our final height must carry our checkpoint before a node
+#: coming out of a rollback, a resync or a root divergence leaves read-only: the signed bundle
+#: alone proves the council's root, the peers that the network really continues from it (two:
+#: one peer could be the only other node sharing our fault).
+REJOIN_PEERS_MIN = 2
+#: Seconds between two rounds of bundle requests while confirming (a lost request or a peer
+#: that was behind is asked again).
+REJOIN_QUERY_RETRY_S = 1.0

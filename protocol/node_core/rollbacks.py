@@ -9,7 +9,10 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
 
 - at or above H (the usual case): goes read-only, reverts the ledger's final state to H, marks
   every op final above H `reverted` (`OpsReverted`), enters the new epoch (Tendermint restarts
-  at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in;
+  at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in once two
+  peers confirmed its checkpoint (rejoin.py); it also sends its bundles above H to its peers:
+  a node that accepted the certificate before it finalized one of those heights reverts the
+  ops of that bundle too (`on_reverted_bundle`), so every node reverts the same set;
 - below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
@@ -21,7 +24,7 @@ finalizing the kept bundles up to H in order. It needs the bundles (and final op
 base to the final height, which a node keeps for `bundles_kept` heights: a rollback deeper than
 that, or below a snapshot base the ledger was restored from, cannot be reverted locally; the
 node then forgets its final state and catches up again from its peers (bundles or a snapshot),
-read-only with reason `rollback_resync` until final at H (see RollbackRevertFailed).
+read-only with reason `rollback_resync` until final at H and confirmed (see RollbackRevertFailed).
 The cost is one admission per known op and one finalization per height above the base: bounded
 by what the node already holds, and exact (the same code path finalized those heights).
 """
@@ -67,6 +70,7 @@ from .events import (
     RollbackVoteReceived,
 )
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .rejoin import forget_final_state
 from .state_sync import signed_snapshot_state
 
 if TYPE_CHECKING:
@@ -202,10 +206,11 @@ class Rollbacks:
             [i for h in above for i in finality.final_ids_by_height.get(h, ())],
         )
         if unknown or not self.revert_to(height, certificate.new_epoch, now):
-            self._resync(height, certificate.new_epoch, now)
+            self._resync(height, certificate.new_epoch, previous, now)
             return
         finality.consensus_height = height
-        core.set_mode(previous[0], previous[1], now)
+        # Read-only until our root at H is confirmed by the bundle and by peers (rejoin.py).
+        core.rejoin.begin(height, previous, now)
         finality.maybe_start_height(now)
 
     def restore(self, certificates: list[RollbackCertificate]) -> None:
@@ -224,10 +229,7 @@ class Rollbacks:
         except RollbackCheckpointMismatchError as exc:
             self.core.set_mode(Mode.READ_ONLY, exc.code, now)
             return
-        core = self.core
-        latest = self.history.certificates[-1]
-        if core.mode_reason == REASON_RESYNC and height >= latest.height:
-            core.set_mode(Mode.NORMAL, "", now)
+        # (A node re-fetching its state leaves read-only through rejoin.py.)
 
     def on_reverted_bundle(
         self, source: bytes, data: bytes, bundle: consensus.CheckpointBundle, now: float
@@ -338,7 +340,7 @@ class Rollbacks:
         self._install(ledger, height, checkpoint_id)
         return True
 
-    def _resync(self, height: int, epoch: int, now: float) -> None:
+    def _resync(self, height: int, epoch: int, previous: tuple[Mode, str], now: float) -> None:
         """No local way back to H: forget the final state and catch up again from genesis or
         a peer's snapshot (bundles up to H of the old epoch and the new epoch's after it are
         admissible), read-only with reason `rollback_resync` until final at H again. The ops
@@ -351,17 +353,10 @@ class Rollbacks:
             for op_id in ids
         ]
         core._emit(RollbackRevertFailed(height, core.final_height))
-        core.ledger = Ledger(core.genesis, core.config.ledger)
-        finality.bundles.clear()
-        finality.final_ids_by_height.clear()
-        finality.last_checkpoint_id = b""
-        finality.consensus_height = 0
-        core.state_sync.snapshot = None
-        core.snapshot_base_height = 0
-        core._unfinal_ids = IdSet()
-        finality.first_unfinal_at = None
+        forget_final_state(core)
         self._mark_reverted(reverted, height, epoch)
         core.set_mode(Mode.READ_ONLY, REASON_RESYNC, now)
+        core.rejoin.begin(height, previous, now)
 
     def _mark_reverted(
         self, reverted: list[bytes], height: int, epoch: int, *, entered: bool = True

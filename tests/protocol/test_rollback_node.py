@@ -325,6 +325,10 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     assert all(isolated.op_status(op_id) == ("reverted", "op_reverted") for op_id in late)
     reverted = [e for e in swarm.events[3] if isinstance(e, OpsReverted)]
     assert sorted(reverted[-1].op_ids) == sorted(late) and reverted[-1].height == height
+    # Read-only until two peers confirmed its checkpoint at H (asked again once reachable).
+    assert isolated.mode.value == "read-only" and isolated.status()["rejoin"] == "confirming 0/2"
+    swarm.run(until=swarm.now + 1.5)
+    assert isolated.mode.value == "normal" and isolated.status()["rejoin"] == ""
     # The new epoch finalizes new ops everywhere; the late ops never come back.
     after = _fund(swarm, "after", 2, node=3)
     swarm.run(until=swarm.now + 5.0)
