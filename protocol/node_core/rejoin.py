@@ -91,7 +91,7 @@ class Rejoin:
         if core.mode_reason in REJOIN_REASONS:
             resume = self.resume
         core.set_mode(Mode.READ_ONLY, REASON_DIVERGENCE, now)
-        forget_final_state(core)
+        forget_final_state(core, keep_unfinal=True)
         self.target = None
         self.begin(height, resume, now)
         core.finality.continue_catch_up(now, persist=True)
@@ -192,10 +192,17 @@ def signed_root_at(core: NodeCore, height: int) -> bytes | None:
     return Cut.decode(consensus.CheckpointBundle.decode(data).value).state_root
 
 
-def forget_final_state(core: NodeCore) -> None:
-    """Drop the final state and every op: catch up again from genesis or a peer's snapshot
-    (bundles, or a state sync); the unfinalized ops come back by delta sync."""
+def forget_final_state(core: NodeCore, *, keep_unfinal: bool = False) -> None:
+    """Drop the final state and the final ops: catch up again from genesis or a peer's
+    snapshot (bundles, or a state sync). The unfinalized ops are kept when `keep_unfinal`
+    (re-admitted without checking their signatures again; most wait on forgotten parents until
+    the state is back), else they come back by delta sync."""
     finality = core.finality
+    old = core.ledger
+    held = []
+    if keep_unfinal:
+        held = [op for op in old.known_ops() if not old.is_final(op.op_id)]
+        held += [entry.op for entry in old.pending.entries()]
     core.ledger = Ledger(core.genesis, core.config.ledger)
     finality.bundles.clear()
     finality.final_ids_by_height.clear()
@@ -208,3 +215,8 @@ def forget_final_state(core: NodeCore) -> None:
     core.snapshot_base_height = 0
     core._unfinal_ids = IdSet()
     finality.first_unfinal_at = None
+    for op in held:
+        outcome = core.ledger.receive_verified(op, core._now)
+        if outcome.status in ("accepted", "pending", "excluded"):
+            core._unfinal_ids.add(outcome.op_id)
+    core.ledger.drain_events()  # reported when first admitted

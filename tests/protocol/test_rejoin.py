@@ -25,8 +25,10 @@ def _fund(swarm: Swarm, label: str, count: int, node: int = 0) -> list[bytes]:
 
 def _corrupt(swarm: Swarm, index: int) -> None:
     """A disk fault: one account's final balance changes under the node (no op did it)."""
-    state = swarm.nodes[index].ledger.final_state
-    state.credit(sorted(state.accounts)[0], 7)
+    ledger = swarm.nodes[index].ledger
+    account = sorted(ledger.final_state.accounts)[0]
+    for state in (ledger.final_state, ledger.state):
+        state.credit(account, 7)
 
 
 def test_a_corrupt_node_halts_within_one_checkpoint_and_recovers_by_catching_up() -> None:
