@@ -270,6 +270,11 @@ class NodeMetrics:
         self.peer_rtt = gauge(
             "swarmd_peer_rtt_seconds", "Heartbeat round-trip time, by peer.", ("peer",)
         )
+        self.root_divergence_height = gauge(
+            "swarmd_root_divergence_height",
+            "First height whose council-signed root differed from ours, while the node "
+            "recovers from it (0 otherwise).",
+        )
         for step in CONSENSUS_STEPS:
             self.consensus_step.labels(step=step).set(0)
         for kind in CONFLICT_KINDS:
@@ -371,6 +376,7 @@ class NodeMetrics:
             self.open_conflicts.labels(kind=kind).set(getattr(status.conflicts, kind))
         self.oldest_conflict_age.set(status.oldest_open_conflict_age_s)
         self.since_final.set(max(0.0, now - status.last_final_at))
+        self.root_divergence_height.set(status.root_divergence_height)
         for member in status.council:
             (name,) = self._bounded("council", crypto.account_id_text(member.key))
             self.member_signed.labels(member=name).set(member.signed)

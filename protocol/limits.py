@@ -398,3 +398,14 @@ assert 2 * ADDRESS_URL_SIZE_BYTES_MAX + 256 <= ADDRESS_RECORD_SIZE_BYTES_MAX
 #: the author's account record): requiring a funded author ties state growth to credits, which
 #: only the council's capped grants create. One credit suffices: a signup grant funds a tester.
 CLAIM_MIN_SPENDABLE = 1
+
+# --- Rejoin after a rollback, a resync or a divergence (node_core/rejoin.py) ------------------
+
+#: Distinct peers whose bundle at our final height must carry our checkpoint before a node
+#: coming out of a rollback, a resync or a root divergence leaves read-only: the signed bundle
+#: alone proves the council's root, the peers that the network really continues from it (two:
+#: one peer could be the only other node sharing our fault).
+REJOIN_PEERS_MIN = 2
+#: Seconds between two rounds of bundle requests while confirming (a lost request or a peer
+#: that was behind is asked again).
+REJOIN_QUERY_RETRY_S = 1.0

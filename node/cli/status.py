@@ -57,6 +57,12 @@ def status_text(status: dict[str, Any], now: float) -> str:
         f"stuck={conflicts.get('stuck_handles', 0)} "
         f"oldest={status.get('oldest_open_conflict_age_s', 0.0)}s",
     ]
+    if status.get("rejoin") or status.get("root_divergence_height"):
+        # Issue 12: the way back to normal after a rollback, a resync or a root divergence.
+        lines.append(
+            f"  rejoin: {status.get('rejoin') or '-'} "
+            f"root_divergence_height={status.get('root_divergence_height', 0)}"
+        )
     connected = {peer["node_id"] for peer in status.get("peers", [])}
     lines.extend(_dial_line(dial, connected, now) for dial in status.get("dial", []))
     return "\n".join(lines)

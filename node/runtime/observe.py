@@ -20,6 +20,7 @@ from swarmd.protocol.node_core import (
     NodeCore,
     NodeEvent,
     PeerMisbehaved,
+    RootDiverged,
     StateSyncFailed,
     StateSyncFinished,
 )
@@ -86,6 +87,17 @@ def _peer_misbehaved(event: PeerMisbehaved, metrics: NodeMetrics, core: NodeCore
     log.warning("peer_misbehaved", peer=crypto.account_id_text(event.peer), code=event.code)
 
 
+def _root_diverged(event: RootDiverged, metrics: NodeMetrics, core: NodeCore) -> None:
+    # The node halted read-only (reason root_divergence) and re-fetches its state: rejoin.py.
+    log.error(
+        "root_divergence",
+        first_divergent_height=event.first_height,
+        height=event.height,
+        own_root=event.own_root.hex(),
+        signed_root=event.signed_root.hex(),
+    )
+
+
 def _mode_changed(event: ModeChanged, metrics: NodeMetrics, core: NodeCore) -> None:
     metrics.set_mode(event.mode.replace("-", "_"))
     log.info("mode_changed", mode=event.mode, reason=event.reason)
@@ -106,6 +118,7 @@ RECORDERS: dict[type[NodeEvent], Recorder] = {
     EquivocationRecorded: _equivocation,
     PeerMisbehaved: _peer_misbehaved,
     ModeChanged: _mode_changed,
+    RootDiverged: _root_diverged,
     HandleConflictRaised: _handle_conflict,
 }
 

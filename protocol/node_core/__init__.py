@@ -70,6 +70,7 @@ from .events import (
     PersistRollback,
     RollbackRevertFailed,
     RollbackVoteReceived,
+    RootDiverged,
     SnapshotDue,
     SnapshotOfferMismatchError,
     SnapshotRestoreError,
@@ -84,6 +85,7 @@ from .peers import (
     PENALTY_MALFORMED_MESSAGE,
     PENALTY_RATE_LIMITED,
 )
+from .rejoin import REASON_DIVERGENCE
 from .rollbacks import REASON_RESYNC, REASON_ROLLBACK, RollbackSignerError
 from .state_sync import check_snapshot_bundle, rebuild_snapshot_state, signed_snapshot_state
 from .status import (
@@ -115,6 +117,7 @@ __all__ = [
     "PENALTY_MALFORMED_FRAME",
     "PENALTY_MALFORMED_MESSAGE",
     "PENALTY_RATE_LIMITED",
+    "REASON_DIVERGENCE",
     "REASON_RESYNC",
     "REASON_ROLLBACK",
     "SNAPSHOT_BUILD_MODES",
@@ -150,6 +153,7 @@ __all__ = [
     "RollbackRevertFailed",
     "RollbackSignerError",
     "RollbackVoteReceived",
+    "RootDiverged",
     "SnapshotDue",
     "SnapshotOfferMismatchError",
     "SnapshotRestoreError",

@@ -56,6 +56,7 @@ from .events import ModeChanged, NodeEvent
 from .finality import Finality
 from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
+from .rejoin import Rejoin
 from .rollbacks import Rollbacks
 from .stall import StallWatch
 from .state_sync import StateSync
@@ -115,6 +116,7 @@ class NodeCore:
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
         self.rollbacks = Rollbacks(self)
+        self.rejoin = Rejoin(self)
         self.stall = StallWatch(self)
         #: Message type -> handler (`_dispatch`).
         self._handlers = self._message_handlers()
@@ -328,6 +330,7 @@ class NodeCore:
             self.state_sync.run.fetcher.handle_timer(now)
         self.finality.maybe_start_height(now)
         self.gossip.request_missing(now)
+        self.rejoin.handle_timer(now)
         self._after_input(now)
         self.stall.check(now)
 

@@ -216,6 +216,19 @@ class RollbackVoteReceived:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class RootDiverged:
+    """Our own final state root at `height` is not the council-signed `signed_root` (a
+    corrupt state): the node went read-only with reason `root_divergence`, forgot its final
+    state and catches up again from its peers (rejoin.py). The shell logs an error naming
+    `first_height`, the first divergent height of this episode."""
+
+    height: int
+    own_root: bytes
+    signed_root: bytes
+    first_height: int
+
+
 NodeEvent = (
     LedgerEvent
     | PersistOps
@@ -237,4 +250,5 @@ NodeEvent = (
     | EpochEntered
     | RollbackRevertFailed
     | RollbackVoteReceived
+    | RootDiverged
 )

@@ -28,6 +28,7 @@ from ..messages import (
     EvidenceMessage,
     encode_message,
 )
+from ..rollback import BundleRevertedError, RollbackError
 from . import council
 from .config import Mode
 from .events import (
@@ -107,6 +108,8 @@ class Finality:
             return None
         if self.core.final_height + 1 < self.core.rollbacks.epoch_first_height():
             return None  # behind a rollback's H: caught up by bundles, not decided again
+        if self.core.rejoin.catching_up():
+            return None  # re-fetching a forgotten state (rejoin.py)
         if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
         if self.core.ledger.final_state.quiesced:
@@ -127,6 +130,14 @@ class Finality:
             return
         if height < self.core.rollbacks.epoch_first_height():
             return  # behind a rollback: heights up to H are the old epoch's, caught up by bundles
+        if self.core.rejoin.catching_up():
+            return  # re-fetching a forgotten state (rejoin.py): those heights are decided
+        engine = self.core.consensus.height
+        if engine is not None and engine >= height and self.signing_state_pending is None:
+            # Caught up again (rejoin.py) to the height the engine still runs: it goes on.
+            self.consensus_height = height
+            self.drain_consensus(now)
+            return
         pending, self.signing_state_pending = self.signing_state_pending, None
         self.consensus_height = height
         if pending is not None and pending[0] == height:
@@ -195,8 +206,8 @@ class Finality:
             self.record_evidence(event.evidence)
 
     def propose(self, height: int, round_: int, now: float) -> None:
-        if height != self.core.final_height + 1:
-            return
+        if height != self.core.final_height + 1 or not self.core.rejoin.check_final_root(now):
+            return  # (a final state that is not the signed one: never signed into a cut)
         ledger = self.core.ledger
         if ledger.final_state.quiesced:
             heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
@@ -226,6 +237,8 @@ class Finality:
         if cut.height != height or cut.parent_id != self.last_checkpoint_id:
             self.core.consensus.report_validity(value_id, False, now)
             return
+        if not self.core.rejoin.check_final_root(now):
+            return  # halted: the propose timeout moves consensus on without our vote
         _, missing = self.core.ledger.cut_closure([head for _, _, head in cut.heads])
         if missing:
             # Answer once the ops arrive (fetched now); the propose timeout still applies.
@@ -269,9 +282,21 @@ class Finality:
             if peer is not None:
                 self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
+        history = self.core.rollbacks.history
+        if bundle.epoch < history.current_epoch:
+            try:
+                history.check_bundle(bundle)
+            except BundleRevertedError:
+                # Final somewhere before a certificate reverted its height: revert its ops.
+                self.core.stats.bundles_refused_epoch += 1
+                self.core.rollbacks.on_reverted_bundle(source, data, bundle, now)
+                return
+            except RollbackError:
+                pass  # refused below
         if bundle.height <= self.core.final_height:
+            self.core.rejoin.on_peer_bundle(source, bundle, now)
             return
-        if not self.core.rollbacks.history.bundle_admissible(bundle):
+        if not history.bundle_admissible(bundle):
             # A reverted height, or an epoch we hold no certificate for yet: refused, not
             # penalized (a peer that missed or is ahead of a rollback sends these in good faith).
             self.core.stats.bundles_refused_epoch += 1
@@ -307,6 +332,11 @@ class Finality:
         try:
             final_ids = self.core.ledger.finalize(height, closure)
         except CutInvalidError:
+            return
+        root = self.core.ledger.final_state.root()
+        if root != cut.state_root:
+            # Not the council-signed root: nothing of this state is persisted or served.
+            self.core.rejoin.diverged(height, root, cut.state_root, now)
             return
         for op_id in final_ids:
             self.core._unfinal_ids.discard(op_id)
@@ -354,6 +384,8 @@ class Finality:
         self.future_bundles.pop(height, None)
         if self.core.rollbacks.history.certificates:
             self.core.rollbacks.reached_final(height, cut.checkpoint_id, now)
+        if self.core.rejoin.target is not None:
+            self.core.rejoin.reached_final(now)
         self.core.conflicts.settle()
         self.core.conflicts.settle_revocations(final_ids)
         self.continue_catch_up(now, persist=persist)

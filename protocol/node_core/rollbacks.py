@@ -9,7 +9,10 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
 
 - at or above H (the usual case): goes read-only, reverts the ledger's final state to H, marks
   every op final above H `reverted` (`OpsReverted`), enters the new epoch (Tendermint restarts
-  at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in;
+  at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in once two
+  peers confirmed its checkpoint (rejoin.py); it also sends its bundles above H to its peers:
+  a node that accepted the certificate before it finalized one of those heights reverts the
+  ops of that bundle too (`on_reverted_bundle`), so every node reverts the same set;
 - below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
@@ -21,7 +24,7 @@ finalizing the kept bundles up to H in order. It needs the bundles (and final op
 base to the final height, which a node keeps for `bundles_kept` heights: a rollback deeper than
 that, or below a snapshot base the ledger was restored from, cannot be reverted locally; the
 node then forgets its final state and catches up again from its peers (bundles or a snapshot),
-read-only with reason `rollback_resync` until final at H (see RollbackRevertFailed).
+read-only with reason `rollback_resync` until final at H and confirmed (see RollbackRevertFailed).
 The cost is one admission per known op and one finalization per height above the base: bounded
 by what the node already holds, and exact (the same code path finalized those heights).
 """
@@ -38,7 +41,13 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import Priority
 from ..ledger import CutInvalidError, Ledger
 from ..limits import CONSENSUS_SEEN_MAX, REVERTED_OPS_MAX
-from ..messages import ROLLBACK_ITEMS_PER_MESSAGE_MAX, RollbackMessage, encode_message
+from ..messages import (
+    BUNDLES_PER_MESSAGE_MAX,
+    ROLLBACK_ITEMS_PER_MESSAGE_MAX,
+    BundlesMessage,
+    RollbackMessage,
+    encode_message,
+)
 from ..ops import Op
 from ..reconcile import IdSet
 from ..rollback import (
@@ -61,6 +70,7 @@ from .events import (
     RollbackVoteReceived,
 )
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .rejoin import forget_final_state
 from .state_sync import signed_snapshot_state
 
 if TYPE_CHECKING:
@@ -188,11 +198,19 @@ class Rollbacks:
             return
         previous = (core.mode, core.mode_reason)
         core.set_mode(Mode.READ_ONLY, REASON_ROLLBACK, now)
+        # Our bundles above H: peers that accepted the certificate before they finalized those
+        # heights revert the same ops with them (`on_reverted_bundle`).
+        above = sorted(h for h in finality.bundles if h > height)
+        self._gossip_bundles(
+            [finality.bundles[h] for h in above],
+            [i for h in above for i in finality.final_ids_by_height.get(h, ())],
+        )
         if unknown or not self.revert_to(height, certificate.new_epoch, now):
-            self._resync(height, certificate.new_epoch, now)
+            self._resync(height, certificate.new_epoch, previous, now)
             return
         finality.consensus_height = height
-        core.set_mode(previous[0], previous[1], now)
+        # Read-only until our root at H is confirmed by the bundle and by peers (rejoin.py).
+        core.rejoin.begin(height, previous, now)
         finality.maybe_start_height(now)
 
     def restore(self, certificates: list[RollbackCertificate]) -> None:
@@ -211,10 +229,58 @@ class Rollbacks:
         except RollbackCheckpointMismatchError as exc:
             self.core.set_mode(Mode.READ_ONLY, exc.code, now)
             return
-        core = self.core
-        latest = self.history.certificates[-1]
-        if core.mode_reason == REASON_RESYNC and height >= latest.height:
-            core.set_mode(Mode.NORMAL, "", now)
+        # (A node re-fetching its state leaves read-only through rejoin.py.)
+
+    def on_reverted_bundle(
+        self, source: bytes, data: bytes, bundle: consensus.CheckpointBundle, now: float
+    ) -> None:
+        """A council-signed bundle of an ended epoch above the height its certificate ended it
+        at (`receive_bundle` verified its signatures): some node finalized that height before
+        the certificate reached it, while we accepted the certificate first. Its ops are
+        reverted like the ones we finalized above H ourselves, so that every node reverts the
+        same set (the ops of every old-epoch bundle above H), not just its own final ones; we
+        relay it once so that it reaches every node.
+
+        The ops are the cut's closure in our ledger (the ops it holds and has not finalized:
+        its reverted ops and the final ones bound the walk). A member that voted for the cut
+        holds all of them. If one of them is final in the new epoch already (possible only if
+        a quorum finalized that op in both epochs), the rebuild fails and nothing changes."""
+        if not self._first_time(data):
+            return
+        try:
+            cut = Cut.decode(bundle.value)
+        except RemoteProtocolError:
+            return  # a quorum signed an undecodable value: impossible with honest quorums
+        reverted = self._ops_of_cut(cut)
+        self._gossip_bundles([data], reverted, source)
+        if not reverted:
+            return
+        if not self._rebuild(self.core.final_height, set(reverted), now):
+            self.core.stats.reverted_bundles_refused += 1
+            return
+        _, end = self.history.heights_of(bundle.epoch)
+        assert end is not None  # an ended epoch (BundleRevertedError)
+        self._mark_reverted(reverted, end, bundle.epoch + 1, entered=False)
+
+    def _ops_of_cut(self, cut: Cut) -> list[bytes]:
+        """The ops of a reverted cut we hold and have neither finalized nor reverted: from its
+        heads through parents, admitted or pending (a pending op may wait on a reverted parent
+        while another of its parents is admitted), known ones parents first, then pending."""
+        ledger = self.core.ledger
+        found: set[bytes] = set()
+        stack = [head for _, _, head in cut.heads]
+        while stack:
+            op_id = stack.pop()
+            if op_id in found or op_id in self.reverted or ledger.is_final(op_id):
+                continue
+            op = ledger.op(op_id) or ledger.pending.get(op_id)
+            if op is None:
+                continue
+            found.add(op_id)
+            stack.extend(op.parents)
+        known = ledger.canonical_order(found)
+        admitted = set(known)
+        return known + sorted(op_id for op_id in found if op_id not in admitted)
 
     # --- the revert ------------------------------------------------------------------------
 
@@ -232,18 +298,29 @@ class Rollbacks:
     def revert_to(self, height: int, epoch: int, now: float) -> bool:
         """Re-derive the final state at `height` (see the module docstring); False (nothing
         changed) when the bundles or the base it needs are not held."""
-        core, finality = self.core, self.core.finality
-        final = core.final_height
+        finality = self.core.finality
+        final = self.core.final_height
         above = [finality.final_ids_by_height.get(h) for h in range(height + 1, final + 1)]
+        if any(ids is None for ids in above):
+            return False
+        reverted = [op_id for ids in above if ids is not None for op_id in ids]
+        if not self._rebuild(height, set(reverted), now):
+            return False
+        self._mark_reverted(reverted, height, epoch)
+        return True
+
+    def _rebuild(self, height: int, skip: set[bytes], now: float) -> bool:
+        """Install a fresh ledger final at `height` (at or below ours) that never admitted the
+        ops in `skip`; False (nothing changed) when a base, a bundle or an op it needs is not
+        held, or a kept bundle no longer applies without the skipped ops."""
+        core, finality = self.core, self.core.finality
         base = self._base_at_or_below(height)
-        if base is None or any(ids is None for ids in above):
+        if base is None:
             return False
         ledger, base_height = base
         bundles = [finality.bundles.get(h) for h in range(base_height + 1, height + 1)]
         if any(data is None for data in bundles):
             return False
-        reverted = [op_id for ids in above if ids is not None for op_id in ids]
-        skip = set(reverted)
         old = core.ledger
         for op in self._ops_to_keep(old, skip):
             ledger.receive_verified(op, now)
@@ -261,10 +338,9 @@ class Rollbacks:
             checkpoint_id = cut.checkpoint_id
         ledger.drain_events()
         self._install(ledger, height, checkpoint_id)
-        self._mark_reverted(reverted, height, epoch)
         return True
 
-    def _resync(self, height: int, epoch: int, now: float) -> None:
+    def _resync(self, height: int, epoch: int, previous: tuple[Mode, str], now: float) -> None:
         """No local way back to H: forget the final state and catch up again from genesis or
         a peer's snapshot (bundles up to H of the old epoch and the new epoch's after it are
         admissible), read-only with reason `rollback_resync` until final at H again. The ops
@@ -277,25 +353,21 @@ class Rollbacks:
             for op_id in ids
         ]
         core._emit(RollbackRevertFailed(height, core.final_height))
-        core.ledger = Ledger(core.genesis, core.config.ledger)
-        finality.bundles.clear()
-        finality.final_ids_by_height.clear()
-        finality.last_checkpoint_id = b""
-        finality.consensus_height = 0
-        core.state_sync.snapshot = None
-        core.snapshot_base_height = 0
-        core._unfinal_ids = IdSet()
-        finality.first_unfinal_at = None
+        forget_final_state(core)
         self._mark_reverted(reverted, height, epoch)
         core.set_mode(Mode.READ_ONLY, REASON_RESYNC, now)
+        core.rejoin.begin(height, previous, now)
 
-    def _mark_reverted(self, reverted: list[bytes], height: int, epoch: int) -> None:
+    def _mark_reverted(
+        self, reverted: list[bytes], height: int, epoch: int, *, entered: bool = True
+    ) -> None:
         for op_id in reverted:
             self.reverted[op_id] = epoch
         while len(self.reverted) > REVERTED_OPS_MAX:
             self.reverted.popitem(last=False)
         self.core._emit(OpsReverted(tuple(reverted), height, epoch))
-        self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
+        if entered:
+            self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
 
     def _base_at_or_below(self, height: int) -> tuple[Ledger, int] | None:
         """A fresh ledger at the newest base at or below `height`: our snapshot, or genesis
@@ -363,6 +435,28 @@ class Rollbacks:
         while len(self.seen) > CONSENSUS_SEEN_MAX:
             self.seen.popitem(last=False)
         return True
+
+    def _gossip_bundles(
+        self, bundles: list[bytes], op_ids: list[bytes], source: bytes = b""
+    ) -> None:
+        """Send bundles of reverted heights, after the ops of theirs we hold (`op_ids`, parents
+        first), to every peer but `source`: a peer that lacks some of those ops still reaches
+        all of them from the cut's heads. Each node relays one such bundle once
+        (`on_reverted_bundle` de-duplicates by hash)."""
+        if not bundles:
+            return
+        for data in bundles:
+            self._first_time(data)
+        messages = [
+            encode_message(BundlesMessage(tuple(bundles[start : start + BUNDLES_PER_MESSAGE_MAX])))
+            for start in range(0, len(bundles), BUNDLES_PER_MESSAGE_MAX)
+        ]
+        for peer_id in self.core._peer_order:
+            if peer_id != source:
+                peer = self.core._peers[peer_id]
+                self.core.gossip.send_ops(peer, op_ids, Priority.CONTROL)
+                for encoded in messages:
+                    peer.encoder.queue_message(encoded, Priority.CONTROL)
 
     def _gossip(self, message: RollbackMessage, source: Peer | None) -> None:
         encoded = encode_message(message)

@@ -290,6 +290,8 @@ class StateSync:
             )
         )
         self.core._emit(StateSyncFinished(manifest.height, len(chunks), len(sync.contributors)))
+        if self.core.rejoin.target is not None:
+            self.core.rejoin.reached_final(now)
         self.core.finality.continue_catch_up(now, persist=True)
 
     def fail(self, height: int, reason: str, now: float) -> None:

@@ -48,6 +48,10 @@ class NodeStats:
     state_syncs_failed: int = 0
     bundles_refused_epoch: int = 0  # bundles the epoch history refused (reverted or future)
     ops_refused_reverted: int = 0  # ops refused because a rollback reverted them
+    #: Bundles of reverted heights whose ops could not be reverted here (final in the new
+    #: epoch already: only two quorums deciding the same op in both epochs can cause it).
+    reverted_bundles_refused: int = 0
+    root_divergences: int = 0  # final roots that differed from the council-signed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,12 @@ class NodeStatus:
     council: tuple[MemberStatus, ...]  # by key
     epoch: int = 0  # the consensus epoch (rollback certificates accepted)
     reverted_ops: int = 0  # ops remembered as reverted by rollback certificates
+    #: The first height whose council-signed root differed from ours, while the node recovers
+    #: from that divergence (0 otherwise); see rejoin.py.
+    root_divergence_height: int = 0
+    #: The rejoin step after a rollback, a resync or a divergence: "" (none), "catching up to
+    #: H", "confirming k/2" (peers that confirmed our final checkpoint).
+    rejoin: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
@@ -183,6 +193,8 @@ class NodeStatus:
             },
             "epoch": self.epoch,
             "reverted_ops": self.reverted_ops,
+            "root_divergence_height": self.root_divergence_height,
+            "rejoin": self.rejoin,
         }
 
 
@@ -226,6 +238,8 @@ def build_status(core: NodeCore) -> NodeStatus:
         ),
         epoch=core.rollbacks.history.current_epoch,
         reverted_ops=len(core.rollbacks.reverted),
+        root_divergence_height=core.rejoin.divergent_height,
+        rejoin=core.rejoin.step(),
     )
 
 

@@ -121,14 +121,16 @@ def check_finality(swarm: Swarm) -> list[str]:
     honest = set(range(len(swarm.sim.nodes))) - swarm.dishonest
     failures: list[str] = list(dict.fromkeys(log.violations))[:3]
     decided: dict[tuple[int, int], set[tuple[bytes, bytes]]] = {}
-    own_root: dict[tuple[int, int], bytes] = {}
+    #: (node, epoch, height) -> the node's own final root there (per epoch: after a rollback the
+    #: same height is final again with another root).
+    own_root: dict[tuple[int, int, int], bytes] = {}
     for record in log.finalizations:
         if record.node not in honest:
             continue
         key = (record.epoch, record.height)
         decided.setdefault(key, set()).add((record.checkpoint_id, record.state_root))
         if record.final_root is not None:
-            own_root[(record.node, record.height)] = record.final_root
+            own_root[(record.node, record.epoch, record.height)] = record.final_root
             if record.final_root != record.state_root:
                 failures.append(
                     f"node {record.node}: final root at height {record.height} is not the cut's"
@@ -149,7 +151,7 @@ def check_finality(swarm: Swarm) -> list[str]:
 def _check_bundles(
     swarm: Swarm,
     decided: dict[tuple[int, int], set[tuple[bytes, bytes]]],
-    own_root: dict[tuple[int, int], bytes],
+    own_root: dict[tuple[int, int, int], bytes],
 ) -> list[str]:
     """Every bundle a live honest node holds verifies with the genesis council alone, and its
     cut is the checkpoint (id and state root) the node finalized at that height."""
@@ -178,7 +180,7 @@ def _check_bundles(
             except RemoteProtocolError as exc:
                 failures.append(f"node {index}: bundle {height} does not verify: {exc.code}")
                 break
-            expected = own_root.get((index, height))
+            expected = own_root.get((index, bundle.epoch, height))
             if cut.height != height or (cut.checkpoint_id, cut.state_root) not in decided.get(
                 (bundle.epoch, height), {(cut.checkpoint_id, cut.state_root)}
             ):

@@ -97,3 +97,12 @@ def test_peer_rtts_replace_the_previous_set() -> None:
     families = samples(metrics)
     assert ("swarmd_peer_rtt_seconds", (("peer", "sw1a"),)) not in families
     assert value(metrics, "swarmd_peer_rtt_seconds", peer="sw1c") == 0.003
+
+
+def test_the_root_divergence_height_gauge_follows_the_status() -> None:
+    status = Swarm(1).nodes[0].node_status()
+    metrics = NodeMetrics(process_metrics=False)
+    metrics.observe_status(status, status.now)
+    assert value(metrics, "swarmd_root_divergence_height") == 0
+    metrics.observe_status(dataclasses.replace(status, root_divergence_height=17), status.now)
+    assert value(metrics, "swarmd_root_divergence_height") == 17

@@ -49,6 +49,9 @@ def test_the_text_names_lag_catching_up_mode_reason_and_dial_errors() -> None:
     }
     text = status_text(status, now=1000.0)
     assert "mode: read_only (reason: disk nearly full)" in text
+    assert "rejoin:" not in text
+    diverged = {**status, "rejoin": "confirming 1/2", "root_divergence_height": 5}
+    assert "  rejoin: confirming 1/2 root_divergence_height=5" in status_text(diverged, 1000.0)
     assert "sync: lag=3 catching_up=yes" in text
     assert "peer http://127.0.0.1:7001: connected" in text
     assert (

@@ -34,7 +34,7 @@ from swarmd.protocol.node_core import (
     RollbackRevertFailed,
     RollbackSignerError,
 )
-from swarmd.protocol.ops import op_id_of
+from swarmd.protocol.ops import Op, op_id_of
 from swarmd.protocol.rollback import RollbackCertificate
 from swarmd.protocol.sim.harness import Swarm
 
@@ -167,12 +167,14 @@ def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
     _roll_back(swarm, height, voters=[0, 1, 2])
     node = swarm.nodes[3]
     assert node.final_height == height
+    # The members that reverted sent their reverted bundles along (refused the same way).
+    refused = node.stats.bundles_refused_epoch
     sender = FrameEncoder()
     sender.queue_message(encode_message(BundlesMessage(tuple(reverted))))
     for frame in sender.frames_to_send():
         node.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
     assert node.final_height == height
-    assert node.stats.bundles_refused_epoch == 1
+    assert node.stats.bundles_refused_epoch == refused + 1
     swarm.flush(3)
     assert not any(isinstance(e, PeerMisbehaved) for e in swarm.events[3])
 
@@ -279,3 +281,60 @@ def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
     assert node.state_root() == swarm.nodes[0].state_root() != root
     assert all(node.ledger.is_final(op_id) for op_id in after)
     assert not any(node.ledger.is_final(op_id) for op_id in above)
+
+
+def _late_grants(swarm: Swarm, labels: list[str], nodes: list[int]) -> list[Op]:
+    """Grants to new accounts, each submitted to every node in `nodes` (as clients would)."""
+    grants = []
+    for i, label in enumerate(labels):
+        grant = swarm.members[i % len(swarm.members)].grant(swarm.author(label).key, 100)
+        for node in nodes:
+            assert swarm.submit(node, grant).status == "accepted"
+        grants.append(grant)
+    return grants
+
+
+def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() -> None:
+    """Issue 12 (network-rollback seed 70): a member finalizes one old-epoch height more than
+    another before the certificate reaches it. The bundle of that height, sent once the
+    certificate is out, makes the other node revert the same ops (they were only pending there)
+    instead of finalizing them again in the new epoch: one reverted set on every node."""
+    swarm = Swarm(4, seed=8)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    isolated = swarm.nodes[3]
+    swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
+    late = [op.op_id for op in _late_grants(swarm, ["late-0", "late-1"], nodes=[1, 3])]
+    swarm.run(until=swarm.now + 3.0)
+    height = isolated.final_height
+    assert all(swarm.nodes[i].ledger.is_final(op_id) for i in range(3) for op_id in late)
+    assert not any(isolated.ledger.is_final(op_id) for op_id in late)
+    assert all(swarm.nodes[i].final_height > height for i in range(3))
+    bundles = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
+    above = [b for b in bundles if consensus.CheckpointBundle.decode(b).height > height]
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    certificate = next(e.certificate for e in swarm.events[0] if isinstance(e, PersistRollback))
+    isolated.receive_rollback_certificate(certificate, swarm.now)
+    swarm.flush(3)
+    assert isolated.epoch == 1 and isolated.final_height == height
+    assert all(isolated.op_status(op_id)[0] == "applied" for op_id in late)  # not final here
+    swarm.cut = set()
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(BundlesMessage(tuple(above))))
+    for frame in sender.frames_to_send():
+        isolated.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
+    swarm.flush(3)
+    assert all(isolated.op_status(op_id) == ("reverted", "op_reverted") for op_id in late)
+    reverted = [e for e in swarm.events[3] if isinstance(e, OpsReverted)]
+    assert sorted(reverted[-1].op_ids) == sorted(late) and reverted[-1].height == height
+    # Read-only until two peers confirmed its checkpoint at H (asked again once reachable).
+    assert isolated.mode.value == "read-only" and isolated.status()["rejoin"] == "confirming 0/2"
+    swarm.run(until=swarm.now + 1.5)
+    assert isolated.mode.value == "normal" and isolated.status()["rejoin"] == ""
+    # The new epoch finalizes new ops everywhere; the late ops never come back.
+    after = _fund(swarm, "after", 2, node=3)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    for node in swarm.nodes:
+        assert all(node.op_status(op_id)[0] == "reverted" for op_id in late)

@@ -34,6 +34,7 @@ from .council import (
     scenario_council_partition,
     scenario_equivocating_member,
 )
+from .divergence import scenario_root_divergence
 from .faults import scenario_crash_restart, scenario_ledger_replay, scenario_partition_heal
 from .flood import scenario_flood
 from .forks import scenario_fork, scenario_fork_finality
@@ -144,6 +145,12 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
     "misbehaving-peer": (
         scenario_misbehaving_peer,
         ScenarioParams(network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
+    ),
+    "root-divergence": (
+        scenario_root_divergence,
+        ScenarioParams(
+            ops=24, workload_s=6.0, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)
+        ),
     ),
 }
 

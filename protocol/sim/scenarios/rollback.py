@@ -9,6 +9,7 @@ import functools
 from ...node_core import NodeCore, OpsReverted
 from ..swarm import FactoryBuilder, ScenarioParams, Swarm, build_swarm, honest_cores
 from .common import finish, fund_accounts, signups, times
+from .divergence import retry_read_only
 from .report import RunResult
 
 #: Seconds after funding ends before the full node is cut off and H is fixed: every funding
@@ -86,6 +87,8 @@ def scenario_network_rollback(
     # rollback left at their final heads: grants stopped at H).
     signups(swarm, ROLLBACK_SIGNUPS_AFTER, heal_at + 0.5, heal_at + 1.5)
     swarm.healed_at = heal_at + 2.0
+    # A node is read-only while it confirms its root after the revert (rejoin.py).
+    retry_read_only(swarm, vote_at, swarm.healed_at)
 
     def check(swarm: Swarm) -> list[str]:
         return _check_rollback(swarm, heights[0], reverted)

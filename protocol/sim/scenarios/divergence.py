@@ -1,0 +1,164 @@
+"""The root-divergence scenario: one node's final state is corrupted under it (a disk fault);
+it must halt read-only within one checkpoint, never sign or persist the bad root, recover by
+state sync and finalize new ops with the others afterwards."""
+
+from __future__ import annotations
+
+import functools
+
+from ...codes import RejectCode
+from ...genesis import Genesis
+from ...node_core import (
+    REASON_DIVERGENCE,
+    CheckpointFinalized,
+    ModeChanged,
+    NodeCore,
+    NodeCoreConfig,
+    PersistCheckpoint,
+    RootDiverged,
+    StateSyncFinished,
+)
+from ..simulator import CoreFactory
+from ..swarm import FactoryBuilder, ScenarioParams, Swarm, build_swarm, node_core_factory
+from .common import bank_workload, finish, signups
+from .report import RunResult
+
+#: Bundles are trimmed after this many heights, a snapshot made every this many heights and
+#: checkpoints come this often: a node that forgets its state is past the bundles its peers
+#: keep, so it recovers by state sync (the state-sync scenario's settings).
+DIVERGENCE_BUNDLES_KEPT = 2
+DIVERGENCE_SNAPSHOT_INTERVAL = 2
+DIVERGENCE_CHECKPOINT_INTERVAL_S = 0.25
+#: The corruption comes at a random time in this share of the workload (accounts exist, load
+#: still flows so checkpoints keep coming).
+DIVERGENCE_WINDOW = (0.4, 0.7)
+#: Signups after the recovery: the liveness check.
+DIVERGENCE_SIGNUPS_AFTER = 4
+DIVERGENCE_SIGNUPS_AFTER_S = 3.0
+#: How often clients look for ops the halted node refused (and send them elsewhere).
+DIVERGENCE_RETRY_S = 0.05
+#: The balance added to one account under the node (any change of a final record will do).
+DIVERGENCE_CORRUPTION = 7
+
+
+def divergence_factory(genesis: Genesis) -> CoreFactory:
+    config = NodeCoreConfig(
+        bundles_kept=DIVERGENCE_BUNDLES_KEPT,
+        snapshot_interval=DIVERGENCE_SNAPSHOT_INTERVAL,
+        checkpoint_interval_s=DIVERGENCE_CHECKPOINT_INTERVAL_S,
+    )
+    return node_core_factory(genesis, config)
+
+
+def corrupt_final_state(heights: list[int], core: object, now: float) -> None:
+    """The fault: one account's balance changes in the node's final state and in its
+    provisional state above it (a record flipped under the node: no op did it). `heights`
+    gets the node's final height at that moment."""
+    assert isinstance(core, NodeCore)
+    final = core.ledger.final_state
+    heights.append(core.final_height)
+    account = sorted(final.accounts)[0]
+    for state in (final, core.ledger.state):
+        state.credit(account, DIVERGENCE_CORRUPTION)
+
+
+def scenario_root_divergence(
+    seed: int, params: ScenarioParams, factory: FactoryBuilder | None
+) -> RunResult:
+    """The bank workload; at a random moment one random node's final state is corrupted.
+
+    Checks (besides every common checker): the node emits RootDiverged and goes read-only with
+    reason `root_divergence` before it finalizes any further height, at most one height above
+    its final height when corrupted; it persists no checkpoint whose root is not the agreed
+    one; it finishes a state sync after the divergence and leaves read-only; new signups after
+    it recovered are final everywhere (the common checks)."""
+    swarm = build_swarm("root-divergence", seed, params, factory or divergence_factory)
+    sim = swarm.sim
+    bank_workload(swarm, params)
+    victim = sim.rng.randrange(params.nodes)
+    corrupt_at = sim.rng.uniform(*(share * params.workload_s for share in DIVERGENCE_WINDOW))
+    heights: list[int] = []
+    seen: list[tuple[float, object]] = []
+
+    def hook(node: int, event: object) -> None:
+        if node == victim and heights and isinstance(event, WATCHED):
+            seen.append((sim.now, event))
+
+    sim.event_hooks.append(hook)
+    corrupt = functools.partial(corrupt_final_state, heights)
+    sim.at(corrupt_at, lambda: sim.call(victim, "corrupt-final-state", corrupt))
+    retry_read_only(swarm, corrupt_at, params.workload_s + DIVERGENCE_SIGNUPS_AFTER_S)
+    sim.run_until(params.workload_s)
+    recovered = [t for t, e in seen if isinstance(e, ModeChanged) and e.reason == ""]
+    after = (recovered[0] if recovered else params.workload_s) + 0.5
+    signups(swarm, DIVERGENCE_SIGNUPS_AFTER, after, after + 1.0)
+    swarm.healed_at = after + DIVERGENCE_SIGNUPS_AFTER_S
+
+    def check(swarm: Swarm) -> list[str]:
+        return _check_divergence(swarm, victim, heights, [e for _, e in seen])
+
+    swarm.extra_checks.append(check)
+    sim.run_until(swarm.healed_at)
+    return finish(swarm)
+
+
+def retry_read_only(swarm: Swarm, start: float, end: float) -> None:
+    """From `start` to `end`, clients told `read_only` (a node halted, or confirming its root
+    before it rejoins) send the op to the next node, as a client would: without it the later
+    ops of that wallet's chain would wait on it forever."""
+    sim, workload = swarm.sim, swarm.workload
+    retried: set[bytes] = set()
+
+    def poll() -> None:
+        for op_id, submission in list(workload.submissions.items()):
+            outcome = submission.outcome
+            if op_id in retried or outcome is None or outcome.code != RejectCode.READ_ONLY:
+                continue
+            retried.add(op_id)
+            workload.submit(submission.op, (submission.node + 1) % len(sim.nodes))
+        if sim.now + DIVERGENCE_RETRY_S <= end:
+            sim.at(sim.now + DIVERGENCE_RETRY_S, poll)
+
+    sim.at(start, poll)
+
+
+#: The victim's events the checker reads.
+WATCHED = (RootDiverged, ModeChanged, CheckpointFinalized, PersistCheckpoint, StateSyncFinished)
+
+
+def _check_divergence(
+    swarm: Swarm, victim: int, heights: list[int], events: list[object]
+) -> list[str]:
+    if not heights:
+        return [f"node {victim} was down when its state was to be corrupted"]
+    where = f"node {victim} (corrupted at final height {heights[0]})"
+    diverged = [i for i, e in enumerate(events) if isinstance(e, RootDiverged)]
+    if not diverged:
+        return [f"{where}: no root divergence detected"]
+    first = events[diverged[0]]
+    assert isinstance(first, RootDiverged)
+    failures = []
+    before = [e for e in events[: diverged[0]] if isinstance(e, CheckpointFinalized)]
+    if before or first.height > heights[0] + 1:
+        failures.append(f"{where}: halted only at height {first.height}, not within one")
+    halted = events[diverged[0] + 1 :]
+    if not any(isinstance(e, ModeChanged) and e.reason == REASON_DIVERGENCE for e in halted):
+        failures.append(f"{where}: did not go read-only with reason {REASON_DIVERGENCE}")
+    agreed = {
+        (record.epoch, record.height): record.state_root
+        for record in swarm.finality.finalizations
+        if record.node != victim
+    }
+    for event in events:
+        if isinstance(event, PersistCheckpoint) and agreed.get((0, event.height)) not in (
+            None,
+            event.state_root,
+        ):
+            failures.append(f"{where}: persisted a checkpoint of a bad root at {event.height}")
+            break
+    if not any(isinstance(e, StateSyncFinished) for e in halted):
+        failures.append(f"{where}: did not recover by state sync")
+    core = swarm.sim.nodes[victim].core
+    if isinstance(core, NodeCore) and (core.mode_reason or core.mode.value != "normal"):
+        failures.append(f"{where}: still {core.mode.value} ({core.mode_reason}) at the end")
+    return failures
