@@ -183,7 +183,10 @@ PATHS: dict[str, Any] = {
         {"description": "switching to the WebSocket protocol"},
         400,
         503,
-        parameters=[_param("account", {"type": "string"}, "query")],
+        parameters=[
+            _param("account", {"type": "string"}, "query"),
+            _param("since", {"type": "integer", "minimum": 0}, "query"),
+        ],
     ),
     "/metrics": {
         "get": {

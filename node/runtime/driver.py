@@ -101,7 +101,8 @@ class Daemon:
         self._held_frames = deque()
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
-        self.events = EventStream()
+        archive = node_log.store if isinstance(node_log, StoreLog) else None
+        self.events = EventStream(archive, self._author_of)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
@@ -140,6 +141,7 @@ class Daemon:
             signing_state_file=restored.signing_state_file,
         )
         daemon.restore_info = restored.info()
+        await daemon.events.load()
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
@@ -180,6 +182,7 @@ class Daemon:
         await asyncio.gather(*(t.stop() for t in self.transports.values()), return_exceptions=True)
         await self.snapshot_builds.stop()
         await self.committer.stop()
+        await self.events.close()
         # The live (provisional) root at the log's end: the recovery drill checks its replay
         # against it. After a crash the log outgrows it and the drill says so.
         with contextlib.suppress(Exception):
@@ -190,6 +193,10 @@ class Daemon:
         """The op the ledger holds for `op_id` (admitted or pending), if any."""
         ledger = self.core.ledger
         return ledger.op(op_id) or ledger.pending.get(op_id)
+
+    def _author_of(self, op_id: bytes) -> bytes | None:
+        op = self._known_op(op_id)
+        return None if op is None else op.author
 
     # --- transport callbacks (TransportEvents) -----------------------------------------------
 

@@ -198,6 +198,15 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     wait_for_notification(alice, f"Received 7 credits from {bob_id} (while you were away)")
     seen = alice.evaluate("() => window.swarmd.wallet.notifications.map((n) => n.text)")
     assert not [text for text in seen if "Received 10 credits" in text]  # told once only
+    # Told by the node replaying its event stream after the page's last event id (not by
+    # re-reading state): the notification carries the replayed event, id and all.
+    replayed = alice.evaluate(
+        "() => window.swarmd.wallet.notifications.find((n) => n.text.includes('Received 7')).event"
+    )
+    assert replayed is not None and replayed["type"] == "credit_received"
+    assert replayed["amount"] == 7 and isinstance(replayed["id"], int)
+    cursor = alice.evaluate(f"() => localStorage.getItem('swarmd-wallet-events:{alice_id}')")
+    assert int(cursor) >= replayed["id"]
     screenshot(alice, "09b-caught-up-after-reopening")
 
     target = "rust <b>bold</b> & co"  # another user's text: must show as text, never markup
