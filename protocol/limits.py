@@ -409,3 +409,12 @@ REJOIN_PEERS_MIN = 2
 #: Seconds between two rounds of bundle requests while confirming (a lost request or a peer
 #: that was behind is asked again).
 REJOIN_QUERY_RETRY_S = 1.0
+# --- the event stream's retained window (node/http/events.py; wallet branch) -----------------
+
+#: Published events a node retains (in memory and in its store) for clients resuming the
+#: event stream with `?since=ID`: a wallet page closed for a while gets what it missed. Under
+#: a light load (a tester's node) this is hours of events; under saturation a checkpoint alone
+#: finalizes more ops than this, and a client resuming from before the window gets a typed
+#: `gap` event and re-reads its state. The store rewrites at most this many rows per
+#: checkpoint, so the bound also caps the write cost the window adds.
+EVENTS_RETAINED_MAX = 4096

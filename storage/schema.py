@@ -133,6 +133,19 @@ _V6_SCALE: Final = (
     "CREATE INDEX op_log_expired ON op_log (seq) WHERE status = 4",
 )
 
+# Version 7 (wallet): the node's retained window of published events (node/http/events.py),
+# so a client resuming with `/v1/events?since=ID` after a node restart gets what it missed.
+# `accounts` holds the raw 32-byte keys the event concerns, concatenated (NULL: it concerns
+# every subscriber); `event` is its JSON text as published. Bounded by the writer, which
+# deletes the oldest rows beyond limits.EVENTS_RETAINED_MAX in the same transaction.
+_V7_WALLET: Final = (
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        accounts BLOB,
+        event TEXT NOT NULL
+    )""",
+)
+
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V1,
     _V2,
@@ -140,5 +153,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V4_RBSTORE,
     _V5_NETGUARD,
     _V6_SCALE,
+    _V7_WALLET,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -762,6 +762,37 @@ class Store:
         ]
         await self._write(lambda: self._changed_rows("set_mode", statements))
 
+    # --- the retained event window (node/http/events.py) ------------------------------------
+
+    async def append_events(
+        self,
+        rows: Sequence[tuple[int, bytes | None, str]],
+        kept: int,
+        meta: tuple[str, bytes],
+    ) -> None:
+        """Store events (id, accounts, JSON text), keep only the `kept` newest, and set one
+        meta entry (the stream's bookkeeping), all in one transaction."""
+        if kept < 1:
+            raise StoreUsageError(f"kept must be positive: {kept}")
+        api.check_meta(meta[0], meta[1], writing=True)
+        statements: list[tuple[str, Sequence[object]]] = [
+            ("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", list(row)) for row in rows
+        ]
+        statements.append(
+            (
+                "DELETE FROM events WHERE id < "
+                "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                [kept - 1],
+            )
+        )
+        statements.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta)))
+        await self._write(lambda: self._changed_rows("append_events", statements))
+
+    async def read_events(self) -> list[tuple[int, bytes | None, str]]:
+        """Every stored event (id, accounts, JSON text), oldest first."""
+        rows = await self._read("SELECT id, accounts, event FROM events ORDER BY id", ())
+        return [(int(row[0]), None if row[1] is None else bytes(row[1]), row[2]) for row in rows]
+
     # --- checks ----------------------------------------------------------------------------
 
     async def integrity_check(self) -> IntegrityReport:

@@ -12,6 +12,7 @@ typed line (or JSON object) and exit status 2.
   swarmd council pause-claims|resume-claims --home DIR [--reason TEXT]
   swarmd council rollback --home DIR --to-height H --reason TEXT
   swarmd council status --home DIR
+  swarmd council invite --home DIR [--count N]   (cli/invite.py: no node needed)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from swarmd.protocol import limits
 
+from . import invite
 from .admin import admin_client
 from .common import EXIT_OK, Add, CliError, Output, load_home_config, nested, no_handler, sub
 
@@ -166,5 +168,6 @@ def register(add: Add) -> None:
     endorse.add_argument("--home", required=True)
     endorse.add_argument("--claim", type=_claim_hex, required=True)
     endorse.set_defaults(action="endorse")
+    invite.register(actions)
     status = sub(actions, "status", cmd_status, "each member's latest vote on every question")
     status.add_argument("--home", required=True)

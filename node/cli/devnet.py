@@ -475,8 +475,10 @@ class Wallet:
         return credits
 
 
-async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
-    """Grants, transfers, burns and a handle claim spread over the nodes; returns a summary."""
+async def run_activity(swarm: Swarm, directory: Path, *, endorse: bool = True) -> dict[str, Any]:
+    """Grants, transfers, burns and a handle claim spread over the nodes; returns a summary.
+    `endorse`: the council endorses the claim by script (not needed when the nodes endorse
+    uncontested claims themselves, `[onboarding].endorse_handles`)."""
     network_id = swarm.genesis.network_id
     nodes = swarm.nodes
     council = [Author(node.keypair, network_id) for node in nodes]
@@ -513,7 +515,7 @@ async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
         await submit(nodes[index % len(nodes)], op)
     claim = testers[1].author.claim("ada", deps=testers[1].take_credits())  # needs funds
     await submit(nodes[-1], claim)
-    for index, member in enumerate(council[: swarm.genesis.quorum]):
+    for index, member in enumerate(council[: swarm.genesis.quorum] if endorse else ()):
         await submit(nodes[index % len(nodes)], member.endorse(claim))
     statuses = await swarm.wait_converged(min_height=1)
 
@@ -543,7 +545,18 @@ async def run_activity(swarm: Swarm, directory: Path) -> dict[str, Any]:
 # --- the command -----------------------------------------------------------------------------
 
 
+#: `swarmd devnet` runs onboarding on every node (all are council members): a tester signs
+#: up from the wallet page in about a second, and uncontested handle claims bind on their own.
+DEVNET_ONBOARDING: dict[str, Any] = {"enabled": True, "pow_bits": 12, "endorse_handles": True}
+
+
+def _endorses_handles(options: DevnetOptions) -> bool:
+    return bool(options.config_overrides["onboarding"].get("endorse_handles"))
+
+
 async def run_devnet(options: DevnetOptions, out: Output) -> int:
+    onboarding = {**DEVNET_ONBOARDING, **options.config_overrides.get("onboarding", {})}
+    options.config_overrides = {**options.config_overrides, "onboarding": onboarding}
     directory = options.home.absolute()
     _prepare_directory(directory)
     coturn = await start_coturn(directory / "coturn") if options.turn else None
@@ -591,7 +604,9 @@ async def _bring_up(swarm: Swarm, options: DevnetOptions, directory: Path) -> An
     await swarm.start()
     if options.nodes > 1:
         await swarm.wait_connected()
-    return await run_activity(swarm, directory) if options.activity else None
+    if not options.activity:
+        return None
+    return await run_activity(swarm, directory, endorse=not _endorses_handles(options))
 
 
 async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> Any:

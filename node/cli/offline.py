@@ -25,6 +25,7 @@ BENCHMARKS = (
     "scale",
     "swarm",
     "api",
+    "onboarding",
 )
 
 

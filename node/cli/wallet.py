@@ -1,5 +1,7 @@
-"""`swarmd wallet new|balance|send|burn|claim|grant|endorse`: wallet keys and signed ops
-submitted through a node's public API."""
+"""`swarmd wallet new|send|burn|claim|grant|endorse`: wallet keys and signed ops submitted
+through a node's public API; every op command takes `--wait-final` and every account
+`@handle` (cli/addressing.py). The read commands (show, balance, history, watch, hype, handle)
+are in cli/wallet_read.py."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from swarmd.protocol import crypto, limits
 from swarmd.protocol.codes import RejectCode
 from swarmd.protocol.ops import Kind, check_handle
 
+from . import wallet_read
+from .addressing import account_or_handle, add_wait_arguments, resolve, wait_final
 from .client import ClientError, NodeClient, author_from_node, submit_op
 from .common import (
     EXIT_OK,
@@ -38,13 +42,6 @@ def _amount(text: str) -> int:
     return value
 
 
-def _account(text: str) -> bytes:
-    try:
-        return crypto.parse_account_id(text)
-    except Exception as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an account id: {exc}") from None
-
-
 def cmd_wallet_new(args: argparse.Namespace, out: Output) -> int:
     path = Path(args.out)
     if path.exists() and not args.force:
@@ -52,12 +49,6 @@ def cmd_wallet_new(args: argparse.Namespace, out: Output) -> int:
     keypair = crypto.KeyPair.from_seed(os.urandom(32))
     write_private_file(path, key_file_text(keypair))
     out.result({"account_id": keypair.account_id, "key_file": str(path)}, keypair.account_id)
-    return EXIT_OK
-
-
-def cmd_wallet_balance(args: argparse.Namespace, out: Output) -> int:
-    view = NodeClient(args.node).account(crypto.account_id_text(args.account))
-    out.result(view, f"balance {view['balance']} (spendable {view['spendable']})")
     return EXIT_OK
 
 
@@ -70,12 +61,16 @@ def _wallet_submit(args: argparse.Namespace, out: Output, kind: Kind, **fields: 
     result = submit_op(client, op)
     result["kind"] = kind.label
     result["received_credits"] = len(unreceived)
+    if args.wait_final and result.get("status") != "rejected":
+        view = wait_final(client, result["op_id"], args.timeout)
+        result["status"] = view["status"]
     out.result(result, f"{result['status']} {result['op_id']}")
     return EXIT_OK
 
 
 def cmd_wallet_send(args: argparse.Namespace, out: Output) -> int:
-    return _wallet_submit(args, out, Kind.TRANSFER, to=args.to, amount=args.amount)
+    to = resolve(NodeClient(args.node), args.to)
+    return _wallet_submit(args, out, Kind.TRANSFER, to=to, amount=args.amount)
 
 
 def cmd_wallet_burn(args: argparse.Namespace, out: Output) -> int:
@@ -95,11 +90,12 @@ def cmd_wallet_grant(args: argparse.Namespace, out: Output) -> int:
         amount = int(NodeClient(args.node).status().get("signup_reward", 0)) or None
     if amount is None:
         raise CliError("--amount is required", "usage")
-    tester = crypto.account_id_text(args.to)
+    to = resolve(NodeClient(args.node), args.to)
+    tester = crypto.account_id_text(to)
     if NodeClient(args.node).account(tester).get("granted"):
         raise CliError(f"{tester} already received the signup reward", "already_granted")
     try:
-        return _wallet_submit(args, out, Kind.GRANT, to=args.to, amount=amount)
+        return _wallet_submit(args, out, Kind.GRANT, to=to, amount=amount)
     except ClientError as exc:
         if exc.code in GRANT_CONFLICT_CODES:  # another grant to them won the race
             raise CliError(
@@ -128,9 +124,7 @@ def register(add: Add) -> None:
     new = sub(actions, "new", cmd_wallet_new, "create a wallet key file")
     new.add_argument("--out", required=True)
     new.add_argument("--force", action="store_true")
-    balance = sub(actions, "balance", cmd_wallet_balance, "show an account")
-    balance.add_argument("--node", default="http://127.0.0.1:7000")
-    balance.add_argument("account", type=_account)
+    wallet_read.register(actions)
     signed: list[tuple[str, Handler, str]] = [
         ("send", cmd_wallet_send, "transfer credits"),
         ("burn", cmd_wallet_burn, "burn credits toward a hype target"),
@@ -143,12 +137,17 @@ def register(add: Add) -> None:
         parser = sub(actions, name, handler, help_text)
         parser.add_argument("--node", default="http://127.0.0.1:7000")
         parser.add_argument("--key", required=True, help="wallet key file")
+        add_wait_arguments(parser)
         parsers[name] = parser
-    parsers["send"].add_argument("--to", required=True, type=_account)
+    parsers["send"].add_argument(
+        "--to", required=True, type=account_or_handle, help="account id or @handle"
+    )
     parsers["send"].add_argument("--amount", required=True, type=_amount)
     parsers["burn"].add_argument("--amount", required=True, type=_amount)
     parsers["burn"].add_argument("--target", required=True)
     parsers["claim"].add_argument("--handle", required=True)
-    parsers["grant"].add_argument("--to", required=True, type=_account)
+    parsers["grant"].add_argument(
+        "--to", required=True, type=account_or_handle, help="account id or @handle"
+    )
     parsers["grant"].add_argument("--amount", type=_amount)
     parsers["endorse"].add_argument("--claim", required=True, help="claim op id (hex)")

@@ -98,6 +98,7 @@ SECTION_NAMES = (
     "limits",
     "log",
     "metrics",
+    "onboarding",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console")
@@ -728,6 +729,54 @@ class MetricsSection:
     )
 
 
+#: Largest puzzle cost (2**32 hashes is hours in a browser) and signup rate accepted.
+ONBOARDING_POW_BITS_MAX = 32
+ONBOARDING_SIGNUPS_PER_HOUR_MAX = 1_000_000
+
+
+@dataclass(frozen=True)
+class OnboardingSection:
+    enabled: bool = setting(
+        False,
+        """Grant the signup reward to new accounts through POST /v1/onboarding/signup (a
+        council member's node only; docs/OPERATIONS.md says how to run it safely). An
+        onboarding.toml in the home, when present, overrides this section while the node
+        runs (a live switch: it is read again whenever it changes).""",
+        boolean(),
+    )
+    pow_bits: int = setting(
+        16,
+        "Proof of work per signup without an invite code: 2**pow_bits hashes on average.",
+        integer(0, ONBOARDING_POW_BITS_MAX),
+    )
+    signups_per_address_per_hour: int = setting(
+        5, "Signups per client IP address and hour.", integer(1, ONBOARDING_SIGNUPS_PER_HOUR_MAX)
+    )
+    signups_per_hour: int = setting(
+        600,
+        "Signups this node grants per hour in all.",
+        integer(1, ONBOARDING_SIGNUPS_PER_HOUR_MAX),
+    )
+    require_invite: bool = setting(
+        False,
+        """Refuse signups without a one-time invite code (`swarmd council invite`); when false
+        an invite code replaces the proof of work.""",
+        boolean(),
+    )
+    invite_codes_file: Path = setting(
+        Path("invites.txt"),
+        """The hashes of this node's invite codes, one a line (`swarmd council invite` appends
+        them); used codes are appended to the same path plus ".used".""",
+        path(),
+    )
+    endorse_handles: bool = setting(
+        False,
+        """A council node endorses every handle claim whose handle is free in its final state
+        and has no other open claim; contested handles keep the council's arbitration.""",
+        boolean(),
+    )
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """The whole configuration; every path in it is absolute after `load_config`."""
@@ -742,6 +791,7 @@ class NodeConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     log: LogSection = field(default_factory=LogSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    onboarding: OnboardingSection = field(default_factory=OnboardingSection)
 
 
 def _section_types() -> dict[str, type]:

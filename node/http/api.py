@@ -9,7 +9,7 @@ Routes (docs/parts/daemon.md is the reference):
   POST /v1/ops                      a signed envelope; 202 once durable
   POST /v1/ops/batch                up to OPS_PER_BATCH_MAX envelopes (msgpack array); 202
                                     with one result per op once all are durable
-  GET  /v1/events                   WebSocket of JSON events (optional ?account=)
+  GET  /v1/events                   WebSocket of JSON events (optional ?account=, ?since=ID)
   GET  /metrics                     Prometheus ([metrics].path)
   GET  /v1/openapi.json             the OpenAPI 3.1 document of all of these (http/openapi.py)
 plus the peer transports' routes (signaling, /v1/ws).
@@ -458,6 +458,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     daemon = _daemon(request)
     account_text = request.query.get("account")
     account = None if account_text is None else _account_key(account_text)
+    since = _since_param(request.query.get("since"))
     clients: set[_EventClient] = request.app[_CLIENTS]
     if len(clients) >= daemon.config.api.websocket_clients_max:
         raise ApiError(503, "too_many_subscribers", "event stream client limit reached")
@@ -465,12 +466,17 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     client = _EventClient(account)
     clients.add(client)
+    # Replayed and subscribed in one step: no event can fall between the two.
+    missed = [] if since is None else daemon.events.replay(since, account)
     daemon.add_listener(client, account)
     daemon.metrics.set_websocket_clients(len(clients))
     reader = asyncio.create_task(_drain_incoming(ws))
     try:
         subscribed = None if account is None else crypto.account_id_text(account)
-        await ws.send_json({"type": "subscribed", "account": subscribed})
+        last_id = daemon.events.last_id
+        await ws.send_json({"type": "subscribed", "account": subscribed, "last_id": last_id})
+        for replayed in missed:
+            await ws.send_json(replayed)
         while not ws.closed:
             getter = asyncio.create_task(client.queue.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -491,6 +497,15 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         daemon.metrics.set_websocket_clients(len(clients))
         await ws.close()
     return ws
+
+
+def _since_param(text: str | None) -> int | None:
+    """`?since=ID`: resume after the event with this id (0: from the oldest retained)."""
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise ApiError(400, "bad_since", "since must be an event id (a non-negative integer)")
+    return int(text)
 
 
 async def _drain_incoming(ws: web.WebSocketResponse) -> None:

@@ -162,17 +162,18 @@ PATHS: dict[str, Any] = {
     ),
     "/v1/onboarding/signup": {
         "post": {
-            "summary": "the signup reward for a new account, for a solved puzzle",
+            "summary": "the signup reward for a new account, for a solved puzzle or an invite",
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {
                         "schema": {
                             "type": "object",
-                            "required": ["account", "nonce"],
+                            "required": ["account"],
                             "properties": {
                                 "account": {"type": "string"},
                                 "nonce": {"type": "integer", "minimum": 0},
+                                "invite": {"type": "string", "maxLength": 64},
                             },
                         }
                     }
@@ -180,7 +181,7 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _json(_SUBMITTED, "the grant, durable"),
-                **_errors(400, 404, 409, 413, 503),
+                **_errors(400, 403, 404, 409, 413, 429, 503),
             },
         }
     },
@@ -189,7 +190,10 @@ PATHS: dict[str, Any] = {
         {"description": "switching to the WebSocket protocol"},
         400,
         503,
-        parameters=[_param("account", {"type": "string"}, "query")],
+        parameters=[
+            _param("account", {"type": "string"}, "query"),
+            _param("since", {"type": "integer", "minimum": 0}, "query"),
+        ],
     ),
     "/metrics": {
         "get": {

@@ -108,7 +108,8 @@ class Daemon:
         self._held_frames = deque()
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
-        self.events = EventStream()
+        archive = node_log.store if isinstance(node_log, StoreLog) else None
+        self.events = EventStream(archive, self._author_of)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
@@ -158,6 +159,7 @@ class Daemon:
         )
         daemon.restore_info = restored.info()
         await daemon.guard.restore()
+        await daemon.events.load()
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
@@ -217,6 +219,7 @@ class Daemon:
         await self.snapshot_builds.stop()
         await self.guard.stop()
         await self.committer.stop()
+        await self.events.close()
         # The live (provisional) root at the log's end: the recovery drill checks its replay
         # against it. After a crash the log outgrows it and the drill says so.
         with contextlib.suppress(Exception):
@@ -227,6 +230,10 @@ class Daemon:
         """The op the ledger holds for `op_id` (admitted or pending), if any."""
         ledger = self.core.ledger
         return ledger.op(op_id) or ledger.pending.get(op_id)
+
+    def _author_of(self, op_id: bytes) -> bytes | None:
+        op = self._known_op(op_id)
+        return None if op is None else op.author
 
     # --- transport callbacks (TransportEvents) -----------------------------------------------
 

@@ -189,16 +189,21 @@ async def post_signup(request: web.Request) -> web.Response:
         raise WebApiError(
             400, "json_too_deep", f"JSON nested deeper than {limits.JSON_BODY_DEPTH_MAX}"
         )
+    expected = 'expected {"account": id, "nonce": int} or {"account": id, "invite": code}'
     try:
         value = json.loads(raw)
-        account, nonce = value["account"], value["nonce"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        raise WebApiError(400, "bad_request", 'expected {"account": id, "nonce": int}') from None
-    if type(nonce) is not int or not 0 <= nonce < 2**64:
+        account, nonce, invite = value["account"], value.get("nonce"), value.get("invite")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise WebApiError(400, "bad_request", expected) from None
+    if nonce is None and invite is None:
+        raise WebApiError(400, "bad_request", expected)
+    if nonce is not None and (type(nonce) is not int or not 0 <= nonce < 2**64):
         raise WebApiError(400, "bad_request", "nonce must be an integer 0..2**64-1")
+    if invite is not None and not isinstance(invite, str):
+        raise WebApiError(400, "bad_request", "invite must be a code (text)")
     if not isinstance(account, str):
         raise WebApiError(400, "bad_request", "account must be an account id")
     result = await request.app[OnboardingKey].signup(
-        _account_key(account), nonce, request.remote or "unknown"
+        _account_key(account), nonce, request.remote or "unknown", invite
     )
     return web.json_response(result, status=202)

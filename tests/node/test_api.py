@@ -362,6 +362,8 @@ async def test_op_final_reaches_every_account_subscriber_and_is_bounded_unfilter
                 break
     assert checkpoint["ops"] == len(grants)
     assert len(unfiltered_final) == BOUND
+    assert len(truncated) == 1 and truncated[0].pop("id") < checkpoint["id"]
+    assert truncated[0].pop("accounts") == []  # only unfiltered subscribers are told
     assert truncated == [
         {
             "type": "op_final_truncated",

@@ -144,7 +144,12 @@ async def test_onboarding_is_off_by_default_then_gated_by_work_and_rate(node: No
     settings = node.home / "onboarding.toml"
     settings.write_text("enabled = true\npow_bits = 8\nsignups_per_address_per_hour = 3\n")
     status, info = await node.get("/v1/onboarding")
-    assert info == {"enabled": True, "pow_bits": 8, "signup_reward": 100}
+    assert info == {
+        "enabled": True,
+        "pow_bits": 8,
+        "require_invite": False,
+        "signup_reward": 100,
+    }
     network_id = node.network_id
     wrong = solve(network_id, alice.public_key, 8, solved=False)
     status, body = await signup(node, {"account": alice.account_id, "nonce": wrong})

@@ -51,14 +51,20 @@ export const api = {
   submit: (envelopeHex) => request("POST", "/v1/ops", { envelope: envelopeHex }),
 };
 
-// The live event stream for one account; reconnects with a growing delay when it drops.
-export function openEvents(accountId, onEvent, onState) {
+// The live event stream for one account; reconnects with a growing delay when it drops, each
+// time resuming after the last event id `sinceOf()` returns (the node replays what was missed,
+// or sends a `gap` event when that is no longer retained).
+export function openEvents(accountId, onEvent, onState, sinceOf = () => null) {
   let socket = null;
   let delay = 500;
   let stopped = false;
   const connect = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const query = accountId ? `?account=${encodeURIComponent(accountId)}` : "";
+    const params = new URLSearchParams();
+    if (accountId) params.set("account", accountId);
+    const since = sinceOf();
+    if (since !== null && since !== undefined) params.set("since", String(since));
+    const query = params.toString() ? `?${params}` : "";
     socket = new WebSocket(`${scheme}://${location.host}/v1/events${query}`);
     socket.onopen = () => {
       delay = 500;

@@ -13,6 +13,8 @@ const CREDITS_REMEMBERED = 1024;
 // Ops looked up per catch-up (each is one request).
 const CATCH_UP_LOOKUPS_MAX = 64;
 const MINE_KEY = "swarmd-wallet-mine";
+// The id of the last event this browser handled, per account: a reopened page resumes after it.
+const CURSOR_KEY = "swarmd-wallet-events:";
 
 export const wallet = {
   key: null, // {privateKey, publicKey, exportable}
@@ -27,6 +29,8 @@ export const wallet = {
   mine: { ops: {}, claims: {}, credits: [],
     ...JSON.parse(localStorage.getItem(MINE_KEY) ?? "{}") },
   stopEvents: null,
+  // Events with an id up to this one are replayed (missed while the page was closed).
+  replayedUpTo: 0,
 };
 
 export function onChange(listener) {
@@ -55,8 +59,7 @@ export async function useKey(record) {
   wallet.stopEvents = openEvents(wallet.accountId, handleEvent, (state) => {
     wallet.streamState = state;
     changed("stream", state);
-    if (state === "live" && wallet.key) catchUp().catch(() => {});
-  });
+  }, cursor);
   changed("key");
 }
 
@@ -194,10 +197,10 @@ function settle(opId) {
   }
 }
 
-// The stream delivers only what happens while the page is connected. On every (re)connect,
-// what was missed is read from state instead: credits still waiting to be received, and the
-// outcome of our own ops that had not settled. (The node's stream has no event ids to resume
-// from yet; this covers credits and our ops, not other events.)
+// The stream resumes after the last event this browser handled. When it cannot (the first
+// visit of this account in this browser, or a `gap`: the node no longer holds what was
+// missed), what was missed is read from state instead: credits still waiting to be received,
+// and the outcome of our own ops that had not settled.
 async function catchUp() {
   const view = await api.account(wallet.accountId);
   let lookups = 0;
@@ -229,7 +232,47 @@ async function catchUp() {
   }
 }
 
+// The last event id handled for our account (null: none yet in this browser).
+function cursor() {
+  if (!wallet.accountId) return null;
+  const stored = localStorage.getItem(CURSOR_KEY + wallet.accountId);
+  return stored === null ? null : Number(stored);
+}
+
+function saveCursor(id) {
+  if (wallet.accountId && Number.isSafeInteger(id)) {
+    localStorage.setItem(CURSOR_KEY + wallet.accountId, String(id));
+  }
+}
+
+// What the stream says about itself: where it stands when we subscribe (the replay of what we
+// missed follows), and a gap when it no longer holds all of that (then state is re-read).
+function handleStreamEvent(event) {
+  if (event.type === "subscribed") {
+    wallet.replayedUpTo = event.last_id ?? 0;
+    if (wallet.key && cursor() === null) {
+      saveCursor(event.last_id); // first visit: the state tells the past, the stream the rest
+      catchUp().catch(() => {});
+    }
+    return true;
+  }
+  if (event.type === "gap") {
+    saveCursor(event.id);
+    if (wallet.key) catchUp().catch(() => {});
+    changed("event", event);
+    return true;
+  }
+  return false;
+}
+
 function handleEvent(event) {
+  if (handleStreamEvent(event)) return;
+  const missed = event.id <= wallet.replayedUpTo;
+  if (typeof event.id === "number") {
+    const last = cursor();
+    if (last !== null && event.id <= last) return; // handled before this page reopened
+    saveCursor(event.id);
+  }
   if (event.type === "credit_received" && event.account === wallet.accountId &&
       !rememberCredit(event.op_id)) {
     return; // already notified (by a catch-up that raced this event)
@@ -243,5 +286,7 @@ function handleEvent(event) {
   const describe = DESCRIBE[event.type];
   const described = describe ? describe(event) : null;
   if (settles) settle(event.op_id);
-  if (described) notify(described[0], described[1], event);
+  if (described) {
+    notify(described[0], described[1] + (missed ? " (while you were away)" : ""), event);
+  }
 }
