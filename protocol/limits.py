@@ -409,6 +409,7 @@ REJOIN_PEERS_MIN = 2
 #: Seconds between two rounds of bundle requests while confirming (a lost request or a peer
 #: that was behind is asked again).
 REJOIN_QUERY_RETRY_S = 1.0
+
 # --- the event stream's retained window (node/http/events.py; wallet branch) -----------------
 
 #: Published events a node retains (in memory and in its store) for clients resuming the

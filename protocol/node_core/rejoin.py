@@ -15,7 +15,8 @@ stays read-only until it has confirmed its final root:
 - its final height reached the height the episode needs (H of the certificate, or the
   divergent height);
 - the signed bundle at its final height carries its own final root;
-- at least REJOIN_PEERS_MIN peers hold the same checkpoint at that height: the node asks every
+- at least REJOIN_PEERS_MIN peers (every other council member when the council is smaller)
+  hold the same checkpoint at that height: the node asks every
   peer for its bundle of that one height (the existing BUNDLE_REQUEST; a peer answers with the
   bundle it finalized there) and counts the distinct peers whose bundle has our checkpoint id.
 When the final height moves on meanwhile, the confirmation starts again at the new height.
@@ -126,6 +127,9 @@ class Rejoin:
         if checkpoint_id is None:
             return
         self.confirmation = Confirmation(height, checkpoint_id, now)
+        if self.peers_needed() == 0:
+            self._finish(now)
+            return
         self._ask(height)
 
     def on_peer_bundle(self, source: bytes, bundle: consensus.CheckpointBundle, now: float) -> None:
@@ -143,8 +147,15 @@ class Rejoin:
         if checkpoint_id != confirmation.checkpoint_id:
             return
         confirmation.peers.append(source)
-        if len(confirmation.peers) >= REJOIN_PEERS_MIN:
+        if len(confirmation.peers) >= self.peers_needed():
             self._finish(now)
+
+    def peers_needed(self) -> int:
+        """REJOIN_PEERS_MIN, or every other council member when the council is smaller (a
+        one-member council has no one to ask: the signed bundle alone confirms its root)."""
+        core = self.core
+        others = len(core.genesis.council) - (1 if core.is_validator else 0)
+        return min(REJOIN_PEERS_MIN, others)
 
     def handle_timer(self, now: float) -> None:
         """Ask again when the answers did not come within REJOIN_QUERY_RETRY_S."""
@@ -163,7 +174,7 @@ class Rejoin:
             return ""
         if self.confirmation is None:
             return f"catching up to {self.target}"
-        return f"confirming {len(self.confirmation.peers)}/{REJOIN_PEERS_MIN}"
+        return f"confirming {len(self.confirmation.peers)}/{self.peers_needed()}"
 
     def _ask(self, height: int) -> None:
         request = encode_message(BundleRequestMessage(height, 1))
