@@ -191,6 +191,7 @@ class Daemon:
             interval_s=network.exchange_interval_s,
             peers_target=network.peers_target,
             node_log=self.node_log,
+            advertise=not network.sentry,
         )
 
     async def start(self) -> None:

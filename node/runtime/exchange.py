@@ -67,6 +67,7 @@ class PeerExchange:
         interval_s: float,
         peers_target: int,
         node_log: NodeLog | None = None,
+        advertise: bool = True,
     ) -> None:
         self.keypair = keypair
         self.public_url = public_url
@@ -76,6 +77,9 @@ class PeerExchange:
         self.configured = list(configured)
         self.interval_s = interval_s
         self.peers_target = peers_target
+        #: False on a sentry-protected validator: it never tells anyone its address (nor its
+        #: book), so only its configured peers know where it is.
+        self.advertise = advertise
         self.own_scope = url_scope(public_url) if public_url else "public"
         self.book = AddressBook(keypair.public_key)
         self.budget = DialBudget(now=time.monotonic())
@@ -122,6 +126,8 @@ class PeerExchange:
         return record
 
     def records_to_share(self, now: float) -> list[bytes]:
+        if not self.advertise:
+            return []
         own = self.own_record(now)
         shared = [] if own is None else [own.encode()]
         sample = self.book.sample(EXCHANGE_RECORDS_MAX - len(shared), now, self._rng)

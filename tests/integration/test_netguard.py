@@ -157,6 +157,8 @@ async def test_a_sentry_accepts_only_its_configured_peers(
     try:
         assert await refusal_code(stranger, daemon.node_id, service.api_url) == "peer_not_allowed"
         assert await friend.connect(daemon.node_id, service.api_url) == daemon.node_id
+        # A sentry-protected validator never advertises its address through peer exchange.
+        assert daemon.exchange is not None and daemon.exchange.records_to_share(time.time()) == []
     finally:
         await stranger.stop()
         await friend.stop()
