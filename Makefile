@@ -58,7 +58,7 @@ chaos: $(STAMP)
 # The release gate: every scenario over SEEDS seeds (two processes), the recovery drills and
 # rollback plays on real daemons, the benchmarks' quick rows, the chaos trend and the status
 # page; one JSON report in .build/release-check.json, exit 1 on any failure. Longer than
-# `make test` (about half an hour on 2 cores at 1,000 seeds).
+# `make test` (about an hour on 2 idle cores at 1,000 seeds).
 SEEDS ?= 1000
 release-check: $(STAMP)
 	mkdir -p .build
