@@ -222,13 +222,12 @@ class WebRtcTransport(LinkTransport):
     async def _build_answer(
         self, pc: RTCPeerConnection, offer: signaling.SignedMessage, remote_sdp: str
     ) -> bytes:
-        # Without a data section or any candidate of the dialer's (our dialer never sends
-        # such an offer: it checks its own gathering), aiortc answers with no candidates of
-        # ours either, which would read as our own ICE failure (503) instead of a bad offer.
+        # Without a data section, or without one candidate aiortc can use (signalling is not
+        # trickled: our dialer sends all of its candidates, having checked its gathering),
+        # aiortc answers with no candidates of ours either, which would read as our own ICE
+        # failure (503 no_ice_candidates) instead of a bad offer.
         if _DATA_SECTION.search(remote_sdp) is None:
             raise SignalMalformedError("offer sdp has no data channel (m=application) section")
-        if signaling.count_ice_candidates(remote_sdp) == 0:
-            raise SignalMalformedError("offer sdp carries no ICE candidate")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=remote_sdp, type="offer"))
             answer = await pc.createAnswer()
@@ -236,6 +235,8 @@ class WebRtcTransport(LinkTransport):
             # aiortc parses the untrusted SDP with asserts and attribute accesses as well as
             # ValueError: whatever it raises here means the offer is malformed, not a bug.
             raise SignalMalformedError(f"offer sdp rejected: {exc!r}") from exc
+        if pc.sctp is None or not pc.sctp.transport.transport.getRemoteCandidates():
+            raise SignalMalformedError("offer sdp carries no usable ICE candidate")
         await pc.setLocalDescription(answer)
         local_sdp = pc.localDescription.sdp
         check_gathered_candidates(local_sdp, self.config)

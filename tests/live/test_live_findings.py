@@ -7,8 +7,9 @@
 - hype_target_404: `GET /v1/hype/{target}` answers 404 `target_not_found`, which the OpenAPI
   document did not list.
 - offer_without_data_section_or_candidates: a signed offer whose SDP has no `m=application`
-  section, or no candidate of the dialer's, answered 503 `no_ice_candidates` ("no usable host
-  address ... check the TURN server"), blaming the node instead of the offer.
+  section, or no candidate of the dialer's that aiortc can use, answered 503
+  `no_ice_candidates` ("no usable host address ... check the TURN server"), blaming the node
+  instead of the offer.
 """
 
 from __future__ import annotations
@@ -89,10 +90,17 @@ def test_finding_hype_target_404_is_documented(live_node: LiveNode, http: reques
     assert "404" in document()["paths"]["/v1/hype/{target}"]["get"]["responses"]
 
 
+_CANDIDATE = re.compile(r"a=candidate:[^\r\n]*\r\n")
+#: A candidate line aiortc cannot parse (type "0"; the fuzz garbled "host" so).
+_UNUSABLE = "a=candidate:1 1 udp 1 127.0.0.1 9 typ 0\r\n"
+
 #: Offers a real dialer never sends, that made aiortc answer without candidates of ours.
 OFFER_DAMAGE = {
     "no_data_section": lambda sdp: re.sub(r"m=application [^\r\n]*\r\n", "", sdp),
-    "no_candidates": lambda sdp: re.sub(r"a=candidate:[^\r\n]*\r\n", "", sdp),
+    "no_candidates": lambda sdp: _CANDIDATE.sub("", sdp),
+    "no_usable_candidate": lambda sdp: _CANDIDATE.sub("", sdp).replace(
+        "a=end-of-candidates", _UNUSABLE + "a=end-of-candidates"
+    ),
 }
 
 
