@@ -8,9 +8,11 @@ runtime/observe.py, and to event subscribers, http/events.py) and re-arms the si
 `core.get_timer()`.
 
 Durability: a client submission is acknowledged only after the commit holding it returned
-(`submit`), and the frames of a pump that emitted a `PersistConsensusState` (the validator's
-last sign state) or a `PersistCheckpoint` are sent only once that commit returned: a restarted
-validator then always knows every vote it ever sent (no equivocation).
+(`submit`), and the driver honours the core's durability-before-send contract (the module
+comment of protocol/node_core/events.py): each frame waits in `HeldFrames` until the write its
+`after_write` names is durable, in the order the core handed the frames over, and is dropped
+when that write's commit failed. A restarted validator then always knows every vote it ever
+sent (no equivocation).
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ import asyncio
 import contextlib
 import importlib.metadata
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
 from swarmd.protocol.node_core import (
+    SEND_BARRIERS,
     Mode,
     NodeCore,
     NodeEvent,
+    OutgoingFrame,
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
@@ -50,12 +54,60 @@ from .signing_state import SigningStateFile
 
 log = get_logger("swarmd.daemon")
 
-#: (peer id, frame, control) as NodeCore.frames_with_priority returns them.
-OutgoingFrame = tuple[bytes, bytes, bool]
-
 #: The timer never fires sooner than this after the previous firing, so a core deadline that
 #: stays in the past cannot spin the loop.
 TIMER_DELAY_S_MIN = 0.001
+
+
+class HeldFrames:
+    """The frames the core handed over, sent once the write each waits for is durable.
+
+    Frames leave in the order the core handed them over: a batch (one `NodeCore.outgoing()`
+    call, all with the same `after_write`) waits for its write and for every batch before it.
+    `write_done` reports a send barrier's commit (every write up to it, as the committer
+    writes in order); a batch whose write failed is dropped (`dropped` counts its frames):
+    the core re-broadcasts its votes and hands its signing state over again with them.
+    """
+
+    def __init__(self, send: Callable[[list[OutgoingFrame]], None]) -> None:
+        self._send = send
+        self._batches: deque[tuple[int, list[OutgoingFrame]]] = deque()
+        #: The newest write id known durable, and the ids whose commit failed.
+        self.durable = 0
+        self._failed: set[int] = set()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return sum(len(frames) for _, frames in self._batches)
+
+    def offer(self, frames: Iterable[OutgoingFrame]) -> None:
+        """Send what may leave now, hold the rest (after what is held already)."""
+        by_write: dict[int, list[OutgoingFrame]] = {}
+        for frame in frames:
+            by_write.setdefault(frame.after_write, []).append(frame)
+        for after_write in sorted(by_write):
+            self._batches.append((after_write, by_write[after_write]))
+        self._release()
+
+    def write_done(self, write_id: int, ok: bool) -> None:
+        """The commit holding write `write_id` (and every write before it) returned."""
+        if ok:
+            self.durable = max(self.durable, write_id)
+        else:
+            self._failed.add(write_id)
+        self._release()
+
+    def _release(self) -> None:
+        while self._batches:
+            after_write, frames = self._batches[0]
+            if after_write in self._failed:
+                self.dropped += len(frames)
+                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
+            elif after_write <= self.durable:
+                self._send(frames)
+            else:
+                return
+            self._batches.popleft()
 
 
 def version() -> str:
@@ -94,11 +146,8 @@ class Daemon:
         )
         if isinstance(node_log, StoreLog):
             node_log.known_op = self._known_op
-        # Frames waiting for a commit, in the order the core produced them: (the commit they
-        # wait for or None, frames). A batch waits for its own commit and for every batch
-        # before it, so frames never overtake each other.
-        self._held_frames: deque[tuple[asyncio.Future[None] | None, list[OutgoingFrame]]]
-        self._held_frames = deque()
+        #: Frames waiting for the write they name (events.py's durability contract).
+        self.held_frames = HeldFrames(self._send_frames)
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
         self.events = EventStream()
@@ -108,12 +157,13 @@ class Daemon:
         self._pump_soon = False
         self._dialer = Dialer(lambda node_id: node_id in self._peer_transport)
         self._loop = asyncio.get_running_loop()
-        self.frames_dropped = 0
+        #: Frames the transports refused (no link to the peer, a full queue).
+        self.frames_refused = 0
         self.started = False
         #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
         self.restore_info: dict[str, Any] = {"snapshot_height": None}
         #: What `pump` does with each core event type; the others are recorded and published.
-        self._event_handlers: dict[type[NodeEvent], Callable[[Any], bool]] = {
+        self._event_handlers: dict[type[NodeEvent], Callable[[Any], None]] = {
             PersistOps: self._on_persist_ops,
             OpAccepted: self._on_op_accepted,
             CreditReceived: self._on_credit_received,
@@ -266,50 +316,41 @@ class Daemon:
     # --- the pump ----------------------------------------------------------------------------
 
     def pump(self) -> None:
-        frames = self.core.frames_with_priority()
-        commit_first = False
+        frames = self.core.outgoing()
         next_event = self.core.next_event
         handle = self._handle_event
+        barrier_write = 0
         while (event := next_event()) is not None:
-            commit_first |= handle(event)
-        if commit_first:
-            # These frames may carry votes recorded by the signing state (or rely on the
-            # checkpoint) just queued: they leave only once the commit holding it returned.
-            barrier = self.committer.barrier()
-            self._held_frames.append((barrier, frames))
-            if barrier.done():  # nothing new to write (the state is already stored)
-                self._release_frames()
-            else:
-                barrier.add_done_callback(lambda _: self._release_frames())
-        elif self._held_frames:
-            self._held_frames.append((None, frames))
-        elif frames:
-            self._send_frames(frames)
+            handle(event)
+            if isinstance(event, SEND_BARRIERS):
+                barrier_write = event.write_id
+        if barrier_write:
+            self._track_write(barrier_write)
+        self.held_frames.offer(frames)
         self._arm_timer()
 
-    def _release_frames(self) -> None:
-        """Send the held frames whose commits are done, in order; a failed commit drops them
-        (the core re-broadcasts its votes, and hands the state over again with them)."""
-        while self._held_frames:
-            barrier, frames = self._held_frames[0]
-            if barrier is not None and not barrier.done():
-                return
-            self._held_frames.popleft()
-            if barrier is not None and (barrier.cancelled() or barrier.exception() is not None):
-                self.frames_dropped += len(frames)
-                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
-                continue
-            self._send_frames(frames)
+    def _track_write(self, write_id: int) -> None:
+        """Tell `held_frames` when the commit holding send barrier `write_id` returned."""
+        barrier = self.committer.barrier()
+
+        def done(_: object) -> None:
+            ok = not barrier.cancelled() and barrier.exception() is None
+            self.held_frames.write_done(write_id, ok)
+
+        if barrier.done():  # nothing new to write (the state is already stored)
+            done(barrier)
+        else:
+            barrier.add_done_callback(done)
 
     def _send_frames(self, frames: list[OutgoingFrame]) -> None:
         sent = 0
-        for peer_id, frame, control in frames:
-            transport = self._peer_transport.get(peer_id)
+        for out in frames:
+            transport = self._peer_transport.get(out.peer)
             # Consensus, bundle and evidence frames jump ahead of queued bulk sync frames.
-            if transport is not None and transport.send(peer_id, frame, control=control):
+            if transport is not None and transport.send(out.peer, out.frame, control=out.control):
                 sent += 1
             else:
-                self.frames_dropped += 1
+                self.frames_refused += 1
         if sent:
             self.metrics.frame("sent", sent)
 
@@ -335,57 +376,52 @@ class Daemon:
 
     # --- what the pump does with each event -------------------------------------------------
 
-    def _handle_event(self, event: NodeEvent) -> bool:
-        """Route one core event; True when the frames of this pump must wait for the commit."""
+    def _handle_event(self, event: NodeEvent) -> None:
+        """Route one core event. A `PersistRollback` has no write of its own here (the
+        daemon does not store certificates yet): it is durable once the writes queued before
+        it are, which `pump` tracks like any send barrier."""
         handler = self._event_handlers.get(type(event))
         if handler is not None:
-            return handler(event)
+            handler(event)
+            return
         record(event, self.metrics, self.core)
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_persist_ops(self, event: PersistOps) -> bool:
+    def _on_persist_ops(self, event: PersistOps) -> None:
         self.committer.add_ops(event.envelopes)
-        return False
 
-    def _on_op_evicted(self, event: OpEvicted) -> bool:
+    def _on_op_evicted(self, event: OpEvicted) -> None:
         # Marked expired in the log (after its append), so a restart does not reload it.
         self.committer.add_expired(event.op_id)
         record(event, self.metrics, self.core)
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_op_accepted(self, event: OpAccepted) -> bool:
+    def _on_op_accepted(self, event: OpAccepted) -> None:
         # The hot path: one per admitted op.
         self.metrics.op_result("accepted")
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_credit_received(self, event: CreditReceived) -> bool:
+    def _on_credit_received(self, event: CreditReceived) -> None:
         # One per grant or transfer: published, nothing recorded.
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_persist_checkpoint(self, event: PersistCheckpoint) -> bool:
+    def _on_persist_checkpoint(self, event: PersistCheckpoint) -> None:
         self.committer.add_checkpoint(event)
         if event.snapshot:
             self.metrics.snapshot_made(event.height, len(event.snapshot))
             log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
         if self.events.active:
             self.events.publish_final_ops(event, self.core.ledger)
-        return True
 
-    def _on_consensus_state(self, event: PersistConsensusState) -> bool:
+    def _on_consensus_state(self, event: PersistConsensusState) -> None:
         self.committer.add_consensus_state(event.data)
-        return True
 
-    def _on_snapshot_due(self, event: SnapshotDue) -> bool:
+    def _on_snapshot_due(self, event: SnapshotDue) -> None:
         self.snapshot_builds.due(event)
-        return False
 
     def _snapshot_stored(self, height: int, size_bytes: int) -> None:
         self.metrics.snapshot_made(height, size_bytes)
@@ -457,5 +493,5 @@ class Daemon:
             "state_sync": core_status.get("state_sync"),
             "restore": self.restore_info,
             "commits": self.committer.commits,
-            "frames_dropped": self.frames_dropped,
+            "frames_dropped": self.frames_refused + self.held_frames.dropped,
         }

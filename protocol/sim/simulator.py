@@ -681,7 +681,9 @@ def canonical_repr(value: object) -> str:
     """A repr that is the same in every process: sets are sorted, bytes are hex."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         inner = ",".join(
-            f"{f.name}={canonical_repr(getattr(value, f.name))}" for f in dataclasses.fields(value)
+            f"{f.name}={canonical_repr(getattr(value, f.name))}"
+            for f in dataclasses.fields(value)
+            if not f.metadata.get("shell_only")
         )
         return f"{type(value).__name__}({inner})"
     if isinstance(value, bytes | bytearray):
