@@ -1,0 +1,56 @@
+"""Wire and ledger bounds of protocol/limits.py reached at their edge: the value at the bound
+is accepted, one past it is a typed rejection (or, for the pending TTL, an expiry)."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmd.protocol import consensus
+from swarmd.protocol.errors import RemoteProtocolError
+from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.limits import (
+    CONFLICT_LOSERS_PER_MESSAGE_MAX,
+    EVIDENCE_SIZE_BYTES_MAX,
+    PENDING_OP_TTL_S,
+)
+from swarmd.protocol.messages import HandleConflictMessage, decode_message, encode_message
+
+from .helpers import author, feed, keypair, make_council
+
+GENESIS, MEMBERS = make_council()
+
+
+def conflict(losers: int) -> bytes:
+    ids = tuple(i.to_bytes(32, "big") for i in range(1, losers + 1))
+    return encode_message(HandleConflictMessage("alice", b"\x00" * 32, ids, 3))
+
+
+def test_conflict_losers_per_message_bound() -> None:
+    message = decode_message(conflict(CONFLICT_LOSERS_PER_MESSAGE_MAX))
+    assert isinstance(message, HandleConflictMessage)
+    assert len(message.losing_claims) == CONFLICT_LOSERS_PER_MESSAGE_MAX
+    with pytest.raises(RemoteProtocolError, match="losing claims"):
+        decode_message(conflict(CONFLICT_LOSERS_PER_MESSAGE_MAX + 1))
+
+
+def test_evidence_size_bound() -> None:
+    cheater, net = keypair("cheater"), GENESIS.network_id
+    prevote = consensus.MessageKind.PREVOTE
+    first = consensus.sign_vote(cheater, net, prevote, 1, 0, b"\x01" * 32)
+    second = consensus.sign_vote(cheater, net, prevote, 1, 0, b"\x02" * 32)
+    data = consensus.Evidence(first, second).encode()
+    assert len(data) <= EVIDENCE_SIZE_BYTES_MAX
+    assert consensus.Evidence.decode(data).second.value_id == b"\x02" * 32
+    with pytest.raises(consensus.MalformedEvidenceError, match="exceeds"):
+        consensus.Evidence.decode(data + b"\x00" * (EVIDENCE_SIZE_BYTES_MAX + 1 - len(data)))
+
+
+def test_pending_ops_expire_after_the_default_ttl() -> None:
+    ledger = Ledger(GENESIS)
+    assert ledger.config.pending_op_ttl_s == PENDING_OP_TTL_S
+    writer = author(GENESIS, "orphan")
+    writer.seq, writer.head = 3, b"\x07" * 32  # its parent never arrives
+    feed(ledger, [writer.transfer(MEMBERS[0].key, 1)], now=0.0)
+    assert ledger.expire_pending(PENDING_OP_TTL_S - 0.001) == 0
+    assert ledger.expire_pending(PENDING_OP_TTL_S) == 1
+    assert len(ledger.pending) == 0
