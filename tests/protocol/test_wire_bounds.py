@@ -12,8 +12,11 @@ from swarmd.protocol.limits import (
     CONFLICT_LOSERS_PER_MESSAGE_MAX,
     EVIDENCE_SIZE_BYTES_MAX,
     PENDING_OP_TTL_S,
+    STATE_TREE_BUCKETS,
+    STATE_TREE_DEPTH,
 )
 from swarmd.protocol.messages import HandleConflictMessage, decode_message, encode_message
+from swarmd.protocol.state_tree import StateTree, bucket_index, verify_proof
 
 from .helpers import author, feed, keypair, make_council
 
@@ -54,3 +57,15 @@ def test_pending_ops_expire_after_the_default_ttl() -> None:
     assert ledger.expire_pending(PENDING_OP_TTL_S - 0.001) == 0
     assert ledger.expire_pending(PENDING_OP_TTL_S) == 1
     assert len(ledger.pending) == 0
+
+
+def test_the_state_tree_has_state_tree_buckets_under_state_tree_depth_levels() -> None:
+    tree = StateTree()
+    first, last = b"\x00\x00" + b"\x01" * 30, b"\xff\xff" + b"\x01" * 30
+    assert (bucket_index(first), bucket_index(last)) == (0, STATE_TREE_BUCKETS - 1)
+    assert STATE_TREE_BUCKETS == 2**STATE_TREE_DEPTH
+    for key in (first, last):
+        tree.set(key, b"\x02" * 32)
+        proof = tree.proof(key)
+        assert len(proof) == 1 + STATE_TREE_DEPTH  # the bucket, then one sibling per level
+        assert verify_proof(tree.root(), key, b"\x02" * 32, proof)
