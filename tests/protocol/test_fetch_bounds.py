@@ -1,6 +1,7 @@
 """The fetch bounds of protocol/limits.py reached: the missing-parent scan runs at most every
-FETCH_SCAN_S, and the ids remembered as requested stay within FETCH_REQUESTED_MAX (the oldest
-forgotten first)."""
+FETCH_SCAN_S, the ids remembered as requested stay within FETCH_REQUESTED_MAX (the oldest
+forgotten first), and a snapshot fetch drops a peer after FETCH_PEER_TIMEOUTS_MAX timeouts in
+a row."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from swarmd.protocol.limits import (
     ANNOUNCE_FETCH_DELAY_S,
     ANNOUNCED_IDS_MAX,
     ANNOUNCED_IDS_PER_PEER_MAX,
+    FETCH_PEER_TIMEOUTS_MAX,
     FETCH_REQUESTED_MAX,
     FETCH_RETRY_S,
     FETCH_SCAN_S,
 )
 from swarmd.protocol.messages import ANNOUNCE_IDS_PER_MESSAGE_MAX, AnnounceMessage, OpsMessage
 from swarmd.protocol.sim.harness import Swarm
+from swarmd.protocol.snapshot import ChunkRequestTimedOut, FetchCompleted, PeerDropped
 
 from .test_lazy_relay import Wire, fake_id
+from .test_snapshot import GOOD, SILENT
+from .test_snapshot import INFLIGHT as SNAPSHOT_INFLIGHT
+from .test_snapshot import make_swarm as snapshot_swarm
 
 
 def fetched_ids(wire: Wire) -> set[bytes]:
@@ -71,3 +77,15 @@ def test_ids_remembered_as_requested_stay_within_fetch_requested_max() -> None:
     assert len(requested) == FETCH_REQUESTED_MAX
     forgotten = len(first_round) + len(second_round) - FETCH_REQUESTED_MAX
     assert first_round[forgotten - 1] not in requested and first_round[forgotten] in requested
+
+
+def test_a_silent_peer_is_dropped_after_fetch_peer_timeouts_max_timeouts_in_a_row() -> None:
+    swarm, chunks = snapshot_swarm([SILENT, GOOD])
+    assert SNAPSHOT_INFLIGHT > FETCH_PEER_TIMEOUTS_MAX  # a whole batch times out at once
+    final = swarm.run()
+    assert isinstance(final, FetchCompleted) and list(final.chunks) == chunks
+    silent = b"peer-0"
+    timeouts = [e for e in swarm.events if isinstance(e, ChunkRequestTimedOut)]
+    assert [e.peer for e in timeouts] == [silent] * FETCH_PEER_TIMEOUTS_MAX
+    dropped = [e for e in swarm.events if isinstance(e, PeerDropped)]
+    assert [(e.peer, e.reason) for e in dropped] == [(silent, "timeouts")]

@@ -11,6 +11,7 @@ from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.limits import (
     CONFLICT_LOSERS_PER_MESSAGE_MAX,
     EVIDENCE_SIZE_BYTES_MAX,
+    GRANTS_PER_MEMBER_PER_WINDOW_DEFAULT,
     PENDING_OP_TTL_S,
     STATE_TREE_BUCKETS,
     STATE_TREE_DEPTH,
@@ -69,3 +70,16 @@ def test_the_state_tree_has_state_tree_buckets_under_state_tree_depth_levels() -
         proof = tree.proof(key)
         assert len(proof) == 1 + STATE_TREE_DEPTH  # the bucket, then one sibling per level
         assert verify_proof(tree.root(), key, b"\x02" * 32, proof)
+
+
+def test_a_member_grants_the_default_cap_per_window_and_no_more() -> None:
+    genesis, members = make_council(1, signup_reward=100)
+    assert genesis.grants_per_member_per_window == GRANTS_PER_MEMBER_PER_WINDOW_DEFAULT
+    ledger = Ledger(genesis)
+    member = members[0]
+    targets = [
+        keypair(f"granted {i}").public_key for i in range(GRANTS_PER_MEMBER_PER_WINDOW_DEFAULT + 1)
+    ]
+    outcomes = feed(ledger, [member.grant(key, 100) for key in targets])
+    assert all(o.status == "accepted" for o in outcomes[:-1])
+    assert outcomes[-1].code == "grant_cap_exceeded"
