@@ -1,25 +1,34 @@
 """The fetch bounds of protocol/limits.py reached: the missing-parent scan runs at most every
 FETCH_SCAN_S, the ids remembered as requested stay within FETCH_REQUESTED_MAX (the oldest
 forgotten first), and a snapshot fetch drops a peer after FETCH_PEER_TIMEOUTS_MAX timeouts in
-a row."""
+a row and remembers at most FETCH_BANNED_PEERS_MAX dropped peers."""
 
 from __future__ import annotations
+
+import random
 
 from swarmd.protocol.limits import (
     ANNOUNCE_FETCH_DELAY_S,
     ANNOUNCED_IDS_MAX,
     ANNOUNCED_IDS_PER_PEER_MAX,
+    FETCH_BANNED_PEERS_MAX,
     FETCH_PEER_TIMEOUTS_MAX,
     FETCH_REQUESTED_MAX,
     FETCH_RETRY_S,
     FETCH_SCAN_S,
+    PEERS_MAX,
 )
 from swarmd.protocol.messages import ANNOUNCE_IDS_PER_MESSAGE_MAX, AnnounceMessage, OpsMessage
 from swarmd.protocol.sim.harness import Swarm
-from swarmd.protocol.snapshot import ChunkRequestTimedOut, FetchCompleted, PeerDropped
+from swarmd.protocol.snapshot import (
+    ChunkRequestTimedOut,
+    FetchCompleted,
+    PeerDropped,
+    SnapshotFetcher,
+)
 
 from .test_lazy_relay import Wire, fake_id
-from .test_snapshot import GOOD, SILENT
+from .test_snapshot import GOOD, SILENT, small_snapshot
 from .test_snapshot import INFLIGHT as SNAPSHOT_INFLIGHT
 from .test_snapshot import make_swarm as snapshot_swarm
 
@@ -89,3 +98,33 @@ def test_a_silent_peer_is_dropped_after_fetch_peer_timeouts_max_timeouts_in_a_ro
     assert [e.peer for e in timeouts] == [silent] * FETCH_PEER_TIMEOUTS_MAX
     dropped = [e for e in swarm.events if isinstance(e, PeerDropped)]
     assert [(e.peer, e.reason) for e in dropped] == [(silent, "timeouts")]
+
+
+def test_banned_snapshot_peers_are_remembered_up_to_fetch_banned_peers_max() -> None:
+    manifest, chunks, _ = small_snapshot(3000)  # enough chunks to ask every peer at once
+    anchor = b"anchor"  # asked, never answers: keeps the fetch alive while liars come and go
+    fetcher = SnapshotFetcher(manifest, [anchor], now=0.0, rng=random.Random(1))
+    liars: list[bytes] = []
+    banned: list[bytes] = []  # in the order they were dropped
+    while len(liars) <= FETCH_BANNED_PEERS_MAX:
+        batch = [f"liar {len(liars) + i}".encode() for i in range(PEERS_MAX - 1)]
+        for peer in batch:
+            fetcher.add_peer(peer, 0.0)
+        while len(fetcher.peers) > 1:
+            asked = [(p, i) for p, i in fetcher.requests_to_send() if p != anchor]
+            assert asked  # each liar is asked something, and lies
+            for peer, index in asked:
+                if peer in fetcher.peers:
+                    lie = bytes([chunks[index][0] ^ 1]) + chunks[index][1:]
+                    fetcher.receive_chunk(peer, index, lie, 0.0)
+        assert fetcher.peers == [anchor]  # every liar was dropped and banned
+        liars += batch
+        while (event := fetcher.next_event()) is not None:
+            if isinstance(event, PeerDropped):
+                banned.append(event.peer)
+    assert sorted(banned) == sorted(liars)
+    forgotten = len(banned) - FETCH_BANNED_PEERS_MAX
+    fetcher.add_peer(banned[forgotten], 0.0)  # still banned: refused
+    assert fetcher.peers == [anchor]
+    fetcher.add_peer(banned[forgotten - 1], 0.0)  # forgotten: a chance again
+    assert fetcher.peers == sorted([anchor, banned[forgotten - 1]])
