@@ -339,3 +339,12 @@ assert ROLLBACK_CERTIFICATE_SIZE_BYTES_MAX <= ENCODED_VALUE_SIZE_BYTES_MAX
 JSON_BODY_DEPTH_MAX = 16
 #: Largest JSON body of the admin interface (its bodies are tiny objects).
 ADMIN_JSON_BODY_SIZE_BYTES_MAX = 4096
+
+# --- durability before send (node/runtime/driver.py; branch durable) ----------------------
+
+#: Frames a shell holds while the write they wait for is being committed (events.py's
+#: contract). A commit takes milliseconds, during which a node produces at most a few hundred
+#: frames; a storage that hangs must not grow memory without bound, so past this the oldest
+#: held frames are dropped (counted): dropping never sends a frame early, and the core
+#: re-broadcasts its votes and re-syncs whatever the dropped frames carried.
+HELD_FRAMES_MAX = 100_000

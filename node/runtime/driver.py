@@ -27,6 +27,7 @@ from typing import Any
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
+from swarmd.protocol.limits import HELD_FRAMES_MAX
 from swarmd.protocol.node_core import (
     SEND_BARRIERS,
     Mode,
@@ -69,25 +70,36 @@ class HeldFrames:
     the core re-broadcasts its votes and hands its signing state over again with them.
     """
 
-    def __init__(self, send: Callable[[list[OutgoingFrame]], None]) -> None:
+    def __init__(
+        self, send: Callable[[list[OutgoingFrame]], None], held_max: int = HELD_FRAMES_MAX
+    ) -> None:
         self._send = send
+        self.held_max = held_max
         self._batches: deque[tuple[int, list[OutgoingFrame]]] = deque()
+        self._held = 0  # frames in `_batches`
         #: The newest write id known durable, and the ids whose commit failed.
         self.durable = 0
         self._failed: set[int] = set()
         self.dropped = 0
 
     def __len__(self) -> int:
-        return sum(len(frames) for _, frames in self._batches)
+        return self._held
 
     def offer(self, frames: Iterable[OutgoingFrame]) -> None:
-        """Send what may leave now, hold the rest (after what is held already)."""
+        """Send what may leave now, hold the rest (after what is held already); past
+        `held_max` held frames the oldest batches are dropped (limits.HELD_FRAMES_MAX)."""
         by_write: dict[int, list[OutgoingFrame]] = {}
         for frame in frames:
             by_write.setdefault(frame.after_write, []).append(frame)
         for after_write in sorted(by_write):
             self._batches.append((after_write, by_write[after_write]))
+            self._held += len(by_write[after_write])
         self._release()
+        while self._held > self.held_max and self._batches:
+            _, frames_dropped = self._batches.popleft()
+            self._held -= len(frames_dropped)
+            self.dropped += len(frames_dropped)
+            log.warning("held_frames_dropped", frames=len(frames_dropped))
 
     def write_done(self, write_id: int, ok: bool) -> None:
         """The commit holding write `write_id` (and every write before it) returned."""
@@ -108,6 +120,7 @@ class HeldFrames:
             else:
                 return
             self._batches.popleft()
+            self._held -= len(frames)
 
 
 def version() -> str:

@@ -4,6 +4,7 @@ HeldFrames): a frame leaves only once the write it names is durable, in order.""
 from __future__ import annotations
 
 from swarmd.node.runtime.driver import HeldFrames
+from swarmd.protocol.limits import HELD_FRAMES_MAX
 from swarmd.protocol.node_core import OutgoingFrame
 
 
@@ -49,3 +50,16 @@ def test_frames_waiting_on_a_failed_write_are_dropped() -> None:
     assert sent == [] and held.dropped == 2 and len(held) == 1
     held.write_done(6, ok=True)  # the core handed its state over again: this one is stored
     assert labels(sent) == ["next"]
+
+
+def test_past_held_frames_max_the_oldest_held_frames_are_dropped() -> None:
+    assert HeldFrames(print).held_max == HELD_FRAMES_MAX
+    sent: list[OutgoingFrame] = []
+    held = HeldFrames(sent.extend, held_max=3)
+    held.offer([frame("a", 1), frame("b", 1)])
+    held.offer([frame("c", 2)])
+    assert len(held) == 3 and held.dropped == 0  # at the bound: all kept
+    held.offer([frame("d", 2)])
+    assert len(held) == 2 and held.dropped == 2  # the oldest batch went, never sent
+    held.write_done(2, ok=True)
+    assert labels(sent) == ["c", "d"]
