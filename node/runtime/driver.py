@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -206,9 +207,9 @@ class Daemon:
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
-        held = core.status().get("snapshot")
+        held = core.node_status().snapshot
         if held is not None:
-            daemon.metrics.set_snapshot(held["height"], held["size_bytes"])
+            daemon.metrics.set_snapshot(held.height, held.size_bytes)
         if restored.mode is not Mode.NORMAL:
             core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
         return daemon
@@ -457,10 +458,9 @@ class Daemon:
         return result
 
     def status(self) -> dict[str, Any]:
-        core_status = self.core.status()
-        peer_heights = {
-            peer_hex: value["final_height"] for peer_hex, value in core_status["peers"].items()
-        }
+        """`/v1/status`: rendered from the core's typed `NodeStatus` and the transports."""
+        core = self.core.node_status()
+        peer_heights = {peer.peer_id: peer.final_height for peer in core.peers}
         peers = []
         for peer_id, info in sorted(self.peers().items()):
             peers.append(
@@ -471,7 +471,7 @@ class Daemon:
                     "url": info.remote_url,
                     "rtt_ms": None if info.rtt_ms is None else round(info.rtt_ms, 3),
                     "candidate_pair": info.candidate_pair,
-                    "final_height": peer_heights.get(peer_id.hex(), 0),
+                    "final_height": peer_heights.get(peer_id, 0),
                 }
             )
         best = max(peer_heights.values(), default=0)
@@ -481,29 +481,29 @@ class Daemon:
             "network_name": self.genesis.network_name,
             "signup_reward": self.genesis.signup_reward,
             "version": version(),
-            "validator": core_status["validator"],
-            "mode": core_status["mode"],
-            "mode_reason": core_status["mode_reason"],
-            "final_height": core_status["final_height"],
-            "consensus_height": core_status["consensus_height"],
-            "state_root": core_status["state_root"],
-            "applied_ops": core_status["applied_ops"],
-            "unfinalized_ops": core_status["unfinalized_ops"],
-            "pending_ops": core_status["pending_ops"],
-            "sync_lag": max(0, best - core_status["final_height"]),
-            "catching_up": core_status["catching_up"],
-            "consensus_round": core_status["consensus_round"],
-            "consensus_step": core_status["consensus_step"],
-            "conflicts": core_status["conflicts"],
+            "validator": core.validator,
+            "mode": core.mode.value,
+            "mode_reason": core.mode_reason,
+            "final_height": core.final_height,
+            "consensus_height": core.consensus_height,
+            "state_root": core.state_root.hex(),
+            "applied_ops": core.applied_ops,
+            "unfinalized_ops": core.unfinalized_ops,
+            "pending_ops": core.pending_ops,
+            "sync_lag": max(0, best - core.final_height),
+            "catching_up": core.catching_up,
+            "consensus_round": core.consensus_round,
+            "consensus_step": core.consensus_step,
+            "conflicts": dataclasses.asdict(core.conflicts),
             "dial": [dial_state_dict(state) for state in self._dialer.states],
             "peers": peers,
-            "stats": core_status["stats"],
-            "evidence": core_status["evidence"],
-            "open_conflicts": core_status["open_conflicts"],
-            "oldest_open_conflict_age_s": core_status["oldest_open_conflict_age_s"],
+            "stats": dataclasses.asdict(core.stats),
+            "evidence": core.evidence,
+            "open_conflicts": core.open_conflicts,
+            "oldest_open_conflict_age_s": core.oldest_open_conflict_age_s,
             # The newest snapshot this node holds (or None) and the state sync in progress.
-            "snapshot": core_status.get("snapshot"),
-            "state_sync": core_status.get("state_sync"),
+            "snapshot": None if core.snapshot is None else core.snapshot.as_dict(),
+            "state_sync": None if core.state_sync is None else core.state_sync.as_dict(),
             "restore": self.restore_info,
             "commits": self.committer.commits,
             "frames_dropped": self.frames_refused + self.held_frames.dropped,
