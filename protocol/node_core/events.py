@@ -27,10 +27,6 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ledger import LedgerEvent
 from ..ledger.state import LedgerState
 
-#: Field metadata of `write_id`: shell plumbing, not part of what the event says (the
-#: simulator's trace leaves such fields out).
-_SHELL_ONLY = {"shell_only": True}
-
 
 @dataclass(frozen=True, slots=True)
 class OutgoingFrame:
@@ -50,7 +46,7 @@ class PersistOps:
 
     envelopes: tuple[bytes, ...]
     #: This write's id (see the module comment); 0 only on an event built outside a core.
-    write_id: int = field(default=0, kw_only=True, metadata=_SHELL_ONLY)
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +60,7 @@ class PersistCheckpoint:
     #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
     snapshot: bytes = b""
     #: This write's id: frames handed over after it wait for it (see the module comment).
-    write_id: int = field(default=0, kw_only=True, metadata=_SHELL_ONLY)
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +88,7 @@ class PersistConsensusState:
     `NodeCore.restore(consensus_state=...)`."""
 
     data: bytes
-    write_id: int = field(default=0, kw_only=True, metadata=_SHELL_ONLY)
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +211,7 @@ class PersistRollback:
     certificate: bytes
     epoch: int
     #: This write's id: frames handed over after it wait for it (see the module comment).
-    write_id: int = field(default=0, kw_only=True, metadata=_SHELL_ONLY)
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

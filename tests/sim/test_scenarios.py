@@ -25,11 +25,10 @@ CI_SEEDS = range(1, 101)
 #: hidden: `test_known_failures_still_fail` runs each one and fails as soon as it passes, so a
 #: fix must remove it from here.
 KNOWN_FAILURES: dict[tuple[str, int], str] = {
-    ("network-rollback", 70): (
-        "a node that finalized one old-epoch height more than the others when the certificate "
-        "reached it reverts that height's ops, while the others finalize them again in the new "
-        "epoch: the reverted set is each node's own, not one the council agreed on (issue 12)"
-    ),
+    # ("network-rollback", 70) was listed for issue 12 (a node that finalized one old-epoch
+    # height more than the others reverts that height's ops while the others finalize them
+    # again). Issue 12 is still open, but since the simulator honours durability before send
+    # with a 3 ms commit delay, no seed in 1..100 shows it any more (the timings moved).
 }
 
 
@@ -49,10 +48,11 @@ def test_scenario_over_100_seeds(name: str) -> None:
     assert summary["finality_latency_s"]["p50"] is not None
 
 
-@pytest.mark.parametrize(("name", "seed"), sorted(KNOWN_FAILURES))
-def test_known_failures_still_fail(name: str, seed: int) -> None:
-    result = scenarios.run_scenario(name, seed)
-    assert not result.ok, f"{name} seed {seed} passes now: remove it from KNOWN_FAILURES"
+def test_known_failures_still_fail() -> None:
+    # One test over the list (not parametrized): an empty list is no skipped test.
+    for name, seed in sorted(KNOWN_FAILURES):
+        result = scenarios.run_scenario(name, seed)
+        assert not result.ok, f"{name} seed {seed} passes now: remove it from KNOWN_FAILURES"
 
 
 def test_fault_scenarios_report_mttd_and_mttr() -> None:
