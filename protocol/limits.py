@@ -419,3 +419,11 @@ REJOIN_QUERY_RETRY_S = 1.0
 #: `gap` event and re-reads its state. The store rewrites at most this many rows per
 #: checkpoint, so the bound also caps the write cost the window adds.
 EVENTS_RETAINED_MAX = 4096
+# --- durability before send (node/runtime/driver.py; branch durable) ----------------------
+
+#: Frames a shell holds while the write they wait for is being committed (events.py's
+#: contract). A commit takes milliseconds, during which a node produces at most a few hundred
+#: frames; a storage that hangs must not grow memory without bound, so past this the oldest
+#: held frames are dropped (counted): dropping never sends a frame early, and the core
+#: re-broadcasts its votes and re-syncs whatever the dropped frames carried.
+HELD_FRAMES_MAX = 100_000

@@ -8,29 +8,35 @@ runtime/observe.py, and to event subscribers, http/events.py) and re-arms the si
 `core.get_timer()`.
 
 Durability: a client submission is acknowledged only after the commit holding it returned
-(`submit`), and the frames of a pump that emitted a `PersistConsensusState` (the validator's
-last sign state) or a `PersistCheckpoint` are sent only once that commit returned: a restarted
-validator then always knows every vote it ever sent (no equivocation).
+(`submit`), and the driver honours the core's durability-before-send contract (the module
+comment of protocol/node_core/events.py): each frame waits in `HeldFrames` until the write its
+`after_write` names is durable, in the order the core handed the frames over, and is dropped
+when that write's commit failed. A restarted validator then always knows every vote it ever
+sent (no equivocation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
+from swarmd.protocol.limits import HELD_FRAMES_MAX
 from swarmd.protocol.node_core import (
+    SEND_BARRIERS,
     EpochEntered,
     Mode,
     NodeCore,
     NodeEvent,
     OpsReverted,
+    OutgoingFrame,
     PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
@@ -57,12 +63,72 @@ from .signing_state import SigningStateFile
 
 log = get_logger("swarmd.daemon")
 
-#: (peer id, frame, control) as NodeCore.frames_with_priority returns them.
-OutgoingFrame = tuple[bytes, bytes, bool]
-
 #: The timer never fires sooner than this after the previous firing, so a core deadline that
 #: stays in the past cannot spin the loop.
 TIMER_DELAY_S_MIN = 0.001
+
+
+class HeldFrames:
+    """The frames the core handed over, sent once the write each waits for is durable.
+
+    Frames leave in the order the core handed them over: a batch (one `NodeCore.outgoing()`
+    call, all with the same `after_write`) waits for its write and for every batch before it.
+    `write_done` reports a send barrier's commit (every write up to it, as the committer
+    writes in order); a batch whose write failed is dropped (`dropped` counts its frames):
+    the core re-broadcasts its votes and hands its signing state over again with them.
+    """
+
+    def __init__(
+        self, send: Callable[[list[OutgoingFrame]], None], held_max: int = HELD_FRAMES_MAX
+    ) -> None:
+        self._send = send
+        self.held_max = held_max
+        self._batches: deque[tuple[int, list[OutgoingFrame]]] = deque()
+        self._held = 0  # frames in `_batches`
+        #: The newest write id known durable, and the ids whose commit failed.
+        self.durable = 0
+        self._failed: set[int] = set()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return self._held
+
+    def offer(self, frames: Iterable[OutgoingFrame]) -> None:
+        """Send what may leave now, hold the rest (after what is held already); past
+        `held_max` held frames the oldest batches are dropped (limits.HELD_FRAMES_MAX)."""
+        by_write: dict[int, list[OutgoingFrame]] = {}
+        for frame in frames:
+            by_write.setdefault(frame.after_write, []).append(frame)
+        for after_write in sorted(by_write):
+            self._batches.append((after_write, by_write[after_write]))
+            self._held += len(by_write[after_write])
+        self._release()
+        while self._held > self.held_max and self._batches:
+            _, frames_dropped = self._batches.popleft()
+            self._held -= len(frames_dropped)
+            self.dropped += len(frames_dropped)
+            log.warning("held_frames_dropped", frames=len(frames_dropped))
+
+    def write_done(self, write_id: int, ok: bool) -> None:
+        """The commit holding write `write_id` (and every write before it) returned."""
+        if ok:
+            self.durable = max(self.durable, write_id)
+        else:
+            self._failed.add(write_id)
+        self._release()
+
+    def _release(self) -> None:
+        while self._batches:
+            after_write, frames = self._batches[0]
+            if after_write in self._failed:
+                self.dropped += len(frames)
+                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
+            elif after_write <= self.durable:
+                self._send(frames)
+            else:
+                return
+            self._batches.popleft()
+            self._held -= len(frames)
 
 
 def version() -> str:
@@ -101,11 +167,8 @@ class Daemon:
         )
         if isinstance(node_log, StoreLog):
             node_log.known_op = self._known_op
-        # Frames waiting for a commit, in the order the core produced them: (the commit they
-        # wait for or None, frames). A batch waits for its own commit and for every batch
-        # before it, so frames never overtake each other.
-        self._held_frames: deque[tuple[asyncio.Future[None] | None, list[OutgoingFrame]]]
-        self._held_frames = deque()
+        #: Frames waiting for the write they name (events.py's durability contract).
+        self.held_frames = HeldFrames(self._send_frames)
         self.transports: dict[str, LinkTransport] = {}
         self._peer_transport: dict[bytes, LinkTransport] = {}
         archive = node_log.store if isinstance(node_log, StoreLog) else None
@@ -122,12 +185,13 @@ class Daemon:
             lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
         )
         self._loop = asyncio.get_running_loop()
-        self.frames_dropped = 0
+        #: Frames the transports refused (no link to the peer, a full queue).
+        self.frames_refused = 0
         self.started = False
         #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
         self.restore_info: dict[str, Any] = {"snapshot_height": None}
         #: What `pump` does with each core event type; the others are recorded and published.
-        self._event_handlers: dict[type[NodeEvent], Callable[[Any], bool]] = {
+        self._event_handlers: dict[type[NodeEvent], Callable[[Any], None]] = {
             PersistOps: self._on_persist_ops,
             OpAccepted: self._on_op_accepted,
             CreditReceived: self._on_credit_received,
@@ -163,9 +227,9 @@ class Daemon:
         daemon.metrics.restored(
             restored.snapshot_height or 0, restored.replayed_ops, restored.elapsed_s
         )
-        held = core.status().get("snapshot")
+        held = core.node_status().snapshot
         if held is not None:
-            daemon.metrics.set_snapshot(held["height"], held["size_bytes"])
+            daemon.metrics.set_snapshot(held.height, held.size_bytes)
         if restored.mode is not Mode.NORMAL:
             core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
         return daemon
@@ -313,50 +377,41 @@ class Daemon:
     # --- the pump ----------------------------------------------------------------------------
 
     def pump(self) -> None:
-        frames = self.core.frames_with_priority()
-        commit_first = False
+        frames = self.core.outgoing()
         next_event = self.core.next_event
         handle = self._handle_event
+        barrier_write = 0
         while (event := next_event()) is not None:
-            commit_first |= handle(event)
-        if commit_first:
-            # These frames may carry votes recorded by the signing state (or rely on the
-            # checkpoint) just queued: they leave only once the commit holding it returned.
-            barrier = self.committer.barrier()
-            self._held_frames.append((barrier, frames))
-            if barrier.done():  # nothing new to write (the state is already stored)
-                self._release_frames()
-            else:
-                barrier.add_done_callback(lambda _: self._release_frames())
-        elif self._held_frames:
-            self._held_frames.append((None, frames))
-        elif frames:
-            self._send_frames(frames)
+            handle(event)
+            if isinstance(event, SEND_BARRIERS):
+                barrier_write = event.write_id
+        if barrier_write:
+            self._track_write(barrier_write)
+        self.held_frames.offer(frames)
         self._arm_timer()
 
-    def _release_frames(self) -> None:
-        """Send the held frames whose commits are done, in order; a failed commit drops them
-        (the core re-broadcasts its votes, and hands the state over again with them)."""
-        while self._held_frames:
-            barrier, frames = self._held_frames[0]
-            if barrier is not None and not barrier.done():
-                return
-            self._held_frames.popleft()
-            if barrier is not None and (barrier.cancelled() or barrier.exception() is not None):
-                self.frames_dropped += len(frames)
-                log.warning("frames_dropped_after_failed_commit", frames=len(frames))
-                continue
-            self._send_frames(frames)
+    def _track_write(self, write_id: int) -> None:
+        """Tell `held_frames` when the commit holding send barrier `write_id` returned."""
+        barrier = self.committer.barrier()
+
+        def done(_: object) -> None:
+            ok = not barrier.cancelled() and barrier.exception() is None
+            self.held_frames.write_done(write_id, ok)
+
+        if barrier.done():  # nothing new to write (the state is already stored)
+            done(barrier)
+        else:
+            barrier.add_done_callback(done)
 
     def _send_frames(self, frames: list[OutgoingFrame]) -> None:
         sent = 0
-        for peer_id, frame, control in frames:
-            transport = self._peer_transport.get(peer_id)
+        for out in frames:
+            transport = self._peer_transport.get(out.peer)
             # Consensus, bundle and evidence frames jump ahead of queued bulk sync frames.
-            if transport is not None and transport.send(peer_id, frame, control=control):
+            if transport is not None and transport.send(out.peer, out.frame, control=out.control):
                 sent += 1
             else:
-                self.frames_dropped += 1
+                self.frames_refused += 1
         if sent:
             self.metrics.frame("sent", sent)
 
@@ -382,59 +437,53 @@ class Daemon:
 
     # --- what the pump does with each event -------------------------------------------------
 
-    def _handle_event(self, event: NodeEvent) -> bool:
-        """Route one core event; True when the frames of this pump must wait for the commit."""
+    def _handle_event(self, event: NodeEvent) -> None:
+        """Route one core event. A `PersistRollback` queues its write (`_on_persist_rollback`)
+        and is a send barrier: `pump` tracks it like a checkpoint."""
         handler = self._event_handlers.get(type(event))
         if handler is not None:
-            return handler(event)
+            handler(event)
+            return
         record(event, self.metrics, self.core)
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_persist_ops(self, event: PersistOps) -> bool:
+    def _on_persist_ops(self, event: PersistOps) -> None:
         self.committer.add_ops(event.envelopes)
-        return False
 
-    def _on_op_evicted(self, event: OpEvicted) -> bool:
+    def _on_op_evicted(self, event: OpEvicted) -> None:
         # Marked expired in the log (after its append), so a restart does not reload it.
         self.committer.add_expired(event.op_id)
         record(event, self.metrics, self.core)
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_op_accepted(self, event: OpAccepted) -> bool:
+    def _on_op_accepted(self, event: OpAccepted) -> None:
         # The hot path: one per admitted op.
         self.metrics.op_result("accepted")
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_credit_received(self, event: CreditReceived) -> bool:
+    def _on_credit_received(self, event: CreditReceived) -> None:
         # One per grant or transfer: published, nothing recorded.
         if self.events.active:
             self.events.publish(event)
-        return False
 
-    def _on_persist_checkpoint(self, event: PersistCheckpoint) -> bool:
+    def _on_persist_checkpoint(self, event: PersistCheckpoint) -> None:
         self.committer.add_checkpoint(event)
         if event.snapshot:
             self.metrics.snapshot_made(event.height, len(event.snapshot))
             log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
         if self.events.active:
             self.events.publish_final_ops(event, self.core.ledger)
-        return True
 
-    def _on_consensus_state(self, event: PersistConsensusState) -> bool:
+    def _on_consensus_state(self, event: PersistConsensusState) -> None:
         self.committer.add_consensus_state(event.data)
-        return True
 
-    def _on_snapshot_due(self, event: SnapshotDue) -> bool:
+    def _on_snapshot_due(self, event: SnapshotDue) -> None:
         self.snapshot_builds.due(event)
-        return False
 
-    def _on_persist_rollback(self, event: PersistRollback) -> bool:
+    def _on_persist_rollback(self, event: PersistRollback) -> None:
         # Queued in order with the checkpoints: the new epoch's checkpoint at H+1 is written
         # after the old epoch's ones above H moved out. Frames wait for it (like a checkpoint).
         height = RollbackCertificate.decode(event.certificate).height
@@ -445,9 +494,8 @@ class Daemon:
             log.info("rollback_stored", epoch=event.epoch, height=height, checkpoints_moved=moved)
 
         self.committer.add_write(write)
-        return True
 
-    def _on_ops_reverted(self, event: OpsReverted) -> bool:
+    def _on_ops_reverted(self, event: OpsReverted) -> None:
         # The authors' subscribers hear of it once it is durable, so `GET /v1/ops/{id}` then
         # answers `reverted` too (the ledger no longer holds the op: the store knows its author).
         log.warning("ops_reverted", ops=len(event.op_ids), height=event.height, epoch=event.epoch)
@@ -458,14 +506,12 @@ class Daemon:
                 self.events.publish_reverted(event, authors)
 
         self.committer.add_write(write)
-        return True
 
-    def _on_epoch_entered(self, event: EpochEntered) -> bool:
+    def _on_epoch_entered(self, event: EpochEntered) -> None:
         log.warning(
             "epoch_entered", epoch=event.epoch, height=event.height, reverted=event.reverted
         )
         record(event, self.metrics, self.core)
-        return False
 
     def _snapshot_stored(self, height: int, size_bytes: int) -> None:
         self.metrics.snapshot_made(height, size_bytes)
@@ -488,10 +534,9 @@ class Daemon:
         return result
 
     def status(self) -> dict[str, Any]:
-        core_status = self.core.status()
-        peer_heights = {
-            peer_hex: value["final_height"] for peer_hex, value in core_status["peers"].items()
-        }
+        """`/v1/status`: rendered from the core's typed `NodeStatus` and the transports."""
+        core = self.core.node_status()
+        peer_heights = {peer.peer_id: peer.final_height for peer in core.peers}
         peers = []
         for peer_id, info in sorted(self.peers().items()):
             peers.append(
@@ -502,7 +547,7 @@ class Daemon:
                     "url": info.remote_url,
                     "rtt_ms": None if info.rtt_ms is None else round(info.rtt_ms, 3),
                     "candidate_pair": info.candidate_pair,
-                    "final_height": peer_heights.get(peer_id.hex(), 0),
+                    "final_height": peer_heights.get(peer_id, 0),
                 }
             )
         best = max(peer_heights.values(), default=0)
@@ -512,45 +557,46 @@ class Daemon:
             "network_name": self.genesis.network_name,
             "signup_reward": self.genesis.signup_reward,
             "version": version(),
-            "validator": core_status["validator"],
-            "mode": core_status["mode"],
-            "mode_reason": core_status["mode_reason"],
-            "final_height": core_status["final_height"],
-            "epoch": core_status["epoch"],
-            "consensus_height": core_status["consensus_height"],
-            "state_root": core_status["state_root"],
-            "applied_ops": core_status["applied_ops"],
-            "unfinalized_ops": core_status["unfinalized_ops"],
-            "pending_ops": core_status["pending_ops"],
-            "sync_lag": max(0, best - core_status["final_height"]),
-            "catching_up": core_status["catching_up"],
-            "consensus_round": core_status["consensus_round"],
-            "consensus_step": core_status["consensus_step"],
-            "conflicts": core_status["conflicts"],
+            "validator": core.validator,
+            "mode": core.mode.value,
+            "mode_reason": core.mode_reason,
+            "final_height": core.final_height,
+            "epoch": core.epoch,
+            "consensus_height": core.consensus_height,
+            "state_root": core.state_root.hex(),
+            "applied_ops": core.applied_ops,
+            "unfinalized_ops": core.unfinalized_ops,
+            "pending_ops": core.pending_ops,
+            "sync_lag": max(0, best - core.final_height),
+            "catching_up": core.catching_up,
+            "root_divergence_height": core.root_divergence_height,
+            "rejoin": core.rejoin,
+            "consensus_round": core.consensus_round,
+            "consensus_step": core.consensus_step,
+            "conflicts": dataclasses.asdict(core.conflicts),
             "dial": [dial_state_dict(state) for state in self._dialer.states],
             "peers": peers,
-            "stats": core_status["stats"],
-            "evidence": core_status["evidence"],
-            "open_conflicts": core_status["open_conflicts"],
-            "oldest_open_conflict_age_s": core_status["oldest_open_conflict_age_s"],
+            "stats": dataclasses.asdict(core.stats),
+            "evidence": core.evidence,
+            "open_conflicts": core.open_conflicts,
+            "oldest_open_conflict_age_s": core.oldest_open_conflict_age_s,
             # The newest snapshot this node holds (or None) and the state sync in progress.
-            "snapshot": core_status.get("snapshot"),
-            "state_sync": core_status.get("state_sync"),
+            "snapshot": None if core.snapshot is None else core.snapshot.as_dict(),
+            "state_sync": None if core.state_sync is None else core.state_sync.as_dict(),
             "restore": self.restore_info,
             "commits": self.committer.commits,
-            "frames_dropped": self.frames_dropped,
+            "frames_dropped": self.frames_refused + self.held_frames.dropped,
             # Bans and peer exchange (runtime/bans.py, runtime/exchange.py).
             "netguard": self.guard.status(self.exchange),
         }
 
     # --- misbehaviour (netguard, runtime/bans.py) ---------------------------------------------
 
-    def _on_peer_misbehaved(self, event: PeerMisbehaved) -> bool:
+    def _on_peer_misbehaved(self, event: PeerMisbehaved) -> None:
         record(event, self.metrics, self.core)
         if self.events.active:
             self.events.publish(event)
         self.guard.misbehaved(event)
-        return False
 
     def _close_link(self, peer_id: bytes) -> None:
         """Close `peer_id`'s link on whichever transport carries it (the core dropped it)."""

@@ -1,10 +1,11 @@
 """The swarm node core (sans-I/O): ledger + peers + gossip + delta sync + council finality.
 
 Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
-`set_mode`, all with an explicit `now`. Outputs: `frames_to_send()` (peer, frame),
+`set_mode`, all with an explicit `now`. Outputs: `outgoing()` (`OutgoingFrame`s),
 `next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
-(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`) and the shell feeds results back
-by calling it. The same
+(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`, `PersistRollback`, each with a
+`write_id`), each outgoing frame names the write it must not leave before (`after_write`,
+events.py), and the shell feeds results back by calling it. The same
 core runs in the daemon (node/) and in the deterministic simulator.
 
 Gossip is push for new ops, lazy for relays (Plumtree-style): an op submitted by a local
@@ -54,6 +55,7 @@ from ..limits import (
 from .config import SNAPSHOT_BUILD_MODES, Mode, NodeCoreConfig
 from .core import NodeCore
 from .events import (
+    SEND_BARRIERS,
     CatchUpStarted,
     CheckpointFinalized,
     EpochEntered,
@@ -63,9 +65,11 @@ from .events import (
     ModeChanged,
     NodeEvent,
     OpsReverted,
+    OutgoingFrame,
     PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
+    PersistEvent,
     PersistOps,
     PersistRollback,
     RollbackRevertFailed,
@@ -120,6 +124,7 @@ __all__ = [
     "REASON_DIVERGENCE",
     "REASON_RESYNC",
     "REASON_ROLLBACK",
+    "SEND_BARRIERS",
     "SNAPSHOT_BUILD_MODES",
     "SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT",
     "SNAPSHOT_OFFER_INTERVAL_S",
@@ -144,10 +149,12 @@ __all__ = [
     "NodeStatus",
     "OpsReverted",
     "Outcome",
+    "OutgoingFrame",
     "PeerMisbehaved",
     "PeerStatus",
     "PersistCheckpoint",
     "PersistConsensusState",
+    "PersistEvent",
     "PersistOps",
     "PersistRollback",
     "RollbackRevertFailed",

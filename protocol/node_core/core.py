@@ -10,6 +10,7 @@ from: the simulator's trace hashes are unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import deque
 from collections.abc import Callable
@@ -52,7 +53,7 @@ from . import council
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
 from .delta_sync import DeltaSync
-from .events import ModeChanged, NodeEvent
+from .events import SEND_BARRIERS, ModeChanged, NodeEvent, OutgoingFrame, PersistEvent
 from .finality import Finality
 from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
@@ -103,6 +104,10 @@ class NodeCore:
         self._peer_order: list[bytes] = []
         self._unfinal_ids = IdSet()
         self._events: deque[NodeEvent] = deque()
+        #: The `write_id` of the newest Persist* event, and of the newest send barrier: the
+        #: `after_write` of every frame handed over now (events.py's module comment).
+        self._write_id = 0
+        self._barrier_write_id = 0
         self._now = now
         self.evidence: list[bytes] = []
         #: 0 when the ledger holds the whole history; else the height of the snapshot it was
@@ -176,6 +181,8 @@ class NodeCore:
             core.finality.receive_bundle(b"", data, now, persist=False)
         core.finality.replay_snapshot_height = -1
         core._events.clear()
+        # The replay's writes are durable already (they came from the store): none is due.
+        core._write_id = core._barrier_write_id = 0
         if consensus_state is not None:
             core.resume_consensus(consensus_state, now)
         return core
@@ -354,18 +361,26 @@ class NodeCore:
 
     # --- outputs -----------------------------------------------------------------------------
 
-    def frames_to_send(self) -> list[tuple[bytes, bytes]]:
-        return [(peer_id, frame) for peer_id, frame, _ in self.frames_with_priority()]
-
-    def frames_with_priority(self) -> list[tuple[bytes, bytes, bool]]:
-        """(peer, frame, control): control frames (consensus, bundles, evidence) should jump
-        ahead of bulk frames already queued in the transport."""
+    def outgoing(self) -> list[OutgoingFrame]:
+        """The frames to send, each with the write it waits for (`after_write`: the newest
+        send barrier emitted so far; events.py's module comment states the contract)."""
         self.gossip.flush()
-        frames: list[tuple[bytes, bytes, bool]] = []
+        after = self._barrier_write_id
+        frames: list[OutgoingFrame] = []
         for peer_id in self._peer_order:
             for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
-                frames.append((peer_id, frame, priority is Priority.CONTROL))
+                frames.append(OutgoingFrame(peer_id, frame, priority is Priority.CONTROL, after))
         return frames
+
+    def frames_to_send(self) -> list[tuple[bytes, bytes]]:
+        """`outgoing()` as (peer, frame), for a shell whose writes are durable the moment it
+        reads them (the test harnesses): it ignores `after_write`."""
+        return [(out.peer, out.frame) for out in self.outgoing()]
+
+    def frames_with_priority(self) -> list[tuple[bytes, bytes, bool]]:
+        """`outgoing()` as (peer, frame, control), ignoring `after_write` like
+        `frames_to_send`."""
+        return [(out.peer, out.frame, out.control) for out in self.outgoing()]
 
     def next_event(self) -> NodeEvent | None:
         return self._events.popleft() if self._events else None
@@ -471,10 +486,20 @@ class NodeCore:
         return self._now - min(self.conflicts.open_conflicts.values())
 
     def _emit(self, event: NodeEvent) -> None:
+        if isinstance(event, PersistEvent):
+            event = self._number_write(event)
         if len(self._events) >= NODE_EVENTS_MAX:
             self._events.popleft()
             self.stats.events_dropped += 1
         self._events.append(event)
+
+    def _number_write(self, event: PersistEvent) -> PersistEvent:
+        """Give a write event the next `write_id`; a send barrier becomes what every frame
+        handed over from now on waits for."""
+        self._write_id += 1
+        if isinstance(event, SEND_BARRIERS):
+            self._barrier_write_id = self._write_id
+        return dataclasses.replace(event, write_id=self._write_id)
 
 
 def _bundles_by_height(bundles: list[bytes]) -> dict[int, bytes]:

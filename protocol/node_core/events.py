@@ -1,4 +1,23 @@
-"""The events the node core raises for its shell (`NodeCore.next_event`) and its errors."""
+"""The events the node core raises for its shell (`NodeCore.next_event`), the frames it hands
+over (`NodeCore.outgoing`), and its errors.
+
+Durability before send, the contract between the core and its shell: every `Persist*` event
+carries a `write_id` the core assigns (1, 2, 3, ... in emission order, per core instance), and
+every `OutgoingFrame` carries `after_write`, the write it must wait for (0: none). The shell
+commits writes in `write_id` order; it sends a frame only once the write `after_write` (and so
+every write before it) is durable, in the order the core handed the frames over, and drops
+the frames waiting on a write whose commit failed or that a crash lost. What that protects: a
+restarted validator always finds every vote it sent in its durable signing state (no
+equivocation), and a peer never holds a checkpoint or rollback certificate from this node that
+this node forgets on restart.
+
+Which writes a frame waits for: `PersistConsensusState`, `PersistCheckpoint` and
+`PersistRollback` are *send barriers*: every frame handed over after one of them waits for
+the newest barrier (frames are batched per peer, so the core does not tell one message's
+dependencies from another's; waiting for the newest barrier keeps frames in order too).
+`PersistOps` is not a barrier: a relayed op needs no local durability (a client is
+acknowledged only once its op's write is durable, which the shell tracks itself).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +29,24 @@ from ..ledger.state import LedgerState
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingFrame:
+    """One frame for `peer`. `control` frames (consensus, bundles, evidence) should jump ahead
+    of bulk frames already queued in the transport. `after_write`: the `write_id` that must
+    be durable before this frame leaves (0: none; see the module comment)."""
+
+    peer: bytes
+    frame: bytes
+    control: bool
+    after_write: int
+
+
+@dataclass(frozen=True, slots=True)
 class PersistOps:
     """Make these envelopes durable (the op log); acknowledge submissions after that."""
 
     envelopes: tuple[bytes, ...]
+    #: This write's id (see the module comment); 0 only on an event built outside a core.
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +59,8 @@ class PersistCheckpoint:
     #: Empty, or the state snapshot at this height (`snapshot.encode_blob`): store it with the
     #: checkpoint in one write and pass the latest one to `NodeCore.restore(snapshot=...)`.
     snapshot: bytes = b""
+    #: This write's id: frames handed over after it wait for it (see the module comment).
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +82,13 @@ class SnapshotDue:
 @dataclass(frozen=True, slots=True)
 class PersistConsensusState:
     """Make this validator's consensus signing state durable (replacing the previous one)
-    BEFORE sending any frame queued after this event: the shell must not let a message this
-    node signed leave it before the state that records it survives a crash. Pass the latest
-    durable one to `NodeCore.restore(consensus_state=...)`."""
+    BEFORE sending any frame handed over after this event (their `after_write` is at least
+    this `write_id`): the shell must not let a message this node signed leave it before the
+    state that records it survives a crash. Pass the latest durable one to
+    `NodeCore.restore(consensus_state=...)`."""
 
     data: bytes
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +210,8 @@ class PersistRollback:
 
     certificate: bytes
     epoch: int
+    #: This write's id: frames handed over after it wait for it (see the module comment).
+    write_id: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +267,12 @@ class RootDiverged:
     signed_root: bytes
     first_height: int
 
+
+#: The write events (each with a `write_id`).
+PersistEvent = PersistOps | PersistCheckpoint | PersistConsensusState | PersistRollback
+
+#: The write events frames handed over after them wait for (see the module comment).
+SEND_BARRIERS = (PersistCheckpoint, PersistConsensusState, PersistRollback)
 
 NodeEvent = (
     LedgerEvent

@@ -70,6 +70,14 @@ class SnapshotStatus:
     chunks: int
     size_bytes: int
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "manifest_id": self.manifest_id.hex(),
+            "chunks": self.chunks,
+            "size_bytes": self.size_bytes,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class StateSyncStatus:
@@ -82,6 +90,17 @@ class StateSyncStatus:
     size_bytes: int
     peers: int
     started_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "manifest_id": self.manifest_id.hex(),
+            "chunks": self.chunks,
+            "chunks_verified": self.chunks_verified,
+            "size_bytes": self.size_bytes,
+            "peers": self.peers,
+            "started_at": self.started_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +192,8 @@ class NodeStatus:
             "oldest_open_conflict_age_s": self.oldest_open_conflict_age_s,
             "finality_stalled_s": self.finality_stalled_s,
             "fragments": dict(self.fragments),
-            "snapshot": _snapshot_dict(self.snapshot),
-            "state_sync": _state_sync_dict(self.state_sync),
+            "snapshot": None if self.snapshot is None else self.snapshot.as_dict(),
+            "state_sync": None if self.state_sync is None else self.state_sync.as_dict(),
             "last_final_at": self.last_final_at,
             "catching_up": self.catching_up,
             "best_peer_height": self.best_peer_height,
@@ -285,28 +304,3 @@ def _state_sync_status(core: NodeCore) -> StateSyncStatus | None:
         peers=len(sync.fetcher.peers),
         started_at=sync.started_at,
     )
-
-
-def _snapshot_dict(snapshot: SnapshotStatus | None) -> dict[str, Any] | None:
-    if snapshot is None:
-        return None
-    return {
-        "height": snapshot.height,
-        "manifest_id": snapshot.manifest_id.hex(),
-        "chunks": snapshot.chunks,
-        "size_bytes": snapshot.size_bytes,
-    }
-
-
-def _state_sync_dict(sync: StateSyncStatus | None) -> dict[str, Any] | None:
-    if sync is None:
-        return None
-    return {
-        "height": sync.height,
-        "manifest_id": sync.manifest_id.hex(),
-        "chunks": sync.chunks,
-        "chunks_verified": sync.chunks_verified,
-        "size_bytes": sync.size_bytes,
-        "peers": sync.peers,
-        "started_at": sync.started_at,
-    }

@@ -6,11 +6,14 @@ connection epochs). Faults are partitions, crashes (the core is dropped; its dur
 survives) and restarts (the core is rebuilt from the durable store), store wipes and per-node
 clock skew.
 
-Persistence is modelled like the shell's store: a ``PersistOps`` event asks for envelopes to be
-made durable; they become durable ``commit_delay_s`` after the event is drained (at once when
-the delay is 0), and a crash in between loses the uncommitted ones, exactly as an in-memory
-write-ahead buffer with crash semantics would. A client op counts as *acknowledged* only once
-it is durable on the node it was submitted to. Core events are dispatched by their class
+Persistence is modelled like the shell's store, and the simulator honours the core's
+durability-before-send contract (protocol/node_core/events.py): each ``Persist*`` event (ops,
+checkpoint, signing state, rollback certificate) is a write that becomes durable
+``commit_delay_s`` after the event is drained (at once when the delay is 0), in write order;
+each frame waits until the write its ``after_write`` names is durable, in the order the core
+handed frames over; a crash loses the uncommitted writes and the frames waiting on them, and
+the restarted node restores from what was durable. A client op counts as *acknowledged* only
+once it is durable on the node it was submitted to. Core events are dispatched by their class
 (`EVENT_HANDLERS`), so renaming an event class breaks the import here instead of silently
 stopping persistence.
 
@@ -27,6 +30,7 @@ import functools
 import hashlib
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,6 +42,7 @@ from ..node_core import (
     CatchUpStarted,
     EquivocationRecorded,
     OpsReverted,
+    OutgoingFrame,
     PeerMisbehaved,
     PersistCheckpoint,
     PersistConsensusState,
@@ -89,7 +94,7 @@ class SimCore(Protocol):
 
     def get_timer(self) -> float | None: ...
 
-    def frames_to_send(self) -> list[tuple[bytes, bytes]]: ...
+    def outgoing(self) -> list[OutgoingFrame]: ...
 
     def next_event(self) -> object | None: ...
 
@@ -104,8 +109,8 @@ class DurableStore:
     envelopes: list[bytes] = field(default_factory=list)
     bundles: list[bytes] = field(default_factory=list)
     op_ids: set[bytes] = field(default_factory=set)
-    # Consensus signing state: the latest PersistConsensusState data (durable at once, see
-    # `_on_event`), for NodeCore.restore(consensus_state=...).
+    # Consensus signing state: the latest durable PersistConsensusState data, for
+    # NodeCore.restore(consensus_state=...).
     consensus_state: bytes | None = None
     # The newest PersistCheckpoint.snapshot blob (durable with its bundle), for
     # NodeCore.restore(snapshot=...).
@@ -125,6 +130,21 @@ class DurableStore:
             list(self.certificates),
             list(self.reverted_ops),
         )
+
+
+@dataclass
+class PendingWrite:
+    """A write drained from a core, durable at `commit_at` unless the node crashes first."""
+
+    commit_at: float
+    write_id: int
+    envelopes: tuple[bytes, ...] = ()
+    bundles: tuple[bytes, ...] = ()
+    snapshot: bytes = b""
+    consensus_state: bytes | None = None
+    certificate: bytes | None = None
+    #: OpsReverted ids drained after this write: stored in the same transaction.
+    reverted_ops: list[bytes] = field(default_factory=list)
 
 
 class CoreFactory(Protocol):
@@ -179,10 +199,12 @@ class SimNode:
     core: SimCore | None = None
     incarnation: int = 0
     durable: DurableStore = field(default_factory=DurableStore)
-    #: Persist requests not yet durable: (commit time, envelopes, bundles); lost on crash.
-    uncommitted: list[tuple[float, tuple[bytes, ...], tuple[bytes, ...], bytes]] = field(
-        default_factory=list
-    )
+    #: Writes not yet durable, in write order; lost on crash.
+    uncommitted: list[PendingWrite] = field(default_factory=list)
+    #: The newest durable write id of this incarnation's core (they number from 1).
+    durable_write: int = 0
+    #: Frames waiting for their write (`after_write`), in the order the core handed them over.
+    held: deque[OutgoingFrame] = field(default_factory=deque)
     timer_generation: int = 0
     timer_at: float | None = None
     timer_refires: int = 0
@@ -292,6 +314,7 @@ class Simulation:
     def _start_core(self, node: SimNode, store: DurableStore | None) -> None:
         rng = random.Random(self.rng.getrandbits(64))
         node.incarnation += 1
+        node.durable_write = 0
         node.core = self.factory(node.index, node.keypair, rng, self.local_time(node), store)
         # Consensus signing state: a factory that does not pass store.consensus_state to
         # NodeCore.restore gets it handed over here (resuming twice is a no-op).
@@ -306,17 +329,28 @@ class Simulation:
         core = node.core
         if core is None:
             return
-        frames = core.frames_to_send()
+        frames = core.outgoing()
         if len(frames) > SIM_FRAMES_PER_DRAIN_MAX:
             self.errors.append(f"node {node.index} flushed {len(frames)} frames at once")
-        for peer_id, frame in frames:
-            self._send(node, peer_id, frame)
         for _ in range(SIM_EVENTS_PER_DRAIN_MAX):
             event = core.next_event()
             if event is None:
                 break
             self._on_event(node, event)
+        # The writes these frames wait for were just drained (and, without a commit delay,
+        # are durable already): send what may leave, hold the rest.
+        if node.core is not core:
+            return  # an event hook crashed the node: its frames are gone with it
+        node.held.extend(frames)
+        self._release_frames(node)
         self._arm_timer(node)
+
+    def _release_frames(self, node: SimNode) -> None:
+        """Send the held frames whose write is durable, in order (a frame never overtakes)."""
+        held = node.held
+        while held and held[0].after_write <= node.durable_write:
+            out = held.popleft()
+            self._send(node, out.peer, out.frame)
 
     def _arm_timer(self, node: SimNode) -> None:
         assert node.core is not None
@@ -366,23 +400,23 @@ class Simulation:
             hook(node.index, event)
 
     def _on_persist_ops(self, node: SimNode, event: PersistOps) -> None:
-        self._persist(node, tuple(event.envelopes), ())
+        self._persist(node, event.write_id, envelopes=tuple(event.envelopes))
 
     def _on_persist_checkpoint(self, node: SimNode, event: PersistCheckpoint) -> None:
-        self._persist(node, (), (event.bundle,), event.snapshot)
+        self._persist(node, event.write_id, bundles=(event.bundle,), snapshot=event.snapshot)
 
     def _on_persist_consensus_state(self, node: SimNode, event: PersistConsensusState) -> None:
-        # Durable at once, whatever commit_delay_s: the shell commits it before it sends the
-        # frames it precedes, and this drain sent them in this same instant, so no crash can
-        # fall in between.
-        node.durable.consensus_state = event.data
+        self._persist(node, event.write_id, consensus_state=event.data)
 
     def _on_persist_rollback(self, node: SimNode, event: PersistRollback) -> None:
-        # Durable at once: the shell stores a certificate before it acts on anything after it.
-        node.durable.certificates.append(event.certificate)
+        self._persist(node, event.write_id, certificate=event.certificate)
 
     def _on_ops_reverted(self, node: SimNode, event: OpsReverted) -> None:
-        node.durable.reverted_ops.extend(event.op_ids)
+        # Stored with the write drained before it (its certificate's): lost with it.
+        if node.uncommitted:
+            node.uncommitted[-1].reverted_ops.extend(event.op_ids)
+        else:
+            node.durable.reverted_ops.extend(event.op_ids)
 
     def _on_sync_session_finished(self, node: SimNode, event: SyncSessionFinished) -> None:
         self.sync.sessions += 1
@@ -415,43 +449,35 @@ class Simulation:
             self.errors.append(f"node {node.index} dropped honest node {other} as misbehaving")
             self._link_down(node.index, other)
 
-    def _persist(
-        self,
-        node: SimNode,
-        envelopes: tuple[bytes, ...],
-        bundles: tuple[bytes, ...],
-        snapshot: bytes = b"",
-    ) -> None:
-        if not envelopes and not bundles:
+    def _persist(self, node: SimNode, write_id: int, **what: Any) -> None:
+        """A write of `node`'s core: durable after the commit delay, in write order."""
+        write = PendingWrite(self.now + self.network.commit_delay_s, write_id, **what)
+        if self.network.commit_delay_s == 0:
+            self._commit(node, write)
             return
-        delay = self.network.commit_delay_s
-        if delay == 0:
-            self._commit(node, envelopes, bundles, snapshot)
-            return
-        commit_at = self.now + delay
-        node.uncommitted.append((commit_at, envelopes, bundles, snapshot))
+        node.uncommitted.append(write)
         incarnation = node.incarnation
 
         def commit() -> None:
             if node.incarnation != incarnation or not node.uncommitted:
                 return
-            _, ready, ready_bundles, ready_snapshot = node.uncommitted.pop(0)
-            self._commit(node, ready, ready_bundles, ready_snapshot)
+            self._commit(node, node.uncommitted.pop(0))
+            self._release_frames(node)
 
-        self.at(commit_at, commit)
+        self.at(write.commit_at, commit)
 
-    def _commit(
-        self,
-        node: SimNode,
-        envelopes: Iterable[bytes],
-        bundles: Iterable[bytes],
-        snapshot: bytes = b"",
-    ) -> None:
+    def _commit(self, node: SimNode, write: PendingWrite) -> None:
         store = node.durable
-        store.bundles.extend(bundles)
-        if snapshot:
-            store.snapshot = snapshot
-        for envelope in envelopes:
+        store.bundles.extend(write.bundles)
+        if write.snapshot:
+            store.snapshot = write.snapshot
+        if write.consensus_state is not None:
+            store.consensus_state = write.consensus_state
+        if write.certificate is not None:
+            store.certificates.append(write.certificate)
+        store.reverted_ops.extend(write.reverted_ops)
+        node.durable_write = max(node.durable_write, write.write_id)
+        for envelope in write.envelopes:
             op_id = op_id_of(envelope)
             if op_id not in store.op_ids:
                 store.op_ids.add(op_id)
@@ -582,7 +608,9 @@ class Simulation:
             return
         node.core = None
         node.incarnation += 1
+        # Uncommitted writes are lost, and so are the frames that waited for them.
         node.uncommitted.clear()
+        node.held.clear()
         node.timer_at = None
         if wipe:
             # Consensus signing state: kept, like the daemon's signing-state file beside a
