@@ -76,7 +76,9 @@ def _prepared(seed: int = 3) -> tuple[Swarm, int, bytes, list[bytes]]:
     return swarm, height, root, above
 
 
-def _roll_back(swarm: Swarm, height: int, voters: list[int]) -> None:
+def _roll_back(swarm: Swarm, height: int, voters: list[int], *, resume: bool = True) -> None:
+    """A quorum votes to roll back to `height`; then (unless `resume` is False) the same
+    members resume the network, as the S2 play does once the hashes are confirmed."""
     for i in voters:
         swarm.nodes[i].propose_rollback(height, "bad transfer", swarm.now)
         swarm.flush(i)
@@ -87,6 +89,16 @@ def _roll_back(swarm: Swarm, height: int, voters: list[int]) -> None:
     for member in swarm.members:
         account = state.accounts.get(member.key)
         member.seq, member.head = (account.seq, account.head) if account else (0, b"")
+    if resume:
+        _resume(swarm, voters)
+
+
+def _resume(swarm: Swarm, voters: list[int]) -> None:
+    """Each voter signs `council.resume` and submits it to its own node."""
+    for i in voters:
+        outcome = swarm.submit(i, swarm.members[i].resume("hashes confirmed"))
+        assert outcome.status == "accepted", outcome
+    swarm.run(until=swarm.now + 3.0)
 
 
 def test_rollback_message_round_trips_and_is_bounded() -> None:
@@ -102,12 +114,12 @@ def test_rollback_message_round_trips_and_is_bounded() -> None:
 @pytest.mark.gate("s2-play-revert")
 def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> None:
     swarm, height, root, above = _prepared()
-    _roll_back(swarm, height, voters=[0, 1, 2])
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     for i, node in enumerate(swarm.nodes):
         assert node.epoch == 1
         assert node.final_height == height
         assert node.state_root() == root
-        assert node.mode.value == "normal"
+        assert node.mode.value == "normal"  # its root confirmed, but quiesced: below
         for op_id in above:
             assert node.op_status(op_id) == ("reverted", "op_reverted")
             assert not node.ledger.is_final(op_id)
@@ -116,7 +128,9 @@ def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> Non
         reverted = [e for e in swarm.events[i] if isinstance(e, OpsReverted)]
         assert sorted(reverted[-1].op_ids) == sorted(above)
         modes = [(e.mode, e.reason) for e in swarm.events[i] if isinstance(e, ModeChanged)]
-        assert modes[-2:] == [("read-only", "rollback"), ("normal", "")]
+        assert modes[-2:] == [("quiesced", "rollback"), ("quiesced", "")]
+    _resume(swarm, [0, 1, 2])
+    assert all(node.effective_mode.value == "normal" for node in swarm.nodes)
     # Consensus resumes at H+1 in epoch 1, with new ops, on every node alike.
     after = _fund(swarm, "after", 2, node=2)
     swarm.run(until=swarm.now + 5.0)
@@ -164,7 +178,7 @@ def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
     swarm, height, _, _ = _prepared(seed=6)
     old = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
     reverted = [b for b in old if consensus.CheckpointBundle.decode(b).height == height + 1]
-    _roll_back(swarm, height, voters=[0, 1, 2])
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     node = swarm.nodes[3]
     assert node.final_height == height
     # The members that reverted sent their reverted bundles along (refused the same way).
@@ -273,7 +287,7 @@ def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
     failed = [e for e in swarm.events[3] if isinstance(e, RollbackRevertFailed)]
     assert failed and failed[0].height == height
     modes = [(e.mode, e.reason) for e in swarm.events[3] if isinstance(e, ModeChanged)]
-    assert ("read-only", REASON_RESYNC) in modes
+    assert ("quiesced", REASON_RESYNC) in modes  # (read-only locally, and quiesced)
     after = _fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 6.0)
     node = swarm.nodes[3]
