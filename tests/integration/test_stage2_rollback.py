@@ -6,9 +6,10 @@ WebRTC (loopback only), driven only by `swarmd council ...` as the operators wou
 - the rollback: a council member is stopped, the other three quiesce, sign a certificate back
   to H and resume; every running node reverts online to H and enters epoch 1 (the ops above H
   answer `reverted`) and stays quiesced (reason `rollback`, client writes `503 quiesced`)
-  after it confirmed its hashes, until the quorum's resume is final in epoch 1; new transfers are final on all five within 5 s once the stopped member
-  is back, and it rejoins in epoch 1 and agrees; no op reported reverted is final anywhere,
-  also after a member that reverted online restarts.
+  after it confirmed its hashes, until the quorum's resume is final in epoch 1; new transfers
+  are final on all five within 5 s once the stopped member is back, and it rejoins in epoch 1
+  and agrees; no op reported reverted is final anywhere, also after a member that reverted
+  online restarts.
 
 The CLI runs in a thread of this process (`main`, exactly what `swarmd` runs: a subprocess
 costs ~4 s of interpreter start on a loaded 2-core machine); the daemons are subprocesses.
