@@ -352,3 +352,55 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
     for node in swarm.nodes:
         assert all(node.op_status(op_id)[0] == "reverted" for op_id in late)
+
+
+def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> None:
+    """The S2 play: the quiesce votes final above H are reverted with the rest, yet every node
+    stays quiesced after the certificate (old behaviour: it left quiesce with it); fewer than
+    a quorum of resumes keep it quiesced, a quorum final in the new epoch ends it, and a
+    restart in between keeps it (the replayed bundles tally the votes again)."""
+    swarm = Swarm(4, seed=14)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    for i in range(3):
+        assert swarm.submit(i, swarm.members[i].quiesce("revert")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.ledger.final_state.quiesced for node in swarm.nodes)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    probe = swarm.author("probe")
+    for node in swarm.nodes:
+        assert node.epoch == 1 and not node.ledger.final_state.quiesced  # the votes reverted
+        assert node.effective_mode.value == "quiesced"
+        assert node.status()["mode_reason"] == "rollback"
+        outcome = node.submit_op(probe.claim("early").envelope, swarm.now)
+        assert (outcome.status, outcome.code) == ("rejected", "quiesced")
+    # Two resumes (a quorum is three) are final in epoch 1 but change nothing.
+    for i in (0, 1):
+        assert swarm.submit(i, swarm.members[i].resume("confirmed")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.final_height > height for node in swarm.nodes)
+    assert all(node.effective_mode.value == "quiesced" for node in swarm.nodes)
+    events = swarm.events[3]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    assert restored.rollbacks.awaiting_resume
+    assert sorted(restored.rollbacks.epoch_mode_votes.values()) == [True, True]
+    # The third resume makes the quorum: every node leaves quiesce and takes client ops.
+    assert swarm.submit(2, swarm.members[2].resume("confirmed")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    for i, node in enumerate(swarm.nodes):
+        assert node.effective_mode.value == "normal" and node.status()["mode_reason"] == ""
+        assert ModeChanged("normal", "") in swarm.events[i]
+    grant = swarm.members[0].grant(probe.key, 100)
+    assert swarm.submit(3, grant).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.ledger.is_final(grant.op_id) for node in swarm.nodes)
