@@ -154,10 +154,19 @@ async def test_council_quiesce_and_resume_round_trip_on_webrtc(
 
     await vote(capsys, members, "resume", "--reason", "drill over")
     await wait_all(swarm, everyone, "all five resumed", lambda s: s["mode"] == "normal")
-    claims = [stranger(swarm).claim(f"after{node.index}") for node in everyone]
-    for node, claim in zip(everyone, claims, strict=True):
-        status, body = await swarm.submit(node, claim)
-        assert status == 202, (node.index, body)
+    # A claim costs credits: each claimant gets a signup grant from member 0 first (its chain
+    # continues after its quiesce and resume votes, read back from the node).
+    treasury = Author(swarm.nodes[0].keypair, swarm.genesis.network_id)
+    account = await swarm.get(swarm.nodes[0], f"/v1/accounts/{treasury.keypair.account_id}")
+    treasury.seq, treasury.head = account["seq"], bytes.fromhex(account["head"])
+    claims: list[Op] = []
+    for node in everyone:
+        claimant = stranger(swarm)
+        grant = treasury.grant(claimant.key, swarm.genesis.signup_reward)
+        claims += [grant, claimant.claim(f"after{node.index}", deps=[grant.op_id])]
+        for op in claims[-2:]:
+            status, body = await swarm.submit(node, op)
+            assert status == 202, (node.index, body)
     await wait_final(swarm, everyone, claims, WAIT_S)
 
 
