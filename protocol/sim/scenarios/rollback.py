@@ -96,13 +96,9 @@ def scenario_network_rollback(
     # New ops in the new epoch, from fresh accounts (granted by members whose chains the
     # rollback left at their final heads: grants stopped at H).
     signups(swarm, ROLLBACK_SIGNUPS_AFTER, heal_at + 0.5, heal_at + 1.5)
-    resumers = [index for index in sorted(members) if index != crasher]
-    resume_at = vote_at + ROLLBACK_RESUME_AFTER_S
-    sim.at(resume_at, functools.partial(_resume, swarm, resumers, heal_at))
-    # The full node back from its partition is still quiesced until its catch-up reaches the
-    # resumes: a signup it refuses is sent to the next node, as a client would.
     swarm.healed_at = heal_at + 2.0
-    _retry_quiesced(swarm, resume_at, swarm.healed_at)
+    resumers = [index for index in sorted(members) if index != crasher]
+    _schedule_resume(swarm, resumers, vote_at + ROLLBACK_RESUME_AFTER_S, heal_at)
     # A node is read-only while it confirms its root after the revert (rejoin.py).
     retry_read_only(swarm, vote_at, swarm.healed_at)
 
@@ -112,6 +108,14 @@ def scenario_network_rollback(
     swarm.extra_checks.append(check)
     sim.run_until(swarm.healed_at)
     return finish(swarm)
+
+
+def _schedule_resume(swarm: Swarm, members: list[int], at: float, deadline: float) -> None:
+    """The members' resumes at `at`. The full node back from its partition is still quiesced
+    until its catch-up reaches them: a signup it refuses is sent to the next node, as a client
+    would."""
+    swarm.sim.at(at, functools.partial(_resume, swarm, members, deadline))
+    _retry_quiesced(swarm, at, swarm.healed_at)
 
 
 def _resume(swarm: Swarm, members: list[int], deadline: float) -> None:
