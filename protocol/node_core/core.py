@@ -175,7 +175,6 @@ class NodeCore:
         for data in bundles:
             core.finality.receive_bundle(b"", data, now, persist=False)
         core.finality.replay_snapshot_height = -1
-        core.rollbacks.restored()
         core._events.clear()
         if consensus_state is not None:
             core.resume_consensus(consensus_state, now)

@@ -25,9 +25,9 @@ confirm hashes -> resume, and the quiesce votes final above H are reverted with 
 else, so without this rule the network left quiesce as soon as the certificate applied, before
 operators confirmed hashes. The tally reads only the ops each new-epoch height makes final, so
 it is the same on every node at every height of the epoch (cuts are council-only until then,
-council.py). On restart the replayed bundles above H tally it again; a node restored from a
-snapshot above H no longer holds those heights and takes the final state's council mode
-instead (`restored`).
+council.py). On restart the replayed bundles above H tally it again; a node whose final state
+jumps to a snapshot above H (restart or state sync) did not finalize the heights below it and
+takes the snapshot's council mode instead (`snapshot_installed`).
 
 The revert re-derives the final state at H in a fresh ledger: from the node's snapshot when it
 is at or below H, else from genesis (when the ledger holds the whole history), by admitting
@@ -243,13 +243,14 @@ class Rollbacks:
             self.core.consensus.enter_epoch(self.history.current_epoch)
             self.awaiting_resume, self.epoch_mode_votes = True, {}
 
-    def restored(self) -> None:
-        """After the replay at start (NodeCore.restore): a node whose final height is in the
-        current epoch from a snapshot above H did not replay the heights below the snapshot,
-        so it cannot tally the epoch's mode votes; it takes the final state's council mode."""
-        core = self.core
-        if self.awaiting_resume and core.snapshot_base_height >= self.epoch_first_height():
-            self.awaiting_resume = core.ledger.final_state.quiesced
+    def snapshot_installed(self, height: int) -> None:
+        """The final state jumped to a snapshot at `height` (at restart or by state sync): the
+        heights of the current epoch below it were not finalized here, so their mode votes
+        cannot be tallied; the snapshot's own council mode stands in for the tally (heights
+        finalized after it are tallied as usual)."""
+        if self.awaiting_resume and height >= self.epoch_first_height():
+            self.awaiting_resume = self.core.ledger.final_state.quiesced
+            self.epoch_mode_votes = {}
 
     def note_final(self, height: int, op_ids: Sequence[bytes]) -> None:
         """After finalizing `height` (its ops in canonical order): tally the council's mode

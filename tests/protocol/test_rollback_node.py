@@ -404,3 +404,17 @@ def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> Non
     assert swarm.submit(3, grant).status == "accepted"
     swarm.run(until=swarm.now + 3.0)
     assert all(node.ledger.is_final(grant.op_id) for node in swarm.nodes)
+
+
+def test_a_snapshot_above_h_stands_in_for_the_tally_it_skipped() -> None:
+    """A final state that jumps to a snapshot in the new epoch (restart or state sync) skipped
+    the heights whose mode votes would be tallied: the snapshot's council mode is taken; one
+    at or below H changes nothing."""
+    swarm, height, _, _ = _prepared(seed=15)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    rollbacks = swarm.nodes[0].rollbacks
+    assert rollbacks.awaiting_resume
+    rollbacks.snapshot_installed(height)
+    assert rollbacks.awaiting_resume
+    rollbacks.snapshot_installed(height + 1)
+    assert not rollbacks.awaiting_resume  # the snapshot's state is not quiesced
