@@ -128,11 +128,26 @@ def status_text(status: dict[str, Any]) -> str:
         for member, vote in question["votes"].items():
             lines.append(f"    {member}  {_vote_text(question['question'], vote)}")
     provisional = status["provisional"]
-    cast = [member for member, vote in provisional["quiesce_votes"].items() if vote]
+    final_votes = _final_votes(status, "quiesce")
+    # Not yet final: a member whose provisional latest vote is quiesce while its final one
+    # is not (its final quiesce votes are counted in the question above).
+    cast = [
+        member
+        for member, vote in provisional["quiesce_votes"].items()
+        if vote and final_votes.get(member) is not True
+    ]
     lines.append(f"not yet final: {len(cast)} quiesce vote(s), quiesced: {provisional['quiesced']}")
     if status["lacking_quorum"]:
         lines.append("lacking a quorum: " + ", ".join(status["lacking_quorum"]))
     return "\n".join(lines)
+
+
+def _final_votes(status: dict[str, Any], question: str) -> dict[str, bool | None]:
+    for entry in status["questions"]:
+        if entry["question"] == question:
+            votes: dict[str, bool | None] = entry["votes"]
+            return votes
+    return {}
 
 
 def _vote_text(question: str, vote: bool | None) -> str:

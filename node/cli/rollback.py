@@ -9,8 +9,15 @@ replays the store the way the recovery drill does and reports hash parity at H.
 
 The node stays quiesced. After `swarmd admin resume` and a restart it resyncs from its peers,
 so ops after H may come back by sync: that is expected, the play re-issues the last stable
-checkpoint rather than erasing history network-wide (for that, the council quiesces every node
-and each one rolls back).
+checkpoint of this one node rather than erasing history network-wide. A network-wide revert is
+a council decision: `swarmd council rollback` (a certificate, a new epoch, docs/PROTOCOL.md
+section 9).
+
+Epochs: the offline rollback stays inside the node's current epoch. When the store holds
+council rollback certificates, a target below the latest one's height (where the current
+epoch starts) is refused with `rollback_crosses_epoch`: that history was settled by the
+council, and only a new certificate (`swarmd council rollback`) may go below it. The report
+names the epoch the node stays in.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ class UnknownCheckpointError(LocalProtocolError):
     """No final checkpoint is stored at the requested height."""
 
     code = "unknown_checkpoint"
+
+
+class RollbackCrossesEpochError(LocalProtocolError):
+    """The target is below the height where the node's current epoch starts (the latest
+    council rollback certificate's height): an offline rollback cannot undo a council one."""
+
+    code = "rollback_crosses_epoch"
 
 
 class BundleInvalidError(RemoteProtocolError):
@@ -86,6 +100,14 @@ def _verify_one(checkpoint: storage_api.Checkpoint, network_id: bytes, council: 
         raise BundleInvalidError(f"bundle {height}: stored state root differs from the cut")
 
 
+async def current_epoch(store: Store) -> tuple[int, int]:
+    """(epoch, the height it starts after) from the stored certificates; (0, 0) without."""
+    epoch, height = 0, 0
+    while rows := await store.read_rollbacks(epoch, REPLAY_PAGE_ROWS):
+        epoch, height = rows[-1].epoch, rows[-1].height
+    return epoch, height
+
+
 async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[str, Any]:
     """Roll an open store back to the final checkpoint at `height`; returns the report.
 
@@ -101,6 +123,14 @@ async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[s
     target = await store.get_checkpoint(height) if height > 0 else None
     if height > 0 and target is None:
         raise UnknownCheckpointError(f"no final checkpoint is stored at height {height}")
+    epoch, epoch_height = await current_epoch(store)
+    if height < epoch_height:
+        raise RollbackCrossesEpochError(
+            f"height {height} is below {epoch_height}, where the council's certificate started "
+            f"epoch {epoch}: an offline rollback stays in the current epoch; to revert the "
+            "network further, the council signs a new certificate (`swarmd council rollback "
+            "--home DIR --to-height H --reason TEXT`)"
+        )
     await verify_bundles_up_to(store, genesis, height)
     reverted_ops, reverted_checkpoints = await store.roll_back_to(height)
     # The live root recorded at the last stop describes the state before the rollback: forget
@@ -116,6 +146,7 @@ async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[s
         parity = parity and replay["final_state_root"] == expected_root
     return {
         "rolled_back_to": height,
+        "epoch": epoch,
         "reverted_ops": reverted_ops,
         "reverted_checkpoints": reverted_checkpoints,
         "state_root": replay["state_root"],
@@ -158,10 +189,13 @@ def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
 
     report = asyncio.run(run())
     text = (
-        f"rolled back to height {report['rolled_back_to']}: {report['reverted_ops']} ops and "
+        f"rolled back to height {report['rolled_back_to']} (epoch {report['epoch']}): "
+        f"{report['reverted_ops']} ops and "
         f"{report['reverted_checkpoints']} checkpoints reverted (kept)\n"
         f"parity: {report['parity']}  final state root: {report['final_state_root']}\n"
-        "the node stays quiesced: `swarmd admin resume` after checking the root with peers"
+        "the node stays quiesced: `swarmd admin resume` after checking the root with peers\n"
+        "this node only: its peers send the ops above the height again; a network-wide revert "
+        "is `swarmd council rollback`"
     )
     out.result(report, text)
     return EXIT_OK if report["parity"] else EXIT_FAILED

@@ -14,6 +14,10 @@
 - A locally quiesced node keeps its old meaning for itself only: it takes no part in consensus
   (it neither proposes, votes nor relays consensus messages) but still admits council ops. It
   cannot halt the network for good: it is one vote, and its operator lifts it.
+- After a rollback certificate the node is quiesced (reason `rollback`) until a quorum of
+  `council.resume` votes is final in the new epoch (rollbacks.py, `awaiting_resume`): the
+  certificate reverts the quiesce votes final above its height, and the play's resume comes
+  after operators confirmed the hashes. It counts as final-state quiesced for the cut rules.
 - Claims paused (a quorum's latest claims vote is pause, in the provisional or the final
   state): new `handle.claim` ops are refused with `claims_paused` (same exemption for ops this
   node asked for).
@@ -44,9 +48,17 @@ def is_council_op(envelope: bytes) -> bool:
 
 
 def quiesced(core: NodeCore) -> bool:
-    """Quiesced locally or by the council (provisional or final state)."""
+    """Quiesced locally or by the council (provisional or final state, or a rollback that
+    awaits the council's resume)."""
     ledger = core.ledger
-    return core.mode is Mode.QUIESCED or ledger.state.quiesced or ledger.final_state.quiesced
+    return core.mode is Mode.QUIESCED or ledger.state.quiesced or final_quiesced(core)
+
+
+def final_quiesced(core: NodeCore) -> bool:
+    """Quiesced by the final history, the same on every node at a height: the final state's
+    mode votes, or a rollback certificate entered and no quorum of resumes final in its
+    epoch yet (rollbacks.py). Only council-only cuts are decided then."""
+    return core.ledger.final_state.quiesced or core.rollbacks.awaiting_resume
 
 
 def claims_paused(core: NodeCore) -> bool:
@@ -90,7 +102,7 @@ def cut_admissible(core: NodeCore, closure: set[bytes]) -> bool:
     council op that chains on them: without that, a member who signed a grant just before the
     quiesce could never get its resume final)."""
     ledger = core.ledger
-    if not ledger.final_state.quiesced:
+    if not final_quiesced(core):
         return True
     council = core.genesis.council
     last: dict[bytes, Op] = {}

@@ -112,7 +112,7 @@ class Finality:
             return None  # re-fetching a forgotten state (rejoin.py)
         if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
-        if self.core.ledger.final_state.quiesced:
+        if council.final_quiesced(self.core):
             # Council-quiesced: only council-authored cuts can be final (council.py).
             if not council.council_heads(self.core):
                 return None
@@ -209,7 +209,7 @@ class Finality:
         if height != self.core.final_height + 1 or not self.core.rejoin.check_final_root(now):
             return  # (a final state that is not the signed one: never signed into a cut)
         ledger = self.core.ledger
-        if ledger.final_state.quiesced:
+        if council.final_quiesced(self.core):
             heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
         else:
             heads = ledger.unfinalized_heads()[:CUT_HEADS_MAX]
@@ -347,6 +347,8 @@ class Finality:
         while len(self.bundles) > self.core.config.bundles_kept:
             self.bundles.popitem(last=False)
         self.final_ids_by_height[height] = tuple(self.core.ledger.canonical_order(final_ids))
+        if self.core.rollbacks.awaiting_resume:
+            self.core.rollbacks.note_final(height, self.final_ids_by_height[height])
         while len(self.final_ids_by_height) > self.core.config.bundles_kept:
             self.final_ids_by_height.popitem(last=False)
         blob = b""

@@ -10,12 +10,24 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
 - at or above H (the usual case): goes read-only, reverts the ledger's final state to H, marks
   every op final above H `reverted` (`OpsReverted`), enters the new epoch (Tendermint restarts
   at H+1 in epoch e+1 with a fresh signing guard) and returns to the mode it was in once two
-  peers confirmed its checkpoint (rejoin.py); it also sends its bundles above H to its peers:
-  a node that accepted the certificate before it finalized one of those heights reverts the
-  ops of that bundle too (`on_reverted_bundle`), so every node reverts the same set;
+  peers confirmed its checkpoint (rejoin.py), though still council-quiesced (see below); it
+  also sends its bundles above H to its peers: a node that accepted the certificate before
+  it finalized one of those heights reverts the ops of that bundle too
+  (`on_reverted_bundle`), so every node reverts the same set;
 - below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
+
+Either way the node entering the new epoch is quiesced, with reason `rollback`, until a
+quorum of council members' latest `council.resume`/`council.quiesce` final in the new epoch is
+a resume (`awaiting_resume`, `note_final`): the plan's S2 play is quiesce -> rollback ->
+confirm hashes -> resume, and the quiesce votes final above H are reverted with everything
+else, so without this rule the network left quiesce as soon as the certificate applied, before
+operators confirmed hashes. The tally reads only the ops each new-epoch height makes final, so
+it is the same on every node at every height of the epoch (cuts are council-only until then,
+council.py). On restart the replayed bundles above H tally it again; a node whose final state
+jumps to a snapshot above H (restart or state sync) did not finalize the heights below it and
+takes the snapshot's council mode instead (`snapshot_installed`).
 
 The revert re-derives the final state at H in a fresh ledger: from the node's snapshot when it
 is at or below H, else from genesis (when the ledger holds the whole history), by admitting
@@ -32,6 +44,7 @@ by what the node already holds, and exact (the same code path finalized those he
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import consensus
@@ -48,7 +61,7 @@ from ..messages import (
     RollbackMessage,
     encode_message,
 )
-from ..ops import Op
+from ..ops import Kind, Op
 from ..reconcile import IdSet
 from ..rollback import (
     EpochHistory,
@@ -64,6 +77,7 @@ from ..rollback import (
 from .config import Mode
 from .events import (
     EpochEntered,
+    ModeChanged,
     OpsReverted,
     PersistRollback,
     RollbackRevertFailed,
@@ -81,6 +95,8 @@ PEERS_SERVED_MAX = 1024
 #: The mode reasons a rollback sets.
 REASON_ROLLBACK = "rollback"
 REASON_RESYNC = "rollback_resync"
+#: The mode votes `note_final` tallies.
+_MODE_KINDS = (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
 
 
 class Rollbacks:
@@ -96,6 +112,11 @@ class Rollbacks:
         self.reverted: OrderedDict[bytes, int] = OrderedDict()
         #: peer id -> how many of our certificates it was sent (see `serve`).
         self.served: OrderedDict[bytes, int] = OrderedDict()
+        #: Quiesced since entering the current epoch by a certificate, until a quorum of the
+        #: council's mode votes final in this epoch is resume (module docstring).
+        self.awaiting_resume = False
+        #: member -> whether its latest mode vote final in the current epoch is a resume.
+        self.epoch_mode_votes: dict[bytes, bool] = {}
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -186,6 +207,7 @@ class Rollbacks:
         unknown = not behind and own is None
         final = height - 1 if unknown else core.final_height
         self.history = self.history.accept(certificate, final, own)
+        self.awaiting_resume, self.epoch_mode_votes = True, {}
         core._emit(PersistRollback(certificate.encode(), certificate.new_epoch))
         finality = core.finality
         finality.future_bundles.clear()
@@ -219,6 +241,31 @@ class Rollbacks:
         self.history = EpochHistory.restore(genesis.network_id, list(genesis.council), certificates)
         if self.history.current_epoch:
             self.core.consensus.enter_epoch(self.history.current_epoch)
+            self.awaiting_resume, self.epoch_mode_votes = True, {}
+
+    def snapshot_installed(self, height: int) -> None:
+        """The final state jumped to a snapshot at `height` (at restart or by state sync): the
+        heights of the current epoch below it were not finalized here, so their mode votes
+        cannot be tallied; the snapshot's own council mode stands in for the tally (heights
+        finalized after it are tallied as usual)."""
+        if self.awaiting_resume and height >= self.epoch_first_height():
+            self.awaiting_resume = self.core.ledger.final_state.quiesced
+            self.epoch_mode_votes = {}
+
+    def note_final(self, height: int, op_ids: Sequence[bytes]) -> None:
+        """After finalizing `height` (its ops in canonical order): tally the council's mode
+        votes made final in the current epoch; a quorum of resumes ends `awaiting_resume`."""
+        if not self.awaiting_resume or height < self.epoch_first_height():
+            return
+        core = self.core
+        council = core.genesis.council
+        for op_id in op_ids:
+            op = core.ledger.op(op_id)
+            if op is not None and op.author in council and op.kind in _MODE_KINDS:
+                self.epoch_mode_votes[op.author] = op.kind is Kind.COUNCIL_RESUME
+        if sum(self.epoch_mode_votes.values()) >= core.genesis.quorum:
+            self.awaiting_resume = False
+            core._emit(ModeChanged(core.effective_mode.value, core.mode_reason))
 
     def reached_final(self, height: int, checkpoint_id: bytes, now: float) -> None:
         """After finalizing `height`: a node that accepted a certificate while behind checks

@@ -48,7 +48,7 @@ class StallWatch:
         ledger = core.ledger
         if ledger.unfinalized_count() == 0:
             return 0.0
-        if ledger.final_state.quiesced and not council.council_heads(core):
+        if council.final_quiesced(core) and not council.council_heads(core):
             return 0.0  # only client ops wait, and they wait for the resume by design
         finality = core.finality
         since = finality.last_final_at

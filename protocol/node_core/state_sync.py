@@ -128,6 +128,7 @@ class StateSync:
         self.core._unfinal_ids = IdSet()
         self.snapshot = Snapshot(manifest, tuple(chunks), bundle)
         self.core.snapshot_base_height = height
+        self.core.rollbacks.snapshot_installed(height)
         return held
 
     def make_snapshot(self, height: int, cut: Cut, bundle: bytes, *, encode: bool) -> bytes:

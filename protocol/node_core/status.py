@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import Mode
+from .rollbacks import REASON_ROLLBACK
 
 if TYPE_CHECKING:
     from .core import NodeCore
@@ -223,7 +224,7 @@ def build_status(core: NodeCore) -> NodeStatus:
     return NodeStatus(
         node_id=core.node_id,
         mode=core.effective_mode,
-        mode_reason=core.mode_reason,
+        mode_reason=core.mode_reason or (REASON_ROLLBACK if core.rollbacks.awaiting_resume else ""),
         validator=core.is_validator,
         final_height=core.final_height,
         consensus_height=core.finality.consensus_height,

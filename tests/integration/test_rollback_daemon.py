@@ -72,8 +72,18 @@ async def test_a_certificate_reverts_ops_and_a_restart_keeps_the_epoch(make_node
     await assert_reverted(node, doomed, height)
     _, status = await node.get("/v1/status")
     assert status["epoch"] == 1 and status["final_height"] == height
-    # The new epoch finalizes: the council's chain continues from the op it kept.
+    # Quiesced by the certificate until the council (here its one member) resumes.
+    assert (status["mode"], status["mode_reason"]) == ("quiesced", "rollback")
     author = Author(node.daemon.keypair, node.network_id, seq=head[0], head=head[1])
+    await wait_for(node.daemon, lambda: not node.daemon.core.status()["rejoin"])  # root checked
+    code, body = await node.submit(author.grant(fresh_key(), 100))
+    assert (code, body.get("code")) == (503, "quiesced"), body
+    author.seq, author.head = head
+    resume = author.resume("hashes confirmed")
+    assert (await node.submit(resume))[0] == 202
+    await final_op(node, resume.op_id)
+    assert (await node.get("/v1/status"))[1]["mode"] == "normal"
+    # The new epoch finalizes: the council's chain continues from the resume.
     after = author.grant(fresh_key(), 100)
     assert (await node.submit(after))[0] == 202
     new_height = await final_op(node, after.op_id)
@@ -84,6 +94,7 @@ async def test_a_certificate_reverts_ops_and_a_restart_keeps_the_epoch(make_node
     try:
         _, status = await restarted.get("/v1/status")
         assert status["epoch"] == 1 and status["final_height"] >= new_height
+        assert status["mode"] == "normal"  # the replayed bundles tally the resume again
         assert " consensus: epoch=1 " in status_text(status, 0.0)  # what `swarmd status` prints
         await assert_reverted(restarted, doomed, height)
         for op in (kept, after):

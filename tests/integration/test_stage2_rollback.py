@@ -5,9 +5,11 @@ WebRTC (loopback only), driven only by `swarmd council ...` as the operators wou
   on all five while reads are served, a quorum resumes, writes are final again everywhere;
 - the rollback: a council member is stopped, the other three quiesce, sign a certificate back
   to H and resume; every running node reverts online to H and enters epoch 1 (the ops above H
-  answer `reverted`), new transfers are final on all five within 5 s once the stopped member
-  is back, and it rejoins in epoch 1 and agrees; no op reported reverted is final anywhere,
-  also after a member that reverted online restarts.
+  answer `reverted`) and stays quiesced (reason `rollback`, client writes `503 quiesced`)
+  after it confirmed its hashes, until the quorum's resume is final in epoch 1; new transfers
+  are final on all five within 5 s once the stopped member is back, and it rejoins in epoch 1
+  and agrees; no op reported reverted is final anywhere, also after a member that reverted
+  online restarts.
 
 The CLI runs in a thread of this process (`main`, exactly what `swarmd` runs: a subprocess
 costs ~4 s of interpreter start on a loaded 2-core machine); the daemons are subprocesses.
@@ -152,10 +154,19 @@ async def test_council_quiesce_and_resume_round_trip_on_webrtc(
 
     await vote(capsys, members, "resume", "--reason", "drill over")
     await wait_all(swarm, everyone, "all five resumed", lambda s: s["mode"] == "normal")
-    claims = [stranger(swarm).claim(f"after{node.index}") for node in everyone]
-    for node, claim in zip(everyone, claims, strict=True):
-        status, body = await swarm.submit(node, claim)
-        assert status == 202, (node.index, body)
+    # A claim costs credits: each claimant gets a signup grant from member 0 first (its chain
+    # continues after its quiesce and resume votes, read back from the node).
+    treasury = Author(swarm.nodes[0].keypair, swarm.genesis.network_id)
+    account = await swarm.get(swarm.nodes[0], f"/v1/accounts/{treasury.keypair.account_id}")
+    treasury.seq, treasury.head = account["seq"], bytes.fromhex(account["head"])
+    claims: list[Op] = []
+    for node in everyone:
+        claimant = stranger(swarm)
+        grant = treasury.grant(claimant.key, swarm.genesis.signup_reward)
+        claims += [grant, claimant.claim(f"after{node.index}", deps=[grant.op_id])]
+        for op in claims[-2:]:
+            status, body = await swarm.submit(node, op)
+            assert status == 202, (node.index, body)
     await wait_final(swarm, everyone, claims, WAIT_S)
 
 
@@ -190,9 +201,17 @@ async def test_stage2_rollback_by_council_certificate(
         assert (status, body["code"]) == (503, "quiesced")
 
     await vote(capsys, members, "rollback", "--to-height", str(height), "--reason", "drill")
-    # The quiesce votes are usually final above H too, so the certificate reverts them and
-    # the nodes come out of quiesce with it; the resume votes below are then harmless.
+    # The quiesce votes are usually final above H too, so the certificate reverts them; the
+    # nodes stay quiesced anyway (reason rollback) until a quorum resumes in epoch 1.
     await wait_all(swarm, running, "epoch 1", lambda s: s["epoch"] == 1)
+    await wait_all(
+        swarm,
+        running,
+        "hashes confirmed, still quiesced",
+        lambda s: (
+            s["mode"] == "quiesced" and not s.get("rejoin") and s["mode_reason"] == "rollback"
+        ),
+    )
     for node in running:
         for op in doomed:
             view = await swarm.get(node, f"/v1/ops/{op.op_id.hex()}")
@@ -200,6 +219,9 @@ async def test_stage2_rollback_by_council_certificate(
             assert view["reverted"] == {"height": height, "epoch": 1}
         account = await swarm.get(node, f"/v1/accounts/{alice.keypair.account_id}")
         assert account["balance"] == reward, node.index
+        status, body = await swarm.submit(node, stranger(swarm).claim("toosoon"))
+        assert (status, body["code"]) == (503, "quiesced"), node.index
+        assert (await swarm.get(node, "/v1/status"))["mode"] == "quiesced", node.index
 
     await vote(capsys, members, "resume", "--reason", f"reverted to {height}")
     await wait_all(swarm, running, "resumed", lambda s: s["mode"] == "normal")

@@ -28,6 +28,7 @@ from swarmd.node.cli.common import (
     load_home_config,
     open_home_store,
 )
+from swarmd.node.cli.council import status_text
 from swarmd.node.cli.devnet import NodeHome, free_ports, report_exit, restart_argv
 from swarmd.node.cli.home import init_home
 from swarmd.node.http.admin import write_cookie
@@ -379,3 +380,49 @@ def test_devnet_reports_an_exited_node_with_its_restart_command(
     assert restart_argv(node)[-3:] == ["run", "--home", str(tmp_path / "node-2")]
     assert (value["event"], value["index"], value["exit_code"]) == ("node_exited", 2, 3)
     assert value["restart_argv"] == restart_argv(node)
+
+
+def _council_status(final: dict[str, bool | None], provisional: dict[str, bool | None]) -> Any:
+    """A `GET /v1/admin/council` body with these final and provisional quiesce votes."""
+    yes = sum(1 for vote in final.values() if vote)
+    return {
+        "node_id": "sw1node",
+        "member": True,
+        "council": sorted(final),
+        "quorum": 3,
+        "final_height": 7,
+        "epoch": 0,
+        "mode": "normal",
+        "provisional": {
+            "quiesced": sum(1 for v in provisional.values() if v) >= 3,
+            "quiesce_votes": provisional,
+        },
+        "questions": [
+            {
+                "question": "quiesce",
+                "question_id": "quiesce",
+                "votes": final,
+                "yes": yes,
+                "quorum": 3,
+                "decided": yes >= 3,
+                "lacks": max(0, 3 - yes),
+            }
+        ],
+        "claims_with_votes": [],
+        "lacking_quorum": [] if yes >= 3 else ["quiesce"],
+    }
+
+
+def test_council_status_counts_only_the_quiesce_votes_not_yet_final() -> None:
+    """The `not yet final` line counted every provisional quiesce vote, final ones too: with
+    three final quiesce votes it said 3 were not yet final."""
+    final: dict[str, bool | None] = {"a": True, "b": True, "c": True, "d": None}
+    text = status_text(_council_status(final, dict(final)))
+    assert "not yet final: 0 quiesce vote(s), quiesced: True" in text
+    # d's quiesce is cast but not final; a's resume is cast (not a quiesce vote).
+    provisional: dict[str, bool | None] = {"a": False, "b": True, "c": True, "d": True}
+    text = status_text(_council_status(final, provisional))
+    assert "not yet final: 1 quiesce vote(s), quiesced: True" in text
+    none_final: dict[str, bool | None] = {"a": None, "b": None, "c": False, "d": None}
+    text = status_text(_council_status(none_final, {"a": True, "b": True, "c": True, "d": None}))
+    assert "not yet final: 3 quiesce vote(s), quiesced: True" in text

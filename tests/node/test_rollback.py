@@ -18,7 +18,7 @@ from swarmd.node.config import load_config
 from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
 from swarmd.storage import api
-from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus
+from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus, StoredRollback
 from swarmd.storage.errors import StoreUsageError
 from swarmd.storage.memory import MemoryDatabase, MemoryStore
 from swarmd.storage.store import Store
@@ -120,6 +120,33 @@ def test_rollback_to_a_height_without_a_checkpoint_is_refused(home: Path, capsys
     assert code == 1 and report["code"] == "bad_height"
     log, _, reverted = asyncio.run(read_store(home))
     assert not any(op.status is OpStatus.REVERTED for op in log) and reverted == []
+
+
+async def store_certificate(home: Path, epoch: int, height: int) -> None:
+    """Record a council certificate to `height` as the daemon does on accepting one (the store
+    keeps it opaque: the offline rollback reads only its epoch and height)."""
+    store = await open_home_store(home)
+    try:
+        await store.put_rollback(StoredRollback(epoch, height, b"certificate"))
+    finally:
+        await store.close()
+
+
+def test_an_offline_rollback_below_the_current_epoch_is_refused(home: Path, capsys) -> None:
+    """Epoch 1 started after height 2 by a council certificate: an offline rollback to 1 would
+    undo a council-settled history, so it is refused with a typed error naming the council
+    command; to 2 (inside the epoch) it runs and reports the epoch."""
+    asyncio.run(set_mode(home, NodeMode.QUIESCED))
+    asyncio.run(store_certificate(home, epoch=1, height=2))
+    capsys.readouterr()
+    code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1", "--yes")
+    assert code == 1 and report["code"] == "rollback_crosses_epoch"
+    assert "swarmd council rollback" in report["error"]
+    log, checkpoints, _ = asyncio.run(read_store(home))
+    assert not any(op.status is OpStatus.REVERTED for op in log)
+    assert [c.height for c in checkpoints] == [1, 2]
+    code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "2", "--yes")
+    assert code == 0 and report["epoch"] == 1 and report["rolled_back_to"] == 2
 
 
 def test_rollback_is_refused_while_the_store_is_held(home: Path, capsys) -> None:

@@ -76,7 +76,9 @@ def _prepared(seed: int = 3) -> tuple[Swarm, int, bytes, list[bytes]]:
     return swarm, height, root, above
 
 
-def _roll_back(swarm: Swarm, height: int, voters: list[int]) -> None:
+def _roll_back(swarm: Swarm, height: int, voters: list[int], *, resume: bool = True) -> None:
+    """A quorum votes to roll back to `height`; then (unless `resume` is False) the same
+    members resume the network, as the S2 play does once the hashes are confirmed."""
     for i in voters:
         swarm.nodes[i].propose_rollback(height, "bad transfer", swarm.now)
         swarm.flush(i)
@@ -87,6 +89,16 @@ def _roll_back(swarm: Swarm, height: int, voters: list[int]) -> None:
     for member in swarm.members:
         account = state.accounts.get(member.key)
         member.seq, member.head = (account.seq, account.head) if account else (0, b"")
+    if resume:
+        _resume(swarm, voters)
+
+
+def _resume(swarm: Swarm, voters: list[int]) -> None:
+    """Each voter signs `council.resume` and submits it to its own node."""
+    for i in voters:
+        outcome = swarm.submit(i, swarm.members[i].resume("hashes confirmed"))
+        assert outcome.status == "accepted", outcome
+    swarm.run(until=swarm.now + 3.0)
 
 
 def test_rollback_message_round_trips_and_is_bounded() -> None:
@@ -102,12 +114,12 @@ def test_rollback_message_round_trips_and_is_bounded() -> None:
 @pytest.mark.gate("s2-play-revert")
 def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> None:
     swarm, height, root, above = _prepared()
-    _roll_back(swarm, height, voters=[0, 1, 2])
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     for i, node in enumerate(swarm.nodes):
         assert node.epoch == 1
         assert node.final_height == height
         assert node.state_root() == root
-        assert node.mode.value == "normal"
+        assert node.mode.value == "normal"  # its root confirmed, but quiesced: below
         for op_id in above:
             assert node.op_status(op_id) == ("reverted", "op_reverted")
             assert not node.ledger.is_final(op_id)
@@ -116,7 +128,9 @@ def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> Non
         reverted = [e for e in swarm.events[i] if isinstance(e, OpsReverted)]
         assert sorted(reverted[-1].op_ids) == sorted(above)
         modes = [(e.mode, e.reason) for e in swarm.events[i] if isinstance(e, ModeChanged)]
-        assert modes[-2:] == [("read-only", "rollback"), ("normal", "")]
+        assert modes[-2:] == [("quiesced", "rollback"), ("quiesced", "")]
+    _resume(swarm, [0, 1, 2])
+    assert all(node.effective_mode.value == "normal" for node in swarm.nodes)
     # Consensus resumes at H+1 in epoch 1, with new ops, on every node alike.
     after = _fund(swarm, "after", 2, node=2)
     swarm.run(until=swarm.now + 5.0)
@@ -164,7 +178,7 @@ def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
     swarm, height, _, _ = _prepared(seed=6)
     old = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
     reverted = [b for b in old if consensus.CheckpointBundle.decode(b).height == height + 1]
-    _roll_back(swarm, height, voters=[0, 1, 2])
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     node = swarm.nodes[3]
     assert node.final_height == height
     # The members that reverted sent their reverted bundles along (refused the same way).
@@ -273,7 +287,7 @@ def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
     failed = [e for e in swarm.events[3] if isinstance(e, RollbackRevertFailed)]
     assert failed and failed[0].height == height
     modes = [(e.mode, e.reason) for e in swarm.events[3] if isinstance(e, ModeChanged)]
-    assert ("read-only", REASON_RESYNC) in modes
+    assert ("quiesced", REASON_RESYNC) in modes  # (read-only locally, and quiesced)
     after = _fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 6.0)
     node = swarm.nodes[3]
@@ -338,3 +352,69 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
     for node in swarm.nodes:
         assert all(node.op_status(op_id)[0] == "reverted" for op_id in late)
+
+
+def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> None:
+    """The S2 play: the quiesce votes final above H are reverted with the rest, yet every node
+    stays quiesced after the certificate (old behaviour: it left quiesce with it); fewer than
+    a quorum of resumes keep it quiesced, a quorum final in the new epoch ends it, and a
+    restart in between keeps it (the replayed bundles tally the votes again)."""
+    swarm = Swarm(4, seed=14)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    for i in range(3):
+        assert swarm.submit(i, swarm.members[i].quiesce("revert")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.ledger.final_state.quiesced for node in swarm.nodes)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    probe = swarm.author("probe")
+    for node in swarm.nodes:
+        assert node.epoch == 1 and not node.ledger.final_state.quiesced  # the votes reverted
+        assert node.effective_mode.value == "quiesced"
+        assert node.status()["mode_reason"] == "rollback"
+        outcome = node.submit_op(probe.claim("early").envelope, swarm.now)
+        assert (outcome.status, outcome.code) == ("rejected", "quiesced")
+    # Two resumes (a quorum is three) are final in epoch 1 but change nothing.
+    for i in (0, 1):
+        assert swarm.submit(i, swarm.members[i].resume("confirmed")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.final_height > height for node in swarm.nodes)
+    assert all(node.effective_mode.value == "quiesced" for node in swarm.nodes)
+    events = swarm.events[3]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    assert restored.rollbacks.awaiting_resume
+    assert sorted(restored.rollbacks.epoch_mode_votes.values()) == [True, True]
+    # The third resume makes the quorum: every node leaves quiesce and takes client ops.
+    assert swarm.submit(2, swarm.members[2].resume("confirmed")).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    for i, node in enumerate(swarm.nodes):
+        assert node.effective_mode.value == "normal" and node.status()["mode_reason"] == ""
+        assert ModeChanged("normal", "") in swarm.events[i]
+    grant = swarm.members[0].grant(probe.key, 100)
+    assert swarm.submit(3, grant).status == "accepted"
+    swarm.run(until=swarm.now + 3.0)
+    assert all(node.ledger.is_final(grant.op_id) for node in swarm.nodes)
+
+
+def test_a_snapshot_above_h_stands_in_for_the_tally_it_skipped() -> None:
+    """A final state that jumps to a snapshot in the new epoch (restart or state sync) skipped
+    the heights whose mode votes would be tallied: the snapshot's council mode is taken; one
+    at or below H changes nothing."""
+    swarm, height, _, _ = _prepared(seed=15)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    rollbacks = swarm.nodes[0].rollbacks
+    assert rollbacks.awaiting_resume
+    rollbacks.snapshot_installed(height)
+    assert rollbacks.awaiting_resume
+    rollbacks.snapshot_installed(height + 1)
+    assert not rollbacks.awaiting_resume  # the snapshot's state is not quiesced

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 
+from ...codes import RejectCode
 from ...node_core import NodeCore, OpsReverted
+from ...ops import Op
 from ..swarm import FactoryBuilder, ScenarioParams, Swarm, build_swarm, honest_cores
 from .common import finish, fund_accounts, signups, times
 from .divergence import retry_read_only
@@ -23,6 +25,12 @@ ROLLBACK_VOTE_GAP_S = 0.2
 ROLLBACK_DOWN_S = 3.0
 ROLLBACK_OFFLINE_AFTER_S = 5.0
 ROLLBACK_SIGNUPS_AFTER = 4
+#: The surviving members sign `council.resume` this long after the first vote (every live node
+#: holds the certificate by then: a resume final in the old epoch would be reverted), the
+#: play's last step after the hashes are confirmed; a member retries while its own node is
+#: still read-only confirming its root.
+ROLLBACK_RESUME_AFTER_S = 1.5
+ROLLBACK_RESUME_RETRY_S = 0.25
 
 
 def scenario_network_rollback(
@@ -32,6 +40,8 @@ def scenario_network_rollback(
     final above H; a quorum of members votes to roll back to H while transfers still flow, one
     voter crashing right after its vote (restarted later); new signups in the new epoch; the
     full node comes back, learns the certificate from its peers and rejoins in the new epoch.
+    Every node is quiesced from the certificate until the surviving members' resumes are final
+    in the new epoch (rollbacks.py, `awaiting_resume`).
 
     Checks (besides every common checker, agreement per (epoch, height) among them): every
     node ends in epoch 1; no reverted op is applied or final anywhere; no honest member signed
@@ -87,6 +97,8 @@ def scenario_network_rollback(
     # rollback left at their final heads: grants stopped at H).
     signups(swarm, ROLLBACK_SIGNUPS_AFTER, heal_at + 0.5, heal_at + 1.5)
     swarm.healed_at = heal_at + 2.0
+    resumers = [index for index in sorted(members) if index != crasher]
+    _schedule_resume(swarm, resumers, vote_at + ROLLBACK_RESUME_AFTER_S, heal_at)
     # A node is read-only while it confirms its root after the revert (rejoin.py).
     retry_read_only(swarm, vote_at, swarm.healed_at)
 
@@ -96,6 +108,48 @@ def scenario_network_rollback(
     swarm.extra_checks.append(check)
     sim.run_until(swarm.healed_at)
     return finish(swarm)
+
+
+def _schedule_resume(swarm: Swarm, members: list[int], at: float, deadline: float) -> None:
+    """The members' resumes at `at`. The full node back from its partition is still quiesced
+    until its catch-up reaches them: a signup it refuses is sent to the next node, as a client
+    would."""
+    swarm.sim.at(at, functools.partial(_resume, swarm, members, deadline))
+    _retry_quiesced(swarm, at, swarm.healed_at)
+
+
+def _resume(swarm: Swarm, members: list[int], deadline: float) -> None:
+    """Each member signs `council.resume` and submits it to its own node, again while that
+    node refuses it as read-only (confirming its root after the revert)."""
+    for member in members:
+        op = swarm.workload.members[member].resume("hashes confirmed")
+        _submit_resume(swarm, op, member, deadline)
+
+
+def _submit_resume(swarm: Swarm, op: Op, node: int, deadline: float) -> None:
+    outcome = swarm.workload.submit(op, node).outcome
+    retry = outcome is None or outcome.code == RejectCode.READ_ONLY
+    if retry and swarm.sim.now + ROLLBACK_RESUME_RETRY_S <= deadline:
+        again = functools.partial(_submit_resume, swarm, op, node, deadline)
+        swarm.sim.at(swarm.sim.now + ROLLBACK_RESUME_RETRY_S, again)
+
+
+def _retry_quiesced(swarm: Swarm, start: float, end: float) -> None:
+    """From `start` to `end`, an op submitted since `start` that a node refused as
+    `quiesced` is sent to the next node (each poll, until one admits it)."""
+    sim, workload = swarm.sim, swarm.workload
+
+    def poll() -> None:
+        for submission in list(workload.submissions.values()):
+            outcome = submission.outcome
+            if submission.time < start or outcome is None:
+                continue
+            if outcome.code == RejectCode.QUIESCED:
+                workload.submit(submission.op, (submission.node + 1) % len(sim.nodes))
+        if sim.now + ROLLBACK_RESUME_RETRY_S <= end:
+            sim.at(sim.now + ROLLBACK_RESUME_RETRY_S, poll)
+
+    sim.at(start, poll)
 
 
 def _council_transfers(swarm: Swarm, count: int, start: float, end: float) -> None:
@@ -126,6 +180,8 @@ def _check_rollback(swarm: Swarm, height: int, reverted: set[bytes]) -> list[str
             continue
         if core.epoch != 1:
             failures.append(f"node {index}: epoch {core.epoch}, expected 1")
+        if core.rollbacks.awaiting_resume:
+            failures.append(f"node {index}: still quiesced after a quorum resumed")
         if core.final_height <= height:
             failures.append(f"node {index}: final height {core.final_height} not above H {height}")
         for op_id in sorted(reverted):
