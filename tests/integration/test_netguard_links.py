@@ -40,7 +40,7 @@ async def test_a_silent_socket_is_closed_HELLO_TIMEOUT_S_after_opening(
     make_node: NodeFactory, network_id: bytes
 ) -> None:
     node = await make_node("websocket")
-    assert LOOPBACK_CONFIG.connect_timeout_s > limits.HELLO_TIMEOUT_S + 1  # not that timeout
+    assert LOOPBACK_CONFIG.connect_timeout_s > limits.HELLO_TIMEOUT_S + 2  # not that timeout
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
         opened_at = loop.time()
@@ -59,7 +59,7 @@ async def test_a_silent_socket_is_closed_HELLO_TIMEOUT_S_after_opening(
         closed = await silent.receive(timeout=WAIT_S)
         elapsed = loop.time() - opened_at
         assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        assert limits.HELLO_TIMEOUT_S <= elapsed < limits.HELLO_TIMEOUT_S + 1.0
+        assert limits.HELLO_TIMEOUT_S <= elapsed < limits.HELLO_TIMEOUT_S + 2.0  # a loaded host
         await late.close()
         await silent.close()
 
