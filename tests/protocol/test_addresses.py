@@ -162,3 +162,80 @@ def test_the_dial_budget_bounds_dials_per_minute() -> None:
     assert not budget.take(NOW + 1)
     assert budget.take(NOW + 2)  # one token every 2 s
     assert sum(budget.take(NOW + 62) for _ in range(100)) == 30
+
+
+# --- each bound of limits.py reached at its default value -----------------------------------
+
+
+def test_a_record_is_valid_exactly_ADDRESS_RECORD_TTL_S_after_signing() -> None:
+    signed = AddressRecord.sign(key("a"), {"websocket": "http://127.0.0.1:1"}, NOW)
+    assert signed.expires_at == NOW + limits.ADDRESS_RECORD_TTL_S
+    at_expiry = NOW + limits.ADDRESS_RECORD_TTL_S
+    assert AddressRecord.decode(signed.encode(), at_expiry) == signed
+    with pytest.raises(AddressRecordError, match="expired"):
+        AddressRecord.decode(signed.encode(), at_expiry + 1)
+
+
+def test_an_expiry_ADDRESS_CLOCK_SKEW_S_past_the_ttl_is_accepted_one_more_second_is_not() -> None:
+    urls = {"websocket": "http://127.0.0.1:1"}
+    furthest = limits.ADDRESS_RECORD_TTL_S + limits.ADDRESS_CLOCK_SKEW_S
+    ahead = AddressRecord.sign(key("a"), urls, NOW, ttl_s=furthest)
+    assert AddressRecord.decode(ahead.encode(), NOW) == ahead
+    too_far = AddressRecord.sign(key("a"), urls, NOW, ttl_s=furthest + 1)
+    with pytest.raises(AddressRecordError, match="future"):
+        AddressRecord.decode(too_far.encode(), NOW)
+
+
+def test_a_url_of_ADDRESS_URL_SIZE_BYTES_MAX_is_accepted_one_byte_more_is_not() -> None:
+    prefix = "http://127.0.0.1:1/"
+    longest = prefix + "a" * (limits.ADDRESS_URL_SIZE_BYTES_MAX - len(prefix))
+    assert len(longest.encode()) == limits.ADDRESS_URL_SIZE_BYTES_MAX
+    signed = AddressRecord.sign(key("a"), {"websocket": longest, "webrtc": longest}, NOW)
+    assert AddressRecord.decode(signed.encode(), NOW).url("webrtc") == longest
+    with pytest.raises(AddressRecordError, match="url length"):
+        AddressRecord.sign(key("a"), {"websocket": longest + "a"}, NOW)
+    # A peer's record carrying the long URL is refused on decode too (not only when signing).
+    body = encoding.encode([key("a").public_key, [["websocket", longest + "a"]], int(NOW) + 60])
+    with pytest.raises(AddressRecordError, match="url length"):
+        AddressRecord.decode(encoding.encode([body, b"s" * 64]), NOW)
+
+
+def test_one_source_holds_exactly_ADDRESS_BOOK_PER_SOURCE_MAX_records_by_default() -> None:
+    book = AddressBook(key("me").public_key)
+    peer = key("peer").public_key
+    quota = limits.ADDRESS_BOOK_PER_SOURCE_MAX
+    added = [book.add(record(f"q-{i}"), peer, NOW) for i in range(quota + 1)]
+    assert added == [True] * quota + [False]
+    assert len(book) == quota
+    assert book.add(record(f"q-{quota}"), key("other").public_key, NOW)  # another source may
+
+
+def test_the_default_book_holds_ADDRESS_BOOK_MAX_records_then_evicts_one_per_add() -> None:
+    book = AddressBook(key("me").public_key)
+    quota = limits.ADDRESS_BOOK_PER_SOURCE_MAX
+    sources = [key(f"src-{s}").public_key for s in range(limits.ADDRESS_BOOK_MAX // quota)]
+    # The book never verifies signatures (decode does): unsigned records keep this fast.
+    template = record("template")
+    for s, source in enumerate(sources):
+        for i in range(quota):
+            node_id = sha256(f"n-{s}-{i}".encode())
+            entry = AddressRecord(node_id, template.urls, template.expires_at + s * quota + i, b"")
+            assert book.add(entry, source, NOW)
+    assert len(book) == limits.ADDRESS_BOOK_MAX
+    late = key("late").public_key
+    assert book.add(
+        AddressRecord(sha256(b"late"), template.urls, template.expires_at, b""), late, NOW
+    )
+    assert len(book) == limits.ADDRESS_BOOK_MAX  # full: one record of a 32-strong source went
+    assert sha256(b"n-0-0") not in book.entries  # the one expiring first among the 32-strong
+    assert sha256(b"late") in book.entries
+
+
+def test_the_default_dial_budget_allows_ADDRESS_DIALS_PER_MINUTE_MAX_dials_per_minute() -> None:
+    budget = DialBudget(now=NOW)
+    burst = limits.ADDRESS_DIALS_PER_MINUTE_MAX
+    assert [budget.take(NOW) for _ in range(burst + 1)] == [True] * burst + [False]
+    refill = 60 / limits.ADDRESS_DIALS_PER_MINUTE_MAX  # one dial back per refill seconds
+    assert not budget.take(NOW + refill * 0.99)
+    assert budget.take(NOW + refill)
+    assert sum(budget.take(NOW + 3600) for _ in range(2 * burst)) == burst

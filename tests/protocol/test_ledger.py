@@ -272,6 +272,24 @@ def test_a_claim_after_spending_everything_is_unfunded() -> None:
     assert [o.code for o in outcomes] == ["", "", "claim_unfunded"]
 
 
+def test_a_claim_needs_exactly_CLAIM_MIN_SPENDABLE_credits_left() -> None:
+    """An author left with CLAIM_MIN_SPENDABLE spendable credits may claim; one less may not."""
+    ledger = fresh()
+    council = members()
+    alice, carol, bob = author(GENESIS, "alice"), author(GENESIS, "carol"), author(GENESIS, "bob")
+    grants = [fund(GENESIS, council[0], alice), fund(GENESIS, council[0], carol)]
+    keep = limits.CLAIM_MIN_SPENDABLE
+    at_bound = alice.transfer(bob.key, 100 - keep, receive=[grants[0].op_id])
+    below = carol.transfer(bob.key, 100 - keep + 1, receive=[grants[1].op_id])
+    feed(ledger, [*grants, at_bound, below])
+    assert (ledger.balance(alice.key), ledger.balance(carol.key)) == (keep, keep - 1)
+    outcomes = feed(ledger, [alice.claim("kept"), carol.claim("short")])
+    assert [o.code for o in outcomes] == ["", "claim_unfunded"]
+    assert outcomes[0].status == "accepted"
+    assert ledger.balance(alice.key) == keep  # the claim spent nothing
+    ledger.check_invariants()
+
+
 def test_council_quiesce_needs_quorum() -> None:
     ledger = fresh()
     council = members()

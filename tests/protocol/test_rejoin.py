@@ -4,6 +4,7 @@ again from its peers and leaves read-only only once two peers confirmed its chec
 
 from __future__ import annotations
 
+from swarmd.protocol import limits
 from swarmd.protocol.node_core import (
     REASON_DIVERGENCE,
     CheckpointFinalized,
@@ -97,3 +98,69 @@ def test_the_status_shows_the_divergence_and_the_rejoin_step() -> None:
     swarm.cut = set()
     swarm.run(until=swarm.now + 3.0)
     assert node.mode.value == "normal" and node.status()["root_divergence_height"] == 0
+
+
+def _confirming_with_one_peer(seed: int) -> tuple[Swarm, int]:
+    """A 4-member swarm whose node 2 diverged and hears only node 0 since: it catches up from
+    node 0 and is confirming, with node 0 as its only confirmation."""
+    swarm = Swarm(4, seed=seed)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    _corrupt(swarm, 2)
+    _fund(swarm, "next", 2)
+    node = swarm.nodes[2]
+    for _ in range(100):
+        swarm.run(until=swarm.now + 0.02)
+        if node.mode_reason == REASON_DIVERGENCE:
+            break
+    assert node.mode_reason == REASON_DIVERGENCE
+    swarm.cut = {(1, 2), (3, 2)}
+    for _ in range(200):
+        swarm.run(until=swarm.now + 0.1)
+        if node.rejoin.confirmation is not None and node.rejoin.confirmation.peers:
+            break
+    return swarm, 2
+
+
+def test_rejoin_needs_REJOIN_PEERS_MIN_confirmations_one_less_keeps_it_read_only() -> None:
+    swarm, index = _confirming_with_one_peer(seed=23)
+    node = swarm.nodes[index]
+    assert node.rejoin.peers_needed() == limits.REJOIN_PEERS_MIN  # 3 other members: the bound
+    swarm.run(until=swarm.now + 3 * limits.REJOIN_QUERY_RETRY_S)  # asked again: still one
+    confirmation = node.rejoin.confirmation
+    assert confirmation is not None
+    assert confirmation.peers == [swarm.nodes[0].node_id]  # REJOIN_PEERS_MIN - 1 of them
+    assert len(confirmation.peers) == limits.REJOIN_PEERS_MIN - 1
+    assert node.status()["rejoin"] == f"confirming 1/{limits.REJOIN_PEERS_MIN}"
+    assert (node.mode.value, node.mode_reason) == ("read-only", REASON_DIVERGENCE)
+    # One more peer can answer: the REJOIN_PEERS_MIN-th confirmation ends the episode.
+    swarm.cut = {(3, 2)}
+    swarm.run(until=swarm.now + 3.0)
+    assert (node.mode.value, node.mode_reason) == ("normal", "")
+    assert node.status()["rejoin"] == ""
+
+
+def test_rejoin_asks_again_exactly_REJOIN_QUERY_RETRY_S_after_the_last_ask() -> None:
+    swarm, index = _confirming_with_one_peer(seed=24)
+    node = swarm.nodes[index]
+    swarm.cut = {(i, index) for i in range(4)}  # no answer (nor new height) reaches it now
+    swarm.run(until=swarm.now + 0.1)
+    confirmation = node.rejoin.confirmation
+    assert confirmation is not None and len(confirmation.peers) < limits.REJOIN_PEERS_MIN
+    height, asked_at = confirmation.height, confirmation.asked_at
+    due = asked_at + limits.REJOIN_QUERY_RETRY_S
+    # Just before the bound: the node's timers fire but it does not ask again.
+    swarm.run(until=due - 0.001)
+    node.handle_timer(due - 0.001)
+    swarm.flush(index)
+    assert node.rejoin.confirmation is confirmation and confirmation.asked_at == asked_at
+    # At the bound it asks every peer again.
+    swarm.run(until=due)
+    node.handle_timer(due)
+    swarm.flush(index)
+    assert confirmation.asked_at == due
+    # The answers to that second request (the first ones were dropped) confirm the root.
+    swarm.cut = set()
+    swarm.run(until=due + 3 * swarm.delay_s)
+    assert node.final_height == height
+    assert (node.mode.value, node.mode_reason) == ("normal", "")
