@@ -71,7 +71,9 @@ def scenario_root_divergence(
     reason `root_divergence` before it finalizes any further height, at most one height above
     its final height when corrupted; it persists no checkpoint whose root is not the agreed
     one; it finishes a state sync after the divergence and leaves read-only; new signups after
-    it recovered are final everywhere (the common checks)."""
+    it recovered are final everywhere (the common checks). A victim that lagged past the
+    bundles its peers keep when it was corrupted may install a peer's snapshot before it
+    finalizes anything: the corrupted state is then dropped unread (nothing to detect)."""
     swarm = build_swarm("root-divergence", seed, params, factory or divergence_factory)
     sim = swarm.sim
     bank_workload(swarm, params)
@@ -134,6 +136,8 @@ def _check_divergence(
     where = f"node {victim} (corrupted at final height {heights[0]})"
     diverged = [i for i, e in enumerate(events) if isinstance(e, RootDiverged)]
     if not diverged:
+        if _replaced_before_use(events):  # the corrupted state was dropped unread
+            return _bad_checkpoints(swarm, victim, where, events)
         return [f"{where}: no root divergence detected"]
     first = events[diverged[0]]
     assert isinstance(first, RootDiverged)
@@ -144,6 +148,30 @@ def _check_divergence(
     halted = events[diverged[0] + 1 :]
     if not any(isinstance(e, ModeChanged) and e.reason == REASON_DIVERGENCE for e in halted):
         failures.append(f"{where}: did not go read-only with reason {REASON_DIVERGENCE}")
+    failures += _bad_checkpoints(swarm, victim, where, events)
+    if not any(isinstance(e, StateSyncFinished) for e in halted):
+        failures.append(f"{where}: did not recover by state sync")
+    core = swarm.sim.nodes[victim].core
+    if isinstance(core, NodeCore) and (core.mode_reason or core.mode.value != "normal"):
+        failures.append(f"{where}: still {core.mode.value} ({core.mode_reason}) at the end")
+    return failures
+
+
+def _replaced_before_use(events: list[object]) -> bool:
+    """True when the victim (lagging past the bundles its peers keep when it was corrupted)
+    installed a peer's snapshot before it finalized any height: the corrupted final state was
+    thrown away unread, so there was nothing to detect (no root derived from it was compared,
+    signed or persisted)."""
+    for event in events:
+        if isinstance(event, StateSyncFinished):
+            return True
+        if isinstance(event, CheckpointFinalized):
+            return False
+    return False
+
+
+def _bad_checkpoints(swarm: Swarm, victim: int, where: str, events: list[object]) -> list[str]:
+    """A failure if the victim persisted a checkpoint whose root is not the agreed one."""
     agreed = {
         (record.epoch, record.height): record.state_root
         for record in swarm.finality.finalizations
@@ -154,11 +182,5 @@ def _check_divergence(
             None,
             event.state_root,
         ):
-            failures.append(f"{where}: persisted a checkpoint of a bad root at {event.height}")
-            break
-    if not any(isinstance(e, StateSyncFinished) for e in halted):
-        failures.append(f"{where}: did not recover by state sync")
-    core = swarm.sim.nodes[victim].core
-    if isinstance(core, NodeCore) and (core.mode_reason or core.mode.value != "normal"):
-        failures.append(f"{where}: still {core.mode.value} ({core.mode_reason}) at the end")
-    return failures
+            return [f"{where}: persisted a checkpoint of a bad root at {event.height}"]
+    return []
