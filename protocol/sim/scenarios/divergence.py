@@ -8,6 +8,7 @@ import functools
 
 from ...codes import RejectCode
 from ...genesis import Genesis
+from ...limits import STATE_SYNC_CHUNK_TIMEOUT_S, STATE_SYNC_RETRY_S
 from ...node_core import (
     REASON_DIVERGENCE,
     CheckpointFinalized,
@@ -37,6 +38,9 @@ DIVERGENCE_SIGNUPS_AFTER = 4
 DIVERGENCE_SIGNUPS_AFTER_S = 3.0
 #: How often clients look for ops the halted node refused (and send them elsewhere).
 DIVERGENCE_RETRY_S = 0.05
+#: How long after the workload the victim may still take to rejoin: a lost chunk costs
+#: STATE_SYNC_CHUNK_TIMEOUT_S, a failed sync STATE_SYNC_RETRY_S, then the confirmation.
+DIVERGENCE_RECOVERY_S_MAX = 2 * STATE_SYNC_CHUNK_TIMEOUT_S + STATE_SYNC_RETRY_S
 #: The balance added to one account under the node (any change of a final record will do).
 DIVERGENCE_CORRUPTION = 7
 
@@ -89,9 +93,21 @@ def scenario_root_divergence(
     sim.event_hooks.append(hook)
     corrupt = functools.partial(corrupt_final_state, heights)
     sim.at(corrupt_at, lambda: sim.call(victim, "corrupt-final-state", corrupt))
-    retry_read_only(swarm, corrupt_at, params.workload_s + DIVERGENCE_SIGNUPS_AFTER_S)
+    recovery_end = params.workload_s + DIVERGENCE_RECOVERY_S_MAX
+    retry_read_only(swarm, corrupt_at, recovery_end + DIVERGENCE_SIGNUPS_AFTER_S)
     sim.run_until(params.workload_s)
-    recovered = [t for t, e in seen if isinstance(e, ModeChanged) and e.reason == ""]
+
+    def recovered_times() -> list[float]:
+        return [t for t, e in seen if isinstance(e, ModeChanged) and e.reason == ""]
+
+    def halted() -> bool:
+        return any(isinstance(e, RootDiverged) for _, e in seen) and not recovered_times()
+
+    # Wait for the rejoin before the liveness phase: finish() stops at convergence, which a
+    # victim just back by state sync reaches before its root is confirmed.
+    if halted():
+        sim.run_until(recovery_end, stop=lambda: not halted())
+    recovered = recovered_times()
     after = (recovered[0] if recovered else params.workload_s) + 0.5
     signups(swarm, DIVERGENCE_SIGNUPS_AFTER, after, after + 1.0)
     swarm.healed_at = after + DIVERGENCE_SIGNUPS_AFTER_S
