@@ -72,6 +72,9 @@ class StateSyncRun:
     started_at: float
     offered_by: list[bytes]
     contributors: list[bytes] = field(default_factory=list)
+    #: Offerers that answered a chunk request with ChunkMissing: they no longer serve this
+    #: snapshot (replaced by their newer one; see `StateSync.on_offer`).
+    gone: list[bytes] = field(default_factory=list)
 
 
 class StateSync:
@@ -82,6 +85,9 @@ class StateSync:
         self.snapshot: Snapshot | None = None
         self.run: StateSyncRun | None = None
         self.retry_at = now
+        #: The height of a failed sync whose offerers all answered that they no longer had
+        #: it (0: none): a newer offer is taken before `retry_at` (see on_offer).
+        self.replaced_height = 0
 
     def restore_from_blob(self, blob: bytes, by_height: dict[int, bytes]) -> None:
         try:
@@ -187,14 +193,40 @@ class StateSync:
 
     def on_offer(self, peer: Peer, offer: SnapshotOfferMessage, now: float) -> None:
         sync = self.run
+        if sync is not None and sha256(offer.manifest) == sync.manifest.manifest_id:
+            sync.fetcher.add_peer(peer.peer_id, now)  # another source of the same chunks
+            if peer.peer_id not in sync.offered_by:
+                sync.offered_by.append(peer.peer_id)
+            return
         if sync is not None:
-            if sha256(offer.manifest) == sync.manifest.manifest_id:
-                sync.fetcher.add_peer(peer.peer_id, now)  # another source of the same chunks
-                if peer.peer_id not in sync.offered_by:
-                    sync.offered_by.append(peer.peer_id)
-            return
-        if now < self.retry_at:
-            return
+            if len(sync.gone) < len(sync.offered_by):
+                return  # the sync in progress still has a source
+            above = sync.manifest.height
+        elif now < self.retry_at:
+            if not self.replaced_height:
+                return
+            above = self.replaced_height
+        else:
+            above = 0
+        manifest = self._checked_offer(peer, offer)
+        if manifest is None or manifest.height <= max(self.core.final_height, above):
+            return  # refused, or bundles or an earlier sync got us there
+        # Past here with `above` set: every offerer of the sync in progress (or of the one
+        # that just failed) answered that it no longer has that snapshot (peers keep only
+        # their newest, made every few heights: our chunk request came after theirs moved
+        # on), and a newer one is offered: take it now, not after the chunk passes and
+        # STATE_SYNC_RETRY_S (a node catching up, e.g. after a divergence, would lose seconds
+        # per snapshot it raced). A liar gains nothing: a switch needs a higher signed height.
+        if sync is not None:
+            self.run = None
+            self.core.stats.state_syncs_failed += 1
+            reason = "snapshot replaced by a newer one"
+            self.core._emit(StateSyncFailed(sync.manifest.height, reason))
+        self.replaced_height = 0
+        self._start(peer, manifest, offer.bundle, now)
+
+    def _checked_offer(self, peer: Peer, offer: SnapshotOfferMessage) -> Manifest | None:
+        """The offered manifest, checked against its signed bundle; None when refused."""
         try:
             manifest = decode_manifest(offer.manifest)
             if manifest.encoded != offer.manifest:
@@ -203,12 +235,13 @@ class StateSync:
                 manifest, offer.bundle, self.core.genesis, self.core.rollbacks.history
             )
         except RollbackError:
-            return  # a snapshot of a reverted height or a future epoch: refused, in good faith
+            return None  # a snapshot of a reverted height or a future epoch: in good faith
         except RemoteProtocolError as exc:
             self.core.peer_rules.penalize(peer, PENALTY_BAD_SNAPSHOT, exc.code)
-            return
-        if manifest.height <= self.core.final_height:
-            return  # bundles or an earlier sync got us there
+            return None
+        return manifest
+
+    def _start(self, peer: Peer, manifest: Manifest, bundle: bytes, now: float) -> None:
         fetcher = SnapshotFetcher(
             manifest,
             [peer.peer_id],
@@ -216,7 +249,7 @@ class StateSync:
             self.core.rng,
             request_timeout_s=STATE_SYNC_CHUNK_TIMEOUT_S,
         )
-        self.run = StateSyncRun(manifest, offer.bundle, fetcher, now, [peer.peer_id])
+        self.run = StateSyncRun(manifest, bundle, fetcher, now, [peer.peer_id])
         self.core.stats.state_syncs_started += 1
         # Ask the other peers that are far enough ahead, so that those holding the same
         # snapshot offer it too and the chunks come from all of them.
@@ -232,8 +265,10 @@ class StateSync:
             return  # a late answer to a finished or abandoned sync
         if isinstance(message, ChunkMessage):
             sync.fetcher.receive_chunk(peer.peer_id, message.index, message.data, self.core._now)
-        else:
-            sync.fetcher.receive_failure(peer.peer_id, message.index, self.core._now)
+            return
+        sync.fetcher.receive_failure(peer.peer_id, message.index, self.core._now)
+        if peer.peer_id in sync.offered_by and peer.peer_id not in sync.gone:
+            sync.gone.append(peer.peer_id)  # see on_offer: a newer offer may replace the sync
 
     def pump(self, now: float) -> None:
         """Send the fetcher's chunk requests and act on its events."""
@@ -259,6 +294,8 @@ class StateSync:
                 self.finish(sync, list(event.chunks), now)
             elif isinstance(event, FetchFailed):
                 self.fail(sync.manifest.height, event.reason, now)
+                if len(sync.gone) == len(sync.offered_by):  # see on_offer
+                    self.replaced_height = sync.manifest.height
 
     def finish(self, sync: StateSyncRun, chunks: list[bytes], now: float) -> None:
         self.run = None
@@ -298,6 +335,7 @@ class StateSync:
     def fail(self, height: int, reason: str, now: float) -> None:
         self.run = None
         self.retry_at = now + STATE_SYNC_RETRY_S
+        self.replaced_height = 0
         self.core.stats.state_syncs_failed += 1
         self.core._emit(StateSyncFailed(height, reason))
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from swarmd.protocol import consensus, encoding
+from swarmd.protocol.crypto import sha256
 from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.framing import FRAME_TYPE_BATCH, FrameEncoder
 from swarmd.protocol.ledger.snapshot import build_snapshot, state_from_records
 from swarmd.protocol.messages import (
     ChunkMessage,
+    ChunkMissingMessage,
     ChunkRequestMessage,
     Message,
     SnapshotOfferMessage,
@@ -531,3 +533,41 @@ def test_snapshot_built_after_a_state_sync_replaced_the_ledger_is_ignored() -> N
     assert after_sync and swarm.build(3, after_sync[-1])
     assert late.status()["snapshot"]["height"] == after_sync[-1].height
     assert len({final_root(n) for n in swarm.nodes}) == 1
+
+
+def test_a_sync_whose_snapshot_was_replaced_takes_the_newer_offer_at_once() -> None:
+    # Node 0 is node 3's only peer and answers ChunkMissing for its first offered snapshot (as
+    # when it made a newer one before our chunk request came). Once it offers a newer one,
+    # node 3 takes it without waiting STATE_SYNC_RETRY_S.
+    first: list[bytes] = []
+
+    def replaced(message: Message) -> Message:
+        if isinstance(message, SnapshotOfferMessage) and not first:
+            first.append(sha256(message.manifest))
+        if isinstance(message, ChunkMessage) and first and message.manifest_id == first[0]:
+            return ChunkMissingMessage(message.manifest_id, message.index)
+        return message
+
+    swarm = TamperingSwarm(4, seed=15, liar=0, victim=3, tamper=replaced, **SMALL)
+    grow(swarm, 1, label="warm", nodes=(0, 1, 2, 3))
+    swarm.run(until=swarm.now + 1.0)
+    isolate(swarm, 3)
+    grow(swarm, 7, label="away")
+    swarm.cut = {(3, 1), (1, 3), (3, 2), (2, 3)}
+    late = swarm.nodes[3]
+    for _ in range(40):
+        swarm.run(until=swarm.now + 0.1)
+        if events_of(swarm, 3, StateSyncFailed):
+            break
+    failed = events_of(swarm, 3, StateSyncFailed)
+    assert failed and not events_of(swarm, 3, StateSyncFinished)
+    failed_at = swarm.now
+    grow(swarm, 2, label="newer")  # node 0 makes a newer snapshot and offers it
+    for _ in range(int(STATE_SYNC_RETRY_S / 0.1)):
+        if events_of(swarm, 3, StateSyncFinished):
+            break
+        swarm.run(until=swarm.now + 0.1)
+    finished = events_of(swarm, 3, StateSyncFinished)
+    assert finished and finished[0].height > failed[0].height
+    assert swarm.now - failed_at < STATE_SYNC_RETRY_S
+    assert late.stats.state_syncs_finished == 1
