@@ -351,6 +351,7 @@ class NodeCore:
             self.consensus.get_timer(),
             self.finality.checkpoint_due_at(),
             self.state_sync.run.fetcher.get_timer() if self.state_sync.run is not None else None,
+            self.rejoin.next_retry_at(),
         ):
             if candidate is not None:
                 deadlines.append(candidate)

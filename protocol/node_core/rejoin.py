@@ -157,6 +157,11 @@ class Rejoin:
         others = len(core.genesis.council) - (1 if core.is_validator else 0)
         return min(REJOIN_PEERS_MIN, others)
 
+    def next_retry_at(self) -> float | None:
+        """When the confirmation asks its peers again (None: nothing to ask)."""
+        confirmation = self.confirmation
+        return None if confirmation is None else confirmation.asked_at + REJOIN_QUERY_RETRY_S
+
     def handle_timer(self, now: float) -> None:
         """Ask again when the answers did not come within REJOIN_QUERY_RETRY_S."""
         confirmation = self.confirmation

@@ -149,6 +149,9 @@ def test_rejoin_asks_again_exactly_REJOIN_QUERY_RETRY_S_after_the_last_ask() -> 
     assert confirmation is not None and len(confirmation.peers) < limits.REJOIN_PEERS_MIN
     height, asked_at = confirmation.height, confirmation.asked_at
     due = asked_at + limits.REJOIN_QUERY_RETRY_S
+    # The core's timer wakes the shell by then (not only at some other, later deadline).
+    assert node.rejoin.next_retry_at() == due
+    assert node.get_timer() is not None and node.get_timer() <= due
     # Just before the bound: the node's timers fire but it does not ask again.
     swarm.run(until=due - 0.001)
     node.handle_timer(due - 0.001)
