@@ -33,7 +33,8 @@ from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.ops import Kind, Op, build_op
 from tests.live.conftest import LiveNode, fuzz_examples
 
-SUBMIT_STATUSES = {"accepted", "pending", "duplicate", "rejected"}
+#: The 202 answers docs/parts/daemon.md lists (`excluded`: the op lost a fork arbitration).
+SUBMIT_STATUSES = {"accepted", "pending", "excluded", "duplicate", "rejected"}
 #: Refusals a mode explains (503); any other 5xx is a bug.
 MODE_CODES = {"read_only", "quiesced"}
 #: Ops per example: enough for a grant, a transfer of it and a claim with its endorsement.
