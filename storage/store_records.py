@@ -1,0 +1,193 @@
+"""The Store's record tables beside the op log: council rollbacks (schema v4), peer bans and
+the address book (v5), the node mode (meta) and the retained event window (v7).
+
+A base class of `storage.store.Store`, split out so that file stays a readable size: these
+methods run through the Store's own transaction helpers (`_write`, `_read`,
+`_execute_atomically`, `_changed_rows`), declared here for the type checker only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from . import api
+from .api import NodeMode, RevertedOp, StoredRollback
+from .errors import CorruptDatabaseError, RollbackConflictError, StoreUsageError
+from .rollback_sql import (
+    SELECT_CERTIFICATE,
+    SELECT_REVERTED,
+    SELECT_REVERTED_OP,
+    SELECT_ROLLBACKS,
+    mark_reverted_statements,
+    put_rollback_statements,
+    reverted_op_from_row,
+    rollback_from_row,
+)
+
+T = TypeVar("T")
+
+
+class StoreRecords:
+    """Rollback records, peer bans, the address book, the mode and the event window."""
+
+    path: str
+    _writer: aiosqlite.Connection
+
+    async def _write(self, work: Callable[[], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, sql: str, parameters: Iterable[object]) -> list[Any]:
+        raise NotImplementedError
+
+    async def _execute_atomically(
+        self, name: str, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[int]:
+        raise NotImplementedError
+
+    async def _changed_rows(
+        self, name: str, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> int:
+        raise NotImplementedError
+
+    # --- council rollbacks (NodeCore's PersistRollback and OpsReverted) --------------------
+
+    async def put_rollback(self, rollback: StoredRollback) -> int:
+        """See api.OpStore.put_rollback: the certificate and the checkpoint moves, one write."""
+        api.check_rollback(rollback)
+
+        async def work() -> int:
+            found = await self._writer.execute_fetchall(SELECT_CERTIFICATE, (rollback.epoch,))
+            for (certificate,) in found:
+                if bytes(certificate) == rollback.certificate:
+                    return 0
+                raise RollbackConflictError(f"another certificate for epoch {rollback.epoch}")
+            statements = put_rollback_statements(rollback)
+            return (await self._execute_atomically("put_rollback", statements))[2]
+
+        return await self._write(work)
+
+    async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:
+        api.check_read_range(after_epoch, limit)
+        rows = await self._read(SELECT_ROLLBACKS, (after_epoch, limit))
+        return [rollback_from_row(row, self.path) for row in rows]
+
+    async def mark_reverted(self, op_ids: Sequence[bytes], height: int, epoch: int) -> int:
+        """See api.OpStore.mark_reverted."""
+        api.check_reverted(op_ids, height, epoch)
+        statements = mark_reverted_statements(op_ids, height, epoch)
+        if not statements:
+            return 0
+
+        async def work() -> int:
+            return sum((await self._execute_atomically("mark_reverted", statements))[1::2])
+
+        return await self._write(work)
+
+    async def read_reverted_ops(self, after_seq: int, limit: int) -> list[RevertedOp]:
+        """Up to `limit` reverted ops recorded after `after_seq`, in the order recorded."""
+        api.check_read_range(after_seq, limit)
+        rows = await self._read(SELECT_REVERTED, (after_seq, limit))
+        return [reverted_op_from_row(row) for row in rows]
+
+    async def get_reverted(self, op_id: bytes) -> RevertedOp | None:
+        api.check_op_ids([op_id])
+        rows = await self._read(SELECT_REVERTED_OP, (op_id,))
+        return reverted_op_from_row(rows[0]) if rows else None
+
+    # --- peer bans (netguard) --------------------------------------------------------------
+
+    async def replace_peer_bans(self, bans: Sequence[api.PeerBan]) -> None:
+        api.check_peer_bans(bans)
+        statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM peer_bans", [])]
+        statements += [
+            ("INSERT INTO peer_bans VALUES (?, ?, ?)", [ban.node_id, ban.until_ms, ban.bans])
+            for ban in bans
+        ]
+        await self._write(lambda: self._changed_rows("replace_peer_bans", statements))
+
+    async def load_peer_bans(self) -> list[api.PeerBan]:
+        rows = await self._read(
+            "SELECT node_id, until_ms, bans FROM peer_bans ORDER BY node_id LIMIT ?",
+            (api.PEER_BANS_STORED_MAX,),
+        )
+        return [api.PeerBan(bytes(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+    async def replace_address_book(self, entries: Sequence[api.AddressEntry]) -> None:
+        api.check_address_book(entries)
+        statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM address_book", [])]
+        statements += [
+            (
+                "INSERT INTO address_book VALUES (?, ?, ?, ?)",
+                [entry.node_id, entry.record, entry.source, entry.failures],
+            )
+            for entry in entries
+        ]
+        await self._write(lambda: self._changed_rows("replace_address_book", statements))
+
+    async def load_address_book(self) -> list[api.AddressEntry]:
+        rows = await self._read(
+            "SELECT node_id, record, source, failures FROM address_book ORDER BY node_id LIMIT ?",
+            (api.ADDRESS_BOOK_STORED_MAX,),
+        )
+        return [
+            api.AddressEntry(bytes(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
+            for row in rows
+        ]
+
+    # --- the retained event window (node/http/events.py) ------------------------------------
+
+    async def append_events(
+        self,
+        rows: Sequence[tuple[int, bytes | None, str]],
+        kept: int,
+        meta: tuple[str, bytes],
+    ) -> None:
+        """Store events (id, accounts, JSON text), keep only the `kept` newest, and set one
+        meta entry (the stream's bookkeeping), all in one transaction."""
+        if kept < 1:
+            raise StoreUsageError(f"kept must be positive: {kept}")
+        api.check_meta(meta[0], meta[1], writing=True)
+        statements: list[tuple[str, Sequence[object]]] = [
+            ("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", list(row)) for row in rows
+        ]
+        statements.append(
+            (
+                "DELETE FROM events WHERE id < "
+                "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                [kept - 1],
+            )
+        )
+        statements.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta)))
+        await self._write(lambda: self._changed_rows("append_events", statements))
+
+    async def read_events(self) -> list[tuple[int, bytes | None, str]]:
+        """Every stored event (id, accounts, JSON text), oldest first."""
+        rows = await self._read("SELECT id, accounts, event FROM events ORDER BY id", ())
+        return [(int(row[0]), None if row[1] is None else bytes(row[1]), row[2]) for row in rows]
+
+    # --- the node's mode (meta) ----------------------------------------------------------
+
+    async def get_mode(self) -> tuple[NodeMode, str]:
+        rows = await self._read(
+            "SELECT key, value FROM meta WHERE key IN (?, ?)",
+            (api.META_MODE, api.META_MODE_REASON),
+        )
+        values = {row[0]: bytes(row[1]) for row in rows}
+        try:
+            mode = NodeMode(values.get(api.META_MODE, b"normal").decode())
+            return mode, values.get(api.META_MODE_REASON, b"").decode()
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptDatabaseError(f"{self.path}: the stored mode is unreadable") from None
+
+    async def set_mode(self, mode: NodeMode, reason: str) -> None:
+        api.check_mode(mode, reason)
+        statements = [
+            (
+                "INSERT OR REPLACE INTO meta VALUES (?, ?), (?, ?)",
+                [api.META_MODE, mode.value.encode(), api.META_MODE_REASON, reason.encode()],
+            )
+        ]
+        await self._write(lambda: self._changed_rows("set_mode", statements))
