@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from swarmd.node.config import parse_config_text
 from swarmd.node.transport import signaling
 from swarmd.protocol import consensus, crypto, encoding, messages, ops, snapshot
+from swarmd.protocol.addresses import AddressRecord
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.framing import FrameDecoder
+from swarmd.protocol.rollback import RollbackCertificate, RollbackVote
 from swarmd.protocol.wallet import Author
 
 #: Examples per decoder and input kind per CI run.
@@ -84,6 +86,10 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "snapshot_blob": snapshot.decode_blob,
     "frame": _frames,
     "signalling": _signal,
+    # Added this wave: what peers send in rollback votes/certificates and peer exchange.
+    "rollback_vote": RollbackVote.decode,
+    "rollback_certificate": RollbackCertificate.decode,
+    "address_record": lambda data: AddressRecord.decode(data, 0.0),
 }
 
 
@@ -112,6 +118,9 @@ test_snapshot_manifest_decoder = _fuzz("snapshot_manifest")
 test_snapshot_blob_decoder = _fuzz("snapshot_blob")
 test_frame_decoder = _fuzz("frame")
 test_signalling_decoder = _fuzz("signalling")
+test_rollback_vote_decoder = _fuzz("rollback_vote")
+test_rollback_certificate_decoder = _fuzz("rollback_certificate")
+test_address_record_decoder = _fuzz("address_record")
 
 
 @settings(max_examples=FUZZ_EXAMPLES)
