@@ -81,7 +81,8 @@ def run_ceiling(ops: list[NewOp], directory: Path) -> float:
     start = time.perf_counter()
     for offset in range(0, len(rows), CEILING_BATCH_OPS):
         connection.executemany(
-            "INSERT INTO op_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO op_log (seq, op_id, author, author_seq, envelope, status, received_at_ms, "
+            "crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows[offset : offset + CEILING_BATCH_OPS],
         )
         connection.commit()

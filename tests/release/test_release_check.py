@@ -56,7 +56,8 @@ def test_a_selection_of_no_step_is_not_a_pass(tmp_path: Path, capsys) -> None:
 @pytest.mark.gate("sn-ci-rollback-verification")
 def test_the_quick_release_check_runs_every_step_and_passes(tmp_path: Path, capsys) -> None:
     code, report = release_check(capsys, tmp_path / "report.json", "--quick", "--seeds", "2")
-    assert report["failed"] == [], json.dumps(report["steps"], indent=1)[-4000:]
+    failed = [step for step in report["steps"] if not step["ok"]]
+    assert report["failed"] == [], json.dumps(failed, indent=1)[:6000]  # the failures first
     assert code == 0 and report["ok"] is True and report["quick"] is True
     names = [step["name"] for step in report["steps"]]
     assert names == [
