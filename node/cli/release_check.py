@@ -156,8 +156,10 @@ def _pytest_step(name: str, gates: tuple[str, ...], options: Options) -> Step:
         with tempfile.TemporaryDirectory(prefix="swarmd-release-") as folder:
             junit = Path(folder) / "junit.xml"
             result = subprocess.run(
+                # Its own basetemp: a pytest session running beside another (the suite that
+                # runs this check) must not share or clean up the numbered /tmp/pytest-of-*.
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 f"--junitxml={junit}", *node_ids],
+                 f"--basetemp={Path(folder) / 'tmp'}", f"--junitxml={junit}", *node_ids],
                 capture_output=True, text=True, cwd=options.root, timeout=STEP_TIMEOUT_S,
                 check=False,
             )  # fmt: skip

@@ -56,6 +56,9 @@ async def run_rounds(daemon: Daemon, rounds: int) -> None:
         async with asyncio.timeout(HISTORY_TIMEOUT_S):
             while daemon.core.final_height < target or daemon.core.ledger.unfinalized_count():
                 await asyncio.sleep(0.02)  # polling the daemon's own state; bounded above
+        # The checkpoint is durable before the next round's ops are logged (one group commit
+        # would otherwise hold both, and the checkpoint's log_seq would cover the next round).
+        await daemon.committer.barrier()
 
 
 async def make_history(home: Path, rounds: int = 4) -> dict[str, Any]:
