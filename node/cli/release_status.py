@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +104,22 @@ def _tests_in(body: list[ast.stmt], prefix: str) -> list[tuple[str, list[str]]]:
     return found
 
 
+#: CPython 3.11's AST constructor is not thread-safe (gh-106905: "AST constructor recursion
+#: depth mismatch" when two threads parse at once); the release check runs steps in threads.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str, filename: str) -> ast.Module:
+    with _AST_LOCK:
+        return ast.parse(source, filename=filename)
+
+
 def scan_gate_markers(root: Path) -> dict[str, list[str]]:
     """Gate id -> the sorted node ids of the tests under root/tests marked with it."""
     marked: dict[str, set[str]] = {}
     for path in sorted((root / "tests").rglob("test_*.py")):
         relative = path.relative_to(root).as_posix()
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=relative)
+        tree = _parse(path.read_text(encoding="utf-8"), relative)
         module_gates = [
             gate
             for node in tree.body
@@ -160,7 +171,7 @@ def read_known_failures(path: Path) -> dict[tuple[str, int], str]:
     """The KNOWN_FAILURES literal of the scenario tests (read, never imported)."""
     if not path.exists():
         return {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    for node in _parse(path.read_text(encoding="utf-8"), str(path)).body:
         targets: list[ast.expr]
         if isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, literal = [node.target], node.value
