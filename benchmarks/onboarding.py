@@ -39,7 +39,7 @@ from swarmd.protocol.wallet import Author
 from .common import emit, percentile
 
 CHROMIUM = Path(os.environ.get("SWARMD_CHROMIUM", "/usr/bin/chromium"))
-#: The flags tests/web/conftest.py uses: no background traffic to any outside host.
+#: No background traffic to any outside host (tests/web/conftest.py uses these too).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

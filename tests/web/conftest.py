@@ -9,7 +9,6 @@ Every test saves screenshots under .build/screenshots/ (the README names the fol
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import signal
 import subprocess
@@ -21,18 +20,10 @@ from typing import Any
 import pytest
 from playwright import sync_api as playwright_sync
 
-CHROMIUM = Path(os.environ.get("SWARMD_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-default-apps",
-    "--disable-domain-reliability",
-    "--metrics-recording-only",
-]
+# One browser and one flag list (no background traffic to outside hosts) for the tests and
+# `swarmd bench onboarding`.
+from swarmd.benchmarks.onboarding import CHROMIUM, CHROMIUM_ARGS
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".build" / "screenshots"
 DEVNET_START_TIMEOUT_S = 120.0
 CLI = "import sys; from swarmd.node.cli import main; sys.exit(main())"
