@@ -126,6 +126,25 @@ class NodeMetrics:
             registry=registry,
         )
         self._init_ledger_metrics(registry)
+        self._init_bandwidth_metrics(registry)
+
+    def _init_bandwidth_metrics(self, registry: CollectorRegistry) -> None:
+        """Frame bytes by direction and message class (protocol/node_core/bandwidth.py)."""
+        self.bytes = Counter(
+            "swarmd_bytes_total",
+            "Peer link frame bytes, by direction and message class, over every peer.",
+            ["direction", "class"],
+            registry=registry,
+        )
+        # Series only for connected peers (removed when a peer goes): at most
+        # PEERS_MAX x 2 directions x 6 classes, whatever the churn.
+        self.peer_bytes = Counter(
+            "swarmd_peer_bytes_total",
+            "Frame bytes of each connected peer's link, by direction and message class.",
+            ["peer", "direction", "class"],
+            registry=registry,
+        )
+        self._peer_byte_series: set[tuple[str, str, str]] = set()
 
     def _init_ledger_metrics(self, registry: CollectorRegistry) -> None:
         self.final_height = Gauge(
@@ -364,6 +383,7 @@ class NodeMetrics:
         """Feed the figures the core counts itself from its typed status; `now` is the clock
         the shell gives the core. The shell calls this before every render."""
         self._observe_counts(status)
+        self._observe_bytes(status)
         self.sync_lag.set(status.sync_lag)
         self.best_peer_height.set(status.best_peer_height)
         self.catching_up.set(1 if status.catching_up else 0)
@@ -418,6 +438,27 @@ class NodeMetrics:
             count = status.fragments.get(name, 0)
             self._advance(f"fragments:{event}", self.fragments.labels(event=event), count)
         self.pending_ops.set(status.pending_ops)
+
+    def _observe_bytes(self, status: NodeStatus) -> None:
+        """`swarmd_bytes_total` and, per connected peer, `swarmd_peer_bytes_total`; a peer no
+        longer connected loses its series (its bytes stay in the node-wide counter)."""
+        for direction, totals in (("sent", status.bytes_sent), ("received", status.bytes_received)):
+            for kind, total in totals.items():
+                counter = self.bytes.labels(direction, kind)
+                self._advance(f"traffic:{direction}:{kind}", counter, total)
+        current: set[tuple[str, str, str]] = set()
+        for peer in status.peers:
+            name = crypto.account_id_text(peer.peer_id)
+            for direction, counts in (("sent", peer.bytes_sent), ("received", peer.bytes_received)):
+                for kind, total in counts.items():
+                    labels = (name, direction, kind)
+                    current.add(labels)
+                    key = "peer_traffic:" + ":".join(labels)
+                    self._advance(key, self.peer_bytes.labels(*labels), total)
+        for labels in sorted(self._peer_byte_series - current):
+            self.peer_bytes.remove(*labels)
+            self._core_totals.pop("peer_traffic:" + ":".join(labels), None)
+        self._peer_byte_series = current
 
     def _advance(self, key: str, counter: Counter, total: int) -> None:
         """Add to `counter` what the core's cumulative `total` gained since the last call (all

@@ -3,8 +3,9 @@ the config of `--home DIR`), as text for an operator or `--json`.
 
 The text leads with the one-line summary scripts already read, then what an operator needs
 to know when something is wrong: the mode and why, how far behind the best peer the node is
-and whether it is catching up, the consensus position, the pool, open conflicts, and each
-configured peer's dial state with its last error (e.g. `no_ice_candidates`).
+and whether it is catching up, the consensus position, the pool, open conflicts, the bytes
+sent and received over peer links (by message class), and each configured peer's dial state
+with its last error (e.g. `no_ice_candidates`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 from typing import Any
+
+from swarmd.protocol.node_core.bandwidth import CLASSES
 
 from ..config import NodeConfig
 from .client import NodeClient
@@ -63,9 +66,28 @@ def status_text(status: dict[str, Any], now: float) -> str:
             f"  rejoin: {status.get('rejoin') or '-'} "
             f"root_divergence_height={status.get('root_divergence_height', 0)}"
         )
+    sent, received = status.get("bytes_sent"), status.get("bytes_received")
+    if sent is not None:
+        lines.append(_bytes_line(sent, received or {}))
     connected = {peer["node_id"] for peer in status.get("peers", [])}
     lines.extend(_dial_line(dial, connected, now) for dial in status.get("dial", []))
     return "\n".join(lines)
+
+
+def _bytes_line(sent: dict[str, int], received: dict[str, int]) -> str:
+    """Frame bytes over every peer: the totals, then sent/received by message class."""
+    classes = " ".join(
+        f"{kind}={sent.get(kind, 0)}/{received.get(kind, 0)}"
+        for kind in sorted(set(sent) | set(received), key=_class_order)
+    )
+    return (
+        f"  bytes: sent={sum(sent.values())} received={sum(received.values())} "
+        f"(sent/received by class: {classes or '-'})"
+    )
+
+
+def _class_order(kind: str) -> tuple[int, str]:
+    return (CLASSES.index(kind) if kind in CLASSES else len(CLASSES), kind)
 
 
 def _dial_line(dial: dict[str, Any], connected: set[str], now: float) -> str:

@@ -537,6 +537,7 @@ class Daemon:
         """`/v1/status`: rendered from the core's typed `NodeStatus` and the transports."""
         core = self.core.node_status()
         peer_heights = {peer.peer_id: peer.final_height for peer in core.peers}
+        traffic = {peer.peer_id: (peer.bytes_sent, peer.bytes_received) for peer in core.peers}
         peers = []
         for peer_id, info in sorted(self.peers().items()):
             peers.append(
@@ -548,6 +549,9 @@ class Daemon:
                     "rtt_ms": None if info.rtt_ms is None else round(info.rtt_ms, 3),
                     "candidate_pair": info.candidate_pair,
                     "final_height": peer_heights.get(peer_id, 0),
+                    # Frame bytes by message class (protocol/node_core/bandwidth.py).
+                    "bytes_sent": traffic.get(peer_id, ({}, {}))[0],
+                    "bytes_received": traffic.get(peer_id, ({}, {}))[1],
                 }
             )
         best = max(peer_heights.values(), default=0)
@@ -588,6 +592,9 @@ class Daemon:
             "frames_dropped": self.frames_refused + self.held_frames.dropped,
             # Bans and peer exchange (runtime/bans.py, runtime/exchange.py).
             "netguard": self.guard.status(self.exchange),
+            # Frame bytes by message class over every peer (protocol/node_core/bandwidth.py).
+            "bytes_sent": core.bytes_sent,
+            "bytes_received": core.bytes_received,
         }
 
     # --- misbehaviour (netguard, runtime/bans.py) ---------------------------------------------

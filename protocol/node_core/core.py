@@ -50,6 +50,7 @@ from ..reconcile import IdSet
 from ..rollback import RollbackCertificate, RollbackVote
 from ..snapshot import Manifest
 from . import council
+from .bandwidth import Bandwidth
 from .config import Mode, NodeCoreConfig
 from .conflicts import HandleConflicts
 from .delta_sync import DeltaSync
@@ -115,6 +116,7 @@ class NodeCore:
         #: state says they happened).
         self.snapshot_base_height = 0
         self.peer_rules = PeerRules(self)
+        self.bandwidth = Bandwidth()
         self.gossip = Gossip(self, now)
         self.delta_sync = DeltaSync(self)
         self.finality = Finality(self, now)
@@ -245,6 +247,7 @@ class NodeCore:
         if peer is None:
             return
         peer.frames_received += 1
+        peer.traffic.received.count(frame)
         try:
             messages = peer.decoder.receive_frame(frame, now)
         except RemoteProtocolError as exc:
@@ -369,7 +372,10 @@ class NodeCore:
         after = self._barrier_write_id
         frames: list[OutgoingFrame] = []
         for peer_id in self._peer_order:
-            for priority, frame in self._peers[peer_id].encoder.frames_with_priority():
+            peer = self._peers[peer_id]
+            count = peer.traffic.sent.count
+            for priority, frame in peer.encoder.frames_with_priority():
+                count(frame)
                 frames.append(OutgoingFrame(peer_id, frame, priority is Priority.CONTROL, after))
         return frames
 

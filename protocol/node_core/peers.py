@@ -16,12 +16,13 @@ never exceeds it. With `NodeCoreConfig.allowed_peers` set (a sentry) only those 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import limits
 from ..framing import FrameDecoder, FrameEncoder
 from ..reconcile import Reconciler
+from .bandwidth import PeerBytes
 from .events import PeerMisbehaved
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Peer:
     announced_outstanding: int = 0
     #: When we last offered this peer our snapshot (SNAPSHOT_OFFER_INTERVAL_S apart).
     snapshot_offered_at: float | None = None
+    #: Frame bytes to and from this peer by message class (bandwidth.py).
+    traffic: PeerBytes = field(default_factory=PeerBytes)
 
 
 class PeerRules:
@@ -126,6 +129,7 @@ class PeerRules:
             retired = self.retired_fragment_stats
             for name, value in _fragment_counters(peer).items():
                 retired[name] = retired.get(name, 0) + value
+            self.core.bandwidth.retire(peer.traffic)
             if peer.outgoing_sync is not None:
                 self.core.stats.sync_sessions_lost += 1  # never finished: not within cadence
             if self.core.state_sync.run is not None:

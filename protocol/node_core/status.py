@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .bandwidth import by_name
 from .config import Mode
 from .rollbacks import REASON_ROLLBACK
 
@@ -60,6 +61,9 @@ class PeerStatus:
     peer_id: bytes
     score: int
     final_height: int
+    #: Frame bytes to / from this peer since it connected, by message class (bandwidth.py).
+    bytes_sent: dict[str, int] = dataclasses.field(default_factory=dict)
+    bytes_received: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,9 @@ class NodeStatus:
     #: The rejoin step after a rollback, a resync or a divergence: "" (none), "catching up to
     #: H", "confirming k/2" (peers that confirmed our final checkpoint).
     rejoin: str = ""
+    #: Frame bytes by message class over every peer this core has had (bandwidth.py).
+    bytes_sent: dict[str, int] = dataclasses.field(default_factory=dict)
+    bytes_received: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of `NodeCore.status()`: ids in hex, the mode as its value."""
@@ -184,7 +191,12 @@ class NodeStatus:
             "unfinalized_ops": self.unfinalized_ops,
             "pending_ops": self.pending_ops,
             "peers": {
-                peer.peer_id.hex(): {"score": peer.score, "final_height": peer.final_height}
+                peer.peer_id.hex(): {
+                    "score": peer.score,
+                    "final_height": peer.final_height,
+                    "bytes_sent": dict(peer.bytes_sent),
+                    "bytes_received": dict(peer.bytes_received),
+                }
                 for peer in self.peers
             },
             "stats": dataclasses.asdict(self.stats),
@@ -215,12 +227,17 @@ class NodeStatus:
             "reverted_ops": self.reverted_ops,
             "root_divergence_height": self.root_divergence_height,
             "rejoin": self.rejoin,
+            "bytes_sent": dict(self.bytes_sent),
+            "bytes_received": dict(self.bytes_received),
         }
 
 
 def build_status(core: NodeCore) -> NodeStatus:
     ledger = core.ledger
     best = max((peer.final_height for peer in core._peers.values()), default=0)
+    bytes_sent, bytes_received = core.bandwidth.totals(
+        [peer.traffic for _, peer in sorted(core._peers.items())]
+    )
     return NodeStatus(
         node_id=core.node_id,
         mode=core.effective_mode,
@@ -233,7 +250,13 @@ def build_status(core: NodeCore) -> NodeStatus:
         unfinalized_ops=ledger.unfinalized_count(),
         pending_ops=len(ledger.pending),
         peers=tuple(
-            PeerStatus(peer_id, peer.score, peer.final_height)
+            PeerStatus(
+                peer_id,
+                peer.score,
+                peer.final_height,
+                by_name(peer.traffic.sent.by_class),
+                by_name(peer.traffic.received.by_class),
+            )
             for peer_id, peer in sorted(core._peers.items())
         ),
         stats=dataclasses.replace(core.stats),
@@ -260,6 +283,8 @@ def build_status(core: NodeCore) -> NodeStatus:
         reverted_ops=len(core.rollbacks.reverted),
         root_divergence_height=core.rejoin.divergent_height,
         rejoin=core.rejoin.step(),
+        bytes_sent=bytes_sent,
+        bytes_received=bytes_received,
     )
 
 
