@@ -4,7 +4,9 @@ Starts N real `swarmd run` processes on loopback (the devnet machinery), funds a
 accounts, then submits signed transfers over HTTP to every node at once (each account's chain
 goes to one node, in order) and measures, from the first submission, how long until every op is
 final on every node (`final_ops_per_s`), and per op the time from its submission to the
-`op_final` event on node 0's WebSocket stream (`finality_latency_ms_p50/p95`). The ceiling is
+`op_final` event on node 0's WebSocket stream (`finality_latency_ms_p50/p95`), and per node
+the peer link bytes sent and received per final op over the same span
+(`bytes_per_final_op`, from each node's `swarmd_bytes_total` metric). The ceiling is
 single-core Ed25519 verification of the same ops measured in the same run
 (`verify_ops_per_s`): every node verifies every op, so N nodes on 2 cores share that work.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from swarmd.node.cli.devnet import Swarm
 from swarmd.protocol import crypto, encoding
@@ -208,11 +211,13 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         load = Load(swarm, session, args.batch)
         started = time.perf_counter()
         cpu_started = nodes_cpu_s(swarm)
+        bytes_started = await nodes_bytes(swarm, session)
         await load.submit(chains)
         submitted_s = time.perf_counter() - started
         await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
         elapsed = time.perf_counter() - started
         cpu_s = nodes_cpu_s(swarm) - cpu_started
+        bytes_per_op = bytes_per_final_op(bytes_started, await nodes_bytes(swarm, session), ops)
         await watch.wait_and_close()
     latencies = [(watch.final_at[k] - load.submitted_at[k]) * 1000 for k in watch.final_at]
     figures = {
@@ -222,6 +227,7 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         # CPU time all nodes spent per op from the first submission to finality everywhere:
         # less sensitive than the rates to other load on a shared machine (0: no /proc).
         "node_cpu_us_per_op": round(cpu_s / len(ops) * 1e6, 1),
+        "bytes_per_final_op": bytes_per_op,
     }
     return report(swarm, args, grants, ops, latencies, figures)
 
@@ -264,6 +270,7 @@ def report(
         "ratio_to_machine_ceiling": round(final_rate / machine_rate, 3),
         "elapsed_s": round(figures["elapsed_s"], 2),
         "node_cpu_us_per_op": figures["node_cpu_us_per_op"],
+        "bytes_per_final_op": figures["bytes_per_final_op"],
     }
 
 
@@ -312,6 +319,38 @@ def nodes_cpu_s(swarm: Swarm) -> float:
             return 0.0
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / ticks_per_s
+
+
+async def nodes_bytes(swarm: Swarm, session: aiohttp.ClientSession) -> list[dict[str, float]]:
+    """Per node, the peer link bytes so far by direction, read from its metrics
+    (`swarmd_bytes_total{direction,class}` summed over the classes)."""
+    totals = []
+    for node in swarm.nodes:
+        async with session.get(node.url + "/metrics") as response:
+            text = await response.text()
+        by_direction = {"sent": 0.0, "received": 0.0}
+        for family in text_string_to_metric_families(text):
+            if family.name != "swarmd_bytes":
+                continue
+            for sample in family.samples:
+                if sample.name == "swarmd_bytes_total":
+                    by_direction[sample.labels["direction"]] += sample.value
+        totals.append(by_direction)
+    return totals
+
+
+def bytes_per_final_op(
+    before: list[dict[str, float]], after: list[dict[str, float]], ops: list[Op]
+) -> dict[str, list[int]]:
+    """Peer link bytes each node sent and received from the first submission until every op
+    was final everywhere, per final op (node order as in `swarm.nodes`)."""
+    return {
+        direction: [
+            round((end[direction] - start[direction]) / len(ops))
+            for start, end in zip(before, after, strict=True)
+        ]
+        for direction in ("sent", "received")
+    }
 
 
 def verify_ceiling(ops: list[Op], network_id: bytes) -> float:
