@@ -427,3 +427,27 @@ EVENTS_RETAINED_MAX = 4096
 #: held frames are dropped (counted): dropping never sends a frame early, and the core
 #: re-broadcasts its votes and re-syncs whatever the dropped frames carried.
 HELD_FRAMES_MAX = 100_000
+
+# --- bulk sync send rates (node_core/serve_rate.py; branch bandwidth, issue 16) ---------------
+
+#: Bytes per second of state-sync chunks and catch-up bundles served to one peer: 4 MiB/s
+#: moves a 64 MiB snapshot in ~16 s without one lagging peer taking a council member's uplink
+#: (consensus and gossip of a saturated 4-node swarm use well under 1 MiB/s per link).
+SERVE_BYTES_PER_S_PEER = 4 * 1024 * 1024
+#: What one peer may get at once: FETCH_INFLIGHT_PER_PEER_MAX chunks (its whole request window)
+#: plus slack, so a fetch at the rate is never held at its start.
+SERVE_BURST_BYTES_PER_PEER = 2 * 1024 * 1024 + 256 * 1024
+#: Bytes per second of bulk sync served to all peers together: four peers at full rate. A
+#: node being caught up by many peers at once (after an outage) keeps its uplink for the rest.
+SERVE_BYTES_PER_S_TOTAL = 16 * 1024 * 1024
+SERVE_BURST_BYTES_TOTAL = 4 * SERVE_BURST_BYTES_PER_PEER
+#: Requests held per peer while its answers wait for the rate: its chunk window twice over
+#: (chunk and bundle requests); past it a request is dropped and its asker's timeout retries.
+SERVE_DEFERRED_PER_PEER_MAX = 2 * FETCH_INFLIGHT_PER_PEER_MAX
+#: Per-peer buckets kept: those of connected peers plus as many of peers gone (a peer that
+#: reconnects keeps what it owes); past it idle ones are forgotten.
+SERVE_RATE_BUCKETS_MAX = 2 * PEERS_MAX
+
+assert SERVE_BURST_BYTES_PER_PEER >= FETCH_INFLIGHT_PER_PEER_MAX * SNAPSHOT_CHUNK_SIZE_BYTES
+assert SERVE_BURST_BYTES_TOTAL >= SERVE_BURST_BYTES_PER_PEER
+assert SERVE_BYTES_PER_S_TOTAL >= SERVE_BYTES_PER_S_PEER

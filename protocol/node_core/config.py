@@ -50,6 +50,11 @@ class NodeCoreConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     #: A sentry: when set, only these node ids may connect (peers.py `PeerRules.refusal`).
     allowed_peers: frozenset[bytes] | None = None
+    #: Send-rate limits of bulk sync serving, per peer and in total (serve_rate.py).
+    serve_bytes_per_s_peer: float = limits.SERVE_BYTES_PER_S_PEER
+    serve_burst_bytes_peer: float = limits.SERVE_BURST_BYTES_PER_PEER
+    serve_bytes_per_s_total: float = limits.SERVE_BYTES_PER_S_TOTAL
+    serve_burst_bytes_total: float = limits.SERVE_BURST_BYTES_TOTAL
 
     def __post_init__(self) -> None:
         if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:
@@ -64,3 +69,8 @@ class NodeCoreConfig:
             raise LocalProtocolError(f"snapshot_build must be one of {SNAPSHOT_BUILD_MODES}")
         if not 1 <= self.bundles_kept <= BUNDLES_KEPT_MAX:
             raise LocalProtocolError("need 1 <= bundles_kept <= BUNDLES_KEPT_MAX")
+        if (
+            min(self.serve_bytes_per_s_peer, self.serve_bytes_per_s_total) <= 0
+            or min(self.serve_burst_bytes_peer, self.serve_burst_bytes_total) <= 0
+        ):
+            raise LocalProtocolError("serve rates and bursts must be positive")

@@ -60,6 +60,7 @@ from .gossip import Gossip
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rejoin import Rejoin
 from .rollbacks import Rollbacks
+from .serve_rate import ServeRate
 from .stall import StallWatch
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
@@ -122,6 +123,7 @@ class NodeCore:
         self.finality = Finality(self, now)
         self.conflicts = HandleConflicts(self)
         self.state_sync = StateSync(self, now)
+        self.serve_rate = ServeRate(self, now)
         self.rollbacks = Rollbacks(self)
         self.rejoin = Rejoin(self)
         self.stall = StallWatch(self)
@@ -341,6 +343,7 @@ class NodeCore:
         self.finality.maybe_start_height(now)
         self.gossip.request_missing(now)
         self.rejoin.handle_timer(now)
+        self.serve_rate.pump(now)
         self._after_input(now)
         self.stall.check(now)
 
@@ -355,6 +358,7 @@ class NodeCore:
             self.finality.checkpoint_due_at(),
             self.state_sync.run.fetcher.get_timer() if self.state_sync.run is not None else None,
             self.rejoin.next_retry_at(),
+            self.serve_rate.next_at(),
         ):
             if candidate is not None:
                 deadlines.append(candidate)

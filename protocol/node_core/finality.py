@@ -434,9 +434,9 @@ class Finality:
                 break
             bundles.append(data)
         if bundles:
-            peer.encoder.queue_message(
-                encode_message(BundlesMessage(tuple(bundles))), Priority.BULK
-            )
+            encoded = encode_message(BundlesMessage(tuple(bundles)))
+            if self.core.serve_rate.admit(peer, request, len(encoded)):  # else held: serve_rate
+                peer.encoder.queue_message(encoded, Priority.BULK)
         elif request.first_height <= self.core.final_height:
             self.core.state_sync.offer(peer, request.first_height)
 

@@ -188,7 +188,10 @@ class StateSync:
             peer.encoder.queue_message(encode_message(missing), Priority.NORMAL)
             return
         chunk = ChunkMessage(request.manifest_id, request.index, snapshot.chunks[request.index])
-        peer.encoder.queue_message(encode_message(chunk), Priority.BULK)
+        encoded = encode_message(chunk)
+        if not self.core.serve_rate.admit(peer, request, len(encoded)):
+            return  # held for the send rate (serve_rate.py)
+        peer.encoder.queue_message(encoded, Priority.BULK)
         self.core.stats.snapshot_chunks_served += 1
 
     def on_offer(self, peer: Peer, offer: SnapshotOfferMessage, now: float) -> None:

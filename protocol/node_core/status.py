@@ -54,6 +54,10 @@ class NodeStats:
     #: epoch already: only two quorums deciding the same op in both epochs can cause it).
     reverted_bundles_refused: int = 0
     root_divergences: int = 0  # final roots that differed from the council-signed one
+    #: Chunk and bundle requests held for the bulk sync send rate, and those dropped because
+    #: the peer's queue was full (serve_rate.py).
+    serve_requests_deferred: int = 0
+    serve_requests_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)

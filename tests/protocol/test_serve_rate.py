@@ -1,0 +1,179 @@
+"""Send-rate limits of bulk sync serving (node_core/serve_rate.py): the chunk answers a node
+sends one peer never exceed that peer's bucket, all peers' together never exceed the total
+bucket, both bounds are reached, and every request is still answered; a node far behind
+catches up through held bundle answers; a full queue drops requests (counted) and the asker's
+retry still gets the chunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmd.protocol import limits
+from swarmd.protocol.errors import LocalProtocolError
+from swarmd.protocol.framing import FrameDecoder, FrameEncoder
+from swarmd.protocol.limits import SERVE_DEFERRED_PER_PEER_MAX
+from swarmd.protocol.messages import (
+    ChunkMessage,
+    ChunkRequestMessage,
+    decode_message,
+    encode_message,
+)
+from swarmd.protocol.node_core import NodeCore, NodeCoreConfig
+from swarmd.protocol.sim.harness import Swarm
+
+from .helpers import keypair
+from .test_state_sync import SMALL, grow, isolate
+
+
+class Askers:
+    """Peers of `server` (not in its swarm) that ask it for chunk 0 of its snapshot and log
+    the answers' sizes with the core time they were handed over."""
+
+    def __init__(self, server: NodeCore, count: int, *, connect: bool = True) -> None:
+        self.server = server
+        self.ids = [keypair(f"asker-{i}").public_key for i in range(count)]
+        self.decoders = {peer: FrameDecoder() for peer in self.ids}
+        self.answers: list[tuple[float, bytes, int]] = []  # (time, peer, chunk message bytes)
+        for peer in self.ids if connect else ():
+            assert server.peer_connected(peer, server._now)
+        snapshot = server.state_sync.snapshot
+        assert snapshot is not None
+        self.manifest_id = snapshot.manifest.manifest_id
+        self.chunk_size = len(encode_message(ChunkMessage(self.manifest_id, 0, snapshot.chunks[0])))
+
+    def ask(self, peer: bytes, count: int, now: float) -> None:
+        encoder = FrameEncoder()
+        for _ in range(count):
+            encoder.queue_message(encode_message(ChunkRequestMessage(self.manifest_id, 0)))
+        for frame in encoder.frames_to_send():
+            self.server.receive_frame(peer, frame, now)
+        self.collect(now)
+
+    def collect(self, now: float) -> None:
+        for out in self.server.outgoing():
+            if out.peer in self.decoders:
+                for data in self.decoders[out.peer].receive_frame(out.frame, now):
+                    if isinstance(decode_message(data), ChunkMessage):
+                        self.answers.append((now, out.peer, len(data)))
+
+    def run_until_answered(self, expected: int, start: float, limit_s: float) -> float:
+        now = start
+        while len(self.answers) < expected:
+            timer = self.server.get_timer()
+            assert timer is not None
+            now = max(now, timer)
+            assert now < start + limit_s, f"{len(self.answers)} of {expected} answered"
+            self.server.handle_timer(now)
+            self.collect(now)
+        return now
+
+    def sent_by(self, until: float, peer: bytes | None = None) -> int:
+        return sum(n for t, p, n in self.answers if t <= until and peer in (None, p))
+
+
+def _server(**limits: float) -> NodeCore:
+    swarm = Swarm(4, seed=5, **SMALL, **limits)  # type: ignore[arg-type]
+    grow(swarm, 3, label="rate")
+    return swarm.nodes[0]
+
+
+def test_one_peer_gets_its_rate_and_all_peers_together_the_total() -> None:
+    probe = Askers(_server(), 1)
+    size = probe.chunk_size
+    per_peer_rate, per_peer_burst = 10.0 * size, 2.0 * size
+    total_rate, total_burst = 15.0 * size, 3.0 * size
+    server = _server(
+        serve_bytes_per_s_peer=per_peer_rate,
+        serve_burst_bytes_peer=per_peer_burst,
+        serve_bytes_per_s_total=total_rate,
+        serve_burst_bytes_total=total_burst,
+    )
+    askers = Askers(server, 3)
+    start = server._now
+    asks = 20
+    for peer in askers.ids:
+        askers.ask(peer, asks, start)
+    end = askers.run_until_answered(3 * asks, start, limit_s=30.0)
+    assert server.stats.serve_requests_deferred > 0 and server.stats.serve_requests_dropped == 0
+    times = sorted({t for t, _, _ in askers.answers})
+    for t in times:
+        elapsed = t - start
+        assert askers.sent_by(t) <= total_burst + total_rate * elapsed + 1e-6
+        for peer in askers.ids:
+            assert askers.sent_by(t, peer) <= per_peer_burst + per_peer_rate * elapsed + 1e-6
+    # Both bounds are reached: with three askers the total is the bound (each gets a third,
+    # under its own rate); a single asker then gets its own rate.
+    assert askers.sent_by(end) >= 0.9 * (total_burst + total_rate * (end - start))
+    alone = Askers(server, 4)
+    lone = alone.ids[3]
+    restart = server._now
+    alone.ask(lone, asks, restart)
+    finish = alone.run_until_answered(asks, restart, limit_s=30.0)
+    got = alone.sent_by(finish, lone)
+    assert got <= per_peer_burst + per_peer_rate * (finish - restart) + 1e-6
+    assert got >= 0.9 * (per_peer_burst + per_peer_rate * (finish - restart))
+
+
+def test_a_full_queue_drops_requests_and_a_retry_is_still_answered() -> None:
+    probe = Askers(_server(), 1)
+    size = probe.chunk_size
+    server = _server(serve_bytes_per_s_peer=size, serve_burst_bytes_peer=size)
+    askers = Askers(server, 1)
+    (peer,) = askers.ids
+    start = server._now
+    askers.ask(peer, SERVE_DEFERRED_PER_PEER_MAX + 5, start)
+    assert server.stats.serve_requests_dropped == 4  # one answered at once, 32 held
+    assert server.stats.serve_requests_deferred == SERVE_DEFERRED_PER_PEER_MAX
+    now = askers.run_until_answered(SERVE_DEFERRED_PER_PEER_MAX + 1, start, limit_s=60.0)
+    askers.ask(peer, 1, now)
+    askers.run_until_answered(SERVE_DEFERRED_PER_PEER_MAX + 2, now, limit_s=5.0)
+
+
+def test_a_node_catches_up_through_held_bundle_answers() -> None:
+    tight = {
+        "serve_bytes_per_s_peer": 4_000.0,
+        "serve_burst_bytes_peer": 1_000.0,
+        "serve_bytes_per_s_total": 6_000.0,
+        "serve_burst_bytes_total": 1_000.0,
+    }
+    swarm = Swarm(4, seed=8, checkpoint_interval_s=0.3, **tight)  # type: ignore[arg-type]
+    grow(swarm, 1, label="warm", nodes=(0, 1, 2, 3))
+    isolate(swarm, 3)
+    grow(swarm, 20, label="away")
+    swarm.cut = set()
+    for _ in range(40):
+        swarm.run(until=swarm.now + 0.5)
+        if swarm.nodes[3].final_height >= swarm.nodes[0].final_height:
+            break
+    assert swarm.nodes[3].final_height == swarm.nodes[0].final_height >= 20
+    assert sum(n.stats.serve_requests_deferred for n in swarm.nodes[:3]) > 0
+    assert len({n.ledger.final_state.root() for n in swarm.nodes}) == 1
+
+
+def test_the_config_refuses_a_rate_or_burst_of_zero() -> None:
+    for name in ("serve_bytes_per_s_peer", "serve_burst_bytes_total"):
+        with pytest.raises(LocalProtocolError):
+            NodeCoreConfig(**{name: 0.0})  # type: ignore[arg-type]
+
+
+def test_the_defaults_are_the_named_limits() -> None:
+    config = NodeCoreConfig()
+    assert (config.serve_bytes_per_s_peer, config.serve_burst_bytes_peer) == (
+        limits.SERVE_BYTES_PER_S_PEER,
+        limits.SERVE_BURST_BYTES_PER_PEER,
+    )
+    assert (config.serve_bytes_per_s_total, config.serve_burst_bytes_total) == (
+        limits.SERVE_BYTES_PER_S_TOTAL,
+        limits.SERVE_BURST_BYTES_TOTAL,
+    )
+
+
+def test_buckets_of_peers_gone_are_forgotten_past_the_bound() -> None:
+    server = _server()
+    askers = Askers(server, limits.SERVE_RATE_BUCKETS_MAX + 10, connect=False)
+    for peer in askers.ids:
+        assert server.peer_connected(peer, server._now)
+        askers.ask(peer, 1, server._now)
+        server.peer_disconnected(peer, server._now)
+        assert len(server.serve_rate.buckets) <= limits.SERVE_RATE_BUCKETS_MAX
+    assert len(askers.answers) == len(askers.ids)
