@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarmd.node.cli.devnet import Swarm
+from swarmd.node.cli.devnet import NodeHome, Swarm
 from swarmd.protocol import crypto, encoding
 from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ops import Op
@@ -211,13 +211,14 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         load = Load(swarm, session, args.batch)
         started = time.perf_counter()
         cpu_started = nodes_cpu_s(swarm)
-        bytes_started = await nodes_bytes(swarm, session)
+        bytes_started = await nodes_bytes(session, swarm.nodes)
         await load.submit(chains)
         submitted_s = time.perf_counter() - started
         await swarm.wait_converged(min_height=1, timeout_s=FINAL_TIMEOUT_S)
         elapsed = time.perf_counter() - started
         cpu_s = nodes_cpu_s(swarm) - cpu_started
-        bytes_per_op = bytes_per_final_op(bytes_started, await nodes_bytes(swarm, session), ops)
+        bytes_ended = await nodes_bytes(session, swarm.nodes)
+        bytes_per_op = bytes_per_final_op(bytes_started, bytes_ended, ops)
         await watch.wait_and_close()
     latencies = [(watch.final_at[k] - load.submitted_at[k]) * 1000 for k in watch.final_at]
     figures = {
@@ -321,11 +322,13 @@ def nodes_cpu_s(swarm: Swarm) -> float:
     return total / ticks_per_s
 
 
-async def nodes_bytes(swarm: Swarm, session: aiohttp.ClientSession) -> list[dict[str, float]]:
+async def nodes_bytes(
+    session: aiohttp.ClientSession, nodes: list[NodeHome]
+) -> list[dict[str, float]]:
     """Per node, the peer link bytes so far by direction, read from its metrics
     (`swarmd_bytes_total{direction,class}` summed over the classes)."""
     totals = []
-    for node in swarm.nodes:
+    for node in nodes:
         async with session.get(node.url + "/metrics") as response:
             text = await response.text()
         by_direction = {"sent": 0.0, "received": 0.0}
