@@ -118,10 +118,18 @@ class Direction:
             return False
         by_class, position = self.by_class, body
         by_class[message_class(frame[body : body + 2])] += BATCH_HEADER_SIZE_BYTES
+        # Once per message of every frame: local names, and the type byte read in place.
+        table, entry, first, last = (
+            _CLASS_TABLE,
+            BATCH_LENGTH_SIZE_BYTES,
+            _FIXARRAY_FIRST,
+            _FIXARRAY_LAST,
+        )
         for length in lengths:
-            by_class[message_class(frame[position : position + 2])] += (
-                length + BATCH_LENGTH_SIZE_BYTES
-            )
+            if length >= 2 and first <= frame[position] <= last:
+                by_class[table[frame[position + 1]]] += length + entry
+            else:
+                by_class[CONTROL] += length + entry
             position += length
         return True
 

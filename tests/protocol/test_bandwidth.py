@@ -46,8 +46,9 @@ def test_a_batch_frame_is_split_by_message_class_exactly() -> None:
     consensus = encode_message(ConsensusEnvelope(b"\x01" * 40))
     request = encode_message(BundleRequestMessage(1, 2))
     done = encode_message(SyncDoneMessage(7))
+    junk = b"\xc1junk"  # not a message: its entry counts as control
     encoder = FrameEncoder()
-    for message in (consensus, request, done):
+    for message in (consensus, request, done, junk):
         encoder.queue_message(message, Priority.CONTROL)
     (frame,) = encoder.frames_to_send()
     b.receive_frame(a.node_id, frame, 0.1)
@@ -56,6 +57,7 @@ def test_a_batch_frame_is_split_by_message_class_exactly() -> None:
         "consensus": BATCH_HEADER_SIZE_BYTES + entry + len(consensus),
         "bundle": entry + len(request),
         "delta_sync": entry + len(done),
+        "control": entry + len(junk),
     }
     status = b.node_status()
     (peer,) = status.peers
