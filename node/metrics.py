@@ -145,6 +145,13 @@ class NodeMetrics:
             registry=registry,
         )
         self._peer_byte_series: set[tuple[str, str, str]] = set()
+        self.serve_requests = Counter(
+            "swarmd_serve_requests_held_total",
+            "Chunk and bundle requests held for the bulk sync send rate (deferred), and those "
+            "dropped because the peer's queue of held requests was full (dropped).",
+            ["result"],
+            registry=registry,
+        )
 
     def _init_ledger_metrics(self, registry: CollectorRegistry) -> None:
         self.final_height = Gauge(
@@ -441,11 +448,15 @@ class NodeMetrics:
 
     def _observe_bytes(self, status: NodeStatus) -> None:
         """`swarmd_bytes_total` and, per connected peer, `swarmd_peer_bytes_total`; a peer no
-        longer connected loses its series (its bytes stay in the node-wide counter)."""
+        longer connected loses its series (its bytes stay in the node-wide counter). Also the
+        requests held for the bulk sync send rate (serve_rate.py)."""
         for direction, totals in (("sent", status.bytes_sent), ("received", status.bytes_received)):
             for kind, total in totals.items():
                 counter = self.bytes.labels(direction, kind)
                 self._advance(f"traffic:{direction}:{kind}", counter, total)
+        for result in ("deferred", "dropped"):
+            total = getattr(status.stats, f"serve_requests_{result}")
+            self._advance(f"serve:{result}", self.serve_requests.labels(result), total)
         current: set[tuple[str, str, str]] = set()
         for peer in status.peers:
             name = crypto.account_id_text(peer.peer_id)

@@ -1,6 +1,7 @@
 """`swarmd_bytes_total{direction,class}` and `swarmd_peer_bytes_total{peer,direction,class}`
 follow the core's byte counters (protocol/node_core/bandwidth.py); a peer gone loses its
-series, the node-wide counter keeps its bytes."""
+series, the node-wide counter keeps its bytes. `swarmd_serve_requests_held_total{result}`
+counts the requests held for the bulk sync send rate."""
 
 from __future__ import annotations
 
@@ -42,3 +43,12 @@ def test_byte_counters_follow_a_real_core_per_peer_and_in_total() -> None:
     metrics.observe_status(dataclasses.replace(status, peers=()), status.now)
     assert not [key for key in samples(metrics) if key[0] == "swarmd_peer_bytes_total"]
     assert _by_class(metrics, "swarmd_bytes_total", direction="sent") == status.bytes_sent
+
+
+def test_requests_held_for_the_send_rate_are_counted() -> None:
+    status = Swarm(2).nodes[0].node_status()
+    stats = dataclasses.replace(status.stats, serve_requests_deferred=7, serve_requests_dropped=2)
+    metrics = NodeMetrics(process_metrics=False)
+    metrics.observe_status(dataclasses.replace(status, stats=stats), 0.0)
+    assert value(metrics, "swarmd_serve_requests_held_total", result="deferred") == 7
+    assert value(metrics, "swarmd_serve_requests_held_total", result="dropped") == 2
