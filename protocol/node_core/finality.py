@@ -41,6 +41,7 @@ from .events import (
 )
 from .participation import Participation
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .serve_rate import answer_size_max
 
 if TYPE_CHECKING:
     from .core import NodeCore
@@ -434,9 +435,9 @@ class Finality:
                 break
             bundles.append(data)
         if bundles:
-            encoded = encode_message(BundlesMessage(tuple(bundles)))
-            if self.core.serve_rate.admit(peer, request, len(encoded)):  # else held: serve_rate
-                peer.encoder.queue_message(encoded, Priority.BULK)
+            if self.core.serve_rate.admit(peer, request, answer_size_max(bundles)):  # else held
+                message = encode_message(BundlesMessage(tuple(bundles)))
+                peer.encoder.queue_message(message, Priority.BULK)
         elif request.first_height <= self.core.final_height:
             self.core.state_sync.offer(peer, request.first_height)
 

@@ -5,7 +5,10 @@ Two token buckets in bytes, fed by the core's `now`: one per peer
 (`NodeCoreConfig.serve_bytes_per_s_peer`, burst `serve_burst_bytes_peer`) and one for all
 peers together (`serve_bytes_per_s_total`, burst `serve_burst_bytes_total`). An answer is sent
 when both buckets hold its size (capped at the burst, so an answer larger than the burst waits
-for a full bucket instead of forever) and costs both its whole size; over any span of `t`
+for a full bucket instead of forever) and costs both its whole size. The size is
+`answer_size_max`, an upper bound of the encoded answer computed from its payloads before
+anything is encoded: a held request costs no encoding, and the bytes really sent never exceed
+what was charged; over any span of `t`
 seconds a peer so gets at most burst + rate x t bytes of answers (plus at most one answer
 above the burst), and all peers together at most the total's. An answer that must wait is not
 built: its request waits in the peer's queue (at most SERVE_DEFERRED_PER_PEER_MAX; past it the
@@ -34,8 +37,18 @@ if TYPE_CHECKING:
 
 #: Tokens short of an answer's size that still let it go (float rounding of refills).
 TOKENS_EPSILON = 1e-6
+#: msgpack framing of an answer beyond its payloads: the array header, the type, a 32-byte id
+#: with its bin header and one int (at most 9 bytes) fit in this...
+MESSAGE_ENCODING_BYTES_MAX = 64
+#: ...plus at most this per payload (a bin 32 header).
+PAYLOAD_HEADER_BYTES_MAX = 5
 #: A request whose answer is rate limited.
 ServedRequest = ChunkRequestMessage | BundleRequestMessage
+
+
+def answer_size_max(payloads: list[bytes]) -> int:
+    """At least the encoded size of a CHUNK or BUNDLES message carrying `payloads`."""
+    return MESSAGE_ENCODING_BYTES_MAX + sum(len(p) + PAYLOAD_HEADER_BYTES_MAX for p in payloads)
 
 
 @dataclass

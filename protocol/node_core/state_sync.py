@@ -47,6 +47,7 @@ from .events import (
     StateSyncFinished,
 )
 from .peers import PENALTY_BAD_SNAPSHOT, Peer
+from .serve_rate import answer_size_max
 
 if TYPE_CHECKING:
     from .core import NodeCore
@@ -187,11 +188,11 @@ class StateSync:
             missing = ChunkMissingMessage(request.manifest_id, request.index)
             peer.encoder.queue_message(encode_message(missing), Priority.NORMAL)
             return
-        chunk = ChunkMessage(request.manifest_id, request.index, snapshot.chunks[request.index])
-        encoded = encode_message(chunk)
-        if not self.core.serve_rate.admit(peer, request, len(encoded)):
+        data = snapshot.chunks[request.index]
+        if not self.core.serve_rate.admit(peer, request, answer_size_max([data])):
             return  # held for the send rate (serve_rate.py)
-        peer.encoder.queue_message(encoded, Priority.BULK)
+        chunk = ChunkMessage(request.manifest_id, request.index, data)
+        peer.encoder.queue_message(encode_message(chunk), Priority.BULK)
         self.core.stats.snapshot_chunks_served += 1
 
     def on_offer(self, peer: Peer, offer: SnapshotOfferMessage, now: float) -> None:

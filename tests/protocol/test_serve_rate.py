@@ -13,12 +13,14 @@ from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.framing import FrameDecoder, FrameEncoder
 from swarmd.protocol.limits import SERVE_DEFERRED_PER_PEER_MAX
 from swarmd.protocol.messages import (
+    BundlesMessage,
     ChunkMessage,
     ChunkRequestMessage,
     decode_message,
     encode_message,
 )
 from swarmd.protocol.node_core import NodeCore, NodeCoreConfig
+from swarmd.protocol.node_core.serve_rate import answer_size_max
 from swarmd.protocol.sim.harness import Swarm
 
 from .helpers import keypair
@@ -39,7 +41,8 @@ class Askers:
         snapshot = server.state_sync.snapshot
         assert snapshot is not None
         self.manifest_id = snapshot.manifest.manifest_id
-        self.chunk_size = len(encode_message(ChunkMessage(self.manifest_id, 0, snapshot.chunks[0])))
+        #: What the server charges its buckets for one answer (at least its encoded size).
+        self.chunk_size = answer_size_max([snapshot.chunks[0]])
 
     def ask(self, peer: bytes, count: int, now: float) -> None:
         encoder = FrameEncoder()
@@ -68,7 +71,13 @@ class Askers:
         return now
 
     def sent_by(self, until: float, peer: bytes | None = None) -> int:
+        """Bytes of the answers handed over by `until` (to `peer`, or to all)."""
         return sum(n for t, p, n in self.answers if t <= until and peer in (None, p))
+
+    def charged_by(self, until: float, peer: bytes | None = None) -> int:
+        """What those answers cost the buckets (each at least its bytes)."""
+        answers = [t for t, p, _ in self.answers if t <= until and peer in (None, p)]
+        return len(answers) * self.chunk_size
 
 
 def _server(**limits: float) -> NodeCore:
@@ -103,7 +112,7 @@ def test_one_peer_gets_its_rate_and_all_peers_together_the_total() -> None:
             assert askers.sent_by(t, peer) <= per_peer_burst + per_peer_rate * elapsed + 1e-6
     # Both bounds are reached: with three askers the total is the bound (each gets a third,
     # under its own rate); a single asker then gets its own rate.
-    assert askers.sent_by(end) >= 0.9 * (total_burst + total_rate * (end - start))
+    assert askers.charged_by(end) >= 0.9 * (total_burst + total_rate * (end - start))
     alone = Askers(server, 4)
     lone = alone.ids[3]
     restart = server._now
@@ -111,7 +120,8 @@ def test_one_peer_gets_its_rate_and_all_peers_together_the_total() -> None:
     finish = alone.run_until_answered(asks, restart, limit_s=30.0)
     got = alone.sent_by(finish, lone)
     assert got <= per_peer_burst + per_peer_rate * (finish - restart) + 1e-6
-    assert got >= 0.9 * (per_peer_burst + per_peer_rate * (finish - restart))
+    charged = alone.charged_by(finish, lone)
+    assert charged >= 0.9 * (per_peer_burst + per_peer_rate * (finish - restart))
 
 
 def test_a_full_queue_drops_requests_and_a_retry_is_still_answered() -> None:
@@ -177,3 +187,13 @@ def test_buckets_of_peers_gone_are_forgotten_past_the_bound() -> None:
         server.peer_disconnected(peer, server._now)
         assert len(server.serve_rate.buckets) <= limits.SERVE_RATE_BUCKETS_MAX
     assert len(askers.answers) == len(askers.ids)
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65_535, 65_536, limits.SNAPSHOT_CHUNK_SIZE_BYTES])
+def test_the_charged_size_is_never_below_the_encoded_answer(size: int) -> None:
+    data = bytes(size)
+    chunk = ChunkMessage(b"\x07" * 32, 2**63 - 1, data)
+    assert answer_size_max([data]) >= len(encode_message(chunk))
+    bundles = [data, bytes(size // 2 + 1), b""]
+    encoded = encode_message(BundlesMessage(tuple(bundles)))
+    assert answer_size_max(bundles) >= len(encoded)
