@@ -5,17 +5,17 @@ Two token buckets in bytes, fed by the core's `now`: one per peer
 (`NodeCoreConfig.serve_bytes_per_s_peer`, burst `serve_burst_bytes_peer`) and one for all
 peers together (`serve_bytes_per_s_total`, burst `serve_burst_bytes_total`). An answer is sent
 when both buckets hold its size (capped at the burst, so an answer larger than the burst waits
-for a full bucket instead of forever) and costs both its whole size. The size is
-`answer_size_max`, an upper bound of the encoded answer computed from its payloads before
-anything is encoded: a held request costs no encoding, and the bytes really sent never exceed
-what was charged; over any span of `t`
-seconds a peer so gets at most burst + rate x t bytes of answers (plus at most one answer
-above the burst), and all peers together at most the total's. An answer that must wait is not
-built: its request waits in the peer's queue (at most SERVE_DEFERRED_PER_PEER_MAX; past it the
-request is dropped and counted, and the asker's timeout asks again or elsewhere) and is
-handled again, in arrival order, when the buckets allow (`next_at`, `pump`). Peers take turns
-one request at a time, in peer-id order, so one fast asker cannot starve the others of the
-total.
+for a full bucket instead of forever) and costs both its whole size. So over any span of `t`
+seconds a peer gets at most burst + rate x t bytes of answers (plus at most one answer above
+the burst), and all peers together at most the total's.
+
+The size charged is `answer_size_max`, an upper bound of the encoded answer computed from its
+payloads before anything is encoded: a held request costs no encoding, and the bytes really
+sent never exceed what was charged. An answer that must wait is not built: its request waits
+in the peer's queue (at most SERVE_DEFERRED_PER_PEER_MAX; past it the request is dropped and
+counted, and the asker's timeout asks again or elsewhere) and is handled again, in arrival
+order, when the buckets allow (`next_at`, `pump`). Peers take turns one request at a time, in
+peer-id order, so one fast asker cannot starve the others of the total.
 
 What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py) and BUNDLES answers to
 BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO (finality.py). Consensus, gossip and the
