@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from swarmd.protocol import limits
+from swarmd.protocol.telemetry import Activity, DayRecord
 
 from .errors import StoreUsageError
 
@@ -472,11 +473,25 @@ class OpStore(Protocol):
     async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]: ...
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
     ) -> None:
         """Store a final checkpoint and (when `snapshot_blob` is not empty) the state snapshot
         at it, in one write. With `snapshots_kept`, the same write deletes every snapshot but
-        the newest `snapshots_kept` (None keeps them all)."""
+        the newest `snapshots_kept` (None keeps them all). With `telemetry`, the same write
+        folds the checkpoint's product telemetry into its day (protocol/telemetry.py) and
+        deletes days older than limits.TELEMETRY_DAYS_KEPT."""
+        ...
+
+    async def read_telemetry(
+        self, days: int
+    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+        """The telemetry day records `protocol.telemetry.report` needs for the `days` days
+        ending at the newest recorded day, and (oldest day kept, its first height)."""
         ...
 
     async def latest_checkpoint(self) -> Checkpoint | None: ...

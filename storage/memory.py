@@ -16,9 +16,13 @@ the core without an event loop. Argument checks and typed errors are shared with
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.telemetry import Activity, DayRecord, fold, since_of
 
 from . import api
 from .api import (
@@ -59,6 +63,8 @@ class MemoryDatabase:
     seq_by_op_id: dict[bytes, int] = field(default_factory=dict)
     pending: dict[bytes, PendingOp] = field(default_factory=dict)
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    #: Product telemetry by UTC day (schema v8's tables; protocol/telemetry.py).
+    telemetry: dict[int, DayRecord] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
     rollbacks: dict[int, StoredRollback] = field(default_factory=dict)
@@ -387,14 +393,33 @@ class MemoryStore:
     # --- checkpoints and snapshots ---------------------------------------------------------
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
     ) -> None:
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         await self._commit_point()
-        self.put_checkpoint_sync(checkpoint, snapshot_blob, snapshots_kept=snapshots_kept)
+        self.put_checkpoint_sync(
+            checkpoint, snapshot_blob, snapshots_kept=snapshots_kept, telemetry=telemetry
+        )
+
+    async def read_telemetry(
+        self, days: int
+    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+        self._check_open()
+        records = self.database.telemetry
+        return copy.deepcopy(records), since_of(records)
 
     def put_checkpoint_sync(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
     ) -> None:
         self._check_open()
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
@@ -411,6 +436,8 @@ class MemoryStore:
                 f"another checkpoint is stored at height {checkpoint.height}"
             )
         self.database.checkpoints[checkpoint.height] = checkpoint
+        if telemetry is not None:
+            fold(self.database.telemetry, telemetry, TELEMETRY_DAYS_KEPT)
         if not snapshot_blob:
             return
         snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)

@@ -28,7 +28,10 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from . import api
+from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.telemetry import Activity
+
+from . import api, telemetry_sql
 from .api import (
     Checkpoint,
     IntegrityReport,
@@ -462,7 +465,12 @@ class Store(StoreRecords):
     # --- checkpoints and snapshots ---------------------------------------------------------
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
     ) -> None:
         """Store a final checkpoint and the derived state at it, in one transaction.
 
@@ -510,6 +518,8 @@ class Store(StoreRecords):
                 )
                 if snapshots_kept is not None:
                     statements.append(_prune_snapshots_statement(snapshots_kept))
+            if telemetry is not None:  # (telemetry_sql.py)
+                statements += telemetry_sql.statements(telemetry, TELEMETRY_DAYS_KEPT)
             await self._execute_atomically("put_checkpoint", statements)
 
         await self._write(work)

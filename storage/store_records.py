@@ -1,5 +1,6 @@
 """The Store's record tables beside the op log: council rollbacks (schema v4), peer bans and
-the address book (v5), the node mode (meta) and the retained event window (v7).
+the address book (v5), the node mode (meta), the retained event window (v7) and the product
+telemetry's reads (v8; its writes go with put_checkpoint).
 
 A base class of `storage.store.Store`, split out so that file stays a readable size: these
 methods run through the Store's own transaction helpers (`_write`, `_read`,
@@ -13,7 +14,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from . import api
+from swarmd.protocol.telemetry import DayRecord
+
+from . import api, telemetry_sql
 from .api import NodeMode, RevertedOp, StoredRollback
 from .errors import CorruptDatabaseError, RollbackConflictError, StoreUsageError
 from .rollback_sql import (
@@ -191,3 +194,9 @@ class StoreRecords:
             )
         ]
         await self._write(lambda: self._changed_rows("set_mode", statements))
+
+    async def read_telemetry(
+        self, days: int
+    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+        """See `api.OpStore.read_telemetry`."""
+        return await telemetry_sql.read(self._read, days)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.metadata
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -185,6 +186,7 @@ class Daemon:
             lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
         )
         self._loop = asyncio.get_running_loop()
+        self._sync_wall_clock()
         #: Frames the transports refused (no link to the peer, a full queue).
         self.frames_refused = 0
         self.started = False
@@ -430,8 +432,14 @@ class Daemon:
         self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
+    def _sync_wall_clock(self) -> None:
+        """The core's wall-clock input (a cut's agreed time): re-read at every timer, so a
+        stepped system clock reaches the core within one timer period."""
+        self.core.set_wall_clock(time.time_ns() // 1_000_000, self._loop.time())
+
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
+        self._sync_wall_clock()
         self.core.handle_timer(self._loop.time())
         self.pump()
 

@@ -53,6 +53,7 @@ class NodeStats:
     #: epoch already: only two quorums deciding the same op in both epochs can cause it).
     reverted_bundles_refused: int = 0
     root_divergences: int = 0  # final roots that differed from the council-signed one
+    cuts_refused_time: int = 0  # proposals prevoted nil for their time (checkpoint.time_valid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,130 @@
+"""Product telemetry (protocol/telemetry.py) over a scripted sequence of final checkpoints with
+their agreed times, every figure checked against the value computed by hand below."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmd.protocol.checkpoint import VIRTUAL_EPOCH_MS
+from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.telemetry import (
+    DAY_MS,
+    Activity,
+    DayRecord,
+    activity_of,
+    day_of,
+    fold,
+    report,
+    since_of,
+)
+
+from .helpers import author, make_council
+
+D0 = day_of(VIRTUAL_EPOCH_MS)  # 2026-01-01
+HOUR_MS = 3_600_000
+
+
+def _scripted() -> tuple[dict[int, DayRecord], dict[str, bytes]]:
+    """The history (member M, accounts A and B; supply = granted - burned):
+
+    - height 1, D0 01:00: M grants 100 to A (M seq 1), M grants 100 to B (M seq 2); supply 200
+    - height 2, D0 23:59: A transfers 30 to B (A seq 1), B burns 5 for "x" (B seq 1); supply 195
+    - height 3, D0+31 12:00: A transfers 10 to B (A seq 2); supply 195
+    - height 4, D0+31 13:00: B burns 7 for "x" and then 2 for "y" (B seq 2, 3); supply 186
+    """
+    genesis, members = make_council(4)
+    m = members[0]
+    a, b = author(genesis, "alice"), author(genesis, "bob")
+    grant_a, grant_b = m.grant(a.key, 100), m.grant(b.key, 100)
+    records: dict[int, DayRecord] = {}
+    script = [
+        (1, VIRTUAL_EPOCH_MS + HOUR_MS, [grant_a, grant_b], 200),
+        (
+            2,
+            VIRTUAL_EPOCH_MS + DAY_MS - 60_000,
+            [a.transfer(b.key, 30, receive=[grant_a.op_id]), b.burn(5, "x")],
+            195,
+        ),
+        (3, VIRTUAL_EPOCH_MS + 31 * DAY_MS + 12 * HOUR_MS, [a.transfer(b.key, 10)], 195),
+        (4, VIRTUAL_EPOCH_MS + 31 * DAY_MS + 13 * HOUR_MS, [b.burn(7, "x"), b.burn(2, "y")], 186),
+    ]
+    for height, time_ms, ops, supply in script:
+        fold(records, activity_of(height, time_ms, ops, supply), TELEMETRY_DAYS_KEPT)
+    return records, {"m": m.key, "a": a.key, "b": b.key}
+
+
+def test_one_checkpoints_activity() -> None:
+    genesis, members = make_council(4)
+    a = author(genesis, "alice")
+    ops = [members[0].grant(a.key, 100), a.burn(3, "t"), a.burn(4, "t")]
+    activity = activity_of(9, VIRTUAL_EPOCH_MS + 5, ops, 93)
+    assert activity == Activity(
+        height=9,
+        day=D0,
+        ops=3,
+        authors=tuple(sorted([members[0].key, a.key])),
+        new_accounts=2,  # the member's and alice's first ops
+        transfer_volume=0,
+        burns=(("t", 7),),
+        supply=93,
+    )
+
+
+@pytest.mark.gate("s2-retention")
+@pytest.mark.gate("s2-credits-velocity")
+def test_figures_match_the_history_computed_by_hand() -> None:
+    records, _ = _scripted()
+    doc = report(records, 32, since_of(records))
+    assert doc["since_height"] == 1 and doc["since_day"] == "2026-01-01"
+    assert doc["latest_day"] == "2026-02-01" and doc["latest_height"] == 4
+    days = doc["days"]
+    assert isinstance(days, list) and len(days) == 32
+    first, second, last = days[0], days[1], days[-1]
+    # D0: two checkpoints, four ops, three first ops (M, A, B), all three active.
+    assert first["date"] == "2026-01-01"
+    assert (first["checkpoints"], first["ops"], first["new_accounts"]) == (2, 4, 3)
+    assert (first["daily_active"], first["monthly_active"]) == (3, 3)
+    assert first["retention"] is None and first["retention_base"] == 0  # no earlier window
+    assert first["transfer_volume_30d"] == 30 and first["supply"] == 195
+    assert first["velocity"] == 30 / 195
+    assert first["burns"] == {"x": 5}
+    # D0+1: nothing final; the 30-day window still holds D0; the supply carries over.
+    assert (second["checkpoints"], second["daily_active"], second["monthly_active"]) == (0, 0, 3)
+    assert second["velocity"] == 30 / 195 and second["burns"] == {}
+    # D0+31: window [D0+2, D0+31] holds only A and B; the earlier window [D0-28, D0+1] held
+    # M, A and B, of whom A and B came back: retention 2/3. Volume in the window: 10 (the 30
+    # of D0 fell out); supply at the day's end 186.
+    assert last["date"] == "2026-02-01"
+    assert (last["checkpoints"], last["ops"], last["new_accounts"]) == (2, 3, 0)
+    assert (last["daily_active"], last["monthly_active"]) == (2, 2)
+    assert (last["retention_base"], last["retained"]) == (3, 2)
+    assert last["retention"] == 2 / 3
+    assert last["transfer_volume_30d"] == 10 and last["supply"] == 186
+    assert last["velocity"] == 10 / 186
+    assert last["burns"] == {"x": 7, "y": 2}
+
+
+def test_day_thirty_still_counts_day_zero_and_day_thirty_one_does_not() -> None:
+    records, _ = _scripted()
+    days = {day["date"]: day for day in report(records, 32, since_of(records))["days"]}  # type: ignore[union-attr]
+    assert days["2026-01-30"]["monthly_active"] == 3  # D0+29: window D0 .. D0+29
+    assert days["2026-01-31"]["monthly_active"] == 0  # D0+30: D0 left the window
+    assert days["2026-01-31"]["retention_base"] == 3  # ... and is the earlier window now
+
+
+def test_no_records_report_nothing() -> None:
+    doc = report({}, 7, since_of({}))
+    assert doc["days"] == [] and doc["since_height"] is None
+
+
+def test_days_older_than_telemetry_days_kept_are_pruned() -> None:
+    _genesis, members = make_council(4)
+    m = members[0]
+    records: dict[int, DayRecord] = {}
+    fold(records, activity_of(1, VIRTUAL_EPOCH_MS, [m.grant(m.key, 1)], 1), TELEMETRY_DAYS_KEPT)
+    late = VIRTUAL_EPOCH_MS + (TELEMETRY_DAYS_KEPT - 1) * DAY_MS
+    fold(records, activity_of(2, late, [m.grant(m.key, 1)], 2), TELEMETRY_DAYS_KEPT)
+    assert sorted(records) == [D0, D0 + TELEMETRY_DAYS_KEPT - 1]  # exactly the days kept
+    fold(records, activity_of(3, late + DAY_MS, [m.grant(m.key, 1)], 3), TELEMETRY_DAYS_KEPT)
+    assert sorted(records) == [D0 + TELEMETRY_DAYS_KEPT - 1, D0 + TELEMETRY_DAYS_KEPT]
+    assert since_of(records) == (D0 + TELEMETRY_DAYS_KEPT - 1, 2)
