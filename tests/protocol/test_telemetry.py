@@ -7,6 +7,8 @@ import pytest
 
 from swarmd.protocol.checkpoint import VIRTUAL_EPOCH_MS
 from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.node_core import PersistCheckpoint
+from swarmd.protocol.sim.harness import Swarm
 from swarmd.protocol.telemetry import (
     DAY_MS,
     Activity,
@@ -128,3 +130,36 @@ def test_days_older_than_telemetry_days_kept_are_pruned() -> None:
     fold(records, activity_of(3, late + DAY_MS, [m.grant(m.key, 1)], 3), TELEMETRY_DAYS_KEPT)
     assert sorted(records) == [D0 + TELEMETRY_DAYS_KEPT - 1, D0 + TELEMETRY_DAYS_KEPT]
     assert since_of(records) == (D0 + TELEMETRY_DAYS_KEPT - 1, 2)
+
+
+def test_every_node_of_a_swarm_reports_the_same_telemetry() -> None:
+    """Four members with clocks up to 20 s apart (inside CUT_TIME_SKEW_MS), a burst of grants,
+    transfers and burns: each node's stored telemetry (its PersistCheckpoint events folded as
+    the store folds them) gives the same report, whoever proposed which height."""
+    swarm = Swarm(4)
+    for index, node in enumerate(swarm.nodes):
+        node.set_wall_clock(VIRTUAL_EPOCH_MS + DAY_MS - 30_000 + index * 5_000, 0.0)
+    people = [swarm.author(f"user-{i}") for i in range(4)]
+    for round_ in range(4):
+        person = people[round_]
+        grant = swarm.members[round_].grant(person.key, swarm.genesis.signup_reward)
+        assert swarm.submit(round_, grant).status == "accepted"
+        swarm.run(until=swarm.now + 2.0)
+        spend = person.transfer(people[(round_ + 1) % 4].key, 10 + round_, receive=[grant.op_id])
+        assert swarm.submit((round_ + 1) % 4, spend).status == "accepted"
+        assert swarm.submit((round_ + 1) % 4, person.burn(1, f"t{round_ % 2}")).status == "accepted"
+        swarm.run(until=swarm.now + 20.0)  # crosses the UTC midnight on the way
+    reports = []
+    for events in swarm.events:
+        records: dict[int, DayRecord] = {}
+        for event in events:
+            if isinstance(event, PersistCheckpoint) and event.telemetry is not None:
+                fold(records, event.telemetry, TELEMETRY_DAYS_KEPT)
+        reports.append(report(records, 2, since_of(records)))
+    assert all(node.final_height >= 8 for node in swarm.nodes)
+    assert reports[0] == reports[1] == reports[2] == reports[3]
+    days = reports[0]["days"]
+    assert isinstance(days, list) and [day["date"] for day in days] == ["2026-01-01", "2026-01-02"]
+    assert sum(day["ops"] for day in days) == 12
+    assert days[-1]["monthly_active"] == 4 + 4  # the four users and the four granting members
+    assert days[-1]["transfer_volume_30d"] == 10 + 11 + 12 + 13
