@@ -216,27 +216,35 @@ def _figures_of(records: Mapping[int, DayRecord], day: int) -> DayFigures:
     )
 
 
-def since_of(records: Mapping[int, DayRecord]) -> tuple[int, int] | None:
-    """(oldest day kept, its first height) of in-memory records (the store reads its own)."""
+#: (oldest day kept, its first final height, final checkpoints counted on the days kept).
+Since = tuple[int, int, int]
+
+
+def since_of(records: Mapping[int, DayRecord]) -> Since | None:
+    """`Since` of in-memory records (the store reads its own)."""
     if not records:
         return None
     day = min(records)
-    return day, records[day].first_height
+    return day, records[day].first_height, sum(r.checkpoints for r in records.values())
 
 
 def report(
-    records: Mapping[int, DayRecord], count: int, since: tuple[int, int] | None
+    records: Mapping[int, DayRecord], count: int, since: Since | None, final_height: int
 ) -> dict[str, object]:
     """The JSON document of GET /v1/telemetry: the `count` days ending at the newest recorded
-    day. `since` is (oldest day kept, its first final height): a node that joined by state
-    sync (or was upgraded, or pruned old days) counts nothing before it, so windows reaching
-    before `since_day` undercount."""
+    day. `since_height` is the first final height of the oldest day kept: a node that joined
+    by state sync (or was upgraded, or pruned old days) counts nothing before it, so windows
+    reaching before `since_day` undercount. `missing_heights` counts the final heights after
+    it up to `final_height` (the node's, read before the records) that the node never counted
+    (a state sync over a gap installs a state without its ops): non-zero means its figures
+    undercount."""
     if not records or since is None:
         return {
             "since_height": None,
             "since_day": None,
             "latest_day": None,
             "latest_height": None,
+            "missing_heights": 0,
             "window_days": WINDOW_DAYS,
             "days": [],
         }
@@ -247,6 +255,7 @@ def report(
         "since_day": day_text(since[0]),
         "latest_day": day_text(last_day),
         "latest_height": records[last_day].last_height,
+        "missing_heights": max(0, final_height - since[1] + 1 - since[2]),
         "window_days": WINDOW_DAYS,
         "days": [day.to_json() for day in days],
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from swarmd.protocol import limits
-from swarmd.protocol.telemetry import Activity, DayRecord
+from swarmd.protocol.telemetry import Activity, DayRecord, Since
 
 from .errors import StoreUsageError
 
@@ -487,11 +487,9 @@ class OpStore(Protocol):
         deletes days older than limits.TELEMETRY_DAYS_KEPT."""
         ...
 
-    async def read_telemetry(
-        self, days: int
-    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
         """The telemetry day records `protocol.telemetry.report` needs for the `days` days
-        ending at the newest recorded day, and (oldest day kept, its first height)."""
+        ending at the newest recorded day, and `protocol.telemetry.Since`."""
         ...
 
     async def latest_checkpoint(self) -> Checkpoint | None: ...

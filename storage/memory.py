@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
-from swarmd.protocol.telemetry import Activity, DayRecord, fold, since_of
+from swarmd.protocol.telemetry import Activity, DayRecord, Since, fold, since_of
 
 from . import api
 from .api import (
@@ -406,9 +406,7 @@ class MemoryStore:
             checkpoint, snapshot_blob, snapshots_kept=snapshots_kept, telemetry=telemetry
         )
 
-    async def read_telemetry(
-        self, days: int
-    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
         self._check_open()
         records = self.database.telemetry
         return copy.deepcopy(records), since_of(records)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from swarmd.protocol.telemetry import DayRecord
+from swarmd.protocol.telemetry import DayRecord, Since
 
 from . import api, telemetry_sql
 from .api import NodeMode, RevertedOp, StoredRollback
@@ -195,8 +195,6 @@ class StoreRecords:
         ]
         await self._write(lambda: self._changed_rows("set_mode", statements))
 
-    async def read_telemetry(
-        self, days: int
-    ) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
         """See `api.OpStore.read_telemetry`."""
         return await telemetry_sql.read(self._read, days)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from swarmd.protocol.telemetry import Activity, DayRecord, window_needed
+from swarmd.protocol.telemetry import Activity, DayRecord, Since, window_needed
 
 Statement = tuple[str, Sequence[object]]
 Reader = Callable[[str, Iterable[object]], Awaitable[list[Any]]]
@@ -58,13 +58,17 @@ def _record(row: Sequence[Any]) -> DayRecord:
     return DayRecord(day, first, last, checkpoints, ops, new_accounts, volume, supply)
 
 
-async def since(reader: Reader) -> tuple[int, int] | None:
-    """(oldest day kept, its first final height), None when nothing is recorded."""
-    rows = await reader("SELECT day, first_height FROM telemetry_days ORDER BY day LIMIT 1", ())
-    return (int(rows[0][0]), int(rows[0][1])) if rows else None
+async def since(reader: Reader) -> Since | None:
+    """`protocol.telemetry.Since`, None when nothing is recorded (<= TELEMETRY_DAYS_KEPT rows)."""
+    rows = await reader(
+        "SELECT day, first_height, (SELECT sum(checkpoints) FROM telemetry_days) "
+        "FROM telemetry_days ORDER BY day LIMIT 1",
+        (),
+    )
+    return (int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
-async def read(reader: Reader, days: int) -> tuple[dict[int, DayRecord], tuple[int, int] | None]:
+async def read(reader: Reader, days: int) -> tuple[dict[int, DayRecord], Since | None]:
     """The day records `protocol.telemetry.report` needs for the `days` days ending at the
     newest recorded one (empty when nothing is recorded), and `since`."""
     return await _records(reader, days), await since(reader)

@@ -75,6 +75,7 @@ _TELEMETRY = {
         "since_day": {"type": ["string", "null"]},
         "latest_day": {"type": ["string", "null"]},
         "latest_height": {"type": ["integer", "null"]},
+        "missing_heights": {"type": "integer", "minimum": 0},
         "window_days": {"type": "integer"},
         "days": {"type": "array", "items": _TELEMETRY_DAY},
     },

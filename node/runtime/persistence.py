@@ -327,8 +327,9 @@ class StoreLog:
         return None if snapshot is None or not snapshot.blob else bytes(snapshot.blob)
 
     async def telemetry(self, days: int) -> dict[str, object]:
+        final_height = await self.latest_height()  # (first: a commit in between adds counts)
         records, since = await self.store.read_telemetry(days)
-        return telemetry_report(records, days, since)
+        return telemetry_report(records, days, since, final_height)
 
     async def get_bundle(self, height: int) -> bytes | None:
         checkpoint = await self.store.get_checkpoint(height)

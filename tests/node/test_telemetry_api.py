@@ -82,6 +82,7 @@ async def test_a_burst_moves_the_telemetry_and_its_gauges(
     report = await _final_telemetry(node, ops)
     day = report["days"][-1]
     assert report["since_height"] == 1 and report["latest_height"] >= 1
+    assert report["missing_heights"] == 0
     assert (day["ops"], day["new_accounts"], day["daily_active"]) == (5, 3, 3)
     assert day["monthly_active"] == 3 and day["retention"] is None
     assert (day["supply"], day["transfer_volume_30d"], day["burns"]) == (295, 30, {"post:1": 5})

@@ -21,6 +21,7 @@ from swarmd.protocol.telemetry import (
 )
 
 from .helpers import author, make_council
+from .test_state_sync import SMALL, run_offline_and_back
 
 D0 = day_of(VIRTUAL_EPOCH_MS)  # 2026-01-01
 HOUR_MS = 3_600_000
@@ -76,9 +77,10 @@ def test_one_checkpoints_activity() -> None:
 @pytest.mark.gate("s2-credits-velocity")
 def test_figures_match_the_history_computed_by_hand() -> None:
     records, _ = _scripted()
-    doc = report(records, 32, since_of(records))
+    doc = report(records, 32, since_of(records), 4)
     assert doc["since_height"] == 1 and doc["since_day"] == "2026-01-01"
     assert doc["latest_day"] == "2026-02-01" and doc["latest_height"] == 4
+    assert doc["missing_heights"] == 0
     days = doc["days"]
     assert isinstance(days, list) and len(days) == 32
     first, second, last = days[0], days[1], days[-1]
@@ -108,14 +110,14 @@ def test_figures_match_the_history_computed_by_hand() -> None:
 
 def test_day_thirty_still_counts_day_zero_and_day_thirty_one_does_not() -> None:
     records, _ = _scripted()
-    days = {day["date"]: day for day in report(records, 32, since_of(records))["days"]}  # type: ignore[union-attr]
+    days = {day["date"]: day for day in report(records, 32, since_of(records), 4)["days"]}  # type: ignore[union-attr]
     assert days["2026-01-30"]["monthly_active"] == 3  # D0+29: window D0 .. D0+29
     assert days["2026-01-31"]["monthly_active"] == 0  # D0+30: D0 left the window
     assert days["2026-01-31"]["retention_base"] == 3  # ... and is the earlier window now
 
 
 def test_no_records_report_nothing() -> None:
-    doc = report({}, 7, since_of({}))
+    doc = report({}, 7, since_of({}), 0)
     assert doc["days"] == [] and doc["since_height"] is None
 
 
@@ -129,7 +131,7 @@ def test_days_older_than_telemetry_days_kept_are_pruned() -> None:
     assert sorted(records) == [D0, D0 + TELEMETRY_DAYS_KEPT - 1]  # exactly the days kept
     fold(records, activity_of(3, late + DAY_MS, [m.grant(m.key, 1)], 3), TELEMETRY_DAYS_KEPT)
     assert sorted(records) == [D0 + TELEMETRY_DAYS_KEPT - 1, D0 + TELEMETRY_DAYS_KEPT]
-    assert since_of(records) == (D0 + TELEMETRY_DAYS_KEPT - 1, 2)
+    assert since_of(records) == (D0 + TELEMETRY_DAYS_KEPT - 1, 2, 2)
 
 
 def test_every_node_of_a_swarm_reports_the_same_telemetry() -> None:
@@ -155,7 +157,7 @@ def test_every_node_of_a_swarm_reports_the_same_telemetry() -> None:
         for event in events:
             if isinstance(event, PersistCheckpoint) and event.telemetry is not None:
                 fold(records, event.telemetry, TELEMETRY_DAYS_KEPT)
-        reports.append(report(records, 2, since_of(records)))
+        reports.append(report(records, 2, since_of(records), swarm.nodes[0].final_height))
     assert all(node.final_height >= 8 for node in swarm.nodes)
     assert reports[0] == reports[1] == reports[2] == reports[3]
     days = reports[0]["days"]
@@ -163,3 +165,30 @@ def test_every_node_of_a_swarm_reports_the_same_telemetry() -> None:
     assert sum(day["ops"] for day in days) == 12
     assert days[-1]["monthly_active"] == 4 + 4  # the four users and the four granting members
     assert days[-1]["transfer_volume_30d"] == 10 + 11 + 12 + 13
+
+
+def _stored(swarm: Swarm, i: int) -> dict[int, DayRecord]:
+    records: dict[int, DayRecord] = {}
+    for event in swarm.events[i]:
+        if isinstance(event, PersistCheckpoint) and event.telemetry is not None:
+            fold(records, event.telemetry, TELEMETRY_DAYS_KEPT)
+    return records
+
+
+def test_a_node_that_state_synced_over_a_gap_reports_the_heights_it_missed() -> None:
+    swarm = Swarm(4, seed=8, **SMALL)
+    run_offline_and_back(swarm)
+    late, full = _stored(swarm, 3), _stored(swarm, 0)
+    # The snapshot's own PersistCheckpoint carries no telemetry: its ops were never seen here.
+    synced = [e for e in swarm.events[3] if isinstance(e, PersistCheckpoint) and e.snapshot]
+    assert synced and all(e.telemetry is None for e in synced if e.final_op_ids == ())
+    height = swarm.nodes[0].final_height
+    assert swarm.nodes[3].final_height == height
+    full_doc = report(full, 1, since_of(full), height)
+    late_doc = report(late, 1, since_of(late), height)
+    assert full_doc["missing_heights"] == 0 and full_doc["latest_height"] == height
+    assert late_doc["since_height"] == 1
+    missed = late_doc["missing_heights"]
+    assert isinstance(missed, int) and missed > SMALL["bundles_kept"]
+    # What it counted is a subset: fewer ops, never more.
+    assert late_doc["days"][0]["ops"] < full_doc["days"][0]["ops"]  # type: ignore[index]

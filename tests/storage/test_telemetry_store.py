@@ -55,8 +55,8 @@ async def test_sqlite_keeps_the_records_of_the_in_memory_fold_across_a_reopen(
     records, since = await store.read_telemetry(TELEMETRY_DAYS_QUERY_MAX)
     await store.close()
     assert records == expected
-    assert since == since_of(expected) == (DAY, 1)
-    assert report(records, 90, since) == report(expected, 90, since_of(expected))
+    assert since == since_of(expected) == (DAY, 1, 9)
+    assert report(records, 90, since, 9) == report(expected, 90, since_of(expected), 9)
 
 
 async def test_the_memory_store_gives_the_same_report() -> None:
@@ -66,7 +66,7 @@ async def test_the_memory_store_gives_the_same_report() -> None:
         fold(expected, activity, TELEMETRY_DAYS_KEPT)
         await memory.put_checkpoint(make_checkpoint(activity.height, 1), b"", telemetry=activity)
     records, since = await memory.read_telemetry(30)
-    assert report(records, 30, since) == report(expected, 30, since_of(expected))
+    assert report(records, 30, since, 9) == report(expected, 30, since_of(expected), 9)
     await memory.close()
 
 
@@ -79,7 +79,7 @@ async def test_a_read_loads_only_the_window_it_needs(tmp_path: Path) -> None:
     # One day ending at DAY+70 needs DAY+11 .. DAY+70 and the newest day before (the supply).
     assert sorted(records) == [DAY + 10, DAY + 20, DAY + 30, DAY + 40, DAY + 50, DAY + 60, DAY + 70]
     assert records[DAY + 10].active == set()  # (outside the window: its supply only)
-    assert since == (DAY, 1)
+    assert since == (DAY, 1, 9)
 
 
 async def test_days_beyond_telemetry_days_kept_are_deleted_in_the_same_write(
@@ -96,7 +96,7 @@ async def test_days_beyond_telemetry_days_kept_are_deleted_in_the_same_write(
     )
     records, since = await store.read_telemetry(TELEMETRY_DAYS_QUERY_MAX)
     await store.close()
-    assert sorted(records) == [late] and since == (late, 2)
+    assert sorted(records) == [late] and since == (late, 2, 1)
     with contextlib.closing(sqlite3.connect(tmp_path / "db")) as db:
         for table in ("telemetry_days", "telemetry_active", "telemetry_burns"):
             assert db.execute(f"SELECT min(day), count(*) FROM {table}").fetchone() == (late, 1)
