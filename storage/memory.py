@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.node_core.observed import MemberRecord, Observed
 from swarmd.protocol.telemetry import Activity, DayRecord, Since, fold, since_of
 
 from . import api
@@ -65,6 +66,9 @@ class MemoryDatabase:
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
     #: Product telemetry by UTC day (schema v8's tables; protocol/telemetry.py).
     telemetry: dict[int, DayRecord] = field(default_factory=dict)
+    #: The observed participation (height, members) and conflict ages (v8's observed_* tables).
+    observed_members: tuple[int, tuple[MemberRecord, ...]] | None = None
+    observed_conflicts: dict[str, int] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
     rollbacks: dict[int, StoredRollback] = field(default_factory=dict)
@@ -399,12 +403,31 @@ class MemoryStore:
         *,
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         await self._commit_point()
         self.put_checkpoint_sync(
-            checkpoint, snapshot_blob, snapshots_kept=snapshots_kept, telemetry=telemetry
+            checkpoint,
+            snapshot_blob,
+            snapshots_kept=snapshots_kept,
+            telemetry=telemetry,
+            observed=observed,
         )
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        self._check_open()
+        await self._commit_point()
+        self.database.observed_conflicts.setdefault(handle, raised_ms)
+
+    async def read_observed(self) -> Observed | None:
+        self._check_open()
+        members = self.database.observed_members
+        conflicts = self.database.observed_conflicts
+        if members is None and not conflicts:
+            return None
+        height, records = members if members is not None else (-1, ())
+        return Observed(height, records, tuple(sorted(conflicts.items())))
 
     async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
         self._check_open()
@@ -418,6 +441,7 @@ class MemoryStore:
         *,
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         self._check_open()
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
@@ -436,6 +460,9 @@ class MemoryStore:
         self.database.checkpoints[checkpoint.height] = checkpoint
         if telemetry is not None:
             fold(self.database.telemetry, telemetry, TELEMETRY_DAYS_KEPT)
+        if observed is not None:
+            self.database.observed_members = (observed.height, observed.members)
+            self.database.observed_conflicts = dict(observed.conflicts)
         if not snapshot_blob:
             return
         snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)

@@ -28,10 +28,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
-from swarmd.protocol.telemetry import Activity
-
-from . import api, telemetry_sql
+from . import api
 from .api import (
     Checkpoint,
     IntegrityReport,
@@ -66,6 +63,7 @@ from .opening import (
 from .rollback_sql import SELECT_ROLLBACKS
 from .schema import SCHEMA_VERSION
 from .store_records import StoreRecords
+from .telemetry_sql import Activity, Observed, checkpoint_statements
 
 T = TypeVar("T")
 
@@ -471,6 +469,7 @@ class Store(StoreRecords):
         *,
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         """Store a final checkpoint and the derived state at it, in one transaction.
 
@@ -518,8 +517,7 @@ class Store(StoreRecords):
                 )
                 if snapshots_kept is not None:
                     statements.append(_prune_snapshots_statement(snapshots_kept))
-            if telemetry is not None:  # (telemetry_sql.py)
-                statements += telemetry_sql.statements(telemetry, TELEMETRY_DAYS_KEPT)
+            statements += checkpoint_statements(telemetry, observed)
             await self._execute_atomically("put_checkpoint", statements)
 
         await self._write(work)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from swarmd.protocol.node_core.observed import Observed
 from swarmd.protocol.telemetry import DayRecord, Since
 
 from . import api, telemetry_sql
@@ -198,3 +199,12 @@ class StoreRecords:
     async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
         """See `api.OpStore.read_telemetry`."""
         return await telemetry_sql.read(self._read, days)
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        """See `api.OpStore.note_conflict`."""
+        statement = telemetry_sql.note_conflict_statement(handle, raised_ms)
+        await self._write(lambda: self._changed_rows("note_conflict", [statement]))
+
+    async def read_observed(self) -> Observed | None:
+        """See `api.OpStore.read_observed`."""
+        return await telemetry_sql.read_observed(self._read)

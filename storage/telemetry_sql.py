@@ -1,14 +1,21 @@
 """Product telemetry in SQLite (schema v8 `_V8_TELEMETRY`): the statements that fold one
 checkpoint's `Activity` into its day, in the checkpoint's own transaction, and the read of the
-day records a report needs. The in-memory twin is `protocol.telemetry.fold`; both must give the
-same records (tests/storage/test_telemetry_store.py checks them against each other)."""
+day records a report needs; likewise the observed participation and conflict ages
+(protocol/node_core/observed.py). The in-memory twin is `protocol.telemetry.fold`; both must
+give the same records (tests/storage/test_telemetry_store.py checks them against each
+other)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.node_core.observed import MemberRecord, Observed
 from swarmd.protocol.telemetry import Activity, DayRecord, Since, window_needed
+
+#: (Activity and Observed: the types `Store.put_checkpoint` takes, imported from here.)
+__all__ = ["Activity", "Observed", "checkpoint_statements", "read", "read_observed"]
 
 Statement = tuple[str, Sequence[object]]
 Reader = Callable[[str, Iterable[object]], Awaitable[list[Any]]]
@@ -56,6 +63,57 @@ def statements(activity: Activity, days_kept: int) -> list[Statement]:
 def _record(row: Sequence[Any]) -> DayRecord:
     day, first, last, checkpoints, ops, new_accounts, volume, supply = (int(v) for v in row)
     return DayRecord(day, first, last, checkpoints, ops, new_accounts, volume, supply)
+
+
+def checkpoint_statements(
+    telemetry: Activity | None, observed: Observed | None, days_kept: int = TELEMETRY_DAYS_KEPT
+) -> list[Statement]:
+    """What `put_checkpoint` writes beside the checkpoint row, in its transaction."""
+    result = [] if telemetry is None else statements(telemetry, days_kept)
+    if observed is not None:
+        result.append(("DELETE FROM observed_members", []))
+        result += [
+            (
+                "INSERT INTO observed_members VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    m.key,
+                    observed.height,
+                    m.signed,
+                    m.missed,
+                    m.last_signed_height,
+                    m.last_signed_ms,
+                ],
+            )
+            for m in observed.members
+        ]
+        result.append(("DELETE FROM observed_conflicts", []))
+        result += [
+            ("INSERT INTO observed_conflicts VALUES (?, ?)", [handle, raised_ms])
+            for handle, raised_ms in observed.conflicts
+        ]
+    return result
+
+
+def note_conflict_statement(handle: str, raised_ms: int) -> Statement:
+    """A conflict raised between checkpoints (the first time counts)."""
+    return ("INSERT OR IGNORE INTO observed_conflicts VALUES (?, ?)", [handle, raised_ms])
+
+
+async def read_observed(reader: Reader) -> Observed | None:
+    """The stored record, None before the first checkpoint that wrote one."""
+    rows = await reader(
+        "SELECT member, height, signed, missed, last_signed_height, last_signed_ms "
+        "FROM observed_members ORDER BY member",
+        (),
+    )
+    conflicts = await reader("SELECT handle, raised_ms FROM observed_conflicts ORDER BY handle", ())
+    if not rows and not conflicts:
+        return None
+    members = tuple(
+        MemberRecord(bytes(r[0]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows
+    )
+    height = int(rows[0][1]) if rows else -1
+    return Observed(height, members, tuple((str(h), int(ms)) for h, ms in conflicts))
 
 
 async def since(reader: Reader) -> Since | None:

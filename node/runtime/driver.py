@@ -28,7 +28,13 @@ from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
-from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
+from swarmd.protocol.ledger import (
+    CreditReceived,
+    HandleConflictRaised,
+    OpAccepted,
+    OpEvicted,
+    Outcome,
+)
 from swarmd.protocol.limits import HELD_FRAMES_MAX
 from swarmd.protocol.node_core import (
     SEND_BARRIERS,
@@ -205,6 +211,7 @@ class Daemon:
             OpsReverted: self._on_ops_reverted,
             EpochEntered: self._on_epoch_entered,
             PeerMisbehaved: self._on_peer_misbehaved,
+            HandleConflictRaised: self._on_conflict_raised,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -234,6 +241,9 @@ class Daemon:
             daemon.metrics.set_snapshot(held.height, held.size_bytes)
         if restored.mode is not Mode.NORMAL:
             core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
+        observed = await daemon.node_log.read_observed()  # (node_core/observed.py)
+        if observed is not None:
+            core.restore_observed(observed, asyncio.get_running_loop().time())
         return daemon
 
     def create_transports(self) -> None:
@@ -484,6 +494,15 @@ class Daemon:
             log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
         if self.events.active:
             self.events.publish_final_ops(event, self.core.ledger)
+
+    def _on_conflict_raised(self, event: HandleConflictRaised) -> None:
+        """Recorded and published as before; its first-raised time is stored too, so its age
+        survives a restart (node_core/observed.py)."""
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
+        raised_ms = time.time_ns() // 1_000_000
+        self.committer.add_write(lambda: self.node_log.note_conflict(event.handle, raised_ms))
 
     def _on_consensus_state(self, event: PersistConsensusState) -> None:
         self.committer.add_consensus_state(event.data)

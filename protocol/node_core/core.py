@@ -57,6 +57,7 @@ from .delta_sync import DeltaSync
 from .events import SEND_BARRIERS, ModeChanged, NodeEvent, OutgoingFrame, PersistEvent
 from .finality import Finality
 from .gossip import Gossip
+from .observed import Observed, restore_observed
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rejoin import Rejoin
 from .rollbacks import Rollbacks
@@ -218,6 +219,11 @@ class NodeCore:
     def wall_ms(self, now: float) -> int:
         """The wall time (UTC ms) at core time `now`."""
         return round(now * 1000) + self.wall_offset_ms
+
+    def restore_observed(self, observed: Observed, now: float) -> bool:
+        """After `restore` (and `set_wall_clock`): continue the participation counts and the
+        open conflicts' ages from the stored record (observed.py)."""
+        return restore_observed(self, observed, now)
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """Resume consensus from a durable signing state (Tendermint's last sign state).

@@ -27,6 +27,7 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ledger import LedgerEvent
 from ..ledger.state import LedgerState
 from ..telemetry import Activity
+from .observed import Observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class PersistCheckpoint:
     #: What this checkpoint adds to the product telemetry (protocol/telemetry.py): stored in
     #: the same write, so a restart keeps it and nothing is recomputed from history.
     telemetry: Activity | None = field(default=None, kw_only=True)
+    #: Participation and open conflicts at this height, stored in the same write (observed.py).
+    observed: Observed | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from ..messages import (
     encode_message,
 )
 from ..rollback import BundleRevertedError, RollbackError
-from ..telemetry import Activity, activity_of
+from ..telemetry import activity_of
 from . import council
 from .config import Mode
 from .events import (
@@ -40,6 +40,7 @@ from .events import (
     PersistConsensusState,
     SnapshotDue,
 )
+from .observed import observed_of
 from .participation import Participation
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 
@@ -394,12 +395,7 @@ class Finality:
         self.first_unfinal_at = now if self.core.ledger.unfinalized_count() else None
         self.core.stats.checkpoints += 1
         if persist:
-            self.core._emit(
-                PersistCheckpoint(
-                    *(height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob),
-                    telemetry=self.telemetry_of(height, cut, final_ids),
-                )
-            )
+            self.core._emit(self.persist_event(cut, bundle, final_ids, blob, now))
         if due is not None:
             self.core._emit(due)  # after its checkpoint: the shell stores the snapshot beside it
         self.core._emit(
@@ -422,12 +418,20 @@ class Finality:
             if peer.final_height < height:
                 peer.encoder.queue_message(message, Priority.CONTROL)
 
-    def telemetry_of(self, height: int, cut: Cut, final_ids: list[bytes]) -> Activity:
-        """The product telemetry this checkpoint adds (protocol/telemetry.py): O(its ops)."""
+    def persist_event(
+        self, cut: Cut, bundle: bytes, final_ids: list[bytes], blob: bytes, now: float
+    ) -> PersistCheckpoint:
+        """The write of a checkpoint just final, with what it adds to the product telemetry
+        (protocol/telemetry.py; O(its ops)) and the participation and conflict record
+        (observed.py; O(council + open conflicts))."""
         ledger = self.core.ledger
         ops = [op for op_id in final_ids if (op := ledger.op(op_id)) is not None]
         final = ledger.final_state
-        return activity_of(height, cut.time_ms, ops, final.granted - final.burned)
+        return PersistCheckpoint(
+            *(cut.height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob),
+            telemetry=activity_of(cut.height, cut.time_ms, ops, final.granted - final.burned),
+            observed=observed_of(self.core, now),
+        )
 
     def continue_catch_up(self, now: float, *, persist: bool) -> None:
         """After a height became final: apply the next buffered bundle, or ask for more."""

@@ -14,7 +14,7 @@ import pytest
 from swarmd.node.cli.main import main
 from swarmd.protocol.limits import TELEMETRY_DAYS_QUERY_MAX
 
-from .test_api import WAIT_S, Node, close_node, make_node, open_node
+from .test_api import FAST, WAIT_S, Node, close_node, make_node, open_node
 
 __all__ = ["make_node"]  # the fixture, used by name
 
@@ -125,3 +125,33 @@ async def test_days_out_of_bounds_get_a_typed_error(make_node: Any) -> None:
         assert (status, body["code"]) == (400, "bad_days")
     status, body = await node.get(f"/v1/telemetry?days={TELEMETRY_DAYS_QUERY_MAX}")
     assert status == 200 and body["days"] == []
+
+
+async def test_participation_counts_survive_a_restart_from_a_snapshot(make_node: Any) -> None:
+    """Restored from a snapshot, the node replays only the bundles above it; the participation
+    stored with the last checkpoint keeps the counts of every height."""
+    consensus = {**FAST["consensus"], "snapshot_interval": 2}
+    node = await make_node(consensus=consensus)
+    core = node.daemon.core
+    for _ in range(3):
+        height = core.final_height
+        ops = await _burst(node)
+        async with asyncio.timeout(WAIT_S):
+            while core.final_height == height or core.ledger.unfinalized_count():
+                await asyncio.sleep(0.02)
+    assert ops == 5
+    (before,) = node.daemon.core.node_status().council
+    assert before.signed >= 3 and before.missed == 0
+    await close_node(node)
+    restarted = await open_node(node.home)
+    try:
+        assert restarted.daemon.restore_info["snapshot_height"]  # restored from a snapshot
+        status = restarted.daemon.core.node_status()
+        (after,) = status.council
+        assert after.signed == before.signed == status.final_height
+        assert after.last_signed_height == before.last_signed_height
+        assert after.last_signed_at is not None
+        text = await (await restarted.api.get("/metrics")).text()
+        assert f'swarmd_council_heights_signed{{member="{restarted.daemon.node_id_text}"}} ' in text
+    finally:
+        await close_node(restarted)

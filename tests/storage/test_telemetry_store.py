@@ -7,10 +7,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT, TELEMETRY_DAYS_QUERY_MAX
+from swarmd.protocol.node_core import MemberRecord, Observed
 from swarmd.protocol.telemetry import Activity, DayRecord, fold, report, since_of
+from swarmd.storage import api
 from swarmd.storage.memory import MemoryDatabase, MemoryStore
 from swarmd.storage.store import Store
 
@@ -100,3 +105,31 @@ async def test_days_beyond_telemetry_days_kept_are_deleted_in_the_same_write(
     with contextlib.closing(sqlite3.connect(tmp_path / "db")) as db:
         for table in ("telemetry_days", "telemetry_active", "telemetry_burns"):
             assert db.execute(f"SELECT min(day), count(*) FROM {table}").fetchone() == (late, 1)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[api.OpStore]:
+    opened: api.OpStore
+    if request.param == "sqlite":
+        opened = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
+    else:
+        opened = await MemoryStore.open(MemoryDatabase(), network_id=NETWORK_ID, node_key=NODE_KEY)
+    yield opened
+    await opened.close()
+
+
+async def test_the_observed_record_is_replaced_with_each_checkpoint(store: api.OpStore) -> None:
+    assert await store.read_observed() is None
+    await store.note_conflict("neo", 1_000)
+    await store.note_conflict("neo", 2_000)  # the first raise counts
+    noted = await store.read_observed()
+    assert noted is not None and noted.conflicts == (("neo", 1_000),) and noted.members == ()
+    records = [MemberRecord(_key(1), 3, 1, 3, 5_000), MemberRecord(_key(2), 0, 4, 0, 0)]
+    members = tuple(sorted(records, key=lambda m: m.key))  # (the core hands them by key)
+    first = Observed(4, members, (("a", 7), ("neo", 1_000)))
+    await store.put_checkpoint(make_checkpoint(4, 1), b"", observed=first)
+    assert await store.read_observed() == first
+    second = Observed(5, members[:1], ())
+    await store.put_checkpoint(make_checkpoint(5, 1), b"", observed=second)
+    await store.note_conflict("late", 9)
+    assert await store.read_observed() == Observed(5, members[:1], (("late", 9),))
