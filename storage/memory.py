@@ -311,6 +311,8 @@ class MemoryStore:
             )
         for height in [h for h in database.snapshots if h > rollback.height]:
             del database.snapshots[height]
+        for day in [d for d, r in database.telemetry.items() if r.last_height > rollback.height]:
+            del database.telemetry[day]  # (telemetry_sql.rollback_statements)
         return len(above)
 
     async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:

@@ -69,6 +69,7 @@ class StoreRecords:
                     return 0
                 raise RollbackConflictError(f"another certificate for epoch {rollback.epoch}")
             statements = put_rollback_statements(rollback)
+            statements += telemetry_sql.rollback_statements(rollback.height)
             return (await self._execute_atomically("put_rollback", statements))[2]
 
         return await self._write(work)

@@ -94,6 +94,19 @@ def checkpoint_statements(
     return result
 
 
+def rollback_statements(height: int) -> list[Statement]:
+    """With a rollback to `height` (in `put_rollback`'s transaction): drop every day that
+    counted a reverted height. The day sums cannot be taken apart by height, so those days'
+    heights at or below `height` go too, and the report's `missing_heights` says so instead of
+    the reverted ops being counted."""
+    days = "SELECT day FROM telemetry_days WHERE last_height > ?"
+    return [
+        (f"DELETE FROM telemetry_active WHERE day IN ({days})", [height]),
+        (f"DELETE FROM telemetry_burns WHERE day IN ({days})", [height]),
+        ("DELETE FROM telemetry_days WHERE last_height > ?", [height]),
+    ]
+
+
 def note_conflict_statement(handle: str, raised_ms: int) -> Statement:
     """A conflict raised between checkpoints (the first time counts)."""
     return ("INSERT OR IGNORE INTO observed_conflicts VALUES (?, ?)", [handle, raised_ms])

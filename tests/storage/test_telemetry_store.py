@@ -133,3 +133,16 @@ async def test_the_observed_record_is_replaced_with_each_checkpoint(store: api.O
     await store.put_checkpoint(make_checkpoint(5, 1), b"", observed=second)
     await store.note_conflict("late", 9)
     assert await store.read_observed() == Observed(5, members[:1], (("late", 9),))
+
+
+async def test_a_rollback_drops_the_days_that_counted_reverted_heights(store: api.OpStore) -> None:
+    one = (_key(1),)
+    for height, day in ((1, DAY), (2, DAY + 1), (3, DAY + 1), (4, DAY + 2)):
+        activity = Activity(height, day, 1, one, 0, 0, (("t", 1),), 5)
+        await store.put_checkpoint(make_checkpoint(height, 1), b"", telemetry=activity)
+    await store.put_rollback(api.StoredRollback(1, 2, b"certificate"))
+    records, since = await store.read_telemetry(TELEMETRY_DAYS_QUERY_MAX)
+    # Day DAY+1 counted height 3 (reverted): it goes, height 2 with it; DAY+2 goes too.
+    assert sorted(records) == [DAY] and since == (DAY, 1, 1)
+    doc = report(records, 1, since, 2)
+    assert doc["missing_heights"] == 1  # height 2: final, no longer counted
