@@ -4,6 +4,7 @@ becomes final, which rejects the other."""
 
 from __future__ import annotations
 
+from swarmd.node.cli.status import status_text
 from swarmd.node.metrics import NodeMetrics
 from swarmd.protocol.sim.harness import Swarm
 
@@ -32,6 +33,9 @@ def test_a_fork_is_open_until_one_side_is_final() -> None:
     text = metrics.render().decode()
     assert 'swarmd_open_conflicts{kind="unresolved_forks"} 1.0' in text
     assert swarm.nodes[0].status()["conflicts"]["unresolved_forks"] == 1
+    shown = {"node_id": "sw1x", "mode": "normal", "final_height": 0, "peers": [], "state_root": ""}
+    shown["conflicts"] = swarm.nodes[0].status()["conflicts"]
+    assert " forks=1 " in status_text(shown, 0.0)  # `swarmd status`
     swarm.run(until=40.0)  # the checkpoint finalizes the winner; the loser is rejected
     statuses = [node.node_status() for node in swarm.nodes]
     assert all(status.final_height >= 1 for status in statuses)
