@@ -24,7 +24,7 @@ from typing import Any
 
 from swarmd.node.cli.recovery import recover_store
 from swarmd.protocol import consensus, crypto
-from swarmd.protocol.checkpoint import Cut
+from swarmd.protocol.checkpoint import VIRTUAL_EPOCH_MS, Cut
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ledger.snapshot import state_records
@@ -53,7 +53,7 @@ def signed_checkpoint(genesis: Genesis, ops: list[Op]) -> tuple[api.Checkpoint, 
     cut_heads = [heads[author] for author in sorted(heads)]
     root, closure = ledger.derive_cut(cut_heads)
     ledger.finalize(1, closure)
-    cut = Cut(b"", 1, tuple(cut_heads), root)
+    cut = Cut(b"", 1, tuple(cut_heads), root, VIRTUAL_EPOCH_MS)
     value = cut.encode()
     precommits = tuple(
         (

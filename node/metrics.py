@@ -49,7 +49,7 @@ STATE_SYNC_RESULTS = ("finished", "failed")
 DIRECTIONS = ("sent", "received")
 
 CONSENSUS_STEPS = ("propose", "prevote", "precommit")
-CONFLICT_KINDS = ("contested_handles", "claims_below_quorum", "stuck_handles")
+CONFLICT_KINDS = ("contested_handles", "claims_below_quorum", "stuck_handles", "unresolved_forks")
 #: Signers / n of a final checkpoint: 2/3 and 3/4 separate quorum sizes of small councils.
 SIGNERS_RATIO_BUCKETS = (0.5, 0.6667, 0.7, 0.75, 0.8, 0.9, 0.99, 1.0)
 
@@ -260,7 +260,8 @@ class NodeMetrics:
         self.unfinalized_ops = gauge("swarmd_unfinalized_ops", "Applied ops not final yet.")
         self.open_conflicts = gauge(
             "swarmd_open_conflicts",
-            "Open conflicts by kind: contested_handles, claims_below_quorum, stuck_handles.",
+            "Open conflicts by kind: contested_handles, claims_below_quorum, stuck_handles, "
+            "unresolved_forks.",
             ("kind",),
         )
         self.oldest_conflict_age = gauge(

@@ -1,11 +1,16 @@
 """Checkpoint cuts: the value the council decides at each height.
 
-A cut is the canonical msgpack array ``[1, parent_id, height, heads, state_root]``:
+A cut is the canonical msgpack array ``[2, parent_id, height, heads, state_root, time_ms]``:
 ``parent_id`` is the checkpoint id of the previous final cut (empty at height 1), ``heads`` is a
 list of ``[author, seq, op_id]`` sorted by author (the chains that moved since the parent; the
 cut holds every op reachable from these heads through prev/deps that was not final before), and
 ``state_root`` is the root after applying those ops to the parent's final state in canonical
 order. The checkpoint id is sha256 of the encoded cut (the consensus value id).
+
+``time_ms`` (version 2) is the council-agreed time of the checkpoint, UTC milliseconds: the
+proposer sets it from its wall clock (at least the parent's time + 1), and a validator prevotes
+nil on a cut whose time is not above its parent's or lies more than CUT_TIME_SKEW_MS ahead of
+its own wall clock (`time_valid`; docs/PROTOCOL.md). Product telemetry counts days by it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from . import crypto, encoding, limits
 from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 
-CUT_VERSION = 1
+CUT_VERSION = 2  # 2: time_ms appended
 CUT_HEADS_MAX = limits.CUT_HEADS_MAX  # why: see limits.py
+#: The wall time (UTC ms, 2026-01-01T00:00Z) a core's clock 0.0 maps to until its driver gives
+#: it the real wall clock (`NodeCore.set_wall_clock`): the simulator and the unit tests never
+#: do, so their cut times are a pure function of virtual time and runs replay from the seed.
+VIRTUAL_EPOCH_MS = 1_767_225_600_000
 
 
 class CutDecodeError(RemoteProtocolError):
@@ -33,10 +42,13 @@ class Cut:
     height: int
     heads: tuple[Head, ...]
     state_root: bytes
+    time_ms: int
 
     def encode(self) -> bytes:
         heads = [[author, seq, op_id] for author, seq, op_id in self.heads]
-        return encoding.encode([CUT_VERSION, self.parent_id, self.height, heads, self.state_root])
+        return encoding.encode(
+            [CUT_VERSION, self.parent_id, self.height, heads, self.state_root, self.time_ms]
+        )
 
     @property
     def checkpoint_id(self) -> bytes:
@@ -48,9 +60,9 @@ class Cut:
             value = encoding.decode(data)
         except DecodeError as exc:
             raise CutDecodeError(f"cut: {exc.message}") from exc
-        if type(value) is not list or len(value) != 5 or value[0] != CUT_VERSION:
-            raise CutDecodeError("a cut is [1, parent_id, height, heads, state_root]")
-        _, parent_id, height, heads, state_root = value
+        if type(value) is not list or len(value) != 6 or value[0] != CUT_VERSION:
+            raise CutDecodeError("a cut is [2, parent_id, height, heads, state_root, time_ms]")
+        _, parent_id, height, heads, state_root, time_ms = value
         if type(parent_id) is not bytes or len(parent_id) not in (0, limits.HASH_SIZE_BYTES):
             raise CutDecodeError("parent_id must be empty or 32 bytes")
         if type(height) is not int or not 1 <= height <= limits.SEQ_MAX:
@@ -59,6 +71,8 @@ class Cut:
             raise CutDecodeError("only the first cut has no parent")
         if type(state_root) is not bytes or len(state_root) != limits.HASH_SIZE_BYTES:
             raise CutDecodeError("state_root must be 32 bytes")
+        if type(time_ms) is not int or not 1 <= time_ms <= limits.CUT_TIME_MS_MAX:
+            raise CutDecodeError(f"time_ms must be an int in 1..{limits.CUT_TIME_MS_MAX}")
         if type(heads) is not list or not 1 <= len(heads) <= CUT_HEADS_MAX:
             raise CutDecodeError(f"heads must list 1..{CUT_HEADS_MAX} chains")
         parsed: list[Head] = []
@@ -77,4 +91,18 @@ class Cut:
             parsed.append((head[0], head[1], head[2]))
         if any(parsed[i][0] >= parsed[i + 1][0] for i in range(len(parsed) - 1)):
             raise CutDecodeError("heads must be sorted by author, one per author")
-        return cls(parent_id, height, tuple(parsed), state_root)
+        return cls(parent_id, height, tuple(parsed), state_root, time_ms)
+
+
+def proposal_time_ms(wall_ms: int, parent_time_ms: int) -> int:
+    """The time a proposer puts in its cut: its wall clock, kept above the parent's time (a
+    proposer whose clock lags the council's still proposes a valid cut)."""
+    return min(max(wall_ms, parent_time_ms + 1), limits.CUT_TIME_MS_MAX)
+
+
+def time_valid(time_ms: int, parent_time_ms: int, wall_ms: int) -> bool:
+    """The validity rule of a proposed cut's time (docs/PROTOCOL.md, "Checkpoint time"):
+    strictly above the parent's (so every height has its own instant and days are ordered like
+    heights), and at most CUT_TIME_SKEW_MS ahead of the validator's wall clock. No lower bound
+    against the wall clock: a value locked in an earlier round comes back with its old time."""
+    return parent_time_ms < time_ms <= wall_ms + limits.CUT_TIME_SKEW_MS

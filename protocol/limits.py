@@ -451,3 +451,22 @@ SERVE_RATE_BUCKETS_MAX = 2 * PEERS_MAX
 assert SERVE_BURST_BYTES_PER_PEER >= FETCH_INFLIGHT_PER_PEER_MAX * SNAPSHOT_CHUNK_SIZE_BYTES
 assert SERVE_BURST_BYTES_TOTAL >= SERVE_BURST_BYTES_PER_PEER
 assert SERVE_BYTES_PER_S_TOTAL >= SERVE_BYTES_PER_S_PEER
+
+
+# --- council-agreed time and product telemetry (protocol/checkpoint.py, protocol/telemetry.py;
+# --- branch telemetry) ------------------------------------------------------------------------
+
+#: How far (ms) a proposed cut's `time_ms` may lie ahead of a validator's own wall clock: the
+#: validator prevotes nil on a cut further in the future. Wide enough for ordinary NTP drift
+#: and a slow round trip; narrow enough that one fast proposer cannot move the council's clock
+#: (and the telemetry's days) far ahead. A cut from the past is fine: a value locked in an
+#: earlier round is re-proposed with its original time.
+CUT_TIME_SKEW_MS = 30_000
+#: The largest `time_ms` a cut may carry (UTC ms; year ~2286): bounded so the telemetry's day
+#: arithmetic and the SQLite INTEGER columns never overflow.
+CUT_TIME_MS_MAX = 10**13
+#: UTC days of product telemetry a node keeps (older days are pruned in the checkpoint's own
+#: write). Retention needs the 60 days before a day; a year on top covers a release trend.
+TELEMETRY_DAYS_KEPT = 400
+#: Days `GET /v1/telemetry?days=N` returns at most (one response stays a few tens of KiB).
+TELEMETRY_DAYS_QUERY_MAX = 400

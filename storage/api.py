@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from swarmd.protocol import limits
+from swarmd.protocol.node_core.observed import Observed
+from swarmd.protocol.telemetry import Activity, DayRecord, Since
 
 from .errors import StoreUsageError
 
@@ -472,11 +474,33 @@ class OpStore(Protocol):
     async def get_ops(self, op_ids: Sequence[bytes]) -> list[LoggedOp]: ...
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         """Store a final checkpoint and (when `snapshot_blob` is not empty) the state snapshot
         at it, in one write. With `snapshots_kept`, the same write deletes every snapshot but
-        the newest `snapshots_kept` (None keeps them all)."""
+        the newest `snapshots_kept` (None keeps them all). With `telemetry`, the same write
+        folds the checkpoint's product telemetry into its day (protocol/telemetry.py) and
+        deletes days older than limits.TELEMETRY_DAYS_KEPT. With `observed`, the same write
+        replaces the stored participation and open-conflict record (node_core/observed.py)."""
+        ...
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        """Record when a handle conflict was first raised (a second note keeps the first)."""
+        ...
+
+    async def read_observed(self) -> Observed | None:
+        """The stored participation and open-conflict record (None: none stored yet)."""
+        ...
+
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
+        """The telemetry day records `protocol.telemetry.report` needs for the `days` days
+        ending at the newest recorded day, and `protocol.telemetry.Since`."""
         ...
 
     async def latest_checkpoint(self) -> Checkpoint | None: ...

@@ -16,9 +16,14 @@ the core without an event loop. Argument checks and typed errors are shared with
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT
+from swarmd.protocol.node_core.observed import MemberRecord, Observed
+from swarmd.protocol.telemetry import Activity, DayRecord, Since, fold, since_of
 
 from . import api
 from .api import (
@@ -59,6 +64,11 @@ class MemoryDatabase:
     seq_by_op_id: dict[bytes, int] = field(default_factory=dict)
     pending: dict[bytes, PendingOp] = field(default_factory=dict)
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    #: Product telemetry by UTC day (schema v8's tables; protocol/telemetry.py).
+    telemetry: dict[int, DayRecord] = field(default_factory=dict)
+    #: The observed participation (height, members) and conflict ages (v8's observed_* tables).
+    observed_members: tuple[int, tuple[MemberRecord, ...]] | None = None
+    observed_conflicts: dict[str, int] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
     reverted_checkpoints: list[RevertedCheckpoint] = field(default_factory=list)
     rollbacks: dict[int, StoredRollback] = field(default_factory=dict)
@@ -301,6 +311,8 @@ class MemoryStore:
             )
         for height in [h for h in database.snapshots if h > rollback.height]:
             del database.snapshots[height]
+        for day in [d for d, r in database.telemetry.items() if r.last_height > rollback.height]:
+            del database.telemetry[day]  # (telemetry_sql.rollback_statements)
         return len(above)
 
     async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:
@@ -387,14 +399,51 @@ class MemoryStore:
     # --- checkpoints and snapshots ---------------------------------------------------------
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
         await self._commit_point()
-        self.put_checkpoint_sync(checkpoint, snapshot_blob, snapshots_kept=snapshots_kept)
+        self.put_checkpoint_sync(
+            checkpoint,
+            snapshot_blob,
+            snapshots_kept=snapshots_kept,
+            telemetry=telemetry,
+            observed=observed,
+        )
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        self._check_open()
+        await self._commit_point()
+        self.database.observed_conflicts.setdefault(handle, raised_ms)
+
+    async def read_observed(self) -> Observed | None:
+        self._check_open()
+        members = self.database.observed_members
+        conflicts = self.database.observed_conflicts
+        if members is None and not conflicts:
+            return None
+        height, records = members if members is not None else (-1, ())
+        return Observed(height, records, tuple(sorted(conflicts.items())))
+
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
+        self._check_open()
+        records = self.database.telemetry
+        return copy.deepcopy(records), since_of(records)
 
     def put_checkpoint_sync(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         self._check_open()
         api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
@@ -411,6 +460,11 @@ class MemoryStore:
                 f"another checkpoint is stored at height {checkpoint.height}"
             )
         self.database.checkpoints[checkpoint.height] = checkpoint
+        if telemetry is not None:
+            fold(self.database.telemetry, telemetry, TELEMETRY_DAYS_KEPT)
+        if observed is not None:
+            self.database.observed_members = (observed.height, observed.members)
+            self.database.observed_conflicts = dict(observed.conflicts)
         if not snapshot_blob:
             return
         snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)

@@ -146,6 +146,53 @@ _V7_WALLET: Final = (
     )""",
 )
 
+# Version 8 (telemetry branch, issue 17): product telemetry from final state
+# (protocol/telemetry.py), written in the transaction of the checkpoint it comes from, so a
+# restart keeps it and nothing is recomputed from history. One row a UTC day of cut time
+# (`telemetry_days`), the distinct authors active that day (`telemetry_active`) and the credits
+# burned that day per target (`telemetry_burns`). Days older than limits.TELEMETRY_DAYS_KEPT
+# before the newest are deleted in the same transaction. Also the observed participation and
+# conflict ages (see below).
+_V8_TELEMETRY: Final = (
+    """CREATE TABLE telemetry_days (
+        day INTEGER PRIMARY KEY,
+        first_height INTEGER NOT NULL,
+        last_height INTEGER NOT NULL,
+        checkpoints INTEGER NOT NULL,
+        ops INTEGER NOT NULL,
+        new_accounts INTEGER NOT NULL,
+        transfer_volume INTEGER NOT NULL,
+        supply_end INTEGER NOT NULL
+    )""",
+    """CREATE TABLE telemetry_active (
+        day INTEGER NOT NULL,
+        account BLOB NOT NULL,
+        PRIMARY KEY (day, account)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE telemetry_burns (
+        day INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (day, target)
+    ) WITHOUT ROWID""",
+    # Participation per council member at final height `height` (protocol/node_core/
+    # observed.py), rewritten with each checkpoint (one row a member), and when each open
+    # handle conflict was first raised (wall-clock UTC ms): inserted when raised, rewritten
+    # with each checkpoint. A restart continues from them instead of starting at zero.
+    """CREATE TABLE observed_members (
+        member BLOB PRIMARY KEY,
+        height INTEGER NOT NULL,
+        signed INTEGER NOT NULL,
+        missed INTEGER NOT NULL,
+        last_signed_height INTEGER NOT NULL,
+        last_signed_ms INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE observed_conflicts (
+        handle TEXT PRIMARY KEY,
+        raised_ms INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V1,
     _V2,
@@ -154,5 +201,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V5_NETGUARD,
     _V6_SCALE,
     _V7_WALLET,
+    _V8_TELEMETRY,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -63,6 +63,7 @@ from .opening import (
 from .rollback_sql import SELECT_ROLLBACKS
 from .schema import SCHEMA_VERSION
 from .store_records import StoreRecords
+from .telemetry_sql import Activity, Observed, checkpoint_statements
 
 T = TypeVar("T")
 
@@ -462,7 +463,13 @@ class Store(StoreRecords):
     # --- checkpoints and snapshots ---------------------------------------------------------
 
     async def put_checkpoint(
-        self, checkpoint: Checkpoint, snapshot_blob: bytes, *, snapshots_kept: int | None = None
+        self,
+        checkpoint: Checkpoint,
+        snapshot_blob: bytes,
+        *,
+        snapshots_kept: int | None = None,
+        telemetry: Activity | None = None,
+        observed: Observed | None = None,
     ) -> None:
         """Store a final checkpoint and the derived state at it, in one transaction.
 
@@ -510,6 +517,7 @@ class Store(StoreRecords):
                 )
                 if snapshots_kept is not None:
                     statements.append(_prune_snapshots_statement(snapshots_kept))
+            statements += checkpoint_statements(telemetry, observed)
             await self._execute_atomically("put_checkpoint", statements)
 
         await self._write(work)

@@ -1,5 +1,6 @@
 """The Store's record tables beside the op log: council rollbacks (schema v4), peer bans and
-the address book (v5), the node mode (meta) and the retained event window (v7).
+the address book (v5), the node mode (meta), the retained event window (v7) and the product
+telemetry's reads (v8; its writes go with put_checkpoint).
 
 A base class of `storage.store.Store`, split out so that file stays a readable size: these
 methods run through the Store's own transaction helpers (`_write`, `_read`,
@@ -13,7 +14,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from . import api
+from swarmd.protocol.node_core.observed import Observed
+from swarmd.protocol.telemetry import DayRecord, Since
+
+from . import api, telemetry_sql
 from .api import NodeMode, RevertedOp, StoredRollback
 from .errors import CorruptDatabaseError, RollbackConflictError, StoreUsageError
 from .rollback_sql import (
@@ -65,6 +69,7 @@ class StoreRecords:
                     return 0
                 raise RollbackConflictError(f"another certificate for epoch {rollback.epoch}")
             statements = put_rollback_statements(rollback)
+            statements += telemetry_sql.rollback_statements(rollback.height)
             return (await self._execute_atomically("put_rollback", statements))[2]
 
         return await self._write(work)
@@ -191,3 +196,16 @@ class StoreRecords:
             )
         ]
         await self._write(lambda: self._changed_rows("set_mode", statements))
+
+    async def read_telemetry(self, days: int) -> tuple[dict[int, DayRecord], Since | None]:
+        """See `api.OpStore.read_telemetry`."""
+        return await telemetry_sql.read(self._read, days)
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        """See `api.OpStore.note_conflict`."""
+        statement = telemetry_sql.note_conflict_statement(handle, raised_ms)
+        await self._write(lambda: self._changed_rows("note_conflict", [statement]))
+
+    async def read_observed(self) -> Observed | None:
+        """See `api.OpStore.read_observed`."""
+        return await telemetry_sql.read_observed(self._read)

@@ -35,6 +35,7 @@ from . import (
     rollback,
     snapshots,
     status,
+    telemetry,
     version,
     wallet,
 )
@@ -50,6 +51,7 @@ COMMAND_GROUPS = (
     snapshots,
     home,
     status,
+    telemetry,
     wallet,
     admin,
     council,

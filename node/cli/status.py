@@ -58,6 +58,7 @@ def status_text(status: dict[str, Any], now: float) -> str:
         f"  conflicts: contested={conflicts.get('contested_handles', 0)} "
         f"below_quorum={conflicts.get('claims_below_quorum', 0)} "
         f"stuck={conflicts.get('stuck_handles', 0)} "
+        f"forks={conflicts.get('unresolved_forks', 0)} "
         f"oldest={status.get('oldest_open_conflict_age_s', 0.0)}s",
     ]
     if status.get("rejoin") or status.get("root_divergence_height"):

@@ -38,6 +38,7 @@ from swarmd.protocol.ops import check_handle, decode_op
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
 from ..runtime.driver import Daemon
+from ..runtime.observe import telemetry_gauges
 from ..web.routes import add_web_routes
 from .body import parse_json
 from .errors import ApiError, DaemonKey, Handler, call, error_response, route_name
@@ -57,6 +58,8 @@ UNRECEIVED_LISTED_MAX = 1024
 CLAIMS_LISTED_MAX = 64
 #: Largest JSON body for the {"envelope": hex} form: the hex of the largest envelope plus room.
 JSON_BODY_SIZE_BYTES_MAX = 2 * limits.OP_ENVELOPE_SIZE_BYTES_MAX + 1024
+#: Days GET /v1/telemetry returns without `?days` (one rolling window).
+TELEMETRY_DAYS_DEFAULT = 30
 
 
 class RateLimiter:
@@ -106,6 +109,7 @@ def build_app(daemon: Daemon, *, extra_routes: bool = True) -> web.Application:
     app.router.add_post("/v1/ops", post_op)
     app.router.add_post("/v1/ops/batch", post_ops_batch)
     app.router.add_get("/v1/events", get_events)
+    app.router.add_get("/v1/telemetry", get_telemetry)
     add_web_routes(app, daemon)
     app.router.add_get(OPENAPI_PATH, get_openapi)
     if config.metrics.enabled:
@@ -281,6 +285,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
             "checkpoint_id": cut.checkpoint_id.hex(),
             "parent_id": cut.parent_id.hex(),
             "state_root": cut.state_root.hex(),
+            "time_ms": cut.time_ms,
             "heads": [
                 {"author": crypto.account_id_text(author), "seq": seq, "op_id": op_id.hex()}
                 for author, seq, op_id in cut.heads
@@ -306,7 +311,19 @@ async def get_metrics(request: web.Request) -> web.Response:
             for peer_id, info in daemon.peers().items()
         }
     )
+    telemetry_gauges(metrics.registry).set(await daemon.node_log.telemetry(1))
     return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def get_telemetry(request: web.Request) -> web.Response:
+    """Product telemetry from final state (protocol/telemetry.py): `?days=N` newest UTC days
+    (default TELEMETRY_DAYS_DEFAULT, at most limits.TELEMETRY_DAYS_QUERY_MAX)."""
+    text = request.query.get("days", str(TELEMETRY_DAYS_DEFAULT))
+    if not text.isdigit() or not 1 <= int(text) <= limits.TELEMETRY_DAYS_QUERY_MAX:
+        raise ApiError(
+            400, "bad_days", f"days must be an integer in 1..{limits.TELEMETRY_DAYS_QUERY_MAX}"
+        )
+    return web.json_response(await _daemon(request).node_log.telemetry(int(text)))
 
 
 # --- submit ----------------------------------------------------------------------------------

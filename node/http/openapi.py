@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from swarmd.protocol.limits import TELEMETRY_DAYS_QUERY_MAX
+
 #: Where the document is served.
 OPENAPI_PATH = "/v1/openapi.json"
 
@@ -48,6 +50,36 @@ def _get(summary: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[s
 
 
 _OBJECT = {"type": "object"}
+_RATIO = {"type": ["number", "null"]}
+_TELEMETRY_DAY = {
+    "type": "object",
+    "properties": {
+        **{
+            name: {"type": "integer"}
+            for name in (
+                *("day", "checkpoints", "ops", "new_accounts", "daily_active"),
+                *("monthly_active", "retention_base", "retained", "transfer_volume_30d", "supply"),
+            )
+        },
+        "date": {"type": "string"},
+        "retention": _RATIO,
+        "velocity": _RATIO,
+        "burns": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+_TELEMETRY = {
+    "type": "object",
+    "required": ["since_height", "since_day", "latest_day", "window_days", "days"],
+    "properties": {
+        "since_height": {"type": ["integer", "null"]},
+        "since_day": {"type": ["string", "null"]},
+        "latest_day": {"type": ["string", "null"]},
+        "latest_height": {"type": ["integer", "null"]},
+        "missing_heights": {"type": "integer", "minimum": 0},
+        "window_days": {"type": "integer"},
+        "days": {"type": "array", "items": _TELEMETRY_DAY},
+    },
+}
 _SUBMITTED = {
     "type": "object",
     "required": ["op_id", "status"],
@@ -193,6 +225,19 @@ PATHS: dict[str, Any] = {
         parameters=[
             _param("account", {"type": "string"}, "query"),
             _param("since", {"type": "integer", "minimum": 0}, "query"),
+        ],
+    ),
+    # (branch telemetry) Product telemetry from final state; docs/OPERATIONS.md has formulas.
+    "/v1/telemetry": _get(
+        "product telemetry per UTC day of agreed checkpoint time (the newest `days` days)",
+        _json(_TELEMETRY, "telemetry report"),
+        400,
+        parameters=[
+            _param(
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": TELEMETRY_DAYS_QUERY_MAX},
+                "query",
+            )
         ],
     ),
     "/metrics": {

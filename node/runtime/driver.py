@@ -21,13 +21,20 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.metadata
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
-from swarmd.protocol.ledger import CreditReceived, OpAccepted, OpEvicted, Outcome
+from swarmd.protocol.ledger import (
+    CreditReceived,
+    HandleConflictRaised,
+    OpAccepted,
+    OpEvicted,
+    Outcome,
+)
 from swarmd.protocol.limits import HELD_FRAMES_MAX
 from swarmd.protocol.node_core import (
     SEND_BARRIERS,
@@ -185,6 +192,7 @@ class Daemon:
             lambda node_id: node_id in self._peer_transport, refusal=self.guard.refusal
         )
         self._loop = asyncio.get_running_loop()
+        self._sync_wall_clock()
         #: Frames the transports refused (no link to the peer, a full queue).
         self.frames_refused = 0
         self.started = False
@@ -203,6 +211,7 @@ class Daemon:
             OpsReverted: self._on_ops_reverted,
             EpochEntered: self._on_epoch_entered,
             PeerMisbehaved: self._on_peer_misbehaved,
+            HandleConflictRaised: self._on_conflict_raised,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -232,6 +241,9 @@ class Daemon:
             daemon.metrics.set_snapshot(held.height, held.size_bytes)
         if restored.mode is not Mode.NORMAL:
             core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
+        observed = await daemon.node_log.read_observed()  # (node_core/observed.py)
+        if observed is not None:
+            core.restore_observed(observed, asyncio.get_running_loop().time())
         return daemon
 
     def create_transports(self) -> None:
@@ -430,8 +442,14 @@ class Daemon:
         self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._on_timer)
 
+    def _sync_wall_clock(self) -> None:
+        """The core's wall-clock input (a cut's agreed time): re-read at every timer, so a
+        stepped system clock reaches the core within one timer period."""
+        self.core.set_wall_clock(time.time_ns() // 1_000_000, self._loop.time())
+
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
+        self._sync_wall_clock()
         self.core.handle_timer(self._loop.time())
         self.pump()
 
@@ -476,6 +494,15 @@ class Daemon:
             log.info("snapshot_made", height=event.height, size_bytes=len(event.snapshot))
         if self.events.active:
             self.events.publish_final_ops(event, self.core.ledger)
+
+    def _on_conflict_raised(self, event: HandleConflictRaised) -> None:
+        """Recorded and published as before; its first-raised time is stored too, so its age
+        survives a restart (node_core/observed.py)."""
+        record(event, self.metrics, self.core)
+        if self.events.active:
+            self.events.publish(event)
+        raised_ms = time.time_ns() // 1_000_000
+        self.committer.add_write(lambda: self.node_log.note_conflict(event.handle, raised_ms))
 
     def _on_consensus_state(self, event: PersistConsensusState) -> None:
         self.committer.add_consensus_state(event.data)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from swarmd.protocol import consensus, crypto
 from swarmd.protocol.ledger import (
@@ -128,3 +131,79 @@ def record(event: NodeEvent, metrics: NodeMetrics, core: NodeCore) -> None:
     recorder = RECORDERS.get(type(event))
     if recorder is not None:
         recorder(event, metrics, core)
+
+
+# --- product telemetry gauges (branch telemetry; protocol/telemetry.py) ----------------------
+
+#: (gauge suffix, field of the newest day's figures, help text). docs/OPERATIONS.md, "Product
+#: telemetry", gives each formula.
+_TELEMETRY_FIGURES = (
+    ("new_accounts", "new_accounts", "Accounts whose first op became final on the newest day."),
+    ("daily_active_accounts", "daily_active", "Distinct authors of ops final on the newest day."),
+    (
+        "monthly_active_accounts",
+        "monthly_active",
+        "Distinct authors of ops final in the 30 days ending at the newest day.",
+    ),
+    (
+        "retention_ratio",
+        "retention",
+        "Of the accounts active 59..30 days ago, the fraction active in the last 30 days.",
+    ),
+    (
+        "credits_velocity",
+        "velocity",
+        "Credits moved by transfers in the last 30 days / circulating supply at the day's end.",
+    ),
+    ("transfer_volume_30d", "transfer_volume_30d", "Credits moved by transfers in 30 days."),
+    ("circulating_supply", "supply", "Credits granted minus burned, at the newest day's end."),
+    ("ops", "ops", "Ops final on the newest day."),
+)
+
+
+class TelemetryGauges:
+    """swarmd_telemetry_* gauges: the newest UTC day of GET /v1/telemetry, set at each scrape
+    (a figure with no value yet, such as retention before two windows passed, is NaN)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.figures = {
+            field: Gauge(f"swarmd_telemetry_{name}", text, registry=registry)
+            for name, field, text in _TELEMETRY_FIGURES
+        }
+        self.burned = Gauge(
+            "swarmd_telemetry_burned_credits",
+            "Credits burned on the newest day (all targets; per target: GET /v1/telemetry).",
+            registry=registry,
+        )
+        self.since_height = Gauge(
+            "swarmd_telemetry_since_height",
+            "First final height the node's telemetry counts (state-synced nodes count less).",
+            registry=registry,
+        )
+        self.day = Gauge(
+            "swarmd_telemetry_day", "The newest UTC day (days since 1970-01-01).", registry=registry
+        )
+
+    def set(self, report: Mapping[str, Any]) -> None:
+        days = report.get("days") or []
+        if not days:
+            return
+        newest = days[-1]
+        for field, gauge in self.figures.items():
+            value = newest[field]
+            gauge.set(float("nan") if value is None else float(value))
+        self.burned.set(sum(newest["burns"].values()))
+        self.since_height.set(report["since_height"] or 0)
+        self.day.set(newest["day"])
+
+
+_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, TelemetryGauges] = weakref.WeakKeyDictionary()
+
+
+def telemetry_gauges(registry: CollectorRegistry) -> TelemetryGauges:
+    """The telemetry gauges of `registry`, registered once (a second app on the same daemon
+    shares them)."""
+    gauges = _GAUGES.get(registry)
+    if gauges is None:
+        gauges = _GAUGES[registry] = TelemetryGauges(registry)
+    return gauges

@@ -21,9 +21,10 @@ from swarmd.protocol import encoding, limits
 from swarmd.protocol.errors import LocalProtocolError, ProtocolError
 from swarmd.protocol.ledger.snapshot import build_snapshot
 from swarmd.protocol.limits import REVERTED_OPS_MAX
-from swarmd.protocol.node_core import Mode, NodeCore, PersistCheckpoint, SnapshotDue
+from swarmd.protocol.node_core import Mode, NodeCore, Observed, PersistCheckpoint, SnapshotDue
 from swarmd.protocol.ops import Op, envelope_metadata, op_id_of
 from swarmd.protocol.snapshot import Manifest, encode_blob
+from swarmd.protocol.telemetry import report as telemetry_report
 from swarmd.storage import api as storage_api
 from swarmd.storage import errors as storage_errors
 from swarmd.storage.api import NewOp
@@ -99,6 +100,18 @@ class NodeLog(Protocol):
         ...
 
     async def get_bundle(self, height: int) -> bytes | None: ...
+
+    async def telemetry(self, days: int) -> dict[str, object]:
+        """The product telemetry report of the `days` newest days (protocol/telemetry.py)."""
+        ...
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        """Store when a handle conflict was first raised (wall-clock UTC ms)."""
+        ...
+
+    async def read_observed(self) -> Observed | None:
+        """The stored participation and conflict record (node_core/observed.py)."""
+        ...
 
     async def put_rollback(self, certificate: bytes, epoch: int, height: int) -> int:
         """Store an accepted rollback certificate (`PersistRollback`) and move the stored
@@ -236,7 +249,11 @@ class StoreLog:
         # The snapshot goes in the same transaction as its checkpoint, and pruning the old
         # ones too: after a crash the store holds both or neither.
         await self.store.put_checkpoint(
-            record, checkpoint.snapshot, snapshots_kept=self.snapshots_kept
+            record,
+            checkpoint.snapshot,
+            snapshots_kept=self.snapshots_kept,
+            telemetry=checkpoint.telemetry,  # (the same write: protocol/telemetry.py)
+            observed=checkpoint.observed,  # (and node_core/observed.py)
         )
         # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
         await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
@@ -317,6 +334,18 @@ class StoreLog:
     async def get_snapshot(self, height: int) -> bytes | None:
         snapshot = await self.store.get_snapshot(height)
         return None if snapshot is None or not snapshot.blob else bytes(snapshot.blob)
+
+    async def note_conflict(self, handle: str, raised_ms: int) -> None:
+        await self.store.note_conflict(handle, raised_ms)
+
+    async def read_observed(self) -> Observed | None:
+        observed: Observed | None = await self.store.read_observed()
+        return observed
+
+    async def telemetry(self, days: int) -> dict[str, object]:
+        final_height = await self.latest_height()  # (first: a commit in between adds counts)
+        records, since = await self.store.read_telemetry(days)
+        return telemetry_report(records, days, since, final_height)
 
     async def get_bundle(self, height: int) -> bytes | None:
         checkpoint = await self.store.get_checkpoint(height)

@@ -206,6 +206,21 @@ class Ledger(_Cuts):
             "excluded": len(self._live.excluded),
         }
 
+    def unresolved_forks(self) -> int:
+        """Forks neither side of which is final yet: the (author, seq) pairs where a non-final
+        op was excluded because another non-final op holds that seq (once one side is final
+        the other is rejected and leaves the count). O(excluded ops), for status and metrics."""
+        forks = set()
+        final = self._final.applied
+        for op_id in self._live.excluded:
+            op = self._known.get(op_id)
+            if op is None:
+                continue
+            holder = self._live.conflicts.get(("seq", op.author, op.seq))
+            if holder is not None and holder != op_id and holder not in final:
+                forks.add((op.author, op.seq))
+        return len(forks)
+
     def known_ops(self) -> list[Op]:
         """Every op that passed the pipeline (applied or excluded), in arrival order."""
         return list(self._known.values())

@@ -82,6 +82,7 @@ from .events import (
     StateSyncFinished,
     SyncSessionFinished,
 )
+from .observed import MemberRecord, Observed
 from .peers import (
     PENALTY_BAD_OP,
     PENALTY_BAD_SNAPSHOT,
@@ -139,6 +140,7 @@ __all__ = [
     "EquivocationRecorded",
     "FinalityStalled",
     "HandleConflictRejected",
+    "MemberRecord",
     "MemberStatus",
     "Mode",
     "ModeChanged",
@@ -147,6 +149,7 @@ __all__ = [
     "NodeEvent",
     "NodeStats",
     "NodeStatus",
+    "Observed",
     "OpsReverted",
     "Outcome",
     "OutgoingFrame",

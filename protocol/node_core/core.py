@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import consensus
+from ..checkpoint import VIRTUAL_EPOCH_MS
 from ..codes import RejectCode
 from ..crypto import KeyPair
 from ..errors import RemoteProtocolError
@@ -57,6 +58,7 @@ from .delta_sync import DeltaSync
 from .events import SEND_BARRIERS, ModeChanged, NodeEvent, OutgoingFrame, PersistEvent
 from .finality import Finality
 from .gossip import Gossip
+from .observed import Observed, restore_observed
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rejoin import Rejoin
 from .rollbacks import Rollbacks
@@ -111,6 +113,8 @@ class NodeCore:
         self._write_id = 0
         self._barrier_write_id = 0
         self._now = now
+        #: Wall time (UTC ms) = round(now * 1000) + this; see `set_wall_clock`.
+        self.wall_offset_ms = VIRTUAL_EPOCH_MS
         self.evidence: list[bytes] = []
         #: 0 when the ledger holds the whole history; else the height of the snapshot it was
         #: restored from (ops final at or below it may be unknown to this node: only the
@@ -209,6 +213,21 @@ class NodeCore:
     def _seq_below_final_line(self, author: bytes, seq: int) -> bool:
         account = self.ledger.final_state.accounts.get(author)
         return account is not None and account.seq >= seq
+
+    def set_wall_clock(self, wall_ms: int, now: float) -> None:
+        """The wall-clock input (UTC ms read at core time `now`): the core's clock is monotonic,
+        a cut's time is wall time (checkpoint.py). A daemon calls this at start and before its
+        timer inputs; without it the core's time 0.0 is VIRTUAL_EPOCH_MS."""
+        self.wall_offset_ms = wall_ms - round(now * 1000)
+
+    def wall_ms(self, now: float) -> int:
+        """The wall time (UTC ms) at core time `now`."""
+        return round(now * 1000) + self.wall_offset_ms
+
+    def restore_observed(self, observed: Observed, now: float) -> bool:
+        """After `restore` (and `set_wall_clock`): continue the participation counts and the
+        open conflicts' ages from the stored record (observed.py)."""
+        return restore_observed(self, observed, now)
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """Resume consensus from a durable signing state (Tendermint's last sign state).

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..ledger import LedgerEvent
 from ..ledger.state import LedgerState
+from ..telemetry import Activity
+from .observed import Observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,11 @@ class PersistCheckpoint:
     snapshot: bytes = b""
     #: This write's id: frames handed over after it wait for it (see the module comment).
     write_id: int = field(default=0, kw_only=True)
+    #: What this checkpoint adds to the product telemetry (protocol/telemetry.py): stored in
+    #: the same write, so a restart keeps it and nothing is recomputed from history.
+    telemetry: Activity | None = field(default=None, kw_only=True)
+    #: Participation and open conflicts at this height, stored in the same write (observed.py).
+    observed: Observed | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

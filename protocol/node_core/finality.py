@@ -8,7 +8,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from .. import consensus
-from ..checkpoint import CUT_HEADS_MAX, Cut
+from ..checkpoint import CUT_HEADS_MAX, Cut, proposal_time_ms, time_valid
 from ..crypto import sha256
 from ..errors import RemoteProtocolError
 from ..framing import Priority
@@ -29,6 +29,7 @@ from ..messages import (
     encode_message,
 )
 from ..rollback import BundleRevertedError, RollbackError
+from ..telemetry import activity_of
 from . import council
 from .config import Mode
 from .events import (
@@ -39,6 +40,7 @@ from .events import (
     PersistConsensusState,
     SnapshotDue,
 )
+from .observed import observed_of
 from .participation import Participation
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 from .serve_rate import answer_size_max
@@ -73,6 +75,8 @@ class Finality:
         #: During `NodeCore.restore`'s bundle replay: the one height whose snapshot is rebuilt.
         self.replay_snapshot_height = -1
         self.participation = Participation(core.genesis.council)
+        #: (checkpoint id, its cut's time_ms): parent_time_ms's cache.
+        self._parent_time: tuple[bytes, int] = (b"", 0)
 
     def resume_consensus(self, data: bytes, now: float) -> None:
         """See NodeCore.resume_consensus."""
@@ -222,7 +226,8 @@ class Finality:
             root, _ = ledger.derive_cut(heads)
         except CutInvalidError:
             return  # (a council-only subset whose head loses a conflict inside it)
-        cut = Cut(self.last_checkpoint_id, height, tuple(heads), root)
+        time_ms = proposal_time_ms(self.core.wall_ms(now), self.parent_time_ms())
+        cut = Cut(self.last_checkpoint_id, height, tuple(heads), root, time_ms)
         value = cut.encode()
         if len(value) > consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX:
             return
@@ -236,6 +241,10 @@ class Finality:
             self.core.consensus.report_validity(value_id, False, now)
             return
         if cut.height != height or cut.parent_id != self.last_checkpoint_id:
+            self.core.consensus.report_validity(value_id, False, now)
+            return
+        if not time_valid(cut.time_ms, self.parent_time_ms(), self.core.wall_ms(now)):
+            self.core.stats.cuts_refused_time += 1
             self.core.consensus.report_validity(value_id, False, now)
             return
         if not self.core.rejoin.check_final_root(now):
@@ -253,6 +262,21 @@ class Finality:
         except CutInvalidError:
             valid = False
         self.core.consensus.report_validity(value_id, valid, now)
+
+    def parent_time_ms(self) -> int:
+        """The agreed time of our final cut (0 at height 0): read from its bundle, which every
+        path that moves the final line keeps (finalize, state sync, rollback), cached by id."""
+        if self.core.final_height == 0 or not self.last_checkpoint_id:
+            return 0
+        cached_id, cached_time = self._parent_time
+        if cached_id == self.last_checkpoint_id:
+            return cached_time
+        data = self.bundles.get(self.core.final_height)
+        if data is None:
+            return 0  # (not reached: the final height's bundle is always kept)
+        time_ms = Cut.decode(consensus.CheckpointBundle.decode(data).value).time_ms
+        self._parent_time = (self.last_checkpoint_id, time_ms)
+        return time_ms
 
     def retry_waiting(self, now: float) -> None:
         for value_id, (height, round_, cut) in list(self.validation_waiting.items()):
@@ -372,11 +396,7 @@ class Finality:
         self.first_unfinal_at = now if self.core.ledger.unfinalized_count() else None
         self.core.stats.checkpoints += 1
         if persist:
-            self.core._emit(
-                PersistCheckpoint(
-                    height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob
-                )
-            )
+            self.core._emit(self.persist_event(cut, bundle, final_ids, blob, now))
         if due is not None:
             self.core._emit(due)  # after its checkpoint: the shell stores the snapshot beside it
         self.core._emit(
@@ -398,6 +418,21 @@ class Finality:
             peer = self.core._peers[peer_id]
             if peer.final_height < height:
                 peer.encoder.queue_message(message, Priority.CONTROL)
+
+    def persist_event(
+        self, cut: Cut, bundle: bytes, final_ids: list[bytes], blob: bytes, now: float
+    ) -> PersistCheckpoint:
+        """The write of a checkpoint just final, with what it adds to the product telemetry
+        (protocol/telemetry.py; O(its ops)) and the participation and conflict record
+        (observed.py; O(council + open conflicts))."""
+        ledger = self.core.ledger
+        ops = [op for op_id in final_ids if (op := ledger.op(op_id)) is not None]
+        final = ledger.final_state
+        return PersistCheckpoint(
+            *(cut.height, cut.checkpoint_id, cut.state_root, bundle, tuple(final_ids), blob),
+            telemetry=activity_of(cut.height, cut.time_ms, ops, final.granted - final.burned),
+            observed=observed_of(self.core, now),
+        )
 
     def continue_catch_up(self, now: float, *, persist: bool) -> None:
         """After a height became final: apply the next buffered bundle, or ask for more."""

@@ -58,6 +58,7 @@ class NodeStats:
     #: the peer's queue was full (serve_rate.py).
     serve_requests_deferred: int = 0
     serve_requests_dropped: int = 0
+    cuts_refused_time: int = 0  # proposals prevoted nil for their time (checkpoint.time_valid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +131,13 @@ class ConflictStatus:
     bound in the final state: `claims_below_quorum` counts their endorsed claims (some, fewer
     than a quorum of endorsements), `stuck_handles` those no claim can still bind: its most
     endorsed claim plus every member that endorsed none of the handle's claims stays below
-    the quorum (e.g. a 4-member council split 2/2)."""
+    the quorum (e.g. a 4-member council split 2/2). `unresolved_forks`: an account signed two
+    ops at one seq and neither is final yet (`Ledger.unresolved_forks`)."""
 
     contested_handles: int
     claims_below_quorum: int
     stuck_handles: int
+    unresolved_forks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +310,8 @@ def _conflict_status(core: NodeCore) -> ConflictStatus:
         undecided = council - len(set().union(*endorser_sets))
         if max(len(endorsers) for endorsers in endorser_sets) + undecided < quorum:
             stuck += 1
-    return ConflictStatus(len(core.conflicts.open_conflicts), below, stuck)
+    forks = core.ledger.unresolved_forks()
+    return ConflictStatus(len(core.conflicts.open_conflicts), below, stuck, forks)
 
 
 def _snapshot_status(core: NodeCore) -> SnapshotStatus | None:

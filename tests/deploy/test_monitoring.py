@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from swarmd.node.metrics import NodeMetrics
+from swarmd.node.runtime.observe import telemetry_gauges
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "swarmd-alerts.yml"
@@ -30,7 +31,9 @@ needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool (Debian: 
 
 
 def exported_families() -> set[str]:
-    text = NodeMetrics(process_metrics=False).render().decode()
+    metrics = NodeMetrics(process_metrics=False)
+    telemetry_gauges(metrics.registry)  # (registered by the API app: node/runtime/observe.py)
+    text = metrics.render().decode()
     return {family.name for family in text_string_to_metric_families(text)}
 
 

@@ -18,6 +18,7 @@ from swarmd.node.config import parse_config_text
 from swarmd.node.transport import signaling
 from swarmd.protocol import consensus, crypto, encoding, messages, ops, snapshot
 from swarmd.protocol.addresses import AddressRecord
+from swarmd.protocol.checkpoint import VIRTUAL_EPOCH_MS, Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.framing import FrameDecoder
 from swarmd.protocol.rollback import RollbackCertificate, RollbackVote
@@ -90,13 +91,19 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "rollback_vote": RollbackVote.decode,
     "rollback_certificate": RollbackCertificate.decode,
     "address_record": lambda data: AddressRecord.decode(data, 0.0),
+    # The cut (version 2 carries the council-agreed time_ms; branch telemetry).
+    "cut": Cut.decode,
 }
 
 
 #: Valid encodings whose mutations are fed to every decoder (a signed op envelope).
 _AUTHOR = Author(crypto.KeyPair.from_seed(bytes(32)), bytes(32))
 _OTHER = crypto.KeyPair.from_seed(bytes([1]) * 32).public_key
-SEEDS = [_AUTHOR.grant(_OTHER, 5).envelope, _AUTHOR.transfer(_OTHER, 1).envelope]
+SEEDS = [
+    _AUTHOR.grant(_OTHER, 5).envelope,
+    _AUTHOR.transfer(_OTHER, 1).envelope,
+    Cut(bytes(32), 2, ((_OTHER, 1, bytes(32)),), bytes(32), VIRTUAL_EPOCH_MS).encode(),
+]
 
 
 def _fuzz(name: str) -> Callable[[], None]:
@@ -121,6 +128,7 @@ test_signalling_decoder = _fuzz("signalling")
 test_rollback_vote_decoder = _fuzz("rollback_vote")
 test_rollback_certificate_decoder = _fuzz("rollback_certificate")
 test_address_record_decoder = _fuzz("address_record")
+test_cut_decoder = _fuzz("cut")
 
 
 @settings(max_examples=FUZZ_EXAMPLES)

@@ -14,7 +14,7 @@ def _cut(head_count: int) -> Cut:
         (index.to_bytes(limits.PUBLIC_KEY_SIZE_BYTES, "big"), 1, bytes(limits.HASH_SIZE_BYTES))
         for index in range(head_count)
     )
-    return Cut(b"", 1, heads, bytes(limits.HASH_SIZE_BYTES))
+    return Cut(b"", 1, heads, bytes(limits.HASH_SIZE_BYTES), limits.CUT_TIME_MS_MAX)
 
 
 def test_a_cut_of_cut_heads_max_heads_decodes() -> None:

@@ -105,12 +105,13 @@ export async function verifyBundle(bundleBytes, networkId, council) {
 }
 
 // The checkpoint cut a bundle decided (protocol/checkpoint.py Cut):
-// [1, parent_id, height, heads, state_root]; its id is sha256 of these bytes.
+// [2, parent_id, height, heads, state_root, time_ms]; its id is sha256 of these bytes.
+// time_ms: the council-agreed time of the checkpoint (UTC ms).
 export async function decodeCut(value) {
   const cut = decode(value);
-  if (!Array.isArray(cut) || cut.length !== 5 || cut[0] !== 1) throw new Error("not a cut");
+  if (!Array.isArray(cut) || cut.length !== 6 || cut[0] !== 2) throw new Error("not a cut");
   return { parentId: cut[1], height: cut[2], heads: cut[3], stateRoot: cut[4],
-    checkpointId: await sha256(value) };
+    timeMs: cut[5], checkpointId: await sha256(value) };
 }
 
 export { fromUtf8 };
