@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,8 +65,13 @@ class NodeLog(Protocol):
         store's SnapshotWithoutCheckpointError when that checkpoint is not stored."""
         ...
 
-    async def load(self) -> tuple[list[bytes], list[bytes]]:
-        """(envelopes in log order, checkpoint bundles by ascending height)."""
+    def log_pages(self) -> AsyncIterator[list[bytes]]:
+        """The replayable envelopes (not reverted, expired or pruned) in log order, a page
+        (at most LOAD_PAGE_ROWS rows read) at a time: a restart never holds the whole log."""
+        ...
+
+    def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
+        """The stored checkpoint bundles above `after_height`, ascending, a page at a time."""
         ...
 
     async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
@@ -288,28 +293,25 @@ class StoreLog:
                 found[bytes(row.op_id)] = int(row.received_at_ms)
         return found
 
-    async def load(self) -> tuple[list[bytes], list[bytes]]:
+    async def log_pages(self) -> AsyncIterator[list[bytes]]:
         skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
-        envelopes: list[bytes] = []
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
             # (a pruned row, its envelope empty, is below every snapshot a restore uses)
-            envelopes += [
-                row.envelope for row in rows if row.status not in skipped and row.envelope
-            ]
+            yield [row.envelope for row in rows if row.status not in skipped and row.envelope]
             if len(rows) < LOAD_PAGE_ROWS:
-                break
+                return
             after = rows[-1].seq
-        bundles: list[bytes] = []
-        height = 0
+
+    async def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
+        height = after_height
         while True:
             checkpoints = await self.store.read_checkpoints(height, LOAD_PAGE_ROWS)
-            bundles += [checkpoint.bundle for checkpoint in checkpoints]
+            yield [checkpoint.bundle for checkpoint in checkpoints]
             if len(checkpoints) < LOAD_PAGE_ROWS:
-                break
+                return
             height = checkpoints[-1].height
-        return envelopes, bundles
 
     async def snapshot_heights(self) -> list[int]:
         return [int(height) for height in await self.store.snapshot_heights()]

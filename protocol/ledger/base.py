@@ -49,6 +49,8 @@ class LedgerStats:
     evicted: int = 0
     rederivations: int = 0
     events_dropped: int = 0
+    #: Op signatures checked by `receive_op` (a restart checks none at or below its snapshot).
+    verified: int = 0
     #: Records copied on write and merged into the final state (overlay.py), cumulative:
     #: what a checkpoint costs in records, for tests that it is bounded by the cut.
     work: WorkCount = field(default_factory=WorkCount)
@@ -82,9 +84,6 @@ class _LedgerBase:
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False
-        #: Each author's seq in the state this ledger started from (empty unless restored):
-        #: the ops up to it are final and were never seen here.
-        self._base_seqs: dict[bytes, int] = {}
         #: Complete cut closures by their heads, and cut derivations by closure (see
         #: `cut_closure`, `derive_cut`); both forgotten whenever the final state changes.
         self._closures: dict[tuple[bytes, ...], tuple[set[bytes], tuple[bytes, ...]]] = {}

@@ -47,6 +47,7 @@ from .arbitration import conflict_code
 from .base import LedgerConfig
 from .cuts import _Cuts
 from .events import LedgerEvent, OpEvicted, OpPending, Outcome
+from .overlay import OverlaySet
 from .pending import MissingKey
 from .rules import Rejection
 from .state import Derivation, LedgerState
@@ -66,20 +67,23 @@ class Ledger(_Cuts):
         state: LedgerState,
         height: int,
         config: LedgerConfig | None = None,
+        *,
+        owned: bool = False,
     ) -> Ledger:
         """A ledger continuing from `state`, the final state at checkpoint `height` (rebuilt
         from a snapshot whose root the caller checked against the checkpoint's).
 
         The final ops themselves are unknown here; later ops that name them are admitted from
-        the state alone (see `_is_state_final`). `state` is copied, not aliased.
+        the state alone (see `_is_state_final`). `state` is copied, not aliased, unless the
+        caller hands it over (`owned`: a state just rebuilt from a snapshot, which nothing
+        else holds; copying a million accounts would cost seconds and twice the memory).
         """
         if height < 0:
             raise LocalProtocolError(f"restore height {height} is negative")
         ledger = cls(genesis, config)
-        ledger._final = Derivation.around(state.copy())
+        ledger._final = Derivation.around(state if owned else state.copy())
         ledger._live = ledger._final.over(ledger.stats.work)
         ledger.final_height = height
-        ledger._base_seqs = {key: account.seq for key, account in state.accounts.items()}
         return ledger
 
     # --- the pipeline ----------------------------------------------------------------------
@@ -100,6 +104,7 @@ class Ledger(_Cuts):
             op = decode_op(envelope, op_id)
         except RemoteProtocolError as exc:
             return self._reject_undecodable(envelope, exc)
+        self.stats.verified += 1
         try:
             verify_op(op, self.network_id)
         except BadSignatureError as exc:
@@ -215,22 +220,33 @@ class Ledger(_Cuts):
         return binding.owner if binding else None
 
     def check_invariants(self) -> None:
-        """Raise AssertionError if a ledger invariant is broken (tests and the simulator)."""
+        """Raise AssertionError if a ledger invariant is broken (tests and the simulator).
+
+        Seqs are checked for the non-final ops (each author's applied non-final seqs follow
+        its final seq without a gap); the final ones were checked when they were applied."""
         state = self._live.state
         assert state.total_balances() == state.granted - state.burned, "supply invariant"
         assert all(account.balance >= 0 for account in state.accounts.values()), "negative"
         seqs: dict[bytes, list[int]] = {}
-        for op_id in self._live.applied:
+        for op_id in self._non_final_applied():
             op = self._known[op_id]
-            if op.seq > self._base_seqs.get(op.author, 0):  # not a final op from before restore
-                seqs.setdefault(op.author, []).append(op.seq)
+            seqs.setdefault(op.author, []).append(op.seq)
         for account in state.accounts.values():
             assert 0 <= account.spendable <= account.balance, "spendable within balance"
+        final_accounts = self._final.state.accounts
         for author, author_seqs in seqs.items():
-            base = self._base_seqs.get(author, 0)
+            final_account = final_accounts.get(author)
+            base = final_account.seq if final_account is not None else 0
             expected = list(range(base + 1, base + len(author_seqs) + 1))
             assert sorted(author_seqs) == expected, "seq gap"
             assert state.accounts[author].seq == base + len(author_seqs), "head seq"
+
+    def _non_final_applied(self) -> list[bytes]:
+        applied = self._live.applied
+        if isinstance(applied, OverlaySet):
+            return list(applied.local)
+        final = self._final.applied
+        return [op_id for op_id in applied if op_id not in final]
 
     # --- admission -------------------------------------------------------------------------
 

@@ -274,6 +274,7 @@ class Finality:
     def receive_bundle(self, source: bytes, data: bytes, now: float, *, persist: bool) -> None:
         try:
             bundle = consensus.CheckpointBundle.decode(data)
+            self.core.stats.bundles_verified += 1
             consensus.verify_bundle(
                 bundle, self.core.genesis.network_id, list(self.core.genesis.council)
             )

@@ -53,6 +53,9 @@ class NodeStats:
     #: epoch already: only two quorums deciding the same op in both epochs can cause it).
     reverted_bundles_refused: int = 0
     root_divergences: int = 0  # final roots that differed from the council-signed one
+    #: Bundle signature checks (received or replayed at a restart; a restart checks none at
+    #: or below its snapshot's height).
+    bundles_verified: int = 0
 
 
 @dataclass(frozen=True, slots=True)
