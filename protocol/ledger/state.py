@@ -348,9 +348,9 @@ class LedgerState:
     def root(self) -> bytes:
         """The state root; hashes only what changed since the last call."""
         tree = self.tree
+        accounts = self.accounts
         for key in self._dirty_accounts:
-            account = self.accounts[key]
-            tree.set(_record_key(_ACCOUNT_TAG, key), _value_hash(account.as_list()))
+            tree.set(_record_key(_ACCOUNT_TAG, key), _account_hash(accounts[key]))
         for claim_id in self._dirty_claims:
             claim = self.claims.get(claim_id)
             value = _value_hash(claim.as_list()) if claim else None
@@ -449,6 +449,18 @@ def _record_key(tag: bytes, key: bytes) -> bytes:
 
 def _value_hash(record: Sequence[object]) -> bytes:
     return crypto.sha256(encoding.encode(record))
+
+
+def _account_hash(account: Account) -> bytes:
+    """`_value_hash(account.as_list())`, without the canonical-form walk: the record is a flat
+    list of ints, bytes and a bool, which msgpack packs canonically as it is (a million of
+    them are hashed when a restart rebuilds the state). An int out of the encodable range
+    takes the checking path, which raises."""
+    record = account.as_list()
+    try:
+        return crypto.sha256(encoding.pack(record))
+    except OverflowError:
+        return _value_hash(record)
 
 
 # --- the ledger's derivations ----------------------------------------------------------------
