@@ -427,3 +427,17 @@ EVENTS_RETAINED_MAX = 4096
 #: held frames are dropped (counted): dropping never sends a frame early, and the core
 #: re-broadcasts its votes and re-syncs whatever the dropped frames carried.
 HELD_FRAMES_MAX = 100_000
+
+# --- final op bodies in memory (protocol/ledger; issue 13, branch scale3) ---------------------
+
+#: Final heights whose op bodies a ledger keeps in RAM by default: as many as the bundles a core
+#: may keep (BUNDLES_KEPT_MAX), so a core serving catch-up from its kept bundles always holds
+#: their ops. Older final bodies leave memory (the ids stay, for duplicate detection).
+FINAL_OP_BODIES_HEIGHTS_MAX = BUNDLES_KEPT_MAX
+#: What the daemon keeps instead: the last heights' bodies serve gossip, the API and peers one
+#: checkpoint or so behind; a peer further behind gets older final ops read from the store by
+#: the shell (`StoredOpsWanted`), and the API reads them there too. At 1,000 ops a checkpoint
+#: this is ~64k bodies (~30 MiB) whatever the history's length.
+FINAL_OP_BODIES_HEIGHTS_DAEMON = 64
+
+assert 1 <= FINAL_OP_BODIES_HEIGHTS_DAEMON <= FINAL_OP_BODIES_HEIGHTS_MAX

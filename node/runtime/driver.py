@@ -43,6 +43,7 @@ from swarmd.protocol.node_core import (
     PersistOps,
     PersistRollback,
     SnapshotDue,
+    StoredOpsWanted,
 )
 from swarmd.protocol.ops import Op
 from swarmd.protocol.rollback import RollbackCertificate
@@ -203,6 +204,7 @@ class Daemon:
             OpsReverted: self._on_ops_reverted,
             EpochEntered: self._on_epoch_entered,
             PeerMisbehaved: self._on_peer_misbehaved,
+            StoredOpsWanted: self._on_stored_ops_wanted,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -482,6 +484,22 @@ class Daemon:
 
     def _on_snapshot_due(self, event: SnapshotDue) -> None:
         self.snapshot_builds.due(event)
+
+    def _on_stored_ops_wanted(self, event: StoredOpsWanted) -> None:
+        """A peer asked for final ops older than the ledger's in-memory window: read them
+        from the store (off the loop's hot path) and hand them to the core to send."""
+
+        async def serve() -> None:
+            try:
+                envelopes = await self.node_log.envelopes(event.op_ids)
+            except Exception as exc:  # a closed or failing store: the peer asks again
+                log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
+                return
+            if envelopes and self.started:
+                self.core.send_stored_ops(event.peer, envelopes)
+                self.pump()
+
+        self.guard.spawn(serve())
 
     def _on_persist_rollback(self, event: PersistRollback) -> None:
         # Queued in order with the checkpoints: the new epoch's checkpoint at H+1 is written

@@ -82,6 +82,11 @@ class NodeLog(Protocol):
         """When each logged op among `op_ids` was received (ms since the epoch)."""
         ...
 
+    async def envelopes(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        """The logged bodies of `op_ids`, in the order asked (unknown and pruned ones left
+        out): final ops the ledger no longer holds in memory."""
+        ...
+
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
         """(height, blob) of the newest stored state snapshot, or None. Raises the store's
         CorruptDatabaseError when its bytes fail their checksum."""
@@ -285,6 +290,14 @@ class StoreLog:
         for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
             chunk = op_ids[start : start + self.api.APPEND_OPS_MAX]
             await self.store.mark_status(chunk, self.api.OpStatus.EXPIRED)
+
+    async def envelopes(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(op_ids), self.api.IDS_PER_CALL_MAX):
+            for row in await self.store.get_ops(op_ids[start : start + self.api.IDS_PER_CALL_MAX]):
+                if row.envelope:
+                    found[bytes(row.op_id)] = bytes(row.envelope)
+        return [found[op_id] for op_id in op_ids if op_id in found]
 
     async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmd.protocol import consensus, crypto
+from swarmd.protocol import consensus, crypto, limits
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import LedgerConfig
@@ -86,7 +86,11 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
             pending_ops_max=config.limits.pending_ops_max,
             pending_ops_per_author_max=config.limits.pending_ops_per_author_max,
             pending_op_ttl_s=config.limits.pending_op_ttl_s,
+            # Older final op bodies are read from the store (StoredOpsWanted, the API); no
+            # more heights than the bundles served (their ops are all a catch-up needs).
+            final_bodies_heights=min(limits.FINAL_OP_BODIES_HEIGHTS_DAEMON, served_bundles(config)),
         ),
+        stored_ops=True,
     )
 
 

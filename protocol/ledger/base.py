@@ -32,6 +32,9 @@ class LedgerConfig:
     pending_op_ttl_s: float = limits.PENDING_OP_TTL_S
     rejected_ids_remembered_max: int = limits.REJECTED_IDS_REMEMBERED_MAX
     events_max: int = limits.LEDGER_EVENTS_MAX
+    #: Final heights whose op bodies stay in RAM (the newest ones); older final bodies leave
+    #: (`Ledger.op` answers None for them; the shell reads them from its store).
+    final_bodies_heights: int = limits.FINAL_OP_BODIES_HEIGHTS_MAX
 
 
 class CutInvalidError(RemoteProtocolError):
@@ -76,7 +79,10 @@ class _LedgerBase:
         #: above it, an overlay on it (overlay.py).
         self._final = Derivation.empty()
         self._live = self._final.over(self.stats.work)
-        self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
+        #: Ops applied or excluded, in arrival order: every non-final one, and the final ones
+        #: of the newest `config.final_bodies_heights` heights (listed in `_final_bodies`).
+        self._known: dict[bytes, Op] = {}
+        self._final_bodies: OrderedDict[int, list[bytes]] = OrderedDict()
         #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
         #: the last final cut's ops stay readable by `canonical_order` until the next one.
         self._depth: dict[bytes, int] = {}
@@ -131,6 +137,16 @@ class _LedgerBase:
     def _below_final_seq(self, op: Op) -> bool:
         account = self._final.state.accounts.get(op.author)
         return account is not None and op.seq <= account.seq
+
+    def _hold_final_bodies(self, height: int, op_ids: list[bytes]) -> None:
+        """Keep the bodies of `op_ids`, final at `height`, among the newest heights' only: the
+        oldest height's bodies leave `_known` once more heights than the config's are held."""
+        held = self._final_bodies.setdefault(height, [])
+        held.extend(op_ids)
+        while len(self._final_bodies) > self.config.final_bodies_heights:
+            _, old = self._final_bodies.popitem(last=False)
+            for op_id in old:
+                self._known.pop(op_id, None)
 
     def _forget_cuts(self) -> None:
         """Forget remembered cut closures and derivations (see cuts.py)."""

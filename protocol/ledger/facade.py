@@ -179,7 +179,14 @@ class Ledger(_Cuts):
         return record.spendable if record else 0
 
     def op(self, op_id: bytes) -> Op | None:
+        """The op, if its body is in memory: applied or excluded and not final, or final in
+        the newest `config.final_bodies_heights` heights (older ones: the shell's store)."""
         return self._known.get(op_id)
+
+    def bodies_held(self) -> int:
+        """How many op bodies the ledger holds (pending ones aside): bounded by the non-final
+        ops plus the final ops of the newest `config.final_bodies_heights` heights."""
+        return len(self._known)
 
     def status_of(self, op_id: bytes) -> tuple[str, str]:
         """(status, code) of an op id: applied, excluded, pending, rejected or unknown."""
@@ -212,7 +219,8 @@ class Ledger(_Cuts):
         }
 
     def known_ops(self) -> list[Op]:
-        """Every op that passed the pipeline (applied or excluded), in arrival order."""
+        """The ops that passed the pipeline (applied or excluded) whose bodies are held (see
+        `op`), in arrival order."""
         return list(self._known.values())
 
     def handle_owner(self, handle: str) -> bytes | None:
@@ -251,7 +259,12 @@ class Ledger(_Cuts):
     # --- admission -------------------------------------------------------------------------
 
     def _seen(self, op_id: bytes) -> bool:
-        return op_id in self._known or op_id in self.pending or op_id in self._rejected
+        return (
+            op_id in self._known
+            or op_id in self._final.applied  # final, its body out of memory
+            or op_id in self.pending
+            or op_id in self._rejected
+        )
 
     def _duplicate(self, op_id: bytes) -> Outcome:
         self.stats.duplicate += 1
@@ -264,6 +277,7 @@ class Ledger(_Cuts):
             # so it is that op: hold it as final, and answer "duplicate" as a node that had it
             # all along does.
             self._known[op.op_id] = op
+            self._hold_final_bodies(self.final_height, [op.op_id])
             self._depth[op.op_id] = 0
             self._final.applied.add(op.op_id)
             self._live.applied.add(op.op_id)

@@ -50,6 +50,10 @@ class NodeCoreConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     #: A sentry: when set, only these node ids may connect (peers.py `PeerRules.refusal`).
     allowed_peers: frozenset[bytes] | None = None
+    #: Whether the shell serves final ops whose bodies left the ledger's memory from its store:
+    #: then a peer asking for them raises `StoredOpsWanted` (the daemon; issue 13). Off, they
+    #: are not sent (a shell without a store, the simulator).
+    stored_ops: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:

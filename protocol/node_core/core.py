@@ -245,6 +245,13 @@ class NodeCore:
         if consensus_state is not None:
             self.resume_consensus(consensus_state, now)
 
+    def send_stored_ops(self, peer_id: bytes, envelopes: list[bytes]) -> None:
+        """Send final ops the shell read from its store to `peer_id` (the answer to a
+        `StoredOpsWanted`; bulk priority, like the catch-up answers they complete)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self.gossip.send_envelopes(peer, envelopes, Priority.BULK)
+
     def below_final_line(self, envelope: bytes) -> bool:
         """Public form of `_below_final_line` (for checkers of a node restored from a
         snapshot: such an op is covered by the final state even when the node never saw it)."""

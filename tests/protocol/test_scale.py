@@ -7,7 +7,7 @@ timing: the state holds 50,000 accounts and each cut a few dozen ops.
 from __future__ import annotations
 
 from swarmd.protocol import crypto
-from swarmd.protocol.ledger import Ledger
+from swarmd.protocol.ledger import Ledger, LedgerConfig
 from swarmd.protocol.ledger.state import LedgerState
 from swarmd.protocol.wallet import Author
 
@@ -116,3 +116,39 @@ def test_final_ops_leave_the_per_op_bookkeeping() -> None:
     assert counts["live_conflict_keys"] == counts["checked"] == 1, counts
     checkpoint(ledger, ledger.unfinalized_heads())
     assert ledger.bookkeeping_counts()["depths"] == 1
+
+
+def test_final_op_bodies_held_are_bounded_whatever_the_history() -> None:
+    """After N checkpoints the ledger holds the bodies of the newest `final_bodies_heights`
+    heights only (the ids stay: a final op sent again is a duplicate, not a new op)."""
+    window = 3
+    signers = [author(GENESIS, f"bodies-{index}") for index in range(SIGNERS)]
+    state = LedgerState()
+    for signer in signers:
+        account = state.account(signer.key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * SIGNERS)
+    ledger = Ledger.restore_final(GENESIS, state, 0, LedgerConfig(final_bodies_heights=window))
+    first_ids: list[bytes] = []
+    held_after: dict[int, int] = {}
+    for height in range(1, 31):
+        ops = [
+            signer.transfer(signers[(index + 1) % SIGNERS].key, 1)
+            for index, signer in enumerate(signers)
+        ]
+        for op in ops:
+            assert ledger.receive_verified(op, 0.0).status == "accepted"
+        if height == 1:
+            first_ids = [op.op_id for op in ops]
+            first_envelope = ops[0].envelope
+        checkpoint(ledger, ledger.unfinalized_heads())
+        held_after[height] = ledger.bodies_held()
+    # SIGNERS ops a height: never more than the window's heights of bodies, at 10 or 30.
+    assert held_after[10] == held_after[30] == window * SIGNERS
+    assert all(held <= window * SIGNERS for held in held_after.values())
+    assert ledger.op(first_ids[0]) is None and ledger.is_final(first_ids[0])
+    assert ledger.status_of(first_ids[0]) == ("applied", "")
+    outcome = ledger.receive_op(first_envelope, 0.0)
+    assert (outcome.status, outcome.detail) == ("duplicate", "applied")
+    ledger.check_invariants()
