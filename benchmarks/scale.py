@@ -29,6 +29,7 @@ import statistics
 import time
 from typing import Any
 
+from swarmd.node.runtime.restore import gc_paused
 from swarmd.protocol import crypto
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import Ledger
@@ -114,10 +115,12 @@ def snapshot_and_restart(genesis: Genesis, ledger: Ledger) -> tuple[float, float
     snapshot_s = time.perf_counter() - began
     del state
     began = time.perf_counter()
-    manifest, chunks = decode_blob(blob)
-    state = rebuild_snapshot_state(manifest, chunks, check_keys=False)
-    restored = Ledger.restore_final(genesis, state, height, owned=True)
+    with gc_paused():  # as the daemon's restart does (node/runtime/restore.py)
+        manifest, chunks = decode_blob(blob)
+        state = rebuild_snapshot_state(manifest, chunks, check_keys=False)
+        restored = Ledger.restore_final(genesis, state, height, owned=True)
     restart_s = time.perf_counter() - began
+    gc.unfreeze()  # (the baseline run after this should collect as usual)
     assert restored.final_state.root() == root
     return snapshot_s, restart_s
 
