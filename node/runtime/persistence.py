@@ -533,9 +533,14 @@ class SnapshotBuilds:
     async def _build_and_store(self, due: SnapshotDue) -> None:
         loop = asyncio.get_running_loop()
         try:
-            manifest, chunks, blob = await loop.run_in_executor(
-                self._executor, build_snapshot_blob, due
-            )
+            try:
+                manifest, chunks, blob = await loop.run_in_executor(
+                    self._executor, build_snapshot_blob, due
+                )
+            finally:
+                # The worker is done reading (a cancelled await leaves it frozen: only at stop).
+                if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    self.core.snapshot_state_released(due.state)
         except Exception as exc:
             # A state over the snapshot limits (LocalProtocolError), or a bug: either way this
             # snapshot is skipped and the queue goes on (a snapshot is derived data).

@@ -74,8 +74,9 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         checkpoint_interval_s=config.consensus.checkpoint_interval_s,
         checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
         snapshot_interval=config.consensus.snapshot_interval,
-        # Built in a worker thread (SnapshotBuilds), not on the event loop.
-        snapshot_build="deferred",
+        # Built in a worker thread (SnapshotBuilds) from the frozen final state: neither the
+        # build nor a copy of the state runs on the event loop.
+        snapshot_build="frozen",
         bundles_kept=served_bundles(config),
         allowed_peers=allowed_peers(config),
         consensus=consensus.ConsensusConfig(

@@ -22,7 +22,7 @@ from .events import LedgerEvent, OpExcluded, OpRejected, Outcome
 from .overlay import WorkCount
 from .pending import PendingPool
 from .rules import CREDIT_KINDS
-from .state import Checked, Derivation
+from .state import Checked, Derivation, LedgerState
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class _LedgerBase:
         #: of the newest `config.final_bodies_heights` heights (listed in `_final_bodies`).
         self._known: dict[bytes, Op] = {}
         self._final_bodies: OrderedDict[int, list[bytes]] = OrderedDict()
+        #: The final state handed to another thread by `freeze_final` (None: none).
+        self._frozen: LedgerState | None = None
         #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
         #: the last final cut's ops stay readable by `canonical_order` until the next one.
         self._depth: dict[bytes, int] = {}

@@ -256,6 +256,36 @@ class Ledger(_Cuts):
         final = self._final.applied
         return [op_id for op_id in applied if op_id not in final]
 
+    # --- a frozen final version (snapshots built on another thread) --------------------------
+
+    def freeze_final(self) -> LedgerState | None:
+        """The final state as it is now, frozen for a reader on another thread (a snapshot
+        build) until `thaw_final(state)`: from now on checkpoints are merged into a layer over
+        it (an overlay, O(1) to make) and nothing writes the frozen state, so no O(accounts)
+        copy is made. None while a frozen version is still being read (one at a time)."""
+        if self._frozen is not None:
+            return None
+        frozen = self._final.state
+        layer = LedgerState.over(frozen, self.stats.work)
+        self._final.state = layer
+        self._live.state.rebase(layer)
+        self._forget_cuts()  # remembered cut derivations read the frozen state directly
+        self._frozen = frozen
+        return frozen
+
+    def thaw_final(self, state: LedgerState) -> bool:
+        """The reader of `state` (from `freeze_final`) is done: the layer's checkpoints are
+        written back into it (O(records they wrote)) and it is the final state again. False
+        when `state` is not this ledger's frozen version."""
+        if self._frozen is None or self._frozen is not state:
+            return False
+        whole = self._final.state.merge()
+        self._final.state = whole
+        self._live.state.rebase(whole)
+        self._forget_cuts()
+        self._frozen = None
+        return True
+
     # --- admission -------------------------------------------------------------------------
 
     def _seen(self, op_id: bytes) -> bool:

@@ -383,10 +383,9 @@ class LedgerState:
 
     @classmethod
     def over(cls, base: LedgerState, work: WorkCount) -> LedgerState:
-        """An overlay on the whole state `base`: O(1) in the records (the tree is copied
-        copy-on-write per bucket; see StateTree.copy)."""
-        if base.base is not None:
-            raise ValueError("an overlay is made on a whole state only")
+        """An overlay on the state `base` (whole, or itself a layer over a frozen whole one:
+        `Ledger.freeze_final`): O(1) in the records (the tree is copied copy-on-write per
+        bucket; see StateTree.copy)."""
         base.root()  # flush, so the overlay shares no pending dirty marks
         other = cls()
         other.base = base
@@ -400,6 +399,23 @@ class LedgerState:
         other.tree = base.tree.copy()
         other._totals_dirty = False
         return other
+
+    def rebase(self, base: LedgerState) -> None:
+        """Read through to `base` instead of this overlay's base, which `base` equals (a fresh
+        layer over it, or the state a layer was just merged into): O(1)."""
+        if self.base is None:
+            raise ValueError("only an overlay rebases")
+        for mine, theirs in (
+            (self.accounts, base.accounts),
+            (self.claims, base.claims),
+            (self.bindings, base.bindings),
+            (self.burn_tallies, base.burn_tallies),
+            (self.mode_votes, base.mode_votes),
+            (self.claims_votes, base.claims_votes),
+        ):
+            assert isinstance(mine, OverlayMap)
+            mine.base = theirs
+        self.base = base
 
     def merge(self) -> LedgerState:
         """Write this overlay into its base and return the base, which then equals this state

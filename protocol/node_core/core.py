@@ -23,6 +23,7 @@ from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import HandleConflictRaised, Ledger, OpEvicted, OpExcluded, OpRejected, Outcome
+from ..ledger.state import LedgerState
 from ..limits import FETCH_RETRY_S, NODE_EVENTS_MAX
 from ..messages import (
     AnnounceMessage,
@@ -520,6 +521,12 @@ class NodeCore:
         (not a snapshot of this ledger's history)."""
         self._now = now
         return self.state_sync.built(manifest, chunks, bundle)
+
+    def snapshot_state_released(self, state: LedgerState) -> None:
+        """The shell's worker no longer reads the state of a "frozen" SnapshotDue: the ledger
+        writes its later checkpoints back into it (nothing happens when the ledger was
+        replaced meanwhile, or for a "deferred" copy)."""
+        self.ledger.thaw_final(state)
 
     def snapshot_build_failed(self, height: int) -> None:
         """A deferred build raised (a state over the snapshot limits): counted like inline."""

@@ -41,6 +41,7 @@ class NodeStats:
     snapshots_made: int = 0
     snapshots_failed: int = 0  # states too large for a snapshot
     snapshots_stale: int = 0  # deferred builds ignored: a newer snapshot was installed first
+    snapshots_skipped: int = 0  # frozen builds not started: the previous one still ran
     snapshot_offers_sent: int = 0
     snapshot_chunks_served: int = 0
     snapshot_chunks_fetched: int = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from swarmd.protocol import crypto
 from swarmd.protocol.ledger import Ledger, LedgerConfig
+from swarmd.protocol.ledger.snapshot import state_records
 from swarmd.protocol.ledger.state import LedgerState
 from swarmd.protocol.wallet import Author
 
@@ -151,4 +152,53 @@ def test_final_op_bodies_held_are_bounded_whatever_the_history() -> None:
     assert ledger.status_of(first_ids[0]) == ("applied", "")
     outcome = ledger.receive_op(first_envelope, 0.0)
     assert (outcome.status, outcome.detail) == ("duplicate", "applied")
+    ledger.check_invariants()
+
+
+def small_ledger() -> tuple[Ledger, list[Author]]:
+    signers = [author(GENESIS, f"frozen-{index}") for index in range(SIGNERS)]
+    state = LedgerState()
+    for signer in signers:
+        account = state.account(signer.key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * SIGNERS)
+    return Ledger.restore_final(GENESIS, state, 0), signers
+
+
+def test_a_frozen_final_state_is_read_while_checkpoints_go_on_without_a_copy() -> None:
+    """`freeze_final` hands the final state to a snapshot builder as it is: later checkpoints
+    write into a layer above it (no record copied to freeze), and `thaw_final` writes the
+    layer back; every root is the one a ledger that never froze computes."""
+    ledger, signers = small_ledger()
+    control, control_signers = small_ledger()
+    for shift in (1, 2):
+        transfer_round(ledger, signers, shift)
+        transfer_round(control, control_signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+        checkpoint(control, control.unfinalized_heads())
+    copied, merged = ledger.stats.work.copied, ledger.stats.work.merged
+    frozen = ledger.freeze_final()
+    assert frozen is not None and frozen is ledger.final_state.base
+    assert (ledger.stats.work.copied, ledger.stats.work.merged) == (copied, merged)
+    records = state_records(frozen)
+    assert ledger.freeze_final() is None  # one frozen version at a time
+    for shift in (3, 4, 5):
+        transfer_round(ledger, signers, shift)
+        transfer_round(control, control_signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+        checkpoint(control, control.unfinalized_heads())
+        assert ledger.final_state.root() == control.final_state.root()
+    assert state_records(frozen) == records  # nothing wrote the frozen state
+    merged = ledger.stats.work.merged
+    assert not ledger.thaw_final(LedgerState())  # not its frozen version
+    assert ledger.thaw_final(frozen)
+    assert ledger.final_state is frozen and ledger.stats.work.merged - merged <= 3 * SIGNERS
+    assert frozen.root() == control.final_state.root()
+    transfer_round(ledger, signers, 6)
+    transfer_round(control, control_signers, 6)
+    assert ledger.state_root() == control.state_root()
+    checkpoint(ledger, ledger.unfinalized_heads())
+    checkpoint(control, control.unfinalized_heads())
+    assert ledger.final_state.root() == control.final_state.root()
     ledger.check_invariants()
