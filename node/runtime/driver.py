@@ -188,6 +188,8 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         #: Frames the transports refused (no link to the peer, a full queue).
         self.frames_refused = 0
+        #: Final ops read from the store for peers (older than the ledger's body window).
+        self.stored_ops_served = 0
         self.started = False
         #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
         self.restore_info: dict[str, Any] = {"snapshot_height": None}
@@ -496,6 +498,7 @@ class Daemon:
                 log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
                 return
             if envelopes and self.started:
+                self.stored_ops_served += len(envelopes)
                 self.core.send_stored_ops(event.peer, envelopes)
                 self.pump()
 
