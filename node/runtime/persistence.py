@@ -65,9 +65,10 @@ class NodeLog(Protocol):
         store's SnapshotWithoutCheckpointError when that checkpoint is not stored."""
         ...
 
-    def log_pages(self) -> AsyncIterator[list[bytes]]:
-        """The replayable envelopes (not reverted, expired or pruned) in log order, a page
-        (at most LOAD_PAGE_ROWS rows read) at a time: a restart never holds the whole log."""
+    def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
+        """(author, seq, envelope) of the replayable ops (not reverted, expired or pruned) in
+        log order, a page (at most LOAD_PAGE_ROWS rows read) at a time: a restart never holds
+        the whole log, and skips the ops below its snapshot by author and seq, undecoded."""
         ...
 
     def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
@@ -306,13 +307,17 @@ class StoreLog:
                 found[bytes(row.op_id)] = int(row.received_at_ms)
         return found
 
-    async def log_pages(self) -> AsyncIterator[list[bytes]]:
+    async def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
         skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
             # (a pruned row, its envelope empty, is below every snapshot a restore uses)
-            yield [row.envelope for row in rows if row.status not in skipped and row.envelope]
+            yield [
+                (row.author, row.author_seq, row.envelope)
+                for row in rows
+                if row.status not in skipped and row.envelope
+            ]
             if len(rows) < LOAD_PAGE_ROWS:
                 return
             after = rows[-1].seq

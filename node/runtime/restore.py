@@ -180,8 +180,16 @@ class Replay:
             reverted_ops=self.reverted_ops,
         )
         self.logged_ops = self.bundles_read = 0
-        async for envelopes in node_log.log_pages():
-            self.logged_ops += len(envelopes)
+        final_accounts = core.ledger.final_state.accounts  # the snapshot's (empty: none)
+        async for rows in node_log.log_pages():
+            self.logged_ops += len(rows)
+            # At or below its author's final seq: final already or a lost fork (what
+            # replay_ops skips too), told by the row's author and seq without decoding it.
+            envelopes = [
+                envelope
+                for author, seq, envelope in rows
+                if (account := final_accounts.get(author)) is None or account.seq < seq
+            ]
             core.replay_ops(envelopes, now)
         last_snapshot = newest_snapshot_height(await node_log.latest_height(), core.config)
         async for bundles in node_log.bundle_pages(core.final_height):
