@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import limits
 from ..codes import RejectCode
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..genesis import Genesis
 from ..ops import Op, op_id_of
 from .events import LedgerEvent, OpExcluded, OpRejected, Outcome
@@ -35,6 +35,12 @@ class LedgerConfig:
     #: Final heights whose op bodies stay in RAM (the newest ones); older final bodies leave
     #: (`Ledger.op` answers None for them; the shell reads them from its store).
     final_bodies_heights: int = limits.FINAL_OP_BODIES_HEIGHTS_MAX
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.final_bodies_heights <= limits.FINAL_OP_BODIES_HEIGHTS_MAX:
+            raise LocalProtocolError(
+                "need 1 <= final_bodies_heights <= FINAL_OP_BODIES_HEIGHTS_MAX"
+            )
 
 
 class CutInvalidError(RemoteProtocolError):

@@ -6,7 +6,10 @@ timing: the state holds 50,000 accounts and each cut a few dozen ops.
 
 from __future__ import annotations
 
-from swarmd.protocol import crypto
+import pytest
+
+from swarmd.protocol import crypto, limits
+from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.ledger import Ledger, LedgerConfig
 from swarmd.protocol.ledger.snapshot import state_records
 from swarmd.protocol.ledger.state import LedgerState
@@ -153,6 +156,17 @@ def test_final_op_bodies_held_are_bounded_whatever_the_history() -> None:
     outcome = ledger.receive_op(first_envelope, 0.0)
     assert (outcome.status, outcome.detail) == ("duplicate", "applied")
     ledger.check_invariants()
+
+
+def test_the_final_bodies_window_is_bounded_by_the_bundles_a_core_may_serve() -> None:
+    """By default every bundle a core may keep has its ops' bodies in memory (so a core
+    without a store serves catch-up as before); no config may ask for more."""
+    assert LedgerConfig().final_bodies_heights == limits.FINAL_OP_BODIES_HEIGHTS_MAX
+    assert limits.FINAL_OP_BODIES_HEIGHTS_MAX == limits.BUNDLES_KEPT_MAX
+    LedgerConfig(final_bodies_heights=limits.FINAL_OP_BODIES_HEIGHTS_MAX)
+    for heights in (0, limits.FINAL_OP_BODIES_HEIGHTS_MAX + 1):
+        with pytest.raises(LocalProtocolError, match="final_bodies_heights"):
+            LedgerConfig(final_bodies_heights=heights)
 
 
 def small_ledger() -> tuple[Ledger, list[Author]]:
