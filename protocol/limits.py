@@ -440,4 +440,9 @@ FINAL_OP_BODIES_HEIGHTS_MAX = BUNDLES_KEPT_MAX
 #: this is ~64k bodies (~30 MiB) whatever the history's length.
 FINAL_OP_BODIES_HEIGHTS_DAEMON = 64
 
+#: Store reads of old final ops for peers running at once (the daemon's `StoredOps`): each
+#: FETCH or catch-up request naming old ops costs one; a peer asks again after FETCH_RETRY_S,
+#: so refusing beyond this only slows a flood of such requests, not an honest catch-up.
+STORED_OPS_READS_INFLIGHT_MAX = 4
+
 assert 1 <= FINAL_OP_BODIES_HEIGHTS_DAEMON <= FINAL_OP_BODIES_HEIGHTS_MAX

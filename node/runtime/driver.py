@@ -58,7 +58,7 @@ from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
 from .exchange import PeerExchange
 from .observe import record
-from .persistence import NodeLog, SnapshotBuilds, StoreLog
+from .persistence import NodeLog, SnapshotBuilds, StoredOps, StoreLog
 from .restore import open_node
 from .signing_state import SigningStateFile
 
@@ -189,7 +189,7 @@ class Daemon:
         #: Frames the transports refused (no link to the peer, a full queue).
         self.frames_refused = 0
         #: Final ops read from the store for peers (older than the ledger's body window).
-        self.stored_ops_served = 0
+        self.stored_ops = StoredOps(node_log)
         self.started = False
         #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
         self.restore_info: dict[str, Any] = {"snapshot_height": None}
@@ -493,12 +493,11 @@ class Daemon:
 
         async def serve() -> None:
             try:
-                envelopes = await self.node_log.envelopes(event.op_ids)
+                envelopes = await self.stored_ops.read(event.op_ids)
             except Exception as exc:  # a closed or failing store: the peer asks again
                 log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
                 return
             if envelopes and self.started:
-                self.stored_ops_served += len(envelopes)
                 self.core.send_stored_ops(event.peer, envelopes)
                 self.pump()
 

@@ -436,6 +436,31 @@ class LogAppender:
 # --- building snapshots off the event loop ----------------------------------------------------
 
 
+class StoredOps:
+    """Reads of final ops older than the ledger's in-memory window, for peers
+    (`StoredOpsWanted`), at most limits.STORED_OPS_READS_INFLIGHT_MAX at once: a request
+    beyond that is refused (counted in `refused`; the peer asks again)."""
+
+    def __init__(self, node_log: NodeLog) -> None:
+        self.node_log = node_log
+        self.inflight = 0
+        self.served = 0
+        self.refused = 0
+
+    async def read(self, op_ids: Sequence[bytes]) -> list[bytes] | None:
+        """The logged bodies of `op_ids` (see `NodeLog.envelopes`), or None when refused."""
+        if self.inflight >= limits.STORED_OPS_READS_INFLIGHT_MAX:
+            self.refused += 1
+            return None
+        self.inflight += 1
+        try:
+            envelopes = await self.node_log.envelopes(op_ids)
+        finally:
+            self.inflight -= 1
+        self.served += len(envelopes)
+        return envelopes
+
+
 class SnapshotBuildQueue:
     """Which deferred snapshot build runs next, by the rule "newest due waits".
 

@@ -5,11 +5,13 @@ body on a running node."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
-from swarmd.protocol import crypto
+from swarmd.node.runtime.persistence import StoredOps
+from swarmd.protocol import crypto, limits
 
 from .test_api import close_node, open_node
 from .test_pruning import PRUNING, pruned_rows, run_rounds, settle, store_log
@@ -54,5 +56,28 @@ async def test_a_running_node_answers_pruned_at_once(tmp_path: Path) -> None:
             assert (status, body["code"]) == (410, "pruned")
         status, body = await node.get(f"/v1/ops/{kept[-1].hex()}")
         assert status == 200
+    finally:
+        await close_node(node)
+
+
+async def test_store_reads_for_peers_are_bounded(tmp_path: Path) -> None:
+    """At most STORED_OPS_READS_INFLIGHT_MAX reads of old final ops run at once; the requests
+    beyond are refused (the peers ask again) and counted."""
+    node = await open_node(tmp_path / "home", crypto.KeyPair.from_seed(os.urandom(32)), **ARCHIVE)
+    try:
+        await run_rounds(node.daemon, 2)
+        await settle(node)
+        rows = await store_log(node).store.read_log(0, 4096)
+        ids = [row.op_id for row in rows]
+        reader = StoredOps(node.daemon.node_log)
+        extra = 3
+        results = await asyncio.gather(
+            *(reader.read(ids) for _ in range(limits.STORED_OPS_READS_INFLIGHT_MAX + extra))
+        )
+        answered = [result for result in results if result is not None]
+        assert len(answered) == limits.STORED_OPS_READS_INFLIGHT_MAX and reader.refused == extra
+        assert all(envelopes == [row.envelope for row in rows] for envelopes in answered)
+        assert reader.inflight == 0 and reader.served == len(ids) * len(answered)
+        assert await reader.read(ids) is not None  # free again
     finally:
         await close_node(node)
