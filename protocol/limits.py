@@ -470,3 +470,23 @@ CUT_TIME_MS_MAX = 10**13
 TELEMETRY_DAYS_KEPT = 400
 #: Days `GET /v1/telemetry?days=N` returns at most (one response stays a few tens of KiB).
 TELEMETRY_DAYS_QUERY_MAX = 400
+
+
+# --- final op bodies in memory (protocol/ledger; issue 13, branch scale3) ---------------------
+
+#: Final heights whose op bodies a ledger keeps in RAM by default: as many as the bundles a core
+#: may keep (BUNDLES_KEPT_MAX), so a core serving catch-up from its kept bundles always holds
+#: their ops. Older final bodies leave memory (the ids stay, for duplicate detection).
+FINAL_OP_BODIES_HEIGHTS_MAX = BUNDLES_KEPT_MAX
+#: What the daemon keeps instead: the last heights' bodies serve gossip, the API and peers one
+#: checkpoint or so behind; a peer further behind gets older final ops read from the store by
+#: the shell (`StoredOpsWanted`), and the API reads them there too. At 1,000 ops a checkpoint
+#: this is ~64k bodies (~30 MiB) whatever the history's length.
+FINAL_OP_BODIES_HEIGHTS_DAEMON = 64
+
+#: Store reads of old final ops for peers running at once (the daemon's `StoredOps`): each
+#: FETCH or catch-up request naming old ops costs one; a peer asks again after FETCH_RETRY_S,
+#: so refusing beyond this only slows a flood of such requests, not an honest catch-up.
+STORED_OPS_READS_INFLIGHT_MAX = 4
+
+assert 1 <= FINAL_OP_BODIES_HEIGHTS_DAEMON <= FINAL_OP_BODIES_HEIGHTS_MAX

@@ -33,7 +33,7 @@ from swarmd.protocol import consensus, crypto, encoding, limits
 from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.ledger import Outcome
-from swarmd.protocol.ops import check_handle, decode_op
+from swarmd.protocol.ops import Op, check_handle, decode_op
 
 from ..logs import get_logger
 from ..metrics import CONTENT_TYPE
@@ -217,11 +217,15 @@ async def get_op(request: web.Request) -> web.Response:
         reverted = await _reverted_op(daemon, op_id)
         if reverted is not None:
             return web.json_response(reverted)
+    if op is None and status == "applied":
+        # Final, its body out of the ledger's memory (limits.FINAL_OP_BODIES_HEIGHTS_DAEMON):
+        # the store has it, unless it was pruned.
+        op = await _stored_op(daemon, op_id)
+    if status in ("unknown", "applied") and op is None and await daemon.node_log.is_pruned(op_id):
+        raise ApiError(
+            410, "pruned", "the op is final and its body was pruned ([storage].retain_heights)"
+        )
     if status == "unknown" and op is None:
-        if await daemon.node_log.is_pruned(op_id):
-            raise ApiError(
-                410, "pruned", "the op is final and its body was pruned ([storage].retain_heights)"
-            )
         raise ApiError(404, "op_not_found", "no such op on this node")
     if status == "applied" and ledger.is_final(op_id):
         status = "final"
@@ -233,6 +237,17 @@ async def get_op(request: web.Request) -> web.Response:
             "op": op.describe() if op is not None else None,
         }
     )
+
+
+async def _stored_op(daemon: Daemon, op_id: bytes) -> Op | None:
+    """A logged op read from the store (None: not logged, or its body pruned)."""
+    envelopes = await daemon.node_log.envelopes([op_id])
+    if not envelopes:
+        return None
+    try:
+        return decode_op(envelopes[0], op_id)
+    except ProtocolError:
+        return None
 
 
 async def _reverted_op(daemon: Daemon, op_id: bytes) -> dict[str, Any] | None:

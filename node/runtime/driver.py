@@ -50,6 +50,7 @@ from swarmd.protocol.node_core import (
     PersistOps,
     PersistRollback,
     SnapshotDue,
+    StoredOpsWanted,
 )
 from swarmd.protocol.ops import Op
 from swarmd.protocol.rollback import RollbackCertificate
@@ -64,7 +65,7 @@ from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
 from .exchange import PeerExchange
 from .observe import record
-from .persistence import NodeLog, SnapshotBuilds, StoreLog
+from .persistence import NodeLog, SnapshotBuilds, StoredOps, StoreLog
 from .restore import open_node
 from .signing_state import SigningStateFile
 
@@ -195,6 +196,8 @@ class Daemon:
         self._sync_wall_clock()
         #: Frames the transports refused (no link to the peer, a full queue).
         self.frames_refused = 0
+        #: Final ops read from the store for peers (older than the ledger's body window).
+        self.stored_ops = StoredOps(node_log)
         self.started = False
         #: How `open` rebuilt the core (snapshot height or None, ops replayed, seconds).
         self.restore_info: dict[str, Any] = {"snapshot_height": None}
@@ -212,6 +215,7 @@ class Daemon:
             EpochEntered: self._on_epoch_entered,
             PeerMisbehaved: self._on_peer_misbehaved,
             HandleConflictRaised: self._on_conflict_raised,
+            StoredOpsWanted: self._on_stored_ops_wanted,
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -509,6 +513,22 @@ class Daemon:
 
     def _on_snapshot_due(self, event: SnapshotDue) -> None:
         self.snapshot_builds.due(event)
+
+    def _on_stored_ops_wanted(self, event: StoredOpsWanted) -> None:
+        """A peer asked for final ops older than the ledger's in-memory window: read them
+        from the store (off the loop's hot path) and hand them to the core to send."""
+
+        async def serve() -> None:
+            try:
+                envelopes = await self.stored_ops.read(event.op_ids)
+            except Exception as exc:  # a closed or failing store: the peer asks again
+                log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
+                return
+            if envelopes and self.started:
+                self.core.send_stored_ops(event.peer, envelopes)
+                self.pump()
+
+        self.guard.spawn(serve())
 
     def _on_persist_rollback(self, event: PersistRollback) -> None:
         # Queued in order with the checkpoints: the new epoch's checkpoint at H+1 is written

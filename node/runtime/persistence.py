@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,8 +66,14 @@ class NodeLog(Protocol):
         store's SnapshotWithoutCheckpointError when that checkpoint is not stored."""
         ...
 
-    async def load(self) -> tuple[list[bytes], list[bytes]]:
-        """(envelopes in log order, checkpoint bundles by ascending height)."""
+    def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
+        """(author, seq, envelope) of the replayable ops (not reverted, expired or pruned) in
+        log order, a page (at most LOAD_PAGE_ROWS rows read) at a time: a restart never holds
+        the whole log, and skips the ops below its snapshot by author and seq, undecoded."""
+        ...
+
+    def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
+        """The stored checkpoint bundles above `after_height`, ascending, a page at a time."""
         ...
 
     async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
@@ -76,6 +82,11 @@ class NodeLog(Protocol):
 
     async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
         """When each logged op among `op_ids` was received (ms since the epoch)."""
+        ...
+
+    async def envelopes(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        """The logged bodies of `op_ids`, in the order asked (unknown and pruned ones left
+        out): final ops the ledger no longer holds in memory."""
         ...
 
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
@@ -298,6 +309,14 @@ class StoreLog:
             chunk = op_ids[start : start + self.api.APPEND_OPS_MAX]
             await self.store.mark_status(chunk, self.api.OpStatus.EXPIRED)
 
+    async def envelopes(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(op_ids), self.api.IDS_PER_CALL_MAX):
+            for row in await self.store.get_ops(op_ids[start : start + self.api.IDS_PER_CALL_MAX]):
+                if row.envelope:
+                    found[bytes(row.op_id)] = bytes(row.envelope)
+        return [found[op_id] for op_id in op_ids if op_id in found]
+
     async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
         for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):
@@ -305,28 +324,29 @@ class StoreLog:
                 found[bytes(row.op_id)] = int(row.received_at_ms)
         return found
 
-    async def load(self) -> tuple[list[bytes], list[bytes]]:
+    async def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
         skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
-        envelopes: list[bytes] = []
         after = 0
         while True:
             rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
             # (a pruned row, its envelope empty, is below every snapshot a restore uses)
-            envelopes += [
-                row.envelope for row in rows if row.status not in skipped and row.envelope
+            yield [
+                (row.author, row.author_seq, row.envelope)
+                for row in rows
+                if row.status not in skipped and row.envelope
             ]
             if len(rows) < LOAD_PAGE_ROWS:
-                break
+                return
             after = rows[-1].seq
-        bundles: list[bytes] = []
-        height = 0
+
+    async def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
+        height = after_height
         while True:
             checkpoints = await self.store.read_checkpoints(height, LOAD_PAGE_ROWS)
-            bundles += [checkpoint.bundle for checkpoint in checkpoints]
+            yield [checkpoint.bundle for checkpoint in checkpoints]
             if len(checkpoints) < LOAD_PAGE_ROWS:
-                break
+                return
             height = checkpoints[-1].height
-        return envelopes, bundles
 
     async def snapshot_heights(self) -> list[int]:
         return [int(height) for height in await self.store.snapshot_heights()]
@@ -445,6 +465,31 @@ class LogAppender:
 # --- building snapshots off the event loop ----------------------------------------------------
 
 
+class StoredOps:
+    """Reads of final ops older than the ledger's in-memory window, for peers
+    (`StoredOpsWanted`), at most limits.STORED_OPS_READS_INFLIGHT_MAX at once: a request
+    beyond that is refused (counted in `refused`; the peer asks again)."""
+
+    def __init__(self, node_log: NodeLog) -> None:
+        self.node_log = node_log
+        self.inflight = 0
+        self.served = 0
+        self.refused = 0
+
+    async def read(self, op_ids: Sequence[bytes]) -> list[bytes] | None:
+        """The logged bodies of `op_ids` (see `NodeLog.envelopes`), or None when refused."""
+        if self.inflight >= limits.STORED_OPS_READS_INFLIGHT_MAX:
+            self.refused += 1
+            return None
+        self.inflight += 1
+        try:
+            envelopes = await self.node_log.envelopes(op_ids)
+        finally:
+            self.inflight -= 1
+        self.served += len(envelopes)
+        return envelopes
+
+
 class SnapshotBuildQueue:
     """Which deferred snapshot build runs next, by the rule "newest due waits".
 
@@ -547,9 +592,14 @@ class SnapshotBuilds:
     async def _build_and_store(self, due: SnapshotDue) -> None:
         loop = asyncio.get_running_loop()
         try:
-            manifest, chunks, blob = await loop.run_in_executor(
-                self._executor, build_snapshot_blob, due
-            )
+            try:
+                manifest, chunks, blob = await loop.run_in_executor(
+                    self._executor, build_snapshot_blob, due
+                )
+            finally:
+                # The worker is done reading (a cancelled await leaves it frozen: only at stop).
+                if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    self.core.snapshot_state_released(due.state)
         except Exception as exc:
             # A state over the snapshot limits (LocalProtocolError), or a bug: either way this
             # snapshot is skipped and the queue goes on (a snapshot is derived data).

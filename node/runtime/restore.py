@@ -10,16 +10,18 @@ losing one costs time, never data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmd.protocol import consensus, crypto
+from swarmd.protocol import consensus, crypto, limits
 from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import LedgerConfig
@@ -72,8 +74,9 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         checkpoint_interval_s=config.consensus.checkpoint_interval_s,
         checkpoint_ops_trigger=config.consensus.checkpoint_ops_trigger,
         snapshot_interval=config.consensus.snapshot_interval,
-        # Built in a worker thread (SnapshotBuilds), not on the event loop.
-        snapshot_build="deferred",
+        # Built in a worker thread (SnapshotBuilds) from the frozen final state: neither the
+        # build nor a copy of the state runs on the event loop.
+        snapshot_build="frozen",
         bundles_kept=served_bundles(config),
         allowed_peers=allowed_peers(config),
         consensus=consensus.ConsensusConfig(
@@ -86,7 +89,11 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
             pending_ops_max=config.limits.pending_ops_max,
             pending_ops_per_author_max=config.limits.pending_ops_per_author_max,
             pending_op_ttl_s=config.limits.pending_op_ttl_s,
+            # Older final op bodies are read from the store (StoredOpsWanted, the API); no
+            # more heights than the bundles served (their ops are all a catch-up needs).
+            final_bodies_heights=min(limits.FINAL_OP_BODIES_HEIGHTS_DAEMON, served_bundles(config)),
         ),
+        stored_ops=True,
     )
 
 
@@ -107,10 +114,11 @@ async def expire_reloaded_pending(node_log: NodeLog, core: NodeCore, ttl_s: floa
 
 
 async def restore_core(
-    node_log: NodeLog, restore: Callable[[bytes | None], NodeCore]
+    node_log: NodeLog, restore: Callable[[int | None, bytes | None], Awaitable[NodeCore]]
 ) -> tuple[NodeCore, int | None]:
     """The core rebuilt from the newest usable stored snapshot, or by a full replay; and the
-    snapshot's height (None after a full replay). See the module comment for the policy."""
+    snapshot's height (None after a full replay). See the module comment for the policy.
+    `restore(height, blob)` rebuilds it from the snapshot at `height` (None: none)."""
     heights = await node_log.snapshot_heights()
     candidates = heights[::-1][:SNAPSHOT_RESTORE_ATTEMPTS_MAX]
     for height in candidates:
@@ -118,7 +126,7 @@ async def restore_core(
             blob = await node_log.get_snapshot(height)
             if blob is None:
                 continue
-            return restore(blob), height
+            return await restore(height, blob), height
         except (CorruptDatabaseError, SnapshotRestoreError) as exc:
             log.warning(
                 "snapshot_restore_failed",
@@ -134,7 +142,90 @@ async def restore_core(
             f"{pruned} ([storage].retain_heights), so a full replay is impossible: restore a "
             "snapshot into this data file or start from an empty one to state-sync from peers"
         )
-    return restore(None), None
+    return await restore(None, None), None
+
+
+@dataclass
+class Replay:
+    """What a restore reads before the core exists, and what it streamed (for the log)."""
+
+    genesis: Genesis
+    keypair: crypto.KeyPair
+    config: NodeConfig
+    node_log: NodeLog
+    certificates: list[bytes]
+    reverted_ops: list[bytes]
+    consensus_state: bytes | None
+    logged_ops: int = 0
+    bundles_read: int = 0
+
+    async def core(self, height: int | None, blob: bytes | None) -> NodeCore:
+        """The core from the snapshot at `height` (None: from genesis) and what is stored
+        above it, streamed in pages: the log (ops at or below the snapshot are skipped
+        without a signature check) and only the bundles above the snapshot's height."""
+        node_log, now = self.node_log, asyncio.get_running_loop().time()
+        snapshot_bundles: dict[int, bytes] = {}
+        if height is not None:
+            bundle = await node_log.get_bundle(height)
+            snapshot_bundles = {} if bundle is None else {height: bundle}
+        core = NodeCore.begin_restore(
+            genesis=self.genesis,
+            keypair=self.keypair,
+            config=core_config(self.config),
+            rng=random.Random(secrets.randbits(64)),
+            now=now,
+            snapshot=blob,
+            snapshot_bundles=snapshot_bundles,
+            certificates=self.certificates,
+            reverted_ops=self.reverted_ops,
+        )
+        self.logged_ops = self.bundles_read = 0
+        final_accounts = core.ledger.final_state.accounts  # the snapshot's (empty: none)
+        async for rows in node_log.log_pages():
+            self.logged_ops += len(rows)
+            # At or below its author's final seq: final already or a lost fork (what
+            # replay_ops skips too), told by the row's author and seq without decoding it.
+            envelopes = [
+                envelope
+                for author, seq, envelope in rows
+                if (account := final_accounts.get(author)) is None or account.seq < seq
+            ]
+            core.replay_ops(envelopes, now)
+        last_snapshot = newest_snapshot_height(await node_log.latest_height(), core.config)
+        async for bundles in node_log.bundle_pages(core.final_height):
+            self.bundles_read += len(bundles)
+            core.replay_bundles(bundles, now, last_snapshot)
+        core.finish_restore(self.consensus_state, now)
+        return core
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a restart rebuilds the state, and what it built is
+    frozen afterwards (gc.freeze: never scanned again by a full collection).
+
+    A restart allocates an object or more per account; at a million accounts the collector's
+    passes over the growing heap doubled the rebuild's time, and every later full collection
+    of the running node would walk the whole final state for nothing (its records hold no
+    reference cycles; they are freed by reference counting when replaced). Nothing else runs
+    during a start, so pausing the collector delays no other work."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def newest_snapshot_height(latest_height: int, config: NodeCoreConfig) -> int:
+    """The newest snapshot height (a multiple of the interval) at or below the newest stored
+    bundle's, -1 when none: the replay rebuilds that snapshot in memory to serve peers."""
+    interval = config.snapshot_interval
+    if not interval or latest_height < interval:
+        return -1
+    return latest_height - latest_height % interval
 
 
 @dataclass
@@ -182,55 +273,31 @@ async def open_node(config: NodeConfig) -> Restored:
         expired_kept=config.limits.pending_ops_max,
     )
     signing_state_file = SigningStateFile.beside(config.node.data_file)
-    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     try:
-        envelopes, bundles = await node_log.load()
         # The council's rollback certificates first: the epoch history decides which bundles
         # the replay admits, and a reverted op is never applied again.
         certificates, reverted_ops = await node_log.load_rollbacks()
         mode, reason = await node_log.get_mode()
         # The last sign state: the restored core resumes the height in progress with the
         # votes and the lock it had (SigningStateError when the file is not ours).
-        consensus_state = signing_state_file.load()
-
-        def restore(snapshot: bytes | None) -> NodeCore:
-            return NodeCore.restore(
-                genesis=genesis,
-                keypair=keypair,
-                config=core_config(config),
-                rng=random.Random(secrets.randbits(64)),
-                now=loop.time(),
-                envelopes=envelopes,
-                bundles=bundles,
-                consensus_state=consensus_state,
-                snapshot=snapshot,
-                certificates=certificates,
-                reverted_ops=reverted_ops,
-            )
-
-        core, snapshot_height = await restore_core(node_log, restore)
+        replay = Replay(
+            genesis,
+            keypair,
+            config,
+            node_log,
+            certificates,
+            reverted_ops,
+            signing_state_file.load(),
+        )
+        with gc_paused():
+            core, snapshot_height = await restore_core(node_log, replay.core)
         await expire_reloaded_pending(node_log, core, config.limits.pending_op_ttl_s)
     except BaseException:
         await node_log.close()
         raise
     elapsed_s = time.perf_counter() - started
-    # After a snapshot restore the ledger holds only the ops above the snapshot's height, so
-    # its applied ops are the ones replayed (all of them after a full replay).
-    replayed_ops = len(core.ledger.applied_ids())
-    log.info(
-        "restored",
-        snapshot_height=snapshot_height,
-        replayed_ops=replayed_ops,
-        ops=len(envelopes),
-        checkpoints=len(bundles),
-        epoch=core.epoch,
-        reverted_ops=len(reverted_ops),
-        final_height=core.final_height,
-        state_root=core.state_root().hex(),
-        elapsed_s=round(elapsed_s, 3),
-    )
-    return Restored(
+    restored = Restored(
         genesis,
         keypair,
         node_log,
@@ -239,7 +306,27 @@ async def open_node(config: NodeConfig) -> Restored:
         mode,
         reason,
         snapshot_height,
-        len(envelopes),
-        replayed_ops,
+        replay.logged_ops,
+        # After a snapshot restore the ledger holds only the ops above the snapshot's height,
+        # so its applied ops are the ones replayed (all of them after a full replay): O(1).
+        core.ledger.applied_count(),
         elapsed_s,
+    )
+    log_restored(restored, replay)
+    return restored
+
+
+def log_restored(restored: Restored, replay: Replay) -> None:
+    core = restored.core
+    log.info(
+        "restored",
+        snapshot_height=restored.snapshot_height,
+        replayed_ops=restored.replayed_ops,
+        ops=replay.logged_ops,
+        checkpoints=replay.bundles_read,
+        epoch=core.epoch,
+        reverted_ops=len(replay.reverted_ops),
+        final_height=core.final_height,
+        state_root=core.state_root().hex(),
+        elapsed_s=round(restored.elapsed_s, 3),
     )

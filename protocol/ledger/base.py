@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 from .. import limits
 from ..codes import RejectCode
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..genesis import Genesis
 from ..ops import Op, op_id_of
 from .events import LedgerEvent, OpExcluded, OpRejected, Outcome
 from .overlay import WorkCount
 from .pending import PendingPool
 from .rules import CREDIT_KINDS
-from .state import Checked, Derivation
+from .state import Checked, Derivation, LedgerState
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,15 @@ class LedgerConfig:
     pending_op_ttl_s: float = limits.PENDING_OP_TTL_S
     rejected_ids_remembered_max: int = limits.REJECTED_IDS_REMEMBERED_MAX
     events_max: int = limits.LEDGER_EVENTS_MAX
+    #: Final heights whose op bodies stay in RAM (the newest ones); older final bodies leave
+    #: (`Ledger.op` answers None for them; the shell reads them from its store).
+    final_bodies_heights: int = limits.FINAL_OP_BODIES_HEIGHTS_MAX
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.final_bodies_heights <= limits.FINAL_OP_BODIES_HEIGHTS_MAX:
+            raise LocalProtocolError(
+                "need 1 <= final_bodies_heights <= FINAL_OP_BODIES_HEIGHTS_MAX"
+            )
 
 
 class CutInvalidError(RemoteProtocolError):
@@ -49,6 +58,8 @@ class LedgerStats:
     evicted: int = 0
     rederivations: int = 0
     events_dropped: int = 0
+    #: Op signatures checked by `receive_op` (a restart checks none at or below its snapshot).
+    verified: int = 0
     #: Records copied on write and merged into the final state (overlay.py), cumulative:
     #: what a checkpoint costs in records, for tests that it is bounded by the cut.
     work: WorkCount = field(default_factory=WorkCount)
@@ -74,7 +85,12 @@ class _LedgerBase:
         #: above it, an overlay on it (overlay.py).
         self._final = Derivation.empty()
         self._live = self._final.over(self.stats.work)
-        self._known: dict[bytes, Op] = {}  # applied or excluded, in arrival order
+        #: Ops applied or excluded, in arrival order: every non-final one, and the final ones
+        #: of the newest `config.final_bodies_heights` heights (listed in `_final_bodies`).
+        self._known: dict[bytes, Op] = {}
+        self._final_bodies: OrderedDict[int, list[bytes]] = OrderedDict()
+        #: The final state handed to another thread by `freeze_final` (None: none).
+        self._frozen: LedgerState | None = None
         #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
         #: the last final cut's ops stay readable by `canonical_order` until the next one.
         self._depth: dict[bytes, int] = {}
@@ -82,9 +98,6 @@ class _LedgerBase:
         self._rejected: OrderedDict[bytes, str] = OrderedDict()
         self._events: deque[LedgerEvent] = deque()
         self._replaying = False
-        #: Each author's seq in the state this ledger started from (empty unless restored):
-        #: the ops up to it are final and were never seen here.
-        self._base_seqs: dict[bytes, int] = {}
         #: Complete cut closures by their heads, and cut derivations by closure (see
         #: `cut_closure`, `derive_cut`); both forgotten whenever the final state changes.
         self._closures: dict[tuple[bytes, ...], tuple[set[bytes], tuple[bytes, ...]]] = {}
@@ -132,6 +145,16 @@ class _LedgerBase:
     def _below_final_seq(self, op: Op) -> bool:
         account = self._final.state.accounts.get(op.author)
         return account is not None and op.seq <= account.seq
+
+    def _hold_final_bodies(self, height: int, op_ids: list[bytes]) -> None:
+        """Keep the bodies of `op_ids`, final at `height`, among the newest heights' only: the
+        oldest height's bodies leave `_known` once more heights than the config's are held."""
+        held = self._final_bodies.setdefault(height, [])
+        held.extend(op_ids)
+        while len(self._final_bodies) > self.config.final_bodies_heights:
+            _, old = self._final_bodies.popitem(last=False)
+            for op_id in old:
+                self._known.pop(op_id, None)
 
     def _forget_cuts(self) -> None:
         """Forget remembered cut closures and derivations (see cuts.py)."""

@@ -221,7 +221,9 @@ class _Cuts(_Applying):
                 self._rederive(applied_before)
         self.final_height = height
         self._forget_final_depths(closure)
-        return sorted(closure)
+        final_ids = sorted(closure)
+        self._hold_final_bodies(height, final_ids)
+        return final_ids
 
     def _forget_final_depths(self, closure: set[bytes]) -> None:
         """Per-op bookkeeping is for non-final ops only: the cut's depths move aside for

@@ -47,6 +47,7 @@ from .arbitration import conflict_code
 from .base import LedgerConfig
 from .cuts import _Cuts
 from .events import LedgerEvent, OpEvicted, OpPending, Outcome
+from .overlay import OverlaySet
 from .pending import MissingKey
 from .rules import Rejection
 from .state import Derivation, LedgerState
@@ -66,20 +67,23 @@ class Ledger(_Cuts):
         state: LedgerState,
         height: int,
         config: LedgerConfig | None = None,
+        *,
+        owned: bool = False,
     ) -> Ledger:
         """A ledger continuing from `state`, the final state at checkpoint `height` (rebuilt
         from a snapshot whose root the caller checked against the checkpoint's).
 
         The final ops themselves are unknown here; later ops that name them are admitted from
-        the state alone (see `_is_state_final`). `state` is copied, not aliased.
+        the state alone (see `_is_state_final`). `state` is copied, not aliased, unless the
+        caller hands it over (`owned`: a state just rebuilt from a snapshot, which nothing
+        else holds; copying a million accounts would cost seconds and twice the memory).
         """
         if height < 0:
             raise LocalProtocolError(f"restore height {height} is negative")
         ledger = cls(genesis, config)
-        ledger._final = Derivation.around(state.copy())
+        ledger._final = Derivation.around(state if owned else state.copy())
         ledger._live = ledger._final.over(ledger.stats.work)
         ledger.final_height = height
-        ledger._base_seqs = {key: account.seq for key, account in state.accounts.items()}
         return ledger
 
     # --- the pipeline ----------------------------------------------------------------------
@@ -100,6 +104,7 @@ class Ledger(_Cuts):
             op = decode_op(envelope, op_id)
         except RemoteProtocolError as exc:
             return self._reject_undecodable(envelope, exc)
+        self.stats.verified += 1
         try:
             verify_op(op, self.network_id)
         except BadSignatureError as exc:
@@ -174,7 +179,14 @@ class Ledger(_Cuts):
         return record.spendable if record else 0
 
     def op(self, op_id: bytes) -> Op | None:
+        """The op, if its body is in memory: applied or excluded and not final, or final in
+        the newest `config.final_bodies_heights` heights (older ones: the shell's store)."""
         return self._known.get(op_id)
+
+    def bodies_held(self) -> int:
+        """How many op bodies the ledger holds (pending ones aside): bounded by the non-final
+        ops plus the final ops of the newest `config.final_bodies_heights` heights."""
+        return len(self._known)
 
     def status_of(self, op_id: bytes) -> tuple[str, str]:
         """(status, code) of an op id: applied, excluded, pending, rejected or unknown."""
@@ -222,7 +234,8 @@ class Ledger(_Cuts):
         return len(forks)
 
     def known_ops(self) -> list[Op]:
-        """Every op that passed the pipeline (applied or excluded), in arrival order."""
+        """The ops that passed the pipeline (applied or excluded) whose bodies are held (see
+        `op`), in arrival order."""
         return list(self._known.values())
 
     def handle_owner(self, handle: str) -> bytes | None:
@@ -230,27 +243,73 @@ class Ledger(_Cuts):
         return binding.owner if binding else None
 
     def check_invariants(self) -> None:
-        """Raise AssertionError if a ledger invariant is broken (tests and the simulator)."""
+        """Raise AssertionError if a ledger invariant is broken (tests and the simulator).
+
+        Seqs are checked for the non-final ops (each author's applied non-final seqs follow
+        its final seq without a gap); the final ones were checked when they were applied."""
         state = self._live.state
         assert state.total_balances() == state.granted - state.burned, "supply invariant"
         assert all(account.balance >= 0 for account in state.accounts.values()), "negative"
         seqs: dict[bytes, list[int]] = {}
-        for op_id in self._live.applied:
+        for op_id in self._non_final_applied():
             op = self._known[op_id]
-            if op.seq > self._base_seqs.get(op.author, 0):  # not a final op from before restore
-                seqs.setdefault(op.author, []).append(op.seq)
+            seqs.setdefault(op.author, []).append(op.seq)
         for account in state.accounts.values():
             assert 0 <= account.spendable <= account.balance, "spendable within balance"
+        final_accounts = self._final.state.accounts
         for author, author_seqs in seqs.items():
-            base = self._base_seqs.get(author, 0)
+            final_account = final_accounts.get(author)
+            base = final_account.seq if final_account is not None else 0
             expected = list(range(base + 1, base + len(author_seqs) + 1))
             assert sorted(author_seqs) == expected, "seq gap"
             assert state.accounts[author].seq == base + len(author_seqs), "head seq"
 
+    def _non_final_applied(self) -> list[bytes]:
+        applied = self._live.applied
+        if isinstance(applied, OverlaySet):
+            return list(applied.local)
+        final = self._final.applied
+        return [op_id for op_id in applied if op_id not in final]
+
+    # --- a frozen final version (snapshots built on another thread) --------------------------
+
+    def freeze_final(self) -> LedgerState | None:
+        """The final state as it is now, frozen for a reader on another thread (a snapshot
+        build) until `thaw_final(state)`: from now on checkpoints are merged into a layer over
+        it (an overlay, O(1) to make) and nothing writes the frozen state, so no O(accounts)
+        copy is made. None while a frozen version is still being read (one at a time)."""
+        if self._frozen is not None:
+            return None
+        frozen = self._final.state
+        layer = LedgerState.over(frozen, self.stats.work)
+        self._final.state = layer
+        self._live.state.rebase(layer)
+        self._forget_cuts()  # remembered cut derivations read the frozen state directly
+        self._frozen = frozen
+        return frozen
+
+    def thaw_final(self, state: LedgerState) -> bool:
+        """The reader of `state` (from `freeze_final`) is done: the layer's checkpoints are
+        written back into it (O(records they wrote)) and it is the final state again. False
+        when `state` is not this ledger's frozen version."""
+        if self._frozen is None or self._frozen is not state:
+            return False
+        whole = self._final.state.merge()
+        self._final.state = whole
+        self._live.state.rebase(whole)
+        self._forget_cuts()
+        self._frozen = None
+        return True
+
     # --- admission -------------------------------------------------------------------------
 
     def _seen(self, op_id: bytes) -> bool:
-        return op_id in self._known or op_id in self.pending or op_id in self._rejected
+        return (
+            op_id in self._known
+            or op_id in self._final.applied  # final, its body out of memory
+            or op_id in self.pending
+            or op_id in self._rejected
+        )
 
     def _duplicate(self, op_id: bytes) -> Outcome:
         self.stats.duplicate += 1
@@ -263,6 +322,7 @@ class Ledger(_Cuts):
             # so it is that op: hold it as final, and answer "duplicate" as a node that had it
             # all along does.
             self._known[op.op_id] = op
+            self._hold_final_bodies(self.final_height, [op.op_id])
             self._depth[op.op_id] = 0
             self._final.applied.add(op.op_id)
             self._live.applied.add(op.op_id)

@@ -348,9 +348,9 @@ class LedgerState:
     def root(self) -> bytes:
         """The state root; hashes only what changed since the last call."""
         tree = self.tree
+        accounts = self.accounts
         for key in self._dirty_accounts:
-            account = self.accounts[key]
-            tree.set(_record_key(_ACCOUNT_TAG, key), _value_hash(account.as_list()))
+            tree.set(_record_key(_ACCOUNT_TAG, key), _account_hash(accounts[key]))
         for claim_id in self._dirty_claims:
             claim = self.claims.get(claim_id)
             value = _value_hash(claim.as_list()) if claim else None
@@ -383,10 +383,9 @@ class LedgerState:
 
     @classmethod
     def over(cls, base: LedgerState, work: WorkCount) -> LedgerState:
-        """An overlay on the whole state `base`: O(1) in the records (the tree is copied
-        copy-on-write per bucket; see StateTree.copy)."""
-        if base.base is not None:
-            raise ValueError("an overlay is made on a whole state only")
+        """An overlay on the state `base` (whole, or itself a layer over a frozen whole one:
+        `Ledger.freeze_final`): O(1) in the records (the tree is copied copy-on-write per
+        bucket; see StateTree.copy)."""
         base.root()  # flush, so the overlay shares no pending dirty marks
         other = cls()
         other.base = base
@@ -400,6 +399,23 @@ class LedgerState:
         other.tree = base.tree.copy()
         other._totals_dirty = False
         return other
+
+    def rebase(self, base: LedgerState) -> None:
+        """Read through to `base` instead of this overlay's base, which `base` equals (a fresh
+        layer over it, or the state a layer was just merged into): O(1)."""
+        if self.base is None:
+            raise ValueError("only an overlay rebases")
+        for mine, theirs in (
+            (self.accounts, base.accounts),
+            (self.claims, base.claims),
+            (self.bindings, base.bindings),
+            (self.burn_tallies, base.burn_tallies),
+            (self.mode_votes, base.mode_votes),
+            (self.claims_votes, base.claims_votes),
+        ):
+            assert isinstance(mine, OverlayMap)
+            mine.base = theirs
+        self.base = base
 
     def merge(self) -> LedgerState:
         """Write this overlay into its base and return the base, which then equals this state
@@ -449,6 +465,18 @@ def _record_key(tag: bytes, key: bytes) -> bytes:
 
 def _value_hash(record: Sequence[object]) -> bytes:
     return crypto.sha256(encoding.encode(record))
+
+
+def _account_hash(account: Account) -> bytes:
+    """`_value_hash(account.as_list())`, without the canonical-form walk: the record is a flat
+    list of ints, bytes and a bool, which msgpack packs canonically as it is (a million of
+    them are hashed when a restart rebuilds the state). An int out of the encodable range
+    takes the checking path, which raises."""
+    record = account.as_list()
+    try:
+        return crypto.sha256(encoding.pack(record))
+    except OverflowError:
+        return _value_hash(record)
 
 
 # --- the ledger's derivations ----------------------------------------------------------------

@@ -80,6 +80,7 @@ from .events import (
     SnapshotRestoreError,
     StateSyncFailed,
     StateSyncFinished,
+    StoredOpsWanted,
     SyncSessionFinished,
 )
 from .observed import MemberRecord, Observed
@@ -171,6 +172,7 @@ __all__ = [
     "StateSyncFailed",
     "StateSyncFinished",
     "StateSyncStatus",
+    "StoredOpsWanted",
     "SyncSessionFinished",
     "check_snapshot_bundle",
     "rebuild_snapshot_state",

@@ -12,7 +12,7 @@ from ..limits import BUNDLES_KEPT_MAX, SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
 
 #: How snapshots are built (`NodeCoreConfig.snapshot_build`): in `_finalize` itself, or by the
 #: shell off its event loop after a SnapshotDue event.
-SNAPSHOT_BUILD_MODES = ("inline", "deferred")
+SNAPSHOT_BUILD_MODES = ("inline", "deferred", "frozen")
 
 
 class Mode(StrEnum):
@@ -40,8 +40,11 @@ class NodeCoreConfig:
     #: "inline": `_finalize` builds the snapshot (a full state walk, ~3 us an account) and
     #: hands its blob over in `PersistCheckpoint.snapshot`. "deferred": it emits SnapshotDue
     #: with a copy of the state instead (~1.6 us an account) and the shell builds it in a
-    #: worker thread, then calls `snapshot_built` (node/daemon.py does so). `restore` always
-    #: builds inline.
+    #: worker thread, then calls `snapshot_built` (node/daemon.py does so). "frozen": like
+    #: "deferred" without the copy: SnapshotDue carries the final state itself, frozen
+    #: (`Ledger.freeze_final`: later checkpoints write into a layer above it) until the shell
+    #: calls `snapshot_state_released` once its worker is done reading (the daemon; issue 13:
+    #: no O(accounts) copy on the event loop). `restore` always builds inline.
     snapshot_build: str = "inline"
     #: Checkpoint bundles kept in memory to serve lagging peers (at most BUNDLES_KEPT_MAX);
     #: a peer further behind than this catches up by state sync.
@@ -55,6 +58,10 @@ class NodeCoreConfig:
     serve_burst_bytes_peer: float = limits.SERVE_BURST_BYTES_PER_PEER
     serve_bytes_per_s_total: float = limits.SERVE_BYTES_PER_S_TOTAL
     serve_burst_bytes_total: float = limits.SERVE_BURST_BYTES_TOTAL
+    #: Whether the shell serves final ops whose bodies left the ledger's memory from its store:
+    #: then a peer asking for them raises `StoredOpsWanted` (the daemon; issue 13). Off, they
+    #: are not sent (a shell without a store, the simulator).
+    stored_ops: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.gossip_fanout <= self.peers_max <= limits.PEERS_MAX:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import consensus
@@ -24,6 +24,7 @@ from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import HandleConflictRaised, Ledger, OpEvicted, OpExcluded, OpRejected, Outcome
+from ..ledger.state import LedgerState
 from ..limits import FETCH_RETRY_S, NODE_EVENTS_MAX
 from ..messages import (
     AnnounceMessage,
@@ -167,33 +168,98 @@ class NodeCore:
         (the epoch history is rebuilt from them first, so the bundle replay refuses reverted
         heights and consensus runs in the current epoch; raises rollback.RollbackError when
         they do not verify or chain), `reverted_ops` the ids of every `OpsReverted` event
-        (their envelopes in the op log are skipped and refused ever after)."""
+        (their envelopes in the op log are skipped and refused ever after).
+
+        The daemon runs the same steps itself, streaming the log and the bundles above its
+        snapshot in pages: `begin_restore`, `replay_ops` (any number of pages),
+        `replay_bundles` (any number of pages), `finish_restore`."""
+        by_height = _bundles_by_height(bundles)
+        core = cls.begin_restore(
+            genesis=genesis,
+            keypair=keypair,
+            config=config,
+            rng=rng,
+            now=now,
+            snapshot=snapshot,
+            snapshot_bundles=by_height,
+            certificates=certificates,
+            reverted_ops=reverted_ops,
+        )
+        core.replay_ops(envelopes, now)
+        core.replay_bundles(bundles, now, _last_snapshot_height(by_height, core.config))
+        core.finish_restore(consensus_state, now)
+        return core
+
+    @classmethod
+    def begin_restore(
+        cls,
+        *,
+        genesis: Genesis,
+        keypair: KeyPair,
+        config: NodeCoreConfig | None = None,
+        rng: random.Random,
+        now: float,
+        snapshot: bytes | None = None,
+        snapshot_bundles: dict[int, bytes] | None = None,
+        certificates: list[bytes] = (),  # type: ignore[assignment]
+        reverted_ops: list[bytes] = (),  # type: ignore[assignment]
+    ) -> NodeCore:
+        """The first step of `restore`: the epoch history, the reverted ids and the snapshot
+        (its bundle among `snapshot_bundles`, by height)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
         core.rollbacks.restore([RollbackCertificate.decode(data) for data in certificates])
         for op_id in reverted_ops:
             core.rollbacks.reverted[op_id] = core.rollbacks.history.current_epoch
-        by_height = _bundles_by_height(bundles)
         if snapshot is not None:
-            core.state_sync.restore_from_blob(snapshot, by_height)
-        for envelope in envelopes:
-            if core.state_sync.snapshot is not None and core._below_final_line(envelope):
-                continue
-            if core.rollbacks.reverted and core.rollbacks.is_reverted(op_id_of(envelope)):
-                continue
-            outcome = core.ledger.receive_op(envelope, now)
-            if outcome.status in ("accepted", "pending", "excluded"):
-                core._unfinal_ids.add(outcome.op_id)
-        core.ledger.drain_events()
-        core.finality.replay_snapshot_height = _last_snapshot_height(by_height, core.config)
-        for data in bundles:
-            core.finality.receive_bundle(b"", data, now, persist=False)
-        core.finality.replay_snapshot_height = -1
-        core._events.clear()
-        # The replay's writes are durable already (they came from the store): none is due.
-        core._write_id = core._barrier_write_id = 0
-        if consensus_state is not None:
-            core.resume_consensus(consensus_state, now)
+            core.state_sync.restore_from_blob(snapshot, snapshot_bundles or {})
         return core
+
+    def replay_ops(self, envelopes: Iterable[bytes], now: float) -> None:
+        """Replay logged ops (one page or all): those at or below the snapshot's final line
+        are skipped without verifying their signatures."""
+        for envelope in envelopes:
+            if self.state_sync.snapshot is not None and self._below_final_line(envelope):
+                continue
+            if self.rollbacks.reverted and self.rollbacks.is_reverted(op_id_of(envelope)):
+                continue
+            outcome = self.ledger.receive_op(envelope, now)
+            if outcome.status in ("accepted", "pending", "excluded"):
+                self._unfinal_ids.add(outcome.op_id)
+        self.ledger.drain_events()
+
+    def replay_bundles(self, bundles: Iterable[bytes], now: float, snapshot_height: int) -> None:
+        """Replay stored bundles (one page or all, ascending); `snapshot_height`: the newest
+        snapshot height among all of them (rebuilt in memory to serve peers). A bundle at or
+        below the final height of this epoch is skipped before its signatures are checked
+        (`stats.bundles_verified` counts the checks): below a snapshot it is final already."""
+        finality = self.finality
+        finality.replay_snapshot_height = snapshot_height
+        epoch = self.rollbacks.history.current_epoch
+        for data in bundles:
+            try:
+                bundle = consensus.CheckpointBundle.decode(data)
+            except RemoteProtocolError:
+                bundle = None  # left to receive_bundle, which refuses it
+            if bundle is not None and bundle.height <= self.final_height and bundle.epoch == epoch:
+                continue  # what receive_bundle would do after verifying it: nothing
+            finality.receive_bundle(b"", data, now, persist=False)
+        finality.replay_snapshot_height = -1
+
+    def finish_restore(self, consensus_state: bytes | None, now: float) -> None:
+        """The last step of `restore`: no event or write is due for what came from the store;
+        consensus resumes from the signing state."""
+        self._events.clear()
+        # The replay's writes are durable already (they came from the store): none is due.
+        self._write_id = self._barrier_write_id = 0
+        if consensus_state is not None:
+            self.resume_consensus(consensus_state, now)
+
+    def send_stored_ops(self, peer_id: bytes, envelopes: list[bytes]) -> None:
+        """Send final ops the shell read from its store to `peer_id` (the answer to a
+        `StoredOpsWanted`; bulk priority, like the catch-up answers they complete)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self.gossip.send_envelopes(peer, envelopes, Priority.BULK)
 
     def below_final_line(self, envelope: bytes) -> bool:
         """Public form of `_below_final_line` (for checkers of a node restored from a
@@ -484,6 +550,12 @@ class NodeCore:
         (not a snapshot of this ledger's history)."""
         self._now = now
         return self.state_sync.built(manifest, chunks, bundle)
+
+    def snapshot_state_released(self, state: LedgerState) -> None:
+        """The shell's worker no longer reads the state of a "frozen" SnapshotDue: the ledger
+        writes its later checkpoints back into it (nothing happens when the ledger was
+        replaced meanwhile, or for a "deferred" copy)."""
+        self.ledger.thaw_final(state)
 
     def snapshot_build_failed(self, height: int) -> None:
         """A deferred build raised (a state over the snapshot limits): counted like inline."""

@@ -275,6 +275,16 @@ class RootDiverged:
     first_height: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredOpsWanted:
+    """`peer` asked for final ops whose bodies the ledger no longer holds in memory (older than
+    its `final_bodies_heights`): the shell reads them from its store and hands them back with
+    `NodeCore.send_stored_ops` (pruned ones are simply not sent; the peer then state-syncs)."""
+
+    peer: bytes
+    op_ids: tuple[bytes, ...]
+
+
 #: The write events (each with a `write_id`).
 PersistEvent = PersistOps | PersistCheckpoint | PersistConsensusState | PersistRollback
 
@@ -303,4 +313,5 @@ NodeEvent = (
     | RollbackRevertFailed
     | RollbackVoteReceived
     | RootDiverged
+    | StoredOpsWanted
 )

@@ -299,6 +299,7 @@ class Finality:
     def receive_bundle(self, source: bytes, data: bytes, now: float, *, persist: bool) -> None:
         try:
             bundle = consensus.CheckpointBundle.decode(data)
+            self.core.stats.bundles_verified += 1
             consensus.verify_bundle(
                 bundle, self.core.genesis.network_id, list(self.core.genesis.council)
             )
@@ -386,9 +387,8 @@ class Finality:
             and height % interval == 0
             and (persist or height == self.replay_snapshot_height)
         ):
-            if persist and self.core.config.snapshot_build == "deferred":
-                state = self.core.ledger.final_state.copy()
-                due = SnapshotDue(height, cut.checkpoint_id, cut.state_root, bundle, state)
+            if persist and self.core.config.snapshot_build != "inline":
+                due = self.snapshot_due(height, cut, bundle)
             else:
                 blob = self.core.state_sync.make_snapshot(height, cut, bundle, encode=persist)
         started = self.first_unfinal_at if self.first_unfinal_at is not None else now
@@ -433,6 +433,21 @@ class Finality:
             telemetry=activity_of(cut.height, cut.time_ms, ops, final.granted - final.burned),
             observed=observed_of(self.core, now),
         )
+
+    def snapshot_due(self, height: int, cut: Cut, bundle: bytes) -> SnapshotDue | None:
+        """The SnapshotDue a shell builds: with a copy of the final state ("deferred"), or
+        with the final state itself, frozen until the shell releases it ("frozen": no copy;
+        None while the previous frozen version is still being built, counted skipped)."""
+        ledger = self.core.ledger
+        if self.core.config.snapshot_build == "deferred":
+            state = ledger.final_state.copy()
+        else:
+            frozen = ledger.freeze_final()
+            if frozen is None:
+                self.core.stats.snapshots_skipped += 1
+                return None
+            state = frozen
+        return SnapshotDue(height, cut.checkpoint_id, cut.state_root, bundle, state)
 
     def continue_catch_up(self, now: float, *, persist: bool) -> None:
         """After a height became final: apply the next buffered bundle, or ask for more."""

@@ -31,7 +31,7 @@ from ..messages import (
 from ..ops import op_id_of
 from . import council
 from .config import Mode
-from .events import PersistOps
+from .events import PersistOps, StoredOpsWanted
 from .peers import PENALTY_BAD_OP, Peer
 
 if TYPE_CHECKING:
@@ -259,17 +259,28 @@ class Gossip:
         self.announce_retries[op_id] = entry
 
     def send_ops(self, peer: Peer, op_ids: list[bytes], priority: Priority) -> int:
+        """Send the ops we hold among `op_ids`; final ones whose bodies left memory are asked
+        of the shell (`StoredOpsWanted`), which sends them with `send_envelopes`."""
         envelopes = []
+        stored = []
+        ledger = self.core.ledger
         for op_id in op_ids:
-            op = self.core.ledger.op(op_id)
+            op = ledger.op(op_id)
             if op is None:
-                op = self.core.ledger.pending.get(op_id)
+                op = ledger.pending.get(op_id)
             if op is not None:
                 envelopes.append(op.envelope)
+            elif self.core.config.stored_ops and ledger.is_final(op_id):
+                stored.append(op_id)
+        self.send_envelopes(peer, envelopes, priority)
+        if stored:
+            self.core._emit(StoredOpsWanted(peer.peer_id, tuple(stored)))
+        return len(envelopes)
+
+    def send_envelopes(self, peer: Peer, envelopes: list[bytes], priority: Priority) -> None:
         for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):
             chunk = tuple(envelopes[start : start + OPS_PER_MESSAGE_MAX])
             peer.encoder.queue_message(encode_message(OpsMessage(chunk)), priority)
-        return len(envelopes)
 
     def on_ops(self, peer: Peer, message: OpsMessage, now: float) -> None:
         """Ops pushed, fetched or synced to us; while quiesced or with claims paused, the

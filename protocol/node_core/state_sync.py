@@ -91,6 +91,8 @@ class StateSync:
         self.replaced_height = 0
 
     def restore_from_blob(self, blob: bytes, by_height: dict[int, bytes]) -> None:
+        """Continue from a snapshot this node stored itself (a restart): its account keys
+        are not checked as curve points again (`state_from_records`)."""
         try:
             manifest, chunks = decode_blob(blob)
         except RemoteProtocolError as exc:
@@ -102,7 +104,12 @@ class StateSync:
             )
         try:
             state = signed_snapshot_state(
-                manifest, chunks, bundle, self.core.genesis, self.core.rollbacks.history
+                manifest,
+                chunks,
+                bundle,
+                self.core.genesis,
+                self.core.rollbacks.history,
+                check_keys=False,
             )
         except RemoteProtocolError as exc:
             raise SnapshotRestoreError(
@@ -120,7 +127,7 @@ class StateSync:
         held += [entry.op for entry in old.pending.entries()]
         height = manifest.height
         self.core.ledger = Ledger.restore_final(
-            self.core.genesis, state, height, self.core.config.ledger
+            self.core.genesis, state, height, self.core.config.ledger, owned=True
         )
         self.core.finality.last_checkpoint_id = manifest.checkpoint_id
         # Bundles held from before the gap are dropped: the kept ones run without a gap up to
@@ -364,13 +371,16 @@ def check_snapshot_bundle(
         raise SnapshotOfferMismatchError("the manifest is not the checkpoint of the bundle")
 
 
-def rebuild_snapshot_state(manifest: Manifest, chunks: list[bytes]) -> LedgerState:
+def rebuild_snapshot_state(
+    manifest: Manifest, chunks: list[bytes], *, check_keys: bool = True
+) -> LedgerState:
     """The state the (already verified) chunks hold; raises a RemoteProtocolError subclass
-    unless its root is the manifest's state root (hash parity)."""
+    unless its root is the manifest's state root (hash parity). `check_keys=False`: a
+    snapshot this node wrote itself (see `state_from_records`)."""
     records = [record for chunk in chunks for record in split_chunk(chunk)]
     if len(records) != manifest.record_count:
         raise SnapshotOfferMismatchError("the chunks do not hold the manifest's record count")
-    state = state_from_records(records)
+    state = state_from_records(records, check_keys=check_keys)
     if state.root() != manifest.state_root:
         raise SnapshotOfferMismatchError("the rebuilt state root is not the checkpoint's")
     return state
@@ -382,9 +392,11 @@ def signed_snapshot_state(
     bundle: bytes,
     genesis: Genesis,
     history: EpochHistory | None = None,
+    *,
+    check_keys: bool = True,
 ) -> LedgerState:
     """The state of a stored snapshot, once `bundle` proves its manifest (council-signed, same
     height, checkpoint id and root) and the chunks rebuild that root; a RemoteProtocolError
     subclass otherwise."""
     check_snapshot_bundle(manifest, bundle, genesis, history)
-    return rebuild_snapshot_state(manifest, chunks)
+    return rebuild_snapshot_state(manifest, chunks, check_keys=check_keys)

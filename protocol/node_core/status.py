@@ -42,6 +42,7 @@ class NodeStats:
     snapshots_made: int = 0
     snapshots_failed: int = 0  # states too large for a snapshot
     snapshots_stale: int = 0  # deferred builds ignored: a newer snapshot was installed first
+    snapshots_skipped: int = 0  # frozen builds not started: the previous one still ran
     snapshot_offers_sent: int = 0
     snapshot_chunks_served: int = 0
     snapshot_chunks_fetched: int = 0
@@ -59,6 +60,9 @@ class NodeStats:
     serve_requests_deferred: int = 0
     serve_requests_dropped: int = 0
     cuts_refused_time: int = 0  # proposals prevoted nil for their time (checkpoint.time_valid)
+    #: Bundle signature checks (received or replayed at a restart; a restart checks none at
+    #: or below its snapshot's height).
+    bundles_verified: int = 0
 
 
 @dataclass(frozen=True, slots=True)

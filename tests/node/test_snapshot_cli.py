@@ -68,7 +68,7 @@ async def make_history(home: Path, rounds: int = 4) -> dict[str, Any]:
     await daemon.start()
     try:
         await run_rounds(daemon, rounds)
-        # The daemon builds snapshots in a worker thread (snapshot_build = "deferred") and
+        # The daemon builds snapshots in a worker thread (snapshot_build = "frozen") and
         # stores each one after its checkpoint's commit.
         async with asyncio.timeout(HISTORY_TIMEOUT_S):
             await daemon.snapshot_builds.wait_idle()
@@ -158,7 +158,7 @@ def test_list_shows_the_kept_snapshots_newest_matching_the_final_state(history, 
 
 def test_the_daemon_builds_snapshots_off_the_loop_and_stores_each_one(history) -> None:
     _, made = history
-    assert made["snapshot_build"] == "deferred"
+    assert made["snapshot_build"] == "frozen"
     # One SnapshotDue per final height (snapshot_interval = 1); a skipped one is never built.
     assert made["builds_stored"] + made["builds_skipped"] == made["final_height"]
     assert f"swarmd_snapshot_height {float(made['final_height'])}" in made["metrics"]

@@ -6,8 +6,12 @@ timing: the state holds 50,000 accounts and each cut a few dozen ops.
 
 from __future__ import annotations
 
-from swarmd.protocol import crypto
-from swarmd.protocol.ledger import Ledger
+import pytest
+
+from swarmd.protocol import crypto, limits
+from swarmd.protocol.errors import LocalProtocolError
+from swarmd.protocol.ledger import Ledger, LedgerConfig
+from swarmd.protocol.ledger.snapshot import state_records
 from swarmd.protocol.ledger.state import LedgerState
 from swarmd.protocol.wallet import Author
 
@@ -116,3 +120,99 @@ def test_final_ops_leave_the_per_op_bookkeeping() -> None:
     assert counts["live_conflict_keys"] == counts["checked"] == 1, counts
     checkpoint(ledger, ledger.unfinalized_heads())
     assert ledger.bookkeeping_counts()["depths"] == 1
+
+
+def test_final_op_bodies_held_are_bounded_whatever_the_history() -> None:
+    """After N checkpoints the ledger holds the bodies of the newest `final_bodies_heights`
+    heights only (the ids stay: a final op sent again is a duplicate, not a new op)."""
+    window = 3
+    signers = [author(GENESIS, f"bodies-{index}") for index in range(SIGNERS)]
+    state = LedgerState()
+    for signer in signers:
+        account = state.account(signer.key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * SIGNERS)
+    ledger = Ledger.restore_final(GENESIS, state, 0, LedgerConfig(final_bodies_heights=window))
+    first_ids: list[bytes] = []
+    held_after: dict[int, int] = {}
+    for height in range(1, 31):
+        ops = [
+            signer.transfer(signers[(index + 1) % SIGNERS].key, 1)
+            for index, signer in enumerate(signers)
+        ]
+        for op in ops:
+            assert ledger.receive_verified(op, 0.0).status == "accepted"
+        if height == 1:
+            first_ids = [op.op_id for op in ops]
+            first_envelope = ops[0].envelope
+        checkpoint(ledger, ledger.unfinalized_heads())
+        held_after[height] = ledger.bodies_held()
+    # SIGNERS ops a height: never more than the window's heights of bodies, at 10 or 30.
+    assert held_after[10] == held_after[30] == window * SIGNERS
+    assert all(held <= window * SIGNERS for held in held_after.values())
+    assert ledger.op(first_ids[0]) is None and ledger.is_final(first_ids[0])
+    assert ledger.status_of(first_ids[0]) == ("applied", "")
+    outcome = ledger.receive_op(first_envelope, 0.0)
+    assert (outcome.status, outcome.detail) == ("duplicate", "applied")
+    ledger.check_invariants()
+
+
+def test_the_final_bodies_window_is_bounded_by_the_bundles_a_core_may_serve() -> None:
+    """By default every bundle a core may keep has its ops' bodies in memory (so a core
+    without a store serves catch-up as before); no config may ask for more."""
+    assert LedgerConfig().final_bodies_heights == limits.FINAL_OP_BODIES_HEIGHTS_MAX
+    assert limits.FINAL_OP_BODIES_HEIGHTS_MAX == limits.BUNDLES_KEPT_MAX
+    LedgerConfig(final_bodies_heights=limits.FINAL_OP_BODIES_HEIGHTS_MAX)
+    for heights in (0, limits.FINAL_OP_BODIES_HEIGHTS_MAX + 1):
+        with pytest.raises(LocalProtocolError, match="final_bodies_heights"):
+            LedgerConfig(final_bodies_heights=heights)
+
+
+def small_ledger() -> tuple[Ledger, list[Author]]:
+    signers = [author(GENESIS, f"frozen-{index}") for index in range(SIGNERS)]
+    state = LedgerState()
+    for signer in signers:
+        account = state.account(signer.key)
+        account.balance = account.spendable = FUNDS
+        account.granted = True
+    state.add_granted(FUNDS * SIGNERS)
+    return Ledger.restore_final(GENESIS, state, 0), signers
+
+
+def test_a_frozen_final_state_is_read_while_checkpoints_go_on_without_a_copy() -> None:
+    """`freeze_final` hands the final state to a snapshot builder as it is: later checkpoints
+    write into a layer above it (no record copied to freeze), and `thaw_final` writes the
+    layer back; every root is the one a ledger that never froze computes."""
+    ledger, signers = small_ledger()
+    control, control_signers = small_ledger()
+    for shift in (1, 2):
+        transfer_round(ledger, signers, shift)
+        transfer_round(control, control_signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+        checkpoint(control, control.unfinalized_heads())
+    copied, merged = ledger.stats.work.copied, ledger.stats.work.merged
+    frozen = ledger.freeze_final()
+    assert frozen is not None and frozen is ledger.final_state.base
+    assert (ledger.stats.work.copied, ledger.stats.work.merged) == (copied, merged)
+    records = state_records(frozen)
+    assert ledger.freeze_final() is None  # one frozen version at a time
+    for shift in (3, 4, 5):
+        transfer_round(ledger, signers, shift)
+        transfer_round(control, control_signers, shift)
+        checkpoint(ledger, ledger.unfinalized_heads())
+        checkpoint(control, control.unfinalized_heads())
+        assert ledger.final_state.root() == control.final_state.root()
+    assert state_records(frozen) == records  # nothing wrote the frozen state
+    merged = ledger.stats.work.merged
+    assert not ledger.thaw_final(LedgerState())  # not its frozen version
+    assert ledger.thaw_final(frozen)
+    assert ledger.final_state is frozen and ledger.stats.work.merged - merged <= 3 * SIGNERS
+    assert frozen.root() == control.final_state.root()
+    transfer_round(ledger, signers, 6)
+    transfer_round(control, control_signers, 6)
+    assert ledger.state_root() == control.state_root()
+    checkpoint(ledger, ledger.unfinalized_heads())
+    checkpoint(control, control.unfinalized_heads())
+    assert ledger.final_state.root() == control.final_state.root()
+    ledger.check_invariants()

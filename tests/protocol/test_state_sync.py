@@ -191,6 +191,27 @@ def test_restore_from_snapshot_equals_full_replay() -> None:
         assert fast.status()["snapshot"]["height"] == newest >= decode_blob(blob)[0].height
 
 
+def test_restore_from_snapshot_verifies_only_what_is_above_it() -> None:
+    """Handed the whole log and every bundle, a restore from a snapshot checks the signatures
+    of the bundles and ops above the snapshot only (the counters the code exposes)."""
+    swarm = Swarm(4, seed=4, **SMALL)
+    grow(swarm, 5, label="tail")
+    envelopes, bundles, snapshots, _ = durable(swarm, 1)
+    full = restore(swarm, 1, envelopes=envelopes, bundles=bundles)
+    assert full.stats.bundles_verified == len(bundles)
+    assert full.ledger.stats.verified == len(envelopes)
+    blob = snapshots[-2]  # an older one: bundles and ops above it to replay
+    height = decode_blob(blob)[0].height
+    fast = restore(swarm, 1, envelopes=envelopes, bundles=bundles, snapshot=blob)
+    assert fast.final_height == full.final_height > height
+    assert fast.stats.bundles_verified == full.final_height - height
+    # The ops above the snapshot's final line (seen from a core holding just the snapshot).
+    at_snapshot = restore(swarm, 1, envelopes=[], bundles=bundles[:height], snapshot=blob)
+    above = [e for e in envelopes if not at_snapshot.below_final_line(e)]
+    assert at_snapshot.stats.bundles_verified == 0 and at_snapshot.final_height == height
+    assert fast.ledger.stats.verified == len(above) < len(envelopes)
+
+
 def test_a_bad_snapshot_raises_snapshot_restore_error() -> None:
     swarm = Swarm(4, seed=4, **SMALL)
     grow(swarm, 3, label="bad")
@@ -445,6 +466,7 @@ def test_random_state_sync_messages_never_escape_the_core() -> None:
 # --- deferred snapshot builds ----------------------------------------------------------------
 
 DEFERRED = {**SMALL, "snapshot_build": "deferred"}
+FROZEN = {**SMALL, "snapshot_build": "frozen"}
 
 
 class BuildingSwarm(Swarm):
@@ -502,6 +524,36 @@ def test_deferred_builds_give_the_blobs_inline_builds_put_in_the_checkpoint() ->
     node = deferred.nodes[0]
     assert node.status()["snapshot"]["height"] == built[-1][0].height
     assert node.stats.snapshots_made == len(built) and node.stats.snapshots_stale == 0
+
+
+class FrozenSwarm(BuildingSwarm):
+    """`BuildingSwarm` with snapshot_build = "frozen": each build releases its state."""
+
+    def build(self, i: int, due: SnapshotDue) -> bool:
+        installed = super().build(i, due)
+        self.nodes[i].snapshot_state_released(due.state)
+        return installed
+
+
+def test_frozen_builds_read_the_final_state_itself_and_give_the_inline_blobs() -> None:
+    inline = Swarm(4, seed=3, **SMALL)
+    frozen = FrozenSwarm(4, seed=3, building=(0, 1, 2), **FROZEN)
+    grow(inline, 5, label="same")
+    grow(frozen, 5, label="same")
+    inline_blobs = {c.height: c.snapshot for c in events_of(inline, 0, PersistCheckpoint)}
+    built = frozen.built[0]
+    assert len(built) >= 2 and all(installed for _, installed, _ in built)
+    for due, _, blob in built:
+        assert blob == inline_blobs[due.height] != b""
+    # Node 3 holds its first due unbuilt: its final state stays frozen, later snapshot
+    # heights are skipped, and the late build still gives the blob of its height.
+    node, held = frozen.nodes[3], frozen.held[3]
+    assert len(held) == 1 and node.stats.snapshots_skipped >= 1
+    assert node.ledger.final_state.base is held[0].state  # checkpoints went to a layer
+    assert frozen.build(3, held[0])
+    assert frozen.built[3][-1][2] == inline_blobs[held[0].height]
+    assert node.ledger.final_state is held[0].state  # released: written back
+    assert node.ledger.final_state.root() == frozen.nodes[0].ledger.final_state.root()
 
 
 def test_snapshot_built_for_an_older_or_equal_height_is_ignored() -> None:
