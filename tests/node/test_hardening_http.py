@@ -178,8 +178,11 @@ async def run_cli(*argv: str) -> tuple[int, dict[str, Any]]:
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
         code = await asyncio.to_thread(main, ["--json", *argv])
-    # The node's own log lines share stdout here (structlog's default); the CLI's is last.
-    return code, json.loads(output.getvalue().splitlines()[-1])
+    # The node's own log lines share stdout here (structlog's default) and may come after the
+    # CLI's answer (a checkpoint finalizing meanwhile): the answer is the one JSON object line.
+    answers = [line for line in output.getvalue().splitlines() if line.startswith("{")]
+    assert len(answers) == 1, output.getvalue()
+    return code, json.loads(answers[0])
 
 
 async def test_a_second_grant_to_a_tester_says_it_already_got_the_signup_reward(
