@@ -240,11 +240,13 @@ class StoreLog:
         )
         # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
         await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
+        # Final heights are recorded on every node: pruning reads them, and so does an offline
+        # rollback (`swarmd rollback` reverts exactly the ops final above its height).
+        ids = checkpoint.final_op_ids
+        for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
+            chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
+            await self.store.mark_final(chunk, checkpoint.height)
         if self.retain_heights:
-            ids = checkpoint.final_op_ids
-            for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
-                chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
-                await self.store.mark_final(chunk, checkpoint.height)
             await self.prune(checkpoint.height)
 
     async def prune(self, final_height: int) -> tuple[int, int]:

@@ -277,10 +277,14 @@ def make_checkpoint(height: int, log_seq: int) -> Checkpoint:
 
 
 async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) -> None:
-    await store.append_ops([make_op(i) for i in range(4)] + [make_op(4, OpStatus.REJECTED)])
-    await store.append_ops([make_op(i) for i in range(5, 8)])
-    for height, log_seq in ((1, 2), (2, 5), (3, 8)):
+    ops = [make_op(i) for i in range(4)] + [make_op(4, OpStatus.REJECTED)]
+    ops += [make_op(i) for i in range(5, 8)]
+    await store.append_ops(ops[:5])
+    await store.append_ops(ops[5:])
+    for height, (start, log_seq) in enumerate(((0, 2), (2, 5), (5, 8)), start=1):
         await store.put_checkpoint(make_checkpoint(height, log_seq), b"")
+        # What the daemon records with each checkpoint: the ops it made final.
+        await store.mark_final([op.op_id for op in ops[start:log_seq]], height)
     with pytest.raises(StoreUsageError):
         await store.roll_back_to(7)
     assert await store.roll_back_to(1) == (5, 2)  # seqs 3, 4, 6, 7, 8; seq 5 stays rejected
@@ -293,7 +297,9 @@ async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) 
     assert [r.checkpoint for r in reverted] == [make_checkpoint(2, 5), make_checkpoint(3, 8)]
     # The same height can be finalized again (e.g. by sync) and rolled back again.
     await store.put_checkpoint(make_checkpoint(2, 8), b"")
-    assert await store.roll_back_to(0) == (2, 2)
+    await store.mark_status([ops[5].op_id], OpStatus.APPLIED)  # seq 6 came back by sync
+    await store.mark_final([ops[5].op_id], 2)
+    assert await store.roll_back_to(0) == (3, 2)  # seqs 1, 2 (final at 1) and 6
     assert await store.read_checkpoints(0, 10) == []
     later = await store.read_reverted_checkpoints(2, 10)
     assert [(r.revert_seq, r.rolled_back_to, r.checkpoint.height) for r in later] == [
@@ -301,3 +307,30 @@ async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) 
         (4, 0, 2),
     ]
     assert len(await store.read_log(0, 10)) == 8  # nothing was deleted
+
+
+async def test_roll_back_to_reverts_by_finality_not_by_log_position(store: api.OpStore) -> None:
+    """Which ops a rollback to H reverts is decided by their final height, not by where they
+    sit in the log: an op logged before checkpoint H's log position but final above H is
+    reverted; an op logged after it that was never final stays pending (APPLIED: replayed at
+    the next start); an op final at or below H stays final wherever it was logged."""
+    ops = [make_op(i) for i in range(1, 7)]
+    await store.append_ops(ops[:3])  # seqs 1-3
+    await store.put_checkpoint(make_checkpoint(1, 3), b"")
+    await store.append_ops(ops[3:])  # seqs 4-6
+    await store.put_checkpoint(make_checkpoint(2, 6), b"")
+    await store.mark_final([ops[0].op_id], 1)
+    await store.mark_final([ops[3].op_id], 1)  # logged after checkpoint 1's position, final at 1
+    await store.mark_final([ops[1].op_id, ops[4].op_id], 2)  # seq 2 logged before, final at 2
+    # seq 3 and seq 6 were never final: pending ops.
+    assert await store.roll_back_to(1) == (2, 1)
+    statuses = [op.status for op in await store.read_log(0, 10)]
+    applied, reverted = OpStatus.APPLIED, OpStatus.REVERTED
+    assert statuses == [applied, reverted, applied, applied, reverted, applied]
+    # A reverted op that comes back (by sync) is pending, no longer final at its old height:
+    # a later rollback or a prune pass must not treat it as final.
+    await store.mark_status([ops[1].op_id], OpStatus.APPLIED)
+    assert await store.prune_final(2, 10) == (2, 1)  # seqs 1 and 4 (final at 1) only
+    after = await store.read_log(0, 10)
+    assert [op.status for op in after] == [applied, applied, applied, applied, reverted, applied]
+    assert [bool(op.envelope) for op in after] == [False, True, True, False, True, True]
