@@ -162,8 +162,7 @@ class NodeCore:
         (their envelopes in the op log are skipped and refused ever after)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
         core.rollbacks.restore([RollbackCertificate.decode(data) for data in certificates])
-        for op_id in reverted_ops:
-            core.rollbacks.reverted[op_id] = core.rollbacks.history.current_epoch
+        core.rollbacks.restore_reverted(reverted_ops)
         by_height = _bundles_by_height(bundles)
         if snapshot is not None:
             core.state_sync.restore_from_blob(snapshot, by_height)

@@ -243,6 +243,14 @@ class Rollbacks:
             self.core.consensus.enter_epoch(self.history.current_epoch)
             self.awaiting_resume, self.epoch_mode_votes = True, {}
 
+    def restore_reverted(self, op_ids: Sequence[bytes]) -> None:
+        """At start, after `restore`: the ids of the stored `OpsReverted` events, oldest first;
+        the newest REVERTED_OPS_MAX are remembered, as when they were reverted."""
+        epoch = self.history.current_epoch
+        for op_id in op_ids[-REVERTED_OPS_MAX:]:
+            self.reverted[op_id] = epoch
+        self._trim_reverted()
+
     def snapshot_installed(self, height: int) -> None:
         """The final state jumped to a snapshot at `height` (at restart or by state sync): the
         heights of the current epoch below it were not finalized here, so their mode votes
@@ -409,12 +417,16 @@ class Rollbacks:
         self, reverted: list[bytes], height: int, epoch: int, *, entered: bool = True
     ) -> None:
         for op_id in reverted:
+            self.reverted.pop(op_id, None)  # reverted again: the newest, forgotten last
             self.reverted[op_id] = epoch
-        while len(self.reverted) > REVERTED_OPS_MAX:
-            self.reverted.popitem(last=False)
+        self._trim_reverted()
         self.core._emit(OpsReverted(tuple(reverted), height, epoch))
         if entered:
             self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
+
+    def _trim_reverted(self) -> None:
+        while len(self.reverted) > REVERTED_OPS_MAX:
+            self.reverted.popitem(last=False)
 
     def _base_at_or_below(self, height: int) -> tuple[Ledger, int] | None:
         """A fresh ledger at the newest base at or below `height`: our snapshot, or genesis

@@ -10,6 +10,7 @@ import pytest
 
 from swarmd.protocol import consensus
 from swarmd.protocol.framing import FrameEncoder
+from swarmd.protocol.limits import REVERTED_OPS_MAX
 from swarmd.protocol.messages import (
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
     BundlesMessage,
@@ -225,6 +226,33 @@ def test_restart_restores_the_epoch_and_never_replays_reverted_ops() -> None:
     assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
     assert all(restored.op_status(op_id)[0] == "reverted" for op_id in above)
     assert restored.consensus.epoch == 1
+
+
+@pytest.mark.slow  # a million op ids remembered (about 1 s and 200 MB)
+def test_a_restart_remembers_the_newest_reverted_ops_max() -> None:
+    """REVERTED_OPS_MAX reached: a store holding more reverted ids than that (oldest first)
+    restores the newest REVERTED_OPS_MAX; the certificate's own reverted ops, recorded last,
+    are still refused, the oldest ids are forgotten (they are below every final line)."""
+    swarm, height, _, above = _prepared(seed=8)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    events = swarm.events[3]
+    reverted = [op for e in events if isinstance(e, OpsReverted) for op in e.op_ids]
+    assert set(above) <= set(reverted)
+    older = [index.to_bytes(32, "big") for index in range(REVERTED_OPS_MAX + 1 - len(reverted))]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=older + reverted,
+    )
+    assert restored.node_status().reverted_ops == REVERTED_OPS_MAX
+    assert not restored.rollbacks.is_reverted(older[0])
+    assert restored.rollbacks.is_reverted(older[1])
+    assert all(restored.op_status(op_id)[0] == "reverted" for op_id in above)
 
 
 def test_a_node_offline_through_the_rollback_rejoins_in_the_new_epoch() -> None:
