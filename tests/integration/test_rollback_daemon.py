@@ -15,11 +15,13 @@ from swarmd.node.cli.common import COUNCIL_KEYS_DIR, load_key_file
 from swarmd.node.cli.home import init_home
 from swarmd.node.cli.status import status_text
 from swarmd.node.runtime.driver import Daemon
-from swarmd.protocol import crypto
+from swarmd.node.runtime.persistence import REJOIN_META_KEY
+from swarmd.protocol import crypto, encoding
 from swarmd.protocol.rollback import RollbackAssembler, RollbackBody, sign_rollback_vote
 from swarmd.protocol.wallet import Author
 from tests.node import test_api
 from tests.node.test_api import Node, close_node, fresh_key, next_event, open_node
+from tests.node.test_rollback import open_home_store
 
 make_node = test_api.make_node  # the fixture
 
@@ -176,3 +178,29 @@ def asyncio_time() -> float:
 
 def fresh_keypair() -> crypto.KeyPair:
     return crypto.KeyPair.from_seed(os.urandom(32))
+
+
+async def test_a_stored_episode_confirmed_at_start_is_cleared(make_node: Any) -> None:
+    """A node stopped before its episode's end was stored (here a one-member council, whose
+    signed bundle alone confirms): at the next start it confirms at once, returns to its
+    stored mode and stores that no episode is in progress."""
+    node = await make_node()
+    home = node.home
+    await close_node(node)
+    store = await open_home_store(home)
+    try:
+        await store.set_meta(REJOIN_META_KEY, encoding.encode(["rollback", 0, 0]))
+    finally:
+        await store.close()
+
+    restarted = await open_node(home)
+    try:
+        assert await rejoin_state(restarted) == ("normal", "", "")
+        restarted.daemon.pump()
+    finally:
+        await close_node(restarted)
+    store = await open_home_store(home)
+    try:
+        assert await store.get_meta(REJOIN_META_KEY) == b""
+    finally:
+        await store.close()
