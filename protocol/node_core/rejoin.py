@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 #: The mode reason of a node whose own root differed from a council-signed one.
 REASON_DIVERGENCE = "root_divergence"
+#: The mode reason a rollback sets (rollbacks.py).
+REASON_ROLLBACK = "rollback"
 
 
 @dataclass
@@ -87,7 +89,11 @@ class Rejoin:
         return to `resume` (kept from an episode already in progress)."""
         if self.target is None:
             self.resume = resume
-        self.reason = self.core.mode_reason
+        # Callers set the episode's mode first; `record` writes only a reason `restore` reads.
+        if self.core.mode_reason in REJOIN_REASONS:
+            self.reason = self.core.mode_reason
+        elif not self.reason:
+            self.reason = REASON_ROLLBACK
         self.target = target if self.target is None else max(self.target, target)
         self.confirmation = None
         self.reached_final(now)
@@ -229,7 +235,7 @@ class Rejoin:
 
 
 #: The mode reasons of the episodes a node rejoins from (rollbacks.py's and ours).
-REJOIN_REASONS = frozenset({"rollback", "rollback_resync", REASON_DIVERGENCE})
+REJOIN_REASONS = frozenset({REASON_ROLLBACK, "rollback_resync", REASON_DIVERGENCE})
 
 
 class RejoinRecordError(LocalProtocolError):

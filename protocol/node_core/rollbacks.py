@@ -86,6 +86,7 @@ from .events import (
     RollbackVoteReceived,
 )
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .rejoin import REASON_ROLLBACK as REASON_ROLLBACK  # re-exported: the reason a rollback sets
 from .rejoin import forget_final_state
 from .state_sync import signed_snapshot_state
 
@@ -95,7 +96,6 @@ if TYPE_CHECKING:
 #: Peers remembered in `served` (a peer dropped and forgotten is just served again).
 PEERS_SERVED_MAX = 1024
 #: The mode reasons a rollback sets.
-REASON_ROLLBACK = "rollback"
 REASON_RESYNC = "rollback_resync"
 #: The mode votes `note_final` tallies.
 _MODE_KINDS = (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
