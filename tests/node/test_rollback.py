@@ -17,6 +17,7 @@ from swarmd.node.cli.recovery import recover_store
 from swarmd.node.config import load_config
 from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
+from swarmd.protocol.wallet import Author
 from swarmd.storage import api
 from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus, StoredRollback
 from swarmd.storage.errors import StoreUsageError
@@ -334,3 +335,38 @@ async def test_roll_back_to_reverts_by_finality_not_by_log_position(store: api.O
     after = await store.read_log(0, 10)
     assert [op.status for op in after] == [applied, applied, applied, applied, reverted, applied]
     assert [bool(op.envelope) for op in after] == [False, True, True, False, True, True]
+
+
+async def submit_pending(home: Path) -> bytes:
+    """Run the node once more and submit an op waiting for a dependency that never comes: it
+    is logged (after every checkpoint's log position) but never final."""
+    daemon = await Daemon.open(load_config(home / "swarmd.toml"))
+    daemon.create_transports()
+    await daemon.start()
+    try:
+        author = Author(crypto.KeyPair.from_seed(os.urandom(32)), daemon.genesis.network_id)
+        waiting = author.transfer(NODE_KEY, 1, receive=[hashlib.sha256(b"never sent").digest()])
+        assert (await daemon.submit(waiting.envelope)).status == "pending"
+        await daemon.committer.barrier()
+        return waiting.op_id
+    finally:
+        await daemon.stop()
+
+
+def test_an_offline_rollback_keeps_a_pending_op_pending(home: Path, capsys) -> None:
+    """By finality, not log position: the pending op logged after checkpoint 1 was never final,
+    so the rollback to 1 keeps it (APPLIED, replayed as pending), and reverts exactly the
+    ops final above 1."""
+    waiting = asyncio.run(submit_pending(home))
+    log_before, checkpoints_before, _ = asyncio.run(read_store(home))
+    first = checkpoints_before[0]
+    final_above = [op for op in log_before if op.seq > first.log_seq and op.op_id != waiting]
+    asyncio.run(set_mode(home, NodeMode.QUIESCED))
+    capsys.readouterr()
+    code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1", "--yes")
+    assert code == 0, report
+    assert report["reverted_ops"] == len(final_above) and report["pending_ops"] >= 1
+    log, _, _ = asyncio.run(read_store(home))
+    status = {op.op_id: op.status for op in log}
+    assert status[waiting] is OpStatus.APPLIED
+    assert {status[op.op_id] for op in final_above} == {OpStatus.REVERTED}
