@@ -138,6 +138,7 @@ class RejectCode(StrEnum):
     EPOCH_HISTORY_FULL = "epoch_history_full"
     OP_REVERTED = "op_reverted"
     ROLLBACK_NOT_SIGNABLE = "rollback_not_signable"
+    REJOIN_RECORD_INVALID = "rejoin_record_invalid"
 
     # --- netguard: peer exchange (addresses.py) --------------------------------------------------
     ADDRESS_RECORD_INVALID = "address_record_invalid"

@@ -280,13 +280,24 @@ class MemoryStore:
         checkpoints = self.database.checkpoints
         if height > 0 and height not in checkpoints:
             raise StoreUsageError(f"no checkpoint is stored at height {height}")
-        log_seq = checkpoints[height].log_seq if height > 0 else 0
         above = sorted(h for h in checkpoints if h > height)
         for number, moved in enumerate(above, start=len(self.database.reverted_checkpoints) + 1):
             reverted = RevertedCheckpoint(number, height, checkpoints.pop(moved))
             self.database.reverted_checkpoints.append(reverted)
             self.database.snapshots.pop(moved, None)
-        return self.mark_reverted_after_sync(log_seq), len(above)
+        return self._revert_final_above(height), len(above)
+
+    def _revert_final_above(self, height: int) -> int:
+        """Mark the applied ops final above `height` REVERTED and forget their final height
+        (an op that comes back is pending, not final at its old height); see Store.roll_back_to."""
+        database = self.database
+        changed = 0
+        for seq in sorted(seq for seq, final in database.final_heights.items() if final > height):
+            del database.final_heights[seq]
+            if database.op_log[seq - 1].status is OpStatus.APPLIED:
+                self._set_status(seq, OpStatus.REVERTED)
+                changed += 1
+        return changed
 
     async def put_rollback(self, rollback: StoredRollback) -> int:
         api.check_rollback(rollback)
@@ -337,6 +348,9 @@ class MemoryStore:
             database.reverted_ops[op_id] = RevertedOp(
                 database.reverted_ops_seq, op_id, height, epoch
             )
+            seq = database.seq_by_op_id.get(op_id)
+            if seq is not None:
+                database.final_heights.pop(seq, None)
         return self.mark_status_sync(op_ids, OpStatus.REVERTED)
 
     async def read_reverted_ops(self, after_seq: int, limit: int) -> list[RevertedOp]:

@@ -62,11 +62,26 @@ def mark_reverted_statements(op_ids: Sequence[bytes], height: int, epoch: int) -
         values = [value for op_id in chunk for value in (op_id, height, epoch)]
         insert = "INSERT OR REPLACE INTO reverted_ops (op_id, height, epoch) VALUES "
         statements.append((insert + _placeholders(len(chunk), 3), values))
-        update = "UPDATE op_log SET status = ? WHERE op_id IN "
+        # A reverted op is no longer final: its final height goes (see revert_final_above).
+        update = "UPDATE op_log SET status = ?, final_height = NULL WHERE op_id IN "
         statements.append(
             (update + f"({_placeholders(len(chunk), 1)})", [int(OpStatus.REVERTED), *chunk])
         )
     return statements
+
+
+def revert_final_above_statements(height: int) -> list[Statement]:
+    """The ops of an offline rollback to `height` (Store.roll_back_to): mark the applied ops
+    final above it REVERTED (counted by the first statement), then forget the final height
+    of every op final above it, so one that comes back by sync is pending, not final at its
+    old height (neither pruned as final nor taken as final by a later rollback)."""
+    return [
+        (
+            "UPDATE op_log SET status = ? WHERE final_height > ? AND status = ?",
+            [int(OpStatus.REVERTED), height, int(OpStatus.APPLIED)],
+        ),
+        ("UPDATE op_log SET final_height = NULL WHERE final_height > ?", [height]),
+    ]
 
 
 def rollback_from_row(row: Sequence[Any], path: str) -> StoredRollback:

@@ -60,7 +60,7 @@ from .opening import (
     prepare,
     stored_version,
 )
-from .rollback_sql import SELECT_ROLLBACKS
+from .rollback_sql import SELECT_ROLLBACKS, revert_final_above_statements
 from .schema import SCHEMA_VERSION
 from .store_records import StoreRecords
 from .telemetry_sql import Activity, Observed, checkpoint_statements
@@ -385,21 +385,21 @@ class Store(StoreRecords):
     async def roll_back_to(self, height: int) -> tuple[int, int]:
         """Rollback to the final checkpoint at `height` (0 = genesis), in one transaction:
         move the checkpoints above it to `reverted_checkpoints` and mark every applied op
-        logged after its log_seq reverted. Nothing signed is deleted (the snapshots above
-        `height`, derived state, are). Returns (reverted ops, reverted checkpoints);
-        StoreUsageError when no checkpoint is stored at `height`."""
+        final above `height` (op_log.final_height, recorded by `mark_final`) reverted, by
+        finality, not by log position: an op logged before checkpoint `height` but final
+        above it is reverted, a pending op (never final) stays APPLIED. The reverted ops
+        lose their final height. Nothing signed is deleted (the snapshots above `height`,
+        derived state, are). Returns (reverted ops, reverted checkpoints); StoreUsageError
+        when no checkpoint is stored at `height`."""
         api.check_read_range(height, 1)
 
         async def work() -> tuple[int, int]:
-            log_seq = 0
             if height > 0:
                 rows = await self._writer.execute_fetchall(
-                    "SELECT log_seq FROM checkpoints WHERE height = ?", (height,)
+                    "SELECT 1 FROM checkpoints WHERE height = ?", (height,)
                 )
-                found = list(rows)
-                if not found:
+                if not list(rows):
                     raise StoreUsageError(f"no checkpoint is stored at height {height}")
-                log_seq = int(found[0][0])
             # Checkpoints go first in the transaction only for readability: it commits whole.
             statements: list[tuple[str, Sequence[object]]] = [
                 (
@@ -409,10 +409,7 @@ class Store(StoreRecords):
                     [height, height],
                 ),
                 ("DELETE FROM checkpoints WHERE height > ?", [height]),
-                (
-                    "UPDATE op_log SET status = ? WHERE seq > ? AND status = ?",
-                    [int(OpStatus.REVERTED), log_seq, int(OpStatus.APPLIED)],
-                ),
+                *revert_final_above_statements(height),
                 # Snapshots are derived state: those of reverted heights are worthless.
                 ("DELETE FROM state_snapshots WHERE height > ?", [height]),
             ]

@@ -3,7 +3,8 @@
 A rollback takes a stopped, quiesced node back to the final checkpoint at height H (0 is
 genesis). It first verifies the signed bundles up to H offline with the genesis keys, then, in
 one store transaction, moves the checkpoints above H out of the active set (into
-`reverted_checkpoints`) and marks every op logged after checkpoint H's log position REVERTED.
+`reverted_checkpoints`) and marks every op final above H REVERTED (by final height, not log
+position: ops never final stay pending).
 Nothing is deleted: the signed bytes stay in the log and the bundles stay readable. Finally it
 replays the store the way the recovery drill does and reports hash parity at H.
 

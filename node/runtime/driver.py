@@ -185,6 +185,8 @@ class Daemon:
         self._timer_at: float | None = None
         #: A pump is scheduled for the end of this turn of the loop (see `on_frame`).
         self._pump_soon = False
+        #: The rejoin record last queued for the store (`_store_rejoin`).
+        self._rejoin_stored = b""
         #: Bans kept across restarts, admission of inbound handshakes (runtime/bans.py).
         self.guard = PeerGuard(core, node_log, self._close_link)
         #: Peer exchange (runtime/exchange.py), made with the transports.
@@ -243,11 +245,14 @@ class Daemon:
         held = core.node_status().snapshot
         if held is not None:
             daemon.metrics.set_snapshot(held.height, held.size_bytes)
+        now = asyncio.get_running_loop().time()
         if restored.mode is not Mode.NORMAL:
-            core.set_mode(restored.mode, restored.mode_reason, asyncio.get_running_loop().time())
+            core.set_mode(restored.mode, restored.mode_reason, now)
         observed = await daemon.node_log.read_observed()  # (node_core/observed.py)
         if observed is not None:
-            core.restore_observed(observed, asyncio.get_running_loop().time())
+            core.restore_observed(observed, now)
+        daemon._rejoin_stored = await restored.node_log.get_rejoin()
+        core.rejoin.restore(daemon._rejoin_stored, now)  # after the mode: it resumes to it
         return daemon
 
     def create_transports(self) -> None:
@@ -404,7 +409,19 @@ class Daemon:
         if barrier_write:
             self._track_write(barrier_write)
         self.held_frames.offer(frames)
+        self._store_rejoin()
         self._arm_timer()
+
+    def _store_rejoin(self) -> None:
+        """Queue the rejoin episode's write when it changed (restart mid-rejoin, rejoin.py)."""
+        record = self.core.rejoin.record()
+        if record != self._rejoin_stored:
+            self._rejoin_stored = record
+
+            async def write() -> None:
+                await self.node_log.set_rejoin(record)
+
+            self.committer.add_write(write)
 
     def _track_write(self, write_id: int) -> None:
         """Tell `held_frames` when the commit holding send barrier `write_id` returned."""

@@ -41,6 +41,9 @@ LOAD_PAGE_ROWS = 4096
 #: Store meta key of the height through which final op bodies and bundles were pruned
 #: (`[storage].retain_heights`); absent: nothing pruned, a full replay is possible.
 PRUNED_THROUGH_META_KEY = "pruned_through"
+#: The rejoin episode in progress (protocol/node_core/rejoin.py `Rejoin.record`; empty: none),
+#: so a node restarted while confirming its root is read-only and confirming again.
+REJOIN_META_KEY = "rejoin"
 #: Stored snapshots a restart may try, newest first, before replaying the whole log (restore.py
 #: uses it; pruning keeps the log and bundles above the oldest of them).
 SNAPSHOT_RESTORE_ATTEMPTS_MAX = 2
@@ -151,6 +154,12 @@ class NodeLog(Protocol):
     async def set_mode(self, mode: Mode, reason: str) -> None: ...
 
     async def record_live_state(self, state_root: bytes) -> None: ...
+
+    async def get_rejoin(self) -> bytes:
+        """The stored rejoin episode (`Rejoin.record`), b"" when none."""
+        ...
+
+    async def set_rejoin(self, record: bytes) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -268,11 +277,13 @@ class StoreLog:
         )
         # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
         await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
+        # Final heights are recorded on every node: pruning reads them, and so does an offline
+        # rollback (`swarmd rollback` reverts exactly the ops final above its height).
+        ids = checkpoint.final_op_ids
+        for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
+            chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
+            await self.store.mark_final(chunk, checkpoint.height)
         if self.retain_heights:
-            ids = checkpoint.final_op_ids
-            for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
-                chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
-                await self.store.mark_final(chunk, checkpoint.height)
             await self.prune(checkpoint.height)
 
     async def prune(self, final_height: int) -> tuple[int, int]:
@@ -426,6 +437,12 @@ class StoreLog:
         """Remember the provisional state root at the current end of the log."""
         value = encoding.encode([self.store.last_seq, state_root])
         await self.store.set_meta(LIVE_STATE_META_KEY, value)
+
+    async def get_rejoin(self) -> bytes:
+        return await self.store.get_meta(REJOIN_META_KEY) or b""
+
+    async def set_rejoin(self, record: bytes) -> None:
+        await self.store.set_meta(REJOIN_META_KEY, record)
 
     async def close(self) -> None:
         await self.store.close()

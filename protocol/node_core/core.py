@@ -208,8 +208,7 @@ class NodeCore:
         (its bundle among `snapshot_bundles`, by height)."""
         core = cls(genesis=genesis, keypair=keypair, config=config, rng=rng, now=now)
         core.rollbacks.restore([RollbackCertificate.decode(data) for data in certificates])
-        for op_id in reverted_ops:
-            core.rollbacks.reverted[op_id] = core.rollbacks.history.current_epoch
+        core.rollbacks.restore_reverted(reverted_ops)
         if snapshot is not None:
             core.state_sync.restore_from_blob(snapshot, snapshot_bundles or {})
         return core

@@ -22,6 +22,13 @@ stays read-only until it has confirmed its final root:
 When the final height moves on meanwhile, the confirmation starts again at the new height.
 Then the node returns to the mode it was in before the episode. `NodeStatus.rejoin` shows the
 step (`catching up to H`, `confirming 1/2`).
+
+Restart: `Rejoin.record()` is the episode in progress as bytes (b"" when none) for the shell to
+store whenever it changes, and `Rejoin.restore(record, now)` resumes it after
+`NodeCore.restore` and the stored mode: a node restarted mid-rejoin is read-only again with the
+episode's reason and confirms again (the peers' confirmations are not kept: they are asked
+again). It returns to the mode it restarted in (the stored operator mode), not the one it had
+before the episode, so a mode an operator set on the stopped node wins.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import consensus
+from .. import consensus, encoding
 from ..checkpoint import Cut
-from ..errors import RemoteProtocolError
+from ..codes import RejectCode
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import Priority
 from ..ledger import Ledger
 from ..limits import REJOIN_PEERS_MIN, REJOIN_QUERY_RETRY_S
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
 
 #: The mode reason of a node whose own root differed from a council-signed one.
 REASON_DIVERGENCE = "root_divergence"
+#: The mode reason a rollback sets (rollbacks.py).
+REASON_ROLLBACK = "rollback"
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Rejoin:
         #: The first height whose signed root differed from ours (0: no divergence).
         self.divergent_height = 0
         self.confirmation: Confirmation | None = None
+        #: The mode reason the episode set (one of REJOIN_REASONS), for `record`.
+        self.reason = ""
 
     # --- episodes --------------------------------------------------------------------------
 
@@ -77,6 +89,11 @@ class Rejoin:
         return to `resume` (kept from an episode already in progress)."""
         if self.target is None:
             self.resume = resume
+        # Callers set the episode's mode first; `record` writes only a reason `restore` reads.
+        if self.core.mode_reason in REJOIN_REASONS:
+            self.reason = self.core.mode_reason
+        elif not self.reason:
+            self.reason = REASON_ROLLBACK
         self.target = target if self.target is None else max(self.target, target)
         self.confirmation = None
         self.reached_final(now)
@@ -181,6 +198,27 @@ class Rejoin:
             return f"catching up to {self.target}"
         return f"confirming {len(self.confirmation.peers)}/{self.peers_needed()}"
 
+    # --- restart ---------------------------------------------------------------------------
+
+    def record(self) -> bytes:
+        """The episode in progress, to store (b"" when none): its reason, target height and
+        first divergent height. The shell stores it whenever it changes."""
+        if self.target is None:
+            return b""
+        return encoding.encode([self.reason, self.target, self.divergent_height])
+
+    def restore(self, record: bytes, now: float) -> None:
+        """At start, after the stored mode was set: resume the stored episode (read-only with
+        its reason until final at its target and confirmed again), returning to the mode the
+        node restarted in. Raises RejoinRecordError for a record `record()` cannot write."""
+        if not record:
+            return
+        reason, target, divergent_height = decode_record(record)
+        resume = (self.core.mode, self.core.mode_reason)
+        self.core.set_mode(Mode.READ_ONLY, reason, now)
+        self.divergent_height = divergent_height
+        self.begin(target, resume, now)
+
     def _ask(self, height: int) -> None:
         request = encode_message(BundleRequestMessage(height, 1))
         for peer_id in self.core._peer_order:
@@ -191,12 +229,33 @@ class Rejoin:
         self.target = None
         self.confirmation = None
         self.divergent_height = 0
+        self.reason = ""
         self.resume = (Mode.NORMAL, "")
         self.core.set_mode(mode, reason, now)
 
 
 #: The mode reasons of the episodes a node rejoins from (rollbacks.py's and ours).
-REJOIN_REASONS = frozenset({"rollback", "rollback_resync", REASON_DIVERGENCE})
+REJOIN_REASONS = frozenset({REASON_ROLLBACK, "rollback_resync", REASON_DIVERGENCE})
+
+
+class RejoinRecordError(LocalProtocolError):
+    """A stored rejoin record that `Rejoin.record` cannot have written (a corrupt store)."""
+
+    code = RejectCode.REJOIN_RECORD_INVALID
+
+
+def decode_record(record: bytes) -> tuple[str, int, int]:
+    """(reason, target, divergent height) of a stored record; RejoinRecordError otherwise."""
+    try:
+        value = encoding.decode(record)
+    except RemoteProtocolError as exc:
+        raise RejoinRecordError(f"rejoin record: {exc.message}") from None
+    match value:
+        case [str(reason), int(target), int(divergent)] if (
+            reason in REJOIN_REASONS and target >= 0 and divergent >= 0
+        ):
+            return reason, target, divergent
+    raise RejoinRecordError("rejoin record: not [reason, target, divergent height]")
 
 
 def signed_root_at(core: NodeCore, height: int) -> bytes | None:

@@ -13,7 +13,9 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
   peers confirmed its checkpoint (rejoin.py), though still council-quiesced (see below); it
   also sends its bundles above H to its peers: a node that accepted the certificate before
   it finalized one of those heights reverts the ops of that bundle too
-  (`on_reverted_bundle`), so every node reverts the same set;
+  (`on_reverted_bundle`), so every node reverts the same set; the bundles above H it held
+  without having finalized them yet (waiting for ops or for their heights) go the same way,
+  at once (`_revert_held`), instead of being dropped;
 - below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
@@ -84,6 +86,7 @@ from .events import (
     RollbackVoteReceived,
 )
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
+from .rejoin import REASON_ROLLBACK as REASON_ROLLBACK  # re-exported: the reason a rollback sets
 from .rejoin import forget_final_state
 from .state_sync import signed_snapshot_state
 
@@ -93,7 +96,6 @@ if TYPE_CHECKING:
 #: Peers remembered in `served` (a peer dropped and forgotten is just served again).
 PEERS_SERVED_MAX = 1024
 #: The mode reasons a rollback sets.
-REASON_ROLLBACK = "rollback"
 REASON_RESYNC = "rollback_resync"
 #: The mode votes `note_final` tallies.
 _MODE_KINDS = (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
@@ -210,6 +212,7 @@ class Rollbacks:
         self.awaiting_resume, self.epoch_mode_votes = True, {}
         core._emit(PersistRollback(certificate.encode(), certificate.new_epoch))
         finality = core.finality
+        held = self._held_bundles_above(height)
         finality.future_bundles.clear()
         finality.awaiting_decision = None
         finality.validation_waiting.clear()
@@ -217,6 +220,7 @@ class Rollbacks:
         core.consensus.enter_epoch(certificate.new_epoch)
         if behind:
             core._emit(EpochEntered(certificate.new_epoch, height, reverted=0))
+            self._revert_held(held, now)
             return
         previous = (core.mode, core.mode_reason)
         core.set_mode(Mode.READ_ONLY, REASON_ROLLBACK, now)
@@ -229,11 +233,30 @@ class Rollbacks:
         )
         if unknown or not self.revert_to(height, certificate.new_epoch, now):
             self._resync(height, certificate.new_epoch, previous, now)
+            self._revert_held(held, now)
             return
+        self._revert_held(held, now)
         finality.consensus_height = height
         # Read-only until our root at H is confirmed by the bundle and by peers (rejoin.py).
         core.rejoin.begin(height, previous, now)
         finality.maybe_start_height(now)
+
+    def _held_bundles_above(self, height: int) -> list[bytes]:
+        """The council-signed bundles above `height` this node holds but has not finalized:
+        the decision waiting for its ops, then the bundles waiting for their heights."""
+        finality = self.core.finality
+        held = [data for h, data in sorted(finality.future_bundles.items()) if h > height]
+        awaiting = finality.awaiting_decision
+        if awaiting is not None and awaiting[0] > height:
+            held.insert(0, awaiting[2])
+        return held
+
+    def _revert_held(self, held: list[bytes], now: float) -> None:
+        """Once in the new epoch: the held bundles above H are old-epoch bundles above H like
+        the ones peers send later (`on_reverted_bundle`): the ops of theirs we hold are
+        reverted and the bundles relayed, rather than dropped while those ops stay live."""
+        for data in held:
+            self.on_reverted_bundle(b"", data, consensus.CheckpointBundle.decode(data), now)
 
     def restore(self, certificates: list[RollbackCertificate]) -> None:
         """At start (NodeCore.restore): rebuild the history and run consensus in its epoch."""
@@ -242,6 +265,14 @@ class Rollbacks:
         if self.history.current_epoch:
             self.core.consensus.enter_epoch(self.history.current_epoch)
             self.awaiting_resume, self.epoch_mode_votes = True, {}
+
+    def restore_reverted(self, op_ids: Sequence[bytes]) -> None:
+        """At start, after `restore`: the ids of the stored `OpsReverted` events, oldest first;
+        the newest REVERTED_OPS_MAX are remembered, as when they were reverted."""
+        epoch = self.history.current_epoch
+        for op_id in op_ids[-REVERTED_OPS_MAX:]:
+            self.reverted[op_id] = epoch
+        self._trim_reverted()
 
     def snapshot_installed(self, height: int) -> None:
         """The final state jumped to a snapshot at `height` (at restart or by state sync): the
@@ -409,12 +440,16 @@ class Rollbacks:
         self, reverted: list[bytes], height: int, epoch: int, *, entered: bool = True
     ) -> None:
         for op_id in reverted:
+            self.reverted.pop(op_id, None)  # reverted again: the newest, forgotten last
             self.reverted[op_id] = epoch
-        while len(self.reverted) > REVERTED_OPS_MAX:
-            self.reverted.popitem(last=False)
+        self._trim_reverted()
         self.core._emit(OpsReverted(tuple(reverted), height, epoch))
         if entered:
             self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
+
+    def _trim_reverted(self) -> None:
+        while len(self.reverted) > REVERTED_OPS_MAX:
+            self.reverted.popitem(last=False)
 
     def _base_at_or_below(self, height: int) -> tuple[Ledger, int] | None:
         """A fresh ledger at the newest base at or below `height`: our snapshot, or genesis

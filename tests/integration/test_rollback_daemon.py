@@ -6,14 +6,22 @@ epoch, the op statuses, and the refusal of a reverted op submitted again)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from swarmd.node.cli.common import COUNCIL_KEYS_DIR, load_key_file
+from swarmd.node.cli.home import init_home
 from swarmd.node.cli.status import status_text
 from swarmd.node.runtime.driver import Daemon
+from swarmd.node.runtime.persistence import REJOIN_META_KEY
+from swarmd.protocol import crypto, encoding
+from swarmd.protocol.rollback import RollbackAssembler, RollbackBody, sign_rollback_vote
 from swarmd.protocol.wallet import Author
 from tests.node import test_api
 from tests.node.test_api import Node, close_node, fresh_key, next_event, open_node
+from tests.node.test_rollback import open_home_store
 
 make_node = test_api.make_node  # the fixture
 
@@ -121,3 +129,78 @@ async def assert_reverted(node: Node, ops: list[Any], height: int) -> None:
         assert view["reverted"] == {"height": height, "epoch": 1}
         assert view["op"]["kind"] == "grant"
         assert not node.daemon.core.ledger.is_final(op.op_id)
+
+
+async def test_a_node_restarted_mid_rejoin_is_still_read_only_and_confirming(
+    tmp_path: Path,
+) -> None:
+    """A 4-member council of which only this member runs: a certificate (three members'
+    votes) to genesis puts it in the rejoin step, where it waits for two peers that never
+    come. Restarted on the same store it is read-only again and still confirming, so even a
+    council op is refused `read_only` until its root is confirmed (rejoin.py, "Restart")."""
+    home = tmp_path / "member-0"
+    init_home(home, keypair=fresh_keypair(), council_size=4, config_overrides=test_api.FAST)
+    node = await open_node(home)
+    try:
+        genesis = node.daemon.genesis
+        assembler = RollbackAssembler(genesis.network_id, list(genesis.council))
+        body = RollbackBody(0, 0, b"", "drill")
+        certificate = None
+        for index in (1, 2, 3):
+            member = load_key_file(home / COUNCIL_KEYS_DIR / f"member-{index}.key")
+            certificate = assembler.add(sign_rollback_vote(member, genesis.network_id, body))
+        assert certificate is not None
+        node.daemon.core.receive_rollback_certificate(certificate.encode(), asyncio_time())
+        node.daemon.pump()
+        assert await rejoin_state(node) == ("read-only", "rollback", "confirming 0/2")
+    finally:
+        await close_node(node)
+
+    restarted = await open_node(home)
+    try:
+        assert await rejoin_state(restarted) == ("read-only", "rollback", "confirming 0/2")
+        _, status = await restarted.get("/v1/status")
+        assert status["epoch"] == 1 and status["mode_reason"] == "rollback"
+        code, body_ = await restarted.submit(restarted.council.resume("too early"))
+        assert (code, body_.get("code")) == (503, "read_only"), body_
+    finally:
+        await close_node(restarted)
+
+
+async def rejoin_state(node: Node) -> tuple[str, str, str]:
+    core = node.daemon.core
+    return core.mode.value, core.mode_reason, str(core.status()["rejoin"])
+
+
+def asyncio_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def fresh_keypair() -> crypto.KeyPair:
+    return crypto.KeyPair.from_seed(os.urandom(32))
+
+
+async def test_a_stored_episode_confirmed_at_start_is_cleared(make_node: Any) -> None:
+    """A node stopped before its episode's end was stored (here a one-member council, whose
+    signed bundle alone confirms): at the next start it confirms at once, returns to its
+    stored mode and stores that no episode is in progress."""
+    node = await make_node()
+    home = node.home
+    await close_node(node)
+    store = await open_home_store(home)
+    try:
+        await store.set_meta(REJOIN_META_KEY, encoding.encode(["rollback", 0, 0]))
+    finally:
+        await store.close()
+
+    restarted = await open_node(home)
+    try:
+        assert await rejoin_state(restarted) == ("normal", "", "")
+        restarted.daemon.pump()
+    finally:
+        await close_node(restarted)
+    store = await open_home_store(home)
+    try:
+        assert await store.get_meta(REJOIN_META_KEY) == b""
+    finally:
+        await store.close()

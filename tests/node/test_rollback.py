@@ -17,6 +17,7 @@ from swarmd.node.cli.recovery import recover_store
 from swarmd.node.config import load_config
 from swarmd.node.runtime.driver import Daemon
 from swarmd.protocol import crypto
+from swarmd.protocol.wallet import Author
 from swarmd.storage import api
 from swarmd.storage.api import Checkpoint, NewOp, NodeMode, OpStatus, StoredRollback
 from swarmd.storage.errors import StoreUsageError
@@ -277,10 +278,14 @@ def make_checkpoint(height: int, log_seq: int) -> Checkpoint:
 
 
 async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) -> None:
-    await store.append_ops([make_op(i) for i in range(4)] + [make_op(4, OpStatus.REJECTED)])
-    await store.append_ops([make_op(i) for i in range(5, 8)])
-    for height, log_seq in ((1, 2), (2, 5), (3, 8)):
+    ops = [make_op(i) for i in range(4)] + [make_op(4, OpStatus.REJECTED)]
+    ops += [make_op(i) for i in range(5, 8)]
+    await store.append_ops(ops[:5])
+    await store.append_ops(ops[5:])
+    for height, (start, log_seq) in enumerate(((0, 2), (2, 5), (5, 8)), start=1):
         await store.put_checkpoint(make_checkpoint(height, log_seq), b"")
+        # What the daemon records with each checkpoint: the ops it made final.
+        await store.mark_final([op.op_id for op in ops[start:log_seq]], height)
     with pytest.raises(StoreUsageError):
         await store.roll_back_to(7)
     assert await store.roll_back_to(1) == (5, 2)  # seqs 3, 4, 6, 7, 8; seq 5 stays rejected
@@ -293,7 +298,9 @@ async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) 
     assert [r.checkpoint for r in reverted] == [make_checkpoint(2, 5), make_checkpoint(3, 8)]
     # The same height can be finalized again (e.g. by sync) and rolled back again.
     await store.put_checkpoint(make_checkpoint(2, 8), b"")
-    assert await store.roll_back_to(0) == (2, 2)
+    await store.mark_status([ops[5].op_id], OpStatus.APPLIED)  # seq 6 came back by sync
+    await store.mark_final([ops[5].op_id], 2)
+    assert await store.roll_back_to(0) == (3, 2)  # seqs 1, 2 (final at 1) and 6
     assert await store.read_checkpoints(0, 10) == []
     later = await store.read_reverted_checkpoints(2, 10)
     assert [(r.revert_seq, r.rolled_back_to, r.checkpoint.height) for r in later] == [
@@ -301,3 +308,65 @@ async def test_roll_back_to_moves_checkpoints_and_marks_ops(store: api.OpStore) 
         (4, 0, 2),
     ]
     assert len(await store.read_log(0, 10)) == 8  # nothing was deleted
+
+
+async def test_roll_back_to_reverts_by_finality_not_by_log_position(store: api.OpStore) -> None:
+    """Which ops a rollback to H reverts is decided by their final height, not by where they
+    sit in the log: an op logged before checkpoint H's log position but final above H is
+    reverted; an op logged after it that was never final stays pending (APPLIED: replayed at
+    the next start); an op final at or below H stays final wherever it was logged."""
+    ops = [make_op(i) for i in range(1, 7)]
+    await store.append_ops(ops[:3])  # seqs 1-3
+    await store.put_checkpoint(make_checkpoint(1, 3), b"")
+    await store.append_ops(ops[3:])  # seqs 4-6
+    await store.put_checkpoint(make_checkpoint(2, 6), b"")
+    await store.mark_final([ops[0].op_id], 1)
+    await store.mark_final([ops[3].op_id], 1)  # logged after checkpoint 1's position, final at 1
+    await store.mark_final([ops[1].op_id, ops[4].op_id], 2)  # seq 2 logged before, final at 2
+    # seq 3 and seq 6 were never final: pending ops.
+    assert await store.roll_back_to(1) == (2, 1)
+    statuses = [op.status for op in await store.read_log(0, 10)]
+    applied, reverted = OpStatus.APPLIED, OpStatus.REVERTED
+    assert statuses == [applied, reverted, applied, applied, reverted, applied]
+    # A reverted op that comes back (by sync) is pending, no longer final at its old height:
+    # a later rollback or a prune pass must not treat it as final.
+    await store.mark_status([ops[1].op_id], OpStatus.APPLIED)
+    assert await store.prune_final(2, 10) == (2, 1)  # seqs 1 and 4 (final at 1) only
+    after = await store.read_log(0, 10)
+    assert [op.status for op in after] == [applied, applied, applied, applied, reverted, applied]
+    assert [bool(op.envelope) for op in after] == [False, True, True, False, True, True]
+
+
+async def submit_pending(home: Path) -> bytes:
+    """Run the node once more and submit an op waiting for a dependency that never comes: it
+    is logged (after every checkpoint's log position) but never final."""
+    daemon = await Daemon.open(load_config(home / "swarmd.toml"))
+    daemon.create_transports()
+    await daemon.start()
+    try:
+        author = Author(crypto.KeyPair.from_seed(os.urandom(32)), daemon.genesis.network_id)
+        waiting = author.transfer(NODE_KEY, 1, receive=[hashlib.sha256(b"never sent").digest()])
+        assert (await daemon.submit(waiting.envelope)).status == "pending"
+        await daemon.committer.barrier()
+        return waiting.op_id
+    finally:
+        await daemon.stop()
+
+
+def test_an_offline_rollback_keeps_a_pending_op_pending(home: Path, capsys) -> None:
+    """By finality, not log position: the pending op logged after checkpoint 1 was never final,
+    so the rollback to 1 keeps it (APPLIED, replayed as pending), and reverts exactly the
+    ops final above 1."""
+    waiting = asyncio.run(submit_pending(home))
+    log_before, checkpoints_before, _ = asyncio.run(read_store(home))
+    first = checkpoints_before[0]
+    final_above = [op for op in log_before if op.seq > first.log_seq and op.op_id != waiting]
+    asyncio.run(set_mode(home, NodeMode.QUIESCED))
+    capsys.readouterr()
+    code, report = run_cli(capsys, "rollback", "--home", str(home), "--to-height", "1", "--yes")
+    assert code == 0, report
+    assert report["reverted_ops"] == len(final_above) and report["pending_ops"] >= 1
+    log, _, _ = asyncio.run(read_store(home))
+    status = {op.op_id: op.status for op in log}
+    assert status[waiting] is OpStatus.APPLIED
+    assert {status[op.op_id] for op in final_above} == {OpStatus.REVERTED}

@@ -4,7 +4,9 @@ again from its peers and leaves read-only only once two peers confirmed its chec
 
 from __future__ import annotations
 
-from swarmd.protocol import limits
+import pytest
+
+from swarmd.protocol import encoding, limits
 from swarmd.protocol.node_core import (
     REASON_DIVERGENCE,
     CheckpointFinalized,
@@ -12,6 +14,7 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     RootDiverged,
 )
+from swarmd.protocol.node_core.rejoin import RejoinRecordError, decode_record
 from swarmd.protocol.sim.harness import Swarm
 
 
@@ -167,3 +170,43 @@ def test_rejoin_asks_again_exactly_REJOIN_QUERY_RETRY_S_after_the_last_ask() -> 
     swarm.run(until=due + 3 * swarm.delay_s)
     assert node.final_height == height
     assert (node.mode.value, node.mode_reason) == ("normal", "")
+
+
+def test_the_episode_record_names_the_step_to_resume_and_is_empty_once_rejoined() -> None:
+    """What the shell stores so that a restart resumes the episode (the restart itself runs on
+    a real store in tests/integration/test_rollback_daemon.py)."""
+    swarm = Swarm(4, seed=23)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    node = swarm.nodes[1]
+    assert node.rejoin.record() == b""
+    _corrupt(swarm, 1)
+    _fund(swarm, "next", 2)
+    for _ in range(100):
+        swarm.run(until=swarm.now + 0.02)
+        if node.mode_reason == REASON_DIVERGENCE:
+            break
+    swarm.cut = {(i, 1) for i in range(4)}
+    swarm.run(until=swarm.now + 1.0)
+    reason, target, divergent = decode_record(node.rejoin.record())
+    assert (reason, divergent) == (REASON_DIVERGENCE, node.status()["root_divergence_height"])
+    assert target == divergent >= 1
+    swarm.cut = set()
+    swarm.run(until=swarm.now + 3.0)
+    assert node.mode.value == "normal" and node.rejoin.record() == b""
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"\xc1",  # not msgpack
+        encoding.encode(["maintenance", 3, 0]),  # not a rejoin reason
+        encoding.encode([REASON_DIVERGENCE, -1, 0]),
+        encoding.encode([REASON_DIVERGENCE, 3]),
+        encoding.encode({"reason": REASON_DIVERGENCE}),
+    ],
+)
+def test_a_corrupt_episode_record_is_a_typed_error(record: bytes) -> None:
+    with pytest.raises(RejoinRecordError) as error:
+        decode_record(record)
+    assert error.value.code == "rejoin_record_invalid"

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from swarmd.protocol import consensus
-from swarmd.protocol.framing import FrameEncoder
+from swarmd.protocol.framing import FrameDecoder, FrameEncoder
+from swarmd.protocol.limits import REVERTED_OPS_MAX
 from swarmd.protocol.messages import (
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
     BundlesMessage,
@@ -227,6 +228,33 @@ def test_restart_restores_the_epoch_and_never_replays_reverted_ops() -> None:
     assert restored.consensus.epoch == 1
 
 
+@pytest.mark.slow  # a million op ids remembered (about 1 s and 200 MB)
+def test_a_restart_remembers_the_newest_reverted_ops_max() -> None:
+    """REVERTED_OPS_MAX reached: a store holding more reverted ids than that (oldest first)
+    restores the newest REVERTED_OPS_MAX; the certificate's own reverted ops, recorded last,
+    are still refused, the oldest ids are forgotten (they are below every final line)."""
+    swarm, height, _, above = _prepared(seed=8)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    events = swarm.events[3]
+    reverted = [op for e in events if isinstance(e, OpsReverted) for op in e.op_ids]
+    assert set(above) <= set(reverted)
+    older = [index.to_bytes(32, "big") for index in range(REVERTED_OPS_MAX + 1 - len(reverted))]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=older + reverted,
+    )
+    assert restored.node_status().reverted_ops == REVERTED_OPS_MAX
+    assert not restored.rollbacks.is_reverted(older[0])
+    assert restored.rollbacks.is_reverted(older[1])
+    assert all(restored.op_status(op_id)[0] == "reverted" for op_id in above)
+
+
 def test_a_node_offline_through_the_rollback_rejoins_in_the_new_epoch() -> None:
     swarm = Swarm(4, seed=9)
     _fund(swarm, "before", 3)
@@ -352,6 +380,52 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
     for node in swarm.nodes:
         assert all(node.op_status(op_id)[0] == "reverted" for op_id in late)
+
+
+def test_old_epoch_bundles_held_when_the_certificate_comes_are_reverted_and_relayed() -> None:
+    """Issue 12, the race of PROTOCOL.md section 9: a node holds council-signed bundles above H
+    that it has not finalized yet (one waits for an op it lacks, the next for its height) when
+    it accepts the certificate. They are old-epoch bundles above H like any other: the ops of
+    theirs it holds are reverted at once and the bundles are relayed (so peers that never got
+    them revert the same ops), instead of being dropped while those ops stay live here and
+    could be proposed in the new epoch."""
+    swarm = Swarm(4, seed=8)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    isolated = swarm.nodes[3]
+    swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
+    late = [op.op_id for op in _late_grants(swarm, ["late-0", "late-1"], nodes=[1, 3])]
+    lacking = swarm.members[2].grant(swarm.author("late-2").key, 100)
+    assert swarm.submit(1, lacking).status == "accepted"  # never reaches node 3
+    swarm.run(until=swarm.now + 3.0)
+    height = isolated.final_height
+    assert all(swarm.nodes[0].ledger.is_final(op_id) for op_id in [*late, lacking.op_id])
+    bundles = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
+    above = [b for b in bundles if consensus.CheckpointBundle.decode(b).height > height]
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(BundlesMessage(tuple(above))))
+    for frame in sender.frames_to_send():
+        isolated.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
+    swarm.flush(3)
+    assert isolated.final_height == height  # the first waits for `lacking`
+    assert all(isolated.op_status(op_id)[0] == "applied" for op_id in late)
+    _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
+    certificate = next(e.certificate for e in swarm.events[0] if isinstance(e, PersistRollback))
+    isolated.receive_rollback_certificate(certificate, swarm.now)
+    decoders: dict[bytes, FrameDecoder] = {}
+    relayed = [
+        peer
+        for peer, frame in isolated.frames_to_send()
+        for message in decoders.setdefault(peer, FrameDecoder()).receive_frame(frame, swarm.now)
+        if isinstance(decode_message(message), BundlesMessage)
+    ]
+    swarm.flush(3)
+    assert isolated.epoch == 1 and isolated.final_height == height
+    assert all(isolated.op_status(op_id) == ("reverted", "op_reverted") for op_id in late)
+    reverted = [e for e in swarm.events[3] if isinstance(e, OpsReverted)]
+    assert set(late) <= {op_id for e in reverted for op_id in e.op_ids}
+    assert all(e.height == height and e.epoch == 1 for e in reverted)
+    assert len(set(relayed)) == 3, "the held bundles were not relayed to every peer"
 
 
 def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> None:

@@ -131,3 +131,18 @@ async def test_rollback_records_survive_a_reopen_and_a_flipped_byte_is_caught(
     report = await store.integrity_check()
     assert report.problems == ("rollback certificate of epoch 1: checksum mismatch",)
     await store.close()
+
+
+async def test_an_op_reverted_by_a_certificate_is_no_longer_final(store: api.OpStore) -> None:
+    """A reverted op loses its final height: if it comes back (logged again by sync) it is
+    pending, so a prune pass does not empty its body as if it were still final."""
+    ops = [make_op(index) for index in range(3)]
+    await store.append_ops(ops)
+    await store.put_checkpoint(make_checkpoint(1, 3), b"")
+    await store.put_checkpoint(make_checkpoint(2, 3), b"")
+    await store.mark_final([op.op_id for op in ops], 1)
+    assert await store.mark_reverted([ops[1].op_id], 0, 1) == 1
+    await store.mark_status([ops[1].op_id], OpStatus.APPLIED)  # it came back
+    assert await store.prune_final(2, 10) == (2, 1)  # ops 0 and 2; op 1 is pending again
+    bodies = [bool(op.envelope) for op in await store.read_log(0, 10)]
+    assert bodies == [False, True, False]

@@ -66,13 +66,6 @@ def scenario_network_rollback(
         sim.partition([offline], [i for i in range(params.nodes) if i != offline])
         heights.append(_core(swarm, 0).final_height)
 
-    def propose(core: object, now: float) -> None:
-        assert isinstance(core, NodeCore)
-        core.propose_rollback(heights[0], "scenario: revert the load", now)
-
-    def vote(index: int) -> None:
-        sim.call(index, "propose_rollback", propose)
-
     def hook(node: int, event: object) -> None:
         if isinstance(event, OpsReverted):
             reverted.update(event.op_ids)
@@ -82,11 +75,7 @@ def scenario_network_rollback(
     # The load: its ops final above H are reverted; those sent around the votes may be
     # reverted, refused or pending on a reverted parent: the common checks skip them all.
     _council_transfers(swarm, params.ops, cut_at + 0.1, vote_at + 1.0)
-    for k, index in enumerate(members):
-        sim.at(vote_at + k * ROLLBACK_VOTE_GAP_S, functools.partial(vote, index))
-    crash_at = vote_at + ROLLBACK_VOTE_GAP_S + 0.01
-    sim.at(crash_at, functools.partial(sim.crash, crasher))
-    sim.at(crash_at + ROLLBACK_DOWN_S, functools.partial(sim.restart, crasher))
+    _schedule_votes(swarm, members, crasher, vote_at, heights)
     heal_at = vote_at + ROLLBACK_OFFLINE_AFTER_S
     sim.at(heal_at, sim.heal)
     sim.run_until(cut_at + 0.1)
@@ -108,6 +97,28 @@ def scenario_network_rollback(
     swarm.extra_checks.append(check)
     sim.run_until(swarm.healed_at)
     return finish(swarm)
+
+
+def _schedule_votes(
+    swarm: Swarm, members: list[int], crasher: int, vote_at: float, heights: list[int]
+) -> None:
+    """The members' rollback votes to H (`heights[0]`, fixed at the cut), one every
+    ROLLBACK_VOTE_GAP_S from `vote_at` in `members` order; `crasher` crashes right after its
+    vote and restarts ROLLBACK_DOWN_S later."""
+    sim = swarm.sim
+
+    def propose(core: object, now: float) -> None:
+        assert isinstance(core, NodeCore)
+        core.propose_rollback(heights[0], "scenario: revert the load", now)
+
+    def vote(index: int) -> None:
+        sim.call(index, "propose_rollback", propose)
+
+    for k, index in enumerate(members):
+        sim.at(vote_at + k * ROLLBACK_VOTE_GAP_S, functools.partial(vote, index))
+    crash_at = vote_at + ROLLBACK_VOTE_GAP_S + 0.01
+    sim.at(crash_at, functools.partial(sim.crash, crasher))
+    sim.at(crash_at + ROLLBACK_DOWN_S, functools.partial(sim.restart, crasher))
 
 
 def _schedule_resume(swarm: Swarm, members: list[int], at: float, deadline: float) -> None:
