@@ -43,11 +43,13 @@ from .link import PeerLink
 
 SIGNAL_PATH = "/v1/signal"
 DATA_CHANNEL_LABEL = "swarmd"
-#: Stop writing to a data channel above this many buffered bytes and resume below the low
-#: mark. 512 KiB keeps the SCTP pipe full on loopback (8 frames in flight) while a heartbeat
-#: queued behind it waits at most ~0.5 s even on a 1 MB/s link.
-BUFFERED_AMOUNT_HIGH_BYTES = 512 * 1024
-BUFFERED_AMOUNT_LOW_BYTES = 128 * 1024
+#: Hand the data channel the next message only once it has taken every earlier one into
+#: SCTP (bufferedAmount at or below this): until then the link's queued frames accumulate and
+#: go out as one batch (`PeerLink(coalesce=True)`), so aiortc pays its per-message and
+#: per-packet costs once per batch. aiortc moves a message into SCTP chunks as soon as its
+#: previous chunks left, so one batch waiting there keeps the pipe full; a heartbeat waits
+#: behind at most that batch (64 KiB), not behind a deep channel buffer.
+BUFFERED_AMOUNT_LOW_BYTES = 0
 #: Answered offers whose data channel has not opened yet. Each holds sockets and a DTLS
 #: context, so a burst of offers from many keys cannot exhaust them.
 PENDING_ANSWERS_MAX = 32
@@ -297,7 +299,7 @@ class WebRtcTransport(LinkTransport):
         async def write(message: bytes) -> None:
             # Bounded by the link: a channel that never drains stops answering heartbeats,
             # and closing the link cancels this wait.
-            while channel.bufferedAmount > BUFFERED_AMOUNT_HIGH_BYTES:
+            while channel.bufferedAmount > BUFFERED_AMOUNT_LOW_BYTES:
                 drained.clear()
                 await drained.wait()
             channel.send(message)
@@ -315,6 +317,7 @@ class WebRtcTransport(LinkTransport):
             on_closed=self._on_link_closed,
             on_updated=self._notify_peers_changed,
             candidate_pair=lambda: selected_candidate_pair(pc),
+            coalesce=True,
         )
 
         def on_message(message: bytes | str) -> None:
