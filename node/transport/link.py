@@ -51,6 +51,9 @@ CONTROL_QUEUE_FRAMES_MAX = 1024
 #: Bytes of bulk frames queued per peer (256 full frames). With PEER_SEND_QUEUE_MAX frames
 #: this bounds memory per peer to 16 MiB even when every frame is 64 KiB.
 BULK_QUEUE_BYTES_MAX = 16 * 1024 * 1024
+#: A lingering link (`bulk_linger_s`) stops waiting for more bulk frames once this many bytes
+#: are queued: a message that size wastes at most a few percent of its last SCTP packet.
+LINGER_BULK_BYTES = 16 * 1024
 
 log = structlog.get_logger("swarmd.transport")
 
@@ -91,6 +94,7 @@ class PeerLink:
         on_updated: Callable[[], None] | None = None,
         candidate_pair: Callable[[], str | None] | None = None,
         coalesce: bool = False,
+        bulk_linger_s: float = 0.0,
     ) -> None:
         self.peer_id = peer_id
         self.transport_name = transport_name
@@ -107,6 +111,7 @@ class PeerLink:
         self._on_updated = on_updated
         self._candidate_pair = candidate_pair
         self._coalesce = coalesce
+        self._bulk_linger_s = bulk_linger_s
         self._control: deque[bytes] = deque()
         self._bulk: deque[bytes] = deque()
         self._bulk_bytes = 0
@@ -225,12 +230,30 @@ class PeerLink:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self._bulk_linger_s > 0:
+                await self._linger()
             message = self._next_batch() if self._coalesce else self._pop()
             try:
                 await self._write(message)
             except Exception as exc:  # any failure to write ends this link
                 log.info("send_failed", peer=account_id_text(self.peer_id), error=repr(exc))
                 self.close("send_failed")
+                return
+
+    async def _linger(self) -> None:
+        """Give a few bulk frames `bulk_linger_s` to gather more company (Nagle-like); any
+        control frame, or `LINGER_BULK_BYTES` queued, ends the wait at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._bulk_linger_s
+        while not self._control and 0 < self._bulk_bytes < LINGER_BULK_BYTES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
                 return
 
     def _pop(self) -> bytes:

@@ -1,7 +1,8 @@
 """PeerLink batching (`coalesce=True`, what WebRTC links use): frames queued while the channel
 is busy go out as one batch message, in the order they would have been written one by one
 (control first, then bulk, each FIFO), never above the link message size bound; a receiver
-takes batches apart and refuses malformed ones."""
+takes batches apart and refuses malformed ones. With `bulk_linger_s`, a few bulk frames wait
+for company, but never a control frame and never a full enough queue."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from swarmd.node.transport.link import (
     FRAME_KIND_DATA,
     FRAME_KIND_PING,
     FRAME_KIND_PONG,
+    LINGER_BULK_BYTES,
     LINK_MESSAGE_SIZE_BYTES_MAX,
     PeerLink,
 )
@@ -172,3 +174,59 @@ async def test_malformed_batches_close_the_link() -> None:
     make_link(Channel().write, events, coalesce=True).receive(batch(data, b"\x09junk"))
     # The parts before a bad one were delivered; the bad kind closes the link.
     assert events.frames == [b"x"] and events.closed == ["protocol_error:bad_link_message"]
+
+
+def lingering_link(channel: Channel, linger_s: float) -> tuple[PeerLink, Receiver]:
+    events = Receiver()
+    link = PeerLink(
+        peer_id=PEER,
+        transport_name="test",
+        direction="outbound",
+        remote_url=None,
+        heartbeat_interval_s=3600.0,
+        heartbeat_dead_after_s=7200.0,
+        write=channel.write,
+        close_channel=no_close,
+        on_frame=events.on_frame,
+        on_closed=events.on_closed,
+        coalesce=True,
+        bulk_linger_s=linger_s,
+    )
+    link.start()
+    return link, events
+
+
+async def test_bulk_frames_linger_until_a_control_frame_or_enough_bytes() -> None:
+    channel = Channel()
+    channel.open.set()
+    link, _ = lingering_link(channel, linger_s=3600.0)  # longer than the test may wait
+
+    assert link.enqueue(b"announce", control=False)
+    for _ in range(20):  # loop turns, not time: the writer is waiting for company
+        await asyncio.sleep(0)
+    assert channel.messages == []
+    assert link.enqueue(b"vote", control=True)  # a control frame ends the wait at once
+    await channel.wait_for(lambda: len(channel.messages) == 1)
+    assert channel.messages == [batch(b"\x00vote", b"\x00announce")]
+
+    assert link.enqueue(b"a", control=False)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(channel.messages) == 1  # lingering again
+    large = bytes(LINGER_BULK_BYTES)
+    assert link.enqueue(large, control=False)  # enough bytes: no wait either
+    await channel.wait_for(lambda: len(channel.messages) == 2)
+    assert channel.messages[1] == batch(b"\x00a", b"\x00" + large)
+    link.close("done")
+
+
+async def test_a_lone_bulk_frame_goes_out_after_the_linger() -> None:
+    channel = Channel()
+    channel.open.set()
+    link, _ = lingering_link(channel, linger_s=0.01)
+
+    assert link.enqueue(b"announce", control=False)
+
+    await channel.wait_for(lambda: len(channel.messages) == 1)
+    assert channel.messages == [b"\x00announce"]
+    link.close("done")
