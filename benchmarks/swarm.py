@@ -15,6 +15,19 @@ the N nodes did nothing but run the validation pipeline over every op (measured 
 ops in the same run) and append each to SQLite at the raw `executemany` rate: no networking,
 no consensus, no sync, no API, no load generator. `ratio_to_machine_ceiling` compares the swarm
 with it.
+
+Modes (issues 13 and 16):
+- `--rate R`: open loop. Requests are sent at fixed times (the k-th op of the run at t0 + k/R,
+  a request of `--batch` ops at the time of its first op) whether or not earlier ones were
+  answered, and an op's latency counts from its scheduled time, so a swarm that falls behind
+  shows it as latency instead of slowing the client down. `offered_ops_per_s` is R;
+  `submit_ops_per_s` and `final_ops_per_s` are what was achieved.
+- `--rate-fractions 0.25,0.5`: a saturated run first (closed loop, `--batch`), then one open-loop
+  run at each fraction of the saturated run's `final_ops_per_s` (requests of `--rate-batch`).
+- `--transport both`: WebRTC and WebSocket swarms alternately, `--repeat` times each; reports
+  each transport's medians, `cpu_ratio_webrtc_to_websocket` (the medians' ratio), each
+  back-to-back pair's ratio (`cpu_ratio_samples`) and their median.
+- `--repeat N`: N runs (fresh swarms); figures are medians, `*_samples` list the runs.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +67,15 @@ EVENTS_AFTER_FINAL_TIMEOUT_S = 10.0
 #: One submission request (answered once its ops are durable): a node that does not answer
 #: within this long is stuck, and the run fails saying so instead of waiting forever.
 REQUEST_TIMEOUT_S = 60.0
+#: Figures only an open-loop (`--rate`) run reports.
+OPEN_LOOP_FIGURES = ("offered_ops_per_s", "schedule_lag_ms_max")
+#: Figures of each run listed beside the medians of a repeated run (`*_samples`).
+SAMPLED_FIGURES = (
+    "final_ops_per_s",
+    "node_cpu_us_per_op",
+    "finality_latency_ms_p50",
+    "finality_latency_ms_p95",
+)
 OVERRIDES: dict[str, dict[str, Any]] = {
     # The benchmark is one client IP hammering the API: lift the per-IP rate limit.
     "api": {"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 10_000_000},
@@ -196,6 +219,60 @@ class Load:
                 await self._post(node_index, "/v1/ops/batch", body, "application/msgpack")
 
 
+def open_loop_schedule(
+    chains: list[list[Op]], nodes: int, batch: int, rate: float
+) -> list[tuple[float, int, list[Op]]]:
+    """(offset from t0 in seconds, node index, ops) of every request of an open-loop run, by
+    offset. Chain c goes to node c % nodes; a node's ops go step by step across its chains
+    (an account's next op comes `accounts / rate` seconds after its previous one), and its
+    k-th op is the run's op number k * nodes + node index, due at that number / rate."""
+    requests: list[tuple[float, int, list[Op]]] = []
+    for node_index in range(nodes):
+        node_chains = chains[node_index::nodes]
+        steps = max((len(chain) for chain in node_chains), default=0)
+        ops = [chain[s] for s in range(steps) for chain in node_chains if s < len(chain)]
+        for start in range(0, len(ops), batch):
+            offset = (start * nodes + node_index) / rate
+            requests.append((offset, node_index, ops[start : start + batch]))
+    requests.sort(key=lambda request: (request[0], request[1]))
+    return requests
+
+
+class OpenLoad(Load):
+    """Sends each request at its scheduled time without waiting for earlier answers; an op's
+    submission time is its scheduled time (no coordinated omission)."""
+
+    def __init__(
+        self, swarm: Swarm, session: aiohttp.ClientSession, batch: int, rate: float
+    ) -> None:
+        super().__init__(swarm, session, batch)
+        self.rate = rate
+        #: How late the client sent its most delayed request (a client that cannot keep up
+        #: offers less than `rate`: then this grows).
+        self.lag_s_max = 0.0
+
+    async def submit(self, chains: list[list[Op]]) -> None:
+        schedule = open_loop_schedule(chains, len(self.swarm.nodes), self.batch, self.rate)
+        started = time.perf_counter()
+        sending: list[asyncio.Task[None]] = []
+        for offset, node_index, ops in schedule:
+            due = started + offset
+            # A timer, not a wait for a condition: the offered load is paced by the clock.
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            self.lag_s_max = max(self.lag_s_max, time.perf_counter() - due)
+            for op in ops:
+                self.submitted_at[op.op_id.hex()] = due
+            sending.append(asyncio.create_task(self._send(node_index, ops)))
+        await asyncio.gather(*sending)
+
+    async def _send(self, node_index: int, ops: list[Op]) -> None:
+        if len(ops) == 1:
+            await self._post(node_index, "/v1/ops", ops[0].envelope, "application/octet-stream")
+        else:
+            body = encoding.encode([op.envelope for op in ops])
+            await self._post(node_index, "/v1/ops/batch", body, "application/msgpack")
+
+
 async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
     grants, chains = build_ops(swarm, args.accounts, args.ops, args.seed)
     for index, grant in enumerate(grants):
@@ -208,7 +285,11 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=None)  # the event streams stay open
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await watch.open(session, swarm.nodes[0].url)
-        load = Load(swarm, session, args.batch)
+        load = (
+            Load(swarm, session, args.batch)
+            if args.rate is None
+            else OpenLoad(swarm, session, args.batch, args.rate)
+        )
         started = time.perf_counter()
         cpu_started = nodes_cpu_s(swarm)
         bytes_started = await nodes_bytes(session, swarm.nodes)
@@ -230,6 +311,9 @@ async def measure(swarm: Swarm, args: argparse.Namespace) -> dict[str, Any]:
         "node_cpu_us_per_op": round(cpu_s / len(ops) * 1e6, 1),
         "bytes_per_final_op": bytes_per_op,
     }
+    if isinstance(load, OpenLoad):
+        figures["offered_ops_per_s"] = round(load.rate, 1)
+        figures["schedule_lag_ms_max"] = round(load.lag_s_max * 1000, 1)
     return report(swarm, args, grants, ops, latencies, figures)
 
 
@@ -272,6 +356,7 @@ def report(
         "elapsed_s": round(figures["elapsed_s"], 2),
         "node_cpu_us_per_op": figures["node_cpu_us_per_op"],
         "bytes_per_final_op": figures["bytes_per_final_op"],
+        **{key: figures[key] for key in OPEN_LOOP_FIGURES if key in figures},
     }
 
 
@@ -393,10 +478,110 @@ def validation_ceiling(swarm: Swarm, grants: list[Op], ops: list[Op]) -> tuple[f
     return len(ops) / statistics.median(samples), store_rate
 
 
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every numeric figure of `runs` (the first run's value for the others),
+    with the runs' own values of the main figures as `*_samples`."""
+    result = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            result[key] = statistics.median(run[key] for run in runs)
+    if len(runs) > 1:
+        result["runs"] = len(runs)
+        for key in SAMPLED_FIGURES:
+            result[f"{key}_samples"] = [run[key] for run in runs]
+    return result
+
+
+def run_once(args: argparse.Namespace, **changes: Any) -> dict[str, Any]:
+    return asyncio.run(run(argparse.Namespace(**{**vars(args), **changes})))
+
+
+def run_repeated(args: argparse.Namespace) -> dict[str, Any]:
+    return medians([run_once(args) for _ in range(args.repeat)])
+
+
+def run_both(args: argparse.Namespace) -> dict[str, Any]:
+    """WebRTC and WebSocket swarms alternately (so both see the same machine load)."""
+    runs: dict[str, list[dict[str, Any]]] = {"webrtc": [], "websocket": []}
+    for _ in range(args.repeat):
+        for transport, results in runs.items():
+            results.append(run_once(args, transport=transport))
+    webrtc, websocket = medians(runs["webrtc"]), medians(runs["websocket"])
+    pairs = [_cpu_ratio(a, b) for a, b in zip(runs["webrtc"], runs["websocket"], strict=True)]
+    return {
+        "benchmark": "swarm",
+        "transport": "both",
+        "runs": args.repeat,
+        "webrtc": webrtc,
+        "websocket": websocket,
+        "cpu_ratio_webrtc_to_websocket": _cpu_ratio(webrtc, websocket),
+        "cpu_ratio_samples": pairs,
+        # Each pair ran back to back: their median resists the machine's load drifting
+        # between the pairs better than the ratio of the two medians does.
+        "cpu_ratio_median_of_pairs": statistics.median(pairs),
+    }
+
+
+def _cpu_ratio(webrtc: dict[str, Any], websocket: dict[str, Any]) -> float:
+    cost = websocket["node_cpu_us_per_op"]
+    return round(webrtc["node_cpu_us_per_op"] / cost, 3) if cost else 0.0
+
+
+def run_fractions(args: argparse.Namespace) -> dict[str, Any]:
+    """A saturated run, then open-loop runs at fractions of its final rate, `--repeat` times."""
+    saturated: list[dict[str, Any]] = []
+    at: dict[float, list[dict[str, Any]]] = {fraction: [] for fraction in args.rate_fractions}
+    for _ in range(args.repeat):
+        saturated.append(run_once(args, rate=None))
+        for fraction, results in at.items():
+            rate = fraction * saturated[-1]["final_ops_per_s"]
+            results.append(run_once(args, rate=rate, batch=args.rate_batch))
+    result = {"benchmark": "swarm", "runs": args.repeat, "saturated": medians(saturated)}
+    for fraction, results in at.items():
+        result[f"at_{fraction:g}_of_saturated"] = medians(results)
+    return result
+
+
+def _fractions(text: str) -> list[float]:
+    values = [float(part) for part in text.split(",") if part.strip()]
+    if not values or not all(0 < value <= 1 for value in values):
+        raise argparse.ArgumentTypeError("fractions in (0, 1], comma-separated")
+    return values
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (
+        not 1 <= args.nodes <= 16
+        or args.ops < 1
+        or not 2 <= args.accounts <= args.ops
+        or not 1 <= args.batch <= 512
+        or not 1 <= args.rate_batch <= 512
+        or not 1 <= args.repeat <= 20
+    ):
+        parser.error(
+            "need 1 <= --nodes <= 16, --ops >= 1, 2 <= --accounts <= --ops, "
+            "1 <= --batch, --rate-batch <= 512, 1 <= --repeat <= 20"
+        )
+    if args.rate is not None and not 0 < args.rate <= 1_000_000:
+        parser.error("--rate must be > 0 ops/s")
+    if args.transport == "both" and (args.rate is not None or args.rate_fractions):
+        parser.error("--transport both measures saturated runs: no --rate / --rate-fractions")
+    if args.rate is not None and args.rate_fractions:
+        parser.error("--rate and --rate-fractions exclude each other")
+
+
+def select_mode(args: argparse.Namespace) -> Callable[[argparse.Namespace], dict[str, Any]]:
+    if args.transport == "both":
+        return run_both
+    if args.rate_fractions:
+        return run_fractions
+    return run_repeated
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="swarmd bench swarm", description=__doc__)
     parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--transport", choices=["webrtc", "websocket"], default="websocket")
+    parser.add_argument("--transport", choices=["webrtc", "websocket", "both"], default="websocket")
     parser.add_argument("--ops", type=int, default=2000, help="transfers to finalize")
     parser.add_argument("--accounts", type=int, default=200, help="concurrent chains")
     parser.add_argument("--seed", type=int, default=1)
@@ -409,16 +594,21 @@ def main(argv: list[str]) -> int:
         default=None,
         help="override [consensus].checkpoint_interval_s (default: the node default, 0.5 s)",
     )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="open loop: offer this many ops/s (see above)"
+    )
+    parser.add_argument(
+        "--rate-fractions",
+        type=_fractions,
+        default=None,
+        help="e.g. 0.25,0.5: a saturated run, then open-loop runs at these fractions of it",
+    )
+    parser.add_argument(
+        "--rate-batch", type=int, default=10, help="ops per request of --rate-fractions' runs"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if (
-        not 1 <= args.nodes <= 16
-        or args.ops < 1
-        or not 2 <= args.accounts <= args.ops
-        or not 1 <= args.batch <= 512
-    ):
-        parser.error(
-            "need 1 <= --nodes <= 16, --ops >= 1, 2 <= --accounts <= --ops, 1 <= --batch <= 512"
-        )
-    emit(asyncio.run(run(args)), args.json)
+    _check(parser, args)
+    emit(select_mode(args)(args), args.json)
     return 0

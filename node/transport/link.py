@@ -6,6 +6,14 @@ carries the sender's monotonic clock in nanoseconds and the pong echoes it, so t
 time needs no clock agreement. A peer from which nothing at all arrived for
 `heartbeat_dead_after_s` is declared dead: aiortc alone notices only after ~30 s.
 
+A link created with `coalesce=True` (WebRTC) writes every link message queued when the channel
+is ready as one batch message (`FRAME_KIND_BATCH`: each message after a 4-byte big-endian
+length), never larger than `LINK_MESSAGE_SIZE_BYTES_MAX`; a single message goes out as it is.
+A data channel message costs aiortc an SCTP message, a task and at least one DTLS record and UDP
+datagram (plus the peer's SACK) however small it is, so small consensus frames and heartbeats
+written one by one cost far more than their bytes. A batch keeps the order the messages would
+have been written in (control first, then bulk, each in FIFO order) and any receiver accepts it.
+
 Outgoing frames wait in two bounded queues; control frames (heartbeats, consensus) are written
 before any bulk frame. The channel-specific `write` coroutine applies the channel's own
 backpressure (a data channel's bufferedAmount, a socket's drain), and the queue bounds turn
@@ -29,7 +37,10 @@ from swarmd.protocol.crypto import account_id_text
 FRAME_KIND_DATA = 0x00
 FRAME_KIND_PING = 0x01
 FRAME_KIND_PONG = 0x02
+FRAME_KIND_BATCH = 0x03
 _PING_PAYLOAD = struct.Struct(">Q")
+_BATCH_LENGTH = struct.Struct(">I")
+_BATCH_HEADER = bytes([FRAME_KIND_BATCH])
 _DATA_HEADER = bytes([FRAME_KIND_DATA])
 
 #: Link header byte plus the largest frame: what a channel may carry in one message.
@@ -40,6 +51,9 @@ CONTROL_QUEUE_FRAMES_MAX = 1024
 #: Bytes of bulk frames queued per peer (256 full frames). With PEER_SEND_QUEUE_MAX frames
 #: this bounds memory per peer to 16 MiB even when every frame is 64 KiB.
 BULK_QUEUE_BYTES_MAX = 16 * 1024 * 1024
+#: A lingering link (`bulk_linger_s`) stops waiting for more bulk frames once this many bytes
+#: are queued: a message that size wastes at most a few percent of its last SCTP packet.
+LINGER_BULK_BYTES = 16 * 1024
 
 log = structlog.get_logger("swarmd.transport")
 
@@ -79,6 +93,8 @@ class PeerLink:
         on_closed: Callable[[PeerLink, str], None],
         on_updated: Callable[[], None] | None = None,
         candidate_pair: Callable[[], str | None] | None = None,
+        coalesce: bool = False,
+        bulk_linger_s: float = 0.0,
     ) -> None:
         self.peer_id = peer_id
         self.transport_name = transport_name
@@ -94,6 +110,8 @@ class PeerLink:
         self._on_closed = on_closed
         self._on_updated = on_updated
         self._candidate_pair = candidate_pair
+        self._coalesce = coalesce
+        self._bulk_linger_s = bulk_linger_s
         self._control: deque[bytes] = deque()
         self._bulk: deque[bytes] = deque()
         self._bulk_bytes = 0
@@ -153,6 +171,19 @@ class PeerLink:
         if not message or len(message) > LINK_MESSAGE_SIZE_BYTES_MAX:
             self.close("protocol_error:bad_message_size")
             return
+        if message[0] != FRAME_KIND_BATCH:
+            self._receive_one(message)
+            return
+        parts = _split_batch(message)
+        if parts is None:
+            self.close("protocol_error:bad_batch")
+            return
+        for part in parts:
+            if self.closed:
+                return
+            self._receive_one(part)
+
+    def _receive_one(self, message: bytes) -> None:
         kind, payload = message[0], bytes(message[1:])
         if kind == FRAME_KIND_DATA:
             try:
@@ -199,17 +230,58 @@ class PeerLink:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._control:
-                message = self._control.popleft()
-            else:
-                message = self._bulk.popleft()
-                self._bulk_bytes -= len(message)
+            if self._bulk_linger_s > 0:
+                await self._linger()
+            message = self._next_batch() if self._coalesce else self._pop()
             try:
                 await self._write(message)
             except Exception as exc:  # any failure to write ends this link
                 log.info("send_failed", peer=account_id_text(self.peer_id), error=repr(exc))
                 self.close("send_failed")
                 return
+
+    async def _linger(self) -> None:
+        """Give a few bulk frames `bulk_linger_s` to gather more company (Nagle-like); any
+        control frame, or `LINGER_BULK_BYTES` queued, ends the wait at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._bulk_linger_s
+        while not self._control and 0 < self._bulk_bytes < LINGER_BULK_BYTES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
+
+    def _pop(self) -> bytes:
+        """The next message to write: control frames before any bulk frame."""
+        if self._control:
+            return self._control.popleft()
+        message = self._bulk.popleft()
+        self._bulk_bytes -= len(message)
+        return message
+
+    def _peek_size(self) -> int:
+        queue = self._control or self._bulk
+        return len(queue[0]) if queue else 0
+
+    def _next_batch(self) -> bytes:
+        """Every queued message that fits in one link message, in `_pop` order."""
+        first = self._pop()
+        size = len(_BATCH_HEADER) + _BATCH_LENGTH.size + len(first)
+        following = self._peek_size()
+        if not following or size + _BATCH_LENGTH.size + following > LINK_MESSAGE_SIZE_BYTES_MAX:
+            return first
+        parts = [_BATCH_HEADER, _BATCH_LENGTH.pack(len(first)), first]
+        while following and size + _BATCH_LENGTH.size + following <= LINK_MESSAGE_SIZE_BYTES_MAX:
+            message = self._pop()
+            parts += (_BATCH_LENGTH.pack(len(message)), message)
+            size += _BATCH_LENGTH.size + len(message)
+            following = self._peek_size()
+        return b"".join(parts)
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -222,3 +294,21 @@ class PeerLink:
             self._enqueue_control(
                 bytes([FRAME_KIND_PING]) + _PING_PAYLOAD.pack(time.monotonic_ns())
             )
+
+
+def _split_batch(message: bytes) -> list[bytes] | None:
+    """The link messages of a batch, or None when it is malformed (empty, truncated, an
+    empty part, or a batch inside a batch)."""
+    parts: list[bytes] = []
+    view = memoryview(message)
+    position, end = 1, len(message)
+    while position < end:
+        if position + _BATCH_LENGTH.size > end:
+            return None
+        (length,) = _BATCH_LENGTH.unpack_from(view, position)
+        position += _BATCH_LENGTH.size
+        if length == 0 or position + length > end or view[position] == FRAME_KIND_BATCH:
+            return None
+        parts.append(message[position : position + length])
+        position += length
+    return parts or None
