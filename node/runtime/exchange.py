@@ -33,6 +33,12 @@ from swarmd.protocol.addresses import (
 )
 from swarmd.protocol.crypto import KeyPair
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.peering import (
+    EXCHANGE_RECORDS_MAX,
+    EXCHANGE_SOURCES_PER_ROUND,
+    plan_dials,
+    records_to_share,
+)
 
 from ..logs import get_logger
 from ..transport import LinkTransport, PeerInfo
@@ -41,12 +47,9 @@ from .persistence import NodeLog, StoreLog
 log = get_logger("swarmd.exchange")
 
 EXCHANGE_PATH = "/v1/peers/records"
-#: Records in one answer (our own first): enough to learn a neighbourhood per round, small
-#: enough that one answer is at most ~64 KiB.
-EXCHANGE_RECORDS_MAX = 32
+# EXCHANGE_RECORDS_MAX and EXCHANGE_SOURCES_PER_ROUND live in protocol/peering.py (the
+# simulator's mesh uses them too).
 EXCHANGE_RESPONSE_SIZE_BYTES_MAX = EXCHANGE_RECORDS_MAX * limits.ADDRESS_RECORD_SIZE_BYTES_MAX + 64
-#: Peers asked per round (chosen at random among the connected and configured ones).
-EXCHANGE_SOURCES_PER_ROUND = 8
 #: One fetch (an HTTP GET on a peer we already talk to) takes well under a second.
 EXCHANGE_FETCH_TIMEOUT_S = 5.0
 
@@ -128,10 +131,8 @@ class PeerExchange:
     def records_to_share(self, now: float) -> list[bytes]:
         if not self.advertise:
             return []
-        own = self.own_record(now)
-        shared = [] if own is None else [own.encode()]
-        sample = self.book.sample(EXCHANGE_RECORDS_MAX - len(shared), now, self._rng)
-        return shared + [record.encode() for record in sample]
+        shared = records_to_share(self.own_record(now), self.book, now, self._rng)
+        return [record.encode() for record in shared]
 
     async def _serve(self, request: web.Request) -> web.Response:
         body = encoding.encode(self.records_to_share(time.time()))
@@ -226,12 +227,28 @@ class PeerExchange:
         return [item for item in value[:EXCHANGE_RECORDS_MAX] if isinstance(item, bytes)]
 
     async def _dial_learned(self) -> None:
-        connected = set(self._peers())
+        """Dial what the shared policy (protocol/peering.py `plan_dials`) picks: diverse by
+        the source and scope of our outbound links, up to the target."""
+        peers = self._peers()
+        connected = set(peers)
         if len(connected) >= self.peers_target:
             return
         skip = connected | {n for n in self.book.entries if self._refusal(n) is not None}
-        candidates = self.book.dial_candidates(
-            time.time(), self.transport.name, self.own_scope, skip
+        linked = []
+        for peer_id, info in sorted(peers.items()):
+            entry = self.book.entries.get(peer_id)
+            if info.direction == "outbound" and entry is not None:
+                url = entry.record.url(self.transport.name) or ""
+                linked.append((entry.source, url_scope(url)))
+        candidates = plan_dials(
+            self.book,
+            now=time.time(),
+            transport=self.transport.name,
+            own_scope=self.own_scope,
+            skip=skip,
+            linked=linked,
+            want=self.peers_target - len(connected),
+            rng=self._rng,
         )
         for node_id, url in candidates:
             if len(set(self._peers())) >= self.peers_target:
