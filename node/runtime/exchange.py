@@ -24,6 +24,7 @@ from aiohttp import web
 
 from swarmd.protocol import crypto, encoding, limits
 from swarmd.protocol.addresses import (
+    ADDRESS_RELAY_SCHEMES,
     AddressBook,
     AddressRecord,
     AddressRecordError,
@@ -40,6 +41,7 @@ from swarmd.protocol.peering import (
     records_to_share,
 )
 
+from ..config import NetworkSection
 from ..logs import get_logger
 from ..transport import LinkTransport, PeerInfo
 from .persistence import NodeLog, StoreLog
@@ -52,6 +54,24 @@ EXCHANGE_PATH = "/v1/peers/records"
 EXCHANGE_RESPONSE_SIZE_BYTES_MAX = EXCHANGE_RECORDS_MAX * limits.ADDRESS_RECORD_SIZE_BYTES_MAX + 64
 #: One fetch (an HTTP GET on a peer we already talk to) takes well under a second.
 EXCHANGE_FETCH_TIMEOUT_S = 5.0
+
+
+def offered_relays(network: NetworkSection) -> tuple[str, ...]:
+    """The TURN relays this node offers in its address record: `[network].turn_urls` and
+    the turn:/turns: URLs of `[network].ice_servers`, URIs only (never a username, secret or
+    credential), sorted, at most ADDRESS_RELAYS_MAX (longer ones are left out)."""
+    urls = list(network.turn_urls)
+    urls += [url for server in network.ice_servers for url in server.urls]
+    usable = sorted(
+        {
+            url
+            for url in urls
+            if url.startswith(ADDRESS_RELAY_SCHEMES)
+            and "@" not in url
+            and len(url.encode()) <= limits.ADDRESS_RELAY_URL_SIZE_BYTES_MAX
+        }
+    )
+    return tuple(usable[: limits.ADDRESS_RELAYS_MAX])
 
 
 class PeerExchange:
@@ -71,6 +91,7 @@ class PeerExchange:
         peers_target: int,
         node_log: NodeLog | None = None,
         advertise: bool = True,
+        relays: tuple[str, ...] = (),
     ) -> None:
         self.keypair = keypair
         self.public_url = public_url
@@ -83,6 +104,8 @@ class PeerExchange:
         #: False on a sentry-protected validator: it never tells anyone its address (nor its
         #: book), so only its configured peers know where it is.
         self.advertise = advertise
+        #: The TURN relays our record offers (`offered_relays`).
+        self.relays = relays
         self.own_scope = url_scope(public_url) if public_url else "public"
         self.book = AddressBook(keypair.public_key)
         self.budget = DialBudget(now=time.monotonic())
@@ -125,7 +148,7 @@ class PeerExchange:
         record = self._record
         if record is None or record.expires_at - now < limits.ADDRESS_RECORD_TTL_S / 2:
             urls = {"webrtc": self.public_url, "websocket": self.public_url}
-            record = self._record = AddressRecord.sign(self.keypair, urls, now)
+            record = self._record = AddressRecord.sign(self.keypair, urls, now, relays=self.relays)
         return record
 
     def records_to_share(self, now: float) -> list[bytes]:
