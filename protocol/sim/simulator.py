@@ -672,12 +672,12 @@ class Simulation:
                 self.now + self.network.detect_s,
                 functools.partial(self._detect_dead, index, other),
             )
-            if self.edges is not None:
-                self.edges.discard(pair(index, other))  # its restart dials again
 
     def _detect_dead(self, dead: int, other: int) -> None:
         if self.nodes[dead].core is None:
             self._link_down(dead, other)
+            if self.edges is not None:
+                self.edges.discard(pair(dead, other))  # its restart dials again
 
     def restart(self, index: int) -> None:
         """Rebuild a crashed node from its durable store and reconnect it."""
@@ -685,12 +685,30 @@ class Simulation:
         if node.core is not None:
             return
         self._start_core(node, node.durable.copy())
+        if self.edges is not None:
+            # A bounded mesh: the restarted node dials again (mesh.py); links the survivors
+            # still believe up end with the new handshake.
+            for other in self.neighbours(index):
+                self._forget_restarted(index, other)
+            return
         for other in self.neighbours(index):
             if other != index:
                 self.at(
                     self.now + self.network.reconnect_s,
                     functools.partial(self._reconnect_restarted, index, other),
                 )
+
+    def _forget_restarted(self, index: int, other: int) -> None:
+        assert self.edges is not None
+        self.edges.discard(pair(index, other))
+        link = self.links.link(index, other)
+        if link.up:
+            link.up = False
+            peer = self.nodes[other]
+            if peer.core is not None:
+                peer.core.peer_disconnected(self.nodes[index].node_id, self.local_time(peer))
+                self.detect(other, "peer_lost")
+                self._after_input(peer)
 
     def _reconnect_restarted(self, index: int, other: int) -> None:
         link = self.links.link(index, other)
