@@ -201,6 +201,23 @@ def url_scope(url: str) -> str:
     return "public"
 
 
+def url_group(url: str) -> str:
+    """The network group of `url`'s host, for diversity (protocol/peering.py): its scope and
+    IPv4 /16 or IPv6 /32, or the last two labels of a DNS name; "loopback" for every loopback
+    host (a devnet on one host is one group that no diversity cap applies to)."""
+    scope = url_scope(url)
+    host = urlsplit(url).hostname or ""
+    if scope == "loopback":
+        return scope
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{scope}:" + ".".join(host.lower().split(".")[-2:])
+    prefix = 16 if address.version == 4 else 32
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    return f"{scope}:{network}"
+
+
 def dialable(url: str, own_scope: str) -> bool:
     """Whether a node whose own address is in `own_scope` may dial `url` learned from a peer:
     only within the same scope (a loopback devnet never dials out, a public node never dials

@@ -8,10 +8,12 @@ accepts at most `MeshTargets.inbound_max` inbound ones from non-council peers. L
 council members are reserved slots (peers.py) and count in neither bound.
 
 Diversity: candidates are grouped by their source (the peer whose exchange answer named
-them; configured seeds form one group) and by the scope of their URL. Dials go round robin
-across groups, the group whose source and scope hold the fewest outbound links first, and no
-source gets more than `MeshTargets.per_source_max` outbound links: one peer, or an attacker's
-many identities behind one peer, can never place all of a node's outbound links. Within a
+them; configured seeds form one group) and by the network group of their URL
+(addresses.url_group: IPv4 /16, IPv6 /32, DNS domain). Dials go round robin across groups,
+the group whose source and network hold the fewest outbound links first; no source and no
+network group (loopback excepted: a devnet is one host) gets more than
+`MeshTargets.per_source_max` outbound links. One peer, or an attacker's many identities
+behind one peer or in one network, can never place all of a node's outbound links. Within a
 group, fewer failed dials first, then a draw from the caller's `random.Random`.
 """
 
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import limits
-from .addresses import AddressBook, AddressRecord, url_scope
+from .addresses import AddressBook, AddressRecord, url_group
 
 #: The group of configured seeds (they have no source peer).
 SEED_SOURCE = b""
@@ -52,7 +54,7 @@ class MeshTargets:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A dialable address: its node, the peer it was learned from (None for a configured
-    seed), its URL's scope (addresses.url_scope) and its failed dials so far."""
+    seed), its URL's network group (addresses.url_group) and its failed dials so far."""
 
     node_id: bytes
     source: bytes | None
@@ -72,9 +74,10 @@ def choose_dials(
     rng: random.Random,
     per_source_max: int = limits.MESH_OUTBOUND_PER_SOURCE_MAX,
 ) -> list[bytes]:
-    """Up to `want` node ids to dial, diverse by source and scope (module docstring).
-    `linked` holds the (source, scope) of each outbound link held now. Deterministic for a
-    given rng state: candidates are taken in node id order and every tie is broken by a draw."""
+    """Up to `want` node ids to dial, diverse by source and network group (module
+    docstring). `linked` holds the (source, group) of each outbound link held now.
+    Deterministic for a given rng state: candidates are taken in node id order and every tie
+    is broken by a draw."""
     by_source: dict[bytes, int] = {}
     by_scope: dict[str, int] = {}
     for source, scope in linked:
@@ -93,7 +96,9 @@ def choose_dials(
         open_groups = [
             key
             for key in sorted(groups)
-            if groups[key] and by_source.get(key[0], 0) < per_source_max
+            if groups[key]
+            and by_source.get(key[0], 0) < per_source_max
+            and (key[1] == "loopback" or by_scope.get(key[1], 0) < per_source_max)
         ]
         if not open_groups:
             break
@@ -138,7 +143,7 @@ def plan_dials(
     urls = dict(due)
     candidates = [
         Candidate(
-            node_id, book.entries[node_id].source, url_scope(url), book.entries[node_id].failures
+            node_id, book.entries[node_id].source, url_group(url), book.entries[node_id].failures
         )
         for node_id, url in due
     ]

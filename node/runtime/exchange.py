@@ -30,6 +30,7 @@ from swarmd.protocol.addresses import (
     AddressRecordError,
     DialBudget,
     dialable,
+    url_group,
     url_scope,
 )
 from swarmd.protocol.crypto import KeyPair
@@ -262,7 +263,7 @@ class PeerExchange:
             entry = self.book.entries.get(peer_id)
             if info.direction == "outbound" and entry is not None:
                 url = entry.record.url(self.transport.name) or ""
-                linked.append((entry.source, url_scope(url)))
+                linked.append((entry.source, url_group(url)))
         candidates = plan_dials(
             self.book,
             now=time.time(),

@@ -20,18 +20,25 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..addresses import AddressBook, AddressRecord
+from ..addresses import AddressBook, AddressRecord, url_group
 from ..crypto import KeyPair
 from ..peering import EXCHANGE_SOURCES_PER_ROUND, MeshTargets, plan_dials, records_to_share
+from .errors import SimulationError
 from .simulator import Simulation
 
-#: The transport and scope every simulated address uses.
+#: The transport and scope every simulated address uses: private addresses, node `i` alone
+#: in the /16 10.(i+1).0.0 (so network-group diversity sees distinct hosts); outsiders (an
+#: attacker) share 10.251.0.0/16.
 SIM_TRANSPORT = "websocket"
-SIM_SCOPE = "loopback"
+SIM_SCOPE = "private"
+SIM_NODES_MAX = 250
 
 
-def sim_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+def sim_url(index: int) -> str:
+    if index < SIM_NODES_MAX:
+        return f"http://10.{index + 1}.0.1:7000"
+    other = index - SIM_NODES_MAX
+    return f"http://10.251.{other // 250}.{other % 250 + 1}:7000"
 
 
 @dataclass(frozen=True)
@@ -63,15 +70,18 @@ class Mesh:
         self.sim = sim
         self.config = config
         self.rng = random.Random(seed ^ 0x3E5)
+        if len(sim.nodes) > SIM_NODES_MAX:
+            raise SimulationError(f"a simulated mesh holds at most {SIM_NODES_MAX} nodes")
         self.index_of = {node.node_id: node.index for node in sim.nodes}
         self.records: dict[bytes, AddressRecord] = {}
         self.nodes: list[MeshNode] = []
         for node in sim.nodes:
-            self.records[node.node_id] = _record(node.keypair, 20_000 + node.index)
+            self.records[node.node_id] = _record(node.keypair, node.index)
             self.nodes.append(MeshNode(AddressBook(node.node_id)))
 
-    def add_outsider(self, keypair: KeyPair, port: int) -> AddressRecord:
-        record = self.records[keypair.public_key] = _record(keypair, port)
+    def add_outsider(self, keypair: KeyPair, number: int) -> AddressRecord:
+        """A record for outsider `number` (addresses in the outsiders' /16)."""
+        record = self.records[keypair.public_key] = _record(keypair, SIM_NODES_MAX + number)
         return record
 
     def start(self) -> None:
@@ -165,11 +175,11 @@ class Mesh:
             rng=self.rng,
             per_source_max=targets.per_source_max,
         )
-        for peer_id, _url in plan:
+        for peer_id, url in plan:
             mesh_node.dials += 1
             if self.dial_one(index, peer_id):
                 source = mesh_node.book.entries[peer_id].source
-                mesh_node.outbound[peer_id] = (source, SIM_SCOPE)
+                mesh_node.outbound[peer_id] = (source, url_group(url))
                 mesh_node.book.dial_succeeded(peer_id)
             else:
                 mesh_node.book.dial_failed(peer_id, self.sim.now)
@@ -194,5 +204,5 @@ class Mesh:
         return len(self.sim.neighbours(index))
 
 
-def _record(keypair: KeyPair, port: int) -> AddressRecord:
-    return AddressRecord.sign(keypair, {SIM_TRANSPORT: sim_url(port)}, 0.0)
+def _record(keypair: KeyPair, index: int) -> AddressRecord:
+    return AddressRecord.sign(keypair, {SIM_TRANSPORT: sim_url(index)}, 0.0)

@@ -119,7 +119,7 @@ class _Eclipse:
         assert swarm.mesh is not None
         self.swarm = swarm
         self.ids = [key.public_key for key in keys]
-        self.records = [swarm.mesh.add_outsider(key, 40_000 + i) for i, key in enumerate(keys)]
+        self.records = [swarm.mesh.add_outsider(key, i) for i, key in enumerate(keys)]
         self.linked = 0
         self.started_at = 0.0
         self.height_at_start = 0
