@@ -2,7 +2,8 @@
 budget (issue 16). Time (`now`, unix seconds) is an input; nothing here touches a socket.
 
 An `AddressRecord` says where a node can be dialed: its node id, one base URL per transport
-("webrtc", "websocket") and an expiry, signed by the node's own key under
+("webrtc", "websocket"), the TURN relays it offers (`relays`: turn:/turns: URIs only, never
+credentials; at most ADDRESS_RELAYS_MAX) and an expiry, signed by the node's own key under
 `ADDRESS_DOMAIN_TAG` (so it can never be confused with an op, a consensus message or a
 signaling message). Anyone may relay a record; nobody but the node can forge one.
 
@@ -14,6 +15,11 @@ address (doubling per failed dial, capped), only for URLs `dialable` allows: a n
 only addresses in the scope of its own (loopback, private or public), so records learned on
 a loopback devnet can never make it dial anything else. `DialBudget` bounds the dials per
 minute.
+
+Wire compatibility: a record without relays encodes its body as the three fields it always
+had ([node id, urls, expiry]), byte for byte; one with relays adds a fourth field (a non-empty
+list). A node from before relays refuses a four-field record (it skips it, as any record that
+does not verify) and decodes every three-field one, so no version bump is needed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ ADDRESS_DOMAIN_TAG = b"swarmd/address/v1\x00"
 ADDRESS_TRANSPORTS = ("webrtc", "websocket")
 #: URL schemes a record may carry (a node's base HTTP URL).
 ADDRESS_URL_SCHEMES = ("http", "https")
+#: URI schemes of the TURN relays a record may offer (RFC 7065).
+ADDRESS_RELAY_SCHEMES = ("turn:", "turns:")
 
 
 class AddressRecordError(RemoteProtocolError):
@@ -57,10 +65,17 @@ class AddressRecord:
     #: Unix seconds after which the record is worthless.
     expires_at: int
     signature: bytes
+    #: TURN relays offered (sorted, distinct, at most ADDRESS_RELAYS_MAX); () for none.
+    relays: tuple[str, ...] = ()
 
     @staticmethod
-    def _body(node_id: bytes, urls: tuple[tuple[str, str], ...], expires_at: int) -> bytes:
-        return encoding.encode([node_id, [list(pair) for pair in urls], expires_at])
+    def _body(
+        node_id: bytes, urls: tuple[tuple[str, str], ...], expires_at: int, relays: tuple[str, ...]
+    ) -> bytes:
+        fields: list[object] = [node_id, [list(pair) for pair in urls], expires_at]
+        if relays:
+            fields.append(list(relays))  # absent when empty: old records stay byte-identical
+        return encoding.encode(fields)
 
     @classmethod
     def sign(
@@ -69,17 +84,21 @@ class AddressRecord:
         urls: dict[str, str],
         now: float,
         ttl_s: int = limits.ADDRESS_RECORD_TTL_S,
+        relays: tuple[str, ...] = (),
     ) -> AddressRecord:
-        """This node's own record: `urls` maps transport -> base URL."""
+        """This node's own record: `urls` maps transport -> base URL; `relays` the TURN
+        URIs it offers."""
         pairs = tuple(sorted(urls.items()))
         _check_urls(pairs)
+        offered = tuple(sorted(set(relays)))
+        _check_relays(offered)
         expires_at = int(now) + ttl_s
-        body = cls._body(keypair.public_key, pairs, expires_at)
+        body = cls._body(keypair.public_key, pairs, expires_at, offered)
         signature = keypair.sign(ADDRESS_DOMAIN_TAG + body)
-        return cls(keypair.public_key, pairs, expires_at, signature)
+        return cls(keypair.public_key, pairs, expires_at, signature, offered)
 
     def encode(self) -> bytes:
-        body = self._body(self.node_id, self.urls, self.expires_at)
+        body = self._body(self.node_id, self.urls, self.expires_at, self.relays)
         return encoding.encode([body, self.signature])
 
     @classmethod
@@ -93,8 +112,9 @@ class AddressRecord:
             fields = encoding.decode(body, size_max=limits.ADDRESS_RECORD_SIZE_BYTES_MAX)
         except (DecodeError, LimitExceededError) as exc:
             raise AddressRecordError(f"address record does not decode: {exc.message}") from exc
-        _require(isinstance(fields, list) and len(fields) == 3, "body")
-        node_id, url_list, expires_at = fields
+        _require(isinstance(fields, list) and len(fields) in (3, 4), "body")
+        node_id, url_list, expires_at = fields[:3]
+        relays = _decode_relays(fields[3]) if len(fields) == 4 else ()
         _require(isinstance(node_id, bytes), "node_id")
         _require(isinstance(expires_at, int) and not isinstance(expires_at, bool), "expiry")
         _require(isinstance(url_list, list), "urls")
@@ -110,7 +130,7 @@ class AddressRecord:
             crypto.verify(node_id, ADDRESS_DOMAIN_TAG + body, signature)
         except (InvalidKeyError, BadSignatureError) as exc:
             raise AddressRecordError(f"address record not signed by its node: {exc}") from exc
-        return cls(node_id, urls, expires_at, signature)
+        return cls(node_id, urls, expires_at, signature, relays)
 
     def url(self, transport: str) -> str | None:
         return dict(self.urls).get(transport)
@@ -128,6 +148,26 @@ def _is_pair(item: object) -> bool:
 def _require(condition: bool, what: str) -> None:
     if not condition:
         raise AddressRecordError(f"malformed address record ({what})")
+
+
+def _decode_relays(value: object) -> tuple[str, ...]:
+    _require(isinstance(value, list) and all(isinstance(item, str) for item in value), "relays")
+    assert isinstance(value, list)
+    relays = tuple(str(item) for item in value)
+    _require(bool(relays), "relays: an empty list is encoded as no field")
+    _check_relays(relays)
+    return relays
+
+
+def _check_relays(relays: tuple[str, ...]) -> None:
+    _require(len(relays) <= limits.ADDRESS_RELAYS_MAX, "relay count")
+    _require(list(relays) == sorted(set(relays)), "relays not sorted or repeated")
+    for relay in relays:
+        _require(len(relay.encode()) <= limits.ADDRESS_RELAY_URL_SIZE_BYTES_MAX, "relay length")
+        _require(relay.startswith(ADDRESS_RELAY_SCHEMES), "relay scheme")
+        host = relay.split(":", 1)[1]
+        # A host (RFC 7065: turn:host[:port][?transport=...]), never credentials.
+        _require(bool(host) and not host.startswith(("?", ":")) and "@" not in relay, "relay")
 
 
 def _check_urls(urls: tuple[tuple[str, str], ...]) -> None:
@@ -159,6 +199,23 @@ def url_scope(url: str) -> str:
     if address.is_private or address.is_link_local:
         return "private"
     return "public"
+
+
+def url_group(url: str) -> str:
+    """The network group of `url`'s host, for diversity (protocol/peering.py): its scope and
+    IPv4 /16 or IPv6 /32, or the last two labels of a DNS name; "loopback" for every loopback
+    host (a devnet on one host is one group that no diversity cap applies to)."""
+    scope = url_scope(url)
+    host = urlsplit(url).hostname or ""
+    if scope == "loopback":
+        return scope
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{scope}:" + ".".join(host.lower().split(".")[-2:])
+    prefix = 16 if address.version == 4 else 32
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    return f"{scope}:{network}"
 
 
 def dialable(url: str, own_scope: str) -> bool:

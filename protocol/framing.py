@@ -28,6 +28,7 @@ import hashlib
 import sys
 from array import array
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from struct import Struct
@@ -153,6 +154,8 @@ class Priority(IntEnum):
 
 
 _PRIORITIES = tuple(Priority)
+#: An encoder's `_streams` when no message is being fragmented.
+_NO_STREAMS: list[None] = [None for _ in _PRIORITIES]
 _PRIORITY_VALUES = frozenset(int(p) for p in Priority)
 
 
@@ -189,8 +192,10 @@ def fragment_count(message_size_bytes: int) -> int:
 class FrameEncoder:
     """The sending side of one peer link."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_queue: Callable[[], object] | None = None) -> None:
         self.stats = FrameEncoderStats()
+        #: Called after each queued message (the core notes which encoders to drain).
+        self._on_queue = on_queue
         self._queues: tuple[deque[bytes], ...] = tuple(deque() for _ in _PRIORITIES)
         self._streams: list[_FragmentStream | None] = [None for _ in _PRIORITIES]
         # Running totals, so that queueing a message costs O(1).
@@ -209,7 +214,8 @@ class FrameEncoder:
         return self._queued_bytes
 
     def has_frames_to_send(self) -> bool:
-        return self._queued_messages > 0 or any(s is not None for s in self._streams)
+        # Hot: the core asks every peer's encoder after every input (one list compare).
+        return self._queued_messages > 0 or self._streams != _NO_STREAMS
 
     def queue_message(self, message: bytes, priority: Priority = Priority.NORMAL) -> None:
         """Queue `message`; when the queue is over its bounds, drop the oldest BULK message
@@ -234,6 +240,8 @@ class FrameEncoder:
                 raise SendQueueFullError("send queue is full of CONTROL messages")
             self._queued_control_bytes += size
         self._queues[priority].append(message)
+        if self._on_queue is not None:
+            self._on_queue()
         self._queued_messages += 1
         self._queued_bytes += size
         self.stats.messages_queued += 1

@@ -490,3 +490,34 @@ FINAL_OP_BODIES_HEIGHTS_DAEMON = 64
 STORED_OPS_READS_INFLIGHT_MAX = 4
 
 assert 1 <= FINAL_OP_BODIES_HEIGHTS_DAEMON <= FINAL_OP_BODIES_HEIGHTS_MAX
+
+
+# --- mesh: bounded degree, diversity, relays in address records (issue 16; branch mesh) -------
+
+#: Outbound links a node dials up to from its address book (protocol/peering.py). With
+#: MESH_INBOUND_MAX this bounds a community node's degree (not a full mesh), and 8 random
+#: outbound links make a connected graph whose diameter grows as log N: de-duplicated gossip
+#: reaches every node in O(log N) hops. Council links to other members are reserved slots and
+#: are counted in neither.
+MESH_OUTBOUND_TARGET = 8
+#: Inbound links a node accepts from non-council peers: enough for ~3x the outbound target (a
+#: node is dialed about as often as it dials, more when it is a seed), well under PEERS_MAX
+#: minus a 31-member council's reserved slots.
+MESH_INBOUND_MAX = 24
+#: Outbound links whose address was learned from one source (one peer's exchange answer, or
+#: the configured seeds): one peer, or one attacker's many identities behind it, can place at
+#: most half of a node's outbound links.
+MESH_OUTBOUND_PER_SOURCE_MAX = 4
+#: TURN relays one address record may offer (their URIs only, never credentials: a node
+#: offers its `[network].turn_urls` and the turn: URLs of its ice_servers, one or two in
+#: practice), each a `turn:`/`turns:` URI of at most ADDRESS_RELAY_URL_SIZE_BYTES_MAX bytes, so
+#: a record with two URLs and the relays still fits ADDRESS_RECORD_SIZE_BYTES_MAX.
+ADDRESS_RELAYS_MAX = 2
+ADDRESS_RELAY_URL_SIZE_BYTES_MAX = 256
+
+assert MESH_OUTBOUND_PER_SOURCE_MAX <= MESH_OUTBOUND_TARGET
+assert MESH_OUTBOUND_TARGET + MESH_INBOUND_MAX + 30 <= PEERS_MAX
+assert (
+    2 * ADDRESS_URL_SIZE_BYTES_MAX + ADDRESS_RELAYS_MAX * ADDRESS_RELAY_URL_SIZE_BYTES_MAX + 256
+    <= ADDRESS_RECORD_SIZE_BYTES_MAX
+)

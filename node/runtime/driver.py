@@ -63,7 +63,7 @@ from ..transport import LinkTransport, PeerInfo, WebRtcTransport, WebSocketTrans
 from .bans import PeerGuard
 from .commits import NodeWrites
 from .dialer import Dialer, dial_state_dict
-from .exchange import PeerExchange
+from .exchange import PeerExchange, offered_relays
 from .observe import record
 from .persistence import NodeLog, SnapshotBuilds, StoredOps, StoreLog
 from .restore import open_node
@@ -277,6 +277,7 @@ class Daemon:
             peers_target=network.peers_target,
             node_log=self.node_log,
             advertise=not network.sentry,
+            relays=offered_relays(network),
         )
 
     async def start(self) -> None:

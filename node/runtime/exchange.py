@@ -24,16 +24,25 @@ from aiohttp import web
 
 from swarmd.protocol import crypto, encoding, limits
 from swarmd.protocol.addresses import (
+    ADDRESS_RELAY_SCHEMES,
     AddressBook,
     AddressRecord,
     AddressRecordError,
     DialBudget,
     dialable,
+    url_group,
     url_scope,
 )
 from swarmd.protocol.crypto import KeyPair
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.peering import (
+    EXCHANGE_RECORDS_MAX,
+    EXCHANGE_SOURCES_PER_ROUND,
+    plan_dials,
+    records_to_share,
+)
 
+from ..config import NetworkSection
 from ..logs import get_logger
 from ..transport import LinkTransport, PeerInfo
 from .persistence import NodeLog, StoreLog
@@ -41,14 +50,29 @@ from .persistence import NodeLog, StoreLog
 log = get_logger("swarmd.exchange")
 
 EXCHANGE_PATH = "/v1/peers/records"
-#: Records in one answer (our own first): enough to learn a neighbourhood per round, small
-#: enough that one answer is at most ~64 KiB.
-EXCHANGE_RECORDS_MAX = 32
+# EXCHANGE_RECORDS_MAX and EXCHANGE_SOURCES_PER_ROUND live in protocol/peering.py (the
+# simulator's mesh uses them too).
 EXCHANGE_RESPONSE_SIZE_BYTES_MAX = EXCHANGE_RECORDS_MAX * limits.ADDRESS_RECORD_SIZE_BYTES_MAX + 64
-#: Peers asked per round (chosen at random among the connected and configured ones).
-EXCHANGE_SOURCES_PER_ROUND = 8
 #: One fetch (an HTTP GET on a peer we already talk to) takes well under a second.
 EXCHANGE_FETCH_TIMEOUT_S = 5.0
+
+
+def offered_relays(network: NetworkSection) -> tuple[str, ...]:
+    """The TURN relays this node offers in its address record: `[network].turn_urls` and
+    the turn:/turns: URLs of `[network].ice_servers`, URIs only (never a username, secret or
+    credential), sorted, at most ADDRESS_RELAYS_MAX (longer ones are left out)."""
+    urls = list(network.turn_urls)
+    urls += [url for server in network.ice_servers for url in server.urls]
+    usable = sorted(
+        {
+            url
+            for url in urls
+            if url.startswith(ADDRESS_RELAY_SCHEMES)
+            and "@" not in url
+            and len(url.encode()) <= limits.ADDRESS_RELAY_URL_SIZE_BYTES_MAX
+        }
+    )
+    return tuple(usable[: limits.ADDRESS_RELAYS_MAX])
 
 
 class PeerExchange:
@@ -68,6 +92,7 @@ class PeerExchange:
         peers_target: int,
         node_log: NodeLog | None = None,
         advertise: bool = True,
+        relays: tuple[str, ...] = (),
     ) -> None:
         self.keypair = keypair
         self.public_url = public_url
@@ -80,6 +105,8 @@ class PeerExchange:
         #: False on a sentry-protected validator: it never tells anyone its address (nor its
         #: book), so only its configured peers know where it is.
         self.advertise = advertise
+        #: The TURN relays our record offers (`offered_relays`).
+        self.relays = relays
         self.own_scope = url_scope(public_url) if public_url else "public"
         self.book = AddressBook(keypair.public_key)
         self.budget = DialBudget(now=time.monotonic())
@@ -122,16 +149,14 @@ class PeerExchange:
         record = self._record
         if record is None or record.expires_at - now < limits.ADDRESS_RECORD_TTL_S / 2:
             urls = {"webrtc": self.public_url, "websocket": self.public_url}
-            record = self._record = AddressRecord.sign(self.keypair, urls, now)
+            record = self._record = AddressRecord.sign(self.keypair, urls, now, relays=self.relays)
         return record
 
     def records_to_share(self, now: float) -> list[bytes]:
         if not self.advertise:
             return []
-        own = self.own_record(now)
-        shared = [] if own is None else [own.encode()]
-        sample = self.book.sample(EXCHANGE_RECORDS_MAX - len(shared), now, self._rng)
-        return shared + [record.encode() for record in sample]
+        shared = records_to_share(self.own_record(now), self.book, now, self._rng)
+        return [record.encode() for record in shared]
 
     async def _serve(self, request: web.Request) -> web.Response:
         body = encoding.encode(self.records_to_share(time.time()))
@@ -226,12 +251,28 @@ class PeerExchange:
         return [item for item in value[:EXCHANGE_RECORDS_MAX] if isinstance(item, bytes)]
 
     async def _dial_learned(self) -> None:
-        connected = set(self._peers())
+        """Dial what the shared policy (protocol/peering.py `plan_dials`) picks: diverse by
+        the source and scope of our outbound links, up to the target."""
+        peers = self._peers()
+        connected = set(peers)
         if len(connected) >= self.peers_target:
             return
         skip = connected | {n for n in self.book.entries if self._refusal(n) is not None}
-        candidates = self.book.dial_candidates(
-            time.time(), self.transport.name, self.own_scope, skip
+        linked = []
+        for peer_id, info in sorted(peers.items()):
+            entry = self.book.entries.get(peer_id)
+            if info.direction == "outbound" and entry is not None:
+                url = entry.record.url(self.transport.name) or ""
+                linked.append((entry.source, url_group(url)))
+        candidates = plan_dials(
+            self.book,
+            now=time.time(),
+            transport=self.transport.name,
+            own_scope=self.own_scope,
+            skip=skip,
+            linked=linked,
+            want=self.peers_target - len(connected),
+            rng=self._rng,
         )
         for node_id, url in candidates:
             if len(set(self._peers())) >= self.peers_target:

@@ -163,16 +163,18 @@ class Finality:
             self.consensus_seen.popitem(last=False)
         if self.core.mode is Mode.QUIESCED:
             return  # locally quiesced: out of consensus (a council quiesce is not: council.py)
-        # Relay, so that nodes not directly connected to every member still follow.
+        try:
+            decoded = consensus.decode_message(payload)
+        except RemoteProtocolError as exc:
+            # Never relayed: our peers would penalize us for it.
+            self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
+            return
+        # Relay (once: `consensus_seen`) to every peer but its sender, so that nodes of a
+        # bounded mesh, not linked to every member, still follow.
         relay = encode_message(ConsensusEnvelope(payload))
         for peer_id in self.core._peer_order:
             if peer_id != peer.peer_id:
                 self.core._peers[peer_id].encoder.queue_message(relay, Priority.CONTROL)
-        try:
-            decoded = consensus.decode_message(payload)
-        except RemoteProtocolError as exc:
-            self.core.peer_rules.penalize(peer, PENALTY_MALFORMED_MESSAGE, exc.code)
-            return
         self.core.stall.note(decoded)
         height = decoded.height
         if height == self.core.final_height + 1:

@@ -16,6 +16,7 @@ never exceeds it. With `NodeCoreConfig.allowed_peers` set (a sentry) only those 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -113,7 +114,7 @@ class PeerRules:
         jitter = core.rng.random() * core.config.delta_sync_interval_s
         core._peers[peer_id] = Peer(
             peer_id=peer_id,
-            encoder=FrameEncoder(),
+            encoder=FrameEncoder(functools.partial(core._queued_peers.add, peer_id)),
             decoder=FrameDecoder(),
             tokens=core.config.peer_messages_burst,
             tokens_at=now,

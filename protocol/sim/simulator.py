@@ -52,7 +52,7 @@ from ..node_core import (
 )
 from ..ops import op_id_of
 from .errors import SimActionsExceededError, SimulationError
-from .network import Links, NetworkConfig
+from .network import Links, NetworkConfig, pair
 
 # --- bounds ----------------------------------------------------------------------------------
 
@@ -243,6 +243,7 @@ class Simulation:
         factory: CoreFactory,
         network: NetworkConfig | None = None,
         outsiders: Iterable[bytes] = (),
+        edges: Iterable[tuple[int, int]] | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -263,6 +264,8 @@ class Simulation:
         self.event_hooks: list[EventHook] = []
         #: Called with (node index, op id) when an op becomes durable on a node.
         self.commit_hooks: list[Callable[[int, bytes], None]] = []
+        #: Called with (sender id, receiver index, frame) for every delivered frame.
+        self.frame_hooks: list[Callable[[bytes, int, bytes], None]] = []
         #: Outsiders each node stopped listening to (it banned or disconnected them).
         self.banned: set[tuple[int, bytes]] = set()
         skew = self.network.clock_skew_s_max
@@ -275,13 +278,21 @@ class Simulation:
             raise SimulationError("node keys must be distinct")
         #: Peers outside the simulated cores (e.g. a flooding attacker): frames to them vanish.
         self.outsiders = list(outsiders)
+        self._outsider_set = frozenset(self.outsiders)
+        #: The links shells keep (None: a full mesh). A bounded mesh (mesh.py) adds links with
+        #: `connect`; a crash drops the dead node's links and its restart dials again.
+        self.edges: set[tuple[int, int]] | None = None if edges is None else set()
         self.links = Links(self.network, self.rng)
         self._outsider_frames: list[tuple[bytes, bytes]] = []
         for node in self.nodes:
             self._start_core(node, None)
-        for a in range(len(self.nodes)):
-            for b in range(a + 1, len(self.nodes)):
-                self._link_up(a, b)
+        if edges is None:
+            for a in range(len(self.nodes)):
+                for b in range(a + 1, len(self.nodes)):
+                    self._link_up(a, b)
+        else:
+            for a, b in sorted(pair(a, b) for a, b in edges):
+                self.connect(a, b)
 
     # --- the event loop --------------------------------------------------------------------
 
@@ -441,7 +452,7 @@ class Simulation:
         """The core dropped a peer (misbehaviour): the shell closes that connection."""
         if not isinstance(peer, bytes):
             return
-        if peer in self.outsiders:
+        if peer in self._outsider_set:
             self.banned.add((node.index, peer))
             return
         other = self._index_of.get(peer)
@@ -493,7 +504,7 @@ class Simulation:
     def _send(self, node: SimNode, peer_id: bytes, frame: bytes) -> None:
         dst_index = self._index_of.get(peer_id)
         if dst_index is None:
-            if peer_id in self.outsiders:
+            if peer_id in self._outsider_set:
                 self._outsider_frames.append((node.node_id, frame))
             else:
                 self.errors.append(f"node {node.index} sent to unknown peer {peer_id.hex()[:16]}")
@@ -530,21 +541,53 @@ class Simulation:
         self.frames_delivered += 1
         digest = hashlib.sha256(frame).hexdigest()
         self._trace.update(f"F|{self.now!r}|{src_id.hex()}|{target.index}|{digest}\n".encode())
+        for hook in self.frame_hooks:
+            hook(src_id, target.index, frame)
         target.core.receive_frame(src_id, frame, self.local_time(target))
         self._after_input(target)
+
+    def connect(self, a: int, b: int) -> bool:
+        """A shell dials: keep the link between `a` and `b` (a bounded mesh); True when it
+        is up (both cores took it and they can reach each other)."""
+        if self.edges is None:
+            raise SimulationError("connect() is for a bounded mesh (Simulation(edges=...))")
+        key = pair(a, b)
+        self.edges.add(key)
+        self._link_up(*key)
+        if not self.links.link(*key).up:
+            self.edges.discard(key)
+        return self.links.link(*key).up
+
+    def neighbours(self, index: int) -> list[int]:
+        """The nodes `index` keeps a link with (every other node in a full mesh)."""
+        if self.edges is None:
+            return [other for other in range(len(self.nodes)) if other != index]
+        return sorted(b if a == index else a for a, b in self.edges if index in (a, b))
 
     def _link_up(self, a: int, b: int) -> None:
         link = self.links.link(a, b)
         node_a, node_b = self.nodes[a], self.nodes[b]
         if link.up or node_a.core is None or node_b.core is None or not self.reachable(a, b):
             return
+        if self.edges is not None and pair(a, b) not in self.edges:
+            return
+        now_a = self.local_time(node_a)
+        if self.edges is not None and not node_a.core.peer_connected(node_b.node_id, now_a):
+            return  # refused (slots, ban): a full mesh never sees a refusal
         link.up = True
         link.broken = False
         link.epoch += 1
-        node_a.core.peer_connected(node_b.node_id, self.local_time(node_a))
+        if self.edges is None:
+            node_a.core.peer_connected(node_b.node_id, now_a)
         self._after_input(node_a)
         if node_b.core is not None:
-            node_b.core.peer_connected(node_a.node_id, self.local_time(node_b))
+            taken = node_b.core.peer_connected(node_a.node_id, self.local_time(node_b))
+            if self.edges is not None and not taken:
+                link.up = False  # refused: the dialer's side is closed again, no loss seen
+                if node_a.core is not None:
+                    node_a.core.peer_disconnected(node_b.node_id, now_a)
+                    self._after_input(node_a)
+                return
             self._after_input(node_b)
 
     def _link_down(self, a: int, b: int) -> None:
@@ -561,11 +604,14 @@ class Simulation:
 
     # --- outsiders (attackers) -------------------------------------------------------------
 
-    def connect_outsider(self, outsider_id: bytes, node: int) -> None:
+    def connect_outsider(self, outsider_id: bytes, node: int) -> bool:
+        """An outsider's link to `node`: True when its core took it."""
         target = self.nodes[node]
-        if target.core is not None:
-            target.core.peer_connected(outsider_id, self.local_time(target))
-            self._after_input(target)
+        if target.core is None:
+            return False
+        taken = bool(target.core.peer_connected(outsider_id, self.local_time(target)))
+        self._after_input(target)
+        return taken
 
     def inject_frame(self, outsider_id: bytes, node: int, frame: bytes) -> None:
         """Deliver a frame from an outsider now (it bypasses loss: the attacker is adjacent)."""
@@ -618,19 +664,20 @@ class Simulation:
             node.durable = DurableStore(consensus_state=node.durable.consensus_state)
         kind = FaultKind.WIPE if wipe else FaultKind.CRASH
         self.faults.append(Fault(kind, self.now, (index,)))
-        for other in range(len(self.nodes)):
-            if other != index:
-                link = self.links.link(index, other)
-                link.epoch += 1  # frames in flight to or from the dead node are lost
-                link.broken = link.up
-                self.at(
-                    self.now + self.network.detect_s,
-                    functools.partial(self._detect_dead, index, other),
-                )
+        for other in self.neighbours(index):
+            link = self.links.link(index, other)
+            link.epoch += 1  # frames in flight to or from the dead node are lost
+            link.broken = link.up
+            self.at(
+                self.now + self.network.detect_s,
+                functools.partial(self._detect_dead, index, other),
+            )
 
     def _detect_dead(self, dead: int, other: int) -> None:
         if self.nodes[dead].core is None:
             self._link_down(dead, other)
+            if self.edges is not None:
+                self.edges.discard(pair(dead, other))  # its restart dials again
 
     def restart(self, index: int) -> None:
         """Rebuild a crashed node from its durable store and reconnect it."""
@@ -638,12 +685,30 @@ class Simulation:
         if node.core is not None:
             return
         self._start_core(node, node.durable.copy())
-        for other in range(len(self.nodes)):
+        if self.edges is not None:
+            # A bounded mesh: the restarted node dials again (mesh.py); links the survivors
+            # still believe up end with the new handshake.
+            for other in self.neighbours(index):
+                self._forget_restarted(index, other)
+            return
+        for other in self.neighbours(index):
             if other != index:
                 self.at(
                     self.now + self.network.reconnect_s,
                     functools.partial(self._reconnect_restarted, index, other),
                 )
+
+    def _forget_restarted(self, index: int, other: int) -> None:
+        assert self.edges is not None
+        self.edges.discard(pair(index, other))
+        link = self.links.link(index, other)
+        if link.up:
+            link.up = False
+            peer = self.nodes[other]
+            if peer.core is not None:
+                peer.core.peer_disconnected(self.nodes[index].node_id, self.local_time(peer))
+                self.detect(other, "peer_lost")
+                self._after_input(peer)
 
     def _reconnect_restarted(self, index: int, other: int) -> None:
         link = self.links.link(index, other)

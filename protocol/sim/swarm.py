@@ -19,6 +19,7 @@ from ..node_core import (
     NodeCoreConfig,
     SnapshotRestoreError,
 )
+from .mesh import Mesh, MeshConfig
 from .network import NetworkConfig
 from .simulator import CoreFactory, DurableStore, SimCore, Simulation
 from .workload import Workload
@@ -245,6 +246,8 @@ class Swarm:
     finality: FinalityLog = field(default_factory=FinalityLog)
     #: Council keys that a scenario makes equivocate (evidence against others is a failure).
     byzantine_keys: set[bytes] = field(default_factory=set)
+    #: The bounded mesh the nodes link through (None: a full mesh).
+    mesh: Mesh | None = None
 
 
 def build_swarm(
@@ -253,7 +256,10 @@ def build_swarm(
     params: ScenarioParams,
     factory_builder: FactoryBuilder | None = None,
     outsiders: tuple[bytes, ...] = (),
+    mesh: MeshConfig | None = None,
 ) -> Swarm:
+    """A swarm over a full mesh, or over a bounded mesh (`mesh`): then only the council is
+    linked and the seeds joined; the scenario calls `swarm.mesh.join` for the others."""
     keypairs = [node_keypair(i) for i in range(params.nodes)]
     genesis = sim_genesis(keypairs[: params.council])
     factory = (factory_builder or node_core_factory)(genesis)
@@ -263,9 +269,13 @@ def build_swarm(
         factory=factory,
         network=params.network,
         outsiders=outsiders,
+        edges=None if mesh is None else (),
     )
     workload = Workload(sim, genesis, keypairs[: params.council], seed)
     swarm = Swarm(name, seed, params, sim, genesis, workload)
+    if mesh is not None:
+        swarm.mesh = Mesh(sim, mesh, seed)
+        swarm.mesh.start()
     watch_finality(swarm)
     return swarm
 

@@ -130,6 +130,36 @@ test_rollback_certificate_decoder = _fuzz("rollback_certificate")
 test_address_record_decoder = _fuzz("address_record")
 test_cut_decoder = _fuzz("cut")
 
+# --- address records with TURN relays (mesh branch) -------------------------------------------
+
+_RECORD_KEY = crypto.KeyPair.from_seed(bytes([2]) * 32)
+_RECORDS = [
+    AddressRecord.sign(_RECORD_KEY, {"websocket": "http://127.0.0.1:7000"}, 0.0).encode(),
+    AddressRecord.sign(
+        _RECORD_KEY,
+        {"websocket": "http://127.0.0.1:7000"},
+        0.0,
+        relays=("turn:relay.example.net:3478", "turns:relay.example.net:5349?transport=tcp"),
+    ).encode(),
+]
+#: A well-formed record body whose fourth field (the relays) is any value.
+_RELAY_BODIES = values.map(
+    lambda relays: encoding.encode(
+        [
+            encoding.encode(
+                [_RECORD_KEY.public_key, [["websocket", "http://127.0.0.1:1"]], 100, relays]
+            ),
+            bytes(64),
+        ]
+    )
+)
+
+
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(data=untrusted(_RECORDS) | _RELAY_BODIES)
+def test_address_record_with_relays_decoder(data: bytes) -> None:
+    only_typed_errors(DECODERS["address_record"], data)
+
 
 @settings(max_examples=FUZZ_EXAMPLES)
 @given(text=st.text(max_size=400) | values.map(lambda v: f"[node]\nkey = {v!r}\n"))

@@ -9,6 +9,7 @@ import pytest
 
 from swarmd.protocol import encoding, limits
 from swarmd.protocol.addresses import (
+    ADDRESS_DOMAIN_TAG,
     AddressBook,
     AddressRecord,
     AddressRecordError,
@@ -239,3 +240,73 @@ def test_the_default_dial_budget_allows_ADDRESS_DIALS_PER_MINUTE_MAX_dials_per_m
     assert not budget.take(NOW + refill * 0.99)
     assert budget.take(NOW + refill)
     assert sum(budget.take(NOW + 3600) for _ in range(2 * burst)) == burst
+
+
+# --- TURN relays in the record (mesh branch) --------------------------------------------------
+
+RELAYS = ("turn:relay.example.net:3478", "turns:relay.example.net:5349?transport=tcp")
+
+
+def test_a_record_offers_its_turn_relays_signed() -> None:
+    signed = AddressRecord.sign(key("r"), {"websocket": "http://127.0.0.5:7000"}, NOW, 600, RELAYS)
+    decoded = AddressRecord.decode(signed.encode(), NOW)
+    assert decoded.relays == RELAYS == signed.relays
+    # A relay swapped in by whoever relays the record breaks the signature.
+    forged = AddressRecord(
+        signed.node_id, signed.urls, signed.expires_at, signed.signature, ("turn:evil.example:1",)
+    )
+    with pytest.raises(AddressRecordError):
+        AddressRecord.decode(forged.encode(), NOW)
+
+
+def test_a_record_without_relays_keeps_the_three_field_body() -> None:
+    plain = AddressRecord.sign(key("p"), {"websocket": "http://127.0.0.5:7000"}, NOW, 600)
+    body, _ = encoding.decode(plain.encode())
+    assert len(encoding.decode(body)) == 3  # what nodes from before relays decode
+    assert AddressRecord.decode(plain.encode(), NOW).relays == ()
+
+
+@pytest.mark.parametrize(
+    "relays",
+    [
+        tuple(f"turn:r{i}.example.net:3478" for i in range(limits.ADDRESS_RELAYS_MAX + 1)),
+        ("turn:" + "r" * limits.ADDRESS_RELAY_URL_SIZE_BYTES_MAX,),
+        ("stun:relay.example.net:3478",),
+        ("turn:user:secret@relay.example.net:3478",),
+        ("turn:",),
+    ],
+)
+def test_relays_out_of_bounds_are_refused_when_signing(relays: tuple[str, ...]) -> None:
+    with pytest.raises(AddressRecordError):
+        AddressRecord.sign(key("b"), {"websocket": "http://127.0.0.5:7000"}, NOW, 600, relays)
+
+
+def test_relays_out_of_bounds_are_refused_when_decoding() -> None:
+    signer = key("d")
+    for relays in (
+        [],
+        [f"turn:r{i}.example.net:1" for i in range(limits.ADDRESS_RELAYS_MAX + 1)],
+        ["turn:b.example:1", "turn:a.example:1"],
+        [7],
+    ):
+        body = encoding.encode(
+            [signer.public_key, [["websocket", "http://127.0.0.5:7000"]], int(NOW) + 60, relays]
+        )
+        data = encoding.encode([body, signer.sign(ADDRESS_DOMAIN_TAG + body)])
+        with pytest.raises(AddressRecordError):
+            AddressRecord.decode(data, NOW)
+    # The largest record allowed still fits the record size bound.
+    biggest = AddressRecord.sign(
+        signer,
+        {
+            t: "http://h/" + "p" * (limits.ADDRESS_URL_SIZE_BYTES_MAX - 9)
+            for t in ("webrtc", "websocket")
+        },
+        NOW,
+        600,
+        tuple(
+            f"turn:{i}" + "r" * (limits.ADDRESS_RELAY_URL_SIZE_BYTES_MAX - 6)
+            for i in range(limits.ADDRESS_RELAYS_MAX)
+        ),
+    )
+    assert AddressRecord.decode(biggest.encode(), NOW) == biggest

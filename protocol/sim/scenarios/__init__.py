@@ -40,6 +40,7 @@ from .flood import scenario_flood
 from .forks import scenario_fork, scenario_fork_finality
 from .handles import scenario_handle_race
 from .misbehaving import scenario_misbehaving_peer
+from .opennet import scenario_eclipse, scenario_open_network
 from .report import RunResult, format_failure, percentiles, replay_command, summarize
 from .rollback import scenario_network_rollback
 from .state_sync import scenario_state_sync
@@ -151,6 +152,23 @@ SCENARIOS: dict[str, tuple[Scenario, ScenarioParams]] = {
         ScenarioParams(
             ops=24, workload_s=6.0, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)
         ),
+    ),
+    # mesh (issue 16): bounded-degree meshes built through address books. CI sizes; the
+    # documented large run is `swarmd chaos --scenario open-network --council 7 --full-nodes 40`
+    # (docs/OPERATIONS.md, BENCHMARKS.md).
+    "open-network": (
+        scenario_open_network,
+        ScenarioParams(
+            council=4,
+            full_nodes=8,
+            ops=16,
+            workload_s=5.0,
+            network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2),
+        ),
+    ),
+    "eclipse": (
+        scenario_eclipse,
+        ScenarioParams(full_nodes=4, network=NetworkConfig(loss=0.01, clock_skew_s_max=0.2)),
     ),
 }
 
