@@ -285,7 +285,15 @@ class MemoryStore:
             reverted = RevertedCheckpoint(number, height, checkpoints.pop(moved))
             self.database.reverted_checkpoints.append(reverted)
             self.database.snapshots.pop(moved, None)
+        self._drop_telemetry_above(height)
         return self._revert_final_above(height), len(above)
+
+    def _drop_telemetry_above(self, height: int) -> None:
+        """Drop the telemetry days that counted a height above `height` (as
+        telemetry_sql.rollback_statements does)."""
+        telemetry = self.database.telemetry
+        for day in [d for d, r in telemetry.items() if r.last_height > height]:
+            del telemetry[day]
 
     def _revert_final_above(self, height: int) -> int:
         """Mark the applied ops final above `height` REVERTED and forget their final height
@@ -322,8 +330,7 @@ class MemoryStore:
             )
         for height in [h for h in database.snapshots if h > rollback.height]:
             del database.snapshots[height]
-        for day in [d for d, r in database.telemetry.items() if r.last_height > rollback.height]:
-            del database.telemetry[day]  # (telemetry_sql.rollback_statements)
+        self._drop_telemetry_above(rollback.height)
         return len(above)
 
     async def read_rollbacks(self, after_epoch: int, limit: int) -> list[StoredRollback]:

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from . import api
+from . import api, telemetry_sql
 from .api import (
     Checkpoint,
     IntegrityReport,
@@ -412,6 +412,8 @@ class Store(StoreRecords):
                 *revert_final_above_statements(height),
                 # Snapshots are derived state: those of reverted heights are worthless.
                 ("DELETE FROM state_snapshots WHERE height > ?", [height]),
+                # The product telemetry of the reverted heights (as put_rollback drops it).
+                *telemetry_sql.rollback_statements(height),
             ]
             counts = await self._execute_atomically("roll_back", statements)
             return counts[2], counts[1]

@@ -146,3 +146,15 @@ async def test_a_rollback_drops_the_days_that_counted_reverted_heights(store: ap
     assert sorted(records) == [DAY] and since == (DAY, 1, 1)
     doc = report(records, 1, since, 2)
     assert doc["missing_heights"] == 1  # height 2: final, no longer counted
+
+
+async def test_an_offline_rollback_drops_the_same_days(store: api.OpStore) -> None:
+    """`swarmd rollback` on a stopped node (Store.roll_back_to) cuts telemetry back like an
+    accepted certificate: no day keeps counting a reverted height."""
+    one = (_key(1),)
+    for height, day in ((1, DAY), (2, DAY + 1), (3, DAY + 1), (4, DAY + 2)):
+        activity = Activity(height, day, 1, one, 0, 0, (("t", 1),), 5)
+        await store.put_checkpoint(make_checkpoint(height, 1), b"", telemetry=activity)
+    await store.roll_back_to(2)
+    records, since = await store.read_telemetry(TELEMETRY_DAYS_QUERY_MAX)
+    assert sorted(records) == [DAY] and since == (DAY, 1, 1)
