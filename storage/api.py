@@ -291,6 +291,13 @@ def check_read_range(after: int, limit: int) -> None:
     _check_int("limit", limit, 1, READ_LOG_LIMIT_MAX)
 
 
+def check_seqs(seqs: Sequence[int]) -> None:
+    if len(seqs) > READ_LOG_LIMIT_MAX:
+        raise StoreUsageError(f"at most {READ_LOG_LIMIT_MAX} seqs in one read")
+    for seq in seqs:
+        _check_int("seq", seq, 1, _INT64_MAX)
+
+
 def check_pending(ops: Sequence[PendingOp]) -> None:
     if len(ops) > APPEND_OPS_MAX:
         raise StoreUsageError(f"{len(ops)} pending ops in one call exceeds {APPEND_OPS_MAX}")
@@ -468,6 +475,22 @@ class OpStore(Protocol):
     async def get_reverted(self, op_id: bytes) -> RevertedOp | None: ...
 
     async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]: ...
+
+    #: op_log rows returned by `read_log` and `read_ops_at` since the store was opened.
+    rows_read: int
+
+    async def replay_seqs(self, above_height: int) -> list[int]:
+        """The seqs, ascending, of the logged ops a restart from the snapshot at
+        `above_height` replays: final above it, or applied and not final with their body
+        (pending or live ops; also ops final before schema v6 recorded final heights, and
+        lost forks, which the caller skips by author seq). Read through two indexes, never
+        the whole log: O(the tail), not O(history)."""
+        ...
+
+    async def read_ops_at(self, seqs: Sequence[int]) -> list[LoggedOp]:
+        """The logged ops at `seqs` (<= READ_LOG_LIMIT_MAX), in log order; absent ones are
+        left out."""
+        ...
 
     async def get_op(self, op_id: bytes) -> LoggedOp | None: ...
 

@@ -91,6 +91,8 @@ class MemoryStore:
     def __init__(self, database: MemoryDatabase) -> None:
         self.database = database
         self._closed = False
+        #: op_log rows returned by `read_log` and `read_ops_at` (see the SQLite store's).
+        self.rows_read = 0
 
     # --- opening, closing, crashing --------------------------------------------------------
 
@@ -387,7 +389,9 @@ class MemoryStore:
 
     async def read_log(self, after_seq: int, limit: int) -> list[LoggedOp]:
         await self._commit_point()
-        return self.read_log_sync(after_seq, limit)
+        rows = self.read_log_sync(after_seq, limit)
+        self.rows_read += len(rows)
+        return rows
 
     def read_log_sync(self, after_seq: int, limit: int) -> list[LoggedOp]:
         self._check_open()
@@ -401,6 +405,40 @@ class MemoryStore:
                 break
             if op.seq not in deleted:
                 rows.append(op)
+        return rows
+
+    async def replay_seqs(self, above_height: int) -> list[int]:
+        """See `api.OpStore.replay_seqs` (here a scan: this store is a test double)."""
+        await self._commit_point()
+        self._check_open()
+        api.check_read_range(above_height, 1)
+        database = self.database
+        return [
+            op.seq
+            for op in database.op_log
+            if op.seq not in database.deleted
+            and (
+                database.final_heights.get(op.seq, -1) > above_height
+                or (
+                    op.seq not in database.final_heights
+                    and op.status is OpStatus.APPLIED
+                    and bool(op.envelope)
+                )
+            )
+        ]
+
+    async def read_ops_at(self, seqs: Sequence[int]) -> list[LoggedOp]:
+        await self._commit_point()
+        self._check_open()
+        api.check_seqs(seqs)
+        database = self.database
+        wanted = sorted(set(seqs))
+        rows = [
+            database.op_log[seq - 1]
+            for seq in wanted
+            if seq <= len(database.op_log) and seq not in database.deleted
+        ]
+        self.rows_read += len(rows)
         return rows
 
     async def get_op(self, op_id: bytes) -> LoggedOp | None:

@@ -62,7 +62,7 @@ from .opening import (
 )
 from .rollback_sql import SELECT_ROLLBACKS, revert_final_above_statements
 from .schema import SCHEMA_VERSION
-from .store_records import StoreRecords
+from .store_records import _OP_COLUMNS, StoreRecords, _op_from_row
 from .telemetry_sql import Activity, Observed, checkpoint_statements
 
 T = TypeVar("T")
@@ -77,8 +77,6 @@ OPS_PER_STATEMENT_MAX: Final = 1_000
 #: Ids (or 3-column pending rows) in one statement, for the same parameter limit.
 IDS_PER_STATEMENT_MAX: Final = 1_000
 
-_OP_COLUMNS: Final = "seq, op_id, author, author_seq, envelope, status, received_at_ms, crc"
-
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - checked at import
     raise ImportError(f"swarmd.storage needs SQLite >= 3.35, found {sqlite3.sqlite_version}")
 
@@ -91,17 +89,6 @@ def _placeholders(rows: int, columns: int) -> str:
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _op_from_row(row: Sequence[Any], path: str) -> LoggedOp:
-    seq, op_id, author, author_seq, envelope, status, received_at_ms, crc = row
-    if api.op_crc(seq, op_id, author, author_seq, envelope) != crc:
-        raise CorruptDatabaseError(f"{path}: op at seq {seq} does not match its checksum")
-    try:
-        op_status = OpStatus(status)
-    except ValueError:
-        raise CorruptDatabaseError(f"{path}: op at seq {seq} has unknown status {status}") from None
-    return LoggedOp(seq, op_id, author, author_seq, envelope, op_status, received_at_ms)
 
 
 def _checkpoint_from_row(row: Sequence[Any], path: str) -> Checkpoint:
@@ -443,6 +430,7 @@ class Store(StoreRecords):
             f"SELECT {_OP_COLUMNS} FROM op_log WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
+        self.rows_read += len(rows)
         return [_op_from_row(row, self.path) for row in rows]
 
     async def get_op(self, op_id: bytes) -> LoggedOp | None:

@@ -69,10 +69,14 @@ class NodeLog(Protocol):
         store's SnapshotWithoutCheckpointError when that checkpoint is not stored."""
         ...
 
-    def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
+    def log_pages(
+        self, above_height: int | None = None
+    ) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
         """(author, seq, envelope) of the replayable ops (not reverted, expired or pruned) in
         log order, a page (at most LOAD_PAGE_ROWS rows read) at a time: a restart never holds
-        the whole log, and skips the ops below its snapshot by author and seq, undecoded."""
+        the whole log, and skips the ops below its snapshot by author and seq, undecoded.
+        With `above_height` (a restart from the snapshot at that height) only the rows the
+        store's `replay_seqs` names are read: not those final at or below it."""
         ...
 
     def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
@@ -335,20 +339,33 @@ class StoreLog:
                 found[bytes(row.op_id)] = int(row.received_at_ms)
         return found
 
-    async def log_pages(self) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
+    async def log_pages(
+        self, above_height: int | None = None
+    ) -> AsyncIterator[list[tuple[bytes, int, bytes]]]:
         skipped = (self.api.OpStatus.REVERTED, self.api.OpStatus.EXPIRED)
+        # Above a snapshot: the seqs of the tail (through the store's indexes, a list of ints
+        # as long as the tail), then their rows a page at a time. None: the whole log.
+        seqs = None if above_height is None else await self.store.replay_seqs(above_height)
         after = 0
         while True:
-            rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
+            if seqs is None:
+                rows = await self.store.read_log(after, LOAD_PAGE_ROWS)
+            else:
+                rows = await self.store.read_ops_at(seqs[after : after + LOAD_PAGE_ROWS])
             # (a pruned row, its envelope empty, is below every snapshot a restore uses)
             yield [
                 (row.author, row.author_seq, row.envelope)
                 for row in rows
                 if row.status not in skipped and row.envelope
             ]
-            if len(rows) < LOAD_PAGE_ROWS:
+            if seqs is not None:
+                after += LOAD_PAGE_ROWS
+                if after >= len(seqs):
+                    return
+            elif len(rows) < LOAD_PAGE_ROWS:
                 return
-            after = rows[-1].seq
+            else:
+                after = rows[-1].seq
 
     async def bundle_pages(self, after_height: int) -> AsyncIterator[list[bytes]]:
         height = after_height

@@ -161,8 +161,10 @@ class Replay:
 
     async def core(self, height: int | None, blob: bytes | None) -> NodeCore:
         """The core from the snapshot at `height` (None: from genesis) and what is stored
-        above it, streamed in pages: the log (ops at or below the snapshot are skipped
-        without a signature check) and only the bundles above the snapshot's height."""
+        above it, streamed in pages: the log rows not final at or below the snapshot (read
+        through the store's indexes; the few settled ones among them, lost forks and ops
+        final before schema v6, are skipped without a signature check) and only the bundles
+        above the snapshot's height."""
         node_log, now = self.node_log, asyncio.get_running_loop().time()
         snapshot_bundles: dict[int, bytes] = {}
         if height is not None:
@@ -181,7 +183,7 @@ class Replay:
         )
         self.logged_ops = self.bundles_read = 0
         final_accounts = core.ledger.final_state.accounts  # the snapshot's (empty: none)
-        async for rows in node_log.log_pages():
+        async for rows in node_log.log_pages(height):
             self.logged_ops += len(rows)
             # At or below its author's final seq: final already or a lost fork (what
             # replay_ops skips too), told by the row's author and seq without decoding it.
