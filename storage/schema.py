@@ -193,13 +193,13 @@ _V8_TELEMETRY: Final = (
     ) WITHOUT ROWID""",
 )
 
-# Version 8 (scale4 branch, issue 13): a restart from a snapshot reads only the log rows it
+# Version 9 (scale4 branch, issue 13): a restart from a snapshot reads only the log rows it
 # replays (`replay_seqs`): those final above the snapshot (op_log_by_final_height) and the
 # applied rows not final with a body, through this partial index. An op leaves it when it
 # becomes final (mark_final), is pruned, reverted or expired, so it holds the pending and live
 # ops, lost forks, and the rows final before v6 recorded final heights (their number is fixed
 # at the upgrade; a restart skips them by author seq, as before).
-_V8_SCALE4: Final = (
+_V9_SCALE4: Final = (
     "CREATE INDEX op_log_unsettled ON op_log (seq) "
     "WHERE final_height IS NULL AND status = 1 AND length(envelope) > 0",
 )
@@ -213,6 +213,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V6_SCALE,
     _V7_WALLET,
     _V8_TELEMETRY,
-    _V8_SCALE4,
+    _V9_SCALE4,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
