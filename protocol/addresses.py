@@ -362,6 +362,13 @@ class AddressBook:
         if entry is not None:
             entry.failures, entry.next_dial_at, entry.tried = 0, 0.0, True
 
+    def demote(self, node_id: bytes) -> None:
+        """The node misbehaved (it was banned): its record is new again, so our answers stop
+        vouching for it."""
+        entry = self.entries.get(node_id)
+        if entry is not None:
+            entry.tried = False
+
     def _from_source(self, source: bytes) -> int:
         return sum(1 for entry in self.entries.values() if entry.source == source)
 

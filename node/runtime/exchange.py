@@ -38,6 +38,7 @@ from swarmd.protocol.addresses import (
 )
 from swarmd.protocol.crypto import KeyPair
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.node_core.peers import REFUSED_BANNED
 from swarmd.protocol.peering import (
     EXCHANGE_RECORDS_MAX,
     EXCHANGE_SOURCES_PER_ROUND,
@@ -189,6 +190,9 @@ class PeerExchange:
         for peer_id, info in sorted(self._peers().items()):
             if info.direction == "outbound":  # configured peers too: we dialed, it came up
                 self.book.dial_succeeded(peer_id)
+        for node_id in sorted(self.book.entries):
+            if self._refusal(node_id) == REFUSED_BANNED:
+                self.book.demote(node_id)  # it misbehaved: our answers stop vouching for it
         await self._dial_learned()
         await self.save()
 

@@ -169,6 +169,9 @@ def test_a_record_is_tried_once_a_dial_to_it_succeeded_and_stays_tried_when_refr
     assert book.entries[a].tried
     assert book.add(record("a", now=NOW + 10), key("other").public_key, NOW + 10)
     assert book.entries[a].tried
+    book.demote(a)  # it misbehaved and was banned
+    assert not book.entries[a].tried
+    assert book.sample(31, NOW + 10, random.Random(1), new_max=0) == []
 
 
 def test_a_flooded_book_shares_its_tried_records_and_few_new_ones() -> None:
