@@ -16,6 +16,14 @@ only addresses in the scope of its own (loopback, private or public), so records
 a loopback devnet can never make it dial anything else. `DialBudget` bounds the dials per
 minute.
 
+Tried and new (as Bitcoin's addrman): a record is "tried" once a dial to it brought a link up,
+"new" while it is only heard of. What a node shares (`sample`, its exchange answers) is its
+tried records first and at most ADDRESS_SHARE_NEW_MAX new ones, one per network group, so a
+book flooded with an attacker's identities (all new: nobody dialed them) passes on one of them
+per answer and network the attacker holds, not a whole answer of them, and a node that joins
+while its seeds are full still learns the honest nodes its seeds linked to or heard of (the
+eclipse scenario at 7 + 40 failed on exactly this).
+
 Wire compatibility: a record without relays encodes its body as the three fields it always
 had ([node id, urls, expiry]), byte for byte; one with relays adds a fourth field (a non-empty
 list). A node from before relays refuses a four-field record (it skips it, as any record that
@@ -218,6 +226,15 @@ def url_group(url: str) -> str:
     return f"{scope}:{network}"
 
 
+def record_group(record: AddressRecord) -> str:
+    """The network group of a record (`url_group` of its first URL), for sharing new records;
+    on loopback the URL itself (a devnet is one host, exempt from diversity as in
+    protocol/peering.py, so each of its nodes counts as its own group)."""
+    url = record.urls[0][1]
+    group = url_group(url)
+    return url if group == "loopback" else group
+
+
 def dialable(url: str, own_scope: str) -> bool:
     """Whether a node whose own address is in `own_scope` may dial `url` learned from a peer:
     only within the same scope (a loopback devnet never dials out, a public node never dials
@@ -235,6 +252,9 @@ class BookEntry:
     source: bytes | None
     failures: int = 0
     next_dial_at: float = 0.0
+    #: "Tried": we dialed it and the link came up (else "new": only heard of). Exchange
+    #: answers share tried records first and at most ADDRESS_SHARE_NEW_MAX new ones.
+    tried: bool = False
 
 
 class AddressBook:
@@ -287,11 +307,28 @@ class AddressBook:
             del self.entries[node_id]
         return len(gone)
 
-    def sample(self, count: int, now: float, rng: random.Random) -> list[AddressRecord]:
-        """Up to `count` unexpired records to share with a peer, chosen at random."""
-        live = [self.entries[n].record for n in sorted(self.entries)]
-        live = [record for record in live if record.expires_at >= now]
-        return rng.sample(live, min(count, len(live)))
+    def sample(
+        self,
+        count: int,
+        now: float,
+        rng: random.Random,
+        new_max: int = limits.ADDRESS_SHARE_NEW_MAX,
+    ) -> list[AddressRecord]:
+        """Up to `count` unexpired records to share with a peer, chosen at random: tried ones
+        first, then at most `new_max` new ones, each from a different network group
+        (`record_group`): a flooded book is mostly new records of the attacker's few
+        networks, so they can neither fill the answer nor crowd out the honest new ones."""
+        live = [self.entries[n] for n in sorted(self.entries)]
+        live = [entry for entry in live if entry.record.expires_at >= now]
+        tried = [entry.record for entry in live if entry.tried]
+        chosen = rng.sample(tried, min(count, len(tried)))
+        new_by_group: dict[str, list[AddressRecord]] = {}
+        for entry in live:
+            if not entry.tried:
+                new_by_group.setdefault(record_group(entry.record), []).append(entry.record)
+        groups = sorted(new_by_group)
+        picked = rng.sample(groups, min(count - len(chosen), new_max, len(groups)))
+        return chosen + [rng.choice(new_by_group[group]) for group in picked]
 
     def dial_candidates(
         self, now: float, transport: str, own_scope: str, skip: set[bytes]
@@ -320,9 +357,17 @@ class AddressBook:
         entry.next_dial_at = now + backoff
 
     def dial_succeeded(self, node_id: bytes) -> None:
+        """The link came up: the record is tried from now on."""
         entry = self.entries.get(node_id)
         if entry is not None:
-            entry.failures, entry.next_dial_at = 0, 0.0
+            entry.failures, entry.next_dial_at, entry.tried = 0, 0.0, True
+
+    def demote(self, node_id: bytes) -> None:
+        """The node misbehaved (it was banned): its record is new again, so our answers stop
+        vouching for it."""
+        entry = self.entries.get(node_id)
+        if entry is not None:
+            entry.tried = False
 
     def _from_source(self, source: bytes) -> int:
         return sum(1 for entry in self.entries.values() if entry.source == source)

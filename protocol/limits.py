@@ -521,3 +521,16 @@ assert (
     2 * ADDRESS_URL_SIZE_BYTES_MAX + ADDRESS_RELAYS_MAX * ADDRESS_RELAY_URL_SIZE_BYTES_MAX + 256
     <= ADDRESS_RECORD_SIZE_BYTES_MAX
 )
+
+
+# --- eclipse: tried and new address records (issue 16; branch eclipse) -------------------------
+
+#: Records of an exchange answer that the answering node only heard of ("new": never dialed
+#: successfully), after the "tried" ones it linked to itself (as Bitcoin's addrman keeps
+#: tried and new apart), each from a different network group (IPv4 /16, IPv6 /32, DNS
+#: domain). A flooded book is mostly new records, so an attacker's identities spread at most
+#: one per answer and network instead of filling whole answers; 4 of the 31 still let a node
+#: that is only heard of by its seeds become known.
+ADDRESS_SHARE_NEW_MAX = 4
+
+assert ADDRESS_SHARE_NEW_MAX >= 1

@@ -118,7 +118,8 @@ def records_to_share(
     own: AddressRecord | None, book: AddressBook, now: float, rng: random.Random
 ) -> list[AddressRecord]:
     """An exchange answer: our own record first (when we have one), then a random sample of
-    the book, EXCHANGE_RECORDS_MAX in all."""
+    the book (its tried records first, at most ADDRESS_SHARE_NEW_MAX only heard of;
+    AddressBook.sample), EXCHANGE_RECORDS_MAX at most in all."""
     shared = [] if own is None else [own]
     return shared + book.sample(EXCHANGE_RECORDS_MAX - len(shared), now, rng)
 

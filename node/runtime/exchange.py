@@ -1,7 +1,10 @@
 """Peer exchange in the daemon (issue 16): learn peers beyond `[network].peers`.
 
 The node serves its own signed address record and a random sample of its address book at
-GET /v1/peers/records (canonical msgpack: a list of encoded records). Every
+GET /v1/peers/records (canonical msgpack: a list of encoded records): the records of nodes it
+dialed successfully ("tried": learned or configured peers it holds or held an outbound link
+to) first, at most ADDRESS_SHARE_NEW_MAX it only heard of (protocol/addresses.py). The tried
+mark is not stored: after a restart a record is tried again once a link to it comes up. Every
 `[network].exchange_interval_s` it fetches that list from its connected peers and its
 configured peers (at most EXCHANGE_SOURCES_PER_ROUND of them), keeps the records that verify
 in its `AddressBook` (protocol/addresses.py: bounded, per-source quotas), and while fewer than
@@ -35,6 +38,7 @@ from swarmd.protocol.addresses import (
 )
 from swarmd.protocol.crypto import KeyPair
 from swarmd.protocol.errors import ProtocolError
+from swarmd.protocol.node_core.peers import REFUSED_BANNED
 from swarmd.protocol.peering import (
     EXCHANGE_RECORDS_MAX,
     EXCHANGE_SOURCES_PER_ROUND,
@@ -183,6 +187,12 @@ class PeerExchange:
                     self.book.add(AddressRecord.decode(data, now), source, now)
                 except AddressRecordError:
                     continue
+        for peer_id, info in sorted(self._peers().items()):
+            if info.direction == "outbound":  # configured peers too: we dialed, it came up
+                self.book.dial_succeeded(peer_id)
+        for node_id in sorted(self.book.entries):
+            if self._refusal(node_id) == REFUSED_BANNED:
+                self.book.demote(node_id)  # it misbehaved: our answers stop vouching for it
         await self._dial_learned()
         await self.save()
 

@@ -136,6 +136,8 @@ class Mesh:
             if not self.linked(index, peer_id):
                 mesh_node.outbound.pop(peer_id, None)
                 mesh_node.inbound.discard(peer_id)
+                if (index, peer_id) in self.sim.banned:
+                    mesh_node.book.demote(peer_id)  # as the daemon: no longer vouched for
 
     def linked(self, index: int, peer_id: bytes) -> bool:
         other = self.index_of.get(peer_id)

@@ -238,6 +238,10 @@ async def test_peer_exchange_connects_nodes_that_share_one_seed(
 
     await wait_until_connected(b, {seed.daemon.node_id, c.node_id})
     assert b.exchange.book.entries[outsider.public_key].failures == 0  # never dialed
+    # C was dialed and the seed is an outbound (configured) link: both tried; the far outsider
+    # only heard of, so B's answers share it only within the few new records.
+    tried = {n for n, entry in b.exchange.book.entries.items() if entry.tried}
+    assert tried == {seed.daemon.node_id, c.node_id}
     assert b.exchange.dials == 1
     assert b.status()["netguard"]["exchange_dials"] == 1
     # The book is stored: a restarted B still knows C.

@@ -152,9 +152,65 @@ def test_sample_is_bounded_and_unexpired() -> None:
     book = AddressBook(key("me").public_key)
     for i in range(10):
         book.add(record(f"n{i}", ttl=10 if i < 5 else 1000), None, NOW)
+        book.dial_succeeded(key(f"n{i}").public_key)
     shared = book.sample(8, NOW + 100, random.Random(1))
     assert len(shared) == 5
     assert all(r.expires_at >= NOW + 100 for r in shared)
+
+
+def test_a_record_is_tried_once_a_dial_to_it_succeeded_and_stays_tried_when_refreshed() -> None:
+    book = AddressBook(key("me").public_key)
+    a = key("a").public_key
+    book.add(record("a"), key("peer").public_key, NOW)
+    assert not book.entries[a].tried  # only heard of
+    book.dial_failed(a, NOW)
+    assert not book.entries[a].tried
+    book.dial_succeeded(a)
+    assert book.entries[a].tried
+    assert book.add(record("a", now=NOW + 10), key("other").public_key, NOW + 10)
+    assert book.entries[a].tried
+    book.demote(a)  # it misbehaved and was banned
+    assert not book.entries[a].tried
+    assert book.sample(31, NOW + 10, random.Random(1), new_max=0) == []
+
+
+def test_a_flooded_book_shares_its_tried_records_and_few_new_ones() -> None:
+    """The eclipse victim's book: 200 attacker records only heard of, all in one /16, a few
+    honest nodes it linked to and a few more it only heard of. Its answers carry every tried
+    record and at most ADDRESS_SHARE_NEW_MAX new ones, one per network group: one attacker
+    record at most, so the flood can neither fill the answer nor crowd out honest records."""
+    book = AddressBook(key("victim").public_key)
+    sybils = {key(f"sybil-{i}").public_key for i in range(200)}
+    for i in range(200):
+        book.add(record(f"sybil-{i}", f"10.66.{i}.1"), key(f"sybil-{i}").public_key, NOW)
+    honest = [key(f"honest-{i}").public_key for i in range(5)]
+    for i, node_id in enumerate(honest):
+        book.add(record(f"honest-{i}", f"10.{i}.0.1"), key("peer").public_key, NOW)
+        book.dial_succeeded(node_id)
+    heard = {key(f"heard-{i}").public_key for i in range(6)}
+    for i in range(6):
+        book.add(record(f"heard-{i}", f"10.{100 + i}.0.1"), key("peer").public_key, NOW)
+    saw_sybil = False
+    for seed in range(20):
+        shared = [r.node_id for r in book.sample(31, NOW, random.Random(seed))]
+        assert len(shared) == len(honest) + limits.ADDRESS_SHARE_NEW_MAX
+        assert sorted(shared[: len(honest)]) == sorted(honest)
+        new = shared[len(honest) :]
+        assert len(sybils.intersection(new)) <= 1 and len(set(new)) == len(new)
+        assert len(heard.intersection(new)) >= limits.ADDRESS_SHARE_NEW_MAX - 1
+        saw_sybil |= bool(sybils.intersection(new))
+    assert saw_sybil  # the attacker's network is one group among others, not excluded
+    assert len(book.sample(3, NOW, random.Random(1))) == 3  # all tried when enough are
+    assert book.sample(31, NOW, random.Random(1), new_max=0)[5:] == []
+
+
+def test_new_records_on_loopback_count_one_group_per_url() -> None:
+    """A devnet on one host: new records are not all one group (diversity exempts it)."""
+    book = AddressBook(key("me").public_key)
+    for i in range(10):
+        urls = {"websocket": f"http://127.0.0.1:{7000 + i}"}
+        book.add(AddressRecord.sign(key(f"n{i}"), urls, NOW, 600), None, NOW)
+    assert len(book.sample(31, NOW, random.Random(1))) == limits.ADDRESS_SHARE_NEW_MAX
 
 
 def test_the_dial_budget_bounds_dials_per_minute() -> None:

@@ -128,9 +128,14 @@ def test_plan_dials_uses_the_book_and_skips_what_is_connected() -> None:
 def test_the_exchange_answer_is_our_record_then_a_bounded_sample() -> None:
     book = AddressBook(node("me"))
     for i in range(50):
-        record = AddressRecord.sign(key(f"n{i}"), {"websocket": "http://127.0.0.2:1"}, NOW, 600)
-        book.add(record, node(f"src{i % 5}"), NOW)
+        urls = {"websocket": f"http://127.0.0.2:{1000 + i}"}
+        book.add(AddressRecord.sign(key(f"n{i}"), urls, NOW, 600), node(f"src{i % 5}"), NOW)
     own = AddressRecord.sign(key("me"), {"websocket": "http://127.0.0.1:1"}, NOW, 600)
+    # Only heard of: our record and ADDRESS_SHARE_NEW_MAX of them.
+    answer = records_to_share(own, book, NOW, random.Random(1))
+    assert answer[0] == own and len(answer) == 1 + limits.ADDRESS_SHARE_NEW_MAX
+    for i in range(50):
+        book.dial_succeeded(key(f"n{i}").public_key)
     answer = records_to_share(own, book, NOW, random.Random(1))
     assert answer[0] == own and len(answer) == EXCHANGE_RECORDS_MAX
     assert len(records_to_share(None, book, NOW, random.Random(1))) == EXCHANGE_RECORDS_MAX

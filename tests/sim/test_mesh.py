@@ -82,7 +82,11 @@ def _connected(swarm: Swarm) -> bool:
 
 
 def test_bounded_mesh_relays_each_consensus_message_once_per_link_to_every_node() -> None:
-    swarm, counter, formed_at = _mesh_swarm(seed=5)
+    # A seed where no consensus round stalls: a stalled round's messages are re-sent on the
+    # consensus timer (about once a second), by design and outside relay de-duplication. On
+    # the merged base seeds 1, 4, 10 and 11 of 1-12 stall; with tried/new address books
+    # (different topologies) seeds 2, 3, 5, 7 and 9 do. Seed 6 stalls in neither.
+    swarm, counter, formed_at = _mesh_swarm(seed=6)
     sim = swarm.sim
     nodes = len(sim.nodes)
     assert _connected(swarm) and formed_at and formed_at[0] < 3.0
