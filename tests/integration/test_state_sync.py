@@ -104,7 +104,8 @@ async def test_restart_restores_from_the_newest_snapshot(swarm: Swarm) -> None:
         assert len(restored) == 2  # the first start, then the restart
         assert restored[0]["snapshot_height"] is None
         assert restored[-1]["snapshot_height"] == before["snapshot"]["height"]
-        assert restored[-1]["replayed_ops"] < restored[-1]["ops"]
+        # From the snapshot only the log's tail is read (and replayed), not the whole log.
+        assert restored[-1]["replayed_ops"] <= restored[-1]["ops"] < before["applied_ops"]
 
 
 @pytest.mark.gate("s2-play-resync")
