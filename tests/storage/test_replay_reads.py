@@ -5,7 +5,6 @@ the log), and `read_ops_at` reads those rows; `rows_read` counts what was read. 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,10 @@ import pytest
 from swarmd.storage import api
 from swarmd.storage.api import OpStatus
 from swarmd.storage.errors import StoreUsageError
-from swarmd.storage.memory import MemoryDatabase, MemoryStore
 from swarmd.storage.store import Store
 from swarmd.storage.store_records import _REPLAY_SEQS
 
 from .test_store import NETWORK_ID, NODE_KEY, make_op
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[api.OpStore]:
-    opened: api.OpStore
-    if request.param == "sqlite":
-        opened = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
-    else:
-        opened = await MemoryStore.open(MemoryDatabase(), network_id=NETWORK_ID, node_key=NODE_KEY)
-    yield opened
-    await opened.close()
 
 
 async def test_replay_seqs_names_the_tail_and_the_unsettled_rows(store: api.OpStore) -> None:

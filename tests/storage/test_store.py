@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,6 @@ from swarmd.storage.errors import (
     WrongNetworkError,
     WrongNodeKeyError,
 )
-from swarmd.storage.memory import MemoryDatabase, MemoryStore
 from swarmd.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from swarmd.storage.store import Store
 
@@ -49,15 +48,7 @@ def make_checkpoint(height: int, log_seq: int, tag: bytes = b"") -> Checkpoint:
 Opener = Callable[[], Awaitable[api.OpStore]]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[api.OpStore]:
-    opened: api.OpStore
-    if request.param == "sqlite":
-        opened = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
-    else:
-        opened = await MemoryStore.open(MemoryDatabase(), network_id=NETWORK_ID, node_key=NODE_KEY)
-    yield opened
-    await opened.close()
+# (the `store` fixture, both stores: conftest.py)
 
 
 # --- the contract, for both stores ---------------------------------------------------------

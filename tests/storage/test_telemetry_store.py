@@ -7,10 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from swarmd.protocol.limits import TELEMETRY_DAYS_KEPT, TELEMETRY_DAYS_QUERY_MAX
 from swarmd.protocol.node_core import MemberRecord, Observed
@@ -105,17 +102,6 @@ async def test_days_beyond_telemetry_days_kept_are_deleted_in_the_same_write(
     with contextlib.closing(sqlite3.connect(tmp_path / "db")) as db:
         for table in ("telemetry_days", "telemetry_active", "telemetry_burns"):
             assert db.execute(f"SELECT min(day), count(*) FROM {table}").fetchone() == (late, 1)
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[api.OpStore]:
-    opened: api.OpStore
-    if request.param == "sqlite":
-        opened = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
-    else:
-        opened = await MemoryStore.open(MemoryDatabase(), network_id=NETWORK_ID, node_key=NODE_KEY)
-    yield opened
-    await opened.close()
 
 
 async def test_the_observed_record_is_replaced_with_each_checkpoint(store: api.OpStore) -> None:
