@@ -319,14 +319,19 @@ async def get_openapi(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     daemon = _daemon(request)
     metrics = daemon.metrics
-    metrics.observe_status(daemon.core.node_status(), asyncio.get_running_loop().time())
+    status = daemon.core.node_status()
+    metrics.observe_status(status, asyncio.get_running_loop().time())
     metrics.set_peer_rtts(
         {
             crypto.account_id_text(peer_id): None if info.rtt_ms is None else info.rtt_ms / 1000
             for peer_id, info in daemon.peers().items()
         }
     )
-    telemetry_gauges(metrics.registry).set(await daemon.node_log.telemetry(1))
+    gauges = telemetry_gauges(metrics.registry)
+    current = (status.epoch, await daemon.node_log.latest_height())
+    if current != gauges.current:  # (a read of the telemetry rows only after a checkpoint)
+        gauges.set(await daemon.node_log.telemetry(1))
+        gauges.current = current
     return web.Response(body=daemon.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

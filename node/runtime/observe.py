@@ -162,10 +162,13 @@ _TELEMETRY_FIGURES = (
 
 
 class TelemetryGauges:
-    """swarmd_telemetry_* gauges: the newest UTC day of GET /v1/telemetry, set at each scrape
-    (a figure with no value yet, such as retention before two windows passed, is NaN)."""
+    """swarmd_telemetry_* gauges: the newest UTC day of GET /v1/telemetry, set at a scrape
+    (a figure with no value yet, such as retention before two windows passed, is NaN).
+    Telemetry changes only with a stored checkpoint, so a scrape reads it again only when
+    `current` (the epoch and the stored final height) moved since the last read."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.current: tuple[int, int] | None = None
         self.figures = {
             field: Gauge(f"swarmd_telemetry_{name}", text, registry=registry)
             for name, field, text in _TELEMETRY_FIGURES
