@@ -281,6 +281,13 @@ def check_op_ids(op_ids: Sequence[bytes]) -> None:
         _check_bytes("op_id", op_id, limits.HASH_SIZE_BYTES, exact=True)
 
 
+def check_final_heights(heights: Sequence[tuple[int, Sequence[bytes]]]) -> None:
+    """`record_final_heights`' argument: (height >= 1, op ids) pairs, IDS_PER_CALL_MAX ids."""
+    check_op_ids([op_id for _, op_ids in heights for op_id in op_ids])
+    for height, _ in heights:
+        _check_int("height", height, 1, _INT64_MAX)
+
+
 def check_status(status: object) -> None:
     if not isinstance(status, OpStatus):
         raise StoreUsageError(f"status must be an OpStatus, not {status!r}")
@@ -308,10 +315,16 @@ def check_pending(ops: Sequence[PendingOp]) -> None:
 
 
 def check_checkpoint(
-    checkpoint: Checkpoint, snapshot_blob: bytes, snapshots_kept: int | None = None
+    checkpoint: Checkpoint,
+    snapshot_blob: bytes,
+    snapshots_kept: int | None = None,
+    final_op_ids: Sequence[bytes] = (),
 ) -> None:
     if snapshots_kept is not None:
         check_snapshots_kept(snapshots_kept)
+    # Not bounded in number: a cut finalizes the closure of its heads, all in one write.
+    for op_id in final_op_ids:
+        _check_bytes("op_id", op_id, limits.HASH_SIZE_BYTES, exact=True)
     _check_int("height", checkpoint.height, 1, _INT64_MAX)
     _check_bytes("checkpoint_id", checkpoint.checkpoint_id, limits.HASH_SIZE_BYTES, exact=True)
     _check_bytes("state_root", checkpoint.state_root, limits.HASH_SIZE_BYTES, exact=True)
@@ -441,7 +454,26 @@ class OpStore(Protocol):
 
     async def mark_status(self, op_ids: Sequence[bytes], status: OpStatus) -> int: ...
 
-    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int: ...
+    async def mark_final(self, op_ids: Sequence[bytes], height: int) -> int:
+        """Record `height` as the final height of the logged ops among `op_ids` that keep
+        their body (a recorded one is overwritten); returns how many. The node records them
+        with their checkpoint (`put_checkpoint(final_op_ids=...)`); this is for tools/tests."""
+        ...
+
+    async def record_final_heights(self, heights: Sequence[tuple[int, Sequence[bytes]]]) -> int:
+        """The backfill of final heights a store lacks (one upgraded from before schema v6,
+        or a checkpoint stored by a version that wrote them in a separate write): for each
+        (height, op ids) pair, record `height` on the logged, applied ops among the ids that
+        keep their body and have no final height yet. At most IDS_PER_CALL_MAX ids in all, in
+        one write; returns the rows changed."""
+        ...
+
+    async def unrecorded_final(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        """The ids among `op_ids` (at most IDS_PER_CALL_MAX) of logged, applied ops that keep
+        their body and have no final height recorded, in the order asked. Asked about ops known to
+        be final (a checkpoint's heads), a non-empty answer means their final heights are
+        unknown: an offline rollback below them would leave them applied."""
+        ...
 
     async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]: ...
 
@@ -504,13 +536,18 @@ class OpStore(Protocol):
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
         observed: Observed | None = None,
+        final_op_ids: Sequence[bytes] = (),
     ) -> None:
         """Store a final checkpoint and (when `snapshot_blob` is not empty) the state snapshot
-        at it, in one write. With `snapshots_kept`, the same write deletes every snapshot but
+        at it, in one write. The same write records the checkpoint's height as the final height
+        of the logged ops among `final_op_ids` that keep their body (as `mark_final`), so a
+        crash never leaves a stored checkpoint whose ops lack it (what `roll_back_to` and
+        `prune_final` read). With `snapshots_kept`, the same write deletes every snapshot but
         the newest `snapshots_kept` (None keeps them all). With `telemetry`, the same write
         folds the checkpoint's product telemetry into its day (protocol/telemetry.py) and
         deletes days older than limits.TELEMETRY_DAYS_KEPT. With `observed`, the same write
-        replaces the stored participation and open-conflict record (node_core/observed.py)."""
+        replaces the stored participation and open-conflict record (node_core/observed.py).
+        Storing the same checkpoint again writes nothing (these included)."""
         ...
 
     async def note_conflict(self, handle: str, raised_ms: int) -> None:

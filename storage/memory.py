@@ -211,13 +211,45 @@ class MemoryStore:
         api.check_read_range(height, 1)
         await self._commit_point()
         self._check_open()
-        changed = 0
+        return self._mark_final(op_ids, height, missing_only=False)
+
+    def _mark_final(self, op_ids: Sequence[bytes], height: int, *, missing_only: bool) -> int:
+        """As rollback_sql.final_height_statements: logged ops with a body (`missing_only`:
+        applied, with no final height yet) get `height`."""
+        database, changed = self.database, 0
         for op_id in set(op_ids):
-            seq = self.database.seq_by_op_id.get(op_id)
-            if seq is not None and self.database.op_log[seq - 1].envelope:
-                self.database.final_heights[seq] = height
-                changed += 1
+            seq = database.seq_by_op_id.get(op_id)
+            if seq is None or not database.op_log[seq - 1].envelope:
+                continue
+            if missing_only and (
+                seq in database.final_heights
+                or database.op_log[seq - 1].status is not OpStatus.APPLIED
+            ):
+                continue
+            database.final_heights[seq] = height
+            changed += 1
         return changed
+
+    async def record_final_heights(self, heights: Sequence[tuple[int, Sequence[bytes]]]) -> int:
+        api.check_final_heights(heights)
+        await self._commit_point()
+        self._check_open()
+        return sum(self._mark_final(ids, height, missing_only=True) for height, ids in heights)
+
+    async def unrecorded_final(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        api.check_op_ids(op_ids)
+        await self._commit_point()
+        self._check_open()
+        database = self.database
+        unrecorded = []
+        for op_id in op_ids:
+            seq = database.seq_by_op_id.get(op_id)
+            if seq is None or seq in database.final_heights:
+                continue
+            op = database.op_log[seq - 1]
+            if op.envelope and op.status is OpStatus.APPLIED:
+                unrecorded.append(op_id)
+        return unrecorded
 
     async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
         api.check_read_range(through_height, 1)
@@ -465,8 +497,9 @@ class MemoryStore:
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
         observed: Observed | None = None,
+        final_op_ids: Sequence[bytes] = (),
     ) -> None:
-        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept, final_op_ids)
         await self._commit_point()
         self.put_checkpoint_sync(
             checkpoint,
@@ -474,6 +507,7 @@ class MemoryStore:
             snapshots_kept=snapshots_kept,
             telemetry=telemetry,
             observed=observed,
+            final_op_ids=final_op_ids,
         )
 
     async def note_conflict(self, handle: str, raised_ms: int) -> None:
@@ -503,9 +537,10 @@ class MemoryStore:
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
         observed: Observed | None = None,
+        final_op_ids: Sequence[bytes] = (),
     ) -> None:
         self._check_open()
-        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept, final_op_ids)
         stored = self.database.checkpoints.get(checkpoint.height)
         same_id = [
             other
@@ -519,6 +554,7 @@ class MemoryStore:
                 f"another checkpoint is stored at height {checkpoint.height}"
             )
         self.database.checkpoints[checkpoint.height] = checkpoint
+        self._mark_final(final_op_ids, checkpoint.height, missing_only=False)
         if telemetry is not None:
             fold(self.database.telemetry, telemetry, TELEMETRY_DAYS_KEPT)
         if observed is not None:

@@ -1,4 +1,5 @@
-"""The SQL of the council rollback records (schema v4, `_V4_RBSTORE`), for storage/store.py.
+"""The SQL of the council rollback records (schema v4, `_V4_RBSTORE`) and of the final heights
+an offline rollback reverts by (op_log.final_height, v6), for storage/store.py.
 
 Statement builders and row readers only: `Store` runs them in its own transactions.
 """
@@ -14,6 +15,9 @@ from .errors import CorruptDatabaseError
 
 Statement = tuple[str, Sequence[object]]
 
+#: Ids (or 3-column pending rows) in one statement (store.py's too): 1000 bound parameters stay
+#: far below SQLite's default limit of 32766 (3.32+).
+IDS_PER_STATEMENT_MAX: Final = 1_000
 #: Reverted ops per INSERT: 3 parameters each, far below SQLite's bound-parameter limit.
 REVERTED_OPS_PER_STATEMENT_MAX: Final = 300
 
@@ -81,6 +85,45 @@ def revert_final_above_statements(height: int) -> list[Statement]:
             [int(OpStatus.REVERTED), height, int(OpStatus.APPLIED)],
         ),
         ("UPDATE op_log SET final_height = NULL WHERE final_height > ?", [height]),
+    ]
+
+
+# The final heights (op_log.final_height, schema v6) that an offline rollback and pruning read.
+# Ops of a checkpoint get theirs in the checkpoint's own transaction (`final_height_statements`
+# in put_checkpoint); a store upgraded from before v6 lacks them for the ops final before the
+# upgrade, which a restart backfills for the heights it replays (`record_missing_statements`)
+# and `swarmd rollback` detects from the cuts' heads (`SELECT_UNRECORDED_FINAL`).
+_UNRECORDED: Final = (
+    "final_height IS NULL AND status = 1 AND length(envelope) > 0"  # (op_log_unsettled's)
+)
+SELECT_UNRECORDED_FINAL: Final = f"SELECT op_id FROM op_log WHERE {_UNRECORDED} AND op_id IN "
+
+
+def final_height_statements(
+    op_ids: Sequence[bytes], height: int, *, missing_only: bool = False
+) -> list[Statement]:
+    """Record `height` as the final height of the logged ops among `op_ids` that keep their
+    body (IDS_PER_STATEMENT_MAX a statement); `missing_only`: the applied ones with none."""
+    where = _UNRECORDED if missing_only else "length(envelope) > 0"
+    size = IDS_PER_STATEMENT_MAX
+    return [
+        (
+            f"UPDATE op_log SET final_height = ? WHERE {where} AND op_id IN "
+            f"({_placeholders(len(chunk), 1)})",
+            [height, *chunk],
+        )
+        for chunk in (op_ids[start : start + size] for start in range(0, len(op_ids), size))
+    ]
+
+
+def missing_final_heights_statements(
+    heights: Sequence[tuple[int, Sequence[bytes]]],
+) -> list[Statement]:
+    """`final_height_statements(missing_only=True)` for each (height, op ids) pair."""
+    return [
+        statement
+        for height, op_ids in heights
+        for statement in final_height_statements(op_ids, height, missing_only=True)
     ]
 
 

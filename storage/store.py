@@ -60,7 +60,14 @@ from .opening import (
     prepare,
     stored_version,
 )
-from .rollback_sql import SELECT_ROLLBACKS, revert_final_above_statements
+from .rollback_sql import (
+    IDS_PER_STATEMENT_MAX,
+    SELECT_ROLLBACKS,
+    SELECT_UNRECORDED_FINAL,
+    final_height_statements,
+    missing_final_heights_statements,
+    revert_final_above_statements,
+)
 from .schema import SCHEMA_VERSION
 from .store_records import _OP_COLUMNS, StoreRecords, _op_from_row
 from .telemetry_sql import Activity, Observed, checkpoint_statements
@@ -74,8 +81,6 @@ SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 #: Ops in one INSERT statement: 8 parameters each stays far below SQLite's default limit of
 #: 32766 bound parameters (3.32+), and 1000 rows already amortize a commit's fsync.
 OPS_PER_STATEMENT_MAX: Final = 1_000
-#: Ids (or 3-column pending rows) in one statement, for the same parameter limit.
-IDS_PER_STATEMENT_MAX: Final = 1_000
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - checked at import
     raise ImportError(f"swarmd.storage needs SQLite >= 3.35, found {sqlite3.sqlite_version}")
@@ -283,15 +288,23 @@ class Store(StoreRecords):
         """Record the final height of logged ops (what `prune_final` prunes by)."""
         api.check_op_ids(op_ids)
         api.check_read_range(height, 1)
-        statements = [
-            (
-                "UPDATE op_log SET final_height = ? WHERE length(envelope) > 0 AND op_id IN "
-                f"({_placeholders(len(chunk), 1)})",
-                [height, *chunk],
-            )
-            for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX)
-        ]
+        statements = final_height_statements(op_ids, height)
         return await self._write(lambda: self._changed_rows("mark_final", statements))
+
+    async def record_final_heights(self, heights: Sequence[tuple[int, Sequence[bytes]]]) -> int:
+        """See `api.OpStore.record_final_heights` (the backfill of a store older than v6)."""
+        api.check_final_heights(heights)
+        statements = missing_final_heights_statements(heights)
+        return await self._write(lambda: self._changed_rows("record_final", statements))
+
+    async def unrecorded_final(self, op_ids: Sequence[bytes]) -> list[bytes]:
+        """See `api.OpStore.unrecorded_final` (through the op_id index; no body is read)."""
+        api.check_op_ids(op_ids)
+        unrecorded: set[bytes] = set()
+        for chunk in _chunks(op_ids, IDS_PER_STATEMENT_MAX):
+            sql = SELECT_UNRECORDED_FINAL + f"({_placeholders(len(chunk), 1)})"
+            unrecorded.update(bytes(row[0]) for row in await self._read(sql, chunk))
+        return [op_id for op_id in op_ids if op_id in unrecorded]
 
     async def prune_final(self, through_height: int, limit: int) -> tuple[int, int]:
         """Prune the bodies of applied ops final at or below `through_height` (the row keeps
@@ -372,7 +385,7 @@ class Store(StoreRecords):
     async def roll_back_to(self, height: int) -> tuple[int, int]:
         """Rollback to the final checkpoint at `height` (0 = genesis), in one transaction:
         move the checkpoints above it to `reverted_checkpoints` and mark every applied op
-        final above `height` (op_log.final_height, recorded by `mark_final`) reverted, by
+        final above `height` (op_log.final_height, recorded by `put_checkpoint`) reverted, by
         finality, not by log position: an op logged before checkpoint `height` but final
         above it is reverted, a pending op (never final) stays APPLIED. The reverted ops
         lose their final height. Nothing signed is deleted (the snapshots above `height`,
@@ -457,15 +470,16 @@ class Store(StoreRecords):
         snapshots_kept: int | None = None,
         telemetry: Activity | None = None,
         observed: Observed | None = None,
+        final_op_ids: Sequence[bytes] = (),
     ) -> None:
-        """Store a final checkpoint and the derived state at it, in one transaction.
+        """Store a final checkpoint, its ops' final heights and its derived state atomically.
 
         An empty `snapshot_blob` stores no snapshot. With `snapshots_kept`, the same
         transaction deletes every snapshot but the newest `snapshots_kept`. Storing the same
         checkpoint again is a no-op; another one at the same height (or the same id at another
         height) raises CheckpointConflictError.
         """
-        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept)
+        api.check_checkpoint(checkpoint, snapshot_blob, snapshots_kept, final_op_ids)
         snapshot = StateSnapshot(checkpoint.height, checkpoint.state_root, snapshot_blob)
 
         async def work() -> None:
@@ -505,6 +519,7 @@ class Store(StoreRecords):
                 if snapshots_kept is not None:
                     statements.append(_prune_snapshots_statement(snapshots_kept))
             statements += checkpoint_statements(telemetry, observed)
+            statements += final_height_statements(final_op_ids, checkpoint.height)
             await self._execute_atomically("put_checkpoint", statements)
 
         await self._write(work)

@@ -271,22 +271,20 @@ class StoreLog:
             self.store.last_seq,
         )
         # The snapshot goes in the same transaction as its checkpoint, and pruning the old
-        # ones too: after a crash the store holds both or neither.
+        # ones too: after a crash the store holds both or neither. So do the final heights of
+        # its ops, recorded on every node: pruning reads them, and so does an offline rollback
+        # (`swarmd rollback` reverts exactly the ops final above its height), so a checkpoint
+        # is never stored without them.
         await self.store.put_checkpoint(
             record,
             checkpoint.snapshot,
             snapshots_kept=self.snapshots_kept,
             telemetry=checkpoint.telemetry,  # (the same write: protocol/telemetry.py)
             observed=checkpoint.observed,  # (and node_core/observed.py)
+            final_op_ids=checkpoint.final_op_ids,
         )
         # One bounded pass a checkpoint (the pool marks junk EXPIRED as it drops it).
         await self.store.trim_expired(self.expired_kept, self.api.PRUNE_ROWS_MAX)
-        # Final heights are recorded on every node: pruning reads them, and so does an offline
-        # rollback (`swarmd rollback` reverts exactly the ops final above its height).
-        ids = checkpoint.final_op_ids
-        for start in range(0, len(ids), self.api.IDS_PER_CALL_MAX):
-            chunk = ids[start : start + self.api.IDS_PER_CALL_MAX]
-            await self.store.mark_final(chunk, checkpoint.height)
         if self.retain_heights:
             await self.prune(checkpoint.height)
 

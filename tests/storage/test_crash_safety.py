@@ -4,7 +4,8 @@ A writer process (writer_process.py) prints each acknowledgement after its commi
 After each crash the database must open cleanly, pass the full integrity check, hold every
 acknowledged op at its acknowledged seq with exact bytes, have seqs 1..n without a gap, and
 contain nothing corrupt: every logged or pending envelope still hashes to its op id, no op is
-both pending and logged, every acknowledged checkpoint is there with its snapshot.
+both pending and logged, every acknowledged checkpoint is there with its snapshot, and the
+final heights of its ops are recorded exactly when it is stored (`final_heights_match`).
 
 Replay a failing kill run with SWARMD_STORAGE_CRASH_SEED=<seed printed in the failure>.
 """
@@ -12,10 +13,12 @@ Replay a failing kill run with SWARMD_STORAGE_CRASH_SEED=<seed printed in the fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +110,7 @@ async def check_database(database: Path, acknowledged: Acknowledged, context: st
             assert snapshot is not None, f"{context}: checkpoint without its snapshot"
             assert snapshot.blob == snapshot_blob_for(checkpoint.checkpoint_id), context
             assert checkpoint.log_seq <= len(logged), context
+        final_heights_match(database, context)
         envelope = f"after {context}".encode()
         probe = NewOp(hashlib.sha256(envelope).digest(), NODE_KEY, 1, envelope, OpStatus.APPLIED, 0)
         assert await store.append_ops([probe]) == [len(logged) + 1], context
@@ -114,6 +118,22 @@ async def check_database(database: Path, acknowledged: Acknowledged, context: st
         return len(logged) + 1
     finally:
         await store.close()
+
+
+def final_heights_match(database: Path, context: str) -> None:
+    """The ops logged up to a stored checkpoint's log_seq (after the one before) are final at
+    its height, and the ops after the latest one have no final height: a crash never leaves
+    a checkpoint without its ops' final heights, nor final heights without their checkpoint
+    (the writer passes them to put_checkpoint, one write)."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        finals = dict(connection.execute("SELECT seq, final_height FROM op_log"))
+        bounds = list(connection.execute("SELECT height, log_seq FROM checkpoints ORDER BY height"))
+    expected: dict[int, int | None] = dict.fromkeys(finals)
+    after = 0
+    for height, log_seq in bounds:
+        expected.update({seq: height for seq in range(after + 1, log_seq + 1) if seq in finals})
+        after = log_seq
+    assert finals == expected, f"{context}: final heights differ from the stored checkpoints"
 
 
 async def kill_after_lines(process: asyncio.subprocess.Process, lines: int) -> bytes:

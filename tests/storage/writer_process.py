@@ -4,7 +4,8 @@
 
 Opens the store at DB (creating it if needed), then runs B rounds of writes: ops first parked
 in the pending pool, then appended through a GroupCommitter by several concurrent submitters,
-some status marks, and every few rounds (or at random) a checkpoint with its snapshot. After
+some status marks, and every few rounds (or at random) a checkpoint with its snapshot and the
+final heights of the ops logged since the one before (`final_op_ids`: one write). After
 each write returns (and so has committed) it prints one line to stdout and flushes it:
 
     open <last_seq>
@@ -52,6 +53,16 @@ class Workload:
         self.tag = f"{seed}:{run}:".encode()
         self.counter = 0
         self.committer = GroupCommitter(store, batch_ops_max=64, queue_ops_max=1024)
+        #: The ops logged after the latest checkpoint: the next one makes them final.
+        self.unfinal: list[tuple[int, bytes]] = []
+
+    async def load_unfinal(self) -> None:
+        """The ops an earlier (killed) run logged after the latest stored checkpoint."""
+        latest = await self.store.latest_checkpoint()
+        after = latest.log_seq if latest else 0
+        while page := await self.store.read_log(after, 1_000):
+            self.unfinal += [(op.seq, op.op_id) for op in page]
+            after = page[-1].seq
 
     def new_op(self) -> NewOp:
         self.counter += 1
@@ -70,6 +81,7 @@ class Workload:
     async def submit(self, ops: list[NewOp]) -> None:
         seqs = await self.committer.append(ops)
         for seq, op in zip(seqs, ops, strict=True):
+            self.unfinal.append((seq, op.op_id))
             emit(f"ack {seq} {op.op_id.hex()}")
 
     async def round(self) -> None:
@@ -94,7 +106,10 @@ class Workload:
             bundle=self.rng.randbytes(200),
             log_seq=self.store.last_seq,
         )
-        await self.store.put_checkpoint(checkpoint, snapshot_blob_for(checkpoint_id))
+        final = [op_id for seq, op_id in sorted(self.unfinal)]
+        blob = snapshot_blob_for(checkpoint_id)
+        await self.store.put_checkpoint(checkpoint, blob, final_op_ids=final)
+        self.unfinal = []
         emit(f"checkpoint {height} {checkpoint_id.hex()} {checkpoint.log_seq}")
 
 
@@ -109,6 +124,7 @@ async def main(argv: list[str]) -> int:
     store = await Store.open(args.database, network_id=NETWORK_ID, node_key=NODE_KEY)
     emit(f"open {store.last_seq}")
     workload = Workload(store, args.seed, args.run)
+    await workload.load_unfinal()
     for index in range(args.batches):
         await workload.round()
         every = args.checkpoint_every
