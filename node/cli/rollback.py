@@ -8,6 +8,11 @@ position: ops never final stay pending).
 Nothing is deleted: the signed bytes stay in the log and the bundles stay readable. Finally it
 replays the store the way the recovery drill does and reports hash parity at H.
 
+It refuses (`final_heights_unknown`) when ops final above H have no recorded final height: a
+store upgraded from before schema v6 lacks them for the ops final before the upgrade, and a
+rollback by final height would leave those ops applied. A restart records them for the
+heights it replays (node/runtime/restore.py); the check reads the heads of each cut above H.
+
 The node stays quiesced. After `swarmd admin resume` and a restart it resyncs from its peers,
 so ops after H may come back by sync: that is expected, the play re-issues the last stable
 checkpoint of this one node rather than erasing history network-wide. A network-wide revert is
@@ -60,6 +65,13 @@ class RollbackCrossesEpochError(LocalProtocolError):
     code = "rollback_crosses_epoch"
 
 
+class FinalHeightsUnknownError(LocalProtocolError):
+    """Ops final above the target have no recorded final height (a store upgraded from before
+    schema v6 recorded them): reverting by final height would leave them applied."""
+
+    code = "final_heights_unknown"
+
+
 class BundleInvalidError(RemoteProtocolError):
     """A stored bundle at or below the target does not verify: the target is not trustworthy."""
 
@@ -101,6 +113,42 @@ def _verify_one(checkpoint: storage_api.Checkpoint, network_id: bytes, council: 
         raise BundleInvalidError(f"bundle {height}: stored state root differs from the cut")
 
 
+def _heads(checkpoint: storage_api.Checkpoint) -> list[bytes]:
+    """The op ids of the cut's heads: ops that became final at its height (every cut has one)."""
+    try:
+        cut = Cut.decode(consensus.CheckpointBundle.decode(bytes(checkpoint.bundle)).value)
+    except ProtocolError as exc:
+        raise BundleInvalidError(
+            f"bundle {checkpoint.height} does not decode: {exc.message}"
+        ) from None
+    return [op_id for _, _, op_id in cut.heads]
+
+
+async def check_final_heights_above(store: Store, height: int) -> None:
+    """Raise FinalHeightsUnknownError when a stored checkpoint above `height` has a head op
+    logged (applied, with its body) without a recorded final height. A checkpoint's final
+    heights are written with it (one transaction) and a restart's backfill writes a height's
+    ops in order, ending with a head, so recorded heads mean the whole height is recorded."""
+    unknown, lowest, highest = 0, 0, 0
+    after = height
+    while page := await store.read_checkpoints(after, REPLAY_PAGE_ROWS):
+        for checkpoint in page:
+            if await store.unrecorded_final(_heads(checkpoint)):
+                unknown += 1
+                lowest, highest = lowest or checkpoint.height, checkpoint.height
+        after = page[-1].height
+    if unknown:
+        raise FinalHeightsUnknownError(
+            f"the ops final at {unknown} stored heights above {height} (from {lowest} to "
+            f"{highest}) have no recorded final height (a store upgraded from before schema "
+            f"v6): this rollback would leave them applied. Roll back to height {highest} or "
+            "above, or let a restart record them: a start records those of the heights it "
+            "replays above the newest snapshot (all of them after `swarmd reset --home DIR "
+            "--yes`, which drops the snapshots); stop the node and run the rollback again "
+            "(docs/OPERATIONS.md)"
+        )
+
+
 async def current_epoch(store: Store) -> tuple[int, int]:
     """(epoch, the height it starts after) from the stored certificates; (0, 0) without."""
     epoch, height = 0, 0
@@ -133,6 +181,7 @@ async def roll_back_store(store: Store, genesis: Genesis, height: int) -> dict[s
             "--home DIR --to-height H --reason TEXT`)"
         )
     await verify_bundles_up_to(store, genesis, height)
+    await check_final_heights_above(store, height)
     reverted_ops, reverted_checkpoints = await store.roll_back_to(height)
     # The live root recorded at the last stop describes the state before the rollback: forget
     # it (no log position is -1), replay, and record the rolled-back state as the live one.

@@ -87,6 +87,13 @@ class NodeLog(Protocol):
         """Pending ops that expired or were evicted: not replayed at the next restart."""
         ...
 
+    async def record_missing_final_heights(
+        self, finals: Sequence[tuple[int, Sequence[bytes]]]
+    ) -> int:
+        """Backfill the final heights the store lacks for (height, final op ids in canonical
+        order) pairs a restart re-finalized; returns the ops recorded (0: none missing)."""
+        ...
+
     async def received_at_ms(self, op_ids: Sequence[bytes]) -> dict[bytes, int]:
         """When each logged op among `op_ids` was received (ms since the epoch)."""
         ...
@@ -316,6 +323,37 @@ class StoreLog:
     async def latest_snapshot(self) -> tuple[int, bytes] | None:
         snapshot = await self.store.latest_snapshot()
         return None if snapshot is None else (int(snapshot.height), bytes(snapshot.blob))
+
+    async def record_missing_final_heights(
+        self, finals: Sequence[tuple[int, Sequence[bytes]]]
+    ) -> int:
+        """A store upgraded from before schema v6 has no final height for the ops final before
+        the upgrade (nor has one where an older version crashed between a checkpoint and its
+        final heights). A height lacks them when its last op in canonical order does (a head
+        of its cut: the one written last); those heights' ids are then written in order, in
+        writes of at most IDS_PER_CALL_MAX ids, so a crash in between leaves that last op
+        unrecorded and the next restart (or `swarmd rollback`'s check) sees the height."""
+        per_call = self.api.IDS_PER_CALL_MAX
+        lasts = [ids[-1] for _, ids in finals if ids]
+        missing: set[bytes] = set()
+        for start in range(0, len(lasts), per_call):
+            missing.update(await self.store.unrecorded_final(lasts[start : start + per_call]))
+        recorded = 0
+        batch: list[tuple[int, Sequence[bytes]]] = []
+        size = 0
+        for height, ids in finals:
+            if not ids or ids[-1] not in missing:
+                continue
+            for start in range(0, len(ids), per_call):
+                piece = ids[start : start + per_call]
+                if size + len(piece) > per_call:
+                    recorded += await self.store.record_final_heights(batch)
+                    batch, size = [], 0
+                batch.append((height, piece))
+                size += len(piece)
+        if batch:
+            recorded += await self.store.record_final_heights(batch)
+        return recorded
 
     async def mark_expired(self, op_ids: Sequence[bytes]) -> None:
         for start in range(0, len(op_ids), self.api.APPEND_OPS_MAX):

@@ -158,6 +158,8 @@ class Replay:
     consensus_state: bytes | None
     logged_ops: int = 0
     bundles_read: int = 0
+    #: Ops whose missing final height the replay recorded (a store older than schema v6).
+    final_heights_recorded: int = 0
 
     async def core(self, height: int | None, blob: bytes | None) -> NodeCore:
         """The core from the snapshot at `height` (None: from genesis) and what is stored
@@ -181,7 +183,7 @@ class Replay:
             certificates=self.certificates,
             reverted_ops=self.reverted_ops,
         )
-        self.logged_ops = self.bundles_read = 0
+        self.logged_ops = self.bundles_read = self.final_heights_recorded = 0
         final_accounts = core.ledger.final_state.accounts  # the snapshot's (empty: none)
         async for rows in node_log.log_pages(height):
             self.logged_ops += len(rows)
@@ -196,9 +198,24 @@ class Replay:
         last_snapshot = newest_snapshot_height(await node_log.latest_height(), core.config)
         async for bundles in node_log.bundle_pages(core.final_height):
             self.bundles_read += len(bundles)
-            core.replay_bundles(bundles, now, last_snapshot)
+            # In slices of the heights whose final ids the core keeps (bundles_kept), so each
+            # slice's are still there for the backfill of the final heights a store lacks.
+            step = core.config.bundles_kept
+            for start in range(0, len(bundles), step):
+                before = core.final_height
+                core.replay_bundles(bundles[start : start + step], now, last_snapshot)
+                self.final_heights_recorded += await node_log.record_missing_final_heights(
+                    final_ids_above(core, before)
+                )
         core.finish_restore(self.consensus_state, now)
         return core
+
+
+def final_ids_above(core: NodeCore, height: int) -> list[tuple[int, tuple[bytes, ...]]]:
+    """(height, final op ids in canonical order) of the heights above `height` the core still
+    keeps (the newest bundles_kept), ascending."""
+    kept = core.finality.final_ids_by_height
+    return [(final, ids) for final, ids in kept.items() if final > height]
 
 
 @contextlib.contextmanager
@@ -326,6 +343,7 @@ def log_restored(restored: Restored, replay: Replay) -> None:
         replayed_ops=restored.replayed_ops,
         ops=replay.logged_ops,
         checkpoints=replay.bundles_read,
+        final_heights_recorded=replay.final_heights_recorded,
         epoch=core.epoch,
         reverted_ops=len(replay.reverted_ops),
         final_height=core.final_height,

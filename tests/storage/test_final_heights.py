@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from swarmd.storage import api
 from swarmd.storage.errors import StoreClosedError, StoreUsageError
 from swarmd.storage.memory import MemoryDatabase, MemoryStore
 from swarmd.storage.rollback_sql import IDS_PER_STATEMENT_MAX, SELECT_UNRECORDED_FINAL
+from swarmd.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from swarmd.storage.store import Store
 
 from .test_store import NETWORK_ID, NODE_KEY, make_checkpoint, make_op
@@ -127,3 +129,52 @@ async def test_unrecorded_final_goes_through_an_index(tmp_path: Path) -> None:
         plan = [row[-1] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, (b"a", b"b"))]
     steps = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
     assert steps and all("INDEX" in step for step in steps), plan
+
+
+async def test_a_store_built_at_schema_v5_has_its_final_ops_unrecorded_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    """The v6 migration adds op_log.final_height empty: every op final before it is reported
+    by `unrecorded_final` until the backfill records it; checkpoints stored after the upgrade
+    record theirs."""
+    path = tmp_path / "db"
+    ops = [make_op(index) for index in range(1, 5)]
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        for migration in MIGRATIONS[:5]:
+            for sql in migration:
+                connection.execute(sql)
+        connection.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [
+                (api.META_SCHEMA_VERSION, b"5"),
+                (api.META_NETWORK_ID, NETWORK_ID),
+                (api.META_NODE_KEY, NODE_KEY),
+            ],
+        )
+        for seq, op in enumerate(ops[:3], start=1):
+            crc = api.op_crc(seq, *op[:4])
+            connection.execute(
+                "INSERT INTO op_log VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                (seq, *op[:4], op.received_at_ms, crc),
+            )
+        checkpoint = make_checkpoint(1, 3)
+        connection.execute(
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+            (*dataclasses.astuple(checkpoint), api.checkpoint_crc(checkpoint)),
+        )
+        connection.commit()
+    store = await Store.open(path, network_id=NETWORK_ID, node_key=NODE_KEY)
+    try:
+        assert await store.get_meta(api.META_SCHEMA_VERSION) == str(SCHEMA_VERSION).encode()
+        assert await store.unrecorded_final(ids(ops[:3])) == ids(ops[:3])
+        # What `swarmd rollback`'s check prevents: a revert by final height reverts none.
+        assert await store.roll_back_to(0) == (0, 1)
+        await store.put_checkpoint(checkpoint, b"")  # (stored again after that rollback)
+        await store.append_ops(ops[3:])
+        await store.put_checkpoint(make_checkpoint(2, 4), b"", final_op_ids=ids(ops[3:]))
+        assert await store.unrecorded_final(ids(ops)) == ids(ops[:3])
+        assert await store.record_final_heights([(1, ids(ops[:3]))]) == 3
+        assert await store.unrecorded_final(ids(ops)) == []
+        assert (await store.integrity_check()).ok
+    finally:
+        await store.close()
