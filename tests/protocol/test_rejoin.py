@@ -11,20 +11,14 @@ from swarmd.protocol.node_core import (
     REASON_DIVERGENCE,
     CheckpointFinalized,
     ModeChanged,
+    NodeCore,
     PersistCheckpoint,
     RootDiverged,
 )
 from swarmd.protocol.node_core.rejoin import RejoinRecordError, decode_record
 from swarmd.protocol.sim.harness import Swarm
 
-
-def _fund(swarm: Swarm, label: str, count: int, node: int = 0) -> list[bytes]:
-    ids = []
-    for i in range(count):
-        grant = swarm.members[i % len(swarm.members)].grant(swarm.author(f"{label}-{i}").key, 100)
-        assert swarm.submit(node, grant).status == "accepted"
-        ids.append(grant.op_id)
-    return ids
+from .council_swarm import fund, funded_swarm
 
 
 def _corrupt(swarm: Swarm, index: int) -> None:
@@ -35,15 +29,26 @@ def _corrupt(swarm: Swarm, index: int) -> None:
         state.credit(account, 7)
 
 
+def _diverge(swarm: Swarm, index: int) -> NodeCore:
+    """Corrupt node `index`, fund two more accounts and run (in 20 ms steps, 2 s at most)
+    until that node halts with reason root_divergence; the node."""
+    _corrupt(swarm, index)
+    fund(swarm, "next", 2)
+    node = swarm.nodes[index]
+    for _ in range(100):
+        swarm.run(until=swarm.now + 0.02)
+        if node.mode_reason == REASON_DIVERGENCE:
+            break
+    return node
+
+
 def test_a_corrupt_node_halts_within_one_checkpoint_and_recovers_by_catching_up() -> None:
-    swarm = Swarm(4, seed=21)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(21)
     final = swarm.nodes[3].final_height
     assert final >= 1
     _corrupt(swarm, 3)
     events_before = len(swarm.events[3])
-    _fund(swarm, "next", 2)
+    fund(swarm, "next", 2)
     swarm.run(until=swarm.now + 1.2)  # one checkpoint interval and a bit
     node = swarm.nodes[3]
     new = swarm.events[3][events_before:]
@@ -73,23 +78,15 @@ def test_a_corrupt_node_halts_within_one_checkpoint_and_recovers_by_catching_up(
     assert node.ledger.final_state.root() == swarm.nodes[0].ledger.final_state.root() or (
         node.final_height != swarm.nodes[0].final_height
     )
-    after = _fund(swarm, "after", 2, node=3)
+    after = fund(swarm, "after", 2, node=3)
     swarm.run(until=swarm.now + 3.0)
     assert len({n.state_root() for n in swarm.nodes}) == 1
     assert all(n.ledger.is_final(op_id) for n in swarm.nodes for op_id in after)
 
 
 def test_the_status_shows_the_divergence_and_the_rejoin_step() -> None:
-    swarm = Swarm(4, seed=22)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
-    _corrupt(swarm, 2)
-    _fund(swarm, "next", 2)
-    node = swarm.nodes[2]
-    for _ in range(100):
-        swarm.run(until=swarm.now + 0.02)
-        if node.mode_reason == REASON_DIVERGENCE:
-            break
+    swarm = funded_swarm(22)
+    node = _diverge(swarm, 2)
     swarm.cut = {(i, 2) for i in range(4)}  # nothing reaches it: it stays in the episode
     swarm.run(until=swarm.now + 1.0)
     status = node.status()
@@ -106,16 +103,8 @@ def test_the_status_shows_the_divergence_and_the_rejoin_step() -> None:
 def _confirming_with_one_peer(seed: int) -> tuple[Swarm, int]:
     """A 4-member swarm whose node 2 diverged and hears only node 0 since: it catches up from
     node 0 and is confirming, with node 0 as its only confirmation."""
-    swarm = Swarm(4, seed=seed)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
-    _corrupt(swarm, 2)
-    _fund(swarm, "next", 2)
-    node = swarm.nodes[2]
-    for _ in range(100):
-        swarm.run(until=swarm.now + 0.02)
-        if node.mode_reason == REASON_DIVERGENCE:
-            break
+    swarm = funded_swarm(seed)
+    node = _diverge(swarm, 2)
     assert node.mode_reason == REASON_DIVERGENCE
     swarm.cut = {(1, 2), (3, 2)}
     for _ in range(200):
@@ -175,17 +164,10 @@ def test_rejoin_asks_again_exactly_REJOIN_QUERY_RETRY_S_after_the_last_ask() -> 
 def test_the_episode_record_names_the_step_to_resume_and_is_empty_once_rejoined() -> None:
     """What the shell stores so that a restart resumes the episode (the restart itself runs on
     a real store in tests/integration/test_rollback_daemon.py)."""
-    swarm = Swarm(4, seed=23)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(23)
     node = swarm.nodes[1]
     assert node.rejoin.record() == b""
-    _corrupt(swarm, 1)
-    _fund(swarm, "next", 2)
-    for _ in range(100):
-        swarm.run(until=swarm.now + 0.02)
-        if node.mode_reason == REASON_DIVERGENCE:
-            break
+    _diverge(swarm, 1)
     swarm.cut = {(i, 1) for i in range(4)}
     swarm.run(until=swarm.now + 1.0)
     reason, target, divergent = decode_record(node.rejoin.record())

@@ -39,17 +39,8 @@ from swarmd.protocol.ops import Op, op_id_of
 from swarmd.protocol.rollback import RollbackCertificate
 from swarmd.protocol.sim.harness import Swarm
 
+from .council_swarm import fund, funded_swarm
 from .helpers import keypair
-
-
-def _fund(swarm: Swarm, label: str, count: int, node: int = 0) -> list[bytes]:
-    ids = []
-    for i in range(count):
-        person = swarm.author(f"{label}-{i}")
-        grant = swarm.members[i % len(swarm.members)].grant(person.key, 100)
-        assert swarm.submit(node, grant).status == "accepted"
-        ids.append(grant.op_id)
-    return ids
 
 
 def _roots(swarm: Swarm, node: int) -> dict[tuple[int, int], bytes]:
@@ -64,13 +55,11 @@ def _roots(swarm: Swarm, node: int) -> dict[tuple[int, int], bytes]:
 
 def _prepared(seed: int = 3) -> tuple[Swarm, int, bytes, list[bytes]]:
     """A swarm final at some H, then at a greater height with `above` ops final above H."""
-    swarm = Swarm(4, seed=seed)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(seed)
     height = swarm.nodes[0].final_height
     assert height >= 1
     root = swarm.nodes[0].state_root()
-    above = _fund(swarm, "above", 3, node=1)
+    above = fund(swarm, "above", 3, node=1)
     swarm.run(until=8.0)
     assert all(node.final_height > height for node in swarm.nodes)
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in above)
@@ -133,7 +122,7 @@ def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> Non
     _resume(swarm, [0, 1, 2])
     assert all(node.effective_mode.value == "normal" for node in swarm.nodes)
     # Consensus resumes at H+1 in epoch 1, with new ops, on every node alike.
-    after = _fund(swarm, "after", 2, node=2)
+    after = fund(swarm, "after", 2, node=2)
     swarm.run(until=swarm.now + 5.0)
     assert len({node.state_root() for node in swarm.nodes}) == 1
     assert all(node.final_height > height for node in swarm.nodes)
@@ -208,7 +197,7 @@ def test_only_a_member_with_the_checkpoint_signs_a_vote() -> None:
 def test_restart_restores_the_epoch_and_never_replays_reverted_ops() -> None:
     swarm, height, _, above = _prepared(seed=8)
     _roll_back(swarm, height, voters=[0, 1, 2])
-    _fund(swarm, "after", 2, node=0)
+    fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 5.0)
     events = swarm.events[3]
     live = swarm.nodes[3]
@@ -256,16 +245,14 @@ def test_a_restart_remembers_the_newest_reverted_ops_max() -> None:
 
 
 def test_a_node_offline_through_the_rollback_rejoins_in_the_new_epoch() -> None:
-    swarm = Swarm(4, seed=9)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(9)
     height = swarm.nodes[0].final_height
     swarm.cut = {(3, j) for j in range(4)} | {(j, 3) for j in range(4)}
-    above = _fund(swarm, "above", 3, node=1)
+    above = fund(swarm, "above", 3, node=1)
     swarm.run(until=8.0)
     assert swarm.nodes[0].final_height > height
     _roll_back(swarm, height, voters=[0, 1, 2])
-    after = _fund(swarm, "after", 2, node=0)
+    after = fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 4.0)
     swarm.cut = set()
     for node in swarm.nodes[:3]:  # the shell reconnects: certificates are served on connect
@@ -300,15 +287,12 @@ def test_a_certificate_for_another_epoch_is_ignored() -> None:
 
 @pytest.mark.gate("s2-play-resync")
 def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
-    swarm = Swarm(4, seed=12)
-    swarm.nodes[3].config = NodeCoreConfig(bundles_kept=1)  # keeps too little to revert
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(12, {3: NodeCoreConfig(bundles_kept=1)})  # 3 keeps too little to revert
     height = swarm.nodes[0].final_height
     root = swarm.nodes[0].state_root()
-    above = _fund(swarm, "above", 3, node=1)
+    above = fund(swarm, "above", 3, node=1)
     swarm.run(until=6.0)
-    above += _fund(swarm, "above-more", 3, node=2)
+    above += fund(swarm, "above-more", 3, node=2)
     swarm.run(until=9.0)
     assert swarm.nodes[3].final_height >= height + 2
     _roll_back(swarm, height, voters=[0, 1, 2])
@@ -316,7 +300,7 @@ def test_a_node_that_cannot_rederive_h_refetches_its_state_read_only() -> None:
     assert failed and failed[0].height == height
     modes = [(e.mode, e.reason) for e in swarm.events[3] if isinstance(e, ModeChanged)]
     assert ("quiesced", REASON_RESYNC) in modes  # (read-only locally, and quiesced)
-    after = _fund(swarm, "after", 2, node=0)
+    after = fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 6.0)
     node = swarm.nodes[3]
     assert node.epoch == 1 and node.mode.value == "normal"
@@ -341,9 +325,7 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     another before the certificate reaches it. The bundle of that height, sent once the
     certificate is out, makes the other node revert the same ops (they were only pending there)
     instead of finalizing them again in the new epoch: one reverted set on every node."""
-    swarm = Swarm(4, seed=8)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(8)
     isolated = swarm.nodes[3]
     swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
     late = [op.op_id for op in _late_grants(swarm, ["late-0", "late-1"], nodes=[1, 3])]
@@ -374,7 +356,7 @@ def test_a_node_that_entered_the_epoch_first_reverts_a_later_old_epoch_height() 
     swarm.run(until=swarm.now + 1.5)
     assert isolated.mode.value == "normal" and isolated.status()["rejoin"] == ""
     # The new epoch finalizes new ops everywhere; the late ops never come back.
-    after = _fund(swarm, "after", 2, node=3)
+    after = fund(swarm, "after", 2, node=3)
     swarm.run(until=swarm.now + 5.0)
     assert len({node.state_root() for node in swarm.nodes}) == 1
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
@@ -389,9 +371,7 @@ def test_old_epoch_bundles_held_when_the_certificate_comes_are_reverted_and_rela
     theirs it holds are reverted at once and the bundles are relayed (so peers that never got
     them revert the same ops), instead of being dropped while those ops stay live here and
     could be proposed in the new epoch."""
-    swarm = Swarm(4, seed=8)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(8)
     isolated = swarm.nodes[3]
     swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
     late = [op.op_id for op in _late_grants(swarm, ["late-0", "late-1"], nodes=[1, 3])]
@@ -433,9 +413,7 @@ def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> Non
     stays quiesced after the certificate (old behaviour: it left quiesce with it); fewer than
     a quorum of resumes keep it quiesced, a quorum final in the new epoch ends it, and a
     restart in between keeps it (the replayed bundles tally the votes again)."""
-    swarm = Swarm(4, seed=14)
-    _fund(swarm, "before", 3)
-    swarm.run(until=4.0)
+    swarm = funded_swarm(14)
     height = swarm.nodes[0].final_height
     for i in range(3):
         assert swarm.submit(i, swarm.members[i].quiesce("revert")).status == "accepted"
