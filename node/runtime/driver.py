@@ -555,7 +555,7 @@ class Daemon:
                 log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
                 return
             if envelopes and self.started:
-                self.core.send_stored_ops(event.peer, envelopes)
+                self.core.send_stored_ops(event.peer, envelopes, self._loop.time())
                 self.pump()
 
         self.guard.spawn(serve())

@@ -149,6 +149,8 @@ class PeerExchange:
         #: The anchors read at start (dialed first), then those of the last write.
         self.anchors: list[bytes] = []
         self.anchor_dials = 0
+        #: Set once the anchors read at start were dialed (before the first round).
+        self.anchors_dialed = asyncio.Event()
         #: Inbound links refused for `inbound_max`.
         self.inbound_refused = 0
         #: The store the book is kept in across restarts (`address_book`), if any.
@@ -238,6 +240,7 @@ class PeerExchange:
             await self.dial_anchors()
         except Exception as exc:  # a failed anchor dial must not end the exchange
             log.warning("anchor_dials_failed", error=repr(exc))
+        self.anchors_dialed.set()
         while True:
             await asyncio.sleep(self.interval_s * self._rng.uniform(0.8, 1.2))
             try:
@@ -287,9 +290,10 @@ class PeerExchange:
         return len(self.book)
 
     def choose_anchors(self) -> list[bytes]:
-        """The anchors to store: the outbound links up now whose records the book holds,
-        longest up first (ties by id), at most ADDRESS_ANCHORS_MAX; while none is up (a
-        blip, or no round linked yet) the anchors held stay, if still in the book."""
+        """The anchors to store, at most ADDRESS_ANCHORS_MAX: the outbound links up now
+        whose records the book holds, longest up first (ties by id), then the anchors held
+        before whose last dial did not fail (a blip, or a restart before they came up again,
+        keeps them; a node gone is dropped once a dial to it failed)."""
         peers = self._peers()
         linked = [
             (peers[peer_id].connected_since, peer_id)
@@ -297,8 +301,10 @@ class PeerExchange:
             if peer_id in self.book.entries and peer_id in peers
         ]
         chosen = [peer_id for _, peer_id in sorted(linked)]
-        if not chosen:
-            chosen = [peer_id for peer_id in self.anchors if peer_id in self.book.entries]
+        for peer_id in self.anchors:
+            entry = self.book.entries.get(peer_id)
+            if peer_id not in chosen and entry is not None and entry.failures == 0:
+                chosen.append(peer_id)
         return chosen[: limits.ADDRESS_ANCHORS_MAX]
 
     async def dial_anchors(self) -> int:
