@@ -25,7 +25,7 @@ from ..framing import Priority
 from ..genesis import Genesis
 from ..ledger import HandleConflictRaised, Ledger, OpEvicted, OpExcluded, OpRejected, Outcome
 from ..ledger.state import LedgerState
-from ..limits import FETCH_RETRY_S, NODE_EVENTS_MAX, OPS_PER_MESSAGE_MAX
+from ..limits import FETCH_RETRY_S, NODE_EVENTS_MAX
 from ..messages import (
     AnnounceMessage,
     BundleRequestMessage,
@@ -63,7 +63,7 @@ from .observed import Observed, restore_observed
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rejoin import Rejoin
 from .rollbacks import Rollbacks
-from .serve_rate import ServeRate, StoredOpsAnswer, answer_size_max
+from .serve_rate import ServeRate, StoredOpsAnswer, ops_answer_size_max
 from .stall import StallWatch
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
@@ -272,11 +272,7 @@ class NodeCore:
     def serve_stored_ops(self, peer: Peer, answer: StoredOpsAnswer) -> None:
         """Send `answer` if the send rate allows it now (else serve_rate holds it)."""
         envelopes = list(answer.envelopes)
-        size = sum(
-            answer_size_max(envelopes[start : start + OPS_PER_MESSAGE_MAX])
-            for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX)
-        )
-        if self.serve_rate.admit(peer, answer, size):
+        if self.serve_rate.admit(peer, answer, ops_answer_size_max(envelopes)):
             self.gossip.send_envelopes(peer, envelopes, Priority.BULK)
 
     def below_final_line(self, envelope: bytes) -> bool:

@@ -14,6 +14,7 @@ from swarmd.protocol.framing import FrameDecoder, FrameEncoder
 from swarmd.protocol.limits import SERVE_DEFERRED_PER_PEER_MAX
 from swarmd.protocol.messages import (
     BundlesMessage,
+    CheckpointOpsRequest,
     ChunkMessage,
     ChunkRequestMessage,
     OpsMessage,
@@ -21,7 +22,7 @@ from swarmd.protocol.messages import (
     encode_message,
 )
 from swarmd.protocol.node_core import NodeCore, NodeCoreConfig
-from swarmd.protocol.node_core.serve_rate import answer_size_max
+from swarmd.protocol.node_core.serve_rate import answer_size_max, ops_answer_size_max
 from swarmd.protocol.sim.harness import Swarm
 
 from .helpers import keypair
@@ -258,4 +259,39 @@ def test_the_charged_size_covers_stored_ops_messages() -> None:
         for i in range(0, len(envelopes), limits.OPS_PER_MESSAGE_MAX)
     ]
     encoded = sum(len(encode_message(OpsMessage(tuple(chunk)))) for chunk in chunks)
-    assert sum(answer_size_max(chunk) for chunk in chunks) >= encoded
+    assert len(chunks) > 1 and ops_answer_size_max(envelopes) >= encoded
+
+
+def test_checkpoint_ops_answers_go_through_the_send_rate() -> None:
+    """CHECKPOINT_OPS_REQUEST (a catch-up fetching one height's final ops) is bulk sync: with a
+    bucket of one answer, asking three times gets one answer at once and the other two held
+    and sent later, none dropped."""
+    probe = _server()
+    height = max(h for h, ids in probe.finality.final_ids_by_height.items() if ids)
+    held = [probe.ledger.op(i) for i in probe.finality.final_ids_by_height[height]]
+    size = ops_answer_size_max([op.envelope for op in held if op is not None])
+    server = _server(serve_bytes_per_s_peer=float(size), serve_burst_bytes_peer=float(size))
+    ops_at_height = len(server.finality.final_ids_by_height[height])
+    assert ops_at_height > 0
+    peer = keypair("checkpoint-ops-asker").public_key
+    start = server._now
+    assert server.peer_connected(peer, start)
+    decoder = FrameDecoder()
+    _ops_received(server, peer, decoder, start)
+    deferred = server.stats.serve_requests_deferred
+    encoder = FrameEncoder()
+    for _ in range(3):
+        encoder.queue_message(encode_message(CheckpointOpsRequest(height)))
+    for frame in encoder.frames_to_send():
+        server.receive_frame(peer, frame, start)
+    assert _ops_received(server, peer, decoder, start) == ops_at_height
+    assert server.stats.serve_requests_deferred == deferred + 2
+    got, now = ops_at_height, start
+    while got < 3 * ops_at_height:
+        timer = server.get_timer()
+        assert timer is not None and timer < start + 5.0
+        now = max(now, timer)
+        server.handle_timer(now)
+        got += _ops_received(server, peer, decoder, now)
+    assert now - start >= 2.0 - 1e-6  # one answer a second
+    assert server.stats.serve_requests_dropped == 0
