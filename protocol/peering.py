@@ -15,6 +15,11 @@ network group (loopback excepted: a devnet is one host) gets more than
 `MeshTargets.per_source_max` outbound links. One peer, or an attacker's many identities
 behind one peer or in one network, can never place all of a node's outbound links. Within a
 group, fewer failed dials first, then a draw from the caller's `random.Random`.
+
+Tried share (`plan_dials(tried_percent=...)`, the daemon's ADDRESS_DIALS_TRIED_PERCENT): the
+first picks of a plan come from "tried" records only (nodes linked to before), so a book
+flooded with "new" records cannot take every dial. The simulator's mesh passes 0 (its
+topology, and so its trace hashes, are those of before the share).
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ between council members never count (reserved slots, protocol/node_core/peers.py
 
 Kept across restarts (the store's `address_book`, schema v10): each record with its source,
 failed dials, its tried mark (so tried records are shared and dialed first again at once),
-and the anchors: the ADDRESS_ANCHORS_MAX oldest outbound links up when the book was last
-written. At start the anchors are dialed before the first exchange round (Bitcoin's anchors):
-an eclipse attempt timed with a restart finds the node's last good links up again.
+and the anchors: the ADDRESS_ANCHORS_MAX oldest learned outbound links up when the book was
+last written (configured peers are the dialer's). At start the anchors are dialed before
+the first exchange round (Bitcoin's anchors): an eclipse attempt timed with a restart finds
+the node's last good links up again.
 """
 
 from __future__ import annotations
@@ -290,15 +291,18 @@ class PeerExchange:
         return len(self.book)
 
     def choose_anchors(self) -> list[bytes]:
-        """The anchors to store, at most ADDRESS_ANCHORS_MAX: the outbound links up now
-        whose records the book holds, longest up first (ties by id), then the anchors held
-        before whose last dial did not fail (a blip, or a restart before they came up again,
-        keeps them; a node gone is dropped once a dial to it failed)."""
+        """The anchors to store, at most ADDRESS_ANCHORS_MAX: the learned outbound links up
+        now whose records the book holds, longest up first (ties by id), then the anchors
+        held before whose last dial did not fail (a blip, or a restart before they came up
+        again, keeps them; a node gone is dropped once a dial to it failed). Configured
+        peers are left out: the dialer dials them at start anyway."""
         peers = self._peers()
         linked = [
             (peers[peer_id].connected_since, peer_id)
             for peer_id in self.outbound_links()
-            if peer_id in self.book.entries and peer_id in peers
+            if peer_id in self.book.entries
+            and peer_id in peers
+            and not self._configured(peers[peer_id].remote_url)
         ]
         chosen = [peer_id for _, peer_id in sorted(linked)]
         for peer_id in self.anchors:
@@ -307,13 +311,19 @@ class PeerExchange:
                 chosen.append(peer_id)
         return chosen[: limits.ADDRESS_ANCHORS_MAX]
 
+    def _configured(self, url: str | None) -> bool:
+        """Whether `url` is one of `[network].peers` (the dialer's, not an anchor)."""
+        if url is None:
+            return False
+        return url.rstrip("/") in {configured.rstrip("/") for configured in self.configured}
+
     async def dial_anchors(self) -> int:
         """Dial the anchors read at start, before any exchange round; how many came up."""
         up = 0
         for node_id in list(self.anchors):
             entry = self.book.entries.get(node_id)
             url = None if entry is None else entry.record.url(self.transport.name)
-            if url is None or not dialable(url, self.own_scope):
+            if url is None or not dialable(url, self.own_scope) or self._configured(url):
                 continue
             if node_id in self._peers() or self._refusal(node_id) is not None:
                 continue
