@@ -117,6 +117,7 @@ async def test_inbound_links_past_inbound_max_are_refused_but_council_links_neve
             await second.connect(node_id, url)
         assert refused.value.code == "inbound_max"
         assert daemon.exchange.inbound_refused == 1
+        assert daemon.status()["netguard"]["inbound_refused"] == 1
         assert await council.connect(node_id, url) == node_id
         await wait_peers(daemon, lambda peers: member.public_key in peers)
         assert daemon.exchange.inbound_links() == 1  # the council link is not counted
@@ -189,6 +190,7 @@ async def test_a_restarted_node_dials_its_anchors_first_and_keeps_tried_marks(
     assert exchange.book.entries[a_id].tried and exchange.book.entries[c_id].tried
     await wait_peers(daemon, lambda peers: c_id in peers)
     assert exchange.rounds == 0 and exchange.anchor_dials >= 1
+    assert daemon.status()["netguard"]["anchor_dials"] == exchange.anchor_dials
     now = time.time()
     shared = [AddressRecord.decode(data, now) for data in exchange.records_to_share(now)]
     assert {a_id, c_id} <= {record.node_id for record in shared}
