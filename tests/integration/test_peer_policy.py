@@ -189,7 +189,9 @@ async def test_a_restarted_node_dials_its_anchors_first_and_keeps_tried_marks(
     assert exchange.anchors == [c_id]
     assert exchange.book.entries[a_id].tried and exchange.book.entries[c_id].tried
     await wait_peers(daemon, lambda peers: c_id in peers)
-    assert exchange.rounds == 0 and exchange.anchor_dials >= 1
+    async with asyncio.timeout(WAIT_S):
+        await exchange.anchors_dialed.wait()
+    assert exchange.rounds == 0 and exchange.anchor_dials == 1
     assert daemon.status()["netguard"]["anchor_dials"] == exchange.anchor_dials
     now = time.time()
     shared = [AddressRecord.decode(data, now) for data in exchange.records_to_share(now)]
