@@ -154,6 +154,7 @@ async def test_outbound_target_bounds_the_exchange_dials(
     await seed.daemon.exchange.exchange_round()
     for daemon in (b.daemon, old.daemon):
         assert daemon.exchange is not None and daemon.exchange.targets.outbound == 1
+        await wait_peers(daemon, lambda peers: seed.daemon.node_id in peers)
         await daemon.exchange.exchange_round()
         assert c.daemon.node_id in daemon.exchange.book.entries
         assert daemon.exchange.dials == 0
@@ -175,6 +176,7 @@ async def test_a_restarted_node_dials_its_anchors_first_and_keeps_tried_marks(
     a_id, c_id = seed.daemon.node_id, c.daemon.node_id
     await wait_peers(seed.daemon, lambda peers: {b.daemon.node_id, c_id} <= peers)
     await seed.daemon.exchange.exchange_round()
+    await wait_peers(b.daemon, lambda peers: a_id in peers)
     await b.daemon.exchange.exchange_round()
     await wait_peers(b.daemon, lambda peers: {a_id, c_id} <= peers)
     # The seed is configured (the dialer dials it anyway): C, learned, is the anchor.
