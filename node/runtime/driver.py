@@ -266,6 +266,10 @@ class Daemon:
         for transport in self.transports.values():
             transport.admission = self._admit
         network = self.config.network
+        if network.peers_target is not None:  # files written before outbound_target
+            log.warning(
+                "config_key_deprecated", key="[network].peers_target", use="outbound_target"
+            )
         self.exchange = PeerExchange(
             keypair=self.keypair,
             public_url=transport_cfg.public_url,
