@@ -534,3 +534,28 @@ assert (
 ADDRESS_SHARE_NEW_MAX = 4
 
 assert ADDRESS_SHARE_NEW_MAX >= 1
+
+
+# --- daemon peer policy: tried share, anchors, [sync] serve rates (issue 16; branch peers2) ----
+
+#: Of the learned addresses one exchange round dials, at least this share (rounded up) comes
+#: from "tried" records (nodes this node linked to before) while any is due: an attacker who
+#: floods the "new" table with identities can then place at most the rest of a round's dials,
+#: never all outbound links (Bitcoin's addrman picks tried and new at even odds). The daemon
+#: uses it (node/runtime/exchange.py); the simulator's mesh does not (its trace hashes stay).
+ADDRESS_DIALS_TRIED_PERCENT = 50
+#: Anchors: the last good outbound peers stored with the address book and dialed first after a
+#: restart, before any exchange answer is read (Bitcoin keeps 2 block-relay anchors): an
+#: attacker who times an eclipse with a restart finds these links up again. Small, so an
+#: anchor that went bad costs little.
+ADDRESS_ANCHORS_MAX = 2
+#: Bounds of the `[sync]` serve-rate settings (bytes per second and bursts of bulk sync served,
+#: node_core/serve_rate.py): below 64 KiB/s one snapshot chunk takes seconds and a joining
+#: node effectively cannot catch up; 1 GiB/s is above any link this daemon drives.
+SERVE_RATE_BYTES_CONFIG_MIN = 64 * 1024
+SERVE_RATE_BYTES_CONFIG_MAX = 1024 * 1024 * 1024
+
+assert 0 < ADDRESS_DIALS_TRIED_PERCENT <= 100
+assert 1 <= ADDRESS_ANCHORS_MAX <= MESH_OUTBOUND_TARGET
+assert SERVE_RATE_BYTES_CONFIG_MIN <= SERVE_BYTES_PER_S_PEER <= SERVE_RATE_BYTES_CONFIG_MAX
+assert SERVE_BURST_BYTES_TOTAL <= SERVE_RATE_BYTES_CONFIG_MAX

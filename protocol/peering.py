@@ -15,6 +15,11 @@ network group (loopback excepted: a devnet is one host) gets more than
 `MeshTargets.per_source_max` outbound links. One peer, or an attacker's many identities
 behind one peer or in one network, can never place all of a node's outbound links. Within a
 group, fewer failed dials first, then a draw from the caller's `random.Random`.
+
+Tried share (`plan_dials(tried_percent=...)`, the daemon's ADDRESS_DIALS_TRIED_PERCENT): the
+first picks of a plan come from "tried" records only (nodes linked to before), so a book
+flooded with "new" records cannot take every dial. The simulator's mesh passes 0 (its
+topology, and so its trace hashes, are those of before the share).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from dataclasses import dataclass
 from . import limits
 from .addresses import AddressBook, AddressRecord, url_group
 
+#: Why a node refuses an inbound link beyond `MeshTargets.inbound_max` (the daemon's
+#: handshake answers it as its refusal code).
+REFUSED_INBOUND_MAX = "inbound_max"
 #: The group of configured seeds (they have no source peer).
 SEED_SOURCE = b""
 #: Records in one exchange answer (our own first): enough to learn a neighbourhood per
@@ -135,9 +143,15 @@ def plan_dials(
     want: int,
     rng: random.Random,
     per_source_max: int = limits.MESH_OUTBOUND_PER_SOURCE_MAX,
+    tried_percent: int = 0,
 ) -> list[tuple[bytes, str]]:
     """(node id, URL) of the book's addresses to dial now, up to `want`: due and dialable
-    (AddressBook.dial_candidates) and chosen for diversity (`choose_dials`)."""
+    (AddressBook.dial_candidates) and chosen for diversity (`choose_dials`).
+
+    With `tried_percent` (the daemon passes ADDRESS_DIALS_TRIED_PERCENT; the simulator's mesh
+    0) the first `ceil(want * tried_percent / 100)` picks come from tried records only, then
+    the rest from all: a book flooded with new records cannot take every dial while a node
+    linked to before is due. They come first in the plan, so they are dialed first."""
     due = book.dial_candidates(now, transport, own_scope, skip)
     if not due or want <= 0:
         return []
@@ -148,7 +162,18 @@ def plan_dials(
         )
         for node_id, url in due
     ]
-    chosen = choose_dials(
-        candidates, want=want, linked=linked, rng=rng, per_source_max=per_source_max
+    chosen: list[bytes] = []
+    held = list(linked)
+    tried_want = -(-want * tried_percent // 100)
+    if tried_want > 0:
+        tried = [c for c in candidates if book.entries[c.node_id].tried]
+        chosen = choose_dials(
+            tried, want=tried_want, linked=held, rng=rng, per_source_max=per_source_max
+        )
+        picked = set(chosen)
+        held += [(c.source, c.scope) for c in tried if c.node_id in picked]
+        candidates = [c for c in candidates if c.node_id not in picked]
+    chosen += choose_dials(
+        candidates, want=want - len(chosen), linked=held, rng=rng, per_source_max=per_source_max
     )
     return [(node_id, urls[node_id]) for node_id in chosen]

@@ -413,12 +413,18 @@ ADDRESS_BOOK_STORED_MAX = limits.ADDRESS_BOOK_MAX
 @dataclass(frozen=True, slots=True)
 class AddressEntry:
     """One address book row: the encoded signed record, the peer it came from (b"" for a
-    configured seed) and its failed dials. The store does not verify the record."""
+    configured seed) and its failed dials. The store does not verify the record.
+
+    `tried`: a link to the node came up once (protocol/addresses.py); `anchor`: 0, or the rank
+    (1..ADDRESS_ANCHORS_MAX) of one of the last good outbound peers, dialed first after a
+    restart (node/runtime/exchange.py). Both stored since schema v10 (peers2)."""
 
     node_id: bytes
     record: bytes
     source: bytes
     failures: int
+    tried: bool = False
+    anchor: int = 0
 
 
 def check_address_book(entries: Sequence[AddressEntry]) -> None:
@@ -432,6 +438,9 @@ def check_address_book(entries: Sequence[AddressEntry]) -> None:
         _check_bytes("record", entry.record, limits.ADDRESS_RECORD_SIZE_BYTES_MAX)
         _check_bytes("source", entry.source, limits.HASH_SIZE_BYTES)
         _check_int("failures", entry.failures, 0, _INT64_MAX)
+        if not isinstance(entry.tried, bool):
+            raise StoreUsageError(f"tried must be a bool, not {entry.tried!r}")
+        _check_int("anchor", entry.anchor, 0, limits.ADDRESS_ANCHORS_MAX)
         if entry.node_id in seen:
             raise StoreUsageError("a node id appears twice in one address book")
         seen.add(entry.node_id)

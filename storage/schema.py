@@ -204,6 +204,16 @@ _V9_SCALE4: Final = (
     "WHERE final_height IS NULL AND status = 1 AND length(envelope) > 0",
 )
 
+# Version 10 (peers2 branch, issue 16): the address book keeps, per record, whether a link to
+# its node came up once (`tried`: after a restart tried records are dialed first and shared
+# as tried) and whether it is one of the last good outbound peers (`anchor`: 0, or its rank
+# 1..ADDRESS_ANCHORS_MAX; anchors are dialed first after a restart). Rows from before read as
+# new and no anchor.
+_V10_PEERS2: Final = (
+    "ALTER TABLE address_book ADD COLUMN tried INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE address_book ADD COLUMN anchor INTEGER NOT NULL DEFAULT 0",
+)
+
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V1,
     _V2,
@@ -214,5 +224,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     _V7_WALLET,
     _V8_TELEMETRY,
     _V9_SCALE4,
+    _V10_PEERS2,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -168,8 +168,16 @@ class StoreRecords:
         statements: list[tuple[str, Sequence[object]]] = [("DELETE FROM address_book", [])]
         statements += [
             (
-                "INSERT INTO address_book VALUES (?, ?, ?, ?)",
-                [entry.node_id, entry.record, entry.source, entry.failures],
+                "INSERT INTO address_book (node_id, record, source, failures, tried, anchor) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    entry.node_id,
+                    entry.record,
+                    entry.source,
+                    entry.failures,
+                    int(entry.tried),
+                    entry.anchor,
+                ],
             )
             for entry in entries
         ]
@@ -177,11 +185,14 @@ class StoreRecords:
 
     async def load_address_book(self) -> list[api.AddressEntry]:
         rows = await self._read(
-            "SELECT node_id, record, source, failures FROM address_book ORDER BY node_id LIMIT ?",
+            "SELECT node_id, record, source, failures, tried, anchor FROM address_book "
+            "ORDER BY node_id LIMIT ?",
             (api.ADDRESS_BOOK_STORED_MAX,),
         )
         return [
-            api.AddressEntry(bytes(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
+            api.AddressEntry(
+                bytes(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), bool(row[4]), int(row[5])
+            )
             for row in rows
         ]
 

@@ -39,6 +39,7 @@ from swarmd.protocol import limits
 from swarmd.protocol.crypto import account_id_text, parse_account_id
 from swarmd.protocol.errors import InvalidAccountIdError, RemoteProtocolError
 from swarmd.protocol.node_core import BUNDLES_KEPT_MAX, SNAPSHOT_INTERVAL_CHECKPOINTS_DEFAULT
+from swarmd.protocol.peering import MeshTargets
 from swarmd.storage.api import SNAPSHOTS_KEPT_DEFAULT, SNAPSHOTS_KEPT_MAX
 
 from ..transport.base import IceServerConfig, TransportConfig
@@ -579,13 +580,30 @@ class NetworkSection:
         30.0,
         """Peer exchange: every this many seconds fetch address records from connected and
         configured peers (GET /v1/peers/records) and dial learned ones while fewer than
-        peers_target peers are connected. 0 turns peer exchange off.""",
+        outbound_target outbound links are up. 0 turns peer exchange off.""",
         number(0.0, DURATION_S_MAX),
     )
-    peers_target: int = setting(
-        8,
-        """Connected peers the node dials learned addresses up to (it still accepts inbound
-        links up to [sync].peers_max). 0: dial only [network].peers.""",
+    outbound_target: int | None = setting(
+        None,
+        """Outbound links the node dials learned addresses up to (links between council
+        members and [network].peers it dials anyway are not limited by it; council links do
+        not count). Absent: peers_target if set, else 8 (MESH_OUTBOUND_TARGET). 0: dial only
+        [network].peers.""",
+        optional(integer(0, limits.PEERS_MAX)),
+        example=limits.MESH_OUTBOUND_TARGET,
+    )
+    peers_target: int | None = setting(
+        None,
+        """Deprecated: the old name of outbound_target (a file written before it still
+        loads). Setting both to different values is refused.""",
+        optional(integer(0, limits.PEERS_MAX)),
+        example=limits.MESH_OUTBOUND_TARGET,
+    )
+    inbound_max: int = setting(
+        limits.MESH_INBOUND_MAX,
+        """Inbound links accepted from non-council peers; beyond it a dialing node is refused
+        with inbound_max. Links between council members never count (reserved slots);
+        [sync].peers_max still bounds all links.""",
         integer(0, limits.PEERS_MAX),
     )
 
@@ -615,6 +633,28 @@ class SyncSection:
         """Connected peers at most (the node core's cap, PEERS_MAX); further links are refused.
         On a council member this includes one reserved slot per other member.""",
         integer(1, limits.PEERS_MAX),
+    )
+    serve_bytes_per_s_peer: int = setting(
+        limits.SERVE_BYTES_PER_S_PEER,
+        """Bulk sync served to one peer (snapshot chunks, catch-up bundles, old final ops read
+        from the store), bytes per second; an answer over the rate waits (its request is
+        deferred, not dropped).""",
+        integer(limits.SERVE_RATE_BYTES_CONFIG_MIN, limits.SERVE_RATE_BYTES_CONFIG_MAX),
+    )
+    serve_burst_bytes_peer: int = setting(
+        limits.SERVE_BURST_BYTES_PER_PEER,
+        "Bulk sync bytes one peer may get at once (the per-peer bucket's size).",
+        integer(limits.SERVE_RATE_BYTES_CONFIG_MIN, limits.SERVE_RATE_BYTES_CONFIG_MAX),
+    )
+    serve_bytes_per_s_total: int = setting(
+        limits.SERVE_BYTES_PER_S_TOTAL,
+        "Bulk sync served to all peers together, bytes per second; at least the per-peer rate.",
+        integer(limits.SERVE_RATE_BYTES_CONFIG_MIN, limits.SERVE_RATE_BYTES_CONFIG_MAX),
+    )
+    serve_burst_bytes_total: int = setting(
+        limits.SERVE_BURST_BYTES_TOTAL,
+        "Bulk sync bytes all peers together may get at once; at least the per-peer burst.",
+        integer(limits.SERVE_RATE_BYTES_CONFIG_MIN, limits.SERVE_RATE_BYTES_CONFIG_MAX),
     )
     bundles_kept: int = setting(
         BUNDLES_KEPT_MAX,
@@ -909,6 +949,16 @@ def _check_relations(config: NodeConfig) -> None:
         raise ConfigRangeError(
             "must not exceed [sync].gossip_fanout", key_path="[sync].eager_relay_fanout"
         )
+    if config.sync.serve_bytes_per_s_total < config.sync.serve_bytes_per_s_peer:
+        raise ConfigRangeError(
+            "must be at least [sync].serve_bytes_per_s_peer",
+            key_path="[sync].serve_bytes_per_s_total",
+        )
+    if config.sync.serve_burst_bytes_total < config.sync.serve_burst_bytes_peer:
+        raise ConfigRangeError(
+            "must be at least [sync].serve_burst_bytes_peer",
+            key_path="[sync].serve_burst_bytes_total",
+        )
     if config.consensus.snapshot_interval > 0 and (
         config.sync.bundles_kept < config.consensus.snapshot_interval
     ):
@@ -953,6 +1003,15 @@ def _check_network(network: NetworkSection) -> None:
         raise ConfigRangeError(
             "must be at least [network].reconnect_backoff_initial_s",
             key_path="[network].reconnect_backoff_max_s",
+        )
+    if (
+        network.peers_target is not None
+        and network.outbound_target is not None
+        and network.peers_target != network.outbound_target
+    ):
+        raise ConfigRangeError(
+            "is the deprecated name of [network].outbound_target: set only outbound_target",
+            key_path="[network].peers_target",
         )
     if network.sentry and any(entry.node_id is None for entry in network.peers):
         raise ConfigRangeError(
@@ -1004,6 +1063,17 @@ def transport_config(config: NodeConfig) -> TransportConfig:
         reconnect_attempts_max=network.reconnect_attempts_max,
         peers_max=config.sync.peers_max,
     )
+
+
+def mesh_targets(network: NetworkSection) -> MeshTargets:
+    """The daemon's peer targets (protocol/peering.py): `[network].outbound_target` (or its
+    deprecated alias `peers_target`, else MESH_OUTBOUND_TARGET) and `inbound_max`."""
+    outbound = network.outbound_target
+    if outbound is None:
+        outbound = (
+            limits.MESH_OUTBOUND_TARGET if network.peers_target is None else network.peers_target
+        )
+    return MeshTargets(outbound=outbound, inbound_max=network.inbound_max)
 
 
 def allowed_peers(config: NodeConfig) -> frozenset[bytes] | None:

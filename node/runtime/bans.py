@@ -84,6 +84,8 @@ class PeerGuard:
             "address_book": None if exchange is None else len(exchange.book),
             "exchange_rounds": None if exchange is None else exchange.rounds,
             "exchange_dials": None if exchange is None else exchange.dials,
+            "anchor_dials": None if exchange is None else exchange.anchor_dials,
+            "inbound_refused": None if exchange is None else exchange.inbound_refused,
         }
 
     def refusal(self, peer_id: bytes) -> str | None:

@@ -55,7 +55,7 @@ from swarmd.protocol.node_core import (
 from swarmd.protocol.ops import Op
 from swarmd.protocol.rollback import RollbackCertificate
 
-from ..config import NodeConfig, transport_config
+from ..config import NodeConfig, mesh_targets, transport_config
 from ..http.events import EventListener, EventStream
 from ..logs import get_logger
 from ..metrics import NodeMetrics
@@ -264,8 +264,12 @@ class Daemon:
             "websocket": WebSocketTransport(self.keypair, network_id, transport_cfg, self),
         }
         for transport in self.transports.values():
-            transport.admission = self.guard.admit
+            transport.admission = self._admit
         network = self.config.network
+        if network.peers_target is not None:  # files written before outbound_target
+            log.warning(
+                "config_key_deprecated", key="[network].peers_target", use="outbound_target"
+            )
         self.exchange = PeerExchange(
             keypair=self.keypair,
             public_url=transport_cfg.public_url,
@@ -274,11 +278,23 @@ class Daemon:
             refusal=self.guard.refusal,
             configured=[entry.url for entry in network.peers],
             interval_s=network.exchange_interval_s,
-            peers_target=network.peers_target,
+            targets=mesh_targets(network),
+            council_link=self._council_link,
             node_log=self.node_log,
             advertise=not network.sentry,
             relays=offered_relays(network),
         )
+
+    def _council_link(self, peer_id: bytes) -> bool:
+        """A link between council members (reserved slots; counted in no peer target)."""
+        return self.core.is_validator and peer_id in self.core.genesis.council
+
+    def _admit(self, peer_id: bytes) -> None:
+        """An inbound handshake: the core's refusals (bans, sentry, slots), then the
+        exchange's inbound cap (`[network].inbound_max`)."""
+        self.guard.admit(peer_id)
+        if self.exchange is not None:
+            self.exchange.admit_inbound(peer_id)
 
     async def start(self) -> None:
         """Start the writer, the transports (routes must be served by now) and the dialers."""
@@ -543,7 +559,7 @@ class Daemon:
                 log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
                 return
             if envelopes and self.started:
-                self.core.send_stored_ops(event.peer, envelopes)
+                self.core.send_stored_ops(event.peer, envelopes, self._loop.time())
                 self.pump()
 
         self.guard.spawn(serve())

@@ -78,6 +78,10 @@ def core_config(config: NodeConfig) -> NodeCoreConfig:
         # build nor a copy of the state runs on the event loop.
         snapshot_build="frozen",
         bundles_kept=served_bundles(config),
+        serve_bytes_per_s_peer=config.sync.serve_bytes_per_s_peer,
+        serve_burst_bytes_peer=config.sync.serve_burst_bytes_peer,
+        serve_bytes_per_s_total=config.sync.serve_bytes_per_s_total,
+        serve_burst_bytes_total=config.sync.serve_burst_bytes_total,
         allowed_peers=allowed_peers(config),
         consensus=consensus.ConsensusConfig(
             timeout_propose_s=config.consensus.timeout_propose_s,

@@ -63,7 +63,7 @@ from .observed import Observed, restore_observed
 from .peers import PENALTY_MALFORMED_FRAME, PENALTY_MALFORMED_MESSAGE, Peer, PeerRules
 from .rejoin import Rejoin
 from .rollbacks import Rollbacks
-from .serve_rate import ServeRate
+from .serve_rate import ServeRate, StoredOpsAnswer, ops_answer_size_max
 from .stall import StallWatch
 from .state_sync import StateSync
 from .status import NodeStats, NodeStatus, build_status
@@ -255,11 +255,24 @@ class NodeCore:
         if consensus_state is not None:
             self.resume_consensus(consensus_state, now)
 
-    def send_stored_ops(self, peer_id: bytes, envelopes: list[bytes]) -> None:
+    def send_stored_ops(
+        self, peer_id: bytes, envelopes: list[bytes], now: float | None = None
+    ) -> None:
         """Send final ops the shell read from its store to `peer_id` (the answer to a
-        `StoredOpsWanted`; bulk priority, like the catch-up answers they complete)."""
+        `StoredOpsWanted`; bulk priority, like the catch-up answers they complete) within
+        the bulk send rate (serve_rate.py): over it the answer is held, not dropped, and
+        sent when the buckets allow (the timer). `now` is the shell's clock (default: the
+        last input's time)."""
+        if now is not None:
+            self._now = now
         peer = self._peers.get(peer_id)
-        if peer is not None:
+        if peer is not None and envelopes:
+            self.serve_stored_ops(peer, StoredOpsAnswer(tuple(envelopes)))
+
+    def serve_stored_ops(self, peer: Peer, answer: StoredOpsAnswer) -> None:
+        """Send `answer` if the send rate allows it now (else serve_rate holds it)."""
+        envelopes = list(answer.envelopes)
+        if self.serve_rate.admit(peer, answer, ops_answer_size_max(envelopes)):
             self.gossip.send_envelopes(peer, envelopes, Priority.BULK)
 
     def below_final_line(self, envelope: bytes) -> bool:

@@ -43,7 +43,7 @@ from .events import (
 from .observed import observed_of
 from .participation import Participation
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
-from .serve_rate import answer_size_max
+from .serve_rate import answer_size_max, ops_answer_size_max
 
 if TYPE_CHECKING:
     from .core import NodeCore
@@ -475,9 +475,15 @@ class Finality:
     def on_checkpoint_ops_request(
         self, peer: Peer, message: CheckpointOpsRequest, now: float
     ) -> None:
-        """Send the final ops of a height we keep, in canonical order (parents first)."""
-        ids = self.final_ids_by_height.get(message.height, ())
-        self.core.gossip.send_ops(peer, list(ids), Priority.BULK)
+        """Send the final ops of a height we keep, in canonical order (parents first),
+        within the bulk send rate (serve_rate.py: held when over it; the ops whose bodies
+        left memory are read by the shell and metered when it hands them back)."""
+        ids = list(self.final_ids_by_height.get(message.height, ()))
+        ledger = self.core.ledger
+        held = [op.envelope for op_id in ids if (op := ledger.op(op_id)) is not None]
+        if held and not self.core.serve_rate.admit(peer, message, ops_answer_size_max(held)):
+            return
+        self.core.gossip.send_ops(peer, ids, Priority.BULK)
 
     def serve_bundles(self, peer: Peer, request: BundleRequestMessage) -> None:
         bundles = []

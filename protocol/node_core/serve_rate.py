@@ -17,9 +17,13 @@ counted, and the asker's timeout asks again or elsewhere) and is handled again, 
 order, when the buckets allow (`next_at`, `pump`). Peers take turns one request at a time, in
 peer-id order, so one fast asker cannot starve the others of the total.
 
-What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py) and BUNDLES answers to
-BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO (finality.py). Consensus, gossip and the
-reconciliation itself are not bulk sync and are never held here.
+What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py), BUNDLES answers to
+BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO and OPS answers to CHECKPOINT_OPS_REQUEST
+(finality.py: a catch-up fetching a height's final ops), and the OPS answers of final
+ops the shell read from its store for a peer (`StoredOpsAnswer`: NodeCore.send_stored_ops
+after a `StoredOpsWanted`; the daemon's catch-up of a peer below the in-memory window), held
+with their envelopes like a request. Consensus, gossip and the reconciliation itself are not
+bulk sync and are never held here.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..limits import SERVE_DEFERRED_PER_PEER_MAX, SERVE_RATE_BUCKETS_MAX
-from ..messages import BundleRequestMessage, ChunkRequestMessage
+from ..limits import OPS_PER_MESSAGE_MAX, SERVE_DEFERRED_PER_PEER_MAX, SERVE_RATE_BUCKETS_MAX
+from ..messages import BundleRequestMessage, CheckpointOpsRequest, ChunkRequestMessage
 
 if TYPE_CHECKING:
     from .core import NodeCore
@@ -42,13 +46,32 @@ TOKENS_EPSILON = 1e-6
 MESSAGE_ENCODING_BYTES_MAX = 64
 #: ...plus at most this per payload (a bin 32 header).
 PAYLOAD_HEADER_BYTES_MAX = 5
-#: A request whose answer is rate limited.
-ServedRequest = ChunkRequestMessage | BundleRequestMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOpsAnswer:
+    """Final op envelopes the shell read from its store for a peer (the answer to a
+    `StoredOpsWanted`), sent as OPS messages at bulk priority once the buckets allow."""
+
+    envelopes: tuple[bytes, ...]
+
+
+#: A request whose answer is rate limited (a stored-ops answer is held with its envelopes).
+ServedRequest = ChunkRequestMessage | BundleRequestMessage | CheckpointOpsRequest | StoredOpsAnswer
 
 
 def answer_size_max(payloads: list[bytes]) -> int:
     """At least the encoded size of a CHUNK or BUNDLES message carrying `payloads`."""
     return MESSAGE_ENCODING_BYTES_MAX + sum(len(p) + PAYLOAD_HEADER_BYTES_MAX for p in payloads)
+
+
+def ops_answer_size_max(envelopes: list[bytes]) -> int:
+    """At least the encoded size of the OPS messages carrying `envelopes`
+    (OPS_PER_MESSAGE_MAX a message, as gossip.send_envelopes splits them)."""
+    return sum(
+        answer_size_max(envelopes[start : start + OPS_PER_MESSAGE_MAX])
+        for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX)
+    )
 
 
 @dataclass
@@ -151,8 +174,12 @@ class ServeRate:
                 if peer is None:
                     del self.deferred[peer_id]  # the peer left: nobody to answer
                     continue
-                self._serving, self._blocked = queue[0].request, False
-                core._dispatch(peer, queue[0].request, now)
+                request = queue[0].request
+                self._serving, self._blocked = request, False
+                if isinstance(request, StoredOpsAnswer):
+                    core.serve_stored_ops(peer, request)
+                else:
+                    core._dispatch(peer, request, now)
                 self._serving = None
                 if self._blocked:
                     continue

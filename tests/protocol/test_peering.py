@@ -164,3 +164,75 @@ def test_url_groups() -> None:
     assert url_group("http://10.1.2.3:7000") == "private:10.1.0.0/16"
     assert url_group("https://a.node.example.net") == "public:example.net"
     assert url_group("http://[2001:db8::1]:7000").endswith(":2001:db8::/32")
+
+
+def flooded_book(tried: int) -> tuple[AddressBook, set[bytes]]:
+    """A book with 200 new records an attacker relayed from many sources and networks, and
+    `tried` honest records this node linked to before; returns the book and the honest ids."""
+    book = AddressBook(node("me"), per_source_max=limits.ADDRESS_BOOK_MAX)
+    for i in range(200):
+        url = f"http://10.{100 + i % 100}.{i // 100}.1:7000"
+        book.add(
+            AddressRecord.sign(key(f"sybil-{i}"), {"websocket": url}, NOW, 600), node(f"x{i}"), NOW
+        )
+    honest = set()
+    for i in range(tried):
+        record = AddressRecord.sign(
+            key(f"h{i}"), {"websocket": f"http://10.{i + 1}.0.1:7000"}, NOW, 600
+        )
+        book.add(record, node(f"peer-{i}"), NOW)
+        book.dial_succeeded(record.node_id)
+        honest.add(record.node_id)
+    return book, honest
+
+
+def plan(book: AddressBook, want: int, tried_percent: int, seed: int = 1) -> list[bytes]:
+    chosen = plan_dials(
+        book,
+        now=NOW,
+        transport="websocket",
+        own_scope="private",
+        skip=set(),
+        linked=[],
+        want=want,
+        rng=random.Random(seed),
+        tried_percent=tried_percent,
+    )
+    return [node_id for node_id, _ in chosen]
+
+
+def test_a_fixed_share_of_dials_goes_to_tried_records_first() -> None:
+    """ADDRESS_DIALS_TRIED_PERCENT: 200 new records (an attacker's flood, spread over 100
+    networks and 200 sources) and 3 tried ones. Without the share, the tried ones are 3 of 203
+    candidates and the draw rarely takes one; with it, the first half of the plan (rounded up)
+    is tried records, dialed first."""
+    book, honest = flooded_book(tried=3)
+    want = limits.MESH_OUTBOUND_TARGET
+    share = -(-want * limits.ADDRESS_DIALS_TRIED_PERCENT // 100)
+    assert share >= 3  # the 3 tried ones fit in the share
+    for seed in range(5):
+        chosen = plan(book, want, limits.ADDRESS_DIALS_TRIED_PERCENT, seed)
+        assert len(chosen) == want
+        assert set(chosen[:3]) == honest  # all tried ones, first (fewer than the share)
+    # With more tried records than the share, exactly the share comes from them first.
+    book, honest = flooded_book(tried=6)
+    chosen = plan(book, want, limits.ADDRESS_DIALS_TRIED_PERCENT)
+    assert set(chosen[:share]) <= honest and len(chosen) == want
+    # One missing link: the one dial goes to a tried record (ceil of half of 1).
+    assert plan(book, 1, limits.ADDRESS_DIALS_TRIED_PERCENT)[0] in honest
+    # No tried record due: the dials still go out (a fresh node must join).
+    fresh, _ = flooded_book(tried=0)
+    assert len(plan(fresh, want, limits.ADDRESS_DIALS_TRIED_PERCENT)) == want
+
+
+def test_without_a_tried_share_plan_dials_is_unchanged() -> None:
+    """tried_percent=0 (the simulator's mesh) draws exactly what plan_dials drew before the
+    share existed: choose_dials over all candidates with the same rng."""
+    book, honest = flooded_book(tried=3)
+    candidates = [
+        Candidate(n, book.entries[n].source, url_group(url), book.entries[n].failures)
+        for n, url in book.dial_candidates(NOW, "websocket", "private", set())
+    ]
+    expected = choose_dials(candidates, want=8, linked=[], rng=random.Random(9))
+    assert plan(book, 8, 0, seed=9) == expected
+    assert not honest <= set(expected)  # the flood takes most draws without the share

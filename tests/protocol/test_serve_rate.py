@@ -14,13 +14,15 @@ from swarmd.protocol.framing import FrameDecoder, FrameEncoder
 from swarmd.protocol.limits import SERVE_DEFERRED_PER_PEER_MAX
 from swarmd.protocol.messages import (
     BundlesMessage,
+    CheckpointOpsRequest,
     ChunkMessage,
     ChunkRequestMessage,
+    OpsMessage,
     decode_message,
     encode_message,
 )
 from swarmd.protocol.node_core import NodeCore, NodeCoreConfig
-from swarmd.protocol.node_core.serve_rate import answer_size_max
+from swarmd.protocol.node_core.serve_rate import answer_size_max, ops_answer_size_max
 from swarmd.protocol.sim.harness import Swarm
 
 from .helpers import keypair
@@ -197,3 +199,99 @@ def test_the_charged_size_is_never_below_the_encoded_answer(size: int) -> None:
     bundles = [data, bytes(size // 2 + 1), b""]
     encoded = encode_message(BundlesMessage(tuple(bundles)))
     assert answer_size_max(bundles) >= len(encoded)
+
+
+# --- stored ops (the daemon's StoredOpsWanted answers; branch peers2) --------------------------
+
+
+def _ops_received(server: NodeCore, peer: bytes, decoder: FrameDecoder, now: float) -> int:
+    """Envelopes `server` handed over to `peer` since the last call (OPS messages)."""
+    count = 0
+    for out in server.outgoing():
+        if out.peer == peer:
+            for data in decoder.receive_frame(out.frame, now):
+                message = decode_message(data)
+                if isinstance(message, OpsMessage):
+                    count += len(message.envelopes)
+    return count
+
+
+def test_stored_ops_answers_go_through_the_send_rate_deferred_not_dropped() -> None:
+    """Final ops the shell read from its store (`send_stored_ops`) are bulk sync: an answer
+    beyond the peer's bucket is held and sent once the rate refills it (the core's timer), in
+    order, and never before its bytes are earned."""
+    envelope = bytes(8_000)
+    answer = [envelope] * 10  # ~80 KB
+    size = answer_size_max(answer)
+    rate, burst = float(size), float(size)  # one answer a second, one at once
+    server = _server(
+        serve_bytes_per_s_peer=rate,
+        serve_burst_bytes_peer=burst,
+        serve_bytes_per_s_total=4 * rate,
+        serve_burst_bytes_total=4 * burst,
+    )
+    peer = keypair("stored-ops-asker").public_key
+    start = server._now
+    assert server.peer_connected(peer, start)
+    decoder = FrameDecoder()
+    _ops_received(server, peer, decoder, start)  # the hello traffic of a new peer
+    deferred = server.stats.serve_requests_deferred
+    for _ in range(3):
+        server.send_stored_ops(peer, answer, start)
+    assert _ops_received(server, peer, decoder, start) == 10  # the first: within the burst
+    assert server.stats.serve_requests_deferred == deferred + 2
+    assert server.stats.serve_requests_dropped == 0
+    got, now = 10, start
+    while got < 30:
+        timer = server.get_timer()
+        assert timer is not None and timer < start + 5.0
+        now = max(now, timer)
+        server.handle_timer(now)
+        got += _ops_received(server, peer, decoder, now)
+        assert got * len(envelope) <= burst + rate * (now - start)
+    assert now - start >= 2.0 - 1e-6  # two more answers took two seconds of rate
+
+
+def test_the_charged_size_covers_stored_ops_messages() -> None:
+    envelopes = [bytes(size) for size in (0, 1, 300, 70_000)] * 8  # more than one OPS message
+    chunks = [
+        envelopes[i : i + limits.OPS_PER_MESSAGE_MAX]
+        for i in range(0, len(envelopes), limits.OPS_PER_MESSAGE_MAX)
+    ]
+    encoded = sum(len(encode_message(OpsMessage(tuple(chunk)))) for chunk in chunks)
+    assert len(chunks) > 1 and ops_answer_size_max(envelopes) >= encoded
+
+
+def test_checkpoint_ops_answers_go_through_the_send_rate() -> None:
+    """CHECKPOINT_OPS_REQUEST (a catch-up fetching one height's final ops) is bulk sync: with a
+    bucket of one answer, asking three times gets one answer at once and the other two held
+    and sent later, none dropped."""
+    probe = _server()
+    height = max(h for h, ids in probe.finality.final_ids_by_height.items() if ids)
+    held = [probe.ledger.op(i) for i in probe.finality.final_ids_by_height[height]]
+    size = ops_answer_size_max([op.envelope for op in held if op is not None])
+    server = _server(serve_bytes_per_s_peer=float(size), serve_burst_bytes_peer=float(size))
+    ops_at_height = len(server.finality.final_ids_by_height[height])
+    assert ops_at_height > 0
+    peer = keypair("checkpoint-ops-asker").public_key
+    start = server._now
+    assert server.peer_connected(peer, start)
+    decoder = FrameDecoder()
+    _ops_received(server, peer, decoder, start)
+    deferred = server.stats.serve_requests_deferred
+    encoder = FrameEncoder()
+    for _ in range(3):
+        encoder.queue_message(encode_message(CheckpointOpsRequest(height)))
+    for frame in encoder.frames_to_send():
+        server.receive_frame(peer, frame, start)
+    assert _ops_received(server, peer, decoder, start) == ops_at_height
+    assert server.stats.serve_requests_deferred == deferred + 2
+    got, now = ops_at_height, start
+    while got < 3 * ops_at_height:
+        timer = server.get_timer()
+        assert timer is not None and timer < start + 5.0
+        now = max(now, timer)
+        server.handle_timer(now)
+        got += _ops_received(server, peer, decoder, now)
+    assert now - start >= 2.0 - 1e-6  # one answer a second
+    assert server.stats.serve_requests_dropped == 0

@@ -3,13 +3,16 @@ written, survive a reopen, and refuse a call over the bound or with a malformed 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from swarmd.protocol import limits
 from swarmd.storage import api
 from swarmd.storage.errors import StoreUsageError
 from swarmd.storage.memory import MemoryDatabase, MemoryStore
+from swarmd.storage.schema import SCHEMA_VERSION
 from swarmd.storage.store import Store
 
 NETWORK_ID = b"\x01" * 32
@@ -118,4 +121,63 @@ async def test_bad_address_books_are_refused(
     with pytest.raises(StoreUsageError):
         await store.replace_address_book(entries)
     assert await store.load_address_book() == [entry(9)]
+    await store.close()
+
+
+# --- tried marks and anchors (schema v10, peers2) ---------------------------------------------
+
+
+async def test_tried_marks_and_anchors_survive_a_reopen(tmp_path: Path) -> None:
+    rows = [
+        api.AddressEntry(bytes([1]) * 32, b"r1", b"", 0, tried=True, anchor=2),
+        api.AddressEntry(bytes([2]) * 32, b"r2", b"\x07" * 32, 1, tried=True),
+        api.AddressEntry(bytes([3]) * 32, b"r3", b"\x07" * 32, 0, anchor=1),
+        entry(4),
+    ]
+    store = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
+    await store.replace_address_book(rows)
+    await store.close()
+    store = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
+    loaded = await store.load_address_book()
+    assert loaded == sorted(rows, key=lambda row: row.node_id)
+    marks = {row.node_id[0]: (row.tried, row.anchor) for row in loaded}
+    assert marks == {1: (True, 2), 2: (True, 0), 3: (False, 1), 0: (False, 0)}
+    await store.close()
+
+
+async def test_rows_stored_before_v10_read_as_new_and_no_anchor(tmp_path: Path) -> None:
+    """A book written by v9 code (four columns) keeps its rows through the v10 migration."""
+    store = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
+    await store.close()
+    with sqlite3.connect(tmp_path / "db") as connection:
+        connection.execute("ALTER TABLE address_book DROP COLUMN tried")
+        connection.execute("ALTER TABLE address_book DROP COLUMN anchor")
+        connection.execute(
+            "INSERT INTO address_book VALUES (?, ?, ?, ?)", (bytes([5]) * 32, b"r5", b"", 2)
+        )
+        connection.execute(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            (str(SCHEMA_VERSION - 1).encode(), api.META_SCHEMA_VERSION),
+        )
+    connection.close()
+    store = await Store.open(tmp_path / "db", network_id=NETWORK_ID, node_key=NODE_KEY)
+    assert await store.load_address_book() == [api.AddressEntry(bytes([5]) * 32, b"r5", b"", 2)]
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        api.AddressEntry(bytes([1]) * 32, b"r", b"", 0, anchor=limits.ADDRESS_ANCHORS_MAX + 1),
+        api.AddressEntry(bytes([1]) * 32, b"r", b"", 0, anchor=-1),
+        api.AddressEntry(bytes([1]) * 32, b"r", b"", 0, tried=1),  # type: ignore[arg-type]
+    ],
+    ids=["anchor-over-ADDRESS_ANCHORS_MAX", "negative-anchor", "tried-not-bool"],
+)
+async def test_bad_tried_or_anchor_values_are_refused(
+    tmp_path: Path, bad: api.AddressEntry
+) -> None:
+    store = await MemoryStore.open(MemoryDatabase(), network_id=NETWORK_ID, node_key=NODE_KEY)
+    with pytest.raises(StoreUsageError):
+        await store.replace_address_book([bad])
     await store.close()
