@@ -534,3 +534,14 @@ assert (
 ADDRESS_SHARE_NEW_MAX = 4
 
 assert ADDRESS_SHARE_NEW_MAX >= 1
+
+
+# --- rollback: ops of reverted cuts not held yet (issue 12 gap a; branch settle) -------------
+
+#: Ids a node remembers as ops of reverted old-epoch cuts (a late bundle above H, a
+#: settlement) that it did not hold when it walked the cut: such an op arriving later (gossip,
+#: sync, a client) is reverted then, with the ops of the cut it leads to, instead of becoming
+#: live in the new epoch. A cut names at most CUT_HEADS_MAX heads and the walk adds only the
+#: parents of ops held; the oldest ids are forgotten first (their ops are below every peer's
+#: final line by then, or never come).
+REVERT_UNRESOLVED_MAX = 100_000

@@ -9,8 +9,9 @@ import random
 import pytest
 
 from swarmd.protocol import consensus
+from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.framing import FrameDecoder, FrameEncoder
-from swarmd.protocol.limits import REVERTED_OPS_MAX
+from swarmd.protocol.limits import REVERT_UNRESOLVED_MAX, REVERTED_OPS_MAX
 from swarmd.protocol.messages import (
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
     BundlesMessage,
@@ -492,3 +493,105 @@ def test_a_snapshot_above_h_stands_in_for_the_tally_it_skipped() -> None:
     assert rollbacks.awaiting_resume
     rollbacks.snapshot_installed(height + 1)
     assert not rollbacks.awaiting_resume  # the snapshot's state is not quiesced
+
+
+def _send(swarm: Swarm, node: int, message: BundlesMessage | OpsMessage) -> None:
+    """`message` from node 0 to `node`, handled at once."""
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(message))
+    for frame in sender.frames_to_send():
+        swarm.nodes[node].receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
+
+
+def _late_old_height(swarm: Swarm) -> tuple[int, list[Op], list[bytes]]:
+    """Node 3 cut off while nodes 0-2 finalize heights above H (node 3's final height) with
+    grants node 3 never saw (each member grants twice: its second grant chains on the
+    first); then a quorum rolls back to H. Returns H, the grants and node 0's bundles above H."""
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
+    grants = _late_grants(swarm, [f"late-{i}" for i in range(8)], nodes=[1])
+    swarm.run(until=swarm.now + 3.0)
+    height = swarm.nodes[3].final_height
+    assert all(swarm.nodes[0].ledger.is_final(op.op_id) for op in grants)
+    bundles = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
+    above = [b for b in bundles if consensus.CheckpointBundle.decode(b).height > height]
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    certificate = next(e.certificate for e in swarm.events[0] if isinstance(e, PersistRollback))
+    swarm.nodes[3].receive_rollback_certificate(certificate, swarm.now)
+    swarm.flush(3)
+    assert swarm.nodes[3].epoch == 1 and swarm.nodes[3].final_height == height
+    return height, grants, above
+
+
+def test_ops_of_a_late_old_bundle_that_arrive_after_it_are_reverted() -> None:
+    """Issue 12 gap (a): a node learns an old-epoch bundle above H before any of its ops. The
+    cut's heads are remembered as unresolved; when the ops come (parents first, the way gossip
+    and sync send them), a head arriving reverts itself and, through its prev, the ops of its
+    chain that were admitted before it: none is ever final in the new epoch, and a restart
+    keeps refusing them."""
+    swarm = Swarm(4, seed=8)
+    _, grants, above = _late_old_height(swarm)
+    isolated = swarm.nodes[3]
+    _send(swarm, 3, BundlesMessage(tuple(above)))
+    heads = {
+        op_id
+        for b in above
+        for _, _, op_id in Cut.decode(consensus.CheckpointBundle.decode(b).value).heads
+    }
+    unresolved = [op.op_id for op in grants if op.op_id in isolated.rollbacks.unresolved]
+    assert unresolved and set(unresolved) <= heads
+    assert all(isolated.op_status(op_id)[0] == "reverted" for op_id in unresolved)
+    # Healed, it confirms its root and leaves read-only; then a lagging peer relays the ops.
+    swarm.cut = set()
+    swarm.run(until=swarm.now + 1.5)
+    assert isolated.mode.value == "normal" and not isolated.rollbacks.awaiting_resume
+    _send(swarm, 3, OpsMessage(tuple(op.envelope for op in grants)))
+    # Members 0-2 signed `council.resume` at their first grant's seq: those grants are forks
+    # that lost to final ops; every other grant is reverted, member 3's first one (admitted
+    # before its head came) too.
+    accounts = isolated.ledger.final_state.accounts
+    lost = [op for op in grants if op.author in accounts and op.seq <= accounts[op.author].seq]
+    assert len(lost) == 3 and all(isolated.op_status(op.op_id)[0] != "applied" for op in lost)
+    rest = [op for op in grants if op not in lost]
+    assert any(op.op_id not in heads for op in rest)
+    assert all(isolated.op_status(op.op_id) == ("reverted", "op_reverted") for op in rest)
+    assert isolated.stats.ops_refused_reverted == len(heads & {op.op_id for op in rest})
+    assert not isolated.rollbacks.unresolved
+    assert isolated.stats.reverted_bundles_refused == 0
+    after = _fund(swarm, "after", 2, node=3)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    for node in swarm.nodes:
+        assert not any(node.ledger.is_final(op.op_id) for op in grants)
+    events = swarm.events[3]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    assert restored.state_root() == isolated.state_root()
+    for op in rest:
+        assert restored.submit_op(op.envelope, swarm.now).code == "op_reverted"
+
+
+def test_unresolved_ids_of_reverted_cuts_are_bounded() -> None:
+    """REVERT_UNRESOLVED_MAX reached: the oldest unresolved ids are forgotten first, so an op
+    of theirs arriving later is admitted (it is below every peer's final line by then)."""
+    swarm = Swarm(4, seed=8)
+    _, grants, above = _late_old_height(swarm)
+    isolated = swarm.nodes[3]
+    fillers = [index.to_bytes(32, "big") for index in range(REVERT_UNRESOLVED_MAX)]
+    for op_id in fillers:
+        isolated.rollbacks.unresolved[op_id] = 1
+    _send(swarm, 3, BundlesMessage(tuple(above)))
+    assert len(isolated.rollbacks.unresolved) == REVERT_UNRESOLVED_MAX
+    heads = [op.op_id for op in grants if op.op_id in isolated.rollbacks.unresolved]
+    assert heads and not isolated.rollbacks.is_reverted(fillers[0])
+    assert set(list(isolated.rollbacks.unresolved)[-len(heads) :]) == set(heads)
