@@ -545,3 +545,11 @@ assert ADDRESS_SHARE_NEW_MAX >= 1
 #: parents of ops held; the oldest ids are forgotten first (their ops are below every peer's
 #: final line by then, or never come).
 REVERT_UNRESOLVED_MAX = 100_000
+#: Old-epoch values one settlement cut lists (each a member's signed precommit above H with
+#: the cut it precommitted; docs/PROTOCOL.md "Settlement"): a rollback ends an epoch at most a
+#: few heights after H, and each member precommits at most one value per round; the whole cut
+#: must also fit a consensus value. The same bound holds the values a node collects.
+SETTLEMENT_VALUES_MAX = 64
+#: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
+#: last, so that after a rollback it can show and require those above H (consensus.py).
+SETTLEMENT_PRECOMMITS_KEPT_MAX = 16

@@ -90,6 +90,7 @@ from .events import (
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 from .rejoin import REASON_ROLLBACK as REASON_ROLLBACK  # re-exported: the reason a rollback sets
 from .rejoin import forget_final_state
+from .settlement import Settlement
 from .state_sync import signed_snapshot_state
 
 if TYPE_CHECKING:
@@ -119,6 +120,8 @@ class Rollbacks:
         #: op id -> the epoch whose certificate reverts it: ids of reverted cuts' ops this
         #: node did not hold when it walked the cut (`revert_cut`; oldest first, bounded).
         self.unresolved: OrderedDict[bytes, int] = OrderedDict()
+        #: The new epoch's first height (settlement.py).
+        self.settlement = Settlement(core)
         #: peer id -> how many of our certificates it was sent (see `serve`).
         self.served: OrderedDict[bytes, int] = OrderedDict()
         #: Quiesced since entering the current epoch by a certificate, until a quorum of the
@@ -189,6 +192,7 @@ class Rollbacks:
         sent = self.served.get(peer.peer_id, 0)
         if sent >= len(certificates):
             return
+        self.settlement.serve(peer)
         self.served[peer.peer_id] = len(certificates)
         self.served.move_to_end(peer.peer_id)
         while len(self.served) > PEERS_SERVED_MAX:
@@ -225,6 +229,7 @@ class Rollbacks:
         finality.validation_waiting.clear()
         finality.signing_state_pending = None
         core.consensus.enter_epoch(certificate.new_epoch)
+        self.settlement.entered()
         if behind:
             core._emit(EpochEntered(certificate.new_epoch, height, reverted=0))
             self._revert_held(held, now)

@@ -119,8 +119,13 @@ def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> Non
     _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     for i, node in enumerate(swarm.nodes):
         assert node.epoch == 1
-        assert node.final_height == height
+        # H+1 is the new epoch's settlement: no ops, the state at H (no member precommitted
+        # above H without the value being final, so it settles no value).
+        assert node.final_height == height + 1
         assert node.state_root() == root
+        settlement = Cut.decode(consensus.CheckpointBundle.decode(node.bundle(height + 1)).value)
+        assert (settlement.heads, settlement.state_root) == ((), root)
+        assert settlement.settled is not None
         assert node.mode.value == "normal"  # its root confirmed, but quiesced: below
         for op_id in above:
             assert node.op_status(op_id) == ("reverted", "op_reverted")
@@ -182,14 +187,14 @@ def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
     reverted = [b for b in old if consensus.CheckpointBundle.decode(b).height == height + 1]
     _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     node = swarm.nodes[3]
-    assert node.final_height == height
+    assert node.final_height == height + 1  # its settlement
     # The members that reverted sent their reverted bundles along (refused the same way).
     refused = node.stats.bundles_refused_epoch
     sender = FrameEncoder()
     sender.queue_message(encode_message(BundlesMessage(tuple(reverted))))
     for frame in sender.frames_to_send():
         node.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
-    assert node.final_height == height
+    assert node.final_height == height + 1  # its settlement
     assert node.stats.bundles_refused_epoch == refused + 1
     swarm.flush(3)
     assert not any(isinstance(e, PeerMisbehaved) for e in swarm.events[3])
