@@ -4,6 +4,7 @@ never come back (from gossip, from bundles, or at restart)."""
 
 from __future__ import annotations
 
+import heapq
 import random
 
 import pytest
@@ -500,12 +501,13 @@ def test_a_snapshot_above_h_stands_in_for_the_tally_it_skipped() -> None:
     assert not rollbacks.awaiting_resume  # the snapshot's state is not quiesced
 
 
-def _send(swarm: Swarm, node: int, message: BundlesMessage | OpsMessage) -> None:
-    """`message` from node 0 to `node`, handled at once."""
+def _send(swarm: Swarm, node: int, message: BundlesMessage | OpsMessage | RollbackMessage) -> None:
+    """`message` from node 0 (node 1 to node 0) to `node`, handled at once."""
     sender = FrameEncoder()
     sender.queue_message(encode_message(message))
+    source = swarm.nodes[1 if node == 0 else 0].node_id
     for frame in sender.frames_to_send():
-        swarm.nodes[node].receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
+        swarm.nodes[node].receive_frame(source, frame, swarm.now)
 
 
 def _late_old_height(swarm: Swarm) -> tuple[int, list[Op], list[bytes]]:
@@ -600,3 +602,66 @@ def test_unresolved_ids_of_reverted_cuts_are_bounded() -> None:
     heads = [op.op_id for op in grants if op.op_id in isolated.rollbacks.unresolved]
     assert heads and not isolated.rollbacks.is_reverted(fillers[0])
     assert set(list(isolated.rollbacks.unresolved)[-len(heads) :]) == set(heads)
+
+
+def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
+    """Issue 12 gap (b), the race: node 0 finalizes H+1 of the old epoch (members 1-3
+    precommitted its value, but none of them saw the precommits of the others), then members
+    1-3 roll back to H while node 0's bundle of H+1 is still cut off from them. Members 1-3
+    are a quorum of the new epoch holding the value's ops: without the settlement they would
+    finalize those ops at H+1 of epoch 1 while node 0 reverted them, and node 0 would be left
+    behind. The settlement (H+1 of epoch 1) lists the value each of them precommitted, so
+    every node reverts its ops before anything else is final, and all agree."""
+    swarm = Swarm(4, seed=11)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    assert all(node.final_height == height for node in swarm.nodes)
+    late = _late_grants(swarm, ["race-0"], nodes=[1])  # by member 0, not among the resumers
+    others = range(1, 4)
+    # Step until members 1-3 all precommitted at H+1, then drop their precommits (and node
+    # 0's) to each other: only node 0 sees a quorum of precommits.
+    for _ in range(20_000):
+        nodes = [swarm.nodes[i] for i in others]
+        if all(n.consensus.height == height + 1 and n.consensus.step == "precommit" for n in nodes):
+            break
+        swarm.run(until=swarm.now + 0.001)
+    swarm.cut = {(i, j) for i in range(4) for j in others if i != j}
+    swarm.queue = [frame for frame in swarm.queue if (frame[2], frame[3]) not in swarm.cut]
+    heapq.heapify(swarm.queue)
+    swarm.run(until=swarm.now + 0.05)
+    assert swarm.nodes[0].final_height == height + 1
+    assert all(swarm.nodes[i].final_height == height for i in others)
+    # Members 1-3 link again (nothing of the old epoch is in flight between them); node 0's
+    # bundle of H+1 stays late. They all accept the certificate at once.
+    swarm.cut = {(0, j) for j in others}
+    votes = tuple(
+        swarm.nodes[i].propose_rollback(height, "race", swarm.now).encode() for i in others
+    )
+    for i in range(4):
+        _send(swarm, i, RollbackMessage(votes, ()))
+        swarm.flush(i)
+    assert all(node.epoch == 1 for node in swarm.nodes)
+    state = swarm.nodes[1].ledger.final_state
+    for member in swarm.members:
+        account = state.accounts.get(member.key)
+        member.seq, member.head = (account.seq, account.head) if account else (0, b"")
+    swarm.run(until=swarm.now + 2.0)
+    _resume(swarm, [1, 2, 3])
+    swarm.cut = set()
+    swarm.run(until=swarm.now + 3.0)
+    for node in swarm.nodes:
+        assert node.stats.reverted_bundles_refused == 0
+        assert all(node.op_status(op.op_id) == ("reverted", "op_reverted") for op in late)
+    assert len({node.final_height for node in swarm.nodes}) == 1, "node 0 was left behind"
+    settlement = Cut.decode(
+        consensus.CheckpointBundle.decode(swarm.nodes[1].bundle(height + 1) or b"").value
+    )
+    assert settlement.settled, "the settlement lists no value: the race was not reproduced"
+    after = _fund(swarm, "after", 2, node=2)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    roots = [_roots(swarm, i) for i in range(4)]
+    for key in roots[1]:
+        assert len({r[key] for r in roots if key in r}) == 1  # agreement per (epoch, height)
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
