@@ -22,6 +22,10 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
 
+Either way the new epoch's first height (H+1) decides its settlement (settlement.py): the
+old-epoch values the members precommitted above H, whose ops every node reverts
+(`revert_cut`) before any new op is final.
+
 Either way the node entering the new epoch is quiesced, with reason `rollback`, until a
 quorum of council members' latest `council.resume`/`council.quiesce` final in the new epoch is
 a resume (`awaiting_resume`, `note_final`): the plan's S2 play is quiesce -> rollback ->

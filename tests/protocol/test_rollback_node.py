@@ -642,6 +642,13 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
         _send(swarm, i, RollbackMessage(votes, ()))
         swarm.flush(i)
     assert all(node.epoch == 1 for node in swarm.nodes)
+    # Each of members 1-3 precommitted the value above H: it refuses a settlement without it.
+    for i in others:
+        settlement = swarm.nodes[i].rollbacks.settlement
+        listed = Cut.decode(settlement.value(height + 1, swarm.now) or b"")
+        assert listed.settled and settlement.valid(listed, swarm.now)
+        bare = Cut(listed.parent_id, listed.height, (), listed.state_root, listed.time_ms, ())
+        assert not settlement.valid(bare, swarm.now)
     state = swarm.nodes[1].ledger.final_state
     for member in swarm.members:
         account = state.accounts.get(member.key)
