@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crypto, encoding, limits
+from .codes import RejectCode
 from .consensus import (
     CONSENSUS_HEIGHT_MAX,
     CheckpointBundle,
@@ -480,7 +481,7 @@ class SettlementEvidenceError(RollbackError):
     """A settled value whose precommit does not prove a member precommitted it above H in the
     ended epoch."""
 
-    code = "settlement_bad_evidence"
+    code = RejectCode.SETTLEMENT_BAD_EVIDENCE
 
 
 def verify_settled(
