@@ -19,7 +19,8 @@ reverted set before it finalizes anything.
 
 Limits of this version: a member's kept precommits live in memory (a member that restarts
 between its precommit and the settlement no longer requires its values), and a settlement must
-fit one consensus value (the S2 play's quiesced old-epoch cuts are council-only and small).
+fit one consensus value (the S2 play's quiesced old-epoch cuts are council-only and small);
+a faulty member may show made-up values (docs/PROTOCOL.md "Settlement", the open points).
 """
 
 from __future__ import annotations
