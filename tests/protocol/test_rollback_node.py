@@ -672,3 +672,18 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
     for key in roots[1]:
         assert len({r[key] for r in roots if key in r}) == 1  # agreement per (epoch, height)
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    # A restart replays the settlement (and the bundles after it) to the same state.
+    events = swarm.events[1]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[1],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    live = swarm.nodes[1]
+    assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
+    assert all(restored.op_status(op.op_id)[0] == "reverted" for op in late)
