@@ -22,6 +22,10 @@ from .codes import RejectCode
 from .errors import DecodeError, RemoteProtocolError
 
 CUT_VERSION = 2  # 2: time_ms appended
+#: A settlement cut (the first height of an epoch after a rollback, docs/PROTOCOL.md
+#: "Settlement"): `[3, parent_id, height, [], state_root, time_ms, settled]`, no heads, where
+#: `settled` lists `[precommit, value]` pairs of the ended epoch.
+SETTLEMENT_CUT_VERSION = 3
 CUT_HEADS_MAX = limits.CUT_HEADS_MAX  # why: see limits.py
 #: The wall time (UTC ms, 2026-01-01T00:00Z) a core's clock 0.0 maps to until its driver gives
 #: it the real wall clock (`NodeCore.set_wall_clock`): the simulator and the unit tests never
@@ -43,12 +47,17 @@ class Cut:
     heads: tuple[Head, ...]
     state_root: bytes
     time_ms: int
+    #: None for a normal cut; for a settlement cut (version 3, no heads) the old-epoch
+    #: values it settles, each `(signed precommit, value)`, sorted, distinct.
+    settled: tuple[tuple[bytes, bytes], ...] | None = None
 
     def encode(self) -> bytes:
         heads = [[author, seq, op_id] for author, seq, op_id in self.heads]
-        return encoding.encode(
-            [CUT_VERSION, self.parent_id, self.height, heads, self.state_root, self.time_ms]
-        )
+        fields = [self.parent_id, self.height, heads, self.state_root, self.time_ms]
+        if self.settled is None:
+            return encoding.encode([CUT_VERSION, *fields])
+        settled = [[precommit, value] for precommit, value in self.settled]
+        return encoding.encode([SETTLEMENT_CUT_VERSION, *fields, settled])
 
     @property
     def checkpoint_id(self) -> bytes:
@@ -60,7 +69,12 @@ class Cut:
             value = encoding.decode(data)
         except DecodeError as exc:
             raise CutDecodeError(f"cut: {exc.message}") from exc
-        if type(value) is not list or len(value) != 6 or value[0] != CUT_VERSION:
+        settled = None
+        if type(value) is list and len(value) == 7 and value[0] == SETTLEMENT_CUT_VERSION:
+            settled = _settled(value.pop())
+            if value[3] != []:
+                raise CutDecodeError("a settlement cut has no heads")
+        elif type(value) is not list or len(value) != 6 or value[0] != CUT_VERSION:
             raise CutDecodeError("a cut is [2, parent_id, height, heads, state_root, time_ms]")
         _, parent_id, height, heads, state_root, time_ms = value
         if type(parent_id) is not bytes or len(parent_id) not in (0, limits.HASH_SIZE_BYTES):
@@ -73,7 +87,9 @@ class Cut:
             raise CutDecodeError("state_root must be 32 bytes")
         if type(time_ms) is not int or not 1 <= time_ms <= limits.CUT_TIME_MS_MAX:
             raise CutDecodeError(f"time_ms must be an int in 1..{limits.CUT_TIME_MS_MAX}")
-        if type(heads) is not list or not 1 <= len(heads) <= CUT_HEADS_MAX:
+        if type(heads) is not list or not (settled is not None or len(heads) >= 1):
+            raise CutDecodeError(f"heads must list 1..{CUT_HEADS_MAX} chains")
+        if len(heads) > CUT_HEADS_MAX:
             raise CutDecodeError(f"heads must list 1..{CUT_HEADS_MAX} chains")
         parsed: list[Head] = []
         for head in heads:
@@ -91,7 +107,22 @@ class Cut:
             parsed.append((head[0], head[1], head[2]))
         if any(parsed[i][0] >= parsed[i + 1][0] for i in range(len(parsed) - 1)):
             raise CutDecodeError("heads must be sorted by author, one per author")
-        return cls(parent_id, height, tuple(parsed), state_root, time_ms)
+        return cls(parent_id, height, tuple(parsed), state_root, time_ms, settled)
+
+
+def _settled(value: object) -> tuple[tuple[bytes, bytes], ...]:
+    """A settlement cut's list of `[precommit, value]` pairs: at most SETTLEMENT_VALUES_MAX,
+    sorted and distinct (what each one proves is checked by the validators, rollback.py)."""
+    if type(value) is not list or len(value) > limits.SETTLEMENT_VALUES_MAX:
+        raise CutDecodeError(f"settled must list 0..{limits.SETTLEMENT_VALUES_MAX} values")
+    pairs = []
+    for item in value:
+        if type(item) is not list or len(item) != 2 or not all(type(x) is bytes for x in item):
+            raise CutDecodeError("a settled value is [precommit (bytes), value (bytes)]")
+        pairs.append((item[0], item[1]))
+    if any(pairs[i] >= pairs[i + 1] for i in range(len(pairs) - 1)):
+        raise CutDecodeError("settled values must be sorted and distinct")
+    return tuple(pairs)
 
 
 def proposal_time_ms(wall_ms: int, parent_time_ms: int) -> int:

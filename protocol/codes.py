@@ -139,6 +139,7 @@ class RejectCode(StrEnum):
     OP_REVERTED = "op_reverted"
     ROLLBACK_NOT_SIGNABLE = "rollback_not_signable"
     REJOIN_RECORD_INVALID = "rejoin_record_invalid"
+    SETTLEMENT_BAD_EVIDENCE = "settlement_bad_evidence"  # settle: a settled value unproven
 
     # --- netguard: peer exchange (addresses.py) --------------------------------------------------
     ADDRESS_RECORD_INVALID = "address_record_invalid"

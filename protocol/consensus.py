@@ -990,6 +990,10 @@ class Tendermint:
         self._outbox: list[bytes] = []
         self._bundles: dict[int, CheckpointBundle] = {}
         self._height: int | None = None
+        #: Our non-nil precommits of this epoch with their values, oldest first (bounded), and
+        #: those of the epoch `enter_epoch` ended (see `old_precommits`).
+        self._precommits_kept: list[tuple[ConsensusMessage, bytes]] = []
+        self._old_precommits: list[tuple[ConsensusMessage, bytes]] = []
         self._reset_height_state(0, _HeightBook(0))
 
     def _reset_height_state(self, height: int, book: _HeightBook) -> None:
@@ -1071,7 +1075,9 @@ class Tendermint:
         """Leave the current epoch for a later one (a rollback certificate was accepted).
 
         Everything of the old epoch goes: the height in progress, its lock and valid value,
-        the message books, the kept bundles and any queued messages and events. No height
+        the message books, the kept bundles and any queued messages and events, except our
+        last non-nil precommits with their values (`old_precommits`: the new epoch's
+        settlement must list those above H, docs/PROTOCOL.md "Settlement"). No height
         runs until the application calls `start_height(H + 1)` for the certificate's height H,
         which may be at or below the heights the old epoch reached: the guard is keyed by
         (epoch, height, round), so nothing signed in the old epoch binds the new one.
@@ -1082,6 +1088,7 @@ class Tendermint:
         self._epoch = epoch
         self._height = None
         self._reset_height_state(0, _HeightBook(0))
+        self._old_precommits, self._precommits_kept = self._precommits_kept, []
         self._bundles = {}
         self._outbox = []
         self._events.clear()
@@ -1307,10 +1314,26 @@ class Tendermint:
             self.conflicting_signatures_refused += not signed.same_body(message)
             return
         self._signed[slot] = message
+        if message.kind is MessageKind.PRECOMMIT and message.value_id is not None:
+            self._keep_precommit(message)
         # Our own message counts like any other (the paper's broadcast includes ourselves).
         self._book.add(message)
         self._own_messages.append(message)
         self._outbox.append(message.encode())
+
+    def _keep_precommit(self, message: ConsensusMessage) -> None:
+        """Keep our precommit for a value with the value (the round's proposal holds it: a
+        precommit follows a proposal and 2f+1 prevotes for its id, line 36)."""
+        for proposal in self._book.proposals():
+            if proposal.value_id == message.value_id and proposal.value is not None:
+                self._precommits_kept.append((message, proposal.value))
+                del self._precommits_kept[: -limits.SETTLEMENT_PRECOMMITS_KEPT_MAX]
+                return
+
+    def old_precommits(self, above: int) -> list[tuple[ConsensusMessage, bytes]]:
+        """Our non-nil precommits (signed, with their values) of the epoch the last
+        `enter_epoch` ended, at heights above `above`, oldest first."""
+        return [(m, value) for m, value in self._old_precommits if m.height > above]
 
     def _broadcast_proposal(self, value: bytes, valid_round: int) -> None:
         assert self._keypair is not None and self._height is not None

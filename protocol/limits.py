@@ -559,3 +559,20 @@ assert 0 < ADDRESS_DIALS_TRIED_PERCENT <= 100
 assert 1 <= ADDRESS_ANCHORS_MAX <= MESH_OUTBOUND_TARGET
 assert SERVE_RATE_BYTES_CONFIG_MIN <= SERVE_BYTES_PER_S_PEER <= SERVE_RATE_BYTES_CONFIG_MAX
 assert SERVE_BURST_BYTES_TOTAL <= SERVE_RATE_BYTES_CONFIG_MAX
+# --- rollback: ops of reverted cuts not held yet (issue 12 gap a; branch settle) -------------
+
+#: Ids a node remembers as ops of reverted old-epoch cuts (a late bundle above H, a
+#: settlement) that it did not hold when it walked the cut: such an op arriving later (gossip,
+#: sync, a client) is reverted then, with the ops of the cut it leads to, instead of becoming
+#: live in the new epoch. A cut names at most CUT_HEADS_MAX heads and the walk adds only the
+#: parents of ops held; the oldest ids are forgotten first (their ops are below every peer's
+#: final line by then, or never come).
+REVERT_UNRESOLVED_MAX = 100_000
+#: Old-epoch values one settlement cut lists (each a member's signed precommit above H with
+#: the cut it precommitted; docs/PROTOCOL.md "Settlement"): a rollback ends an epoch at most a
+#: few heights after H, and each member precommits at most one value per round; the whole cut
+#: must also fit a consensus value. The same bound holds the values a node collects.
+SETTLEMENT_VALUES_MAX = 64
+#: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
+#: last, so that after a rollback it can show and require those above H (consensus.py).
+SETTLEMENT_PRECOMMITS_KEPT_MAX = 16

@@ -85,6 +85,7 @@ class MessageType(IntEnum):
     CHUNK = 15
     CHUNK_MISSING = 16
     ROLLBACK = 17
+    SETTLEMENT = 18
 
 
 class MessageError(RemoteProtocolError):
@@ -207,6 +208,15 @@ class RollbackMessage:
     certificates: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SettlementMessage:
+    """Old-epoch precommits (each with the value it precommitted) a council member shows
+    after a rollback, relayed once by every node: the new epoch's settlement proposers list
+    them (docs/PROTOCOL.md "Settlement")."""
+
+    items: tuple[tuple[bytes, bytes], ...]
+
+
 Message = (
     OpsMessage
     | FetchMessage
@@ -225,6 +235,7 @@ Message = (
     | ChunkMessage
     | ChunkMissingMessage
     | RollbackMessage
+    | SettlementMessage
 )
 
 
@@ -276,6 +287,9 @@ def encode_message(message: Message) -> bytes:
         return encoding.encode(value)
     if isinstance(message, ChunkMissingMessage):
         return encoding.encode([MessageType.CHUNK_MISSING, message.manifest_id, message.index])
+    if isinstance(message, SettlementMessage):
+        items = [[precommit, value] for precommit, value in message.items]
+        return encoding.encode([MessageType.SETTLEMENT, items])
     if isinstance(message, RollbackMessage):
         value = [MessageType.ROLLBACK, list(message.votes), list(message.certificates)]
         return encoding.encode(value)
@@ -331,6 +345,7 @@ def decode_message(data: bytes) -> Message:
         MessageType.CHUNK: 3,
         MessageType.CHUNK_MISSING: 2,
         MessageType.ROLLBACK: 2,
+        MessageType.SETTLEMENT: 1,
     }[message_type]
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
@@ -386,6 +401,8 @@ def _decode_items(message_type: MessageType, items: list[object]) -> Message:
         return _decode_state_sync(message_type, items)
     if message_type is MessageType.ROLLBACK:
         return _decode_rollback(items)
+    if message_type is MessageType.SETTLEMENT:
+        return _decode_settlement(items[0])
     return SyncDoneMessage(_int(items[0], 0, SESSION_ID_MAX, "session id"))
 
 
@@ -435,3 +452,14 @@ def _decode_rollback(items: list[object]) -> Message:
     if not votes and not certificates:
         raise MessageError("a ROLLBACK message carries at least one vote or certificate")
     return RollbackMessage(votes, certificates)
+
+
+def _decode_settlement(value: object) -> Message:
+    if type(value) is not list or not 1 <= len(value) <= ROLLBACK_ITEMS_PER_MESSAGE_MAX:
+        raise MessageError(f"settled values must be a list of 1..{ROLLBACK_ITEMS_PER_MESSAGE_MAX}")
+    items = []
+    for item in value:
+        if type(item) is not list or len(item) != 2 or not all(type(x) is bytes for x in item):
+            raise MessageError("a settled value is [precommit (bytes), value (bytes)]")
+        items.append((item[0], item[1]))
+    return SettlementMessage(tuple(items))

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crypto, encoding, limits
-from .consensus import CONSENSUS_HEIGHT_MAX, CheckpointBundle, check_quorum_signers, quorum_size
+from .codes import RejectCode
+from .consensus import (
+    CONSENSUS_HEIGHT_MAX,
+    CheckpointBundle,
+    MessageKind,
+    check_quorum_signers,
+    decode_message,
+    quorum_size,
+    verify_message_signature,
+)
 from .errors import BadSignatureError, LocalProtocolError, RemoteProtocolError
 
 #: Every rollback signature covers this tag, then the 32-byte network id, then the canonical
@@ -463,3 +472,32 @@ class EpochHistory:
             raise RollbackCheckpointMismatchError(
                 f"final checkpoint at {height} differs from the rollback certificate's"
             )
+
+
+# --- settlement evidence (docs/PROTOCOL.md "Settlement"; branch settle) ------------------------
+
+
+class SettlementEvidenceError(RollbackError):
+    """A settled value whose precommit does not prove a member precommitted it above H in the
+    ended epoch."""
+
+    code = RejectCode.SETTLEMENT_BAD_EVIDENCE
+
+
+def verify_settled(
+    precommit: bytes, value: bytes, network_id: bytes, council: list[bytes], epoch: int, height: int
+) -> bytes:
+    """Check one settled `(precommit, value)`: a council member's signed precommit of epoch
+    `epoch` (the ended one) at a height above `height` (its H) for sha256(`value`). Returns
+    the value id; raises SettlementEvidenceError (or the message's own decoding errors)."""
+    message = decode_message(precommit)
+    if message.kind is not MessageKind.PRECOMMIT or message.value_id is None:
+        raise SettlementEvidenceError("a settled value's evidence is a non-nil precommit")
+    if message.epoch != epoch or message.height <= height:
+        raise SettlementEvidenceError(f"a precommit not of epoch {epoch} above height {height}")
+    if message.validator not in council:
+        raise SettlementEvidenceError("a precommit of a non-member")
+    if crypto.sha256(value) != message.value_id:
+        raise SettlementEvidenceError("a settled value is not the value precommitted")
+    verify_message_signature(message, network_id)
+    return message.value_id

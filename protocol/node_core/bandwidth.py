@@ -59,6 +59,7 @@ _CLASS_OF_TYPE = {
     MessageType.CHUNK: STATE_SYNC,
     MessageType.CHUNK_MISSING: STATE_SYNC,
     MessageType.ROLLBACK: CONTROL,
+    MessageType.SETTLEMENT: CONTROL,
 }
 assert set(_CLASS_OF_TYPE) == set(MessageType), "every message type has a class"
 #: Message type byte (a positive fixint) -> class; anything else is `control`.

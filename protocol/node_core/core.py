@@ -42,6 +42,7 @@ from ..messages import (
     OpsMessage,
     ReconcileMessage,
     RollbackMessage,
+    SettlementMessage,
     SnapshotOfferMessage,
     SyncDoneMessage,
     SyncHelloMessage,
@@ -555,6 +556,7 @@ class NodeCore:
             ChunkMessage: state_sync.on_chunk,
             ChunkMissingMessage: state_sync.on_chunk,
             RollbackMessage: self.rollbacks.on_message,
+            SettlementMessage: self.rollbacks.settlement.on_message,
         }
 
     # --- snapshots built by the shell --------------------------------------------------------

@@ -115,6 +115,8 @@ class Finality:
             return None  # behind a rollback's H: caught up by bundles, not decided again
         if self.core.rejoin.catching_up():
             return None  # re-fetching a forgotten state (rejoin.py)
+        if self.core.mode is not Mode.QUIESCED and self.core.rollbacks.settlement.due():
+            return self.core._now  # the epoch's settlement: decided first, with or without ops
         if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
         if council.final_quiesced(self.core):
@@ -215,6 +217,12 @@ class Finality:
     def propose(self, height: int, round_: int, now: float) -> None:
         if height != self.core.final_height + 1 or not self.core.rejoin.check_final_root(now):
             return  # (a final state that is not the signed one: never signed into a cut)
+        if self.core.rollbacks.settlement.is_height(height):
+            value = self.core.rollbacks.settlement.value(height, now)
+            if value is not None:
+                self.core.consensus.provide_value(height, round_, value, now)
+                self.drain_consensus(now)
+            return
         ledger = self.core.ledger
         if council.final_quiesced(self.core):
             heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
@@ -251,6 +259,11 @@ class Finality:
             return
         if not self.core.rejoin.check_final_root(now):
             return  # halted: the propose timeout moves consensus on without our vote
+        settlement = self.core.rollbacks.settlement
+        if settlement.is_height(height) or cut.settled is not None:
+            valid = settlement.is_height(height) and settlement.valid(cut, now)
+            self.core.consensus.report_validity(value_id, valid, now)
+            return
         _, missing = self.core.ledger.cut_closure([head for _, _, head in cut.heads])
         if missing:
             # Answer once the ops arrive (fetched now); the propose timeout still applies.
@@ -375,6 +388,8 @@ class Finality:
         while len(self.bundles) > self.core.config.bundles_kept:
             self.bundles.popitem(last=False)
         self.final_ids_by_height[height] = tuple(self.core.ledger.canonical_order(final_ids))
+        if cut.settled is not None:
+            self.core.rollbacks.settlement.apply(cut, now)
         if self.core.rollbacks.awaiting_resume:
             self.core.rollbacks.note_final(height, self.final_ids_by_height[height])
         while len(self.final_ids_by_height) > self.core.config.bundles_kept:

@@ -75,9 +75,10 @@ class Gossip:
         return [queue[next(iter(queue))].due for queue in queues if queue]
 
     def admit_op(self, envelope: bytes, now: float, *, source: Peer | None) -> Outcome:
-        if self.core.rollbacks.reverted and type(envelope) is bytes:
+        rollbacks = self.core.rollbacks
+        if (rollbacks.reverted or rollbacks.unresolved) and type(envelope) is bytes:
             op_id = op_id_of(envelope)
-            if self.core.rollbacks.is_reverted(op_id):
+            if rollbacks.is_reverted(op_id) and rollbacks.refuses(op_id, envelope, now):
                 self.core.stats.ops_refused_reverted += 1
                 # Reverted by a rollback certificate: refused from anyone, never re-applied (a
                 # lagging peer may still relay it in good faith: no penalty).

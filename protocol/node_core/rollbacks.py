@@ -15,10 +15,16 @@ shell stores it; `NodeCore.restore(certificates=...)` feeds them back in order) 
   it finalized one of those heights reverts the ops of that bundle too
   (`on_reverted_bundle`), so every node reverts the same set; the bundles above H it held
   without having finalized them yet (waiting for ops or for their heights) go the same way,
-  at once (`_revert_held`), instead of being dropped;
+  at once (`_revert_held`), instead of being dropped. Both go through `revert_cut`, which
+  also remembers the ids of the cut it does not hold (`unresolved`): such an op arriving later
+  is reverted then, with the ops it leads to (`refuses`, from `Gossip.admit_op`);
 - below H (it was behind): enters the epoch and keeps catching up with bundles of the old epoch
   up to H (still admissible); when its final height reaches H it checks its checkpoint id
   against the certificate's (`check_final`).
+
+Either way the new epoch's first height (H+1) decides its settlement (settlement.py): the
+old-epoch values the members precommitted above H, whose ops every node reverts
+(`revert_cut`) before any new op is final.
 
 Either way the node entering the new epoch is quiesced, with reason `rollback`, until a
 quorum of council members' latest `council.resume`/`council.quiesce` final in the new epoch is
@@ -55,7 +61,7 @@ from ..crypto import sha256
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..framing import Priority
 from ..ledger import CutInvalidError, Ledger
-from ..limits import CONSENSUS_SEEN_MAX, REVERTED_OPS_MAX
+from ..limits import CONSENSUS_SEEN_MAX, REVERT_UNRESOLVED_MAX, REVERTED_OPS_MAX
 from ..messages import (
     BUNDLES_PER_MESSAGE_MAX,
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
@@ -63,7 +69,7 @@ from ..messages import (
     RollbackMessage,
     encode_message,
 )
-from ..ops import Kind, Op
+from ..ops import Kind, Op, decode_op
 from ..reconcile import IdSet
 from ..rollback import (
     EpochHistory,
@@ -88,6 +94,7 @@ from .events import (
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 from .rejoin import REASON_ROLLBACK as REASON_ROLLBACK  # re-exported: the reason a rollback sets
 from .rejoin import forget_final_state
+from .settlement import Settlement
 from .state_sync import signed_snapshot_state
 
 if TYPE_CHECKING:
@@ -99,6 +106,8 @@ PEERS_SERVED_MAX = 1024
 REASON_RESYNC = "rollback_resync"
 #: The mode votes `note_final` tallies.
 _MODE_KINDS = (Kind.COUNCIL_QUIESCE, Kind.COUNCIL_RESUME)
+#: A link of a reverted cut's walk: (op id, author, seq), author b"" when unknown (a dep).
+_Link = tuple[bytes, bytes, int]
 
 
 class Rollbacks:
@@ -112,6 +121,11 @@ class Rollbacks:
         self.seen: OrderedDict[bytes, None] = OrderedDict()
         #: op id -> the epoch whose certificate reverted it (oldest first, bounded).
         self.reverted: OrderedDict[bytes, int] = OrderedDict()
+        #: op id -> the epoch whose certificate reverts it: ids of reverted cuts' ops this
+        #: node did not hold when it walked the cut (`revert_cut`; oldest first, bounded).
+        self.unresolved: OrderedDict[bytes, int] = OrderedDict()
+        #: The new epoch's first height (settlement.py).
+        self.settlement = Settlement(core)
         #: peer id -> how many of our certificates it was sent (see `serve`).
         self.served: OrderedDict[bytes, int] = OrderedDict()
         #: Quiesced since entering the current epoch by a certificate, until a quorum of the
@@ -182,6 +196,7 @@ class Rollbacks:
         sent = self.served.get(peer.peer_id, 0)
         if sent >= len(certificates):
             return
+        self.settlement.serve(peer)
         self.served[peer.peer_id] = len(certificates)
         self.served.move_to_end(peer.peer_id)
         while len(self.served) > PEERS_SERVED_MAX:
@@ -218,6 +233,7 @@ class Rollbacks:
         finality.validation_waiting.clear()
         finality.signing_state_pending = None
         core.consensus.enter_epoch(certificate.new_epoch)
+        self.settlement.entered()
         if behind:
             core._emit(EpochEntered(certificate.new_epoch, height, reverted=0))
             self._revert_held(held, now)
@@ -315,50 +331,119 @@ class Rollbacks:
         """A council-signed bundle of an ended epoch above the height its certificate ended it
         at (`receive_bundle` verified its signatures): some node finalized that height before
         the certificate reached it, while we accepted the certificate first. Its ops are
-        reverted like the ones we finalized above H ourselves, so that every node reverts the
-        same set (the ops of every old-epoch bundle above H), not just its own final ones; we
-        relay it once so that it reaches every node.
-
-        The ops are the cut's closure in our ledger (the ops it holds and has not finalized:
-        its reverted ops and the final ones bound the walk). A member that voted for the cut
-        holds all of them. If one of them is final in the new epoch already (possible only if
-        a quorum finalized that op in both epochs), the rebuild fails and nothing changes."""
+        reverted like the ones we finalized above H ourselves (`revert_cut`), so that every
+        node reverts the same set (the ops of every old-epoch bundle above H), not just its own
+        final ones; we relay it once, after the ops of it we hold, so that it reaches every
+        node."""
         if not self._first_time(data):
             return
         try:
             cut = Cut.decode(bundle.value)
         except RemoteProtocolError:
             return  # a quorum signed an undecodable value: impossible with honest quorums
-        reverted = self._ops_of_cut(cut)
-        self._gossip_bundles([data], reverted, source)
-        if not reverted:
-            return
-        if not self._rebuild(self.core.final_height, set(reverted), now):
-            self.core.stats.reverted_bundles_refused += 1
-            return
-        _, end = self.history.heights_of(bundle.epoch)
-        assert end is not None  # an ended epoch (BundleRevertedError)
-        self._mark_reverted(reverted, end, bundle.epoch + 1, entered=False)
+        heads = [(op_id, author, seq) for author, seq, op_id in cut.heads]
+        held, _ = self._ops_of_cut(heads)
+        self._gossip_bundles([data], held, source)
+        self.revert_cut(heads, bundle.epoch, now)
 
-    def _ops_of_cut(self, cut: Cut) -> list[bytes]:
-        """The ops of a reverted cut we hold and have neither finalized nor reverted: from its
-        heads through parents, admitted or pending (a pending op may wait on a reverted parent
-        while another of its parents is admitted), known ones parents first, then pending."""
+    def revert_cut(
+        self, heads: Sequence[_Link], ended: int, now: float, *, arrived: Op | None = None
+    ) -> bool:
+        """Revert the ops of a cut of the ended epoch `ended` above its H: THE one way a node
+        reverts ops it did not finalize itself (a late old-epoch bundle, one it held when the
+        certificate came, an op of such a cut arriving later). `heads` are the cut's heads
+        (or `arrived`, an op of such a cut that was not admitted: it is reverted with the ops
+        it leads to). The walk goes from the heads through parents, over the ops we hold and
+        have neither finalized nor reverted (admitted or pending); its ids we do not hold yet
+        are remembered as `unresolved` (an op of such a cut may arrive after its bundle: it is
+        then reverted on arrival, `refuses`). Both are emitted in `OpsReverted` (durable: a
+        restart refuses and walks the unresolved ones like any reverted id). False (nothing changed,
+        `reverted_bundles_refused` counts it) when one of the held ops cannot be taken out:
+        it is final in the new epoch already (only two quorums deciding it in both epochs can
+        cause it: PROTOCOL.md "One reverted set")."""
+        held, missing = self._ops_of_cut(heads, arrived)
+        skip = {op_id for op_id in held if arrived is None or op_id != arrived.op_id}
+        if skip and not self._rebuild(self.core.final_height, skip, now):
+            self.core.stats.reverted_bundles_refused += 1
+            return False
+        new = [op_id for op_id in missing if op_id not in self.unresolved]
+        for op_id in missing:
+            self.unresolved.pop(op_id, None)  # reached again: the newest, forgotten last
+            self.unresolved[op_id] = ended + 1
+        while len(self.unresolved) > REVERT_UNRESOLVED_MAX:
+            self.unresolved.popitem(last=False)
+        if arrived is not None:
+            self.unresolved.pop(arrived.op_id, None)
+        if held or new:
+            _, end = self.history.heights_of(ended)
+            assert end is not None  # an ended epoch
+            self._mark_reverted(held, end, ended + 1, entered=False, unresolved=new)
+        return True
+
+    def refuses(self, op_id: bytes, envelope: bytes, now: float) -> bool:
+        """Whether an op arriving (gossip, sync, a client) is refused as reverted: a reverted
+        id, or an unresolved one of a reverted cut, which is reverted now with the ops of that
+        cut it leads to (`revert_cut` from its parents). A reverted id is walked the same way
+        (after a restart the unresolved ids are reverted ids: the walk stops at once at
+        reverted or final parents otherwise). An op at or below its author's final line is
+        final or a lost fork, not the cut's: left to the ledger."""
+        epoch = self.reverted.get(op_id) or self.unresolved.get(op_id)
+        if epoch is None:
+            return False
+        try:
+            op = decode_op(envelope)
+        except RemoteProtocolError:
+            return op_id in self.reverted  # left to the pipeline, which rejects it
+        if self._covered(op.author, op.seq):
+            self.unresolved.pop(op_id, None)
+            return op_id in self.reverted
+        if op_id in self.unresolved:
+            return self.revert_cut([(op_id, op.author, op.seq)], epoch - 1, now, arrived=op)
+        parents = [(op.prev, op.author, op.seq - 1)] if op.prev else []
+        self.revert_cut(parents + [(dep, b"", 0) for dep in op.deps], epoch - 1, now)
+        return True
+
+    def _covered(self, author: bytes, seq: int) -> bool:
+        """Whether `author`'s op at `seq` is at or below its final line (final, or a fork)."""
+        account = self.core.ledger.final_state.accounts.get(author)
+        return account is not None and account.seq >= seq
+
+    def _ops_of_cut(
+        self, heads: Sequence[_Link], arrived: Op | None = None
+    ) -> tuple[list[bytes], list[bytes]]:
+        """(held, missing): the ops of a reverted cut we hold and have neither finalized nor
+        reverted, from its heads through parents, admitted or pending (a pending op may wait
+        on a reverted parent while another of its parents is admitted), known ones parents
+        first, then pending ones, then `arrived`; and the ids reached that we do not hold
+        (neither reverted nor below their author's final line when that is known), in the
+        walk's order."""
         ledger = self.core.ledger
         found: set[bytes] = set()
-        stack = [head for _, _, head in cut.heads]
+        missing: list[bytes] = []
+        seen: set[bytes] = set()
+        stack = list(reversed(heads))
         while stack:
-            op_id = stack.pop()
-            if op_id in found or op_id in self.reverted or ledger.is_final(op_id):
+            op_id, author, seq = stack.pop()
+            if op_id in seen or op_id in self.reverted or ledger.is_final(op_id):
                 continue
+            seen.add(op_id)
             op = ledger.op(op_id) or ledger.pending.get(op_id)
+            if op is None and arrived is not None and op_id == arrived.op_id:
+                op = arrived
             if op is None:
+                if not (author and self._covered(author, seq)):
+                    missing.append(op_id)
                 continue
             found.add(op_id)
-            stack.extend(op.parents)
+            links = [(dep, b"", 0) for dep in reversed(op.deps)]
+            if op.prev:
+                links.append((op.prev, op.author, op.seq - 1))
+            stack.extend(links)
+        last = [arrived.op_id] if arrived is not None and arrived.op_id in found else []
+        found.difference_update(last)
         known = ledger.canonical_order(found)
         admitted = set(known)
-        return known + sorted(op_id for op_id in found if op_id not in admitted)
+        return known + sorted(op_id for op_id in found if op_id not in admitted) + last, missing
 
     # --- the revert ------------------------------------------------------------------------
 
@@ -437,13 +522,21 @@ class Rollbacks:
         core.rejoin.begin(height, previous, now)
 
     def _mark_reverted(
-        self, reverted: list[bytes], height: int, epoch: int, *, entered: bool = True
+        self,
+        reverted: list[bytes],
+        height: int,
+        epoch: int,
+        *,
+        entered: bool = True,
+        unresolved: Sequence[bytes] = (),
     ) -> None:
+        """Remember `reverted` and emit them with the `unresolved` ids (durable with them: a
+        restart remembers those as reverted ids, refused and walked on arrival the same)."""
         for op_id in reverted:
             self.reverted.pop(op_id, None)  # reverted again: the newest, forgotten last
             self.reverted[op_id] = epoch
         self._trim_reverted()
-        self.core._emit(OpsReverted(tuple(reverted), height, epoch))
+        self.core._emit(OpsReverted((*reverted, *unresolved), height, epoch))
         if entered:
             self.core._emit(EpochEntered(epoch, height, reverted=len(reverted)))
 
@@ -505,7 +598,8 @@ class Rollbacks:
         return self.history.heights_of(self.history.current_epoch)[0]
 
     def is_reverted(self, op_id: bytes) -> bool:
-        return op_id in self.reverted
+        """Reverted, or an op of a reverted cut not held yet (reverted when it arrives)."""
+        return op_id in self.reverted or op_id in self.unresolved
 
     # --- gossip ----------------------------------------------------------------------------
 

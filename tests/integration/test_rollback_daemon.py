@@ -78,8 +78,10 @@ async def test_a_certificate_reverts_ops_and_a_restart_keeps_the_epoch(make_node
     assert reverted_events == {op.op_id.hex() for op in doomed}
     await ws.close()
     await assert_reverted(node, doomed, height)
+    # H+1 of the new epoch is its settlement (docs/PROTOCOL.md): no op, the state at H.
+    await wait_for(node.daemon, lambda: node.daemon.core.final_height == height + 1)
     _, status = await node.get("/v1/status")
-    assert status["epoch"] == 1 and status["final_height"] == height
+    assert status["epoch"] == 1 and status["final_height"] == height + 1
     # Quiesced by the certificate until the council (here its one member) resumes.
     assert (status["mode"], status["mode_reason"]) == ("quiesced", "rollback")
     author = Author(node.daemon.keypair, node.network_id, seq=head[0], head=head[1])

@@ -4,13 +4,15 @@ never come back (from gossip, from bundles, or at restart)."""
 
 from __future__ import annotations
 
+import heapq
 import random
 
 import pytest
 
 from swarmd.protocol import consensus
+from swarmd.protocol.checkpoint import Cut
 from swarmd.protocol.framing import FrameDecoder, FrameEncoder
-from swarmd.protocol.limits import REVERTED_OPS_MAX
+from swarmd.protocol.limits import REVERT_UNRESOLVED_MAX, REVERTED_OPS_MAX
 from swarmd.protocol.messages import (
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
     BundlesMessage,
@@ -107,8 +109,13 @@ def test_a_quorum_of_votes_reverts_every_node_and_starts_the_next_epoch() -> Non
     _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     for i, node in enumerate(swarm.nodes):
         assert node.epoch == 1
-        assert node.final_height == height
+        # H+1 is the new epoch's settlement: no ops, the state at H (no member precommitted
+        # above H without the value being final, so it settles no value).
+        assert node.final_height == height + 1
         assert node.state_root() == root
+        settlement = Cut.decode(consensus.CheckpointBundle.decode(node.bundle(height + 1)).value)
+        assert (settlement.heads, settlement.state_root) == ((), root)
+        assert settlement.settled is not None
         assert node.mode.value == "normal"  # its root confirmed, but quiesced: below
         for op_id in above:
             assert node.op_status(op_id) == ("reverted", "op_reverted")
@@ -170,14 +177,14 @@ def test_a_bundle_of_a_reverted_height_is_refused_without_penalty() -> None:
     reverted = [b for b in old if consensus.CheckpointBundle.decode(b).height == height + 1]
     _roll_back(swarm, height, voters=[0, 1, 2], resume=False)
     node = swarm.nodes[3]
-    assert node.final_height == height
+    assert node.final_height == height + 1  # its settlement
     # The members that reverted sent their reverted bundles along (refused the same way).
     refused = node.stats.bundles_refused_epoch
     sender = FrameEncoder()
     sender.queue_message(encode_message(BundlesMessage(tuple(reverted))))
     for frame in sender.frames_to_send():
         node.receive_frame(swarm.nodes[0].node_id, frame, swarm.now)
-    assert node.final_height == height
+    assert node.final_height == height + 1  # its settlement
     assert node.stats.bundles_refused_epoch == refused + 1
     swarm.flush(3)
     assert not any(isinstance(e, PeerMisbehaved) for e in swarm.events[3])
@@ -470,3 +477,191 @@ def test_a_snapshot_above_h_stands_in_for_the_tally_it_skipped() -> None:
     assert rollbacks.awaiting_resume
     rollbacks.snapshot_installed(height + 1)
     assert not rollbacks.awaiting_resume  # the snapshot's state is not quiesced
+
+
+def _send(swarm: Swarm, node: int, message: BundlesMessage | OpsMessage | RollbackMessage) -> None:
+    """`message` from node 0 (node 1 to node 0) to `node`, handled at once."""
+    sender = FrameEncoder()
+    sender.queue_message(encode_message(message))
+    source = swarm.nodes[1 if node == 0 else 0].node_id
+    for frame in sender.frames_to_send():
+        swarm.nodes[node].receive_frame(source, frame, swarm.now)
+
+
+def _late_old_height(swarm: Swarm) -> tuple[int, list[Op], list[bytes]]:
+    """Node 3 cut off while nodes 0-2 finalize heights above H (node 3's final height) with
+    grants node 3 never saw (each member grants twice: its second grant chains on the
+    first); then a quorum rolls back to H. Returns H, the grants and node 0's bundles above H."""
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
+    grants = _late_grants(swarm, [f"late-{i}" for i in range(8)], nodes=[1])
+    swarm.run(until=swarm.now + 3.0)
+    height = swarm.nodes[3].final_height
+    assert all(swarm.nodes[0].ledger.is_final(op.op_id) for op in grants)
+    bundles = [e.bundle for e in swarm.events[0] if isinstance(e, PersistCheckpoint)]
+    above = [b for b in bundles if consensus.CheckpointBundle.decode(b).height > height]
+    _roll_back(swarm, height, voters=[0, 1, 2])
+    certificate = next(e.certificate for e in swarm.events[0] if isinstance(e, PersistRollback))
+    swarm.nodes[3].receive_rollback_certificate(certificate, swarm.now)
+    swarm.flush(3)
+    assert swarm.nodes[3].epoch == 1 and swarm.nodes[3].final_height == height
+    return height, grants, above
+
+
+def test_ops_of_a_late_old_bundle_that_arrive_after_it_are_reverted() -> None:
+    """Issue 12 gap (a): a node learns an old-epoch bundle above H before any of its ops. The
+    cut's heads are remembered as unresolved; when the ops come (parents first, the way gossip
+    and sync send them), a head arriving reverts itself and, through its prev, the ops of its
+    chain that were admitted before it: none is ever final in the new epoch, and a restart
+    keeps refusing them."""
+    swarm = Swarm(4, seed=8)
+    _, grants, above = _late_old_height(swarm)
+    isolated = swarm.nodes[3]
+    _send(swarm, 3, BundlesMessage(tuple(above)))
+    heads = {
+        op_id
+        for b in above
+        for _, _, op_id in Cut.decode(consensus.CheckpointBundle.decode(b).value).heads
+    }
+    unresolved = [op.op_id for op in grants if op.op_id in isolated.rollbacks.unresolved]
+    assert unresolved and set(unresolved) <= heads
+    assert all(isolated.op_status(op_id)[0] == "reverted" for op_id in unresolved)
+    # Healed, it confirms its root and leaves read-only; then a lagging peer relays the ops.
+    swarm.cut = set()
+    swarm.run(until=swarm.now + 1.5)
+    assert isolated.mode.value == "normal" and not isolated.rollbacks.awaiting_resume
+    _send(swarm, 3, OpsMessage(tuple(op.envelope for op in grants)))
+    # Members 0-2 signed `council.resume` at their first grant's seq: those grants are forks
+    # that lost to final ops; every other grant is reverted, member 3's first one (admitted
+    # before its head came) too.
+    accounts = isolated.ledger.final_state.accounts
+    lost = [op for op in grants if op.author in accounts and op.seq <= accounts[op.author].seq]
+    assert len(lost) == 3 and all(isolated.op_status(op.op_id)[0] != "applied" for op in lost)
+    rest = [op for op in grants if op not in lost]
+    assert any(op.op_id not in heads for op in rest)
+    assert all(isolated.op_status(op.op_id) == ("reverted", "op_reverted") for op in rest)
+    assert isolated.stats.ops_refused_reverted == len(heads & {op.op_id for op in rest})
+    assert not isolated.rollbacks.unresolved
+    assert isolated.stats.reverted_bundles_refused == 0
+    after = _fund(swarm, "after", 2, node=3)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    for node in swarm.nodes:
+        assert not any(node.ledger.is_final(op.op_id) for op in grants)
+    events = swarm.events[3]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[3],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    assert restored.state_root() == isolated.state_root()
+    for op in rest:
+        assert restored.submit_op(op.envelope, swarm.now).code == "op_reverted"
+
+
+def test_unresolved_ids_of_reverted_cuts_are_bounded() -> None:
+    """REVERT_UNRESOLVED_MAX reached: the oldest unresolved ids are forgotten first, so an op
+    of theirs arriving later is admitted (it is below every peer's final line by then)."""
+    swarm = Swarm(4, seed=8)
+    _, grants, above = _late_old_height(swarm)
+    isolated = swarm.nodes[3]
+    fillers = [index.to_bytes(32, "big") for index in range(REVERT_UNRESOLVED_MAX)]
+    for op_id in fillers:
+        isolated.rollbacks.unresolved[op_id] = 1
+    _send(swarm, 3, BundlesMessage(tuple(above)))
+    assert len(isolated.rollbacks.unresolved) == REVERT_UNRESOLVED_MAX
+    heads = [op.op_id for op in grants if op.op_id in isolated.rollbacks.unresolved]
+    assert heads and not isolated.rollbacks.is_reverted(fillers[0])
+    assert set(list(isolated.rollbacks.unresolved)[-len(heads) :]) == set(heads)
+
+
+def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
+    """Issue 12 gap (b), the race: node 0 finalizes H+1 of the old epoch (members 1-3
+    precommitted its value, but none of them saw the precommits of the others), then members
+    1-3 roll back to H while node 0's bundle of H+1 is still cut off from them. Members 1-3
+    are a quorum of the new epoch holding the value's ops: without the settlement they would
+    finalize those ops at H+1 of epoch 1 while node 0 reverted them, and node 0 would be left
+    behind. The settlement (H+1 of epoch 1) lists the value each of them precommitted, so
+    every node reverts its ops before anything else is final, and all agree."""
+    swarm = Swarm(4, seed=11)
+    _fund(swarm, "before", 3)
+    swarm.run(until=4.0)
+    height = swarm.nodes[0].final_height
+    assert all(node.final_height == height for node in swarm.nodes)
+    late = _late_grants(swarm, ["race-0"], nodes=[1])  # by member 0, not among the resumers
+    others = range(1, 4)
+    # Step until members 1-3 all precommitted at H+1, then drop their precommits (and node
+    # 0's) to each other: only node 0 sees a quorum of precommits.
+    for _ in range(20_000):
+        nodes = [swarm.nodes[i] for i in others]
+        if all(n.consensus.height == height + 1 and n.consensus.step == "precommit" for n in nodes):
+            break
+        swarm.run(until=swarm.now + 0.001)
+    swarm.cut = {(i, j) for i in range(4) for j in others if i != j}
+    swarm.queue = [frame for frame in swarm.queue if (frame[2], frame[3]) not in swarm.cut]
+    heapq.heapify(swarm.queue)
+    swarm.run(until=swarm.now + 0.05)
+    assert swarm.nodes[0].final_height == height + 1
+    assert all(swarm.nodes[i].final_height == height for i in others)
+    # Members 1-3 link again (nothing of the old epoch is in flight between them); node 0's
+    # bundle of H+1 stays late. They all accept the certificate at once.
+    swarm.cut = {(0, j) for j in others}
+    votes = tuple(
+        swarm.nodes[i].propose_rollback(height, "race", swarm.now).encode() for i in others
+    )
+    for i in range(4):
+        _send(swarm, i, RollbackMessage(votes, ()))
+        swarm.flush(i)
+    assert all(node.epoch == 1 for node in swarm.nodes)
+    # Each of members 1-3 precommitted the value above H: it refuses a settlement without it.
+    for i in others:
+        settlement = swarm.nodes[i].rollbacks.settlement
+        listed = Cut.decode(settlement.value(height + 1, swarm.now) or b"")
+        assert listed.settled and settlement.valid(listed, swarm.now)
+        bare = Cut(listed.parent_id, listed.height, (), listed.state_root, listed.time_ms, ())
+        assert not settlement.valid(bare, swarm.now)
+    state = swarm.nodes[1].ledger.final_state
+    for member in swarm.members:
+        account = state.accounts.get(member.key)
+        member.seq, member.head = (account.seq, account.head) if account else (0, b"")
+    swarm.run(until=swarm.now + 2.0)
+    _resume(swarm, [1, 2, 3])
+    swarm.cut = set()
+    swarm.run(until=swarm.now + 3.0)
+    for node in swarm.nodes:
+        assert node.stats.reverted_bundles_refused == 0
+        assert all(node.op_status(op.op_id) == ("reverted", "op_reverted") for op in late)
+    assert len({node.final_height for node in swarm.nodes}) == 1, "node 0 was left behind"
+    settlement = Cut.decode(
+        consensus.CheckpointBundle.decode(swarm.nodes[1].bundle(height + 1) or b"").value
+    )
+    assert settlement.settled, "the settlement lists no value: the race was not reproduced"
+    after = _fund(swarm, "after", 2, node=2)
+    swarm.run(until=swarm.now + 5.0)
+    assert len({node.state_root() for node in swarm.nodes}) == 1
+    roots = [_roots(swarm, i) for i in range(4)]
+    for key in roots[1]:
+        assert len({r[key] for r in roots if key in r}) == 1  # agreement per (epoch, height)
+    assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
+    # A restart replays the settlement (and the bundles after it) to the same state.
+    events = swarm.events[1]
+    restored = NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[1],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+    )
+    live = swarm.nodes[1]
+    assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
+    assert all(restored.op_status(op.op_id)[0] == "reverted" for op in late)

@@ -1,0 +1,179 @@
+"""The settlement of an epoch entered by a rollback certificate (docs/PROTOCOL.md "Settlement").
+
+The first height of every epoch after a rollback (H+1) decides a *settlement* cut and nothing
+else: no ops (no heads; the parent's state root), plus the old-epoch values it settles, each a
+council member's signed precommit of the ended epoch at a height above H with the value (cut)
+it precommitted. Once it is final, every node reverts the ops of every settled cut
+(`Rollbacks.revert_cut`, also the ones that arrive later), so the new epoch agrees on the
+reverted set before it finalizes anything.
+
+- A member entering the epoch shows its own kept precommits above H (`Tendermint.old_precommits`,
+  kept through `enter_epoch`) in a SETTLEMENT message to every peer; every node verifies and
+  relays each new one once and remembers it (`known`, at most SETTLEMENT_VALUES_MAX values).
+- The proposer of the settlement height lists every value it knows (`value`).
+- A validator prevotes a settlement only if each listed value verifies and the list holds
+  every value IT precommitted above H (`valid`). A value a quorum precommitted in the old
+  epoch (a bundle of it may exist somewhere) therefore appears in every decided settlement:
+  the settlement's 2f+1 prevoters and the value's 2f+1 precommitters share a correct member.
+- At the settlement height any other cut is invalid, and a settlement cut at any other height.
+
+Limits of this version: a member's kept precommits live in memory (a member that restarts
+between its precommit and the settlement no longer requires its values), and a settlement must
+fit one consensus value (the S2 play's quiesced old-epoch cuts are council-only and small);
+a faulty member may show made-up values (docs/PROTOCOL.md "Settlement", the open points).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import consensus
+from ..checkpoint import Cut, proposal_time_ms, time_valid
+from ..errors import RemoteProtocolError
+from ..framing import Priority
+from ..limits import SETTLEMENT_VALUES_MAX
+from ..messages import ROLLBACK_ITEMS_PER_MESSAGE_MAX, SettlementMessage, encode_message
+from ..rollback import verify_settled
+from .peers import Peer
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+Item = tuple[bytes, bytes]
+
+
+class Settlement:
+    """The old-epoch values known for the current epoch's settlement; its proposal, its
+    validity and its effect."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+        #: value id -> (precommit, value): shown to us for the current epoch's settlement.
+        self.known: dict[bytes, Item] = {}
+
+    # --- where the settlement is ---------------------------------------------------------
+
+    def is_height(self, height: int) -> bool:
+        """Whether `height` is the current epoch's settlement height (H+1 after a rollback)."""
+        rollbacks = self.core.rollbacks
+        return rollbacks.history.current_epoch > 0 and height == rollbacks.epoch_first_height()
+
+    def due(self) -> bool:
+        """Whether the settlement is the next height to decide (started with no op waiting)."""
+        return self.is_height(self.core.final_height + 1)
+
+    def _ended(self) -> tuple[int, int]:
+        """(the ended epoch, its H)."""
+        history = self.core.rollbacks.history
+        ended = history.current_epoch - 1
+        _, end = history.heights_of(ended)
+        assert end is not None
+        return ended, end
+
+    # --- showing and learning old precommits ---------------------------------------------
+
+    def entered(self) -> None:
+        """After `enter_epoch` by a certificate: show our own precommits above H to every
+        peer (a member's `old_precommits`; nothing for others)."""
+        self.known = {}
+        _, height = self._ended()
+        items = [(m.encode(), value) for m, value in self.core.consensus.old_precommits(height)]
+        fresh = [item for item in items if self._learn(item)]
+        self._send(fresh, None)
+
+    def serve(self, peer: Peer) -> None:
+        """On connect, while the settlement is not decided: what we know of it."""
+        if self.due() and self.known:
+            self._send_to(peer, sorted(self.known.values()))
+
+    def on_message(self, peer: Peer, message: SettlementMessage, now: float) -> None:
+        """Learn and relay (once) the old-epoch precommits shown; ones that do not verify for
+        the current epoch's settlement are dropped (a peer in another epoch sends them in good
+        faith)."""
+        del now
+        if not self.due():
+            return
+        fresh = [item for item in message.items if self._learn(item)]
+        self._send(fresh, peer.peer_id)
+
+    def _learn(self, item: Item) -> bool:
+        """Remember a verified item; False when invalid, known, or SETTLEMENT_VALUES_MAX hit."""
+        if len(self.known) >= SETTLEMENT_VALUES_MAX:
+            return False
+        value_id = self._verify(item)
+        if value_id is None or value_id in self.known:
+            return False
+        self.known[value_id] = item
+        return True
+
+    def _verify(self, item: Item) -> bytes | None:
+        ended, height = self._ended()
+        genesis = self.core.genesis
+        try:
+            return verify_settled(
+                item[0], item[1], genesis.network_id, list(genesis.council), ended, height
+            )
+        except RemoteProtocolError:
+            return None
+
+    def _send(self, items: list[Item], source: bytes | None) -> None:
+        for peer_id in self.core._peer_order:
+            if peer_id != source:
+                self._send_to(self.core._peers[peer_id], items)
+
+    def _send_to(self, peer: Peer, items: list[Item]) -> None:
+        for start in range(0, len(items), ROLLBACK_ITEMS_PER_MESSAGE_MAX):
+            batch = tuple(items[start : start + ROLLBACK_ITEMS_PER_MESSAGE_MAX])
+            encoded = encode_message(SettlementMessage(batch))
+            peer.encoder.queue_message(encoded, Priority.CONTROL)
+
+    # --- proposing, validating, applying -------------------------------------------------
+
+    def value(self, height: int, now: float) -> bytes | None:
+        """The settlement cut we propose at `height`: every value we know, sorted; None when
+        it would not fit one consensus value."""
+        finality = self.core.finality
+        time_ms = proposal_time_ms(self.core.wall_ms(now), finality.parent_time_ms())
+        root = self.core.ledger.final_state.root()
+        settled = tuple(sorted(self.known.values()))
+        cut = Cut(finality.last_checkpoint_id, height, (), root, time_ms, settled)
+        value = cut.encode()
+        return value if len(value) <= consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX else None
+
+    def valid(self, cut: Cut, now: float) -> bool:
+        """The settlement's validity rule (module docstring); the values it lists are learned
+        (a later proposer of ours lists them too)."""
+        finality = self.core.finality
+        if (
+            cut.settled is None
+            or cut.heads
+            or cut.state_root != self.core.ledger.final_state.root()
+        ):
+            return False
+        if not time_valid(cut.time_ms, finality.parent_time_ms(), self.core.wall_ms(now)):
+            return False
+        listed: set[bytes] = set()
+        for item in cut.settled:
+            value_id = self._verify(item)
+            if value_id is None or value_id in listed:
+                return False
+            listed.add(value_id)
+            if value_id not in self.known and len(self.known) < SETTLEMENT_VALUES_MAX:
+                self.known[value_id] = item
+        _, height = self._ended()
+        own = self.core.consensus.old_precommits(height)
+        return all(message.value_id in listed for message, _ in own)
+
+    def apply(self, cut: Cut, now: float) -> None:
+        """A settlement became final: revert the ops of every cut it settles (those we hold
+        now, and those that arrive later, `Rollbacks.revert_cut`)."""
+        assert cut.settled is not None
+        for precommit, value in cut.settled:
+            try:
+                epoch = consensus.decode_message(precommit).epoch
+                settled = Cut.decode(value)
+            except RemoteProtocolError:
+                continue  # (a quorum of validators checked it: not reached)
+            heads = [(op_id, author, seq) for author, seq, op_id in settled.heads]
+            self.core.rollbacks.revert_cut(heads, epoch, now)
+        self.known = {}
