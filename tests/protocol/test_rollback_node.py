@@ -492,7 +492,7 @@ def _late_old_height(swarm: Swarm) -> tuple[int, list[Op], list[bytes]]:
     """Node 3 cut off while nodes 0-2 finalize heights above H (node 3's final height) with
     grants node 3 never saw (each member grants twice: its second grant chains on the
     first); then a quorum rolls back to H. Returns H, the grants and node 0's bundles above H."""
-    _fund(swarm, "before", 3)
+    fund(swarm, "before", 3)
     swarm.run(until=4.0)
     swarm.cut = {(3, i) for i in range(3)} | {(i, 3) for i in range(3)}
     grants = _late_grants(swarm, [f"late-{i}" for i in range(8)], nodes=[1])
@@ -544,7 +544,7 @@ def test_ops_of_a_late_old_bundle_that_arrive_after_it_are_reverted() -> None:
     assert isolated.stats.ops_refused_reverted == len(heads & {op.op_id for op in rest})
     assert not isolated.rollbacks.unresolved
     assert isolated.stats.reverted_bundles_refused == 0
-    after = _fund(swarm, "after", 2, node=3)
+    after = fund(swarm, "after", 2, node=3)
     swarm.run(until=swarm.now + 5.0)
     assert len({node.state_root() for node in swarm.nodes}) == 1
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
@@ -591,7 +591,7 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
     behind. The settlement (H+1 of epoch 1) lists the value each of them precommitted, so
     every node reverts its ops before anything else is final, and all agree."""
     swarm = Swarm(4, seed=11)
-    _fund(swarm, "before", 3)
+    fund(swarm, "before", 3)
     swarm.run(until=4.0)
     height = swarm.nodes[0].final_height
     assert all(node.final_height == height for node in swarm.nodes)
@@ -643,7 +643,7 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
         consensus.CheckpointBundle.decode(swarm.nodes[1].bundle(height + 1) or b"").value
     )
     assert settlement.settled, "the settlement lists no value: the race was not reproduced"
-    after = _fund(swarm, "after", 2, node=2)
+    after = fund(swarm, "after", 2, node=2)
     swarm.run(until=swarm.now + 5.0)
     assert len({node.state_root() for node in swarm.nodes}) == 1
     roots = [_roots(swarm, i) for i in range(4)]
