@@ -35,7 +35,9 @@ async def test_old_final_bodies_leave_memory_and_are_read_from_the_store(tmp_pat
         assert ledger.bodies_held() <= 4 * 2 and ledger.bodies_held() == held
         rows = await store_log(node).store.read_log(0, 4096)
         oldest = rows[0].op_id
-        assert ledger.op(oldest) is None and ledger.is_final(oldest)
+        # Its id left memory with its body (issue 13): the store answers "final".
+        assert ledger.op(oldest) is None and not ledger.is_final(oldest)
+        assert ledger.bookkeeping_counts()["final_ids"] <= 4 * 2
         status, body = await node.get(f"/v1/ops/{oldest.hex()}")
         assert status == 200 and body["status"] == "final"
         assert body["op"]["author"] == crypto.account_id_text(daemon.keypair.public_key)
