@@ -187,8 +187,14 @@ class _LedgerBase:
     def _final_line_unheld(self, op: Op) -> bool:
         """Whether `op` is at or below its author's final seq while the final op at that seq
         is not among the held heights: it is that final op or a fork of it (which one, only
-        the shell's store can tell), so it can never apply. The final state's own description
-        (`_described_final`) still answers a restored node's first meeting with a final op."""
+        the shell's store can tell), so it can never apply.
+
+        Only once this ledger has let final ids go: until then it holds every final id it
+        made final, and such an op goes through the pipeline as it always did (a fork is
+        rejected `fork_lost_final`; on a restored ledger, an op below the snapshot too), so a
+        core whose window covers its history (the default, the simulator) answers as before.
+        The final state's own description (`_described_final`) still answers a final op it
+        names (a final head, an unreceived credit, a claim)."""
         return (
             self._final_dropped > 0
             and self._below_final_seq(op)

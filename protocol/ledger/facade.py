@@ -322,7 +322,7 @@ class Ledger(_Cuts):
     def _seen(self, op_id: bytes) -> bool:
         return (
             op_id in self._known
-            or op_id in self._final.applied  # final, its body out of memory
+            or op_id in self._final.applied  # final in the window (held like its body)
             or op_id in self.pending
             or op_id in self._rejected
         )
