@@ -112,7 +112,8 @@ class _Arbitration(_LedgerBase):
         touched = handles.handles_of(ordered, self._live.state.claims, self._known)
         conflicts_before = handles.conflicts(self._live, touched, self.quorum)
         self._live = self._replay(self._final, ordered)
-        now_applied = [*self._non_final_ids(), *newly_final]
+        now_final = [op_id for op_id in newly_final if op_id in final]
+        now_applied = [*self._non_final_view(), *now_final]
         for op_id in sorted({op_id for op_id in now_applied if op_id not in before}):
             op = self._known[op_id]
             self._emit(OpAccepted(op_id, op.kind, op.author, op.seq))

@@ -101,3 +101,55 @@ def test_a_ledger_that_holds_every_final_id_judges_old_ops_by_the_pipeline() -> 
         assert ledger.stats.below_final_line == 0
     assert feed(full, [burns[0]])[0].detail == "applied"
     assert feed(restored, [burns[0]])[0].code == "fork_lost_final"  # (as before issue 13)
+
+
+def test_dropping_final_ids_changes_no_state_outcome_or_event() -> None:
+    """The same ops and cuts (whole and partial ones, a fork that forces re-derivation at a
+    partial cut) on a ledger holding one height of final ids and on one holding them all:
+    the same outcomes, events and roots at every step."""
+    small = Ledger(GENESIS, LedgerConfig(final_bodies_heights=1))
+    whole = Ledger(GENESIS)
+    alice, bob = author(GENESIS, "drop-alice"), author(GENESIS, "drop-bob")
+    council = make_council(signup_reward=1_000)[1]
+    grants = [fund(GENESIS, council[0], alice), fund(GENESIS, council[1], bob)]
+
+    def both(ops: list) -> None:
+        for op in ops:
+            assert feed(small, [op]) == feed(whole, [op])
+        assert small.drain_events() == whole.drain_events()
+        assert small.state_root() == whole.state_root()
+
+    def cut(authors: list[Author]) -> None:
+        keys = {a.key for a in authors}
+        for ledger in (small, whole):
+            heads = [head for head in ledger.unfinalized_heads() if head[0] in keys]
+            _, closure = ledger.derive_cut(heads)
+            ledger.finalize(ledger.final_height + 1, closure)
+        assert small.drain_events() == whole.drain_events()
+        assert small.final_state.root() == whole.final_state.root()
+        assert small.state_root() == whole.state_root()
+        assert small.unfinalized_count() == whole.unfinalized_count()
+
+    both(grants)
+    cut([council[0], council[1]])
+    both(
+        [alice.burn(1, "x", receive=[grants[0].op_id]), bob.burn(1, "x", receive=[grants[1].op_id])]
+    )
+    cut([alice, bob])
+    for _ in range(3):
+        both([alice.transfer(bob.key, 2), bob.burn(1, "y")])
+        cut([alice])  # partial: bob's stays provisional
+        cut([bob])
+    assert small.bookkeeping_counts()["final_ids"] < whole.bookkeeping_counts()["final_ids"]
+    # A fork of alice's provisional op: one side is excluded, so the next partial cut
+    # re-derives the provisional state above the new final one.
+    head = alice.head
+    both([alice.burn(1, "z"), fork_of(alice, alice.seq, head).burn(2, "z"), bob.burn(1, "y")])
+    rederivations = whole.stats.rederivations
+    cut([bob])
+    assert whole.stats.rederivations > rederivations
+    assert small.stats.rederivations == whole.stats.rederivations
+    cut([alice])
+    assert small.applied_count() == whole.applied_count()
+    small.check_invariants()
+    whole.check_invariants()
