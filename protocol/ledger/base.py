@@ -93,9 +93,11 @@ class _LedgerBase:
         self._known: dict[bytes, Op] = {}
         self._final_bodies: OrderedDict[int, list[bytes]] = OrderedDict()
         #: The final ids are held for the same heights as the bodies (issue 13): the final
-        #: derivation's applied set holds the ids of `_final_bodies` only, `_final_lines` their
-        #: (author, seq), and `_final_dropped` counts the ids that left with their height.
-        self._final_lines: set[tuple[bytes, int]] = set()
+        #: derivation's applied set holds the ids of `_final_bodies` only, and
+        #: `_final_dropped` counts the ids that left with their height. `_final_lines` holds
+        #: their (author, seq) once an id has left (None before: nothing reads it until then,
+        #: so a window that covers the whole history costs nothing more).
+        self._final_lines: set[tuple[bytes, int]] | None = None
         self._final_dropped = 0
         #: The final state handed to another thread by `freeze_final` (None: none).
         self._frozen: LedgerState | None = None
@@ -162,19 +164,27 @@ class _LedgerBase:
         state (`_is_state_final`), since a replay rejects an op whose other deps turned final."""
         known = self._known
         lines = self._final_lines
-        for op_id in op_ids:
-            op = known.get(op_id)
-            if op is not None:
-                lines.add((op.author, op.seq))
+        if lines is not None:
+            for op_id in op_ids:
+                op = known.get(op_id)
+                if op is not None:
+                    lines.add((op.author, op.seq))
         self._final_bodies.setdefault(height, []).extend(op_ids)
         while len(self._final_bodies) > self.config.final_bodies_heights:
             _, old = self._final_bodies.popitem(last=False)
-            self._drop_final_ids(old)
+            if self._final_lines is None:  # the first ids leave: index the held ones, once
+                self._final_lines = {
+                    (op.author, op.seq)
+                    for ids in self._final_bodies.values()
+                    for op_id in ids
+                    if (op := known.get(op_id)) is not None
+                }
+            self._drop_final_ids(old, self._final_lines)
 
-    def _drop_final_ids(self, op_ids: list[bytes]) -> None:
+    def _drop_final_ids(self, op_ids: list[bytes], lines: set[tuple[bytes, int]]) -> None:
         final = self._final.applied
         assert isinstance(final, set)
-        known, lines, depth = self._known, self._final_lines, self._depth
+        known, depth = self._known, self._depth
         for op_id in op_ids:
             op = known.pop(op_id, None)
             if op is not None:
@@ -189,16 +199,17 @@ class _LedgerBase:
         is not among the held heights: it is that final op or a fork of it (which one, only
         the shell's store can tell), so it can never apply.
 
-        Only once this ledger has let final ids go: until then it holds every final id it
+        Only once this ledger has let a height of final ids go: until then it holds every id it
         made final, and such an op goes through the pipeline as it always did (a fork is
         rejected `fork_lost_final`; on a restored ledger, an op below the snapshot too), so a
         core whose window covers its history (the default, the simulator) answers as before.
         The final state's own description (`_described_final`) still answers a final op it
         names (a final head, an unreceived credit, a claim)."""
+        lines = self._final_lines
         return (
-            self._final_dropped > 0
+            lines is not None
             and self._below_final_seq(op)
-            and (op.author, op.seq) not in self._final_lines
+            and (op.author, op.seq) not in lines
             and not self._described_final(op)
         )
 

@@ -235,7 +235,7 @@ class Ledger(_Cuts):
             "checked": len(self._live.checked),
             "excluded": len(self._live.excluded),
             "final_ids": len(self._final.applied),
-            "final_lines": len(self._final_lines),
+            "final_lines": len(self._final_lines or ()),
         }
 
     def unresolved_forks(self) -> int:
