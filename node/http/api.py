@@ -221,7 +221,7 @@ async def get_op(request: web.Request) -> web.Response:
         # Final, its body and id out of the ledger's memory (FINAL_OP_BODIES_HEIGHTS_DAEMON):
         # the store has it, unless it was pruned. A logged op the ledger does not hold is
         # final when it is at or below its author's final seq (the ledger rejects a fork of
-        # a final op; one it no longer remembers would read as final: see issue 13's notes).
+        # a final op; one it no longer remembers would read as final: ARCHITECTURE.md).
         op = await _stored_op(daemon, op_id)
         if op is not None and status == "unknown":
             if ledger.below_final_line(op):
