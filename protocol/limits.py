@@ -476,7 +476,7 @@ TELEMETRY_DAYS_QUERY_MAX = 400
 
 #: Final heights whose op bodies a ledger keeps in RAM by default: as many as the bundles a core
 #: may keep (BUNDLES_KEPT_MAX), so a core serving catch-up from its kept bundles always holds
-#: their ops. Older final bodies leave memory (the ids stay, for duplicate detection).
+#: their ops. Older final bodies leave memory, and their ids with them (issue 13).
 FINAL_OP_BODIES_HEIGHTS_MAX = BUNDLES_KEPT_MAX
 #: What the daemon keeps instead: the last heights' bodies serve gossip, the API and peers one
 #: checkpoint or so behind; a peer further behind gets older final ops read from the store by

@@ -217,10 +217,17 @@ async def get_op(request: web.Request) -> web.Response:
         reverted = await _reverted_op(daemon, op_id)
         if reverted is not None:
             return web.json_response(reverted)
-    if op is None and status == "applied":
-        # Final, its body out of the ledger's memory (limits.FINAL_OP_BODIES_HEIGHTS_DAEMON):
-        # the store has it, unless it was pruned.
+    if op is None and status in ("unknown", "applied"):
+        # Final, its body and id out of the ledger's memory (FINAL_OP_BODIES_HEIGHTS_DAEMON):
+        # the store has it, unless it was pruned. A logged op the ledger does not hold is
+        # final when it is at or below its author's final seq (the ledger rejects a fork of
+        # a final op; one it no longer remembers would read as final: ARCHITECTURE.md).
         op = await _stored_op(daemon, op_id)
+        if op is not None and status == "unknown":
+            if ledger.below_final_line(op):
+                status = "final"
+            else:
+                op = None  # logged, not in the state (an expired pending op): not found
     if status in ("unknown", "applied") and op is None and await daemon.node_log.is_pruned(op_id):
         raise ApiError(
             410, "pruned", "the op is final and its body was pruned ([storage].retain_heights)"

@@ -550,7 +550,10 @@ class Daemon:
 
     def _on_stored_ops_wanted(self, event: StoredOpsWanted) -> None:
         """A peer asked for final ops older than the ledger's in-memory window: read them
-        from the store (off the loop's hot path) and hand them to the core to send."""
+        from the store (off the loop's hot path) and hand them to the core to send. The ids
+        left the ledger's memory too, so the core asks for every id it does not hold: only
+        the logged ops at or below their author's final seq (final, or forks that lost to a
+        final op, which a peer refuses alike) are sent."""
 
         async def serve() -> None:
             try:
@@ -558,6 +561,8 @@ class Daemon:
             except Exception as exc:  # a closed or failing store: the peer asks again
                 log.warning("stored_ops_unread", ops=len(event.op_ids), cause=repr(exc))
                 return
+            if envelopes:
+                envelopes = [e for e in envelopes if self.core.below_final_line(e)]
             if envelopes and self.started:
                 self.core.send_stored_ops(event.peer, envelopes, self._loop.time())
                 self.pump()

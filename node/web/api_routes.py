@@ -167,6 +167,8 @@ def _history_entry(daemon: Daemon, op: Op, stored_status: str) -> dict[str, Any]
     status, code = ledger.status_of(op.op_id)
     if status == "unknown" and stored_status:
         status = stored_status
+        if status == "applied" and ledger.below_final_line(op):
+            status = "final"  # final, its id out of the ledger's memory (issue 13)
     if status == "applied" and ledger.is_final(op.op_id):
         status = "final"
     return {"status": status, "code": code, "op": op.describe()}

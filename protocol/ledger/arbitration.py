@@ -12,7 +12,7 @@ known op in canonical order (`_rederive`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ..codes import RejectCode, final_code
@@ -20,6 +20,7 @@ from ..ops import Kind, Op
 from . import handles
 from .base import _LedgerBase
 from .events import HandleConflictRaised, OpAccepted, OpExcluded, StateRederived
+from .overlay import OverlaySet
 from .rules import Rejection
 from .state import CanonicalKey, ConflictKey, Derivation
 
@@ -91,12 +92,16 @@ class _Arbitration(_LedgerBase):
             verdict = "holder"
         return verdict
 
-    def _rederive(self, applied_before: set[bytes] | None = None) -> None:
+    def _rederive(
+        self, applied_before: set[bytes] | None = None, newly_final: Iterable[bytes] = ()
+    ) -> None:
         """Replay every known op above the final state in canonical order (`applied_before`:
-        the ids the live derivation held, when the final state changed under it since)."""
+        the non-final ids the live derivation held, when the final state changed under it
+        since, by making `newly_final` final). Only non-final ids are compared, never the
+        final set: an op is reported accepted when it is applied now and was not before."""
         self.stats.rederivations += 1
         self._forget_cuts()  # the replay may drop ops a remembered closure holds
-        before = set(self._live.applied) if applied_before is None else applied_before
+        before = self._non_final_ids() if applied_before is None else applied_before
         bindings_before = {h: b.claim_id for h, b in self._live.state.bindings.items()}
         final = self._final.applied
         known = self._known
@@ -107,7 +112,9 @@ class _Arbitration(_LedgerBase):
         touched = handles.handles_of(ordered, self._live.state.claims, self._known)
         conflicts_before = handles.conflicts(self._live, touched, self.quorum)
         self._live = self._replay(self._final, ordered)
-        for op_id in sorted(self._live.applied - before):
+        now_final = [op_id for op_id in newly_final if op_id in final]
+        now_applied = [*self._non_final_view(), *now_final]
+        for op_id in sorted({op_id for op_id in now_applied if op_id not in before}):
             op = self._known[op_id]
             self._emit(OpAccepted(op_id, op.kind, op.author, op.seq))
         for op_id, code in self._live.excluded.items():
@@ -119,7 +126,18 @@ class _Arbitration(_LedgerBase):
         conflicts_after = handles.conflicts(self._live, touched, self.quorum)
         for handle, loser, winner in sorted(conflicts_after - conflicts_before):
             self._emit(HandleConflictRaised(handle, loser, winner))
-        self._emit(StateRederived(len(self._live.applied), len(self._live.excluded)))
+        applied = len(self._live.applied) + self._final_dropped
+        self._emit(StateRederived(applied, len(self._live.excluded)))
+
+    def _non_final_view(self) -> set[bytes]:
+        """The ids the live derivation applied above the final state (not a copy)."""
+        applied = self._live.applied
+        assert isinstance(applied, OverlaySet)  # the live derivation is an overlay (overlay.py)
+        return applied.local
+
+    def _non_final_ids(self) -> set[bytes]:
+        """A copy of `_non_final_view`: O(non-final ops), never O(history)."""
+        return set(self._non_final_view())
 
     def _replay(
         self, base: Derivation, ordered: list[Op], step: Callable[[Op], None] | None = None

@@ -60,6 +60,9 @@ class LedgerStats:
     events_dropped: int = 0
     #: Op signatures checked by `receive_op` (a restart checks none at or below its snapshot).
     verified: int = 0
+    #: Ops at or below their author's final seq whose final op is not among the held heights
+    #: (`Ledger._final_line_unheld`): answered "duplicate" unverified, never admitted.
+    below_final_line: int = 0
     #: Records copied on write and merged into the final state (overlay.py), cumulative:
     #: what a checkpoint costs in records, for tests that it is bounded by the cut.
     work: WorkCount = field(default_factory=WorkCount)
@@ -89,6 +92,13 @@ class _LedgerBase:
         #: of the newest `config.final_bodies_heights` heights (listed in `_final_bodies`).
         self._known: dict[bytes, Op] = {}
         self._final_bodies: OrderedDict[int, list[bytes]] = OrderedDict()
+        #: The final ids are held for the same heights as the bodies (issue 13): the final
+        #: derivation's applied set holds the ids of `_final_bodies` only, and
+        #: `_final_dropped` counts the ids that left with their height. `_final_lines` holds
+        #: their (author, seq) once an id has left (None before: nothing reads it until then,
+        #: so a window that covers the whole history costs nothing more).
+        self._final_lines: set[tuple[bytes, int]] | None = None
+        self._final_dropped = 0
         #: The final state handed to another thread by `freeze_final` (None: none).
         self._frozen: LedgerState | None = None
         #: Causal depths of the non-final ops (final ones leave at finalize); the depths of
@@ -147,14 +157,61 @@ class _LedgerBase:
         return account is not None and op.seq <= account.seq
 
     def _hold_final_bodies(self, height: int, op_ids: list[bytes]) -> None:
-        """Keep the bodies of `op_ids`, final at `height`, among the newest heights' only: the
-        oldest height's bodies leave `_known` once more heights than the config's are held."""
-        held = self._final_bodies.setdefault(height, [])
-        held.extend(op_ids)
+        """Keep the bodies and ids of `op_ids`, final at `height`, among the newest heights'
+        only: the oldest height's bodies leave `_known`, and its ids the final applied set,
+        once more heights than the config's are held (issue 13: final ids do not grow with
+        history). No non-final op needs a dropped id: its final parents are named by the final
+        state (`_is_state_final`), since a replay rejects an op whose other deps turned final."""
+        known = self._known
+        lines = self._final_lines
+        if lines is not None:
+            for op_id in op_ids:
+                op = known.get(op_id)
+                if op is not None:
+                    lines.add((op.author, op.seq))
+        self._final_bodies.setdefault(height, []).extend(op_ids)
         while len(self._final_bodies) > self.config.final_bodies_heights:
             _, old = self._final_bodies.popitem(last=False)
-            for op_id in old:
-                self._known.pop(op_id, None)
+            if self._final_lines is None:  # the first ids leave: index the held ones, once
+                self._final_lines = {
+                    (op.author, op.seq)
+                    for ids in self._final_bodies.values()
+                    for op_id in ids
+                    if (op := known.get(op_id)) is not None
+                }
+            self._drop_final_ids(old, self._final_lines)
+
+    def _drop_final_ids(self, op_ids: list[bytes], lines: set[tuple[bytes, int]]) -> None:
+        final = self._final.applied
+        assert isinstance(final, set)
+        known, depth = self._known, self._depth
+        for op_id in op_ids:
+            op = known.pop(op_id, None)
+            if op is not None:
+                lines.discard((op.author, op.seq))
+            if op_id in final:
+                final.discard(op_id)
+                self._final_dropped += 1
+            depth.pop(op_id, None)  # (a final op met after a restore has a depth of 0)
+
+    def _final_line_unheld(self, op: Op) -> bool:
+        """Whether `op` is at or below its author's final seq while the final op at that seq
+        is not among the held heights: it is that final op or a fork of it (which one, only
+        the shell's store can tell), so it can never apply.
+
+        Only once this ledger has let a height of final ids go: until then it holds every id it
+        made final, and such an op goes through the pipeline as it always did (a fork is
+        rejected `fork_lost_final`; on a restored ledger, an op below the snapshot too), so a
+        core whose window covers its history (the default, the simulator) answers as before.
+        The final state's own description (`_described_final`) still answers a final op it
+        names (a final head, an unreceived credit, a claim)."""
+        lines = self._final_lines
+        return (
+            lines is not None
+            and self._below_final_seq(op)
+            and (op.author, op.seq) not in lines
+            and not self._described_final(op)
+        )
 
     def _forget_cuts(self) -> None:
         """Forget remembered cut closures and derivations (see cuts.py)."""

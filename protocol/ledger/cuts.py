@@ -59,7 +59,7 @@ class _Cuts(_Applying):
         return [op_id for _, op_id in keyed]
 
     def unfinalized_count(self) -> int:
-        return len(self._live.applied) - len(self._final.applied)
+        return len(self._non_final_view())
 
     def cut_closure(self, heads: list[bytes]) -> tuple[set[bytes], list[bytes]]:
         """The non-final ops a cut with these heads contains, and the ids we lack (if any).
@@ -201,8 +201,8 @@ class _Cuts(_Applying):
                 self._depth.pop(op_id, None)
                 self._remember_rejected(op_id, final_code(code))
             # The provisional state keeps what it read (the old final records) until it is
-            # re-derived, exactly as when it was a copy; and the ids it held before.
-            applied_before = set(self._live.applied)
+            # re-derived, exactly as when it was a copy; and the non-final ids it held before.
+            applied_before = self._non_final_ids()
             self._live.pin(derivation)
             derivation.merge(self._final)
             live_applied = self._live.applied
@@ -218,7 +218,7 @@ class _Cuts(_Applying):
                 self._recount_depths(remainder)
             else:
                 self._recompute_depths()
-                self._rederive(applied_before)
+                self._rederive(applied_before, closure)
         self.final_height = height
         self._forget_final_depths(closure)
         final_ids = sorted(closure)

@@ -47,7 +47,6 @@ from .arbitration import conflict_code
 from .base import LedgerConfig
 from .cuts import _Cuts
 from .events import LedgerEvent, OpEvicted, OpPending, Outcome
-from .overlay import OverlaySet
 from .pending import MissingKey
 from .rules import Rejection
 from .state import Derivation, LedgerState
@@ -93,7 +92,10 @@ class Ledger(_Cuts):
 
         A duplicate is answered from the envelope's hash before decoding: gossip brings most
         ops to a node several times. An undecodable envelope is never remembered by id (see
-        `_reject_undecodable`), so answering by id first changes no outcome.
+        `_reject_undecodable`), so answering by id first changes no outcome. An op at or below
+        its author's final seq whose final op left memory with its height is answered
+        "duplicate" (detail `final_line`) before its signature is checked: it is that final op
+        or a fork of it, and either way it can never apply (`_final_line_unheld`).
         """
         op_id = None
         if isinstance(envelope, bytes):
@@ -104,6 +106,8 @@ class Ledger(_Cuts):
             op = decode_op(envelope, op_id)
         except RemoteProtocolError as exc:
             return self._reject_undecodable(envelope, exc)
+        if self._final_line_unheld(op):
+            return self._below_final_line_outcome(op.op_id)
         self.stats.verified += 1
         try:
             verify_op(op, self.network_id)
@@ -117,6 +121,8 @@ class Ledger(_Cuts):
         """Admit an op whose signature was already verified (e.g. on a worker thread)."""
         if self._seen(op.op_id):
             return self._duplicate(op.op_id)
+        if self._final_line_unheld(op):
+            return self._below_final_line_outcome(op.op_id)
         return self._admit_new(op, now)
 
     def _admit_new(self, op: Op, now: float) -> Outcome:
@@ -166,7 +172,16 @@ class Ledger(_Cuts):
         return self._final.state
 
     def is_final(self, op_id: bytes) -> bool:
+        """Whether `op_id` is final among the ops of the newest `config.final_bodies_heights`
+        heights (the ids whose bodies `op` holds). An older final id is not held (issue 13:
+        final ids do not grow with history): the shell's store answers for it, and
+        `below_final_line` says whether an op body is at or below its author's final seq."""
         return op_id in self._final.applied
+
+    def below_final_line(self, op: Op) -> bool:
+        """Whether `op` is at or below its author's final seq: final already, or a fork that
+        can never apply (what the shell checks an op read from its store against)."""
+        return self._below_final_seq(op)
 
     def state_root(self) -> bytes:
         return self._live.state.root()
@@ -201,11 +216,14 @@ class Ledger(_Cuts):
         return ("unknown", "")
 
     def applied_ids(self) -> list[bytes]:
+        """The applied ids held: the provisional ones and the final ones of the newest
+        `config.final_bodies_heights` heights (see `is_final`)."""
         return list(self._live.applied)
 
     def applied_count(self) -> int:
-        """How many ops are applied (final or provisional): O(1), for status and metrics."""
-        return len(self._live.applied)
+        """How many ops are applied (final or provisional), including the final ids no longer
+        held: O(1), for status and metrics."""
+        return len(self._live.applied) + self._final_dropped
 
     def bookkeeping_counts(self) -> dict[str, int]:
         """How many entries the per-op bookkeeping holds (depths, conflict keys, check
@@ -216,6 +234,8 @@ class Ledger(_Cuts):
             "live_conflict_keys": len(self._live.conflicts),
             "checked": len(self._live.checked),
             "excluded": len(self._live.excluded),
+            "final_ids": len(self._final.applied),
+            "final_lines": len(self._final_lines or ()),
         }
 
     def unresolved_forks(self) -> int:
@@ -226,7 +246,7 @@ class Ledger(_Cuts):
         final = self._final.applied
         for op_id in self._live.excluded:
             op = self._known.get(op_id)
-            if op is None:
+            if op is None or self._below_final_seq(op):  # its seq is final: resolved
                 continue
             holder = self._live.conflicts.get(("seq", op.author, op.seq))
             if holder is not None and holder != op_id and holder not in final:
@@ -265,11 +285,7 @@ class Ledger(_Cuts):
             assert state.accounts[author].seq == base + len(author_seqs), "head seq"
 
     def _non_final_applied(self) -> list[bytes]:
-        applied = self._live.applied
-        if isinstance(applied, OverlaySet):
-            return list(applied.local)
-        final = self._final.applied
-        return [op_id for op_id in applied if op_id not in final]
+        return list(self._non_final_view())
 
     # --- a frozen final version (snapshots built on another thread) --------------------------
 
@@ -306,10 +322,19 @@ class Ledger(_Cuts):
     def _seen(self, op_id: bytes) -> bool:
         return (
             op_id in self._known
-            or op_id in self._final.applied  # final, its body out of memory
+            or op_id in self._final.applied  # final in the window (held like its body)
             or op_id in self.pending
             or op_id in self._rejected
         )
+
+    def _below_final_line_outcome(self, op_id: bytes) -> Outcome:
+        """See `receive_op`: not admitted, remembered, relayed or logged (no event of its
+        own). Ops parked on it can never apply (a final op the state does not name is no
+        usable parent, a fork none at all), so they are rejected as for a rejected parent."""
+        self.stats.duplicate += 1
+        self.stats.below_final_line += 1
+        self._reject_waiters(op_id)
+        return Outcome(op_id, "duplicate", "", FINAL_LINE_DETAIL)
 
     def _duplicate(self, op_id: bytes) -> Outcome:
         self.stats.duplicate += 1
@@ -403,6 +428,9 @@ class Ledger(_Cuts):
 
 #: The detail of a "duplicate" outcome for a final op a restored ledger meets for the first time.
 _FINAL_DETAIL = "final"
+#: The detail of a "duplicate" outcome for an op at or below its author's final seq whose final
+#: op is no longer held (older than `config.final_bodies_heights`): the final op or a fork of it.
+FINAL_LINE_DETAIL = "final_line"
 
 
 def _releases_waiters(outcome: Outcome) -> bool:

@@ -261,7 +261,9 @@ class Gossip:
 
     def send_ops(self, peer: Peer, op_ids: list[bytes], priority: Priority) -> int:
         """Send the ops we hold among `op_ids`; final ones whose bodies left memory are asked
-        of the shell (`StoredOpsWanted`), which sends them with `send_envelopes`."""
+        of the shell (`StoredOpsWanted`), which sends them with `send_envelopes`. Their ids
+        left memory too (issue 13), so every id the ledger does not hold at all is asked: the
+        shell sends only the logged ops at or below their author's final seq."""
         envelopes = []
         stored = []
         ledger = self.core.ledger
@@ -271,12 +273,19 @@ class Gossip:
                 op = ledger.pending.get(op_id)
             if op is not None:
                 envelopes.append(op.envelope)
-            elif self.core.config.stored_ops and ledger.is_final(op_id):
+            elif self.core.config.stored_ops and self._maybe_stored_final(op_id):
                 stored.append(op_id)
         self.send_envelopes(peer, envelopes, priority)
         if stored:
             self.core._emit(StoredOpsWanted(peer.peer_id, tuple(stored)))
         return len(envelopes)
+
+    def _maybe_stored_final(self, op_id: bytes) -> bool:
+        ledger = self.core.ledger
+        if ledger.is_final(op_id):
+            return True
+        reverted = self.core.rollbacks.reverted and self.core.rollbacks.is_reverted(op_id)
+        return not reverted and ledger.status_of(op_id)[0] == "unknown"
 
     def send_envelopes(self, peer: Peer, envelopes: list[bytes], priority: Priority) -> None:
         for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX):

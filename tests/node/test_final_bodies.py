@@ -18,6 +18,11 @@ from .test_pruning import PRUNING, pruned_rows, run_rounds, settle, store_log
 
 #: Archive mode, four bundles served: the ledger keeps four heights of final bodies.
 ARCHIVE: dict[str, Any] = {**PRUNING, "sync": {"bundles_kept": 4}, "storage": {}}
+#: Archive mode, a snapshot every 4 final heights (a restart restores the newest).
+RESTARTED: dict[str, Any] = {
+    "consensus": {"checkpoint_interval_s": 0.05, "timeout_propose_s": 0.2, "snapshot_interval": 4},
+    "storage": {"snapshots_kept": 2},
+}
 
 
 async def test_old_final_bodies_leave_memory_and_are_read_from_the_store(tmp_path: Path) -> None:
@@ -35,7 +40,9 @@ async def test_old_final_bodies_leave_memory_and_are_read_from_the_store(tmp_pat
         assert ledger.bodies_held() <= 4 * 2 and ledger.bodies_held() == held
         rows = await store_log(node).store.read_log(0, 4096)
         oldest = rows[0].op_id
-        assert ledger.op(oldest) is None and ledger.is_final(oldest)
+        # Its id left memory with its body (issue 13): the store answers "final".
+        assert ledger.op(oldest) is None and not ledger.is_final(oldest)
+        assert ledger.bookkeeping_counts()["final_ids"] <= 4 * 2
         status, body = await node.get(f"/v1/ops/{oldest.hex()}")
         assert status == 200 and body["status"] == "final"
         assert body["op"]["author"] == crypto.account_id_text(daemon.keypair.public_key)
@@ -79,5 +86,30 @@ async def test_store_reads_for_peers_are_bounded(tmp_path: Path) -> None:
         assert all(envelopes == [row.envelope for row in rows] for envelopes in answered)
         assert reader.inflight == 0 and reader.served == len(ids) * len(answered)
         assert await reader.read(ids) is not None  # free again
+    finally:
+        await close_node(node)
+
+
+async def test_a_restarted_node_answers_final_for_ops_below_its_snapshot(tmp_path: Path) -> None:
+    """A node restored from its snapshot never held the ids final below it: the op status
+    comes from the store (logged, at or below its author's final seq: final), not 404."""
+    home = tmp_path / "home"
+    node = await open_node(home, crypto.KeyPair.from_seed(os.urandom(32)), **RESTARTED)
+    try:
+        await run_rounds(node.daemon, 10)
+        await settle(node)
+        rows = await store_log(node).store.read_log(0, 4096)
+    finally:
+        await close_node(node)
+    node = await open_node(home)
+    try:
+        assert node.daemon.restore_info["snapshot_height"] >= 4
+        ledger = node.daemon.core.ledger
+        oldest = rows[0].op_id
+        assert ledger.status_of(oldest) == ("unknown", "") and not ledger.is_final(oldest)
+        status, body = await node.get(f"/v1/ops/{oldest.hex()}")
+        assert status == 200 and body["status"] == "final", body
+        status, body = await node.get(f"/v1/ops/{bytes(32).hex()}")
+        assert (status, body["code"]) == (404, "op_not_found")
     finally:
         await close_node(node)

@@ -94,6 +94,8 @@ async def test_a_fresh_node_catches_up_by_bundles_with_old_ops_read_from_the_sto
         await run_rounds(a.daemon, window + 6)
         await settle(a)
         assert a.daemon.core.ledger.bodies_held() <= window
+        # The ids left with the bodies: the ops asked of the store are ids A does not hold.
+        assert a.daemon.core.ledger.bookkeeping_counts()["final_ids"] <= window
         b = await open_joiner(tmp_path / "b", a, archive)
         try:
             await until(lambda: b.daemon.core.final_height == a.daemon.core.final_height)
