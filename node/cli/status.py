@@ -18,7 +18,7 @@ from swarmd.protocol.node_core.bandwidth import CLASSES
 
 from ..config import NodeConfig
 from .client import NodeClient
-from .common import EXIT_OK, Add, Output, load_home_config
+from .common import EXIT_OK, Add, Output, load_home_config, shown
 
 DEFAULT_NODE_URL = "http://127.0.0.1:7000"
 
@@ -48,7 +48,7 @@ def status_text(status: dict[str, Any], now: float) -> str:
     lines = [
         f"node {status['node_id']} mode={status['mode']} height={status['final_height']} "
         f"peers={len(status['peers'])} root={status['state_root'][:16]}",
-        f"  mode: {status['mode']} (reason: {status.get('mode_reason') or '-'})",
+        f"  mode: {status['mode']} (reason: {shown(status.get('mode_reason') or '-')})",
         f"  sync: lag={status.get('sync_lag', 0)} "
         f"catching_up={'yes' if status.get('catching_up') else 'no'}",
         f"  consensus: epoch={status.get('epoch', 0)} height={status.get('consensus_height', 0)} "

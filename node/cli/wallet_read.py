@@ -17,7 +17,7 @@ from swarmd.protocol.ops import check_handle
 
 from .addressing import account_or_handle, subject
 from .client import ClientError, NodeClient
-from .common import EXIT_OK, CliError, Output, positive_int, sub
+from .common import EXIT_OK, CliError, Output, positive_int, shown, sub
 
 DEFAULT_NODE = "http://127.0.0.1:7000"
 #: Leaderboard rows `hype` shows by default.
@@ -77,7 +77,7 @@ def _history_line(entry: dict[str, Any]) -> str:
         words.append(f"[{entry['code']}]")
     for field in ("amount", "to", "target", "handle"):
         if op.get(field) not in (None, ""):
-            words.append(f"{field}={op[field]}")
+            words.append(f"{field}={shown(op[field])}")
     words.append(str(op.get("op_id", ""))[:16])
     return " ".join(words)
 
@@ -86,7 +86,7 @@ def cmd_wallet_hype(args: argparse.Namespace, out: Output) -> int:
     client = NodeClient(args.node)
     if args.target is not None:
         view: dict[str, Any] = client.get(f"/v1/hype/{urllib.parse.quote(args.target, safe='')}")
-        out.result(view, f"{view['target']}: {view['total']} (final {view['final_total']})")
+        out.result(view, f"{view['target']!r}: {view['total']} (final {view['final_total']})")
         return EXIT_OK
     board: dict[str, Any] = client.get(f"/v1/hype?top={args.top}")
     lines = [
@@ -175,8 +175,8 @@ async def _watch(url: str, args: argparse.Namespace, out: Output) -> dict[str, A
 
 def _event_line(event: dict[str, Any]) -> str:
     fields = {k: v for k, v in event.items() if k not in ("type", "id", "accounts")}
-    detail = " ".join(f"{key}={value}" for key, value in fields.items())
-    return f"#{event.get('id', '-')} {event['type']} {detail}"
+    detail = " ".join(f"{key}={shown(value)}" for key, value in fields.items())
+    return shown(f"#{event.get('id', '-')} {event['type']} {detail}")
 
 
 def register(actions: Any) -> None:
