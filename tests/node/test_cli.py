@@ -101,6 +101,8 @@ def test_init_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture
         (["status", "--node", "http://a b"], "usage"),
         (["status", "--node", "http://127.0.0.1:99999"], "usage"),
         (["status", "--node", "http://"], "usage"),
+        (["wallet", "watch", "--since", "-5"], "usage"),  # (was HTTP 400 without the code)
+        (["wallet", "watch", "--since", "1" * 20], "usage"),
         (["devnet", "--nodes", "0"], "usage"),
     ],
 )
