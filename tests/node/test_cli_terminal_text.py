@@ -4,13 +4,16 @@ recolour it or forge a line of `swarmd` output through a burn target."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from swarmd.node.cli.common import Output, shown
+from swarmd.node.cli.common import EXIT_FAILED, Output, shown
+from swarmd.node.cli.main import main
 from swarmd.node.cli.status import status_text
 from swarmd.node.cli.telemetry import telemetry_text
+from swarmd.protocol import crypto
 
 #: Clear the screen, turn red, then a line break that would pass for our own next line.
 HOSTILE = "evil\x1b[2J\x1b[31mFAKE\nswarmd: all good\u202e"
@@ -71,3 +74,16 @@ def test_human_output_never_carries_a_control_character(
     assert printed.splitlines() == ["line one \\x1b[2J\\u202e", "line two"]  # ours stay
     Output(as_json=True).result({"target": HOSTILE})
     assert '"evil\\u001b[2J' in capsys.readouterr().out  # JSON escapes it by itself
+
+
+def test_an_error_is_one_line_whatever_its_message_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "a\nswarmd: error: forged [ok]\x1b[2J.key"
+    to = crypto.KeyPair.from_seed(bytes(32)).account_id
+    code = main(["wallet", "send", "--key", str(key), "--to", to, "--amount", "1"])
+    printed = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert len(printed.splitlines()) == 1 and "\x1b" not in printed
+    assert printed.startswith("swarmd: error: key file ") and "\\nswarmd: error: forged" in printed
+    assert printed.rstrip().endswith("[key_file_missing]")
