@@ -75,7 +75,8 @@ def test_a_key_survives_a_reload_and_a_cli_key_file_imports(
     go(other, "handle")
     other.fill("#handle-name", "vector")
     other.click("#claim-form button[type=submit]")
-    other.wait_for_selector("#handle-out .message")  # (an unfunded claim: refused by the node)
+    # (An unfunded claim: refused by the node. The outcome, not the "working…" line before.)
+    other.wait_for_selector("#handle-out .message.error")
     signed = [entry for entry in sent if "/v1/ops" in entry]
     assert signed and not [entry for entry in sent if seed in entry]
     bad = open_wallet(chromium, devnet["nodes"][1]["api_url"])
