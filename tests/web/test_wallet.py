@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from swarmd.node.cli import main
 from swarmd.node.cli.client import NodeClient, author_from_node
 from swarmd.node.cli.common import load_key_file
 from swarmd.protocol import crypto
@@ -298,3 +299,25 @@ def test_hostile_input_is_refused_in_the_page_and_a_double_click_signs_one_op(
     assert not page.is_disabled("#send-form button[type=submit]")
     assert len(posted) == 1  # one op signed and sent, not two
     screenshot(page, "22-send-double-click")
+
+
+def test_a_tester_signs_up_with_an_invite_code_on_an_invite_only_node(
+    chromium: Any, devnet: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = devnet["nodes"][3]
+    (Path(node["home"]) / "onboarding.toml").write_text("enabled = true\nrequire_invite = true\n")
+    assert main(["--json", "council", "invite", "--home", node["home"], "--count", "1"]) == 0
+    code = json.loads(capsys.readouterr().out)["codes"][0]
+    page = open_wallet(chromium, node["api_url"])
+    posted: list[str] = []
+    page.on("request", lambda r: "/v1/onboarding/signup" in r.url and posted.append(r.url))
+    create_key(page, backup=False)
+    page.wait_for_selector("#signup-invite[required]")  # the puzzle alone cannot sign up here
+    page.click("#signup-button")
+    assert page.evaluate("() => document.querySelector('#signup-invite').validity.valid") is False
+    assert posted == []
+    page.fill("#signup-invite", f" {code.lower()} ")  # as pasted from a message
+    page.click("#signup-button")
+    page.wait_for_selector("#signup-out .message.ok")
+    assert len(posted) == 1
+    screenshot(page, "23-signup-by-invite")

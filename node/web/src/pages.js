@@ -149,17 +149,25 @@ async function signupSection(root) {
     return;
   }
   const out = h("div", { class: "out", id: "signup-out" });
+  // An invite code from the node's operator replaces the puzzle (or is required by the node).
+  const invite = h("input", { id: "signup-invite", autocomplete: "off", maxlength: 64,
+    required: info.require_invite, placeholder: info.require_invite ? "" : "(optional)" });
   replace(root, h("h3", {}, "Sign up"),
     h("p", {}, `Get the signup reward of ${info.signup_reward} credits from this council ` +
-      `node. Your browser first solves a small puzzle (${info.pow_bits} bits of work) so ` +
-      "that nobody can drain the reward by script."),
-    h("button", { id: "signup-button", onclick: action(out, async () => {
-      const nonce = await solvePuzzle(info.pow_bits, (n) =>
-        replace(out, message("info", `solving the puzzle… ${n} tries`)));
-      const result = await api.signup({ account: wallet.accountId, nonce });
+      "node. " + (info.require_invite
+        ? "This node signs up by invite code only: ask its operator for one."
+        : `Your browser first solves a small puzzle (${info.pow_bits} bits of work) so that ` +
+          "nobody can drain the reward by script, unless you have an invite code.")),
+    h("form", { id: "signup-form", onsubmit: action(out, async () => {
+      const code = invite.value.trim();
+      const body = code ? { account: wallet.accountId, invite: code }
+        : { account: wallet.accountId, nonce: await solvePuzzle(info.pow_bits, (n) =>
+          replace(out, message("info", `solving the puzzle… ${n} tries`))) };
+      const result = await api.signup(body);
       return message("ok", `Signup reward granted (op ${result.op_id.slice(0, 12)}); it is ` +
         "pending until the next checkpoint makes it final.");
-    }) }, "Sign up"),
+    }) }, field("Invite code", invite),
+      h("button", { id: "signup-button", type: "submit" }, "Sign up")),
     out);
 }
 
