@@ -333,7 +333,8 @@ export function handlePage(root) {
       const { opId } = await submit("handle.claim", { handle: name.value });
       show();
       return message("ok", `Claimed @${name.value} (op ${opId.slice(0, 12)}).`);
-    }) }, field("Handle", name, `${HANDLE_LENGTH_MIN}–${HANDLE_LENGTH_MAX} of a-z 0-9 _ -`), h("button", { type: "submit" }, "Claim")),
+    }) }, field("Handle", name, `${HANDLE_LENGTH_MIN}–${HANDLE_LENGTH_MAX} of a-z 0-9 _ -`),
+      h("button", { type: "submit" }, "Claim")),
     out, h("h3", {}, "Your claims"), watch);
   show();
   return onChange((what, event) => what === "event" && event.type?.startsWith("handle") && show());
