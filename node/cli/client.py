@@ -41,6 +41,7 @@ class NodeClient:
             raise ClientError(
                 f"node URL must start with http:// or https://: {url!r}", code="usage"
             )
+        check_url(url)
         self.url = url.rstrip("/")
         self.token = token
 
@@ -100,6 +101,19 @@ class NodeClient:
 
     def network_id(self) -> bytes:
         return bytes.fromhex(self.status()["network_id"])
+
+
+def check_url(url: str) -> None:
+    """A node URL urllib can use: a host, a port in range, no spaces or control characters
+    (urllib would raise a bare ValueError or InvalidURL on the first request)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # (raises on a port that is not a number or out of range)
+        fine = bool(parts.hostname) and port != 0 and url.isprintable() and " " not in url
+    except ValueError as exc:
+        raise ClientError(f"not a node URL: {url!r} ({exc})", code="usage") from None
+    if not fine:
+        raise ClientError(f"not a node URL: {url!r} (http://host:port)", code="usage")
 
 
 def author_from_node(client: NodeClient, keypair: crypto.KeyPair) -> tuple[Author, list[bytes]]:

@@ -52,7 +52,24 @@ class Output:
         if self.as_json:
             print(json.dumps(value, sort_keys=True, default=str))
         else:
-            print(text if text is not None else _as_text(value))
+            print(terminal_text(text if text is not None else _as_text(value)))
+
+
+def shown(text: object) -> str:
+    """Text another user wrote (a burn target, a reason), for one line of a terminal: every
+    character that is not printable, newlines included, is written as its Python escape
+    (`\\x1b`, `\\n`, `\\u202e`), so the text can neither send escape sequences to the
+    operator's terminal nor pass for a line of our own output."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in value)
+
+
+def terminal_text(text: str) -> str:
+    """Human output, line by line through `shown`: what a field formatter missed still cannot
+    reach the terminal as a control sequence."""
+    return "\n".join(shown(line) for line in text.split("\n"))
 
 
 def _as_text(value: dict[str, Any]) -> str:

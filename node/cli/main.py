@@ -39,7 +39,7 @@ from . import (
     version,
     wallet,
 )
-from .common import EXIT_FAILED, EXIT_USAGE, CliError, Handler, Output, Parser
+from .common import EXIT_FAILED, EXIT_USAGE, CliError, Handler, Output, Parser, shown
 
 #: The command groups, in the order `swarmd --help` lists them.
 COMMAND_GROUPS = (
@@ -118,7 +118,9 @@ def _fail(out: Output, message: str, code: str, status: int) -> int:
     if out.as_json:
         print(json.dumps({"error": message, "code": code}))
     else:
-        print(f"swarmd: error: {message} [{code}]", file=sys.stderr)
+        # One line, whatever the message holds: SQLite's quick_check report spans lines, and a
+        # path or a node's answer may carry newlines or control characters.
+        print(f"swarmd: error: {shown(message)} [{code}]", file=sys.stderr)
     return status
 
 

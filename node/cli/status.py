@@ -18,7 +18,7 @@ from swarmd.protocol.node_core.bandwidth import CLASSES
 
 from ..config import NodeConfig
 from .client import NodeClient
-from .common import EXIT_OK, Add, Output, load_home_config
+from .common import EXIT_OK, Add, Output, load_home_config, shown
 
 DEFAULT_NODE_URL = "http://127.0.0.1:7000"
 
@@ -42,17 +42,27 @@ def api_url(config: NodeConfig) -> str:
     return f"http://{host}:{config.api.port}"
 
 
+def _consensus_line(status: dict[str, Any]) -> str:
+    """A validator's consensus position; a full node (no council key) only follows the
+    council's checkpoints, and its idle round state (height 0, propose) would read as stuck."""
+    if status.get("validator") is False:
+        return f"  consensus: not a validator (follows checkpoints), epoch={status.get('epoch', 0)}"
+    return (
+        f"  consensus: epoch={status.get('epoch', 0)} height={status.get('consensus_height', 0)} "
+        f"round={status.get('consensus_round', 0)} step={status.get('consensus_step', '-')}"
+    )
+
+
 def status_text(status: dict[str, Any], now: float) -> str:
     """The text of `swarmd status`; `now` (wall clock) ages the dial errors."""
     conflicts = status.get("conflicts") or {}
     lines = [
         f"node {status['node_id']} mode={status['mode']} height={status['final_height']} "
         f"peers={len(status['peers'])} root={status['state_root'][:16]}",
-        f"  mode: {status['mode']} (reason: {status.get('mode_reason') or '-'})",
+        f"  mode: {status['mode']} (reason: {shown(status.get('mode_reason') or '-')})",
         f"  sync: lag={status.get('sync_lag', 0)} "
         f"catching_up={'yes' if status.get('catching_up') else 'no'}",
-        f"  consensus: epoch={status.get('epoch', 0)} height={status.get('consensus_height', 0)} "
-        f"round={status.get('consensus_round', 0)} step={status.get('consensus_step', '-')}",
+        _consensus_line(status),
         f"  pool: unfinalized={status.get('unfinalized_ops', 0)} "
         f"pending={status.get('pending_ops', 0)}",
         f"  conflicts: contested={conflicts.get('contested_handles', 0)} "

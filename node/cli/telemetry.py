@@ -14,7 +14,7 @@ from typing import Any
 from swarmd.protocol.limits import TELEMETRY_DAYS_QUERY_MAX
 
 from .client import NodeClient
-from .common import EXIT_OK, Add, CliError, Output, load_home_config
+from .common import EXIT_OK, Add, CliError, Output, load_home_config, shown
 from .status import DEFAULT_NODE_URL, api_url
 
 #: Days shown without `--days`.
@@ -47,12 +47,12 @@ def telemetry_text(report: dict[str, Any]) -> str:
         f"{'velocity':>8} {'supply':>10} burns",
     ]
     for day in report["days"]:
-        burns = ",".join(f"{target}={amount}" for target, amount in day["burns"].items()) or "-"
+        burns = ",".join(f"{shown(target)}={amount}" for target, amount in day["burns"].items())
         lines.append(
             f"{day['date']:<10} {day['ops']:>7} {day['new_accounts']:>5} "
             f"{day['daily_active']:>6} {day['monthly_active']:>6} "
             f"{_ratio(day['retention']):>9} {_ratio(day['velocity']):>8} {day['supply']:>10} "
-            f"{burns}"
+            f"{burns or '-'}"
         )
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from swarmd.protocol.ops import check_handle
 
 from .addressing import account_or_handle, subject
 from .client import ClientError, NodeClient
-from .common import EXIT_OK, CliError, Output, positive_int, sub
+from .common import EXIT_OK, CliError, Output, positive_int, shown, sub
 
 DEFAULT_NODE = "http://127.0.0.1:7000"
 #: Leaderboard rows `hype` shows by default.
@@ -77,7 +77,7 @@ def _history_line(entry: dict[str, Any]) -> str:
         words.append(f"[{entry['code']}]")
     for field in ("amount", "to", "target", "handle"):
         if op.get(field) not in (None, ""):
-            words.append(f"{field}={op[field]}")
+            words.append(f"{field}={shown(op[field])}")
     words.append(str(op.get("op_id", ""))[:16])
     return " ".join(words)
 
@@ -86,7 +86,7 @@ def cmd_wallet_hype(args: argparse.Namespace, out: Output) -> int:
     client = NodeClient(args.node)
     if args.target is not None:
         view: dict[str, Any] = client.get(f"/v1/hype/{urllib.parse.quote(args.target, safe='')}")
-        out.result(view, f"{view['target']}: {view['total']} (final {view['final_total']})")
+        out.result(view, f"{view['target']!r}: {view['total']} (final {view['final_total']})")
         return EXIT_OK
     board: dict[str, Any] = client.get(f"/v1/hype?top={args.top}")
     lines = [
@@ -139,6 +139,10 @@ def cmd_wallet_watch(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+#: Event ids are non-negative 64-bit signed integers (node/http/events.py).
+EVENT_ID_MAX = 2**63 - 1
+
+
 async def _watch(url: str, args: argparse.Namespace, out: Output) -> dict[str, Any]:
     """Print each event (one JSON object a line with --json) until --count or --timeout."""
     seen = {"events": 0, "last_id": args.since or 0}
@@ -173,10 +177,22 @@ async def _watch(url: str, args: argparse.Namespace, out: Output) -> dict[str, A
     return seen
 
 
+def event_id(text: str) -> int:
+    """An event id as the node takes it in `?since=` (0..2**63-1); the node would refuse any
+    other with a 400 the WebSocket handshake cannot carry the code of."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an event id (an integer)") from None
+    if not 0 <= value <= EVENT_ID_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an event id (0..2**63-1)")
+    return value
+
+
 def _event_line(event: dict[str, Any]) -> str:
     fields = {k: v for k, v in event.items() if k not in ("type", "id", "accounts")}
-    detail = " ".join(f"{key}={value}" for key, value in fields.items())
-    return f"#{event.get('id', '-')} {event['type']} {detail}"
+    detail = " ".join(f"{key}={shown(value)}" for key, value in fields.items())
+    return shown(f"#{event.get('id', '-')} {event['type']} {detail}")
 
 
 def register(actions: Any) -> None:
@@ -198,7 +214,7 @@ def register(actions: Any) -> None:
             parser.add_argument("--cursor", help="next_cursor of the previous page")
             parser.add_argument("--limit", type=positive_int, default=20)
         if name == "watch":
-            parser.add_argument("--since", type=int, help="resume after this event id")
+            parser.add_argument("--since", type=event_id, help="resume after this event id")
             parser.add_argument("--count", type=positive_int, help="stop after N events")
             parser.add_argument("--timeout", type=float, default=None, help="stop after S s")
     hype = sub(actions, "hype", cmd_wallet_hype, "the hype leaderboard, or one target")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
@@ -349,25 +350,51 @@ class Window:
         return EVENTS_META_KEY, json.dumps(state).encode()
 
 
+#: What an unreadable archive raises: SQLite on a damaged page or a row that is not UTF-8,
+#: json and the row parsing on bytes that are not what this module wrote.
+ARCHIVE_ERRORS = (sqlite3.DatabaseError, ValueError, KeyError, TypeError, IndexError)
+
+
 async def load_window(archive: EventArchive) -> tuple[Window, int]:
     """The window as the previous run of the node left it, for a new run, and the newest id
-    stored; a retained `gap` event when that run stopped without storing its last events."""
+    stored; a retained `gap` event when that run stopped without storing its last events.
+
+    The archive only serves resuming subscribers (every event is derived from the ops and
+    checkpoints, which the store checks on its own): when it cannot be read (a damaged page, a
+    row that is not what we wrote), the node still starts, with a window that holds nothing
+    before this run, so a subscriber resuming from an older id gets a `gap` and re-reads state.
+    """
     stored = await archive.get_meta(EVENTS_META_KEY)
     if stored is None:
         return Window(), 0
-    state = json.loads(stored)
-    window = Window(int(state["run"]) + 1)
-    window.complete_since = int(state["complete_since"])
-    for row in await archive.read_events():
-        window.events.append(Retained.from_row(row))
+    state: Any = None
+    try:
+        state = json.loads(stored)
+        window = Window(int(state["run"]) + 1)
+        window.complete_since = int(state["complete_since"])
+        clean = bool(state["clean"])
+        for row in await archive.read_events():
+            window.events.append(Retained.from_row(row))
+    except ARCHIVE_ERRORS as exc:
+        return _unreadable_archive(state if isinstance(state, dict) else {}, exc), 0
     stored_id = window.events[-1].id if window.events else 0
-    if not state["clean"]:
+    if not clean:
         last = window.events[-1].id if window.events else window.complete_since
         start = window.next_id - 1
         window.events.append(Retained(start, gap_event(start, "unclean_stop", last), None))
     while len(window.events) > EVENTS_RETAINED_MAX:
         window.complete_since = window.events.popleft().id
     return window, stored_id
+
+
+def _unreadable_archive(state: dict[str, Any], exc: Exception) -> Window:
+    """A new run after an archive that cannot be read: ids still move on past the stored run
+    when its number is readable, and nothing before this run is retained."""
+    run = state.get("run")
+    window = Window(run + 1 if isinstance(run, int) and run >= 0 else 0)
+    window.complete_since = window.next_id - 1
+    log.warning("events_archive_unreadable", code="corrupt_database", error=str(exc)[:200])
+    return window
 
 
 # --- the subscribers ---------------------------------------------------------------------------

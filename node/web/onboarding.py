@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.protocol import crypto
+from swarmd.protocol.node_core import Mode
 from swarmd.protocol.ops import Kind, Op
 from swarmd.protocol.wallet import Author
 
@@ -143,6 +144,7 @@ class Onboarding:
                 raise WebApiError(400, "bad_proof_of_work", "the nonce does not solve the puzzle")
         if daemon.core.ledger.state.accounts.get(account) is not None:
             raise WebApiError(409, "already_signed_up", "this account already exists")
+        self._check_writable()
         async with self._lock:
             if invite is not None:
                 try:
@@ -150,6 +152,21 @@ class Onboarding:
                 except invites.InviteError as exc:
                     raise WebApiError(403, exc.code, str(exc)) from None
             return await self._grant(account)
+
+    def _check_writable(self) -> None:
+        """A node that refuses client writes refuses grants as well: say so as POST /v1/ops
+        does (503 with the mode's code and reason), before an invite code is spent on a grant
+        that cannot happen."""
+        core = self.daemon.core
+        mode = core.effective_mode
+        if mode is not Mode.NORMAL:
+            code = "read_only" if mode is Mode.READ_ONLY else "quiesced"
+            self._refuse_in_mode(code)
+
+    def _refuse_in_mode(self, code: str) -> None:
+        reason = self.daemon.core.mode_reason
+        message = f"node is {code.replace('_', '-')}" + (f": {reason}" if reason else "")
+        raise WebApiError(503, code, message, reason=reason)
 
     def _author(self) -> Author:
         daemon = self.daemon
@@ -165,6 +182,8 @@ class Onboarding:
         daemon = self.daemon
         op = self._author().sign(Kind.GRANT, to=account, amount=daemon.genesis.signup_reward)
         outcome = await daemon.submit(op.envelope)
+        if outcome.status == "rejected" and outcome.code in ("read_only", "quiesced"):
+            self._refuse_in_mode(outcome.code)
         if outcome.status == "rejected":
             raise WebApiError(
                 409, outcome.code or "grant_rejected", outcome.detail or "the grant was refused"

@@ -97,6 +97,12 @@ def test_init_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture
         (["admin", "read-only", "--home", "{tmp}/nowhere"], "no_home"),
         (["admin", "sideways", "--home", "{tmp}"], "usage"),
         (["status", "--node", "http://127.0.0.1:1"], "node_unreachable"),
+        (["status", "--node", "http://[::1"], "usage"),  # (urllib raised a bare ValueError)
+        (["status", "--node", "http://a b"], "usage"),
+        (["status", "--node", "http://127.0.0.1:99999"], "usage"),
+        (["status", "--node", "http://"], "usage"),
+        (["wallet", "watch", "--since", "-5"], "usage"),  # (was HTTP 400 without the code)
+        (["wallet", "watch", "--since", "1" * 20], "usage"),
         (["devnet", "--nodes", "0"], "usage"),
     ],
 )

@@ -96,3 +96,23 @@ async def test_status_from_home_shows_the_last_dial_error(
     assert "sync: lag=0 catching_up=no" in text
     assert "mode: normal (reason: -)" in text
     assert f"peer http://127.0.0.1:{dead}: not connected, last dial error " in text
+
+
+def test_a_full_node_says_it_follows_checkpoints_instead_of_an_idle_round() -> None:
+    status: dict[str, Any] = {
+        "node_id": "sw1full",
+        "mode": "normal",
+        "final_height": 14,
+        "peers": [],
+        "state_root": "ab" * 32,
+        "validator": False,
+        "epoch": 0,
+        "consensus_height": 0,
+        "consensus_step": "propose",
+    }
+    text = status_text(status, now=1000.0)
+    assert "  consensus: not a validator (follows checkpoints), epoch=0" in text
+    assert "step=propose" not in text  # (height 0, propose: read as a stuck validator)
+    assert "step=precommit" in status_text(
+        {**status, "validator": True, "consensus_step": "precommit"}, 1000.0
+    )

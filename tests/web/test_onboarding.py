@@ -157,3 +157,23 @@ async def test_a_free_handle_is_endorsed_and_a_contested_one_left_to_arbitration
     assert [c["endorsements"] for c in view["claims"]] == [0, 0]
     _, alice_view = await node.get("/v1/handles/alice")
     assert alice_view["owner"] == alice.keypair.account_id
+
+
+async def test_a_read_only_node_refuses_signups_with_its_reason_and_keeps_the_invite(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, issued = await asyncio.to_thread(
+        run_json, capsys, "council", "invite", "--home", str(node.home), "--count", "1"
+    )
+    assert code == EXIT_OK
+    tester = crypto.KeyPair.from_seed(os.urandom(32))
+    assert (await node.set_mode("read-only", "disk replacement")).status == 200
+
+    status, body = await signup(node, {"account": tester.account_id, "invite": issued["codes"][0]})
+
+    assert (status, body["code"]) == (503, "read_only"), body  # as POST /v1/ops answers
+    assert body["reason"] == "disk replacement" and "disk replacement" in body["error"]
+    assert invites.unused_count(Path(issued["invite_codes_file"])) == 1  # not spent on nothing
+    assert (await node.set_mode("normal", "")).status == 200
+    status, body = await signup(node, {"account": tester.account_id, "invite": issued["codes"][0]})
+    assert status == 202, body

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from swarmd.node.cli import main
 from swarmd.node.cli.client import NodeClient, author_from_node
 from swarmd.node.cli.common import load_key_file
 from swarmd.protocol import crypto
@@ -75,7 +76,8 @@ def test_a_key_survives_a_reload_and_a_cli_key_file_imports(
     go(other, "handle")
     other.fill("#handle-name", "vector")
     other.click("#claim-form button[type=submit]")
-    other.wait_for_selector("#handle-out .message")  # (an unfunded claim: refused by the node)
+    # (An unfunded claim: refused by the node. The outcome, not the "working…" line before.)
+    other.wait_for_selector("#handle-out .message.error")
     signed = [entry for entry in sent if "/v1/ops" in entry]
     assert signed and not [entry for entry in sent if seed in entry]
     bad = open_wallet(chromium, devnet["nodes"][1]["api_url"])
@@ -243,3 +245,79 @@ def test_testers_onboard_claim_send_by_handle_burn_and_get_notified(
     shown = alice.evaluate("async (h) => (await fetch(`/v1/checkpoints/${h}`)).json()", height)
     assert alice.text_content("#checkpoint-root") == shown["state_root"]
     screenshot(alice, "13-checkpoint")
+
+
+def test_hostile_input_is_refused_in_the_page_and_a_double_click_signs_one_op(
+    chromium: Any, devnet: dict[str, Any]
+) -> None:
+    nodes = devnet["nodes"]
+    enable_onboarding(nodes[2]["home"])
+    missing: list[str] = []
+    page = chromium.new_context().new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.on("response", lambda response: response.status == 404 and missing.append(response.url))
+    page.goto(f"{nodes[2]['api_url']}/#key")
+    page.wait_for_selector("body[data-ready=true]")
+    create_key(page, backup=False)
+    assert missing == []  # not even a favicon: every page load is clean in the console
+    posted: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and "/v1/ops" in r.url and posted.append(r.url))
+
+    # Handles the protocol refuses never leave the page (the pattern once failed to compile
+    # under the `v` flag, so the browser checked nothing, and it allowed 1-char names).
+    go(page, "handle")
+    for name in ["ab", "<b>x</b>", "ÄÖü", "@alice"]:
+        page.fill("#handle-name", name)
+        page.click("#claim-form button[type=submit]")
+        assert page.evaluate("() => document.querySelector('#handle-name').validity.valid") is False
+    assert posted == []
+    # A claim the node refuses (this account holds nothing yet) is not kept as "mine".
+    page.fill("#handle-name", "refused-claim")
+    page.click("#claim-form button[type=submit]")
+    page.wait_for_selector("#handle-out .message.error")
+    assert page.evaluate("() => window.swarmd.wallet.mine.claims") == {}
+    assert "refused-claim" not in str(page.text_content("#handle-watch"))
+    screenshot(page, "20-hostile-handles")
+
+    go(page, "key")
+    page.click("#signup-button")
+    page.wait_for_selector("#signup-out .message.ok")
+    go(page, "hype")
+    page.fill("#burn-target", "é" * 100)  # 100 characters, 200 bytes of UTF-8
+    page.fill("#burn-amount", "1")
+    page.click("#burn-form button[type=submit]")
+    page.wait_for_selector("#burn-out .message.error")
+    assert "1..128 bytes of UTF-8 (this one is 200)" in str(page.text_content("#burn-out"))
+    screenshot(page, "21-hostile-burn")
+
+    posted.clear()
+    go(page, "send")
+    page.fill("#send-to", nodes[0]["node_id"])
+    page.fill("#send-amount", "3")
+    page.dblclick("#send-form button[type=submit]")
+    page.wait_for_selector("#send-out .message.ok")
+    assert not page.is_disabled("#send-form button[type=submit]")
+    assert len(posted) == 1  # one op signed and sent, not two
+    screenshot(page, "22-send-double-click")
+
+
+def test_a_tester_signs_up_with_an_invite_code_on_an_invite_only_node(
+    chromium: Any, devnet: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = devnet["nodes"][3]
+    (Path(node["home"]) / "onboarding.toml").write_text("enabled = true\nrequire_invite = true\n")
+    assert main(["--json", "council", "invite", "--home", node["home"], "--count", "1"]) == 0
+    code = json.loads(capsys.readouterr().out)["codes"][0]
+    page = open_wallet(chromium, node["api_url"])
+    posted: list[str] = []
+    page.on("request", lambda r: "/v1/onboarding/signup" in r.url and posted.append(r.url))
+    create_key(page, backup=False)
+    page.wait_for_selector("#signup-invite[required]")  # the puzzle alone cannot sign up here
+    page.click("#signup-button")
+    assert page.evaluate("() => document.querySelector('#signup-invite').validity.valid") is False
+    assert posted == []
+    page.fill("#signup-invite", f" {code.lower()} ")  # as pasted from a message
+    page.click("#signup-button")
+    page.wait_for_selector("#signup-out .message.ok")
+    assert len(posted) == 1
+    screenshot(page, "23-signup-by-invite")

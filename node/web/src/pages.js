@@ -2,13 +2,17 @@
 // dom.h, so whatever another user wrote is shown as text.
 
 import { api } from "./api.js";
-import { fromHex, toHex } from "./bytes.js";
+import { fromHex, toHex, utf8 } from "./bytes.js";
 import { field, h, replace, shortId } from "./dom.js";
 import {
   exportKeyFile, forgetKey, generateKey, importKeyFile, parseAccountId, saveKey,
 } from "./keys.js";
 import { decodeCut, networkIdOf, verifyBundle } from "./ops.js";
 import { onChange, resolveRecipient, solvePuzzle, submit, useKey, wallet } from "./wallet.js";
+
+const BURN_TARGET_SIZE_BYTES_MAX = 128; // protocol/limits.py BURN_TARGET_SIZE_BYTES_MAX
+const HANDLE_LENGTH_MIN = 3; // protocol/limits.py HANDLE_LENGTH_MIN
+const HANDLE_LENGTH_MAX = 32; // protocol/limits.py HANDLE_LENGTH_MAX
 
 // Amounts are integers up to 2**63-1: parsed to a BigInt, never through a float.
 function parseAmount(text) {
@@ -20,6 +24,16 @@ function parseAmount(text) {
   return amount;
 }
 
+// Burn targets are 1..128 bytes of UTF-8 (the input's maxlength counts UTF-16 units, not bytes).
+function parseTarget(text) {
+  const size = utf8(text).length;
+  if (size === 0 || size > BURN_TARGET_SIZE_BYTES_MAX) {
+    throw new Error(`target must be 1..${BURN_TARGET_SIZE_BYTES_MAX} bytes of UTF-8 ` +
+      `(this one is ${size})`);
+  }
+  return text;
+}
+
 function message(kind, text) {
   return h("p", { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
@@ -29,16 +43,32 @@ function needsKey(root) {
     h("p", {}, "Create or import a key first: ", h("a", { href: "#key" }, "Key")));
 }
 
-// Run an async action from a form, showing its outcome in `out`.
+// The controls an action locks while it runs: a form's fields and buttons, or the button.
+function controlsOf(target) {
+  const all = target instanceof HTMLFormElement ? [...target.elements] : [target];
+  return all.filter((control) => "disabled" in control && !control.disabled);
+}
+
+// Run an async action from a form, showing its outcome in `out`. While it runs its form (or
+// button) is disabled and further submits are ignored: a double-click must not sign a second
+// op, and the fields cannot change under an op being signed.
 function action(out, run) {
+  let running = false;
   return async (event) => {
     event.preventDefault();
+    if (running) return;
+    running = true;
+    const locked = controlsOf(event.currentTarget);
+    for (const control of locked) control.disabled = true;
     replace(out, message("info", "working…"));
     try {
       const result = await run();
       replace(out, result ?? "");
     } catch (error) {
       replace(out, message("error", `${error.code ? `${error.code}: ` : ""}${error.message}`));
+    } finally {
+      for (const control of locked) control.disabled = false;
+      running = false;
     }
   };
 }
@@ -119,17 +149,25 @@ async function signupSection(root) {
     return;
   }
   const out = h("div", { class: "out", id: "signup-out" });
+  // An invite code from the node's operator replaces the puzzle (or is required by the node).
+  const invite = h("input", { id: "signup-invite", autocomplete: "off", maxlength: 64,
+    required: info.require_invite, placeholder: info.require_invite ? "" : "(optional)" });
   replace(root, h("h3", {}, "Sign up"),
     h("p", {}, `Get the signup reward of ${info.signup_reward} credits from this council ` +
-      `node. Your browser first solves a small puzzle (${info.pow_bits} bits of work) so ` +
-      "that nobody can drain the reward by script."),
-    h("button", { id: "signup-button", onclick: action(out, async () => {
-      const nonce = await solvePuzzle(info.pow_bits, (n) =>
-        replace(out, message("info", `solving the puzzle… ${n} tries`)));
-      const result = await api.signup({ account: wallet.accountId, nonce });
+      "node. " + (info.require_invite
+        ? "This node signs up by invite code only: ask its operator for one."
+        : `Your browser first solves a small puzzle (${info.pow_bits} bits of work) so that ` +
+          "nobody can drain the reward by script, unless you have an invite code.")),
+    h("form", { id: "signup-form", onsubmit: action(out, async () => {
+      const code = invite.value.trim();
+      const body = code ? { account: wallet.accountId, invite: code }
+        : { account: wallet.accountId, nonce: await solvePuzzle(info.pow_bits, (n) =>
+          replace(out, message("info", `solving the puzzle… ${n} tries`))) };
+      const result = await api.signup(body);
       return message("ok", `Signup reward granted (op ${result.op_id.slice(0, 12)}); it is ` +
         "pending until the next checkpoint makes it final.");
-    }) }, "Sign up"),
+    }) }, field("Invite code", invite),
+      h("button", { id: "signup-button", type: "submit" }, "Sign up")),
     out);
 }
 
@@ -260,7 +298,7 @@ export function hypePage(root) {
       h("th", {}, "Total"), h("th", {}, "Final"))), board),
     wallet.key ? h("form", { id: "burn-form", onsubmit: action(out, async () => {
       const { opId } = await submit("burn", {
-        amount: parseAmount(amount.value), target: target.value,
+        amount: parseAmount(amount.value), target: parseTarget(target.value),
       });
       return message("ok", `Burned ${amount.value} toward “${target.value}” (op ` +
         `${opId.slice(0, 12)}).`);
@@ -275,7 +313,10 @@ export function hypePage(root) {
 
 export function handlePage(root) {
   if (!wallet.key) return needsKey(root);
-  const name = h("input", { id: "handle-name", required: true, pattern: "[a-z0-9_-]{1,32}" });
+  // (A pattern attribute is compiled with the regex `v` flag: "-" in a class is escaped.)
+  const name = h("input", { id: "handle-name", required: true,
+    pattern: `[a-z0-9_\\-]{${HANDLE_LENGTH_MIN},${HANDLE_LENGTH_MAX}}`,
+    minlength: HANDLE_LENGTH_MIN, maxlength: HANDLE_LENGTH_MAX });
   const out = h("div", { class: "out", id: "handle-out" });
   const watch = h("div", { id: "handle-watch" });
   const show = async () => {
@@ -292,7 +333,8 @@ export function handlePage(root) {
       const { opId } = await submit("handle.claim", { handle: name.value });
       show();
       return message("ok", `Claimed @${name.value} (op ${opId.slice(0, 12)}).`);
-    }) }, field("Handle", name, "1–32 of a-z 0-9 _ -"), h("button", { type: "submit" }, "Claim")),
+    }) }, field("Handle", name, `${HANDLE_LENGTH_MIN}–${HANDLE_LENGTH_MAX} of a-z 0-9 _ -`),
+      h("button", { type: "submit" }, "Claim")),
     out, h("h3", {}, "Your claims"), watch);
   show();
   return onChange((what, event) => what === "event" && event.type?.startsWith("handle") && show());

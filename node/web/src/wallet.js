@@ -90,12 +90,32 @@ export async function submit(kind, fields) {
     deps,
   });
   const opId = toHex(op.opId);
+  // Remembered before submitting, so that an event about it racing the answer is recognized.
+  const earlierClaim = wallet.mine.claims[fields.handle];
   wallet.mine.ops[opId] = { kind, handle: fields.handle };
   if (kind === "handle.claim") wallet.mine.claims[fields.handle] = opId;
   saveMine();
-  const result = await api.submit(toHex(op.envelope));
+  let result;
+  try {
+    result = await api.submit(toHex(op.envelope));
+  } catch (error) {
+    if (error.status) forgetRefused(opId, kind, fields.handle, earlierClaim);
+    throw error;
+  }
   changed("submitted", { opId, kind, result });
   return { opId, result };
+}
+
+// The node answered with a refusal: that op will never exist, so it is not ours to watch (a
+// refused claim would otherwise stay listed under "Your claims"). Without an answer (the node
+// unreachable) the op may have been taken, and stays remembered.
+function forgetRefused(opId, kind, handle, earlierClaim) {
+  delete wallet.mine.ops[opId];
+  if (kind === "handle.claim" && wallet.mine.claims[handle] === opId) {
+    if (earlierClaim) wallet.mine.claims[handle] = earlierClaim;
+    else delete wallet.mine.claims[handle];
+  }
+  saveMine();
 }
 
 // --- the signup puzzle -----------------------------------------------------------------------
