@@ -66,7 +66,7 @@ from .dialer import Dialer, dial_state_dict
 from .exchange import PeerExchange, offered_relays
 from .observe import record
 from .persistence import NodeLog, SnapshotBuilds, StoredOps, StoreLog
-from .restore import open_node
+from .restore import Restored, open_node
 from .signing_state import SigningStateFile
 
 log = get_logger("swarmd.daemon")
@@ -226,6 +226,18 @@ class Daemon:
     async def open(cls, config: NodeConfig, *, metrics: NodeMetrics | None = None) -> Daemon:
         """Open the node's store and rebuild its core (runtime/restore.py)."""
         restored = await open_node(config)
+        try:
+            return await cls._opened(config, restored, metrics)
+        except BaseException:
+            # The store's thread would keep the process alive after the error (a startup that
+            # fails once the store is open must still exit): close it, as open_node does.
+            await restored.node_log.close()
+            raise
+
+    @classmethod
+    async def _opened(
+        cls, config: NodeConfig, restored: Restored, metrics: NodeMetrics | None
+    ) -> Daemon:
         core = restored.core
         daemon = cls(
             config,
