@@ -289,6 +289,8 @@ async def get_checkpoint(request: web.Request) -> web.Response:
             height = int(text)
         except ValueError:
             raise ApiError(400, "bad_height", "height must be an integer or 'latest'") from None
+        if height < 1:  # (heights start at 1: -5 is a bad request, not a missing checkpoint)
+            raise ApiError(400, "bad_height", "height must be at least 1 or 'latest'")
     if height < 1:
         raise ApiError(404, "checkpoint_not_found", "no checkpoint yet")
     bundle = daemon.core.bundle(height)

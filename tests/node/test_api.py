@@ -231,6 +231,9 @@ async def test_reads_validate_their_parameters(make_node: Any) -> None:
     assert (await node.get(f"/v1/ops/{'00' * 32}"))[1]["code"] == "op_not_found"
     assert (await node.get("/v1/checkpoints/latest"))[1]["code"] == "checkpoint_not_found"
     assert (await node.get("/v1/checkpoints/x"))[1]["code"] == "bad_height"
+    for bad in ("-5", "0"):
+        status, body = await node.get(f"/v1/checkpoints/{bad}")
+        assert (status, body["code"]) == (400, "bad_height")
     assert (await node.get("/v1/handles/NO"))[0] == 400
     assert (await node.get("/v1/handles/nobody"))[1]["code"] == "handle_not_found"
     assert (await node.get("/v1/nothing"))[1]["code"] == "not_found"
