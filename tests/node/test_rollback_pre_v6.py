@@ -55,7 +55,7 @@ V5_TABLES = {
     "rollback_certificates": "*",
     "reverted_ops": "*",
     "peer_bans": "*",
-    "address_book": "*",
+    "address_book": "node_id, record, source, failures",  # (v10 added tried, anchor)
 }
 
 
