@@ -534,3 +534,14 @@ assert (
 ADDRESS_SHARE_NEW_MAX = 4
 
 assert ADDRESS_SHARE_NEW_MAX >= 1
+
+
+# --- simulator and suite speed (session 7; branch simspeed) ------------------------------------
+
+#: URLs whose network group `addresses.url_group` remembers (a pure function of the URL string:
+#: parsing the host with ipaddress on every call was 21% of the open-network and eclipse
+#: scenarios, via AddressBook.sample). A book holds at most ADDRESS_BOOK_MAX records, so the
+#: cache covers a full book four times over; past it, least recently used URLs are parsed again.
+ADDRESS_GROUP_CACHE_ENTRIES_MAX = 4096
+
+assert ADDRESS_GROUP_CACHE_ENTRIES_MAX >= ADDRESS_BOOK_MAX

@@ -1,12 +1,15 @@
-"""The simulator's verification cache (crypto.VerifiedCache): it answers a repeated successful
-verification without libsodium and never turns a failing verification into a passing one."""
+"""The caches that make the simulator faster without changing a result: the verification cache
+(crypto.VerifiedCache) answers a repeated successful verification without libsodium and never
+turns a failing one into a passing one; `addresses.url_group` remembers the groups of URLs."""
 
 from __future__ import annotations
 
 import pytest
 
 from swarmd.protocol import crypto
+from swarmd.protocol.addresses import url_group
 from swarmd.protocol.errors import BadSignatureError, LocalProtocolError
+from swarmd.protocol.limits import ADDRESS_GROUP_CACHE_ENTRIES_MAX
 from swarmd.protocol.sim import scenarios
 from swarmd.protocol.sim.simulator import SIM_VERIFIED_CACHE_ENTRIES_MAX
 
@@ -66,3 +69,19 @@ def test_a_scenario_answers_most_verifications_from_its_cache() -> None:
     assert cache.entries_max == SIM_VERIFIED_CACHE_ENTRIES_MAX
     # Five nodes verify the same votes and bundles: most verifications repeat one.
     assert cache.hits > len(cache.digests) > 0
+
+
+def test_url_groups_are_remembered_up_to_the_bound_and_equal_a_fresh_parse() -> None:
+    urls = [
+        f"wss://10.{i // 256}.{i % 256}.1:7000/" for i in range(ADDRESS_GROUP_CACHE_ENTRIES_MAX + 1)
+    ]
+    for url in urls:
+        assert url_group(url) == url_group.__wrapped__(url)
+    assert url_group.cache_info().currsize == ADDRESS_GROUP_CACHE_ENTRIES_MAX
+    before = url_group.cache_info()
+    assert url_group(urls[-1]) == "private:10.16.0.0/16"  # the newest: remembered
+    assert url_group(urls[0]) == "private:10.0.0.0/16"  # the oldest: evicted, parsed again
+    after = url_group.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 1)
+    assert url_group("wss://[2a01:4f8::1]:7000/") == "public:2a01:4f8::/32"
+    assert url_group("wss://node.example.org/") == "public:example.org"
