@@ -246,6 +246,9 @@ def encode_message(message: Message) -> bytes:
         value = [MessageType.RECONCILE, message.session_id, message.from_initiator]
         return encoding.encode([*value, message.payload])
     if isinstance(message, ConsensusEnvelope):
+        if type(message.payload) is bytes:
+            # Hot too (every vote, to every peer): an int and bytes are canonical as packed.
+            return encoding.pack([int(MessageType.CONSENSUS), message.payload])
         return encoding.encode([MessageType.CONSENSUS, message.payload])
     if isinstance(message, BundlesMessage):
         return encoding.encode([MessageType.BUNDLES, list(message.bundles)])

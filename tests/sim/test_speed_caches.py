@@ -1,15 +1,17 @@
-"""The caches that make the simulator faster without changing a result: the verification cache
-(crypto.VerifiedCache) answers a repeated successful verification without libsodium and never
-turns a failing one into a passing one; `addresses.url_group` remembers the groups of URLs."""
+"""Speed-ups of the simulator's hot paths that must not change a result: the verification
+cache (crypto.VerifiedCache) answers a repeated successful verification without libsodium and
+never turns a failing one into a passing one; `addresses.url_group` remembers the groups of
+URLs; a consensus message is packed directly, to the bytes the generic encoder gives."""
 
 from __future__ import annotations
 
 import pytest
 
-from swarmd.protocol import crypto
+from swarmd.protocol import crypto, encoding
 from swarmd.protocol.addresses import url_group
 from swarmd.protocol.errors import BadSignatureError, LocalProtocolError
 from swarmd.protocol.limits import ADDRESS_GROUP_CACHE_ENTRIES_MAX
+from swarmd.protocol.messages import ConsensusEnvelope, MessageType, decode_message, encode_message
 from swarmd.protocol.sim import scenarios
 from swarmd.protocol.sim.simulator import SIM_VERIFIED_CACHE_ENTRIES_MAX
 
@@ -85,3 +87,10 @@ def test_url_groups_are_remembered_up_to_the_bound_and_equal_a_fresh_parse() -> 
     assert (after.hits - before.hits, after.misses - before.misses) == (1, 1)
     assert url_group("wss://[2a01:4f8::1]:7000/") == "public:2a01:4f8::/32"
     assert url_group("wss://node.example.org/") == "public:example.org"
+
+
+def test_the_consensus_fast_path_encodes_as_the_generic_encoder() -> None:
+    for payload in (b"", b"\x00" * 31, b"\xff" * 300, bytes(range(256)) * 300):
+        fast = encode_message(ConsensusEnvelope(payload))
+        assert fast == encoding.encode([MessageType.CONSENSUS, payload])
+        assert decode_message(fast) == ConsensusEnvelope(payload)
