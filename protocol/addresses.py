@@ -32,6 +32,7 @@ does not verify) and decodes every three-field one, so no version bump is needed
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -209,6 +210,7 @@ def url_scope(url: str) -> str:
     return "public"
 
 
+@functools.lru_cache(maxsize=limits.ADDRESS_GROUP_CACHE_ENTRIES_MAX)  # why: see limits.py
 def url_group(url: str) -> str:
     """The network group of `url`'s host, for diversity (protocol/peering.py): its scope and
     IPv4 /16 or IPv6 /32, or the last two labels of a DNS name; "loopback" for every loopback

@@ -17,8 +17,11 @@ changes the decoded key or checksum and is rejected.
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import nacl.bindings as sodium
@@ -71,12 +74,60 @@ def verify_signed(public_key: bytes, signed: bytes) -> None:
     form libsodium takes), so it is not built twice; `signed` must be at least 64 bytes."""
     if len(public_key) != limits.PUBLIC_KEY_SIZE_BYTES or len(signed) < limits.SIGNATURE_SIZE_BYTES:
         raise BadSignatureError("signature or key has the wrong length")
+    cache = _verified_cache.get()
+    if cache is not None:
+        digest = hashlib.sha256(public_key + signed).digest()
+        if digest in cache.digests:
+            cache.hits += 1
+            return
     try:
         # PyNaCl exposes only the combined form; crypto_sign_open runs libsodium's strict
         # crypto_sign_verify_detached on signature || message.
         sodium.crypto_sign_open(signed, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
         raise BadSignatureError("signature does not verify") from exc
+    if cache is not None:
+        cache.add(digest)
+
+
+class VerifiedCache:
+    """Verifications that succeeded, remembered by sha256(public_key || signed) (the key has a
+    fixed size, so the concatenation is unambiguous): a pure speed-up for a process that
+    verifies the same bytes many times, the simulator, where every simulated node verifies
+    every vote and bundle (tests/sim: 90% of its verifications repeat one already made). A
+    failed verification is never remembered, so `verify_signed` returns or raises exactly as
+    without the cache. Used only inside `remembering_verifications`: the daemon and the
+    benchmarks never install one (a benchmark that verifies the same ops again must pay
+    again). Full at `entries_max` digests, it starts over."""
+
+    def __init__(self, entries_max: int) -> None:
+        if entries_max < 1:
+            raise LocalProtocolError("a verification cache holds at least one entry")
+        self.entries_max = entries_max
+        self.digests: set[bytes] = set()
+        #: Verifications answered from the cache.
+        self.hits = 0
+
+    def add(self, digest: bytes) -> None:
+        if len(self.digests) >= self.entries_max:
+            self.digests.clear()
+        self.digests.add(digest)
+
+
+_verified_cache: contextvars.ContextVar[VerifiedCache | None] = contextvars.ContextVar(
+    "swarmd_verified_cache", default=None
+)
+
+
+@contextmanager
+def remembering_verifications(cache: VerifiedCache) -> Iterator[None]:
+    """Within this block (this thread and context only), `verify_signed` and `verify` skip
+    libsodium for bytes `cache` saw verify already."""
+    token = _verified_cache.set(cache)
+    try:
+        yield
+    finally:
+        _verified_cache.reset(token)
 
 
 def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -576,3 +576,12 @@ SETTLEMENT_VALUES_MAX = 64
 #: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
 #: last, so that after a rollback it can show and require those above H (consensus.py).
 SETTLEMENT_PRECOMMITS_KEPT_MAX = 16
+# --- simulator and suite speed (session 7; branch simspeed) ------------------------------------
+
+#: URLs whose network group `addresses.url_group` remembers (a pure function of the URL string:
+#: parsing the host with ipaddress on every call was 21% of the open-network and eclipse
+#: scenarios, via AddressBook.sample). A book holds at most ADDRESS_BOOK_MAX records, so the
+#: cache covers a full book four times over; past it, least recently used URLs are parsed again.
+ADDRESS_GROUP_CACHE_ENTRIES_MAX = 4096
+
+assert ADDRESS_GROUP_CACHE_ENTRIES_MAX >= ADDRESS_BOOK_MAX

@@ -257,6 +257,9 @@ def encode_message(message: Message) -> bytes:
         value = [MessageType.RECONCILE, message.session_id, message.from_initiator]
         return encoding.encode([*value, message.payload])
     if isinstance(message, ConsensusEnvelope):
+        if type(message.payload) is bytes:
+            # Hot too (every vote, to every peer): an int and bytes are canonical as packed.
+            return encoding.pack([int(MessageType.CONSENSUS), message.payload])
         return encoding.encode([MessageType.CONSENSUS, message.payload])
     if isinstance(message, BundlesMessage):
         return encoding.encode([MessageType.BUNDLES, list(message.bundles)])
@@ -312,6 +315,34 @@ def _bytes_list(
     return tuple(value)
 
 
+#: Items after the type of each message type, by the type's int (decode_message runs on every
+#: received message: one dict lookup instead of an enum call and a table built per call).
+_ITEMS_BY_TYPE: dict[int, tuple[MessageType, int]] = {
+    int(message_type): (message_type, expected)
+    for message_type, expected in (
+        (MessageType.OPS, 1),
+        (MessageType.FETCH, 1),
+        (MessageType.SYNC_HELLO, 3),
+        (MessageType.RECONCILE, 3),
+        (MessageType.CONSENSUS, 1),
+        (MessageType.BUNDLES, 1),
+        (MessageType.BUNDLE_REQUEST, 2),
+        (MessageType.SYNC_DONE, 1),
+        (MessageType.CHECKPOINT_OPS, 1),
+        (MessageType.EVIDENCE, 1),
+        (MessageType.HANDLE_CONFLICT, 4),
+        (MessageType.ANNOUNCE, 2),
+        (MessageType.SNAPSHOT_OFFER, 2),
+        (MessageType.CHUNK_REQUEST, 2),
+        (MessageType.CHUNK, 3),
+        (MessageType.CHUNK_MISSING, 2),
+        (MessageType.ROLLBACK, 2),
+        (MessageType.SETTLEMENT, 1),
+    )
+}
+assert set(_ITEMS_BY_TYPE) == {int(message_type) for message_type in MessageType}
+
+
 def decode_message(data: bytes) -> Message:
     size_max = limits.ENCODED_VALUE_SIZE_BYTES_MAX
     if isinstance(data, bytes) and data[:2] == _SNAPSHOT_OFFER_PREFIX:
@@ -323,30 +354,10 @@ def decode_message(data: bytes) -> Message:
     if type(value) is not list or not value or type(value[0]) is not int:
         raise MessageError("a message is a list starting with its type")
     kind, items = value[0], value[1:]
-    try:
-        message_type = MessageType(kind)
-    except ValueError as exc:
-        raise MessageError(f"unknown message type {kind}") from exc
-    expected = {
-        MessageType.OPS: 1,
-        MessageType.FETCH: 1,
-        MessageType.SYNC_HELLO: 3,
-        MessageType.RECONCILE: 3,
-        MessageType.CONSENSUS: 1,
-        MessageType.BUNDLES: 1,
-        MessageType.BUNDLE_REQUEST: 2,
-        MessageType.SYNC_DONE: 1,
-        MessageType.CHECKPOINT_OPS: 1,
-        MessageType.EVIDENCE: 1,
-        MessageType.HANDLE_CONFLICT: 4,
-        MessageType.ANNOUNCE: 2,
-        MessageType.SNAPSHOT_OFFER: 2,
-        MessageType.CHUNK_REQUEST: 2,
-        MessageType.CHUNK: 3,
-        MessageType.CHUNK_MISSING: 2,
-        MessageType.ROLLBACK: 2,
-        MessageType.SETTLEMENT: 1,
-    }[message_type]
+    known = _ITEMS_BY_TYPE.get(kind)
+    if known is None:
+        raise MessageError(f"unknown message type {kind}")
+    message_type, expected = known
     if len(items) != expected:
         raise MessageError(f"{message_type.name} has {expected} items")
     return _decode_items(message_type, items)

@@ -111,11 +111,14 @@ _EMPTY_NODES = _empty_nodes()
 class StateTree:
     """A map of 32-byte keys to 32-byte value hashes with an incrementally maintained root.
 
-    `copy()` is copy-on-write at bucket granularity: it copies the list of 2**17 node hashes
-    and the outer dict of non-empty buckets (pointer copies only: ~5 ms at a million accounts,
-    measured by benchmarks/state_tree.py), while the bucket dicts stay shared. After a
-    copy, the first write to a shared bucket, in either tree, copies that one bucket dict
-    (~15 entries at a million accounts).
+    `copy()` is copy-on-write at bucket granularity: it copies the outer dict of non-empty
+    buckets (pointer copies only), while the bucket dicts stay shared. After a copy, the first
+    write to a shared bucket, in either tree, copies that one bucket dict (~15 entries at a
+    million accounts). The list of 2**17 node hashes is shared too, and copied (~5 ms at a
+    million accounts, benchmarks/state_tree.py) by the first `root()` that must rehash in a
+    tree that shares it: a new tree shares the empty tree's list, and many new trees are
+    dropped before they ever rehash (a simulated run copies under half the lists it did when
+    `__init__` and `copy()` copied at once).
     """
 
     def __init__(self) -> None:
@@ -126,7 +129,10 @@ class StateTree:
         # Buckets whose dict this tree alone holds, so it may mutate them in place.
         self._owned: set[int] = set()
         self._dirty: set[int] = set()
-        self._nodes: list[bytes] = _EMPTY_NODES.copy()
+        self._nodes: list[bytes] = _EMPTY_NODES
+        # Whether `_nodes` may be held by another tree (or is _EMPTY_NODES): copied before
+        # the first rehash writes to it.
+        self._nodes_shared = True
         self._count = 0
         self._hash_count = 0
 
@@ -187,6 +193,9 @@ class StateTree:
         return self._nodes[1]
 
     def _recompute(self) -> None:
+        if self._nodes_shared:
+            self._nodes = self._nodes.copy()
+            self._nodes_shared = False
         nodes = self._nodes
         sha256 = hashlib.sha256
         positions = set()
@@ -212,11 +221,13 @@ class StateTree:
         other._buckets = dict(self._buckets)
         other._owned = set()
         other._dirty = set(self._dirty)
-        other._nodes = self._nodes.copy()
+        other._nodes = self._nodes
         other._count = self._count
         other._hash_count = 0
-        # Every bucket dict is now shared: neither tree may mutate one in place any more.
+        # Every bucket dict and the node list are now shared: neither tree may mutate one in
+        # place any more.
         self._owned = set()
+        other._nodes_shared = self._nodes_shared = True
         return other
 
     def items_sorted(self) -> Iterator[tuple[bytes, bytes]]:

@@ -25,7 +25,6 @@ the same seed and the same code give the same trace hash in any process.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import heapq
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from ..crypto import KeyPair
+from ..crypto import KeyPair, VerifiedCache, remembering_verifications
 from ..ledger import Ledger, OpExcluded, Outcome, StateRederived
 from ..node_core import (
     CatchUpStarted,
@@ -53,6 +52,7 @@ from ..node_core import (
 from ..ops import op_id_of
 from .errors import SimActionsExceededError, SimulationError
 from .network import Links, NetworkConfig, pair
+from .trace import canonical_repr
 
 # --- bounds ----------------------------------------------------------------------------------
 
@@ -68,6 +68,11 @@ SIM_EVENTS_PER_DRAIN_MAX = 1_000_000
 #: Timer firings at one node at one virtual instant: a core whose timer stays in the past after
 #: `handle_timer` is re-armed a little later instead of spinning (counted as a failure).
 SIM_TIMER_REFIRES_MAX = 1_000
+#: Successful signature verifications one simulation remembers (crypto.VerifiedCache, 32-byte
+#: digests: ~5 MB when full). A CI scenario makes a few hundred distinct ones; the documented
+#: large open-network run (47 nodes) a few thousand. Full, the cache starts over (slower,
+#: never different).
+SIM_VERIFIED_CACHE_ENTRIES_MAX = 1 << 16
 
 
 # --- the core contract -----------------------------------------------------------------------
@@ -254,6 +259,8 @@ class Simulation:
         self._heap: list[tuple[float, int, Action]] = []
         self._seq = 0
         self._trace = hashlib.sha256()
+        #: Signature verifications that succeeded in this simulation (see `run_until`).
+        self.verified = VerifiedCache(SIM_VERIFIED_CACHE_ENTRIES_MAX)
         self.frames_delivered = 0
         self.frames_lost = 0
         self.events_seen = 0
@@ -302,16 +309,20 @@ class Simulation:
         heapq.heappush(self._heap, (max(time, self.now), self._seq, action))
 
     def run_until(self, time: float, stop: Callable[[], bool] | None = None) -> None:
-        """Execute actions up to `time` (or until `stop()` is true after an action)."""
-        while self._heap and self._heap[0][0] <= time:
-            self.actions += 1
-            if self.actions > SIM_ACTIONS_MAX:
-                raise SimActionsExceededError(f"more than {SIM_ACTIONS_MAX} actions")
-            when, _, action = heapq.heappop(self._heap)
-            self.now = when
-            action()
-            if stop is not None and stop():
-                return
+        """Execute actions up to `time` (or until `stop()` is true after an action).
+
+        Every simulated node verifies the same votes, bundles and ops: verifications that
+        succeeded once are remembered for the whole simulation (`self.verified`)."""
+        with remembering_verifications(self.verified):
+            while self._heap and self._heap[0][0] <= time:
+                self.actions += 1
+                if self.actions > SIM_ACTIONS_MAX:
+                    raise SimActionsExceededError(f"more than {SIM_ACTIONS_MAX} actions")
+                when, _, action = heapq.heappop(self._heap)
+                self.now = when
+                action()
+                if stop is not None and stop():
+                    return
         self.now = max(self.now, time)
 
     def local_time(self, node: SimNode) -> float:
@@ -768,24 +779,3 @@ EVENT_HANDLERS: dict[type, EventHandler] = {
     # Misbehaviour: detected, and the shell drops the peer's connection at once.
     PeerMisbehaved: Simulation._on_peer_misbehaved,
 }
-
-
-def canonical_repr(value: object) -> str:
-    """A repr that is the same in every process: sets are sorted, bytes are hex."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        inner = ",".join(
-            f"{f.name}={canonical_repr(getattr(value, f.name))}" for f in dataclasses.fields(value)
-        )
-        return f"{type(value).__name__}({inner})"
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, Enum):
-        return f"{type(value).__name__}.{value.name}"
-    if isinstance(value, set | frozenset):
-        return "{" + ",".join(sorted(canonical_repr(item) for item in value)) + "}"
-    if isinstance(value, dict):
-        items = sorted((canonical_repr(k), canonical_repr(v)) for k, v in value.items())
-        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(canonical_repr(item) for item in value) + "]"
-    return repr(value)

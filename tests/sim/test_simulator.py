@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from enum import Enum, IntEnum
 
 import pytest
 
@@ -15,7 +17,7 @@ from swarmd.protocol.node_core import (
 from swarmd.protocol.sim import scenarios
 from swarmd.protocol.sim.errors import SimulationError
 from swarmd.protocol.sim.network import NetworkConfig
-from swarmd.protocol.sim.simulator import EVENT_HANDLERS, Simulation, canonical_repr
+from swarmd.protocol.sim.simulator import EVENT_HANDLERS, FaultKind, Simulation, canonical_repr
 
 
 def make_swarm(seed: int = 1, **network: float) -> scenarios.Swarm:
@@ -137,6 +139,65 @@ def test_canonical_repr_does_not_depend_on_set_or_dict_order() -> None:
     two = _Sample(frozenset({b"\x03", b"\x01", b"\x02"}), {"a": 1, "b": 2})
     assert canonical_repr(one) == canonical_repr(two)
     assert canonical_repr(one) == "_Sample(ids={01,02,03},table={'a':1,'b':2})"
+
+
+def _plain_canonical_repr(value: object) -> str:
+    """The recursive definition the trace hashes were recorded with (before the type dispatch
+    of trace.py): both must give the same text for every value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        inner = ",".join(
+            f"{f.name}={_plain_canonical_repr(getattr(value, f.name))}"
+            for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(_plain_canonical_repr(item) for item in value)) + "}"
+    if isinstance(value, dict):
+        items = sorted(
+            (_plain_canonical_repr(k), _plain_canonical_repr(v)) for k, v in value.items()
+        )
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_plain_canonical_repr(item) for item in value) + "]"
+    return repr(value)
+
+
+class _Level(IntEnum):
+    LOW = 1
+
+
+@dataclass
+class _Nested:
+    inner: _Sample
+    items: list[object]
+    pair: tuple[int, float]
+    flag: bool
+    nothing: None = None
+
+
+def test_canonical_repr_is_the_plain_recursive_definition() -> None:
+    sample = _Sample(frozenset({b"\x02", b"\x01"}), {"z": 0})
+    values: list[object] = [
+        b"\x00\xff",
+        bytearray(b"\x01"),
+        1,
+        -2.5,
+        True,
+        None,
+        "text",
+        _Level.LOW,
+        FaultKind.CRASH,
+        _Sample,  # a dataclass class, not an instance: its repr
+        sample,
+        _Nested(sample, [b"\x03", {1: b"", 2: [_Level.LOW]}, {3, 1}], (1, 0.1), False),
+        PersistOps((b"\x01\x02",), write_id=3),
+    ]
+    for value in values:
+        assert canonical_repr(value) == _plain_canonical_repr(value), value
 
 
 def test_events_are_dispatched_by_class_not_by_name() -> None:
