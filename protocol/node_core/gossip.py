@@ -323,13 +323,15 @@ class Gossip:
         for op_id, (_, _, cut) in list(self.core.finality.validation_waiting.items()):
             wanted += self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]
             del op_id
-        # An announced id is left to `fetch_announced`, which asks a peer that holds it.
+        # An id announced and not yet fetched is left to `fetch_announced`, which asks a peer
+        # that holds it within ANNOUNCE_FETCH_DELAY_S. (One whose announcer was asked already
+        # is asked again here once FETCH_RETRY_S passed: that answer may be lost, and the next
+        # announcer is up to FETCH_RETRY_S away.)
         due = [
             op_id
             for op_id in dict.fromkeys(wanted)
             if now - self.fetch_requested.get(op_id, -FETCH_RETRY_S) >= FETCH_RETRY_S
             and op_id not in self.announced
-            and op_id not in self.announce_retries
         ][: limits.FETCH_OPS_PER_REQUEST_MAX]
         if not due or not self.core._peers:
             return
