@@ -61,6 +61,11 @@ class Gossip:
         self.announced: OrderedDict[bytes, Announced] = OrderedDict()
         self.announce_retries: OrderedDict[bytes, Announced] = OrderedDict()
         self.fetch_requested: OrderedDict[bytes, float] = OrderedDict()
+        #: Requested ids whose last FETCH went to a random peer (a missing parent or a cut's
+        #: op, `request_missing`): that peer may lack them, and a FETCH of ops a peer lacks is
+        #: not answered, so an announcer of one is asked at once rather than FETCH_RETRY_S later
+        #: (a subset of `fetch_requested`'s keys, so within FETCH_REQUESTED_MAX).
+        self.fetched_blind: set[bytes] = set()
         self.last_fetch_scan = now
 
     def scan_missing(self, now: float) -> None:
@@ -91,6 +96,7 @@ class Gossip:
             op_id = outcome.op_id
             self.core._unfinal_ids.add(op_id)
             self.fetch_requested.pop(op_id, None)
+            self.fetched_blind.discard(op_id)
             self.core._emit(PersistOps((envelope,)))
             if self.core.finality.first_unfinal_at is None:
                 self.core.finality.first_unfinal_at = now
@@ -225,8 +231,7 @@ class Gossip:
                 self.fetch_one_announced(op_id, entry, now, by_peer)
         if not by_peer:
             return
-        while len(self.fetch_requested) > FETCH_REQUESTED_MAX:
-            self.fetch_requested.popitem(last=False)
+        self.forget_oldest_requests()
         for peer_id in sorted(by_peer):
             ids = by_peer[peer_id]
             peer = self.core._peers[peer_id]
@@ -242,8 +247,14 @@ class Gossip:
             self.release_announced(entry)
             return
         requested = self.fetch_requested.get(op_id)
-        if requested is not None and now < requested + FETCH_RETRY_S:
-            # Asked for already (a missing parent of a pending op): wait for that answer.
+        if (
+            requested is not None
+            and now < requested + FETCH_RETRY_S
+            and op_id not in self.fetched_blind
+        ):
+            # Asked an announcer already: wait for that answer. (Asked a random peer for a
+            # missing parent instead: it may lack the op and never answer, while an announcer
+            # holds it. Waiting on that blind request stalled bounded meshes: issue 16.)
             entry.due = now + FETCH_RETRY_S
             self.announce_retries[op_id] = entry
             return
@@ -256,8 +267,14 @@ class Gossip:
         by_peer.setdefault(peer_id, []).append(op_id)
         self.fetch_requested[op_id] = now
         self.fetch_requested.move_to_end(op_id)
+        self.fetched_blind.discard(op_id)
         entry.due = now + FETCH_RETRY_S
         self.announce_retries[op_id] = entry
+
+    def forget_oldest_requests(self) -> None:
+        while len(self.fetch_requested) > FETCH_REQUESTED_MAX:
+            op_id, _ = self.fetch_requested.popitem(last=False)
+            self.fetched_blind.discard(op_id)
 
     def send_ops(self, peer: Peer, op_ids: list[bytes], priority: Priority) -> int:
         """Send the ops we hold among `op_ids`; final ones whose bodies left memory are asked
@@ -316,18 +333,23 @@ class Gossip:
         for op_id, (_, _, cut) in list(self.core.finality.validation_waiting.items()):
             wanted += self.core.ledger.cut_closure([head for _, _, head in cut.heads])[1]
             del op_id
+        # An id announced and not yet fetched is left to `fetch_announced`, which asks a peer
+        # that holds it within ANNOUNCE_FETCH_DELAY_S. (One whose announcer was asked already
+        # is asked again here once FETCH_RETRY_S passed: that answer may be lost, and the next
+        # announcer is up to FETCH_RETRY_S away.)
         due = [
             op_id
             for op_id in dict.fromkeys(wanted)
             if now - self.fetch_requested.get(op_id, -FETCH_RETRY_S) >= FETCH_RETRY_S
+            and op_id not in self.announced
         ][: limits.FETCH_OPS_PER_REQUEST_MAX]
         if not due or not self.core._peers:
             return
         for op_id in due:
             self.fetch_requested[op_id] = now
             self.fetch_requested.move_to_end(op_id)
-        while len(self.fetch_requested) > FETCH_REQUESTED_MAX:
-            self.fetch_requested.popitem(last=False)
+            self.fetched_blind.add(op_id)
+        self.forget_oldest_requests()
         peers = self.core._peer_order
         target = self.core._peers[peers[self.core.rng.randrange(len(peers))]]
         target.encoder.queue_message(encode_message(FetchMessage(tuple(due))), Priority.BULK)
