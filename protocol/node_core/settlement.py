@@ -17,8 +17,10 @@ reverted set before it finalizes anything.
   the settlement's 2f+1 prevoters and the value's 2f+1 precommitters share a correct member.
 - At the settlement height any other cut is invalid, and a settlement cut at any other height.
 
-Limits of this version: a member's kept precommits live in memory (a member that restarts
-between its precommit and the settlement no longer requires its values), and a settlement must
+A member's kept precommits are part of its signing state (`PersistConsensusState`), so a member
+restarted between its precommit and the settlement still shows and requires them (`restored`).
+
+Limits of this version: a settlement must
 fit one consensus value (the S2 play's quiesced old-epoch cuts are council-only and small);
 a faulty member may show made-up values (docs/PROTOCOL.md "Settlement", the open points).
 """
@@ -76,6 +78,15 @@ class Settlement:
         """After `enter_epoch` by a certificate: show our own precommits above H to every
         peer (a member's `old_precommits`; nothing for others)."""
         self.known = {}
+        self._show_own()
+
+    def restored(self) -> None:
+        """After our kept precommits came back from the signing state (a restart): while the
+        settlement is due, show them as `entered` did (peers that connect get them)."""
+        if self.due():
+            self._show_own()
+
+    def _show_own(self) -> None:
         _, height = self._ended()
         items = [(m.encode(), value) for m, value in self.core.consensus.old_precommits(height)]
         fresh = [item for item in items if self._learn(item)]
