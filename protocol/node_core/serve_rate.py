@@ -17,14 +17,18 @@ counted, and the asker's timeout asks again or elsewhere) and is handled again, 
 order, when the buckets allow (`next_at`, `pump`). Peers take turns one request at a time, in
 peer-id order, so one fast asker cannot starve the others of the total.
 
-What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py) and BUNDLES answers to
-BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO (finality.py). Consensus, gossip and the
-reconciliation itself are not bulk sync and are never held here.
+What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py), BUNDLES answers to
+BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO (finality.py), and the old-epoch bundles above
+H a node pushes with a rollback certificate, after the ops of theirs it holds (rollbacks.py,
+a `HeldPush`: held like a request, in the same queue, and sent whole when the buckets allow;
+only ever later than queued, so still after the certificate it follows). Consensus, gossip,
+certificates and the reconciliation itself are not bulk sync and are never held here.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,8 +46,20 @@ TOKENS_EPSILON = 1e-6
 MESSAGE_ENCODING_BYTES_MAX = 64
 #: ...plus at most this per payload (a bin 32 header).
 PAYLOAD_HEADER_BYTES_MAX = 5
-#: A request whose answer is rate limited.
-ServedRequest = ChunkRequestMessage | BundleRequestMessage
+
+
+@dataclass(frozen=True, eq=False)
+class HeldPush:
+    """Bulk frames this node sends unasked (the old-epoch bundles above H pushed with a
+    rollback certificate): `size` bytes at most, sent by `send` once admitted. One object is
+    shared by every peer it goes to (its bytes are not copied per peer)."""
+
+    size: int
+    send: Callable[[Peer], None]
+
+
+#: A request whose answer is rate limited (or a push, sent like an answer).
+ServedRequest = ChunkRequestMessage | BundleRequestMessage | HeldPush
 
 
 def answer_size_max(payloads: list[bytes]) -> int:
@@ -126,6 +142,11 @@ class ServeRate:
         self.total.tokens -= size
         return True
 
+    def push(self, peer: Peer, held: HeldPush) -> None:
+        """Send `held` to `peer` now if the buckets allow, else hold it (like a request)."""
+        if self.admit(peer, held, held.size):
+            held.send(peer)
+
     def next_at(self) -> float | None:
         """When the first held request can be answered (None when none is held)."""
         if not self.deferred:
@@ -151,8 +172,12 @@ class ServeRate:
                 if peer is None:
                     del self.deferred[peer_id]  # the peer left: nobody to answer
                     continue
-                self._serving, self._blocked = queue[0].request, False
-                core._dispatch(peer, queue[0].request, now)
+                request = queue[0].request
+                self._serving, self._blocked = request, False
+                if isinstance(request, HeldPush):
+                    self.push(peer, request)
+                else:
+                    core._dispatch(peer, request, now)
                 self._serving = None
                 if self._blocked:
                     continue
