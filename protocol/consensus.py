@@ -1160,11 +1160,11 @@ class Tendermint:
         if self._keypair is None:
             raise LocalProtocolError("an observer signs nothing and has no signing state")
         state = decode_signing_state(data, self._network_id, self._keypair.public_key)
-        self._restore_precommits(state)
         if state.epoch > self._epoch:
             raise SigningStateEpochError(
                 f"signing state of epoch {state.epoch}, the core runs epoch {self._epoch}"
             )
+        self._restore_precommits(state)
         if state.epoch < self._epoch:
             self.start_height(state.height, now)
             return
