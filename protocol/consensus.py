@@ -85,9 +85,16 @@ CONSENSUS_EVENTS_QUEUED_MAX = limits.CONSENSUS_EVENTS_QUEUED_MAX  # why: see lim
 SIGNING_STATE_ROUNDS_KEPT = 4
 #: Signed messages in a signing state: proposal, prevote and precommit per kept round.
 SIGNING_STATE_MESSAGES_MAX = 3 * SIGNING_STATE_ROUNDS_KEPT
-#: An encoded signing state: the kept proposals and the locked and valid values, each at most
-#: one encoded value, plus the small fields.
-SIGNING_STATE_SIZE_BYTES_MAX = (SIGNING_STATE_ROUNDS_KEPT + 2) * limits.ENCODED_VALUE_SIZE_BYTES_MAX
+#: Our non-nil precommits with their values a signing state keeps per list: those of its
+#: epoch and those of the epoch before it (`Tendermint.old_precommits`; a restarted member
+#: still shows and requires them in the settlement, docs/PROTOCOL.md "Settlement").
+SIGNING_STATE_PRECOMMITS_MAX = limits.SETTLEMENT_PRECOMMITS_KEPT_MAX
+#: An encoded signing state: the kept proposals, the locked and valid values and the kept
+#: precommits' values (two lists), each at most one encoded value, plus the small fields.
+#: A state of the format before the kept precommits is within it too (it is still read).
+SIGNING_STATE_SIZE_BYTES_MAX = (
+    SIGNING_STATE_ROUNDS_KEPT + 2 + 2 * SIGNING_STATE_PRECOMMITS_MAX
+) * limits.ENCODED_VALUE_SIZE_BYTES_MAX
 
 assert CONSENSUS_VALUE_SIZE_BYTES_MAX > 0
 assert SIGNING_STATE_MESSAGES_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
@@ -636,6 +643,12 @@ _SIGNING_STATE_KEYS = frozenset(
         "messages",
     }
 )
+#: The kept precommits (since branch settle2); a state without them is still read.
+_SIGNING_STATE_PRECOMMIT_KEYS = frozenset({"precommits_kept", "old_precommits"})
+
+
+#: One of our non-nil precommits with the value it precommitted.
+KeptPrecommit = tuple[ConsensusMessage, bytes]
 
 
 @dataclass(frozen=True)
@@ -654,10 +667,16 @@ class SigningState:
     valid_round: int
     valid_value: bytes | None
     messages: tuple[ConsensusMessage, ...]
+    #: Our non-nil precommits of `epoch` with their values, oldest first, and those of the
+    #: epoch before it (`Tendermint.old_precommits`); empty in a state of the older format.
+    precommits_kept: tuple[KeptPrecommit, ...] = ()
+    old_precommits: tuple[KeptPrecommit, ...] = ()
 
     def encode(self) -> bytes:
         return encoding.encode(
             {
+                "precommits_kept": [[m.encode(), v] for m, v in self.precommits_kept],
+                "old_precommits": [[m.encode(), v] for m, v in self.old_precommits],
                 "epoch": self.epoch,
                 "height": self.height,
                 "round": self.round,
@@ -669,6 +688,29 @@ class SigningState:
                 "messages": [message.encode() for message in self.messages],
             }
         )
+
+
+def _state_precommits(
+    items: Any, network_id: bytes, validator: bytes, epoch_ok: Callable[[int], bool]
+) -> tuple[KeptPrecommit, ...]:
+    """A list of kept precommits: each our own signed non-nil precommit of an epoch that
+    `epoch_ok` accepts, with the value its id names."""
+    if not isinstance(items, list) or len(items) > SIGNING_STATE_PRECOMMITS_MAX:
+        raise ConsensusMessageError("kept precommits: a list within SIGNING_STATE_PRECOMMITS_MAX")
+    kept: list[KeptPrecommit] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
+            raise ConsensusMessageError("a kept precommit is [signed precommit, value]")
+        message, value = decode_message(item[0]), item[1]
+        if not isinstance(value, bytes) or len(value) > CONSENSUS_VALUE_SIZE_BYTES_MAX:
+            raise ConsensusMessageError("a kept precommit's value must be bytes within the limit")
+        if message.validator != validator or message.kind is not MessageKind.PRECOMMIT:
+            raise ConsensusMessageError("a kept precommit must be our own precommit")
+        if message.value_id != crypto.sha256(value) or not epoch_ok(message.epoch):
+            raise ConsensusMessageError("a kept precommit of another value or epoch")
+        verify_message_signature(message, network_id)
+        kept.append((message, value))
+    return tuple(kept)
 
 
 def _state_value(obj: dict[str, Any], key: str) -> bytes | None:
@@ -715,12 +757,16 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
     fault (a corrupt or foreign file), not a peer's."""
     try:
         obj = encoding.decode(data, size_max=SIGNING_STATE_SIZE_BYTES_MAX)
-        if isinstance(obj, dict) and set(obj) == _SIGNING_STATE_KEYS - {"epoch"}:
+        fields = set(obj) - _SIGNING_STATE_PRECOMMIT_KEYS if isinstance(obj, dict) else set()
+        if fields == _SIGNING_STATE_KEYS - {"epoch"}:
             raise SigningStateWithoutEpochError(
                 "signing state written before epochs: stop every validator, upgrade them "
                 "together and remove this file (its messages are of the old wire format)"
             )
-        if not isinstance(obj, dict) or set(obj) != _SIGNING_STATE_KEYS:
+        if not isinstance(obj, dict) or set(obj) not in (
+            _SIGNING_STATE_KEYS,
+            _SIGNING_STATE_KEYS | _SIGNING_STATE_PRECOMMIT_KEYS,
+        ):
             raise ConsensusMessageError("a signing state is a map with the signing state fields")
         epoch = _int_field(obj, "epoch", 0, limits.EPOCH_MAX)
         height = _int_field(obj, "height", 0, CONSENSUS_HEIGHT_MAX)
@@ -738,6 +784,12 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
             valid_value=valid_value,
             messages=_state_messages(
                 obj["messages"], (epoch, height, round), network_id, validator
+            ),
+            precommits_kept=_state_precommits(
+                obj.get("precommits_kept", []), network_id, validator, lambda e: e == epoch
+            ),
+            old_precommits=_state_precommits(
+                obj.get("old_precommits", []), network_id, validator, lambda e: e < epoch
             ),
         )
     except RemoteProtocolError as exc:
@@ -992,8 +1044,8 @@ class Tendermint:
         self._height: int | None = None
         #: Our non-nil precommits of this epoch with their values, oldest first (bounded), and
         #: those of the epoch `enter_epoch` ended (see `old_precommits`).
-        self._precommits_kept: list[tuple[ConsensusMessage, bytes]] = []
-        self._old_precommits: list[tuple[ConsensusMessage, bytes]] = []
+        self._precommits_kept: list[KeptPrecommit] = []
+        self._old_precommits: list[KeptPrecommit] = []
         self._reset_height_state(0, _HeightBook(0))
 
     def _reset_height_state(self, height: int, book: _HeightBook) -> None:
@@ -1112,6 +1164,7 @@ class Tendermint:
             raise SigningStateEpochError(
                 f"signing state of epoch {state.epoch}, the core runs epoch {self._epoch}"
             )
+        self._restore_precommits(state)
         if state.epoch < self._epoch:
             self.start_height(state.height, now)
             return
@@ -1138,6 +1191,30 @@ class Tendermint:
         for proposal in self._book.proposals():
             self._request_validation(proposal)
         self._run_rules(now)
+
+    def restore_precommits(self, data: bytes) -> None:
+        """At start, before any height runs: take back the kept precommits of a signing state
+        (`signing_state()` bytes; raises SigningStateError like `restore_signing_state`), so
+        that a member restarted between a rollback certificate and the settlement still shows
+        and requires its precommits above H. Those of our epoch stay ours, those of the epoch
+        before it become `old_precommits`; any other is of no settlement any more. Ones already
+        held are not added twice (a shell may hand the same state over twice)."""
+        if self._keypair is None:
+            raise LocalProtocolError("an observer signs nothing and has no signing state")
+        self._restore_precommits(
+            decode_signing_state(data, self._network_id, self._keypair.public_key)
+        )
+
+    def _restore_precommits(self, state: SigningState) -> None:
+        restored = ((self._precommits_kept, self._epoch), (self._old_precommits, self._epoch - 1))
+        for kept, epoch in restored:
+            held = {message.encode() for message, _ in kept}
+            for message, value in state.old_precommits + state.precommits_kept:
+                if message.epoch == epoch and message.encode() not in held:
+                    held.add(message.encode())
+                    kept.append((message, value))
+            kept.sort(key=lambda pair: (pair[0].height, pair[0].round))
+            del kept[: -limits.SETTLEMENT_PRECOMMITS_KEPT_MAX]
 
     def _resume_propose_step(self, now: float) -> None:
         """StartRound (lines 14-21) again for a round restored in its propose step, except
@@ -1242,6 +1319,8 @@ class Tendermint:
             valid_round=self._valid_round,
             valid_value=self._valid_value,
             messages=tuple(m for m in self._own_messages if m.round >= oldest_round_kept),
+            precommits_kept=tuple(self._precommits_kept),
+            old_precommits=tuple(self._old_precommits),
         ).encode()
 
     def bundle_for(self, height: int) -> CheckpointBundle | None:

@@ -571,7 +571,8 @@ REVERT_UNRESOLVED_MAX = 100_000
 #: Old-epoch values one settlement cut lists (each a member's signed precommit above H with
 #: the cut it precommitted; docs/PROTOCOL.md "Settlement"): a rollback ends an epoch at most a
 #: few heights after H, and each member precommits at most one value per round; the whole cut
-#: must also fit a consensus value. The same bound holds the values a node collects.
+#: must also fit a consensus value. A node collects more (a quota per member, below) and its
+#: proposer picks fairly among them.
 SETTLEMENT_VALUES_MAX = 64
 #: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
 #: last, so that after a rollback it can show and require those above H (consensus.py).
@@ -585,3 +586,19 @@ SETTLEMENT_PRECOMMITS_KEPT_MAX = 16
 ADDRESS_GROUP_CACHE_ENTRIES_MAX = 4096
 
 assert ADDRESS_GROUP_CACHE_ENTRIES_MAX >= ADDRESS_BOOK_MAX
+
+
+# --- settlement: a quota per member (issue 12; branch settle2) -------------------------------
+
+#: Old-epoch values of one council member (the precommit's signer) a node remembers for a
+#: settlement and its proposer lists: what a correct member can show (it keeps at most
+#: SETTLEMENT_PRECOMMITS_KEPT_MAX precommits), so one faulty member signing made-up values
+#: fills only its own share, never the room of correct members' values. A node remembers at
+#: most council size x this many values.
+SETTLEMENT_VALUES_PER_SIGNER_MAX = SETTLEMENT_PRECOMMITS_KEPT_MAX
+#: Bytes of values (their precommits included) of one member a node remembers for a
+#: settlement: all of a member's listed values fit one consensus value anyway, so more is
+#: never needed; it bounds what made-up values cost a node (council size x 192 KiB).
+SETTLEMENT_SIGNER_BYTES_MAX = ENCODED_VALUE_SIZE_BYTES_MAX
+
+assert SETTLEMENT_VALUES_PER_SIGNER_MAX <= SETTLEMENT_VALUES_MAX

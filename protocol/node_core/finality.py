@@ -85,6 +85,9 @@ class Finality:
         state = consensus.decode_signing_state(
             data, self.core.genesis.network_id, self.core.node_id
         )
+        # Our kept precommits first, whatever the state's height: the settlement needs them.
+        self.core.consensus.restore_precommits(data)
+        self.core.rollbacks.settlement.restored()
         if state.height <= max(self.core.final_height, self.consensus_height):
             return
         self.signing_state_pending = (state.height, data)

@@ -64,6 +64,7 @@ from ..ledger import CutInvalidError, Ledger
 from ..limits import CONSENSUS_SEEN_MAX, REVERT_UNRESOLVED_MAX, REVERTED_OPS_MAX
 from ..messages import (
     BUNDLES_PER_MESSAGE_MAX,
+    OPS_PER_MESSAGE_MAX,
     ROLLBACK_ITEMS_PER_MESSAGE_MAX,
     BundlesMessage,
     RollbackMessage,
@@ -94,6 +95,7 @@ from .events import (
 from .peers import PENALTY_MALFORMED_MESSAGE, Peer
 from .rejoin import REASON_ROLLBACK as REASON_ROLLBACK  # re-exported: the reason a rollback sets
 from .rejoin import forget_final_state
+from .serve_rate import HeldPush, answer_size_max
 from .settlement import Settlement
 from .state_sync import signed_snapshot_state
 
@@ -184,9 +186,18 @@ class Rollbacks:
             if source is not None and not isinstance(exc, RollbackCheckpointMismatchError):
                 self.core.peer_rules.penalize(source, PENALTY_MALFORMED_MESSAGE, exc.code)
             return
-        self._gossip(RollbackMessage((), (data,)), source)
+        # To every peer but its source, unless it went with our bundles above H already
+        # (`_gossip_bundles` sends the certificates first: `serve`).
+        total, encoded = (
+            len(self.history.certificates),
+            encode_message(RollbackMessage((), (data,))),
+        )
         for peer_id in self.core._peer_order:
-            self.served[peer_id] = len(self.history.certificates)
+            if self.served.get(peer_id, 0) < total and (
+                source is None or peer_id != source.peer_id
+            ):
+                self.core._peers[peer_id].encoder.queue_message(encoded, Priority.CONTROL)
+            self.served[peer_id] = total
 
     def serve(self, peer: Peer) -> None:
         """Send `peer` the certificates it was not sent yet: on connect, and before bundles it
@@ -196,7 +207,6 @@ class Rollbacks:
         sent = self.served.get(peer.peer_id, 0)
         if sent >= len(certificates):
             return
-        self.settlement.serve(peer)
         self.served[peer.peer_id] = len(certificates)
         self.served.move_to_end(peer.peer_id)
         while len(self.served) > PEERS_SERVED_MAX:
@@ -205,6 +215,7 @@ class Rollbacks:
         for start in range(0, len(encoded), ROLLBACK_ITEMS_PER_MESSAGE_MAX):
             batch = tuple(encoded[start : start + ROLLBACK_ITEMS_PER_MESSAGE_MAX])
             peer.encoder.queue_message(encode_message(RollbackMessage((), batch)), Priority.CONTROL)
+        self.settlement.serve(peer)  # after the certificates: before them a peer drops it
 
     def peer_dropped(self, peer_id: bytes) -> None:
         self.served.pop(peer_id, None)
@@ -618,7 +629,11 @@ class Rollbacks:
         """Send bundles of reverted heights, after the ops of theirs we hold (`op_ids`, parents
         first), to every peer but `source`: a peer that lacks some of those ops still reaches
         all of them from the cut's heads. Each node relays one such bundle once
-        (`on_reverted_bundle` de-duplicates by hash)."""
+        (`on_reverted_bundle` de-duplicates by hash).
+
+        Bulk sync: each peer's copy goes through the serve-rate buckets (serve_rate.py) and
+        waits there when they are empty, so it is only ever queued later, never before the
+        certificate it follows (queued to every peer before or as it was accepted)."""
         if not bundles:
             return
         for data in bundles:
@@ -627,12 +642,24 @@ class Rollbacks:
             encode_message(BundlesMessage(tuple(bundles[start : start + BUNDLES_PER_MESSAGE_MAX])))
             for start in range(0, len(bundles), BUNDLES_PER_MESSAGE_MAX)
         ]
+        ledger = self.core.ledger
+        ops = [ledger.op(op_id) or ledger.pending.get(op_id) for op_id in op_ids]
+        envelopes = [op.envelope for op in ops if op is not None]  # what send_ops sends
+        size = sum(len(encoded) for encoded in messages) + sum(
+            answer_size_max(envelopes[start : start + OPS_PER_MESSAGE_MAX])
+            for start in range(0, len(envelopes), OPS_PER_MESSAGE_MAX)
+        )
+
+        def send(peer: Peer) -> None:
+            self.serve(peer)  # the certificates first (when not sent to it yet)
+            self.core.gossip.send_ops(peer, op_ids, Priority.CONTROL)
+            for encoded in messages:
+                peer.encoder.queue_message(encoded, Priority.CONTROL)
+
+        held = HeldPush(size, send)
         for peer_id in self.core._peer_order:
             if peer_id != source:
-                peer = self.core._peers[peer_id]
-                self.core.gossip.send_ops(peer, op_ids, Priority.CONTROL)
-                for encoded in messages:
-                    peer.encoder.queue_message(encoded, Priority.CONTROL)
+                self.core.serve_rate.push(self.core._peers[peer_id], held)
 
     def _gossip(self, message: RollbackMessage, source: Peer | None) -> None:
         encoded = encode_message(message)

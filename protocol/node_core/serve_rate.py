@@ -19,16 +19,20 @@ peer-id order, so one fast asker cannot starve the others of the total.
 
 What the limits cover: CHUNK answers to CHUNK_REQUEST (state_sync.py), BUNDLES answers to
 BUNDLE_REQUEST or to a lagging peer's SYNC_HELLO and OPS answers to CHECKPOINT_OPS_REQUEST
-(finality.py: a catch-up fetching a height's final ops), and the OPS answers of final
+(finality.py: a catch-up fetching a height's final ops), the OPS answers of final
 ops the shell read from its store for a peer (`StoredOpsAnswer`: NodeCore.send_stored_ops
 after a `StoredOpsWanted`; the daemon's catch-up of a peer below the in-memory window), held
-with their envelopes like a request. Consensus, gossip and the reconciliation itself are not
-bulk sync and are never held here.
+with their envelopes like a request, and the old-epoch bundles above H a node pushes with a
+rollback certificate, after the ops of theirs it holds (rollbacks.py, a `HeldPush`: held like
+a request, in the same queue, and sent whole when the buckets allow; only ever later than
+queued, so still after the certificate it follows). Consensus, gossip, certificates and the
+reconciliation itself are not bulk sync and are never held here.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,8 +60,21 @@ class StoredOpsAnswer:
     envelopes: tuple[bytes, ...]
 
 
-#: A request whose answer is rate limited (a stored-ops answer is held with its envelopes).
-ServedRequest = ChunkRequestMessage | BundleRequestMessage | CheckpointOpsRequest | StoredOpsAnswer
+@dataclass(frozen=True, eq=False)
+class HeldPush:
+    """Bulk frames this node sends unasked (the old-epoch bundles above H pushed with a
+    rollback certificate): `size` bytes at most, sent by `send` once admitted. One object is
+    shared by every peer it goes to (its bytes are not copied per peer)."""
+
+    size: int
+    send: Callable[[Peer], None]
+
+
+#: A request whose answer is rate limited (a stored-ops answer is held with its envelopes; a
+#: push is sent like an answer).
+ServedRequest = (
+    ChunkRequestMessage | BundleRequestMessage | CheckpointOpsRequest | StoredOpsAnswer | HeldPush
+)
 
 
 def answer_size_max(payloads: list[bytes]) -> int:
@@ -149,6 +166,11 @@ class ServeRate:
         self.total.tokens -= size
         return True
 
+    def push(self, peer: Peer, held: HeldPush) -> None:
+        """Send `held` to `peer` now if the buckets allow, else hold it (like a request)."""
+        if self.admit(peer, held, held.size):
+            held.send(peer)
+
     def next_at(self) -> float | None:
         """When the first held request can be answered (None when none is held)."""
         if not self.deferred:
@@ -178,6 +200,8 @@ class ServeRate:
                 self._serving, self._blocked = request, False
                 if isinstance(request, StoredOpsAnswer):
                     core.serve_stored_ops(peer, request)
+                elif isinstance(request, HeldPush):
+                    self.push(peer, request)
                 else:
                     core._dispatch(peer, request, now)
                 self._serving = None

@@ -9,18 +9,24 @@ reverted set before it finalizes anything.
 
 - A member entering the epoch shows its own kept precommits above H (`Tendermint.old_precommits`,
   kept through `enter_epoch`) in a SETTLEMENT message to every peer; every node verifies and
-  relays each new one once and remembers it (`known`, at most SETTLEMENT_VALUES_MAX values).
-- The proposer of the settlement height lists every value it knows (`value`).
+  relays each new one once and remembers it (`known`; a quota per member, the precommit's
+  signer: SETTLEMENT_VALUES_PER_SIGNER_MAX values and SETTLEMENT_SIGNER_BYTES_MAX bytes).
+- The proposer of the settlement height lists the values it knows (`value`), picked fairly
+  when they exceed one cut (`_fair`): level by level, each member's first value, then each
+  one's second, and so on (smallest first within a level), so a member flooding made-up
+  values never pushes out a correct member's few values.
 - A validator prevotes a settlement only if each listed value verifies and the list holds
   every value IT precommitted above H (`valid`). A value a quorum precommitted in the old
   epoch (a bundle of it may exist somewhere) therefore appears in every decided settlement:
   the settlement's 2f+1 prevoters and the value's 2f+1 precommitters share a correct member.
 - At the settlement height any other cut is invalid, and a settlement cut at any other height.
 
-Limits of this version: a member's kept precommits live in memory (a member that restarts
-between its precommit and the settlement no longer requires its values), and a settlement must
-fit one consensus value (the S2 play's quiesced old-epoch cuts are council-only and small);
-a faulty member may show made-up values (docs/PROTOCOL.md "Settlement", the open points).
+A member's kept precommits are part of its signing state (`PersistConsensusState`), so a member
+restarted between its precommit and the settlement still shows and requires them (`restored`).
+
+Limits of this version: a settlement must fit one consensus value (the S2 play's quiesced
+old-epoch cuts are council-only and small); a faulty member may show made-up values, within
+its quota, whose ops the settlement reverts (docs/PROTOCOL.md "Settlement", the open points).
 """
 
 from __future__ import annotations
@@ -31,7 +37,11 @@ from .. import consensus
 from ..checkpoint import Cut, proposal_time_ms, time_valid
 from ..errors import RemoteProtocolError
 from ..framing import Priority
-from ..limits import SETTLEMENT_VALUES_MAX
+from ..limits import (
+    SETTLEMENT_SIGNER_BYTES_MAX,
+    SETTLEMENT_VALUES_MAX,
+    SETTLEMENT_VALUES_PER_SIGNER_MAX,
+)
 from ..messages import ROLLBACK_ITEMS_PER_MESSAGE_MAX, SettlementMessage, encode_message
 from ..rollback import verify_settled
 from .peers import Peer
@@ -40,6 +50,15 @@ if TYPE_CHECKING:
     from .core import NodeCore
 
 Item = tuple[bytes, bytes]
+
+#: Bytes a settlement cut takes besides its listed pairs, and each pair besides its precommit
+#: and value (msgpack headers), for the proposer's fair pick (`value` checks the exact size).
+_CUT_OVERHEAD_BYTES = 512
+_ITEM_OVERHEAD_BYTES = 16
+
+
+def _item_size(item: Item) -> int:
+    return len(item[0]) + len(item[1]) + _ITEM_OVERHEAD_BYTES
 
 
 class Settlement:
@@ -50,6 +69,8 @@ class Settlement:
         self.core = core
         #: value id -> (precommit, value): shown to us for the current epoch's settlement.
         self.known: dict[bytes, Item] = {}
+        #: signer -> [values, bytes] of `known` (the quota per member).
+        self.load: dict[bytes, list[int]] = {}
 
     # --- where the settlement is ---------------------------------------------------------
 
@@ -75,7 +96,16 @@ class Settlement:
     def entered(self) -> None:
         """After `enter_epoch` by a certificate: show our own precommits above H to every
         peer (a member's `old_precommits`; nothing for others)."""
-        self.known = {}
+        self.known, self.load = {}, {}
+        self._show_own()
+
+    def restored(self) -> None:
+        """After our kept precommits came back from the signing state (a restart): while the
+        settlement is due, show them as `entered` did (peers that connect get them)."""
+        if self.due():
+            self._show_own()
+
+    def _show_own(self) -> None:
         _, height = self._ended()
         items = [(m.encode(), value) for m, value in self.core.consensus.old_precommits(height)]
         fresh = [item for item in items if self._learn(item)]
@@ -97,12 +127,23 @@ class Settlement:
         self._send(fresh, peer.peer_id)
 
     def _learn(self, item: Item) -> bool:
-        """Remember a verified item; False when invalid, known, or SETTLEMENT_VALUES_MAX hit."""
-        if len(self.known) >= SETTLEMENT_VALUES_MAX:
-            return False
+        """Remember a verified item; False when invalid, known, or over its signer's quota."""
         value_id = self._verify(item)
-        if value_id is None or value_id in self.known:
+        return value_id is not None and self._remember(value_id, item)
+
+    def _remember(self, value_id: bytes, item: Item) -> bool:
+        """Keep a verified item unless known or over its signer's quota (module docstring)."""
+        if value_id in self.known:
             return False
+        signer = consensus.decode_message(item[0]).validator
+        load = self.load.setdefault(signer, [0, 0])
+        size = _item_size(item)
+        if (
+            load[0] >= SETTLEMENT_VALUES_PER_SIGNER_MAX
+            or load[1] + size > SETTLEMENT_SIGNER_BYTES_MAX
+        ):
+            return False
+        load[0], load[1] = load[0] + 1, load[1] + size
         self.known[value_id] = item
         return True
 
@@ -130,15 +171,36 @@ class Settlement:
     # --- proposing, validating, applying -------------------------------------------------
 
     def value(self, height: int, now: float) -> bytes | None:
-        """The settlement cut we propose at `height`: every value we know, sorted; None when
-        it would not fit one consensus value."""
+        """The settlement cut we propose at `height`: the values we know (all of them when
+        they fit, else a fair pick, `_fair`), sorted; None when it would not fit one consensus
+        value."""
         finality = self.core.finality
         time_ms = proposal_time_ms(self.core.wall_ms(now), finality.parent_time_ms())
         root = self.core.ledger.final_state.root()
-        settled = tuple(sorted(self.known.values()))
+        settled = tuple(sorted(self._fair()))
         cut = Cut(finality.last_checkpoint_id, height, (), root, time_ms, settled)
         value = cut.encode()
         return value if len(value) <= consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX else None
+
+    def _fair(self) -> list[Item]:
+        """At most SETTLEMENT_VALUES_MAX known items within one consensus value, picked level
+        by level: every member's first value (in byte order), then every member's second, and so
+        on; within a level the smallest first, and one that does not fit is left out."""
+        by_signer: dict[bytes, list[Item]] = {}
+        for item in sorted(self.known.values()):
+            by_signer.setdefault(consensus.decode_message(item[0]).validator, []).append(item)
+        queues = [by_signer[signer] for signer in sorted(by_signer)]
+        budget = consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX - _CUT_OVERHEAD_BYTES
+        picked: list[Item] = []
+        for level in range(SETTLEMENT_VALUES_PER_SIGNER_MAX):
+            row = sorted(
+                (q[level] for q in queues if level < len(q)), key=lambda i: (_item_size(i), i)
+            )
+            for item in row:
+                if len(picked) < SETTLEMENT_VALUES_MAX and _item_size(item) <= budget:
+                    picked.append(item)
+                    budget -= _item_size(item)
+        return picked
 
     def valid(self, cut: Cut, now: float) -> bool:
         """The settlement's validity rule (module docstring); the values it lists are learned
@@ -158,8 +220,7 @@ class Settlement:
             if value_id is None or value_id in listed:
                 return False
             listed.add(value_id)
-            if value_id not in self.known and len(self.known) < SETTLEMENT_VALUES_MAX:
-                self.known[value_id] = item
+            self._remember(value_id, item)
         _, height = self._ended()
         own = self.core.consensus.old_precommits(height)
         return all(message.value_id in listed for message, _ in own)
@@ -176,4 +237,4 @@ class Settlement:
                 continue  # (a quorum of validators checked it: not reached)
             heads = [(op_id, author, seq) for author, seq, op_id in settled.heads]
             self.core.rollbacks.revert_cut(heads, epoch, now)
-        self.known = {}
+        self.known, self.load = {}, {}

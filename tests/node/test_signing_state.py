@@ -43,3 +43,30 @@ async def test_a_node_refuses_a_signing_state_that_is_not_its_own(tmp_path: Path
     SigningStateFile.beside(config.node.data_file).path.unlink()
     daemon = await Daemon.open(config)
     await daemon.stop()
+
+
+def test_a_signing_state_with_kept_precommits_round_trips_through_the_file(tmp_path: Path) -> None:
+    """The kept precommits (settlement, docs/PROTOCOL.md) are part of the state on disk: a
+    validator's state read back from the file restores them into a fresh core of the next
+    epoch as its old precommits, each with its value."""
+    member = crypto.KeyPair.from_seed(crypto.sha256(b"signing state kept precommits"))
+    network = crypto.sha256(b"signing state network")
+    core = consensus.Tendermint(network_id=network, validators=[member.public_key], keypair=member)
+    values = {}
+    for height in (1, 2):
+        value = crypto.sha256(b"value %d" % height)  # the core treats values as opaque bytes
+        values[height] = value
+        core.start_height(height, 0.0)
+        core.provide_value(height, 0, value, 0.0)
+        assert core.decided
+    state_file = SigningStateFile.beside(tmp_path / "swarmd.sqlite3")
+    state_file.save(core.signing_state())
+    data = state_file.load()
+    assert data is not None
+    state = consensus.decode_signing_state(data, network, member.public_key)
+    assert [(m.height, v) for m, v in state.precommits_kept] == sorted(values.items())
+    restarted = consensus.Tendermint(
+        network_id=network, validators=[member.public_key], keypair=member, epoch=1
+    )
+    restarted.restore_precommits(data)
+    assert [(m.height, v) for m, v in restarted.old_precommits(0)] == sorted(values.items())

@@ -32,6 +32,7 @@ from swarmd.protocol.node_core import (
     OpsReverted,
     PeerMisbehaved,
     PersistCheckpoint,
+    PersistConsensusState,
     PersistOps,
     PersistRollback,
     RollbackRevertFailed,
@@ -665,3 +666,50 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
     live = swarm.nodes[1]
     assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
     assert all(restored.op_status(op.op_id)[0] == "reverted" for op in late)
+
+
+def _restart(swarm: Swarm, i: int, *, consensus_state: bool = True) -> NodeCore:
+    """Node `i` rebuilt from its durable events (its last signing state unless told not)."""
+    events = swarm.events[i]
+    states = [e.data for e in events if isinstance(e, PersistConsensusState)]
+    return NodeCore.restore(
+        genesis=swarm.genesis,
+        keypair=swarm.keys[i],
+        rng=random.Random(5),
+        now=swarm.now,
+        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
+        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
+        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
+        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
+        consensus_state=states[-1] if consensus_state and states else None,
+    )
+
+
+def test_a_member_restarted_before_the_settlement_still_requires_its_values() -> None:
+    """Kept precommits are part of the signing state: a member restarted between the
+    certificate and the settlement shows the values it precommitted above H and refuses a
+    settlement without them, exactly as before the restart (without the signing state it
+    would have accepted it: nothing else remembers them)."""
+    swarm, height, _, _ = _prepared(seed=5)
+    votes = tuple(
+        swarm.nodes[i].propose_rollback(height, "bad", swarm.now).encode() for i in range(3)
+    )
+    _send(swarm, 1, RollbackMessage(votes, ()))  # the certificate; no time runs after it
+    swarm.flush(1)
+    live = swarm.nodes[1]
+    assert live.epoch == 1 and live.final_height == height
+    own = live.consensus.old_precommits(height)
+    assert own, "member 1 precommitted no value above H"
+    restored = _restart(swarm, 1)
+    assert [m.encode() for m, _ in restored.consensus.old_precommits(height)] == [
+        m.encode() for m, _ in own
+    ]
+    settlement = restored.rollbacks.settlement
+    assert settlement.due()
+    assert {m.value_id for m, _ in own} <= set(settlement.known)
+    listed = Cut.decode(settlement.value(height + 1, swarm.now) or b"")
+    assert listed.settled and settlement.valid(listed, swarm.now)
+    bare = Cut(listed.parent_id, listed.height, (), listed.state_root, listed.time_ms, ())
+    assert not settlement.valid(bare, swarm.now)
+    forgetful = _restart(swarm, 1, consensus_state=False).rollbacks.settlement
+    assert forgetful.valid(bare, swarm.now)

@@ -8,7 +8,15 @@ import pytest
 
 from swarmd.protocol import crypto, encoding
 from swarmd.protocol.checkpoint import Cut, CutDecodeError
-from swarmd.protocol.consensus import MessageKind, Tendermint, sign_vote
+from swarmd.protocol.consensus import (
+    SIGNING_STATE_PRECOMMITS_MAX,
+    MessageKind,
+    SigningStateError,
+    Tendermint,
+    decode_signing_state,
+    sign_vote,
+)
+from swarmd.protocol.crypto import KeyPair
 from swarmd.protocol.errors import RemoteProtocolError
 from swarmd.protocol.limits import SETTLEMENT_PRECOMMITS_KEPT_MAX, SETTLEMENT_VALUES_MAX
 from swarmd.protocol.messages import (
@@ -144,3 +152,75 @@ def test_a_validator_keeps_its_last_precommits_through_enter_epoch() -> None:
     assert [m.height for m, _ in core.old_precommits(heights - 2)] == [heights - 1, heights]
     core.enter_epoch(2)
     assert core.old_precommits(0) == []  # only the epoch just ended
+
+
+def _decided(member: KeyPair, heights: int, epoch: int = 0) -> Tendermint:
+    core = Tendermint(
+        network_id=NETWORK, validators=[member.public_key], keypair=member, epoch=epoch
+    )
+    for height in range(1, heights + 1):
+        core.start_height(height, 0.0)
+        core.provide_value(height, 0, _cut(height).encode(), 0.0)
+        assert core.decided
+    return core
+
+
+def test_kept_precommits_survive_a_restart_through_the_signing_state() -> None:
+    """The signing state carries the kept precommits (both lists): a core restored from one
+    written before `enter_epoch` shows them as old precommits once in the next epoch, and one
+    written after it too; a state of two epochs ago gives nothing (no settlement needs it)."""
+    member = MEMBERS[0]
+    core = _decided(member, 3)
+    before = core.signing_state()
+    decoded = decode_signing_state(before, NETWORK, member.public_key)
+    kept = list(decoded.precommits_kept)
+    assert [m.height for m, _ in kept] == [1, 2, 3] and decoded.old_precommits == ()
+    core.enter_epoch(1)
+    assert core.old_precommits(0) == kept
+    core.start_height(2, 0.0)
+    core.provide_value(2, 0, _cut(2).encode(), 0.0)
+    after = core.signing_state()
+    assert decode_signing_state(after, NETWORK, member.public_key).old_precommits == tuple(kept)
+    for data in (before, after):
+        restarted = Tendermint(
+            network_id=NETWORK, validators=[member.public_key], keypair=member, epoch=1
+        )
+        restarted.restore_precommits(data)
+        restarted.restore_precommits(data)  # handed over twice: kept once
+        assert restarted.old_precommits(1) == [pair for pair in kept if pair[0].height > 1]
+    later = Tendermint(network_id=NETWORK, validators=[member.public_key], keypair=member, epoch=2)
+    later.restore_precommits(before)
+    assert later.old_precommits(0) == []
+
+
+def test_a_signing_state_without_kept_precommits_is_still_read() -> None:
+    member = MEMBERS[0]
+    fields = encoding.decode(_decided(member, 1).signing_state())
+    assert fields["precommits_kept"]
+    del fields["precommits_kept"], fields["old_precommits"]
+    state = decode_signing_state(encoding.encode(fields), NETWORK, member.public_key)
+    assert (state.height, state.precommits_kept, state.old_precommits) == (1, (), ())
+
+
+def test_a_kept_precommit_that_is_not_ours_or_not_its_value_is_refused() -> None:
+    member = MEMBERS[0]
+    fields = encoding.decode(_decided(member, 1).signing_state())
+    message, value = fields["precommits_kept"][0]
+    other = _precommit(value, member=1, height=1)
+    bad = [
+        [[message, value + b"x"]],  # another value than its id names
+        [[other, value]],  # another member's precommit
+        [[message, value]] * (SIGNING_STATE_PRECOMMITS_MAX + 1),  # over the limit
+        [[_precommit(value, epoch=1, height=1), value]],  # not of the state's epoch
+    ]
+    for items in bad:
+        with pytest.raises(SigningStateError):
+            decode_signing_state(
+                encoding.encode({**fields, "precommits_kept": items}), NETWORK, member.public_key
+            )
+    with pytest.raises(SigningStateError):  # an old precommit of the state's own epoch
+        decode_signing_state(
+            encoding.encode({**fields, "old_precommits": [[message, value]]}),
+            NETWORK,
+            member.public_key,
+        )
