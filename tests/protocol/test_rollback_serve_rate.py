@@ -13,7 +13,7 @@ from swarmd.protocol.messages import (
 )
 from swarmd.protocol.sim.harness import Swarm
 
-from .test_rollback_node import _fund
+from .council_swarm import fund
 
 RATE = 1_000.0  # bytes/s, per peer and in total: below one push of a certificate's bundles
 
@@ -39,10 +39,10 @@ def test_bundles_pushed_with_a_certificate_are_held_by_the_serve_rate() -> None:
         serve_bytes_per_s_total=RATE,
         serve_burst_bytes_total=RATE,
     )
-    _fund(swarm, "before", 3)
+    fund(swarm, "before", 3)
     swarm.run(until=4.0)
     height = swarm.nodes[1].final_height
-    _fund(swarm, "above", 3, node=1)
+    fund(swarm, "above", 3, node=1)
     swarm.run(until=8.0)
     node = swarm.nodes[1]
     assert node.final_height > height
