@@ -559,6 +559,8 @@ assert 0 < ADDRESS_DIALS_TRIED_PERCENT <= 100
 assert 1 <= ADDRESS_ANCHORS_MAX <= MESH_OUTBOUND_TARGET
 assert SERVE_RATE_BYTES_CONFIG_MIN <= SERVE_BYTES_PER_S_PEER <= SERVE_RATE_BYTES_CONFIG_MAX
 assert SERVE_BURST_BYTES_TOTAL <= SERVE_RATE_BYTES_CONFIG_MAX
+
+
 # --- rollback: ops of reverted cuts not held yet (issue 12 gap a; branch settle) -------------
 
 #: Ids a node remembers as ops of reverted old-epoch cuts (a late bundle above H, a
@@ -577,6 +579,8 @@ SETTLEMENT_VALUES_MAX = 64
 #: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
 #: last, so that after a rollback it can show and require those above H (consensus.py).
 SETTLEMENT_PRECOMMITS_KEPT_MAX = 16
+
+
 # --- simulator and suite speed (session 7; branch simspeed) ------------------------------------
 
 #: URLs whose network group `addresses.url_group` remembers (a pure function of the URL string:
