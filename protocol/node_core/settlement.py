@@ -38,6 +38,7 @@ from ..checkpoint import Cut, proposal_time_ms, time_valid
 from ..errors import RemoteProtocolError
 from ..framing import Priority
 from ..limits import (
+    ENCODED_VALUE_SIZE_BYTES_MAX,
     SETTLEMENT_SIGNER_BYTES_MAX,
     SETTLEMENT_VALUES_MAX,
     SETTLEMENT_VALUES_PER_SIGNER_MAX,
@@ -57,8 +58,35 @@ _CUT_OVERHEAD_BYTES = 512
 _ITEM_OVERHEAD_BYTES = 16
 
 
+#: Bytes of items one SETTLEMENT message carries (`_item_size` each): what a receiver decodes
+#: (one encoded value) less the message's own header.
+_MESSAGE_BYTES_MAX = ENCODED_VALUE_SIZE_BYTES_MAX - _CUT_OVERHEAD_BYTES
+
+
 def _item_size(item: Item) -> int:
     return len(item[0]) + len(item[1]) + _ITEM_OVERHEAD_BYTES
+
+
+def settlement_messages(items: list[Item]) -> list[SettlementMessage]:
+    """`items` in SETTLEMENT messages of at most ROLLBACK_ITEMS_PER_MESSAGE_MAX items and
+    _MESSAGE_BYTES_MAX bytes each, in order: a receiver refuses a message larger than one
+    encoded value, and 16 values of large cuts are (one item always fits: its value is at most
+    a consensus value)."""
+    messages: list[SettlementMessage] = []
+    batch: list[Item] = []
+    size = 0
+    for item in items:
+        item_size = _item_size(item)
+        if batch and (
+            len(batch) == ROLLBACK_ITEMS_PER_MESSAGE_MAX or size + item_size > _MESSAGE_BYTES_MAX
+        ):
+            messages.append(SettlementMessage(tuple(batch)))
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        messages.append(SettlementMessage(tuple(batch)))
+    return messages
 
 
 class Settlement:
@@ -163,10 +191,8 @@ class Settlement:
                 self._send_to(self.core._peers[peer_id], items)
 
     def _send_to(self, peer: Peer, items: list[Item]) -> None:
-        for start in range(0, len(items), ROLLBACK_ITEMS_PER_MESSAGE_MAX):
-            batch = tuple(items[start : start + ROLLBACK_ITEMS_PER_MESSAGE_MAX])
-            encoded = encode_message(SettlementMessage(batch))
-            peer.encoder.queue_message(encoded, Priority.CONTROL)
+        for message in settlement_messages(items):
+            peer.encoder.queue_message(encode_message(message), Priority.CONTROL)
 
     # --- proposing, validating, applying -------------------------------------------------
 

@@ -3,16 +3,27 @@ quota per member in what a node remembers and in what its proposer lists."""
 
 from __future__ import annotations
 
+import pytest
+
 from swarmd.protocol import consensus, crypto
 from swarmd.protocol.checkpoint import Cut
+from swarmd.protocol.errors import ProtocolError
 from swarmd.protocol.framing import FrameEncoder
 from swarmd.protocol.limits import (
+    ENCODED_VALUE_SIZE_BYTES_MAX,
     SETTLEMENT_SIGNER_BYTES_MAX,
     SETTLEMENT_VALUES_MAX,
     SETTLEMENT_VALUES_PER_SIGNER_MAX,
 )
-from swarmd.protocol.messages import RollbackMessage, SettlementMessage, encode_message
+from swarmd.protocol.messages import (
+    ROLLBACK_ITEMS_PER_MESSAGE_MAX,
+    RollbackMessage,
+    SettlementMessage,
+    decode_message,
+    encode_message,
+)
 from swarmd.protocol.node_core import NodeCore
+from swarmd.protocol.node_core.settlement import settlement_messages
 from swarmd.protocol.sim.harness import Swarm
 
 from .test_rollback_node import _prepared
@@ -132,3 +143,52 @@ def test_a_members_values_are_kept_within_its_byte_quota() -> None:
     assert 0 < len(kept) < SETTLEMENT_VALUES_PER_SIGNER_MAX
     total = sum(len(p) + len(v) for p, v in kept)
     assert SETTLEMENT_SIGNER_BYTES_MAX - size - 256 < total <= SETTLEMENT_SIGNER_BYTES_MAX
+
+
+def test_settlement_messages_stay_within_what_a_receiver_decodes() -> None:
+    """Large values (cuts of many heads) go out in more, smaller SETTLEMENT messages: before,
+    16 values went in one message whatever their size, and a receiver refused a message larger
+    than one encoded value (`message_too_large`), so a member's own values of a busy old epoch
+    were never learned."""
+    swarm, height = _entered(seed=7)
+    value_size = consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX // 4
+    items = [
+        item
+        for signer in (1, 2, FAULTY)
+        for item in _signed(swarm, height, signer, count=4, size=value_size)
+    ]
+    one_message = encode_message(SettlementMessage(tuple(items[:ROLLBACK_ITEMS_PER_MESSAGE_MAX])))
+    with pytest.raises(ProtocolError):  # what the old batching sent (refused as too large)
+        decode_message(one_message)
+
+    messages = settlement_messages(items)
+
+    assert len(messages) > len(items) // ROLLBACK_ITEMS_PER_MESSAGE_MAX
+    decoded = [decode_message(encode_message(message)) for message in messages]
+    assert [item for message in decoded for item in message.items] == items
+    assert all(len(encode_message(message)) <= ENCODED_VALUE_SIZE_BYTES_MAX for message in messages)
+    # One value as large as a consensus value still goes (alone).
+    (largest,) = _signed(swarm, height, 1, count=1, size=consensus.CONSENSUS_VALUE_SIZE_BYTES_MAX)
+    (alone,) = settlement_messages([largest, *items[:1]])[:1]
+    assert alone.items == (largest,)
+    decode_message(encode_message(alone))
+
+
+def _signed(
+    swarm: Swarm, height: int, signer: int, count: int, size: int
+) -> list[tuple[bytes, bytes]]:
+    """`count` values of `size` bytes with `signer`'s precommit above H."""
+    items = []
+    for i in range(count):
+        value = (crypto.sha256(b"%d-%d" % (signer, i)) * (size // 32 + 1))[:size]
+        vote = consensus.sign_vote(
+            swarm.keys[signer],
+            swarm.genesis.network_id,
+            consensus.MessageKind.PRECOMMIT,
+            height + 1 + i,
+            0,
+            crypto.sha256(value),
+            epoch=0,
+        )
+        items.append((vote.encode(), value))
+    return items
