@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 
 from swarmd.protocol.errors import ProtocolError
@@ -104,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(out, exc.message, exc.code, EXIT_USAGE)
     except ProtocolError as exc:
         return _fail(out, exc.message, exc.code, EXIT_USAGE if exc.code == "usage" else EXIT_FAILED)
+    except sqlite3.Error as exc:
+        # The store types what it checks (corrupt_database, database_locked, ...); a damaged
+        # schema it did not check (a table gone) still gets one line, not a traceback.
+        message = f"the database could not be used: {exc} (swarmd recover restores a node)"
+        return _fail(out, message, "storage_error", EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
