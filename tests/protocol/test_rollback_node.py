@@ -207,18 +207,8 @@ def test_restart_restores_the_epoch_and_never_replays_reverted_ops() -> None:
     _roll_back(swarm, height, voters=[0, 1, 2])
     fund(swarm, "after", 2, node=0)
     swarm.run(until=swarm.now + 5.0)
-    events = swarm.events[3]
     live = swarm.nodes[3]
-    restored = NodeCore.restore(
-        genesis=swarm.genesis,
-        keypair=swarm.keys[3],
-        rng=random.Random(5),
-        now=swarm.now,
-        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
-        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
-        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
-        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
-    )
+    restored = _restart(swarm, 3, consensus_state=False)
     assert restored.epoch == 1
     assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
     assert all(restored.op_status(op_id)[0] == "reverted" for op_id in above)
@@ -441,17 +431,7 @@ def test_a_certificate_quiesces_until_a_quorum_resumes_in_the_new_epoch() -> Non
     swarm.run(until=swarm.now + 3.0)
     assert all(node.final_height > height for node in swarm.nodes)
     assert all(node.effective_mode.value == "quiesced" for node in swarm.nodes)
-    events = swarm.events[3]
-    restored = NodeCore.restore(
-        genesis=swarm.genesis,
-        keypair=swarm.keys[3],
-        rng=random.Random(5),
-        now=swarm.now,
-        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
-        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
-        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
-        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
-    )
+    restored = _restart(swarm, 3, consensus_state=False)
     assert restored.rollbacks.awaiting_resume
     assert sorted(restored.rollbacks.epoch_mode_votes.values()) == [True, True]
     # The third resume makes the quorum: every node leaves quiesce and takes client ops.
@@ -551,17 +531,7 @@ def test_ops_of_a_late_old_bundle_that_arrive_after_it_are_reverted() -> None:
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
     for node in swarm.nodes:
         assert not any(node.ledger.is_final(op.op_id) for op in grants)
-    events = swarm.events[3]
-    restored = NodeCore.restore(
-        genesis=swarm.genesis,
-        keypair=swarm.keys[3],
-        rng=random.Random(5),
-        now=swarm.now,
-        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
-        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
-        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
-        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
-    )
+    restored = _restart(swarm, 3, consensus_state=False)
     assert restored.state_root() == isolated.state_root()
     for op in rest:
         assert restored.submit_op(op.envelope, swarm.now).code == "op_reverted"
@@ -652,17 +622,7 @@ def test_the_settlement_closes_the_race_of_a_late_old_bundle() -> None:
         assert len({r[key] for r in roots if key in r}) == 1  # agreement per (epoch, height)
     assert all(node.ledger.is_final(op_id) for node in swarm.nodes for op_id in after)
     # A restart replays the settlement (and the bundles after it) to the same state.
-    events = swarm.events[1]
-    restored = NodeCore.restore(
-        genesis=swarm.genesis,
-        keypair=swarm.keys[1],
-        rng=random.Random(5),
-        now=swarm.now,
-        envelopes=[env for e in events if isinstance(e, PersistOps) for env in e.envelopes],
-        bundles=[e.bundle for e in events if isinstance(e, PersistCheckpoint)],
-        certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
-        reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
-    )
+    restored = _restart(swarm, 1, consensus_state=False)
     live = swarm.nodes[1]
     assert (restored.final_height, restored.state_root()) == (live.final_height, live.state_root())
     assert all(restored.op_status(op.op_id)[0] == "reverted" for op in late)

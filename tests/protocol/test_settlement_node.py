@@ -54,11 +54,18 @@ def _entered(seed: int) -> tuple[Swarm, int]:
 
 def _made_up(swarm: Swarm, height: int, count: int, size: int) -> list[tuple[bytes, bytes]]:
     """`count` values the faulty member makes up, each with its signed precommit above H."""
+    values = [crypto.sha256(b"made up %d" % i) * (size // 32) for i in range(count)]
+    return _precommitted(swarm, height, FAULTY, values)
+
+
+def _precommitted(
+    swarm: Swarm, height: int, signer: int, values: list[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """Each of `values` with `signer`'s precommit for it at its own height above H."""
     items = []
-    for i in range(count):
-        value = crypto.sha256(b"made up %d" % i) * (size // 32)
+    for i, value in enumerate(values):
         vote = consensus.sign_vote(
-            swarm.keys[FAULTY],
+            swarm.keys[signer],
             swarm.genesis.network_id,
             consensus.MessageKind.PRECOMMIT,
             height + 1 + i,
@@ -178,17 +185,7 @@ def _signed(
     swarm: Swarm, height: int, signer: int, count: int, size: int
 ) -> list[tuple[bytes, bytes]]:
     """`count` values of `size` bytes with `signer`'s precommit above H."""
-    items = []
-    for i in range(count):
-        value = (crypto.sha256(b"%d-%d" % (signer, i)) * (size // 32 + 1))[:size]
-        vote = consensus.sign_vote(
-            swarm.keys[signer],
-            swarm.genesis.network_id,
-            consensus.MessageKind.PRECOMMIT,
-            height + 1 + i,
-            0,
-            crypto.sha256(value),
-            epoch=0,
-        )
-        items.append((vote.encode(), value))
-    return items
+    values = [
+        (crypto.sha256(b"%d-%d" % (signer, i)) * (size // 32 + 1))[:size] for i in range(count)
+    ]
+    return _precommitted(swarm, height, signer, values)
