@@ -19,10 +19,10 @@ Hashing (H = sha256; `||` is concatenation; every integer is big-endian):
   has the precomputed hash `EMPTY_SUBTREE_HASHES[d]` (d = 0 is the empty bucket), so the root of
   the empty tree is `EMPTY_ROOT = EMPTY_SUBTREE_HASHES[16]`.
 
-Cost model: `set()` only edits one bucket dict and marks the bucket dirty (O(1)); `root()`
-rehashes each dirty bucket once and every inner node on the union of their paths, level by
-level. Hash values live in one heap-ordered list (position 1 is the root, position
-BUCKETS + i is bucket i), so recomputation needs no pointers.
+Cost model: `set()` only rewrites one bucket and marks it dirty; `root()` rehashes each dirty
+bucket once and every inner node on the union of their paths, level by level. Hash values live
+in one heap-ordered array of 32-byte slots (position 1 is the root, position BUCKETS + i is
+bucket i), so recomputation needs no pointers.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ BUCKETS = limits.STATE_TREE_BUCKETS
 KEY_SIZE_BYTES = limits.HASH_SIZE_BYTES
 VALUE_HASH_SIZE_BYTES = limits.HASH_SIZE_BYTES
 ENTRY_SIZE_BYTES = KEY_SIZE_BYTES + VALUE_HASH_SIZE_BYTES
+NODE_SIZE_BYTES = limits.HASH_SIZE_BYTES
 
 BUCKET_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -86,53 +87,84 @@ def bucket_index(key: bytes) -> int:
     return (key[0] << 8) | key[1]
 
 
-def _encode_bucket(bucket: dict[bytes, bytes]) -> bytes:
-    # Entries are key || value_hash with fixed-size keys, so sorting entries sorts by key.
-    return b"".join(sorted(bucket.values()))
-
-
 def _check_key(key: object) -> bytes:
     if not isinstance(key, bytes) or len(key) != KEY_SIZE_BYTES:
         raise LocalProtocolError("state tree keys are 32-byte hashes")
     return key
 
 
-def _empty_nodes() -> list[bytes]:
-    """Heap-ordered hashes of the empty tree: position 1 is the root, BUCKETS + i bucket i."""
-    nodes = [b""]  # position 0 is unused
+def _find(entries: bytes, key: bytes) -> int:
+    """The offset of `key`'s entry in a bucket's entries, or -1. `bytes.find` scans in C; a
+    hit that is not at an entry boundary (the key's bytes inside another entry) is skipped."""
+    at = entries.find(key)
+    while at > 0 and at % ENTRY_SIZE_BYTES:
+        at = entries.find(key, at + 1)
+    return at
+
+
+def _insertion_offset(entries: bytes, key: bytes) -> int:
+    """Where an absent `key`'s entry goes in a bucket's sorted entries (binary search)."""
+    low, high = 0, len(entries) // ENTRY_SIZE_BYTES
+    while low < high:
+        middle = (low + high) >> 1
+        offset = middle * ENTRY_SIZE_BYTES
+        if entries[offset : offset + KEY_SIZE_BYTES] < key:
+            low = middle + 1
+        else:
+            high = middle
+    return low * ENTRY_SIZE_BYTES
+
+
+#: The node hashes are stored in pages of 2**PAGE_SHIFT consecutive heap positions (16 KiB),
+#: copied on write one page at a time. A node's two children (2p and 2p + 1) are always in
+#: the same page, next to each other.
+PAGE_SHIFT = 9
+PAGE_NODES = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_NODES - 1
+PAGES = 2 * BUCKETS // PAGE_NODES
+
+
+def _empty_pages() -> tuple[bytes, ...]:
+    """Heap-ordered hashes of the empty tree, 32 bytes each, in pages: position 1 is the root,
+    BUCKETS + i bucket i (position 0 is unused)."""
+    levels = [b"\x00" * NODE_SIZE_BYTES]
     for height in range(DEPTH, -1, -1):
-        nodes.extend([EMPTY_SUBTREE_HASHES[height]] * (1 << (DEPTH - height)))
-    return nodes
+        levels.append(EMPTY_SUBTREE_HASHES[height] * (1 << (DEPTH - height)))
+    nodes = b"".join(levels)
+    page_bytes = PAGE_NODES * NODE_SIZE_BYTES
+    return tuple(nodes[at : at + page_bytes] for at in range(0, len(nodes), page_bytes))
 
 
-_EMPTY_NODES = _empty_nodes()
+_EMPTY_PAGES = _empty_pages()
+assert len(_EMPTY_PAGES) == PAGES
 
 
 class StateTree:
     """A map of 32-byte keys to 32-byte value hashes with an incrementally maintained root.
 
-    `copy()` is copy-on-write at bucket granularity: it copies the outer dict of non-empty
-    buckets (pointer copies only), while the bucket dicts stay shared. After a copy, the first
-    write to a shared bucket, in either tree, copies that one bucket dict (~15 entries at a
-    million accounts). The list of 2**17 node hashes is shared too, and copied (~5 ms at a
-    million accounts, benchmarks/state_tree.py) by the first `root()` that must rehash in a
-    tree that shares it: a new tree shares the empty tree's list, and many new trees are
-    dropped before they ever rehash (a simulated run copies under half the lists it did when
-    `__init__` and `copy()` copied at once).
+    Memory layout (what a million accounts made matter, BENCHMARKS.md "state tree layout"):
+    a bucket is one immutable `bytes` of its entries (key || value_hash, 64 bytes each) in
+    ascending key order, which is exactly what its hash covers; and all node hashes live in
+    contiguous pages, where the two children of a node are adjacent. A root recomputation
+    then reads each dirty bucket as one run of memory and each inner node's preimage as one
+    64-byte slice, instead of chasing a pointer per entry and per hash through a heap of
+    hundreds of megabytes.
+
+    `copy()` is copy-on-write: it copies the outer dict of non-empty buckets and the list of
+    node pages (pointer copies only); buckets are immutable, so a write replaces a bucket
+    instead of changing it, and a rehash copies a shared page (16 KiB) before its first write
+    to it. A tree of a few changed accounts (a simulated node's) copies a few pages; a 2,000-
+    account checkpoint at a million accounts copies most of the 256 (4 MiB, one memcpy each).
     """
 
     def __init__(self) -> None:
-        # bucket index -> {key: key || value_hash}. Storing the whole 64-byte entry (32 bytes
-        # more per account than the value alone) lets a bucket hash be one C-level sort and
-        # join, which measured 40% faster than building entries at root() time.
-        self._buckets: dict[int, dict[bytes, bytes]] = {}
-        # Buckets whose dict this tree alone holds, so it may mutate them in place.
-        self._owned: set[int] = set()
+        # bucket index -> its sorted entries (absent: the bucket is empty).
+        self._buckets: dict[int, bytes] = {}
         self._dirty: set[int] = set()
-        self._nodes: list[bytes] = _EMPTY_NODES
-        # Whether `_nodes` may be held by another tree (or is _EMPTY_NODES): copied before
-        # the first rehash writes to it.
-        self._nodes_shared = True
+        # The node hashes, page by page (PAGE_SHIFT); a page not in `_owned_pages` may be
+        # shared with another tree (or be the empty tree's) and is copied before a write.
+        self._pages: list[bytes | bytearray] = list(_EMPTY_PAGES)
+        self._owned_pages: set[int] = set()
         self._count = 0
         self._hash_count = 0
 
@@ -145,72 +177,87 @@ class StateTree:
         return self._hash_count
 
     def get(self, key: bytes) -> bytes | None:
-        bucket = self._buckets.get(bucket_index(_check_key(key)))
-        entry = None if bucket is None else bucket.get(key)
-        return None if entry is None else entry[KEY_SIZE_BYTES:]
+        entries = self._buckets.get(bucket_index(_check_key(key)))
+        if entries is None:
+            return None
+        at = _find(entries, key)
+        return None if at < 0 else entries[at + KEY_SIZE_BYTES : at + ENTRY_SIZE_BYTES]
 
     def set(self, key: bytes, value_hash: bytes | None) -> None:
-        """Bind `key` to `value_hash`, or delete it when `value_hash` is None. O(1)."""
+        """Bind `key` to `value_hash`, or delete it when `value_hash` is None: rewrites the
+        key's bucket (~1 KiB at a million accounts) and marks it dirty."""
         index = bucket_index(_check_key(key))
-        bucket = self._buckets.get(index)
+        buckets = self._buckets
+        entries = buckets.get(index)
+        at = -1 if entries is None else _find(entries, key)
         if value_hash is None:
-            if bucket is None or key not in bucket:
+            if at < 0:
                 return
-            bucket = self._writable_bucket(index, bucket)
-            del bucket[key]
+            assert entries is not None
+            if len(entries) == ENTRY_SIZE_BYTES:
+                del buckets[index]
+            else:
+                buckets[index] = entries[:at] + entries[at + ENTRY_SIZE_BYTES :]
             self._count -= 1
-            if not bucket:
-                del self._buckets[index]
-                self._owned.discard(index)
         else:
             if not isinstance(value_hash, bytes) or len(value_hash) != VALUE_HASH_SIZE_BYTES:
                 raise LocalProtocolError("state tree values are 32-byte hashes")
-            previous = None if bucket is None else bucket.get(key)
-            entry = key + value_hash
-            if previous == entry:
-                return
-            if bucket is None:
-                bucket = self._buckets[index] = {}
-                self._owned.add(index)
+            if entries is None:
+                buckets[index] = key + value_hash
+                self._count += 1
+            elif at >= 0:
+                end = at + ENTRY_SIZE_BYTES
+                if entries[at + KEY_SIZE_BYTES : end] == value_hash:
+                    return
+                buckets[index] = b"".join((entries[:at], key, value_hash, entries[end:]))
             else:
-                bucket = self._writable_bucket(index, bucket)
-            bucket[key] = entry
-            if previous is None:
+                at = _insertion_offset(entries, key)
+                buckets[index] = b"".join((entries[:at], key, value_hash, entries[at:]))
                 self._count += 1
         self._dirty.add(index)
-
-    def _writable_bucket(self, index: int, bucket: dict[bytes, bytes]) -> dict[bytes, bytes]:
-        if index in self._owned:
-            return bucket
-        bucket = self._buckets[index] = dict(bucket)
-        self._owned.add(index)
-        return bucket
 
     def root(self) -> bytes:
         """The 32-byte root; rehashes only the dirty buckets and their paths."""
         if self._dirty:
             self._recompute()
-        return self._nodes[1]
+        return bytes(self._pages[0][NODE_SIZE_BYTES : 2 * NODE_SIZE_BYTES])
 
     def _recompute(self) -> None:
-        if self._nodes_shared:
-            self._nodes = self._nodes.copy()
-            self._nodes_shared = False
-        nodes = self._nodes
+        pages = self._pages
+        owned = self._owned_pages
         sha256 = hashlib.sha256
+        buckets = self._buckets
+        size = NODE_SIZE_BYTES
         positions = set()
+        # Every write below: the node's page (copied first if this tree does not own it), then
+        # its 32-byte slot. Written out inline: this loop is the checkpoint's hot path.
         for index in self._dirty:
-            bucket = self._buckets.get(index)
-            entries = b"" if bucket is None else _encode_bucket(bucket)
-            nodes[BUCKETS + index] = sha256(BUCKET_PREFIX + entries).digest()
-            positions.add((BUCKETS + index) >> 1)
+            position = BUCKETS + index
+            page_index = position >> PAGE_SHIFT
+            page = pages[page_index]
+            if page_index not in owned:
+                page = pages[page_index] = bytearray(page)
+                owned.add(page_index)
+            at = (position & PAGE_MASK) * size
+            page[at : at + size] = sha256(BUCKET_PREFIX + buckets.get(index, b"")).digest()
+            positions.add(position >> 1)
         hashes = len(self._dirty)
         self._dirty = set()
         # One pass per level, bottom up, so every child is final before its parent is hashed.
+        # A node's children are adjacent in one page: its preimage is one 64-byte slice.
+        pair = 2 * size
         for _ in range(DEPTH):
             for position in positions:
-                left = nodes[2 * position]
-                nodes[position] = sha256(NODE_PREFIX + left + nodes[2 * position + 1]).digest()
+                children = pages[position >> (PAGE_SHIFT - 1)]
+                at = (position & (PAGE_MASK >> 1)) * pair
+                digest = sha256(NODE_PREFIX + children[at : at + pair]).digest()
+                page_index = position >> PAGE_SHIFT
+                page = pages[page_index]
+                if page_index not in owned:
+                    page = pages[page_index] = bytearray(page)
+                    owned.add(page_index)
+                at = (position & PAGE_MASK) * size
+                page[at : at + size] = digest
             hashes += len(positions)
             positions = {position >> 1 for position in positions}
         self._hash_count += hashes
@@ -219,23 +266,24 @@ class StateTree:
         """An independent tree with the same contents (copy-on-write, see the class doc)."""
         other = StateTree.__new__(StateTree)
         other._buckets = dict(self._buckets)
-        other._owned = set()
         other._dirty = set(self._dirty)
-        other._nodes = self._nodes
+        other._pages = self._pages.copy()
         other._count = self._count
         other._hash_count = 0
-        # Every bucket dict and the node list are now shared: neither tree may mutate one in
-        # place any more.
-        self._owned = set()
-        other._nodes_shared = self._nodes_shared = True
+        # Every page is now shared: neither tree may write one in place any more.
+        other._owned_pages = set()
+        self._owned_pages = set()
         return other
 
     def items_sorted(self) -> Iterator[tuple[bytes, bytes]]:
         """All (key, value_hash) pairs in ascending key order. Do not mutate while iterating."""
         for index in sorted(self._buckets):
-            bucket = self._buckets[index]
-            for entry in sorted(bucket.values()):
-                yield entry[:KEY_SIZE_BYTES], entry[KEY_SIZE_BYTES:]
+            entries = self._buckets[index]
+            for at in range(0, len(entries), ENTRY_SIZE_BYTES):
+                yield (
+                    entries[at : at + KEY_SIZE_BYTES],
+                    entries[at + KEY_SIZE_BYTES : at + ENTRY_SIZE_BYTES],
+                )
 
     def proof(self, key: bytes) -> list[bytes]:
         """A proof for `key` against `root()`: its bucket's entries, then 16 sibling hashes.
@@ -246,11 +294,12 @@ class StateTree:
         """
         index = bucket_index(_check_key(key))
         self.root()
-        bucket = self._buckets.get(index)
-        proof = [b"" if bucket is None else _encode_bucket(bucket)]
+        proof = [self._buckets.get(index, b"")]
         position = BUCKETS + index
         for _ in range(DEPTH):
-            proof.append(self._nodes[position ^ 1])
+            sibling = position ^ 1
+            at = (sibling & PAGE_MASK) * NODE_SIZE_BYTES
+            proof.append(bytes(self._pages[sibling >> PAGE_SHIFT][at : at + NODE_SIZE_BYTES]))
             position >>= 1
         return proof
 

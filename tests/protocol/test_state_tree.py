@@ -194,6 +194,38 @@ def test_copy_of_a_copy_shares_nothing_mutable() -> None:
     assert len(base) == 49 and len(first) == 50 and len(second) == 49
 
 
+def test_a_settled_copy_keeps_its_root_while_the_original_rehashes() -> None:
+    # Copies share the pages of node hashes; whichever rehashes first must copy, not write.
+    base = tree_of([(key_for(n), h(b"v")) for n in range(300)])
+    before = base.root()
+    fork = base.copy()
+    for n in range(0, 300, 7):
+        base.set(key_for(n), h(b"changed"))
+    after = base.root()
+    assert after != before
+    assert fork.root() == before == reference_root({key_for(n): h(b"v") for n in range(300)})
+    fork.set(key_for(1), None)
+    assert fork.root() != before and base.root() == after
+
+
+def test_a_key_whose_bytes_sit_inside_another_entry_is_not_found_there() -> None:
+    # A bucket is one byte string of 64-byte entries; a key's 32 bytes may also occur off the
+    # entry grid (here: as the value hash of another key of the same bucket).
+    inner = b"\x00\x00" + b"\x11" * 30
+    outer = b"\x00\x00" + b"\x01" * 30
+    tree = StateTree()
+    tree.set(outer, inner)
+    assert tree.get(inner) is None
+    tree.set(inner, None)  # deleting the absent key changes nothing
+    assert tree.get(outer) == inner and len(tree) == 1
+    tree.set(inner, h(b"own"))
+    assert tree.get(inner) == h(b"own") and tree.get(outer) == inner and len(tree) == 2
+    assert tree.root() == reference_root({outer: inner, inner: h(b"own")})
+    assert list(tree.items_sorted()) == [(outer, inner), (inner, h(b"own"))]
+    tree.set(inner, None)
+    assert tree.get(inner) is None and tree.root() == reference_root({outer: inner})
+
+
 def test_bad_keys_and_values_are_caller_errors() -> None:
     tree = StateTree()
     with pytest.raises(LocalProtocolError):
