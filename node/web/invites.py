@@ -2,8 +2,9 @@
 
 A council operator issues codes with `swarmd council invite --home DIR [--count N]`: each is 16
 random bytes, shown once (base32); the node keeps only their SHA-256 hashes, one a line, in
-`[onboarding].invite_codes_file`. A signup that presents a code appends its hash to the same
-path plus ".used"; a code is valid while its hash is in the first file and not in the second.
+`[onboarding].invite_codes_file`. A signup whose grant the ledger took appends the code's hash
+to the same path plus ".used" (a refused grant leaves the code unspent); a code is valid while
+its hash is in the first file and not in the second.
 Both files are only ever appended to (short lines, O_APPEND), so the CLI adding codes and the
 running node using them never overwrite each other.
 """
@@ -77,8 +78,9 @@ def issue(path: Path, count: int) -> list[str]:
     return codes
 
 
-def redeem(path: Path, code: str) -> None:
-    """Use `code` once; raises InviteError (`bad_invite`, `invite_used`) when it cannot."""
+def check(path: Path, code: str) -> str:
+    """The hash of `code` if it may be used now; raises InviteError (`bad_invite`,
+    `invite_used`) when it cannot. Nothing is written: `mark_used` spends it."""
     if not code or len(code) > 64:
         raise InviteError("not an invite code", "bad_invite")
     digest = code_hash(code)
@@ -86,6 +88,11 @@ def redeem(path: Path, code: str) -> None:
         raise InviteError("this invite code is unknown to this node", "bad_invite")
     if digest in _hashes(used_path(path)):
         raise InviteError("this invite code was used already", "invite_used")
+    return digest
+
+
+def mark_used(path: Path, digest: str) -> None:
+    """Spend the code whose hash `check` returned (durable when this returns)."""
     _append(used_path(path), [digest])
 
 

@@ -146,12 +146,25 @@ class Onboarding:
             raise WebApiError(409, "already_signed_up", "this account already exists")
         self._check_writable()
         async with self._lock:
+            # Checked before the grant, spent only once the ledger took it: a refused grant
+            # (a mode, the member's grant cap) leaves the code usable. The lock keeps two
+            # signups from spending one code. (A crash between the grant and the write leaves
+            # the code unspent: one more grant at worst, within the member's cap.)
+            digest = None
             if invite is not None:
                 try:
-                    invites.redeem(settings.invite_codes_file, invite)
+                    digest = invites.check(settings.invite_codes_file, invite)
                 except invites.InviteError as exc:
                     raise WebApiError(403, exc.code, str(exc)) from None
-            return await self._grant(account)
+            granted = await self._grant(account)
+            if digest is not None:
+                try:
+                    invites.mark_used(settings.invite_codes_file, digest)
+                except OSError as exc:  # the grant stands; the operator learns the code lives
+                    log.error(
+                        "invite_not_spent", file=str(settings.invite_codes_file), error=str(exc)
+                    )
+            return granted
 
     def _check_writable(self) -> None:
         """A node that refuses client writes refuses grants as well: say so as POST /v1/ops

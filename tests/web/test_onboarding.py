@@ -15,11 +15,13 @@ import pytest
 
 from swarmd.node.cli import main
 from swarmd.node.cli.common import EXIT_FAILED, EXIT_OK
+from swarmd.node.cli.home import init_home
 from swarmd.node.config import ConfigRangeError, ConfigTypeError, parse_config_text
 from swarmd.node.web import invites
 from swarmd.node.web.api_routes import OnboardingKey
 from swarmd.protocol import crypto, encoding
-from tests.node.test_api import Node, close_node, open_node
+from swarmd.protocol.genesis import Genesis
+from tests.node.test_api import FAST, Node, close_node, open_node
 from tests.node.test_council_cli import wait_for
 
 ONBOARDING = {"enabled": True, "pow_bits": 8, "endorse_handles": True}
@@ -177,3 +179,38 @@ async def test_a_read_only_node_refuses_signups_with_its_reason_and_keeps_the_in
     assert (await node.set_mode("normal", "")).status == 200
     status, body = await signup(node, {"account": tester.account_id, "invite": issued["codes"][0]})
     assert status == 202, body
+
+
+async def test_a_grant_the_ledger_refuses_leaves_the_invite_code_unspent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A council of one whose member may grant once per window: the second signup's grant is
+    # refused by the ledger (grant_cap_exceeded), after its invite code was checked.
+    keypair = crypto.KeyPair.from_seed(os.urandom(32))
+    genesis = Genesis.create("invite-cap", [keypair.public_key], grants_per_member_per_window=1)
+    home = tmp_path / "home"
+    init_home(
+        home, keypair=keypair, genesis=genesis, config_overrides={**FAST, "onboarding": ONBOARDING}
+    )
+    node = await open_node(home)
+    try:
+        code, issued = await asyncio.to_thread(
+            run_json, capsys, "council", "invite", "--home", str(home), "--count", "2"
+        )
+        assert code == EXIT_OK
+        first, second = (crypto.KeyPair.from_seed(os.urandom(32)) for _ in range(2))
+        status, body = await signup(
+            node, {"account": first.account_id, "invite": issued["codes"][0]}
+        )
+        assert status == 202, body
+        status, body = await signup(
+            node, {"account": second.account_id, "invite": issued["codes"][1]}
+        )
+        assert (status, body["code"]) == (409, "grant_cap_exceeded"), body
+        assert invites.unused_count(Path(issued["invite_codes_file"])) == 1  # the second lives
+        status, body = await signup(
+            node, {"account": first.account_id, "invite": issued["codes"][0]}
+        )
+        assert (status, body["code"]) == (409, "already_signed_up"), body
+    finally:
+        await close_node(node)
