@@ -150,16 +150,16 @@ class Onboarding:
             # (a mode, the member's grant cap) leaves the code usable. The lock keeps two
             # signups from spending one code. (A crash between the grant and the write leaves
             # the code unspent: one more grant at worst, within the member's cap.)
-            digest = None
+            invite_hash: str | None = None
             if invite is not None:
                 try:
-                    digest = invites.check(settings.invite_codes_file, invite)
+                    invite_hash = invites.check(settings.invite_codes_file, invite)
                 except invites.InviteError as exc:
                     raise WebApiError(403, exc.code, str(exc)) from None
             granted = await self._grant(account)
-            if digest is not None:
+            if invite_hash is not None:
                 try:
-                    invites.mark_used(settings.invite_codes_file, digest)
+                    invites.mark_used(settings.invite_codes_file, invite_hash)
                 except OSError as exc:  # the grant stands; the operator learns the code lives
                     log.error(
                         "invite_not_spent", file=str(settings.invite_codes_file), error=str(exc)
