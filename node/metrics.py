@@ -302,6 +302,11 @@ class NodeMetrics:
             "First height whose council-signed root differed from ours, while the node "
             "recovers from it (0 otherwise).",
         )
+        self.signing_halted = gauge(
+            "swarmd_signing_halted",
+            "1 when a message signed with this validator's key that it did not sign arrived "
+            "(another process holds the key): the node signs nothing until restarted.",
+        )
         for step in CONSENSUS_STEPS:
             self.consensus_step.labels(step=step).set(0)
         for kind in CONFLICT_KINDS:
@@ -405,6 +410,7 @@ class NodeMetrics:
         self.oldest_conflict_age.set(status.oldest_open_conflict_age_s)
         self.since_final.set(max(0.0, now - status.last_final_at))
         self.root_divergence_height.set(status.root_divergence_height)
+        self.signing_halted.set(1 if status.signing_halted else 0)
         for member in status.council:
             (name,) = self._bounded("council", crypto.account_id_text(member.key))
             self.member_signed.labels(member=name).set(member.signed)

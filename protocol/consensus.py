@@ -886,6 +886,18 @@ class MessageRejected:
 
 
 @dataclass(frozen=True)
+class ForeignOwnSignature:
+    """A message validly signed with our own key arrived that this core did not sign: at our
+    height, in a round whose signed messages it remembers, a slot it never signed or signed
+    differently. Another process holds our key (a copied node home), or the signing state
+    was lost. The application decides whether to `halt_signing` (NodeCore: finality.py)."""
+
+    height: int
+    round: int
+    kind: str
+
+
+@dataclass(frozen=True)
 class RoundAdvanced:
     height: int
     round: int
@@ -898,6 +910,7 @@ Event = (
     | EquivocationDetected
     | MessageRejected
     | RoundAdvanced
+    | ForeignOwnSignature
 )
 
 
@@ -1039,6 +1052,11 @@ class Tendermint:
         #: Messages the algorithm asked to sign in a slot we had already signed differently;
         #: always 0 unless restored state and rules disagree (a bug a test should see).
         self.conflicting_signatures_refused = 0
+        #: Set by `halt_signing`: the core then signs nothing more (until a restart), and
+        #: counts the messages it withheld.
+        self._signing_halted = False
+        self.signatures_withheld = 0
+        self._foreign_signature_height: int | None = None
         self._outbox: list[bytes] = []
         self._bundles: dict[int, CheckpointBundle] = {}
         self._height: int | None = None
@@ -1300,6 +1318,16 @@ class Tendermint:
         messages, self._outbox = self._outbox, []
         return messages
 
+    @property
+    def signing_halted(self) -> bool:
+        return self._signing_halted
+
+    def halt_signing(self) -> None:
+        """Sign nothing more: proposals, prevotes and precommits are withheld (the rounds still
+        advance by timeouts, as for a silent member). For a validator whose key another process
+        uses: two signers of one key would equivocate. A restart resumes signing."""
+        self._signing_halted = True
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
@@ -1349,11 +1377,34 @@ class Tendermint:
         ):
             raise NotProposerError("proposal from a validator that is not the proposer")
         verify_message_signature(message, self._network_id)
+        if (
+            self._keypair is not None
+            and message.validator == self._keypair.public_key
+            and book is self._book
+        ):
+            self._check_own_signature(message)
         earlier = book.add(message)
         if earlier is not None:
             self._report_equivocation(book, earlier, message)
         elif book is self._book and message.kind is MessageKind.PROPOSAL:
             self._request_validation(message)
+
+    def _check_own_signature(self, message: ConsensusMessage) -> None:
+        """`ForeignOwnSignature` for a message of our key at our height that we did not sign.
+        Rounds before those the signing state keeps may hold messages signed before a restart,
+        so they prove nothing; neither does the next height's book (a restarted core runs lower
+        heights while its signing state waits: finality.py). One event per height."""
+        signed = self._signed.get((message.kind, message.round))
+        if signed is not None and signed.same_body(message):
+            return
+        if signed is None and message.round <= self._round - SIGNING_STATE_ROUNDS_KEPT:
+            return
+        if self._foreign_signature_height == self._height:
+            return
+        self._foreign_signature_height = self._height
+        assert self._height is not None
+        kind = message.kind.name.lower()
+        self._events.append(ForeignOwnSignature(self._height, message.round, kind))
 
     def _report_equivocation(
         self, book: _HeightBook, earlier: ConsensusMessage, later: ConsensusMessage
@@ -1385,6 +1436,9 @@ class Tendermint:
     # --- broadcasting our own messages -------------------------------------------------------
 
     def _send(self, message: ConsensusMessage) -> None:
+        if self._signing_halted:
+            self.signatures_withheld += 1
+            return
         slot = (message.kind, message.round)
         signed = self._signed.get(slot)
         if signed is not None:

@@ -77,6 +77,11 @@ def status_text(status: dict[str, Any], now: float) -> str:
             f"  rejoin: {status.get('rejoin') or '-'} "
             f"root_divergence_height={status.get('root_divergence_height', 0)}"
         )
+    if status.get("signing_halted"):
+        lines.append(
+            "  SIGNING HALTED: another process signs with this node's key (a copy of its home?);"
+            " stop it, then restart this node (docs/OPERATIONS.md, 'One key, one process')"
+        )
     sent, received = status.get("bytes_sent"), status.get("bytes_received")
     if sent is not None:
         lines.append(_bytes_line(sent, received or {}))

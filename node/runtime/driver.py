@@ -673,6 +673,7 @@ class Daemon:
             "catching_up": core.catching_up,
             "root_divergence_height": core.root_divergence_height,
             "rejoin": core.rejoin,
+            "signing_halted": core.signing_halted,
             "consensus_round": core.consensus_round,
             "consensus_step": core.consensus_step,
             "conflicts": dataclasses.asdict(core.conflicts),

@@ -24,6 +24,7 @@ from swarmd.protocol.node_core import (
     NodeEvent,
     PeerMisbehaved,
     RootDiverged,
+    SigningHalted,
     StateSyncFailed,
     StateSyncFinished,
 )
@@ -101,6 +102,18 @@ def _root_diverged(event: RootDiverged, metrics: NodeMetrics, core: NodeCore) ->
     )
 
 
+def _signing_halted(event: SigningHalted, metrics: NodeMetrics, core: NodeCore) -> None:
+    # Two processes with one key would equivocate: this one stopped signing (finality.py).
+    log.error(
+        "key_in_use_elsewhere",
+        height=event.height,
+        round=event.round,
+        kind=event.kind,
+        action="another process signs with this node's key (a copy of its home?): stop it, "
+        "then restart this node; it signs nothing until then",
+    )
+
+
 def _mode_changed(event: ModeChanged, metrics: NodeMetrics, core: NodeCore) -> None:
     metrics.set_mode(event.mode.replace("-", "_"))
     log.info("mode_changed", mode=event.mode, reason=event.reason)
@@ -122,6 +135,7 @@ RECORDERS: dict[type[NodeEvent], Recorder] = {
     PeerMisbehaved: _peer_misbehaved,
     ModeChanged: _mode_changed,
     RootDiverged: _root_diverged,
+    SigningHalted: _signing_halted,
     HandleConflictRaised: _handle_conflict,
 }
 

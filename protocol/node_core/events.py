@@ -204,6 +204,18 @@ class FinalityStalled:
 
 
 @dataclass(frozen=True, slots=True)
+class SigningHalted:
+    """An error: a message signed with this validator's key that this node did not sign
+    arrived (its `kind` in `round` of `height`): another process holds the key, most likely a
+    copy of this node's home. The node signs nothing more until it is restarted (finality.py);
+    the operator stops the other copy first (docs/OPERATIONS.md, "One key, one process")."""
+
+    height: int
+    round: int
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModeChanged:
     mode: str
     reason: str
@@ -304,6 +316,7 @@ NodeEvent = (
     | EquivocationRecorded
     | HandleConflictRejected
     | ModeChanged
+    | SigningHalted
     | FinalityStalled
     | StateSyncFinished
     | StateSyncFailed

@@ -38,6 +38,7 @@ from .events import (
     EquivocationRecorded,
     PersistCheckpoint,
     PersistConsensusState,
+    SigningHalted,
     SnapshotDue,
 )
 from .observed import observed_of
@@ -216,6 +217,19 @@ class Finality:
             self.on_decided(event.bundle.encode(), event.value, now, persist=True)
         elif isinstance(event, consensus.EquivocationDetected):
             self.record_evidence(event.evidence)
+        elif isinstance(event, consensus.ForeignOwnSignature):
+            self.on_foreign_own_signature(event)
+
+    def on_foreign_own_signature(self, event: consensus.ForeignOwnSignature) -> None:
+        """Another process signs with our key (a copy of this node's home): stop signing, so
+        that the two never equivocate, and say so (`SigningHalted`). Not while a restored
+        signing state waits for its height: the engine then runs heights it may have signed
+        before the restart, and its own old messages prove nothing."""
+        consensus_core = self.core.consensus
+        if self.signing_state_pending is not None or consensus_core.signing_halted:
+            return
+        consensus_core.halt_signing()
+        self.core._emit(SigningHalted(event.height, event.round, event.kind))
 
     def propose(self, height: int, round_: int, now: float) -> None:
         if height != self.core.final_height + 1 or not self.core.rejoin.check_final_root(now):

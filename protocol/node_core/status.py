@@ -184,6 +184,9 @@ class NodeStatus:
     #: The rejoin step after a rollback, a resync or a divergence: "" (none), "catching up to
     #: H", "confirming k/2" (peers that confirmed our final checkpoint).
     rejoin: str = ""
+    #: True once a message signed with this validator's key that it did not sign arrived: it
+    #: signs nothing more until restarted (finality.py, `SigningHalted`).
+    signing_halted: bool = False
     #: Frame bytes by message class over every peer this core has had (bandwidth.py).
     bytes_sent: dict[str, int] = dataclasses.field(default_factory=dict)
     bytes_received: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -238,6 +241,7 @@ class NodeStatus:
             "reverted_ops": self.reverted_ops,
             "root_divergence_height": self.root_divergence_height,
             "rejoin": self.rejoin,
+            "signing_halted": self.signing_halted,
             "bytes_sent": dict(self.bytes_sent),
             "bytes_received": dict(self.bytes_received),
         }
@@ -294,6 +298,7 @@ def build_status(core: NodeCore) -> NodeStatus:
         reverted_ops=len(core.rollbacks.reverted),
         root_divergence_height=core.rejoin.divergent_height,
         rejoin=core.rejoin.step(),
+        signing_halted=core.consensus.signing_halted,
         bytes_sent=bytes_sent,
         bytes_received=bytes_received,
     )
