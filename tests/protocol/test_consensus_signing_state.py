@@ -297,3 +297,34 @@ def test_a_bad_compact_state_or_record_is_refused() -> None:
     with pytest.raises(SigningStateError):  # another member's record
         decode_kept_precommit(record, NETWORK, other.public_key)
     assert signing_state_precommit_ids(b"junk") == []
+
+
+def test_a_node_restored_from_a_whole_state_writes_its_records_before_a_compact_one() -> None:
+    """A node restarted on a state with the values inside (the file a node before this
+    branch left) keeps its precommits, and the first time it writes a state again, it writes
+    every one's record before it: the compact state never names a record not durable."""
+    swarm = Swarm(1, seed=81)
+    fund(swarm, 2)
+    swarm.run(until=3.0)
+    grant(swarm, "before the upgrade")
+    swarm.run(until=swarm.now + 3.0)
+    live = swarm.nodes[0]
+    kept = live.consensus.kept_precommit_ids()
+    assert len(kept) >= 2
+    # What such a node made durable: no records, its state with the values inside.
+    old_events = [e for e in swarm.events[0] if not isinstance(e, PersistPrecommit)]
+    durable = durable_of(old_events)
+    durable.consensus_state = live.consensus.signing_state()
+    swarm.events[0] = []
+    swarm.nodes[0] = restored = _restored(swarm, durable)
+    assert restored.consensus.kept_precommit_ids() == kept
+    grant(swarm, "after the upgrade")
+    swarm.run(until=swarm.now + 3.0)
+    events = swarm.events[0]
+    first = next(k for k, e in enumerate(events) if isinstance(e, PersistConsensusState))
+    written = [e.precommit_id for e in events[:first] if isinstance(e, PersistPrecommit)]
+    assert set(kept) <= set(written) and len(written) == len(set(written))
+    upgraded = durable_of(old_events + events)
+    assert _restored(swarm, upgraded).consensus.kept_precommit_ids() == (
+        restored.consensus.kept_precommit_ids()
+    )
