@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from swarmd.protocol import consensus
+from swarmd.storage.failpoints import failpoint
 
 from .errors import DaemonError
 
@@ -60,6 +61,7 @@ class SigningStateFile:
     def save(self, data: bytes) -> None:
         """Blocking (run it in a thread); durable when it returns."""
         _replace(self.path, data)
+        failpoint("signing_state.saved")
 
     def save_precommit(self, precommit_id: bytes, data: bytes) -> None:
         """Blocking (run it in a thread); the record is durable when it returns."""
@@ -67,6 +69,7 @@ class SigningStateFile:
             self.precommits_dir.mkdir(exist_ok=True)
             _fsync_directory(self.precommits_dir.parent)
         _replace(self.precommits_dir / precommit_id.hex(), data)
+        failpoint("signing_state.precommit_saved")
 
     def prune_precommits(self, keep: set[bytes]) -> int:
         """Blocking: delete the records whose id is not in `keep` (and leftover temporary
