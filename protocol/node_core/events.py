@@ -91,8 +91,8 @@ class PersistPrecommit:
     """Make one of this validator's kept precommits durable (its record: the signed message
     and the value, `consensus.encode_kept_precommit`) under `precommit_id`, once: records are
     never rewritten. It always comes before the `PersistConsensusState` that names it. Pass the
-    records the latest durable state names (`precommit_ids`, or `consensus.
-    signing_state_precommit_ids(data)`) to `NodeCore.restore(precommits=...)`."""
+    records the latest durable state names (its `precommit_ids`; from the bytes alone:
+    `consensus.signing_state_precommit_ids`) to `NodeCore.restore(precommits=...)`."""
 
     precommit_id: bytes
     data: bytes = field(repr=False)
