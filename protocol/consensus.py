@@ -28,7 +28,10 @@ Deviations from the pseudocode, each needed because the core is driven from outs
   message for a (height, round, type) it signed before the crash, and must keep its lock. Like
   CometBFT's privval "last sign state", `signing_state()` is the bytes the shell makes durable
   before any message it signed leaves the node, and `restore_signing_state` resumes from them
-  at the same height, round and step, with the same lock and the same signed messages.
+  at the same height, round and step, with the same lock and the same signed messages. A shell
+  that rewrites the state at every step persists `signing_state_compact()` instead (the kept
+  precommits named by id) and each kept precommit once, as a record of its own
+  (`take_unsaved_precommits`, before the state naming it; `restore_precommits` reads both).
 - Epochs (not in the paper): a council rollback certificate (protocol/rollback.py) ends epoch e
   at a final height H and starts epoch e+1 at H+1. Every message body, bundle and signing state
   names its epoch, so a core runs in one epoch, refuses messages and bundles of any other one
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +99,23 @@ SIGNING_STATE_SIZE_BYTES_MAX = (
     SIGNING_STATE_ROUNDS_KEPT + 2 + 2 * SIGNING_STATE_PRECOMMITS_MAX
 ) * limits.ENCODED_VALUE_SIZE_BYTES_MAX
 
+#: Ids of kept precommits a compact signing state names: both lists (this epoch's, the ended
+#: epoch's), so that the state rewritten at every step carries 32 bytes per kept precommit
+#: instead of its value (`signing_state_compact`).
+SIGNING_STATE_PRECOMMIT_IDS_MAX = 2 * SIGNING_STATE_PRECOMMITS_MAX
+#: One kept precommit's record (`encode_kept_precommit`: its signed message and its value).
+KEPT_PRECOMMIT_SIZE_BYTES_MAX = limits.ENCODED_VALUE_SIZE_BYTES_MAX
+#: A compact signing state: the kept proposals, the locked and the valid value, plus the rest
+#: (SIGNING_STATE_STEP_OVERHEAD_BYTES_MAX: messages, ids, small fields), whatever the kept
+#: precommits' values weigh.
+SIGNING_STATE_COMPACT_SIZE_BYTES_MAX = (
+    SIGNING_STATE_ROUNDS_KEPT + 2
+) * CONSENSUS_VALUE_SIZE_BYTES_MAX + limits.SIGNING_STATE_STEP_OVERHEAD_BYTES_MAX
+
 assert CONSENSUS_VALUE_SIZE_BYTES_MAX > 0
+assert SIGNING_STATE_PRECOMMIT_IDS_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
+assert SIGNING_STATE_COMPACT_SIZE_BYTES_MAX <= SIGNING_STATE_SIZE_BYTES_MAX
+assert CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX < KEPT_PRECOMMIT_SIZE_BYTES_MAX
 assert SIGNING_STATE_MESSAGES_MAX <= limits.ENCODED_CONTAINER_ENTRIES_MAX
 assert limits.COUNCIL_SIZE_MAX * 128 + 1024 <= CONSENSUS_MESSAGE_OVERHEAD_BYTES_MAX
 
@@ -645,6 +664,8 @@ _SIGNING_STATE_KEYS = frozenset(
 )
 #: The kept precommits (since branch settle2); a state without them is still read.
 _SIGNING_STATE_PRECOMMIT_KEYS = frozenset({"precommits_kept", "old_precommits"})
+#: The compact state names its kept precommits by id instead (since branch sigstate).
+_SIGNING_STATE_ID_KEYS = frozenset({"precommit_ids"})
 
 
 #: One of our non-nil precommits with the value it precommitted.
@@ -671,23 +692,70 @@ class SigningState:
     #: epoch before it (`Tendermint.old_precommits`); empty in a state of the older format.
     precommits_kept: tuple[KeptPrecommit, ...] = ()
     old_precommits: tuple[KeptPrecommit, ...] = ()
+    #: A compact state's kept precommits, by `kept_precommit_id` (their records are apart).
+    precommit_ids: tuple[bytes, ...] = ()
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "height": self.height,
+            "round": self.round,
+            "step": self.step,
+            "locked_round": self.locked_round,
+            "locked_value": self.locked_value,
+            "valid_round": self.valid_round,
+            "valid_value": self.valid_value,
+            "messages": [message.encode() for message in self.messages],
+        }
 
     def encode(self) -> bytes:
+        """The whole state, the kept precommits' values included."""
         return encoding.encode(
             {
+                **self._fields(),
                 "precommits_kept": [[m.encode(), v] for m, v in self.precommits_kept],
                 "old_precommits": [[m.encode(), v] for m, v in self.old_precommits],
-                "epoch": self.epoch,
-                "height": self.height,
-                "round": self.round,
-                "step": self.step,
-                "locked_round": self.locked_round,
-                "locked_value": self.locked_value,
-                "valid_round": self.valid_round,
-                "valid_value": self.valid_value,
-                "messages": [message.encode() for message in self.messages],
             }
         )
+
+    def encode_compact(self) -> bytes:
+        """The state with its kept precommits (both lists, old first) named by id only."""
+        kept = self.old_precommits + self.precommits_kept
+        return encoding.encode(
+            {**self._fields(), "precommit_ids": [kept_precommit_id(m) for m, _ in kept]}
+        )
+
+
+def kept_precommit_id(message: ConsensusMessage) -> bytes:
+    """The id a compact signing state names a kept precommit by: sha256 of the signed
+    message (its value is fixed by the message's value id)."""
+    return crypto.sha256(message.encode())
+
+
+def encode_kept_precommit(message: ConsensusMessage, value: bytes) -> bytes:
+    """A kept precommit's record, made durable once, apart from the compact signing state."""
+    return encoding.encode([message.encode(), value])
+
+
+def decode_kept_precommit(data: bytes, network_id: bytes, validator: bytes) -> KeptPrecommit:
+    """Parse and check a record of `encode_kept_precommit`: our own signed non-nil precommit
+    on this network with the value its id names. Raises SigningStateError (ours: local)."""
+    try:
+        item = encoding.decode(data, size_max=KEPT_PRECOMMIT_SIZE_BYTES_MAX)
+        return _state_precommits([item], network_id, validator, lambda _: True)[0]
+    except RemoteProtocolError as exc:
+        raise SigningStateError(f"kept precommit record: {exc.message}") from exc
+
+
+def signing_state_precommit_ids(data: bytes) -> list[bytes]:
+    """The kept precommit ids a compact signing state names, read without checking the rest
+    (for a shell to load their records; the core checks everything when it restores). Empty
+    for a state of the older formats and for bytes that are no signing state at all."""
+    try:
+        obj = encoding.decode(data, size_max=SIGNING_STATE_SIZE_BYTES_MAX)
+        return list(_state_ids(obj.get("precommit_ids", []) if isinstance(obj, dict) else []))
+    except RemoteProtocolError:
+        return []
 
 
 def _state_precommits(
@@ -711,6 +779,17 @@ def _state_precommits(
         verify_message_signature(message, network_id)
         kept.append((message, value))
     return tuple(kept)
+
+
+def _state_ids(items: Any) -> tuple[bytes, ...]:
+    if not isinstance(items, list) or len(items) > SIGNING_STATE_PRECOMMIT_IDS_MAX:
+        raise ConsensusMessageError("precommit ids: a list within SIGNING_STATE_PRECOMMIT_IDS_MAX")
+    for item in items:
+        if not isinstance(item, bytes) or len(item) != limits.HASH_SIZE_BYTES:
+            raise ConsensusMessageError("a precommit id is 32 bytes")
+    if len(set(items)) != len(items):
+        raise ConsensusMessageError("a precommit id named twice")
+    return tuple(items)
 
 
 def _state_value(obj: dict[str, Any], key: str) -> bytes | None:
@@ -752,12 +831,15 @@ def _state_messages(
 
 
 def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> SigningState:
-    """Parse and check a signing state written by `Tendermint.signing_state()` of `validator`
-    on this network. Raises SigningStateError: the bytes are ours, so a bad state is a local
-    fault (a corrupt or foreign file), not a peer's."""
+    """Parse and check a signing state written by `Tendermint.signing_state()` (or
+    `signing_state_compact()`) of `validator` on this network. Raises SigningStateError: the
+    bytes are ours, so a bad state is a local fault (a corrupt or foreign file), not a peer's.
+    Three formats are read: without kept precommits (before branch settle2), with them and
+    their values (`precommits_kept`, `old_precommits`), and compact (`precommit_ids`)."""
     try:
         obj = encoding.decode(data, size_max=SIGNING_STATE_SIZE_BYTES_MAX)
-        fields = set(obj) - _SIGNING_STATE_PRECOMMIT_KEYS if isinstance(obj, dict) else set()
+        extra = _SIGNING_STATE_PRECOMMIT_KEYS | _SIGNING_STATE_ID_KEYS
+        fields = set(obj) - extra if isinstance(obj, dict) else set()
         if fields == _SIGNING_STATE_KEYS - {"epoch"}:
             raise SigningStateWithoutEpochError(
                 "signing state written before epochs: stop every validator, upgrade them "
@@ -766,6 +848,7 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
         if not isinstance(obj, dict) or set(obj) not in (
             _SIGNING_STATE_KEYS,
             _SIGNING_STATE_KEYS | _SIGNING_STATE_PRECOMMIT_KEYS,
+            _SIGNING_STATE_KEYS | _SIGNING_STATE_ID_KEYS,
         ):
             raise ConsensusMessageError("a signing state is a map with the signing state fields")
         epoch = _int_field(obj, "epoch", 0, limits.EPOCH_MAX)
@@ -791,6 +874,7 @@ def decode_signing_state(data: bytes, network_id: bytes, validator: bytes) -> Si
             old_precommits=_state_precommits(
                 obj.get("old_precommits", []), network_id, validator, lambda e: e < epoch
             ),
+            precommit_ids=_state_ids(obj.get("precommit_ids", [])),
         )
     except RemoteProtocolError as exc:
         raise SigningStateError(f"signing state: {exc.message}") from exc
@@ -1064,6 +1148,8 @@ class Tendermint:
         #: those of the epoch `enter_epoch` ended (see `old_precommits`).
         self._precommits_kept: list[KeptPrecommit] = []
         self._old_precommits: list[KeptPrecommit] = []
+        #: Kept precommits whose records the shell has not been handed yet (oldest first).
+        self._precommits_unsaved: list[KeptPrecommit] = []
         self._reset_height_state(0, _HeightBook(0))
 
     def _reset_height_state(self, height: int, book: _HeightBook) -> None:
@@ -1182,7 +1268,7 @@ class Tendermint:
             raise SigningStateEpochError(
                 f"signing state of epoch {state.epoch}, the core runs epoch {self._epoch}"
             )
-        self._restore_precommits(state)
+        self._restore_precommits(state.old_precommits + state.precommits_kept, unsaved=True)
         if state.epoch < self._epoch:
             self.start_height(state.height, now)
             return
@@ -1210,27 +1296,56 @@ class Tendermint:
             self._request_validation(proposal)
         self._run_rules(now)
 
-    def restore_precommits(self, data: bytes) -> None:
+    def restore_precommits(self, data: bytes, records: Sequence[bytes] = ()) -> None:
         """At start, before any height runs: take back the kept precommits of a signing state
-        (`signing_state()` bytes; raises SigningStateError like `restore_signing_state`), so
-        that a member restarted between a rollback certificate and the settlement still shows
-        and requires its precommits above H. Those of our epoch stay ours, those of the epoch
-        before it become `old_precommits`; any other is of no settlement any more. Ones already
-        held are not added twice (a shell may hand the same state over twice)."""
+        (raises SigningStateError like `restore_signing_state`), so that a member restarted
+        between a rollback certificate and the settlement still shows and requires its
+        precommits above H. Those of our epoch stay ours, those of the epoch before it become
+        `old_precommits`; any other is of no settlement any more. Ones already held are not
+        added twice (a shell may hand the same state over twice).
+
+        A compact state (`signing_state_compact()`) names them by id: each one's record
+        (`take_unsaved_precommits`) must be among `records`, else SigningStateError; a record
+        it does not name is ignored (one written before a state a crash lost: its precommit
+        never left). A state with the values inside (`signing_state()`, the format before
+        branch sigstate) hands them to `take_unsaved_precommits` once more, so the shell
+        writes their records before a compact state replaces it."""
         if self._keypair is None:
             raise LocalProtocolError("an observer signs nothing and has no signing state")
-        self._restore_precommits(
-            decode_signing_state(data, self._network_id, self._keypair.public_key)
-        )
+        state = decode_signing_state(data, self._network_id, self._keypair.public_key)
+        if state.precommit_ids:
+            self._restore_precommits(self._named_records(state.precommit_ids, records))
+        else:
+            pairs = state.old_precommits + state.precommits_kept
+            self._restore_precommits(pairs, unsaved=True)
 
-    def _restore_precommits(self, state: SigningState) -> None:
+    def _named_records(
+        self, ids: tuple[bytes, ...], records: Sequence[bytes]
+    ) -> tuple[KeptPrecommit, ...]:
+        assert self._keypair is not None
+        by_id: dict[bytes, KeptPrecommit] = {}
+        for data in records:
+            pair = decode_kept_precommit(data, self._network_id, self._keypair.public_key)
+            by_id[kept_precommit_id(pair[0])] = pair
+        missing = sum(precommit_id not in by_id for precommit_id in ids)
+        if missing:
+            raise SigningStateError(
+                f"signing state: {missing} of its {len(ids)} kept precommits have no record"
+            )
+        return tuple(by_id[precommit_id] for precommit_id in ids)
+
+    def _restore_precommits(
+        self, pairs: tuple[KeptPrecommit, ...], *, unsaved: bool = False
+    ) -> None:
         restored = ((self._precommits_kept, self._epoch), (self._old_precommits, self._epoch - 1))
         for kept, epoch in restored:
             held = {message.encode() for message, _ in kept}
-            for message, value in state.old_precommits + state.precommits_kept:
+            for message, value in pairs:
                 if message.epoch == epoch and message.encode() not in held:
                     held.add(message.encode())
                     kept.append((message, value))
+                    if unsaved:
+                        self._precommits_unsaved.append((message, value))
             kept.sort(key=lambda pair: (pair[0].height, pair[0].round))
             del kept[: -limits.SETTLEMENT_PRECOMMITS_KEPT_MAX]
 
@@ -1333,7 +1448,38 @@ class Tendermint:
 
     def signing_state(self) -> bytes:
         """Canonical bytes to make durable before any message in `messages_to_send()` is sent,
-        and to pass to `restore_signing_state` after a restart (see the module docstring)."""
+        and to pass to `restore_signing_state` after a restart (see the module docstring).
+        They carry the kept precommits with their values: a shell that writes the state at
+        every step persists `signing_state_compact()` and the precommits' records instead."""
+        return self._signing_state().encode()
+
+    def signing_state_compact(self) -> bytes:
+        """`signing_state()` with the kept precommits named by id (`kept_precommit_ids`), at
+        most SIGNING_STATE_COMPACT_SIZE_BYTES_MAX bytes whatever their values weigh. Make
+        durable, in this order, the records of `take_unsaved_precommits()` and then these
+        bytes before any message in `messages_to_send()` is sent; after a restart pass both
+        to `restore_precommits` (and the state to `restore_signing_state`)."""
+        return self._signing_state().encode_compact()
+
+    def kept_precommit_ids(self) -> tuple[bytes, ...]:
+        """The ids `signing_state_compact()` names: the ended epoch's kept precommits, then
+        this epoch's, oldest first. A record of any other is no longer needed."""
+        kept = self._old_precommits + self._precommits_kept
+        return tuple(kept_precommit_id(message) for message, _ in kept)
+
+    def take_unsaved_precommits(self) -> list[tuple[bytes, bytes]]:
+        """The kept precommits not handed over yet, as (id, record): each one once (it is new,
+        or it came back from a state with the values inside), those still kept only."""
+        unsaved, self._precommits_unsaved = self._precommits_unsaved, []
+        kept = set(self.kept_precommit_ids())
+        records = []
+        for message, value in unsaved:
+            precommit_id = kept_precommit_id(message)
+            if precommit_id in kept:
+                records.append((precommit_id, encode_kept_precommit(message, value)))
+        return records
+
+    def _signing_state(self) -> SigningState:
         if self._keypair is None or self._height is None:
             raise LocalProtocolError("only a validator with a started height has a signing state")
         oldest_round_kept = self._round - SIGNING_STATE_ROUNDS_KEPT + 1
@@ -1349,7 +1495,7 @@ class Tendermint:
             messages=tuple(m for m in self._own_messages if m.round >= oldest_round_kept),
             precommits_kept=tuple(self._precommits_kept),
             old_precommits=tuple(self._old_precommits),
-        ).encode()
+        )
 
     def bundle_for(self, height: int) -> CheckpointBundle | None:
         """The bundle of a recently decided height, to help lagging peers catch up."""
@@ -1461,6 +1607,7 @@ class Tendermint:
             if proposal.value_id == message.value_id and proposal.value is not None:
                 self._precommits_kept.append((message, proposal.value))
                 del self._precommits_kept[: -limits.SETTLEMENT_PRECOMMITS_KEPT_MAX]
+                self._precommits_unsaved.append((message, proposal.value))
                 return
 
     def old_precommits(self, above: int) -> list[tuple[ConsensusMessage, bytes]]:

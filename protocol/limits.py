@@ -606,3 +606,14 @@ SETTLEMENT_VALUES_PER_SIGNER_MAX = SETTLEMENT_PRECOMMITS_KEPT_MAX
 SETTLEMENT_SIGNER_BYTES_MAX = ENCODED_VALUE_SIZE_BYTES_MAX
 
 assert SETTLEMENT_VALUES_PER_SIGNER_MAX <= SETTLEMENT_VALUES_MAX
+
+
+# --- the signing state written at every step (branch sigstate) --------------------------------
+
+#: What a validator's compact signing state (rewritten with an fsync at every consensus step)
+#: holds besides the values of its height (its kept proposals, the locked and the valid value):
+#: at most 12 own messages (~250 bytes each without a value), the ids of at most 32 kept
+#: precommits (34 bytes each) and the small fields, ~5 KiB at most. The kept precommits'
+#: values are not in it (each is written once, as a record of its own), so a step's write
+#: does not grow with the cuts a validator precommitted (docs/PROTOCOL.md "Settlement").
+SIGNING_STATE_STEP_OVERHEAD_BYTES_MAX = 16 * 1024

@@ -4,7 +4,8 @@
 `swarmd.storage.group_commit.GroupCommitter`: the ops queued while a commit runs share the next
 transaction (group commit), each checkpoint is written after the ops queued before it, and the
 validator's signing state (`PersistConsensusState`) after both, to its file beside the
-database. `barrier()` is done once everything queued so far is durable: a client submission is
+database, and each kept precommit's record (`PersistPrecommit`) once, before the state naming
+it. `barrier()` is done once everything queued so far is durable: a client submission is
 acknowledged, and frames relying on a vote or a checkpoint are sent, only after it.
 """
 
@@ -14,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from swarmd.protocol.node_core import PersistCheckpoint
+from swarmd.protocol.node_core import PersistCheckpoint, PersistConsensusState, PersistPrecommit
 from swarmd.storage.group_commit import GroupCommitter
 
 from ..logs import get_logger
@@ -30,9 +31,9 @@ COMMIT_BATCH_OPS_MAX = 4096
 
 @dataclass
 class _StateWrite:
-    """A queued signing-state write; a newer state replaces `data` until it starts."""
+    """A queued signing-state write; a newer state replaces it until it starts."""
 
-    data: bytes
+    state: PersistConsensusState
     started: bool = False
     future: asyncio.Future[None] | None = None
 
@@ -55,6 +56,10 @@ class NodeWrites:
         self._state_latest: bytes | None = None
         #: The newest queued state write, while nothing else was queued after it.
         self._state_last: _StateWrite | None = None
+        #: Kept precommits' records not durable yet (a failed write is retried by the next
+        #: state naming it), and the ids the records on disk were last pruned to.
+        self._records_unsaved: dict[bytes, bytes] = {}
+        self._records_pruned: tuple[bytes, ...] | None = None
 
     @property
     def commits(self) -> int:
@@ -87,34 +92,60 @@ class NodeWrites:
         self._state_last = None
         return future
 
-    def add_consensus_state(self, data: bytes) -> None:
+    def add_precommit(self, event: PersistPrecommit) -> None:
+        """Queue a kept precommit's record (written once; the state naming it comes next)."""
+        if self.signing_state_file is None:
+            return
+        self._records_unsaved[event.precommit_id] = event.data
+        self.committer.queue_write(lambda: self._save_records((event.precommit_id,)))
+        self._state_last = None
+
+    async def _save_records(self, ids: tuple[bytes, ...]) -> None:
+        """Write the records of `ids` not durable yet, in order."""
+        assert self.signing_state_file is not None
+        for precommit_id in ids:
+            data = self._records_unsaved.get(precommit_id)
+            if data is not None:
+                await asyncio.to_thread(self.signing_state_file.save_precommit, precommit_id, data)
+                self._records_unsaved.pop(precommit_id, None)
+
+    def add_consensus_state(self, state: PersistConsensusState) -> None:
         """Queue the signing state. The core hands over the same state with every periodic
         re-broadcast: when it is the stored one and no commit is pending, or the one already
         on its way, nothing is written (a failed commit leaves the old state stored, so the
-        next hand-over writes it). A newer state replaces a queued one that has not started
-        while nothing was queued after it: the signing state is never durable before the
-        writes queued ahead of it."""
+        next hand-over writes it, after the records it names that failed too). A newer state
+        replaces a queued one that has not started while nothing was queued after it: the
+        signing state is never durable before the writes queued ahead of it."""
         if self.signing_state_file is None:
             return
-        idle = self.committer.idle
-        if data == (self._state_stored if idle else self._state_latest):
+        data, idle = state.data, self.committer.idle
+        stored = data == (self._state_stored if idle else self._state_latest)
+        if stored and not self._records_unsaved:
             return
         self._state_latest = data
         last = self._state_last
         pending = last is not None and last.future is not None and not last.future.done()
         if last is not None and pending and not last.started:
-            last.data = data
+            last.state = state
             return
-        write = _StateWrite(data)
+        write = _StateWrite(state)
         write.future = self.committer.queue_write(lambda: self._save_state(write))
         self._state_last = write
 
     async def _save_state(self, write: _StateWrite) -> None:
+        """The records the state names first (those whose own write failed), then the state;
+        then the records it no longer names go (only those written before it: a record
+        queued after this state is written after this runs)."""
         write.started = True
         assert self.signing_state_file is not None
-        data = write.data
-        await asyncio.to_thread(self.signing_state_file.save, data)
-        self._state_stored = data
+        state = write.state
+        await self._save_records(state.precommit_ids)
+        await asyncio.to_thread(self.signing_state_file.save, state.data)
+        self._state_stored = state.data
+        if state.precommit_ids != self._records_pruned:
+            keep = set(state.precommit_ids) | set(self._records_unsaved)
+            await asyncio.to_thread(self.signing_state_file.prune_precommits, keep)
+            self._records_pruned = state.precommit_ids
 
     def barrier(self) -> asyncio.Future[None]:
         """Done when everything queued so far is durable (or failed to be)."""

@@ -48,6 +48,7 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    PersistPrecommit,
     PersistRollback,
     SnapshotDue,
     StoredOpsWanted,
@@ -209,7 +210,8 @@ class Daemon:
             OpAccepted: self._on_op_accepted,
             CreditReceived: self._on_credit_received,
             PersistCheckpoint: self._on_persist_checkpoint,
-            PersistConsensusState: self._on_consensus_state,
+            PersistConsensusState: self.committer.add_consensus_state,
+            PersistPrecommit: self.committer.add_precommit,
             SnapshotDue: self._on_snapshot_due,
             OpEvicted: self._on_op_evicted,
             PersistRollback: self._on_persist_rollback,
@@ -553,9 +555,6 @@ class Daemon:
             self.events.publish(event)
         raised_ms = time.time_ns() // 1_000_000
         self.committer.add_write(lambda: self.node_log.note_conflict(event.handle, raised_ms))
-
-    def _on_consensus_state(self, event: PersistConsensusState) -> None:
-        self.committer.add_consensus_state(event.data)
 
     def _on_snapshot_due(self, event: SnapshotDue) -> None:
         self.snapshot_builds.due(event)

@@ -160,6 +160,8 @@ class Replay:
     certificates: list[bytes]
     reverted_ops: list[bytes]
     consensus_state: bytes | None
+    #: The records of the kept precommits `consensus_state` names.
+    precommits: list[bytes]
     logged_ops: int = 0
     bundles_read: int = 0
     #: Ops whose missing final height the replay recorded (a store older than schema v6).
@@ -211,7 +213,7 @@ class Replay:
                 self.final_heights_recorded += await node_log.record_missing_final_heights(
                     final_ids_above(core, before)
                 )
-        core.finish_restore(self.consensus_state, now)
+        core.finish_restore(self.consensus_state, now, self.precommits)
         return core
 
 
@@ -303,7 +305,9 @@ async def open_node(config: NodeConfig) -> Restored:
         certificates, reverted_ops = await node_log.load_rollbacks()
         mode, reason = await node_log.get_mode()
         # The last sign state: the restored core resumes the height in progress with the
-        # votes and the lock it had (SigningStateError when the file is not ours).
+        # votes and the lock it had (SigningStateError when the file is not ours), and the
+        # kept precommits the state names come back from their records.
+        signing_state = signing_state_file.load()
         replay = Replay(
             genesis,
             keypair,
@@ -311,7 +315,8 @@ async def open_node(config: NodeConfig) -> Restored:
             node_log,
             certificates,
             reverted_ops,
-            signing_state_file.load(),
+            signing_state,
+            signing_state_file.load_precommits(signing_state),
         )
         with gc_paused():
             core, snapshot_height = await restore_core(node_log, replay.core)

@@ -3,7 +3,8 @@
 Inputs: `peer_connected`, `peer_disconnected`, `receive_frame`, `submit_op`, `handle_timer`,
 `set_mode`, all with an explicit `now`. Outputs: `outgoing()` (`OutgoingFrame`s),
 `next_event()` and `get_timer()`. The core never touches I/O: it asks the shell to persist
-(`PersistOps`, `PersistCheckpoint`, `PersistConsensusState`, `PersistRollback`, each with a
+(`PersistOps`, `PersistCheckpoint`, `PersistPrecommit`, `PersistConsensusState`,
+`PersistRollback`, each with a
 `write_id`), each outgoing frame names the write it must not leave before (`after_write`,
 events.py), and the shell feeds results back by calling it. The same
 core runs in the daemon (node/) and in the deterministic simulator.
@@ -71,6 +72,7 @@ from .events import (
     PersistConsensusState,
     PersistEvent,
     PersistOps,
+    PersistPrecommit,
     PersistRollback,
     RollbackRevertFailed,
     RollbackVoteReceived,
@@ -161,6 +163,7 @@ __all__ = [
     "PersistConsensusState",
     "PersistEvent",
     "PersistOps",
+    "PersistPrecommit",
     "PersistRollback",
     "RollbackRevertFailed",
     "RollbackSignerError",

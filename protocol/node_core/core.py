@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import consensus
@@ -152,13 +152,15 @@ class NodeCore:
         envelopes: list[bytes],
         bundles: list[bytes] = (),  # type: ignore[assignment]
         consensus_state: bytes | None = None,
+        precommits: list[bytes] = (),  # type: ignore[assignment]
         snapshot: bytes | None = None,
         certificates: list[bytes] = (),  # type: ignore[assignment]
         reverted_ops: list[bytes] = (),  # type: ignore[assignment]
     ) -> NodeCore:
         """Rebuild a core from its durable op log, checkpoint bundles and the latest
-        `PersistConsensusState` data (after a crash). Raises consensus.SigningStateError when
-        `consensus_state` is not a signing state of this node's key on this network.
+        `PersistConsensusState` data (after a crash), with the `PersistPrecommit` records it
+        names (`precommits`). Raises consensus.SigningStateError when `consensus_state` is not
+        a signing state of this node's key on this network, or a record it names is missing.
 
         `snapshot`, when given, is the latest stored `PersistCheckpoint.snapshot` blob; its
         checkpoint's bundle must be among `bundles`. The ledger then starts from the snapshot's
@@ -190,7 +192,7 @@ class NodeCore:
         )
         core.replay_ops(envelopes, now)
         core.replay_bundles(bundles, now, _last_snapshot_height(by_height, core.config))
-        core.finish_restore(consensus_state, now)
+        core.finish_restore(consensus_state, now, precommits)
         return core
 
     @classmethod
@@ -247,14 +249,16 @@ class NodeCore:
             finality.receive_bundle(b"", data, now, persist=False)
         finality.replay_snapshot_height = -1
 
-    def finish_restore(self, consensus_state: bytes | None, now: float) -> None:
+    def finish_restore(
+        self, consensus_state: bytes | None, now: float, precommits: Sequence[bytes] = ()
+    ) -> None:
         """The last step of `restore`: no event or write is due for what came from the store;
-        consensus resumes from the signing state."""
+        consensus resumes from the signing state (and the kept precommits' records)."""
         self._events.clear()
         # The replay's writes are durable already (they came from the store): none is due.
         self._write_id = self._barrier_write_id = 0
         if consensus_state is not None:
-            self.resume_consensus(consensus_state, now)
+            self.resume_consensus(consensus_state, now, precommits)
 
     def send_stored_ops(
         self, peer_id: bytes, envelopes: list[bytes], now: float | None = None
@@ -310,7 +314,7 @@ class NodeCore:
         open conflicts' ages from the stored record (observed.py)."""
         return restore_observed(self, observed, now)
 
-    def resume_consensus(self, data: bytes, now: float) -> None:
+    def resume_consensus(self, data: bytes, now: float, precommits: Sequence[bytes] = ()) -> None:
         """Resume consensus from a durable signing state (Tendermint's last sign state).
 
         A state for a decided height (at most final_height) is ignored. One for the height in
@@ -318,9 +322,10 @@ class NodeCore:
         equivocation. One further ahead (its checkpoints were not durable yet) waits until
         that height starts (so does one for the height in progress while quiesced). Ignored
         when consensus already runs at or above its height, so
-        a shell may hand the same state over twice.
+        a shell may hand the same state over twice. `precommits`: the `PersistPrecommit`
+        records the state names (consensus.Tendermint.restore_precommits).
         """
-        self.finality.resume_consensus(data, now)
+        self.finality.resume_consensus(data, now, precommits)
 
     # --- peers -------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ restarted validator always finds every vote it sent in its durable signing state
 equivocation), and a peer never holds a checkpoint or rollback certificate from this node that
 this node forgets on restart.
 
-Which writes a frame waits for: `PersistConsensusState`, `PersistCheckpoint` and
-`PersistRollback` are *send barriers*: every frame handed over after one of them waits for
+Which writes a frame waits for: `PersistPrecommit`, `PersistConsensusState`, `PersistCheckpoint`
+and `PersistRollback` are *send barriers*: every frame handed over after one of them waits for
 the newest barrier (frames are batched per peer, so the core does not tell one message's
 dependencies from another's; waiting for the newest barrier keeps frames in order too).
 `PersistOps` is not a barrier: a relayed op needs no local durability (a client is
@@ -87,14 +87,30 @@ class SnapshotDue:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistPrecommit:
+    """Make one of this validator's kept precommits durable (its record: the signed message
+    and the value, `consensus.encode_kept_precommit`) under `precommit_id`, once: records are
+    never rewritten. It always comes before the `PersistConsensusState` that names it. Pass the
+    records the latest durable state names (its `precommit_ids`; from the bytes alone:
+    `consensus.signing_state_precommit_ids`) to `NodeCore.restore(precommits=...)`."""
+
+    precommit_id: bytes
+    data: bytes = field(repr=False)
+    write_id: int = field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
 class PersistConsensusState:
     """Make this validator's consensus signing state durable (replacing the previous one)
     BEFORE sending any frame handed over after this event (their `after_write` is at least
     this `write_id`): the shell must not let a message this node signed leave it before the
     state that records it survives a crash. Pass the latest durable one to
-    `NodeCore.restore(consensus_state=...)`."""
+    `NodeCore.restore(consensus_state=...)`. The state is compact: it names the kept
+    precommits by id (`precommit_ids`, whose records `PersistPrecommit` wrote before it); once
+    it is durable, the records of any other id may be deleted."""
 
     data: bytes
+    precommit_ids: tuple[bytes, ...] = ()
     write_id: int = field(default=0, kw_only=True)
 
 
@@ -298,16 +314,19 @@ class StoredOpsWanted:
 
 
 #: The write events (each with a `write_id`).
-PersistEvent = PersistOps | PersistCheckpoint | PersistConsensusState | PersistRollback
+PersistEvent = (
+    PersistOps | PersistCheckpoint | PersistPrecommit | PersistConsensusState | PersistRollback
+)
 
 #: The write events frames handed over after them wait for (see the module comment).
-SEND_BARRIERS = (PersistCheckpoint, PersistConsensusState, PersistRollback)
+SEND_BARRIERS = (PersistCheckpoint, PersistPrecommit, PersistConsensusState, PersistRollback)
 
 NodeEvent = (
     LedgerEvent
     | PersistOps
     | PersistCheckpoint
     | SnapshotDue
+    | PersistPrecommit
     | PersistConsensusState
     | CheckpointFinalized
     | SyncSessionFinished

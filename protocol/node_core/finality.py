@@ -5,6 +5,7 @@ recording equivocation evidence."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import consensus
@@ -38,6 +39,7 @@ from .events import (
     EquivocationRecorded,
     PersistCheckpoint,
     PersistConsensusState,
+    PersistPrecommit,
     SigningHalted,
     SnapshotDue,
 )
@@ -79,7 +81,7 @@ class Finality:
         #: (checkpoint id, its cut's time_ms): parent_time_ms's cache.
         self._parent_time: tuple[bytes, int] = (b"", 0)
 
-    def resume_consensus(self, data: bytes, now: float) -> None:
+    def resume_consensus(self, data: bytes, now: float, precommits: Sequence[bytes]) -> None:
         """See NodeCore.resume_consensus."""
         if not self.core.is_validator:
             return
@@ -87,7 +89,7 @@ class Finality:
             data, self.core.genesis.network_id, self.core.node_id
         )
         # Our kept precommits first, whatever the state's height: the settlement needs them.
-        self.core.consensus.restore_precommits(data)
+        self.core.consensus.restore_precommits(data, precommits)
         self.core.rollbacks.settlement.restored()
         if state.height <= max(self.core.final_height, self.consensus_height):
             return
@@ -192,9 +194,7 @@ class Finality:
         for _ in range(CONSENSUS_DRAIN_PASSES_MAX):
             payloads = self.core.consensus.messages_to_send()
             if payloads:
-                # The last sign state goes to the shell before the messages it records: the
-                # shell makes it durable before it sends any of the frames queued below.
-                self.core._emit(PersistConsensusState(self.core.consensus.signing_state()))
+                self.persist_signing_state()
             for payload in payloads:
                 digest = sha256(payload)
                 self.consensus_seen[digest] = None
@@ -207,6 +207,17 @@ class Finality:
                 self.on_consensus_event(event, now)
             if not payloads and not handled:
                 return
+
+    def persist_signing_state(self) -> None:
+        """The last sign state goes to the shell before the messages it records: the shell
+        makes it durable before it sends any of the frames queued after it. It is compact (a
+        step's write does not grow with the kept precommits' values): each new kept precommit
+        goes first, once, as a record of its own that the state names."""
+        tendermint = self.core.consensus
+        for precommit_id, record in tendermint.take_unsaved_precommits():
+            self.core._emit(PersistPrecommit(precommit_id, record))
+        state = tendermint.signing_state_compact()
+        self.core._emit(PersistConsensusState(state, tendermint.kept_precommit_ids()))
 
     def on_consensus_event(self, event: consensus.Event, now: float) -> None:
         if isinstance(event, consensus.ValueRequested):

@@ -21,8 +21,9 @@ reverted set before it finalizes anything.
   the settlement's 2f+1 prevoters and the value's 2f+1 precommitters share a correct member.
 - At the settlement height any other cut is invalid, and a settlement cut at any other height.
 
-A member's kept precommits are part of its signing state (`PersistConsensusState`), so a member
-restarted between its precommit and the settlement still shows and requires them (`restored`).
+A member's kept precommits are durable with its signing state (`PersistPrecommit` records the
+`PersistConsensusState` names), so a member restarted between its precommit and the
+settlement still shows and requires them (`restored`).
 
 Limits of this version: a settlement must fit one consensus value (the S2 play's quiesced
 old-epoch cuts are council-only and small); a faulty member may show made-up values, within

@@ -17,7 +17,7 @@ import random
 from ..crypto import KeyPair, sha256
 from ..genesis import Genesis
 from ..ledger import Outcome
-from ..node_core import NodeCore, NodeCoreConfig
+from ..node_core import NodeCore, NodeCoreConfig, PersistPrecommit
 from ..ops import Op
 from ..wallet import Author
 
@@ -91,6 +91,12 @@ class Swarm(Wire):
             for b in self.nodes:
                 if a is not b:
                     a.peer_connected(b.node_id, self.now)
+
+    def precommit_records(self, i: int) -> list[bytes]:
+        """Node `i`'s kept precommits' records (`PersistPrecommit`), every one it emitted:
+        with its last `PersistConsensusState`, for `NodeCore.restore(precommits=...)` (the
+        core takes the ones the state names)."""
+        return [e.data for e in self.events[i] if isinstance(e, PersistPrecommit)]
 
     def author(self, label: str) -> Author:
         return Author(label_keypair(label), self.genesis.network_id)

@@ -46,6 +46,7 @@ from ..node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    PersistPrecommit,
     PersistRollback,
     SyncSessionFinished,
 )
@@ -117,6 +118,8 @@ class DurableStore:
     # Consensus signing state: the latest durable PersistConsensusState data, for
     # NodeCore.restore(consensus_state=...).
     consensus_state: bytes | None = None
+    # Kept precommits' records (PersistPrecommit) by id, for NodeCore.restore(precommits=...).
+    precommits: dict[bytes, bytes] = field(default_factory=dict)
     # The newest PersistCheckpoint.snapshot blob (durable with its bundle), for
     # NodeCore.restore(snapshot=...).
     snapshot: bytes | None = None
@@ -131,6 +134,7 @@ class DurableStore:
             list(self.bundles),
             set(self.op_ids),
             self.consensus_state,
+            dict(self.precommits),
             self.snapshot,
             list(self.certificates),
             list(self.reverted_ops),
@@ -147,6 +151,8 @@ class PendingWrite:
     bundles: tuple[bytes, ...] = ()
     snapshot: bytes = b""
     consensus_state: bytes | None = None
+    precommit_ids: tuple[bytes, ...] = ()
+    precommit: tuple[bytes, bytes] | None = None
     certificate: bytes | None = None
     #: OpsReverted ids drained after this write: stored in the same transaction.
     reverted_ops: list[bytes] = field(default_factory=list)
@@ -342,7 +348,7 @@ class Simulation:
         # NodeCore.restore gets it handed over here (resuming twice is a no-op).
         resume = getattr(node.core, "resume_consensus", None)
         if store is not None and store.consensus_state is not None and callable(resume):
-            resume(store.consensus_state, self.local_time(node))
+            resume(store.consensus_state, self.local_time(node), list(store.precommits.values()))
         node.timer_at = None
         self._after_input(node)
 
@@ -427,8 +433,13 @@ class Simulation:
     def _on_persist_checkpoint(self, node: SimNode, event: PersistCheckpoint) -> None:
         self._persist(node, event.write_id, bundles=(event.bundle,), snapshot=event.snapshot)
 
+    def _on_persist_precommit(self, node: SimNode, event: PersistPrecommit) -> None:
+        self._persist(node, event.write_id, precommit=(event.precommit_id, event.data))
+
     def _on_persist_consensus_state(self, node: SimNode, event: PersistConsensusState) -> None:
-        self._persist(node, event.write_id, consensus_state=event.data)
+        self._persist(
+            node, event.write_id, consensus_state=event.data, precommit_ids=event.precommit_ids
+        )
 
     def _on_persist_rollback(self, node: SimNode, event: PersistRollback) -> None:
         self._persist(node, event.write_id, certificate=event.certificate)
@@ -493,8 +504,12 @@ class Simulation:
         store.bundles.extend(write.bundles)
         if write.snapshot:
             store.snapshot = write.snapshot
+        if write.precommit is not None:
+            store.precommits[write.precommit[0]] = write.precommit[1]
         if write.consensus_state is not None:
             store.consensus_state = write.consensus_state
+            named = set(write.precommit_ids)
+            store.precommits = {k: v for k, v in store.precommits.items() if k in named}
         if write.certificate is not None:
             store.certificates.append(write.certificate)
         store.reverted_ops.extend(write.reverted_ops)
@@ -670,9 +685,11 @@ class Simulation:
         node.held.clear()
         node.timer_at = None
         if wipe:
-            # Consensus signing state: kept, like the daemon's signing-state file beside a
-            # wiped database; losing it would let the node sign again where it already signed.
-            node.durable = DurableStore(consensus_state=node.durable.consensus_state)
+            # The signing state and its precommits' records: kept, like the daemon's files beside
+            # a wiped database; losing them would let the node sign again where it signed.
+            old = node.durable
+            node.durable = DurableStore(consensus_state=old.consensus_state)
+            node.durable.precommits = old.precommits
         kind = FaultKind.WIPE if wipe else FaultKind.CRASH
         self.faults.append(Fault(kind, self.now, (index,)))
         for other in self.neighbours(index):
@@ -768,6 +785,7 @@ EventHandler = Callable[[Simulation, SimNode, Any], None]
 EVENT_HANDLERS: dict[type, EventHandler] = {
     PersistOps: Simulation._on_persist_ops,
     PersistCheckpoint: Simulation._on_persist_checkpoint,
+    PersistPrecommit: Simulation._on_persist_precommit,
     PersistConsensusState: Simulation._on_persist_consensus_state,
     PersistRollback: Simulation._on_persist_rollback,
     OpsReverted: Simulation._on_ops_reverted,

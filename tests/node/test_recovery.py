@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -348,7 +349,10 @@ async def copy_as_state_synced(source: Path, target: Path, synced_at: int) -> tu
     genesis = load_genesis(Path(config.node.genesis_file))
     key = load_key_file(Path(config.node.key_file)).public_key
     for path in target.glob("swarmd.sqlite3*"):
-        path.unlink()
+        if path.is_dir():  # the signing state's precommit records
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     old = await Store.open(config.node.data_file, network_id=genesis.network_id, node_key=key)
     new = await Store.open(db_path(target), network_id=genesis.network_id, node_key=key)
     try:

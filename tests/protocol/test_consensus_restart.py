@@ -29,6 +29,7 @@ from swarmd.protocol.node_core import (
     PersistCheckpoint,
     PersistConsensusState,
     PersistOps,
+    PersistPrecommit,
 )
 from swarmd.protocol.sim.harness import Swarm
 
@@ -268,6 +269,7 @@ class Durable:
     bundles: list[bytes] = field(default_factory=list)
     consensus_state: bytes | None = None
     states: list[bytes] = field(default_factory=list)  # every state, to check all votes
+    precommits: dict[bytes, bytes] = field(default_factory=dict)  # kept precommits' records
 
 
 def durable_of(events: list[object]) -> Durable:
@@ -277,6 +279,8 @@ def durable_of(events: list[object]) -> Durable:
             durable.envelopes += event.envelopes
         elif isinstance(event, PersistCheckpoint):
             durable.bundles.append(event.bundle)
+        elif isinstance(event, PersistPrecommit):
+            durable.precommits[event.precommit_id] = event.data
         elif isinstance(event, PersistConsensusState):
             durable.consensus_state = event.data
             durable.states.append(event.data)
@@ -292,6 +296,7 @@ def restart(swarm: Swarm, index: int, durable: Durable) -> NodeCore:
         envelopes=durable.envelopes,
         bundles=durable.bundles,
         consensus_state=durable.consensus_state,
+        precommits=list(durable.precommits.values()),
     )
     swarm.nodes[index] = core
     return core
@@ -327,6 +332,7 @@ def test_single_member_council_keeps_finalizing_after_restarts() -> None:
     assert swarm.nodes[0].final_height == 3
     durable = durable_of(swarm.events[0])
     mid_height = Durable(durable.envelopes, durable.bundles[:-1], durable.consensus_state)
+    mid_height.precommits = durable.precommits
     assert (
         decode_signing_state(
             mid_height.consensus_state or b"", swarm.genesis.network_id, swarm.keys[0].public_key

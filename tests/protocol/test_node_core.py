@@ -130,6 +130,7 @@ def test_restart_from_durable_log_catches_up_without_equivocating() -> None:
         envelopes=envelopes,
         bundles=bundles,
         consensus_state=states[-1],
+        precommits=swarm.precommit_records(2),
     )
     assert restored.final_height == crashed.final_height
     swarm.nodes[2] = restored

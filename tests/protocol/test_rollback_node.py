@@ -642,6 +642,7 @@ def _restart(swarm: Swarm, i: int, *, consensus_state: bool = True) -> NodeCore:
         certificates=[e.certificate for e in events if isinstance(e, PersistRollback)],
         reverted_ops=[op for e in events if isinstance(e, OpsReverted) for op in e.op_ids],
         consensus_state=states[-1] if consensus_state and states else None,
+        precommits=swarm.precommit_records(i),
     )
 
 

@@ -254,6 +254,7 @@ def test_a_validator_restored_from_a_snapshot_keeps_finalizing_with_the_others()
         bundles=bundles,
         snapshot=snapshots[-1],
         consensus_state=states[-1],
+        precommits=swarm.precommit_records(2),
     )
     assert restored.final_height == crashed.final_height
     swarm.nodes[2] = restored
