@@ -307,7 +307,8 @@ class RootDiverged:
 class StoredOpsWanted:
     """`peer` asked for final ops whose bodies the ledger no longer holds in memory (older than
     its `final_bodies_heights`): the shell reads them from its store and hands them back with
-    `NodeCore.send_stored_ops` (pruned ones are simply not sent; the peer then state-syncs)."""
+    `NodeCore.send_stored_ops`, which sends them within the bulk send rate (held, never
+    dropped: serve_rate.py). Pruned ones are simply not sent; the peer then state-syncs."""
 
     peer: bytes
     op_ids: tuple[bytes, ...]

@@ -55,8 +55,9 @@ class NodeStats:
     #: epoch already: only two quorums deciding the same op in both epochs can cause it).
     reverted_bundles_refused: int = 0
     root_divergences: int = 0  # final roots that differed from the council-signed one
-    #: Chunk and bundle requests held for the bulk sync send rate, and those dropped because
-    #: the peer's queue was full (serve_rate.py).
+    #: What this node serves and the bulk sync send rate held (chunk, bundle and checkpoint-ops
+    #: requests, stored-ops answers, bundles pushed with a certificate), and what was dropped
+    #: because the peer's queue was full (serve_rate.py `ServedRequest`).
     serve_requests_deferred: int = 0
     serve_requests_dropped: int = 0
     cuts_refused_time: int = 0  # proposals prevoted nil for their time (checkpoint.time_valid)
