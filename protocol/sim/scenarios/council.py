@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 
 from ... import consensus, crypto
 from ...crypto import KeyPair
-from ...framing import FrameEncoder, Priority
-from ...messages import ConsensusEnvelope, encode_message
+from ...errors import RemoteProtocolError
+from ...framing import FrameDecoder, FrameEncoder, Priority
+from ...messages import BundlesMessage, ConsensusEnvelope, decode_message, encode_message
 from ...node_core import (
+    CheckpointFinalized,
     NodeCore,
 )
 from ..simulator import FaultKind
@@ -33,7 +36,10 @@ from .report import RunResult
 
 #: Decisions whose quorum of votes was delivered before a fault still complete locally a few
 #: network delays later (delay + jitter <= 70 ms here); after this long, a checkpoint first
-#: finalized anywhere is new finality made during the fault.
+#: finalized anywhere is new finality made during the fault (council-crash's liveness check;
+#: council-partition's safety check asks which precommits decided instead: a vote delivered
+#: before a split can complete a decision much later, e.g. once the local votes it waited
+#: for were re-broadcast, so no settle time fits it).
 FAULT_SETTLE_S = 0.5
 
 
@@ -78,20 +84,35 @@ def scenario_council_crash(
 def scenario_council_partition(
     seed: int, params: ScenarioParams, factory: FactoryBuilder | None
 ) -> RunResult:
-    """A split where no side holds a quorum: nothing new may be finalized until the heal."""
+    """A split where no side holds a quorum: nothing may be finalized during it but what a
+    quorum of precommits available on the finalizing node's side decided (the side's own
+    members', and those delivered to the side before the split: a vote cast before a fault
+    still counts, so a decision can complete after it)."""
     swarm = build_swarm("council-partition", seed, params, factory)
     sim = swarm.sim
     fund_end = bank_workload(swarm, params)
     side_a, side_b = council_split(swarm, quorum_side=False)
     split_at = sim.rng.uniform(fund_end, params.workload_s / 2)
     heal_at = params.workload_s + sim.rng.uniform(0.0, 1.0)
-    sim.at(split_at, lambda: sim.partition(side_a, side_b))
-    sim.at(heal_at, sim.heal)
+    watch = PrecommitWatch(swarm)
+
+    def split() -> None:
+        watch.phase = "split"
+        sim.partition(side_a, side_b)
+
+    def heal() -> None:
+        watch.phase = "healed"
+        sim.heal()
+
+    sim.at(split_at, split)
+    sim.at(heal_at, heal)
     # Ops after the heal: finality must resume for them too.
     random_transfers(swarm, 4, heal_at + 0.1, heal_at + 0.5)
 
     def check_no_minority_finality(swarm: Swarm) -> list[str]:
-        new = _new_heights_between(swarm, split_at, heal_at)
+        new = minority_decisions(
+            watch.decisions, (side_a, side_b), watch.known, swarm.genesis.council
+        )
         if new:
             return [f"safety: heights {new} finalized while no side had a quorum"]
         return []
@@ -100,6 +121,81 @@ def scenario_council_partition(
     swarm.healed_at = heal_at + 0.5
     sim.run_until(swarm.healed_at)
     return finish(swarm)
+
+
+#: A precommit as a bundle carries it: (member key, signature).
+SignedPrecommit = tuple[bytes, bytes]
+
+
+class PrecommitWatch:
+    """What the council-partition check reads: every precommit delivered to each node before
+    the split (alone or inside a bundle; frames decoded per directed link, as test_mesh's
+    FrameCounter does), and each finalization during the split with the bundle that decided
+    it. Watching only: nothing here changes the run or its trace."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+        self.index_of = {node.node_id: node.index for node in swarm.sim.nodes}
+        self.decoders: dict[tuple[int, int], FrameDecoder] = {}
+        #: Per node: the precommits delivered to it before the split.
+        self.known: dict[int, set[SignedPrecommit]] = {}
+        #: (node, bundle) of every finalization between the split and the heal.
+        self.decisions: list[tuple[int, consensus.CheckpointBundle]] = []
+        #: "before" the split, during the "split", "healed" after it.
+        self.phase = "before"
+        swarm.sim.frame_hooks.append(self.on_frame)
+        swarm.sim.event_hooks.append(self.on_event)
+
+    def on_frame(self, src_id: bytes, dst: int, frame: bytes) -> None:
+        source = self.index_of.get(src_id)
+        if self.phase != "before" or source is None:
+            return
+        decoder = self.decoders.setdefault((source, dst), FrameDecoder())
+        try:
+            messages = [decode_message(data) for data in decoder.receive_frame(frame, 0.0)]
+        except RemoteProtocolError:
+            return  # (no honest node sends one)
+        known = self.known.setdefault(dst, set())
+        for message in messages:
+            if isinstance(message, ConsensusEnvelope):
+                vote = consensus.decode_message(message.payload)
+                if vote.kind is consensus.MessageKind.PRECOMMIT:
+                    known.add((vote.validator, vote.signature))
+            elif isinstance(message, BundlesMessage):
+                for data in message.bundles:
+                    known.update(consensus.CheckpointBundle.decode(data).precommits)
+
+    def on_event(self, node: int, event: object) -> None:
+        if self.phase != "split" or not isinstance(event, CheckpointFinalized):
+            return
+        core = self.swarm.sim.nodes[node].core
+        data = core.bundle(event.height) if isinstance(core, NodeCore) else None
+        if data is not None:
+            self.decisions.append((node, consensus.CheckpointBundle.decode(data)))
+
+
+def minority_decisions(
+    decisions: list[tuple[int, consensus.CheckpointBundle]],
+    sides: tuple[list[int], ...],
+    known: dict[int, set[SignedPrecommit]],
+    council: Sequence[bytes],
+) -> list[int]:
+    """Heights finalized on some node during a split without a quorum of precommits that its
+    side could hold: those its side's members signed and those delivered to a node of its
+    side before the split. Node i signs with `node_keypair(i)`."""
+    quorum = consensus.quorum_size(len(council))
+    bad: set[int] = set()
+    for node, bundle in decisions:
+        side = next(side for side in sides if node in side)
+        members = {node_keypair(i).public_key for i in side} & set(council)
+        available: set[SignedPrecommit] = set()
+        for index in side:
+            available |= known.get(index, set())
+        backed = {key for key, signature in bundle.precommits if key in members}
+        backed |= {key for key, signature in bundle.precommits if (key, signature) in available}
+        if len(backed) < quorum:
+            bad.add(bundle.height)
+    return sorted(bad)
 
 
 #: How often the byzantine member's second channel sends a conflicting pair of votes.
