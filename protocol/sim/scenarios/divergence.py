@@ -78,10 +78,11 @@ def scenario_root_divergence(
     Checks (besides every common checker): the node emits RootDiverged and goes read-only with
     reason `root_divergence` at the first height whose final state (its records re-hashed) is
     not the agreed one, finalizing none on such a state (`late_halts`); it persists no
-    checkpoint whose root is not the agreed one; it finishes a state sync after the divergence and leaves read-only; new signups after
-    it recovered are final everywhere (the common checks). A victim that lagged past the
-    bundles its peers keep when it was corrupted may install a peer's snapshot before it
-    finalizes anything: the corrupted state is then dropped unread (nothing to detect)."""
+    checkpoint whose root is not the agreed one; it finishes a state sync after the divergence
+    and leaves read-only; new signups after it recovered are final everywhere (the common
+    checks). A victim that lagged past the bundles its peers keep when it was corrupted may
+    install a peer's snapshot before it finalizes anything: the corrupted state is then dropped
+    unread (nothing to detect)."""
     swarm = build_swarm("root-divergence", seed, params, factory or divergence_factory)
     sim = swarm.sim
     bank_workload(swarm, params)
