@@ -11,6 +11,9 @@
   (`cut_admissible`): validators prevote nil on any other cut, and proposers propose only such
   heads (`council_heads`). Consensus keeps running, so a
   quorum of `council.resume` becomes final and ends the quiesce.
+- A proposer whose provisional state is quiesced (the votes admitted, not final yet) proposes
+  council-only cuts too (`proposes_council_only`): its quiesced peers would not hold the
+  client ops it could add, and the quiesce votes are what must become final first.
 - A locally quiesced node keeps its old meaning for itself only: it takes no part in consensus
   (it neither proposes, votes nor relays consensus messages) but still admits council ops. It
   cannot halt the network for good: it is one vote, and its operator lifts it.
@@ -97,13 +100,16 @@ def _asked_for(core: NodeCore, op_id: bytes) -> bool:
 
 def cut_admissible(core: NodeCore, closure: set[bytes]) -> bool:
     """Whether a cut making `closure` final may be decided now: always, unless the final
-    state is quiesced; then only when every op of it is authored by a council member and each
-    member's last op in it is of a council kind (a member's earlier ops ride along with the
-    council op that chains on them: without that, a member who signed a grant just before the
-    quiesce could never get its resume final)."""
+    state is quiesced; then only when it is council-only (`council_only`)."""
+    return not final_quiesced(core) or council_only(core, closure)
+
+
+def council_only(core: NodeCore, closure: set[bytes]) -> bool:
+    """Whether every op of `closure` is authored by a council member and each member's last
+    op in it is of a council kind (a member's earlier ops ride along with the council op that
+    chains on them: without that, a member who signed a grant just before the quiesce could
+    never get its resume final)."""
     ledger = core.ledger
-    if not final_quiesced(core):
-        return True
     council = core.genesis.council
     last: dict[bytes, Op] = {}
     for op_id in closure:
@@ -116,10 +122,21 @@ def cut_admissible(core: NodeCore, closure: set[bytes]) -> bool:
     return all(op.kind in COUNCIL_KINDS for op in last.values())
 
 
+def proposes_council_only(core: NodeCore) -> bool:
+    """Whether a proposer puts only `council_heads` in its cuts: while the final state is
+    quiesced (the rule every validator checks), and also while only the provisional state is
+    (a quorum's quiesce votes admitted, not final yet). Then its quiesced peers refuse client
+    ops from peers and take one only when they ask for it: a cut with client ops they never
+    received (say those a minority side admitted during a split) has each validator fetch
+    them from a random peer that mostly lacks them too, rounds time out meanwhile, and the
+    quiesce itself is not final until they arrive. The council-only cut decides the votes."""
+    return final_quiesced(core) or core.ledger.state.quiesced
+
+
 def council_heads(core: NodeCore) -> list[Head]:
-    """The heads a proposer puts in a cut while the final state is quiesced: per council
-    member with unfinal ops, the highest op of its chain whose closure is admissible on its
-    own (sorted by author, like `Ledger.unfinalized_heads`)."""
+    """The heads a proposer puts in a cut while `proposes_council_only`: per council member
+    with unfinal ops, the highest op of its chain whose closure is council-only on its own
+    (sorted by author, like `Ledger.unfinalized_heads`)."""
     ledger = core.ledger
     council = core.genesis.council
     final_accounts = ledger.final_state.accounts
@@ -132,7 +149,7 @@ def council_heads(core: NodeCore) -> list[Head]:
         op_id = head
         while seq > final_seq:
             closure, missing = ledger.cut_closure([op_id])
-            if not missing and cut_admissible(core, closure):
+            if not missing and council_only(core, closure):
                 heads.append((author, seq, op_id))
                 break
             op = ledger.op(op_id)

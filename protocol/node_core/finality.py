@@ -125,8 +125,8 @@ class Finality:
             return self.core._now  # the epoch's settlement: decided first, with or without ops
         if self.core.mode is Mode.QUIESCED or self.core.ledger.unfinalized_count() == 0:
             return None
-        if council.final_quiesced(self.core):
-            # Council-quiesced: only council-authored cuts can be final (council.py).
+        if council.proposes_council_only(self.core):
+            # Council-quiesced (final, or provisional: council.py): council-only cuts.
             if not council.council_heads(self.core):
                 return None
         elif self.core.ledger.unfinalized_count() >= self.core.config.checkpoint_ops_trigger:
@@ -252,7 +252,7 @@ class Finality:
                 self.drain_consensus(now)
             return
         ledger = self.core.ledger
-        if council.final_quiesced(self.core):
+        if council.proposes_council_only(self.core):
             heads = council.council_heads(self.core)[:CUT_HEADS_MAX]
         else:
             heads = ledger.unfinalized_heads()[:CUT_HEADS_MAX]
