@@ -95,7 +95,9 @@ class PendingPool:
         expired: list[Op] = []
         while self._entries:
             op_id, entry = next(iter(self._entries.items()))
-            if now - entry.received_at < self.ttl_s:
+            # The deadline `next_expiry` reports (not `now - received_at`, which can round
+            # to just below the TTL at that deadline: the timer would re-arm it forever).
+            if now < entry.received_at + self.ttl_s:
                 break
             expired.append(self._remove(op_id))
         return expired

@@ -180,9 +180,13 @@ class Rejoin:
         return None if confirmation is None else confirmation.asked_at + REJOIN_QUERY_RETRY_S
 
     def handle_timer(self, now: float) -> None:
-        """Ask again when the answers did not come within REJOIN_QUERY_RETRY_S."""
+        """Ask again when the answers did not come within REJOIN_QUERY_RETRY_S. Due exactly
+        when `next_retry_at` says: `now - asked_at` may round to just below the interval at
+        the very deadline `asked_at + interval` (a timer that never moved on, re-armed at the
+        same past time: a busy loop)."""
         confirmation = self.confirmation
-        if confirmation is not None and now - confirmation.asked_at >= REJOIN_QUERY_RETRY_S:
+        retry_at = self.next_retry_at()
+        if confirmation is not None and retry_at is not None and now >= retry_at:
             confirmation.asked_at = now
             self._ask(confirmation.height)
 

@@ -4,6 +4,8 @@ again from its peers and leaves read-only only once two peers confirmed its chec
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from swarmd.protocol import encoding, limits
@@ -159,6 +161,42 @@ def test_rejoin_asks_again_exactly_REJOIN_QUERY_RETRY_S_after_the_last_ask() -> 
     swarm.run(until=due + 3 * swarm.delay_s)
     assert node.final_height == height
     assert (node.mode.value, node.mode_reason) == ("normal", "")
+
+
+def _retry_rounding_below_interval(start: float) -> float:
+    """A time from `start` whose retry deadline `t + REJOIN_QUERY_RETRY_S` is less than
+    REJOIN_QUERY_RETRY_S after `t` once rounded (7.713040788525142 is one: seed 189 of
+    network-rollback): the sum crosses a power of two, losing `t`'s last bit (within a few
+    steps of one ulp, rounding down)."""
+    power = 2.0 ** math.ceil(math.log2(start + limits.REJOIN_QUERY_RETRY_S))
+    asked_at = max(start, power - limits.REJOIN_QUERY_RETRY_S)
+    while (asked_at + limits.REJOIN_QUERY_RETRY_S) - asked_at >= limits.REJOIN_QUERY_RETRY_S:
+        asked_at = math.nextafter(asked_at, math.inf)
+    return asked_at
+
+
+def test_rejoin_asks_again_at_its_deadline_when_the_interval_rounds_below_it() -> None:
+    """The timer the core arms is the one `handle_timer` acts on: at `next_retry_at()` the node
+    asks again and the deadline moves on, even when `now - asked_at` rounds to just below
+    REJOIN_QUERY_RETRY_S there (it re-armed the same past deadline forever: a busy loop, the
+    "timer stuck" of network-rollback seeds 189, 245, 379, 470, 601, 853, 896, 968, 969)."""
+    swarm, index = _confirming_with_one_peer(seed=24)
+    node = swarm.nodes[index]
+    swarm.cut = {(i, index) for i in range(4)}  # no answer (nor new height) reaches it now
+    confirmation = node.rejoin.confirmation
+    assert confirmation is not None and len(confirmation.peers) < limits.REJOIN_PEERS_MIN
+    # Asked (again) at a time whose deadline rounds below the interval.
+    confirmation.asked_at = _retry_rounding_below_interval(swarm.now + 0.1)
+    due = node.rejoin.next_retry_at()
+    assert due is not None and due - confirmation.asked_at < limits.REJOIN_QUERY_RETRY_S
+    swarm.run(until=due)
+    node.handle_timer(due)
+    swarm.flush(index)
+    assert confirmation.asked_at == due
+    retry_at = node.rejoin.next_retry_at()
+    assert retry_at is not None and retry_at > due
+    timer = node.get_timer()
+    assert timer is not None and timer > due
 
 
 def test_the_episode_record_names_the_step_to_resume_and_is_empty_once_rejoined() -> None:
