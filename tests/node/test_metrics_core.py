@@ -106,3 +106,12 @@ def test_the_root_divergence_height_gauge_follows_the_status() -> None:
     assert value(metrics, "swarmd_root_divergence_height") == 0
     metrics.observe_status(dataclasses.replace(status, root_divergence_height=17), status.now)
     assert value(metrics, "swarmd_root_divergence_height") == 17
+
+
+def test_the_signing_halted_gauge_follows_the_status() -> None:
+    status = Swarm(1).nodes[0].node_status()
+    metrics = NodeMetrics(process_metrics=False)
+    metrics.observe_status(status, status.now)
+    assert value(metrics, "swarmd_signing_halted") == 0
+    metrics.observe_status(dataclasses.replace(status, signing_halted=True), status.now)
+    assert value(metrics, "swarmd_signing_halted") == 1

@@ -52,6 +52,9 @@ def test_the_text_names_lag_catching_up_mode_reason_and_dial_errors() -> None:
     assert "rejoin:" not in text
     diverged = {**status, "rejoin": "confirming 1/2", "root_divergence_height": 5}
     assert "  rejoin: confirming 1/2 root_divergence_height=5" in status_text(diverged, 1000.0)
+    assert "SIGNING HALTED" not in text
+    copied = status_text({**status, "signing_halted": True}, 1000.0)
+    assert "  SIGNING HALTED: another process signs with this node's key" in copied
     assert "sync: lag=3 catching_up=yes" in text
     assert "peer http://127.0.0.1:7001: connected" in text
     assert (
