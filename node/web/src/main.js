@@ -58,6 +58,14 @@ function header() {
 }
 
 async function boot() {
+  // The second click of a double-click never submits a form again: the first click's action
+  // may already have finished (a fast node answers within the double-click's interval), and
+  // a double-click on "Send" means one send. Keyboard submits have detail 0.
+  document.addEventListener("click", (event) => {
+    const submit = event.target instanceof Element
+      && event.target.closest("form button:not([type]), button[type=submit]");
+    if (event.detail > 1 && submit) event.preventDefault();
+  }, true);
   const toast = document.querySelector("#toast");
   toast.addEventListener("click", () => { toast.hidden = true; });
   const nav = document.querySelector("nav");
