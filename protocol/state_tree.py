@@ -223,44 +223,38 @@ class StateTree:
         return bytes(self._pages[0][NODE_SIZE_BYTES : 2 * NODE_SIZE_BYTES])
 
     def _recompute(self) -> None:
+        # The positions to rehash, level by level: the dirty buckets, then their parents up to
+        # the root. Every page they lie in is made this tree's own once, up front, so the hash
+        # loops below (the checkpoint's hot path) only compute and store.
+        levels = [{BUCKETS + index for index in self._dirty}]
+        for _ in range(DEPTH):
+            levels.append({position >> 1 for position in levels[-1]})
         pages = self._pages
         owned = self._owned_pages
+        for page_index in {position >> PAGE_SHIFT for level in levels for position in level}:
+            if page_index not in owned:
+                pages[page_index] = bytearray(pages[page_index])
+                owned.add(page_index)
         sha256 = hashlib.sha256
         buckets = self._buckets
         size = NODE_SIZE_BYTES
-        positions = set()
-        # Every write below: the node's page (copied first if this tree does not own it), then
-        # its 32-byte slot. Written out inline: this loop is the checkpoint's hot path.
-        for index in self._dirty:
-            position = BUCKETS + index
-            page_index = position >> PAGE_SHIFT
-            page = pages[page_index]
-            if page_index not in owned:
-                page = pages[page_index] = bytearray(page)
-                owned.add(page_index)
+        for position in levels[0]:
+            page = pages[position >> PAGE_SHIFT]
             at = (position & PAGE_MASK) * size
-            page[at : at + size] = sha256(BUCKET_PREFIX + buckets.get(index, b"")).digest()
-            positions.add(position >> 1)
-        hashes = len(self._dirty)
-        self._dirty = set()
-        # One pass per level, bottom up, so every child is final before its parent is hashed.
-        # A node's children are adjacent in one page: its preimage is one 64-byte slice.
+            entries = buckets.get(position - BUCKETS, b"")
+            page[at : at + size] = sha256(BUCKET_PREFIX + entries).digest()
+        # Bottom up, so every child is final before its parent is hashed. A node's children
+        # are adjacent in one page: its preimage is one 64-byte slice.
         pair = 2 * size
-        for _ in range(DEPTH):
-            for position in positions:
+        for level in levels[1:]:
+            for position in level:
                 children = pages[position >> (PAGE_SHIFT - 1)]
                 at = (position & (PAGE_MASK >> 1)) * pair
                 digest = sha256(NODE_PREFIX + children[at : at + pair]).digest()
-                page_index = position >> PAGE_SHIFT
-                page = pages[page_index]
-                if page_index not in owned:
-                    page = pages[page_index] = bytearray(page)
-                    owned.add(page_index)
                 at = (position & PAGE_MASK) * size
-                page[at : at + size] = digest
-            hashes += len(positions)
-            positions = {position >> 1 for position in positions}
-        self._hash_count += hashes
+                pages[position >> PAGE_SHIFT][at : at + size] = digest
+        self._dirty = set()
+        self._hash_count += sum(len(level) for level in levels)
 
     def copy(self) -> StateTree:
         """An independent tree with the same contents (copy-on-write, see the class doc)."""
