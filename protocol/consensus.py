@@ -1,5 +1,11 @@
 """Tendermint consensus for council checkpoints (sans-I/O).
 
+(One file of ~1,900 lines on purpose for now: the message, bundle, evidence and signing-state
+codecs and the state machine share the signing domains and the epoch rules, and the trace-hash
+baseline guards this module as one unit. The natural split, codecs in one module and the
+`Tendermint` machine in another, is the next layout step once the signing-state format
+settles.)
+
 This is Algorithm 1 of Buchman, Kwon, Milosevic, "The latest gossip on BFT consensus" (2018,
 arXiv 1807.04938). Comments of the form "line N" refer to the line numbers of that pseudocode.
 The core decides one opaque value (the application's encoded checkpoint cut) per height among
