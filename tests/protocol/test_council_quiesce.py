@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from swarmd.protocol.codes import RejectCode
 from swarmd.protocol.node_core import Mode, council
-from swarmd.protocol.ops import COUNCIL_KINDS, Kind
+from swarmd.protocol.ops import COUNCIL_KINDS, Kind, Op
 from swarmd.protocol.sim.harness import Swarm
 
 
@@ -24,6 +24,21 @@ def quiesced_swarm() -> tuple[Swarm, list]:
     swarm.run(until=6.0)
     assert all(node.ledger.final_state.quiesced for node in swarm.nodes)
     return swarm, list(zip(people, grants, strict=True))
+
+
+def stranded_transfer() -> tuple[Swarm, Op, Op]:
+    """Four members, alice granted and final, then node 0 cut off from everyone holding a
+    transfer from alice to bob that nobody else has. Returns (swarm, grant, transfer)."""
+    swarm = Swarm(4)
+    alice, bob = swarm.author("alice"), swarm.author("bob")
+    grant = swarm.members[1].grant(alice.key, 100)
+    assert swarm.submit(1, grant).status == "accepted"
+    swarm.run(until=3.0)
+    assert swarm.nodes[0].ledger.is_final(grant.op_id)
+    swarm.cut = {(0, j) for j in range(4)} | {(j, 0) for j in range(4)}
+    pay = alice.transfer(bob.key, 10, receive=[grant.op_id])
+    assert swarm.submit(0, pay).status == "accepted"
+    return swarm, grant, pay
 
 
 def test_the_council_kinds_are_exactly_the_control_plane() -> None:
@@ -75,15 +90,8 @@ def test_a_quorum_of_resumes_while_quiesced_becomes_final_and_lifts_it() -> None
 
 
 def test_a_client_op_admitted_before_the_quiesce_waits_until_the_resume() -> None:
-    swarm = Swarm(4)
-    alice, bob = swarm.author("alice"), swarm.author("bob")
-    grant = swarm.members[1].grant(alice.key, 100)
-    swarm.submit(1, grant)
-    swarm.run(until=3.0)
     # Node 0 holds a transfer nobody else has; the others quiesce meanwhile.
-    swarm.cut = {(0, j) for j in range(4)} | {(j, 0) for j in range(4)}
-    pay = alice.transfer(bob.key, 10, receive=[grant.op_id])
-    assert swarm.submit(0, pay).status == "accepted"
+    swarm, _, pay = stranded_transfer()
     for i in (1, 2, 3):
         swarm.submit(i, swarm.members[i].quiesce("drill"))
     swarm.run(until=6.0)
@@ -92,7 +100,7 @@ def test_a_client_op_admitted_before_the_quiesce_waits_until_the_resume() -> Non
     node = swarm.nodes[0]
     assert node.ledger.final_state.quiesced and not node.ledger.is_final(pay.op_id)
     # The cut a node would propose leaves the transfer out; one with it is refused.
-    assert all(author != alice.key for author, _, _ in council.council_heads(node))
+    assert all(author != pay.author for author, _, _ in council.council_heads(node))
     closure, _ = node.ledger.cut_closure([h for _, _, h in node.ledger.unfinalized_heads()])
     assert pay.op_id in closure and not council.cut_admissible(node, closure)
     for i in (1, 2, 3):
@@ -146,3 +154,43 @@ def test_a_read_only_node_refuses_even_council_ops_from_its_clients() -> None:
     node.set_mode(Mode.READ_ONLY, "maintenance", swarm.now)
     outcome = swarm.submit(3, swarm.members[3].resume("done"))
     assert (outcome.status, outcome.code) == ("rejected", RejectCode.READ_ONLY)
+
+
+# A proposer whose provisional state is quiesced (a quorum's quiesce votes admitted, not yet
+# final) proposes council-only cuts (council.proposes_council_only): its quiesced peers refuse
+# the client ops it could add, so such a cut waited on blind fetches and the quiesce itself was
+# not final in time (council-quiesce seed 839 of release-check 968cdb0).
+
+
+def test_a_provisionally_quiesced_proposer_leaves_client_ops_out_of_its_cut() -> None:
+    swarm, _, pay = stranded_transfer()
+    node = swarm.nodes[0]
+    # Node 0 alone admits a quorum's quiesce votes after the transfer (not final).
+    votes = [swarm.members[i].quiesce("drill") for i in (1, 2, 3)]
+    for vote in votes:
+        assert swarm.submit(0, vote).status == "accepted"
+    assert node.ledger.state.quiesced and not node.ledger.final_state.quiesced
+    assert council.proposes_council_only(node)
+    # Any cut is still admissible (only a final quiesce restricts validators) ...
+    closure, _ = node.ledger.cut_closure([h for _, _, h in node.ledger.unfinalized_heads()])
+    assert pay.op_id in closure and council.cut_admissible(node, closure)
+    # ... but the proposer's heads are the votes alone.
+    heads = sorted(head for _, _, head in council.council_heads(node))
+    assert heads == sorted(vote.op_id for vote in votes)
+
+
+def test_the_quiesce_becomes_final_without_the_client_op_the_others_refuse() -> None:
+    # Node 0 admits a transfer while cut off; the others admit a quorum's quiesce votes.
+    swarm, _, pay = stranded_transfer()
+    for i in (1, 2, 3):
+        assert swarm.submit(i, swarm.members[i].quiesce("drill")).status == "accepted"
+    swarm.run(until=3.05)
+    swarm.cut = set()
+    swarm.run(until=8.0)
+    assert all(node.ledger.final_state.quiesced for node in swarm.nodes)
+    # Node 0 proposed council-only cuts: the transfer waits for the resume everywhere.
+    assert not any(node.ledger.is_final(pay.op_id) for node in swarm.nodes)
+    for i in (1, 2, 3):
+        swarm.submit(i, swarm.members[i].resume("done"))
+    swarm.run(until=16.0)
+    assert all(node.ledger.is_final(pay.op_id) for node in swarm.nodes)
