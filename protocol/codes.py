@@ -69,7 +69,7 @@ class RejectCode(StrEnum):
     CUT_INVALID = "cut_invalid"
     CUT_MALFORMED = "cut_malformed"
 
-    # --- consensus (consensus.py) ----------------------------------------------------------------
+    # --- consensus (consensus/) -------------------------------------------------------------------
     MALFORMED_CONSENSUS_MESSAGE = "malformed_consensus_message"
     UNKNOWN_VALIDATOR = "unknown_validator"
     NOT_PROPOSER = "not_proposer"
@@ -120,7 +120,7 @@ class RejectCode(StrEnum):
     QUIESCED = "quiesced"
     CLAIMS_PAUSED = "claims_paused"
 
-    # --- epochs and rollback certificates (consensus.py, rollback.py) --------------------------
+    # --- epochs and rollback certificates (consensus/, rollback.py) -----------------------------
     CONSENSUS_WRONG_EPOCH = "consensus_wrong_epoch"
     SIGNING_STATE_WITHOUT_EPOCH = "signing_state_without_epoch"
     SIGNING_STATE_FUTURE_EPOCH = "signing_state_future_epoch"

@@ -165,7 +165,7 @@ CONFLICT_LOSERS_PER_MESSAGE_MAX = 256
 #: Pieces of equivocation evidence per EVIDENCE message (each ~500 bytes).
 EVIDENCE_PER_MESSAGE_MAX = 16
 
-# --- consensus memory (enforced in consensus.py) -------------------------------------------
+# --- consensus memory (enforced in consensus/) -------------------------------------------
 
 #: Evidence holds two message headers without values (~250 bytes each).
 EVIDENCE_SIZE_BYTES_MAX = 4 * 1024
@@ -577,7 +577,7 @@ REVERT_UNRESOLVED_MAX = 100_000
 #: proposer picks fairly among them.
 SETTLEMENT_VALUES_MAX = 64
 #: A validator's own non-nil precommits (with their values) it keeps, newest first forgotten
-#: last, so that after a rollback it can show and require those above H (consensus.py).
+#: last, so that after a rollback it can show and require those above H (consensus/machine.py).
 SETTLEMENT_PRECOMMITS_KEPT_MAX = 16
 
 
