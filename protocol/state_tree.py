@@ -28,7 +28,7 @@ bucket i), so recomputation needs no pointers.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from . import limits
 from .errors import LocalProtocolError
@@ -61,6 +61,10 @@ def _sha256(data: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """The hash of an inner node from its two children."""
     return _sha256(NODE_PREFIX + left + right)
+
+
+#: sha256 fed the bucket prefix, copied per bucket hash (no copy of a ~1 KiB bucket to prepend it).
+_BUCKET_HASHER = hashlib.sha256(BUCKET_PREFIX)
 
 
 def bucket_hash_of_entries(entries: bytes) -> bytes:
@@ -150,16 +154,27 @@ class StateTree:
     64-byte slice, instead of chasing a pointer per entry and per hash through a heap of
     hundreds of megabytes.
 
-    `copy()` is copy-on-write: it copies the outer dict of non-empty buckets and the list of
-    node pages (pointer copies only); buckets are immutable, so a write replaces a bucket
-    instead of changing it, and a rehash copies a shared page (16 KiB) before its first write
-    to it. A tree of a few changed accounts (a simulated node's) copies a few pages; a 2,000-
-    account checkpoint at a million accounts copies most of the 256 (4 MiB, one memcpy each).
+    A tree is whole, or an overlay on another one (`over`): an overlay's bucket map holds only
+    the buckets written through it (b"" for one it emptied) and reads every other bucket
+    through its base, so making one is O(1) in the buckets, and `merge` writes its buckets
+    into the base in place: O(buckets it wrote). (Copying the map of 65,536 non-empty buckets
+    per checkpoint, and freeing the old one, touched every bucket of a million-account state:
+    BENCHMARKS.md, session 9.) The node hashes are shared page by page: a tree copies a
+    shared page (16 KiB) before its first write to it, so an overlay of a few changed
+    accounts (a simulated node's) copies a few pages, and a 2,000-account checkpoint at a
+    million accounts copies most of the 256 (4 MiB, one memcpy each). `copy()` makes a whole,
+    independent tree (O(buckets)).
+
+    A base must not be written directly while an overlay reads through it; only one overlay
+    is merged into it, and any other overlay on it first keeps its view of the buckets that
+    one wrote (`pin`), as the ledger's record maps do (ledger/overlay.py).
     """
 
     def __init__(self) -> None:
-        # bucket index -> its sorted entries (absent: the bucket is empty).
+        # Whole: bucket index -> its sorted entries (absent: the bucket is empty). Overlay:
+        # the buckets written through it (b"": emptied); the others are read through `_base`.
         self._buckets: dict[int, bytes] = {}
+        self._base: StateTree | None = None
         self._dirty: set[int] = set()
         # The node hashes, page by page (PAGE_SHIFT); a page not in `_owned_pages` may be
         # shared with another tree (or be the empty tree's) and is copied before a write.
@@ -176,10 +191,18 @@ class StateTree:
         """How many sha256 computations `root()` has done in this tree (for benchmarks)."""
         return self._hash_count
 
+    def _entries(self, index: int) -> bytes:
+        """Bucket `index`'s entries (b"" when empty), read through the bases."""
+        tree: StateTree | None = self
+        while tree is not None:
+            entries = tree._buckets.get(index)
+            if entries is not None:
+                return entries
+            tree = tree._base
+        return b""
+
     def get(self, key: bytes) -> bytes | None:
-        entries = self._buckets.get(bucket_index(_check_key(key)))
-        if entries is None:
-            return None
+        entries = self._entries(bucket_index(_check_key(key)))
         at = _find(entries, key)
         return None if at < 0 else entries[at + KEY_SIZE_BYTES : at + ENTRY_SIZE_BYTES]
 
@@ -189,20 +212,23 @@ class StateTree:
         index = bucket_index(_check_key(key))
         buckets = self._buckets
         entries = buckets.get(index)
-        at = -1 if entries is None else _find(entries, key)
+        if entries is None and self._base is not None:
+            entries = self._base._entries(index)
+        at = _find(entries, key) if entries else -1
         if value_hash is None:
             if at < 0:
                 return
-            assert entries is not None
-            if len(entries) == ENTRY_SIZE_BYTES:
-                del buckets[index]
+            assert entries
+            remaining = entries[:at] + entries[at + ENTRY_SIZE_BYTES :]
+            if remaining or self._base is not None:
+                buckets[index] = remaining
             else:
-                buckets[index] = entries[:at] + entries[at + ENTRY_SIZE_BYTES :]
+                del buckets[index]
             self._count -= 1
         else:
             if not isinstance(value_hash, bytes) or len(value_hash) != VALUE_HASH_SIZE_BYTES:
                 raise LocalProtocolError("state tree values are 32-byte hashes")
-            if entries is None:
+            if not entries:
                 buckets[index] = key + value_hash
                 self._count += 1
             elif at >= 0:
@@ -241,8 +267,11 @@ class StateTree:
         for position in levels[0]:
             page = pages[position >> PAGE_SHIFT]
             at = (position & PAGE_MASK) * size
-            entries = buckets.get(position - BUCKETS, b"")
-            page[at : at + size] = sha256(BUCKET_PREFIX + entries).digest()
+            index = position - BUCKETS
+            entries = buckets.get(index)
+            hasher = _BUCKET_HASHER.copy()
+            hasher.update(self._entries(index) if entries is None else entries)
+            page[at : at + size] = hasher.digest()
         # Bottom up, so every child is final before its parent is hashed. A node's children
         # are adjacent in one page: its preimage is one 64-byte slice.
         pair = 2 * size
@@ -256,23 +285,98 @@ class StateTree:
         self._dirty = set()
         self._hash_count += sum(len(level) for level in levels)
 
-    def copy(self) -> StateTree:
-        """An independent tree with the same contents (copy-on-write, see the class doc)."""
-        other = StateTree.__new__(StateTree)
-        other._buckets = dict(self._buckets)
-        other._dirty = set(self._dirty)
+    def _share_pages(self, other: StateTree) -> None:
+        """`other` takes this tree's node hashes, copy-on-write: both must copy before writing."""
         other._pages = self._pages.copy()
-        other._count = self._count
-        other._hash_count = 0
-        # Every page is now shared: neither tree may write one in place any more.
         other._owned_pages = set()
         self._owned_pages = set()
+
+    def over(self) -> StateTree:
+        """An overlay on this tree (see the class doc): O(1) in the buckets."""
+        other = StateTree.__new__(StateTree)
+        other._buckets = {}
+        other._base = self
+        other._dirty = set(self._dirty)
+        self._share_pages(other)
+        other._count = self._count
+        other._hash_count = 0
         return other
+
+    def copy(self) -> StateTree:
+        """A whole, independent tree with the same contents: O(buckets)."""
+        other = StateTree.__new__(StateTree)
+        other._buckets = self._whole_buckets()
+        other._base = None
+        other._dirty = set(self._dirty)
+        self._share_pages(other)
+        other._count = self._count
+        other._hash_count = 0
+        return other
+
+    def _whole_buckets(self) -> dict[int, bytes]:
+        """Every non-empty bucket, through the bases."""
+        if self._base is None:
+            return dict(self._buckets)
+        buckets = self._base._whole_buckets()
+        for index, entries in self._buckets.items():
+            if entries:
+                buckets[index] = entries
+            else:
+                buckets.pop(index, None)
+        return buckets
+
+    def written(self) -> Iterable[int]:
+        """The indexes of the buckets written through this overlay."""
+        return self._buckets.keys()
+
+    def pin(self, indexes: Iterable[int]) -> None:
+        """Keep this overlay's view of buckets `indexes` (read through to the base until now)
+        when another overlay on the same base is merged into it: O(len(indexes))."""
+        base = self._base
+        if base is None:
+            raise ValueError("only an overlay pins")
+        buckets = self._buckets
+        for index in indexes:
+            if index not in buckets:
+                buckets[index] = base._entries(index)
+
+    def rebase(self, base: StateTree) -> None:
+        """Read through to `base`, which equals this overlay's base: O(1)."""
+        if self._base is None:
+            raise ValueError("only an overlay rebases")
+        self._base = base
+
+    def merge(self) -> StateTree:
+        """Write this overlay into its base and return the base, which then equals this tree
+        (root included); this overlay must not be used afterwards. O(buckets it wrote)."""
+        base = self._base
+        if base is None:
+            raise ValueError("only an overlay merges")
+        self.root()
+        target = base._buckets
+        if base._base is None:
+            for index, entries in self._buckets.items():
+                if entries:
+                    target[index] = entries
+                else:
+                    target.pop(index, None)
+        else:
+            target.update(self._buckets)
+        base._pages = self._pages
+        base._owned_pages = self._owned_pages
+        base._dirty = set()
+        base._count = self._count
+        base._hash_count += self._hash_count
+        self._buckets = {}
+        self._pages = []
+        self._owned_pages = set()
+        return base
 
     def items_sorted(self) -> Iterator[tuple[bytes, bytes]]:
         """All (key, value_hash) pairs in ascending key order. Do not mutate while iterating."""
-        for index in sorted(self._buckets):
-            entries = self._buckets[index]
+        buckets = self._whole_buckets() if self._base is not None else self._buckets
+        for index in sorted(buckets):
+            entries = buckets[index]
             for at in range(0, len(entries), ENTRY_SIZE_BYTES):
                 yield (
                     entries[at : at + KEY_SIZE_BYTES],
@@ -288,7 +392,7 @@ class StateTree:
         """
         index = bucket_index(_check_key(key))
         self.root()
-        proof = [self._buckets.get(index, b"")]
+        proof = [self._entries(index)]
         position = BUCKETS + index
         for _ in range(DEPTH):
             sibling = position ^ 1

@@ -384,8 +384,8 @@ class LedgerState:
     @classmethod
     def over(cls, base: LedgerState, work: WorkCount) -> LedgerState:
         """An overlay on the state `base` (whole, or itself a layer over a frozen whole one:
-        `Ledger.freeze_final`): O(1) in the records (the tree is copied copy-on-write per
-        bucket; see StateTree.copy)."""
+        `Ledger.freeze_final`): O(1) in the records and in the tree's buckets (the tree is an
+        overlay too; see StateTree)."""
         base.root()  # flush, so the overlay shares no pending dirty marks
         other = cls()
         other.base = base
@@ -396,7 +396,7 @@ class LedgerState:
         other.mode_votes = OverlayMap(base.mode_votes, None, work)
         other.claims_votes = OverlayMap(base.claims_votes, None, work)
         other.granted, other.burned, other.quiesced = base.granted, base.burned, base.quiesced
-        other.tree = base.tree.copy()
+        other.tree = base.tree.over()
         other._totals_dirty = False
         return other
 
@@ -415,6 +415,7 @@ class LedgerState:
         ):
             assert isinstance(mine, OverlayMap)
             mine.base = theirs
+        self.tree.rebase(base.tree)
         self.base = base
 
     def merge(self) -> LedgerState:
@@ -435,11 +436,11 @@ class LedgerState:
             assert isinstance(records, OverlayMap)
             records.merge()
         base.granted, base.burned, base.quiesced = self.granted, self.burned, self.quiesced
-        base.tree = self.tree
+        self.tree.merge()
         return base
 
     def copy(self) -> LedgerState:
-        """An independent whole copy (the tree is copied cheaply; see StateTree.copy)."""
+        """An independent whole copy (the tree's node hashes are shared copy-on-write)."""
         self.root()  # flush, so the copy shares no pending dirty marks
         other = LedgerState()
         other.accounts = {key: account.copy() for key, account in self.accounts.items()}
@@ -548,6 +549,11 @@ class Derivation:
         for mine, theirs in pairs:
             assert isinstance(mine, OverlayMap) and isinstance(theirs, OverlayMap)
             mine.pin(list(theirs.written()))
+        # The other's records not yet in its tree are put there first, and their buckets are
+        # pinned too: otherwise this overlay, writing the same value into a bucket it reads
+        # through, would find it unchanged, leave the bucket clean and keep a stale hash.
+        other.state.root()
+        self.state.tree.pin(list(other.state.tree.written()))
 
     def merge(self, base: Derivation) -> None:
         """Write this overlay (made by `base.over`) into `base`: O(what it wrote). Excluded

@@ -208,6 +208,60 @@ def test_a_settled_copy_keeps_its_root_while_the_original_rehashes() -> None:
     assert fork.root() != before and base.root() == after
 
 
+@settings(max_examples=100, deadline=None)
+@given(operations, operations, operations, operations)
+def test_overlays_read_through_merge_and_pin(
+    common: list[tuple[bytes, bytes | None]],
+    first_ops: list[tuple[bytes, bytes | None]],
+    second_ops: list[tuple[bytes, bytes | None]],
+    layer_ops: list[tuple[bytes, bytes | None]],
+) -> None:
+    # Two overlays on one base (a checkpoint's cut and the live state); the first is merged
+    # into the base after the second pinned what the first wrote; the base is itself a layer
+    # over a whole tree (a frozen final state), merged back at the end.
+    whole = tree_of(_apply(common))
+    whole_root = whole.root()
+    base = whole.over()
+    for key, value in layer_ops:
+        base.set(key, value)
+    base_items = _apply(common + layer_ops)
+    assert base.root() == tree_of(base_items).root() and whole.root() == whole_root
+    first, second = base.over(), base.over()
+    for key, value in first_ops:
+        first.set(key, value)
+    for key, value in second_ops:
+        second.set(key, value)
+    first.root()
+    second.pin(list(first.written()))
+    assert first.merge() is base
+    first_items = _apply(base_items + first_ops)
+    second_items = _apply(base_items + second_ops)
+    assert base.root() == tree_of(first_items).root() and len(base) == len(first_items)
+    assert sorted(base.items_sorted()) == sorted(first_items)
+    assert second.root() == tree_of(second_items).root() and len(second) == len(second_items)
+    assert sorted(second.items_sorted()) == sorted(second_items)
+    for key, value in second_items:
+        assert second.get(key) == value
+    # The whole tree is untouched until the layer is merged into it.
+    assert whole.root() == whole_root and sorted(whole.items_sorted()) == sorted(_apply(common))
+    second.rebase(base.merge())
+    assert whole.root() == tree_of(first_items).root() and len(whole) == len(first_items)
+    assert sorted(whole.items_sorted()) == sorted(first_items)
+    assert whole.copy().root() == whole.root() and second.copy().root() == second.root()
+
+
+def test_making_and_merging_an_overlay_costs_the_buckets_it_wrote() -> None:
+    base = tree_of([(key_for(n), h(b"v")) for n in range(5_000)])
+    base.root()
+    overlay = base.over()
+    assert list(overlay.written()) == []
+    overlay.set(key_for(7), h(b"w"))
+    overlay.set(key_for(7), None)
+    assert list(overlay.written()) == [state_tree.bucket_index(key_for(7))]
+    overlay.merge()
+    assert base.get(key_for(7)) is None and len(base) == 4_999
+
+
 def test_a_key_whose_bytes_sit_inside_another_entry_is_not_found_there() -> None:
     # A bucket is one byte string of 64-byte entries; a key's 32 bytes may also occur off the
     # entry grid (here: as the value hash of another key of the same bucket).
