@@ -34,8 +34,9 @@ needs to receive those credits without knowing the ops. It is brought up to date
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from .. import crypto, encoding
 from ..state_tree import StateTree
@@ -52,6 +53,8 @@ _TOTALS_KEY = crypto.sha256(b"swarmd/state/totals\x00")
 
 
 _ID_SPACE = 2**256
+#: What `Account.unreceived` reads while an account has no unreceived credit.
+_NO_CREDITS: Mapping[bytes, int] = MappingProxyType({})
 #: Credit amounts are at most 2**63 - 1 (docs/PROTOCOL.md section 4), so 8 bytes hold them.
 _AMOUNT_SIZE_BYTES = 8
 
@@ -81,13 +84,13 @@ class Account:
 
     __slots__ = (
         "_unhashed",
+        "_unreceived",
         "_unreceived_sum",
         "balance",
         "granted",
         "head",
         "seq",
         "spendable",
-        "unreceived",
         "window_basis",
         "window_grants",
     )
@@ -97,7 +100,10 @@ class Account:
         self.spendable = 0
         self.seq = 0
         self.head = b""
-        self.unreceived: dict[bytes, int] = {}
+        #: The unreceived credits (None while there are none: most accounts of a large state
+        #: have none, and an empty dict per account weighed 64 bytes and one more object to
+        #: copy and free per checkpointed account).
+        self._unreceived: dict[bytes, int] | None = None
         self._unreceived_sum = 0
         #: Changes to the unreceived set not yet folded into `_unreceived_sum`: (credit id,
         #: amount) -> net count (+1 added, -1 removed). Hashing waits for the next read of
@@ -107,6 +113,12 @@ class Account:
         self.window_basis = 0
         self.window_grants = 0
         self.granted = False
+
+    @property
+    def unreceived(self) -> Mapping[bytes, int]:
+        """The applied credits to this account it has not received yet: id -> amount (read
+        only; `add_unreceived` and `remove_unreceived` change it)."""
+        return self._unreceived or _NO_CREDITS
 
     @property
     def unreceived_sum(self) -> int:
@@ -131,12 +143,20 @@ class Account:
             del unhashed[key]
 
     def add_unreceived(self, credit_id: bytes, amount: int) -> None:
-        self.unreceived[credit_id] = amount
+        unreceived = self._unreceived
+        if unreceived is None:
+            unreceived = self._unreceived = {}
+        unreceived[credit_id] = amount
         self._note_unhashed(credit_id, amount, 1)
 
     def remove_unreceived(self, credit_id: bytes) -> int:
         """Forget an unreceived credit; returns its amount."""
-        amount = self.unreceived.pop(credit_id)
+        unreceived = self._unreceived
+        if unreceived is None:
+            raise KeyError(credit_id)
+        amount = unreceived.pop(credit_id)
+        if not unreceived:
+            self._unreceived = None
         self._note_unhashed(credit_id, amount, -1)
         return amount
 
@@ -144,7 +164,8 @@ class Account:
         other = Account()
         other.balance, other.spendable = self.balance, self.spendable
         other.seq, other.head = self.seq, self.head
-        other.unreceived, other._unreceived_sum = dict(self.unreceived), self.unreceived_sum
+        other._unreceived = dict(self._unreceived) if self._unreceived else None
+        other._unreceived_sum = self.unreceived_sum
         other.window_basis, other.window_grants = self.window_basis, self.window_grants
         other.granted = self.granted
         return other

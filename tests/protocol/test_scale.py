@@ -281,3 +281,23 @@ def test_final_ids_held_are_bounded_whatever_the_history() -> None:
     assert len(ledger.applied_ids()) == window * SIGNERS
     assert ledger.unfinalized_count() == 0
     ledger.check_invariants()
+
+
+def test_an_account_without_unreceived_credits_holds_no_dict_for_them() -> None:
+    """Most accounts of a large state have no unreceived credit: they share one read-only
+    empty mapping instead of an empty dict each (64 bytes, and one more object to copy and
+    free per checkpointed account)."""
+    state = LedgerState()
+    first, second = state.account(b"\x01" * 32), state.account(b"\x02" * 32)
+    assert first.unreceived is second.unreceived and len(first.unreceived) == 0
+    empty_sum = first.unreceived_sum
+    first.add_unreceived(b"c" * 32, 5)
+    assert dict(first.unreceived) == {b"c" * 32: 5} and len(second.unreceived) == 0
+    copy = first.copy()
+    assert first.remove_unreceived(b"c" * 32) == 5
+    assert first.unreceived is second.unreceived and first.unreceived_sum == empty_sum
+    assert dict(copy.unreceived) == {b"c" * 32: 5} and copy.unreceived_sum != empty_sum
+    with pytest.raises(KeyError):
+        first.remove_unreceived(b"c" * 32)
+    with pytest.raises(TypeError):
+        first.unreceived[b"d" * 32] = 1  # type: ignore[index]
