@@ -69,7 +69,9 @@ _BUCKET_HASHER = hashlib.sha256(BUCKET_PREFIX)
 
 def bucket_hash_of_entries(entries: bytes) -> bytes:
     """The hash of a bucket given its entries, already sorted and concatenated."""
-    return _sha256(BUCKET_PREFIX + entries)
+    hasher = _BUCKET_HASHER.copy()
+    hasher.update(entries)
+    return hasher.digest()
 
 
 def _empty_subtree_hashes() -> tuple[bytes, ...]:
@@ -269,9 +271,9 @@ class StateTree:
             at = (position & PAGE_MASK) * size
             index = position - BUCKETS
             entries = buckets.get(index)
-            hasher = _BUCKET_HASHER.copy()
-            hasher.update(self._entries(index) if entries is None else entries)
-            page[at : at + size] = hasher.digest()
+            if entries is None:
+                entries = self._entries(index)
+            page[at : at + size] = bucket_hash_of_entries(entries)
         # Bottom up, so every child is final before its parent is hashed. A node's children
         # are adjacent in one page: its preimage is one 64-byte slice.
         pair = 2 * size
@@ -285,44 +287,34 @@ class StateTree:
         self._dirty = set()
         self._hash_count += sum(len(level) for level in levels)
 
-    def _share_pages(self, other: StateTree) -> None:
-        """`other` takes this tree's node hashes, copy-on-write: both must copy before writing."""
+    def _sibling(self, buckets: dict[int, bytes], base: StateTree | None) -> StateTree:
+        """A tree with this one's contents over `buckets` and `base`; the node hashes are
+        shared copy-on-write (from now on both copy a page before writing it)."""
+        other = StateTree.__new__(StateTree)
+        other._buckets = buckets
+        other._base = base
+        other._dirty = set(self._dirty)
         other._pages = self._pages.copy()
         other._owned_pages = set()
         self._owned_pages = set()
+        other._count = self._count
+        other._hash_count = 0
+        return other
 
     def over(self) -> StateTree:
         """An overlay on this tree (see the class doc): O(1) in the buckets."""
-        other = StateTree.__new__(StateTree)
-        other._buckets = {}
-        other._base = self
-        other._dirty = set(self._dirty)
-        self._share_pages(other)
-        other._count = self._count
-        other._hash_count = 0
-        return other
+        return self._sibling({}, self)
 
     def copy(self) -> StateTree:
         """A whole, independent tree with the same contents: O(buckets)."""
-        other = StateTree.__new__(StateTree)
-        other._buckets = self._whole_buckets()
-        other._base = None
-        other._dirty = set(self._dirty)
-        self._share_pages(other)
-        other._count = self._count
-        other._hash_count = 0
-        return other
+        return self._sibling(self._whole_buckets(), None)
 
     def _whole_buckets(self) -> dict[int, bytes]:
         """Every non-empty bucket, through the bases."""
         if self._base is None:
             return dict(self._buckets)
         buckets = self._base._whole_buckets()
-        for index, entries in self._buckets.items():
-            if entries:
-                buckets[index] = entries
-            else:
-                buckets.pop(index, None)
+        _write_buckets(buckets, self._buckets, whole=True)
         return buckets
 
     def written(self) -> Iterable[int]:
@@ -353,15 +345,7 @@ class StateTree:
         if base is None:
             raise ValueError("only an overlay merges")
         self.root()
-        target = base._buckets
-        if base._base is None:
-            for index, entries in self._buckets.items():
-                if entries:
-                    target[index] = entries
-                else:
-                    target.pop(index, None)
-        else:
-            target.update(self._buckets)
+        _write_buckets(base._buckets, self._buckets, whole=base._base is None)
         base._pages = self._pages
         base._owned_pages = self._owned_pages
         base._dirty = set()
@@ -454,3 +438,16 @@ def _proof_is_well_formed(root: object, key: object, value_hash: object, proof: 
         len(entries) % ENTRY_SIZE_BYTES == 0
         and len(entries) // ENTRY_SIZE_BYTES <= PROOF_BUCKET_ENTRIES_MAX
     )
+
+
+def _write_buckets(target: dict[int, bytes], written: dict[int, bytes], *, whole: bool) -> None:
+    """Write an overlay's buckets into `target`: a whole tree's map drops the emptied ones
+    (b""), an overlay's keeps them as markers over its own base."""
+    if not whole:
+        target.update(written)
+        return
+    for index, entries in written.items():
+        if entries:
+            target[index] = entries
+        else:
+            target.pop(index, None)

@@ -39,23 +39,24 @@ Deviations from the pseudocode, each needed because the core is driven from outs
   validator signed or locked on in epoch e never binds it in epoch e+1 (`enter_epoch`).
 
 The package: `messages` (the signed messages, checkpoint bundles and evidence, their codecs,
-limits and errors), `signing_state` (the last sign state and its compact form) and `machine`
-(the events, the vote books and the `Tendermint` core). Everything is re-exported here.
+limits and errors), `signing_state` (the last sign state and its compact form), `machine`
+(the vote books and the `Tendermint` core) and `events` (what the core emits). Everything is
+re-exported here.
 """
 
 from __future__ import annotations
 
-from .machine import (
+from .events import (
     Decided,
     EquivocationDetected,
     Event,
     ForeignOwnSignature,
     MessageRejected,
     RoundAdvanced,
-    Tendermint,
     ValidationRequested,
     ValueRequested,
 )
+from .machine import Tendermint
 from .messages import (
     CONSENSUS_BUNDLES_KEPT_MAX,
     CONSENSUS_EVENTS_QUEUED_MAX,

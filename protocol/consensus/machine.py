@@ -1,5 +1,11 @@
-"""The Tendermint state machine (Algorithm 1 of the paper, see the package docstring): its
-events, the vote books of a height and the `Tendermint` core driven from outside."""
+"""The Tendermint state machine (Algorithm 1 of the paper, see the package docstring): the vote
+books of a height and the `Tendermint` core driven from outside; its outputs are events.py.
+
+(Over 800 lines on purpose: `Tendermint` alone is ~760 lines of one state machine whose
+rules (the paper's lines 22-64, the signing-state guard, epochs, catch-up by bundles) read and
+change the same round state and refer to each other line by line; split across modules it
+would need that state passed around or its private fields read from outside. Its codecs,
+its signing state and its events already live apart.)"""
 
 from __future__ import annotations
 
@@ -10,6 +16,16 @@ from dataclasses import dataclass, field
 
 from .. import crypto, limits
 from ..errors import LocalProtocolError, RemoteProtocolError
+from .events import (
+    Decided,
+    EquivocationDetected,
+    Event,
+    ForeignOwnSignature,
+    MessageRejected,
+    RoundAdvanced,
+    ValidationRequested,
+    ValueRequested,
+)
 from .messages import (
     CONSENSUS_BUNDLES_KEPT_MAX,
     CONSENSUS_EVENTS_QUEUED_MAX,
@@ -45,75 +61,6 @@ from .signing_state import (
     encode_kept_precommit,
     kept_precommit_id,
 )
-
-# --- events ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ValueRequested:
-    """We propose at (height, round): answer with `provide_value` (the paper's getValue)."""
-
-    height: int
-    round: int
-
-
-@dataclass(frozen=True)
-class ValidationRequested:
-    """Answer with `report_validity(value_id, ...)` (the paper's valid(v))."""
-
-    height: int
-    round: int
-    value_id: bytes
-    value: bytes
-
-
-@dataclass(frozen=True)
-class Decided:
-    height: int
-    round: int
-    value: bytes
-    bundle: CheckpointBundle
-
-
-@dataclass(frozen=True)
-class EquivocationDetected:
-    evidence: Evidence
-
-
-@dataclass(frozen=True)
-class MessageRejected:
-    code: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class ForeignOwnSignature:
-    """A message validly signed with our own key arrived that this core did not sign: at our
-    height, in a round whose signed messages it remembers, a slot it never signed or signed
-    differently. Another process holds our key (a copied node home), or the signing state
-    was lost. The application decides whether to `halt_signing` (NodeCore: finality.py)."""
-
-    height: int
-    round: int
-    kind: str
-
-
-@dataclass(frozen=True)
-class RoundAdvanced:
-    height: int
-    round: int
-
-
-Event = (
-    ValueRequested
-    | ValidationRequested
-    | Decided
-    | EquivocationDetected
-    | MessageRejected
-    | RoundAdvanced
-    | ForeignOwnSignature
-)
-
 
 # --- the vote book ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from swarmd.protocol import crypto, limits
 from swarmd.protocol.errors import LocalProtocolError
 from swarmd.protocol.ledger import Ledger, LedgerConfig
-from swarmd.protocol.ledger.snapshot import state_records
+from swarmd.protocol.ledger.snapshot import state_from_records, state_records
 from swarmd.protocol.ledger.state import LedgerState
 from swarmd.protocol.wallet import Author
 
@@ -100,22 +100,7 @@ def test_partial_cut_checkpoint_touches_only_the_cut() -> None:
 
 def root_from_scratch(state: LedgerState) -> bytes:
     """The root of `state`'s records hashed into a new tree (no shared buckets or pages)."""
-    fresh = LedgerState()
-    fresh.accounts = dict(state.accounts.items())
-    fresh.claims = dict(state.claims.items())
-    fresh.bindings = dict(state.bindings.items())
-    fresh.burn_tallies = dict(state.burn_tallies.items())
-    fresh.mode_votes = dict(state.mode_votes.items())
-    fresh.claims_votes = dict(state.claims_votes.items())
-    fresh.granted, fresh.burned, fresh.quiesced = state.granted, state.burned, state.quiesced
-    # Every record dirty, as if each had just been written (state.py's dirty marks).
-    fresh._dirty_accounts = set(fresh.accounts)
-    fresh._dirty_claims = set(fresh.claims)
-    fresh._dirty_handles = set(fresh.bindings)
-    fresh._dirty_tallies = set(fresh.burn_tallies)
-    fresh._dirty_mode_votes = set(fresh.mode_votes)
-    fresh._dirty_claims_votes = set(fresh.claims_votes)
-    return fresh.root()
+    return state_from_records(state_records(state), check_keys=False).root()
 
 
 def test_a_partial_cut_decided_elsewhere_keeps_the_provisional_tree_exact() -> None:
