@@ -5,11 +5,16 @@ not the paths under test) and continues from it with `Ledger.restore_final`, as 
 from a snapshot does. Then, per round, K transfers from K signing accounts (to random accounts
 of the N) are admitted untimed, and the daemon's own checkpoint path is timed: the proposer's
 heads (`unfinalized_heads`), the cut check (`derive_cut`) and `finalize`, plus the new final
-root. The same rounds run on a 10k-account state in the same process for the baseline
-(`checkpoint_ms_p50_at_10k`; `ratio` = p50 / baseline).
+root. The N-account ledger first goes through `--rounds` checkpoints (then its memory, snapshot
+and restart are measured); then a 10k-account ledger is built beside it and the two are
+checkpointed alternately (`interleaved`), `--rounds` timed checkpoints each: those give
+`checkpoint_ms_p50`, `checkpoint_ms_p95` and the same run's baseline `checkpoint_ms_p50_at_10k`
+(`ratio` = p50 / baseline; `ratio_paired` = the median of the ratios of the back-to-back
+pairs, which a change of the host's speed between pairs does not move).
 
 - `rss_bytes_per_account`: resident memory added by the N-account ledger (after its
-  checkpoints), divided by N (read from /proc/self/statm; measured before the baseline runs).
+  first checkpoints), divided by N (read from /proc/self/statm; measured before the 10k
+  ledger exists).
 - `snapshot_build_s`: the daemon's snapshot build (snapshot_build = "frozen"): freezing the
   final state on the event loop (`Ledger.freeze_final`, O(1); `snapshot_loop_ms` alone), then
   `build_snapshot` and `encode_blob` on the worker thread, then `thaw_final`.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import operator
 import os
 import random
 import statistics
@@ -43,6 +49,8 @@ from swarmd.protocol.wallet import Author
 from .common import emit, percentile
 
 BASELINE_ACCOUNTS = 10_000
+#: Untimed checkpoints of a state before each timed one in the interleaved rounds.
+WARMUP_ROUNDS = 1
 FUNDS = 1_000_000
 SEED = 13
 
@@ -75,34 +83,56 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_checkpoints(
-    genesis: Genesis, accounts: int, cut_ops: int, rounds: int, rng: random.Random
-) -> tuple[Ledger, list[float]]:
-    """A ledger over `accounts` funded accounts and the ms of each of `rounds` checkpoints."""
-    signers = [
-        Author(crypto.KeyPair.from_seed(rng.randbytes(32)), genesis.network_id)
-        for _ in range(cut_ops)
-    ]
-    state = build_state(accounts, signers)
-    ledger = Ledger.restore_final(genesis, state, 0)
-    del state
-    gc.collect()
-    keys = list(ledger.final_state.accounts)
-    samples = []
-    for height in range(1, rounds + 1):
-        for signer in signers:
-            to = rng.choice(keys)
+class Checkpoints:
+    """A ledger over `accounts` funded accounts, `cut_ops` of them signing, checkpointed one
+    round at a time: `cut_ops` transfers to random accounts are admitted untimed, then the
+    daemon's checkpoint path is timed (module docstring)."""
+
+    def __init__(self, genesis: Genesis, accounts: int, cut_ops: int, rng: random.Random) -> None:
+        self.signers = [
+            Author(crypto.KeyPair.from_seed(rng.randbytes(32)), genesis.network_id)
+            for _ in range(cut_ops)
+        ]
+        state = build_state(accounts, self.signers)
+        self.ledger = Ledger.restore_final(genesis, state, 0)
+        del state
+        gc.collect()
+        self.keys = list(self.ledger.final_state.accounts)
+        self.rng = rng
+
+    def round(self) -> float:
+        """One checkpoint of `cut_ops` transfers; its ms."""
+        ledger = self.ledger
+        for signer in self.signers:
+            to = self.rng.choice(self.keys)
             while to == signer.key:
-                to = rng.choice(keys)
+                to = self.rng.choice(self.keys)
             outcome = ledger.receive_verified(signer.transfer(to, 1), 0.0)
             assert outcome.status == "accepted", outcome
         began = time.perf_counter()
         heads = ledger.unfinalized_heads()
         root, closure = ledger.derive_cut(heads)
-        ledger.finalize(height, closure)
+        ledger.finalize(ledger.final_height + 1, closure)
         assert ledger.final_state.root() == root
-        samples.append((time.perf_counter() - began) * 1000)
-    return ledger, samples
+        return (time.perf_counter() - began) * 1000
+
+
+def interleaved(
+    big: Checkpoints, small: Checkpoints, rounds: int
+) -> tuple[list[float], list[float]]:
+    """`rounds` timed checkpoints of each, alternating (the small state's first), each after
+    WARMUP_ROUNDS untimed ones of the same state, so neither is timed just after the other's
+    rounds evicted it from the caches. The host's speed changes within seconds on a shared
+    machine (BENCHMARKS.md, session 10: whole stretches of rounds run ~40 % slower, at both
+    sizes); back-to-back pairs see the same host."""
+    samples: list[float] = []
+    baseline: list[float] = []
+    for _ in range(rounds):
+        for run, timed in ((small, baseline), (big, samples)):
+            for _ in range(WARMUP_ROUNDS):
+                run.round()
+            timed.append(run.round())
+    return samples, baseline
 
 
 def snapshot_and_restart(genesis: Genesis, ledger: Ledger) -> tuple[float, float, float]:
@@ -135,13 +165,15 @@ def measure(accounts: int, cut_ops: int, rounds: int) -> dict[str, Any]:
     rng = random.Random(SEED)
     gc.collect()
     rss_before = rss_bytes()
-    ledger, samples = run_checkpoints(genesis, accounts, cut_ops, rounds, rng)
+    big = Checkpoints(genesis, accounts, cut_ops, rng)
+    for _ in range(rounds):
+        big.round()
     gc.collect()
     rss_per_account = (rss_bytes() - rss_before) / accounts
-    snapshot_s, loop_s, restart_s = snapshot_and_restart(genesis, ledger)
-    del ledger
+    snapshot_s, loop_s, restart_s = snapshot_and_restart(genesis, big.ledger)
     gc.collect()
-    _, baseline = run_checkpoints(genesis, BASELINE_ACCOUNTS, cut_ops, rounds, rng)
+    small = Checkpoints(genesis, BASELINE_ACCOUNTS, cut_ops, rng)
+    samples, baseline = interleaved(big, small, rounds)
     p50 = statistics.median(samples)
     p50_10k = statistics.median(baseline)
     return {
@@ -152,6 +184,7 @@ def measure(accounts: int, cut_ops: int, rounds: int) -> dict[str, Any]:
         "checkpoint_ms_p95": round(percentile(samples, 0.95), 3),
         "checkpoint_ms_p50_at_10k": round(p50_10k, 3),
         "ratio": round(p50 / p50_10k, 3),
+        "ratio_paired": round(statistics.median(map(operator.truediv, samples, baseline)), 3),
         "rss_bytes_per_account": round(rss_per_account),
         "snapshot_build_s": round(snapshot_s, 3),
         "snapshot_loop_ms": round(loop_s * 1000, 3),
