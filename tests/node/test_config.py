@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -324,13 +326,38 @@ def test_directory_is_unreadable(tmp_path):
     assert caught.value.code == "config_unreadable"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+#: Root reads files whatever their mode (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): as root (CI),
+#: the load runs in a child process without those two capabilities (util-linux's setpriv,
+#: present on every Debian), so the file's mode stands in its way as for any operator's user.
+WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+UNREADABLE_CHILD = """
+import sys
+from swarmd.node.config import ConfigError, load_config
+try:
+    load_config(sys.argv[1])
+except ConfigError as error:
+    print(error.code)
+"""
+
+
 def test_file_without_read_permission_is_unreadable(tmp_path):
     path = write(tmp_path, "")
     path.chmod(0)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.code == "config_unreadable"
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert caught.value.code == "config_unreadable"
+        return
+    assert path.read_bytes() == b""  # (root itself still reads it)
+    result = subprocess.run(
+        [*WITHOUT_DAC_OVERRIDE, sys.executable, "-c", UNREADABLE_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "config_unreadable"), result.stderr
 
 
 def test_non_utf8_file_is_a_syntax_error(tmp_path):
