@@ -42,6 +42,7 @@ from swarmd.protocol.genesis import Genesis
 from swarmd.protocol.ledger import Ledger
 from swarmd.protocol.ledger.snapshot import build_snapshot
 from swarmd.protocol.ledger.state import LedgerState
+from swarmd.protocol.limits import CUT_HEADS_MAX
 from swarmd.protocol.node_core.state_sync import rebuild_snapshot_state
 from swarmd.protocol.snapshot import decode_blob, encode_blob
 from swarmd.protocol.wallet import Author
@@ -51,6 +52,13 @@ from .common import emit, percentile
 BASELINE_ACCOUNTS = 10_000
 #: Untimed checkpoints of a state before each timed one in the interleaved rounds.
 WARMUP_ROUNDS = 1
+#: The largest state the bench builds: ~400 resident bytes an account make 10M about the 4 GiB
+#: of the systemd unit's MemoryMax (deploy/), beyond which no daemon runs either.
+ACCOUNTS_MAX = 10_000_000
+#: Transfers per cut: one head each, so at most the heads a proposer puts in one cut.
+CUT_OPS_MAX = CUT_HEADS_MAX
+#: Timed checkpoints per state (each round also signs and admits its transfers untimed).
+ROUNDS_MAX = 1_000
 FUNDS = 1_000_000
 SEED = 13
 
@@ -199,7 +207,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="checkpoints timed per state")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.accounts < args.cut_ops or args.cut_ops < 1 or args.rounds < 1:
-        parser.error("--accounts >= --cut-ops >= 1 and --rounds >= 1 are required")
+    if not 1 <= args.cut_ops <= min(args.accounts, CUT_OPS_MAX) or args.accounts > ACCOUNTS_MAX:
+        parser.error(
+            f"need 1 <= --cut-ops <= --accounts <= {ACCOUNTS_MAX} and --cut-ops <= {CUT_OPS_MAX}"
+        )
+    if not 1 <= args.rounds <= ROUNDS_MAX:
+        parser.error(f"--rounds must be 1..{ROUNDS_MAX}")
     emit(measure(args.accounts, args.cut_ops, args.rounds), args.json)
     return 0
