@@ -26,6 +26,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The `slow` tests (10 to 55 s each: the 100-seed scenario runs, the crash sweeps, the quick
+    # release check) run first: pytest-xdist hands tests out in collection order, so when they
+    # came last (tests/sim sorts late) one worker still ran them while the other had finished.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     known = known_ids()
     for item in items:
         for marker in item.iter_markers("gate"):

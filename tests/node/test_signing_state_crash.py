@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from swarmd.node.runtime.signing_state import SigningStateFile
 from swarmd.protocol import consensus
 from swarmd.storage.failpoints import ENV_VAR, FAILPOINT_EXIT_CODE, FAILPOINT_MESSAGE_PREFIX
@@ -59,6 +61,7 @@ def _check(data_file: Path, sent: dict[int, bytes]) -> int:
     return decided
 
 
+@pytest.mark.slow
 async def test_a_crash_at_every_signing_state_write_point(tmp_path: Path) -> None:
     crashed_at: list[str] = []
     for target in range(1, WALK_MAX + 1):

@@ -40,6 +40,7 @@ def test_one_seed_replays_the_library_run(capsys: pytest.CaptureFixture[str]) ->
     assert value["runtime_s"] >= 0
 
 
+@pytest.mark.slow
 def test_all_scenarios_with_a_few_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     code, value = run_json(capsys, "--scenario", "all", "--seeds", "2", "--seed", "10")
     assert code == EXIT_OK

@@ -27,6 +27,7 @@ CI_SEEDS = range(1, 101)
 KNOWN_FAILURES: dict[tuple[str, int], str] = {}
 
 
+@pytest.mark.slow
 @pytest.mark.gate("s0-reconciliation")
 @pytest.mark.parametrize("name", scenarios.scenario_names())
 def test_scenario_over_100_seeds(name: str) -> None:

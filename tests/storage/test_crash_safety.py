@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from swarmd.storage import api
 from swarmd.storage.api import NewOp, OpStatus
 from swarmd.storage.failpoints import ENV_VAR, FAILPOINT_EXIT_CODE, FAILPOINT_MESSAGE_PREFIX
@@ -152,6 +154,7 @@ async def kill_after_lines(process: asyncio.subprocess.Process, lines: int) -> b
     return output + rest
 
 
+@pytest.mark.slow
 async def test_kill_9_at_random_moments_loses_no_acknowledged_op(tmp_path: Path) -> None:
     seed = int(os.environ.get("SWARMD_STORAGE_CRASH_SEED", DEFAULT_SEED))
     rng = random.Random(seed)
@@ -172,6 +175,7 @@ async def test_kill_9_at_random_moments_loses_no_acknowledged_op(tmp_path: Path)
     assert kills >= 100
 
 
+@pytest.mark.slow
 async def test_a_crash_at_every_write_point_loses_no_acknowledged_op(tmp_path: Path) -> None:
     points_hit: list[str] = []
     for target in range(1, FAILPOINT_WALK_MAX + 1):
