@@ -38,13 +38,8 @@ class _Cuts(_Applying):
         # few cache misses; BENCHMARKS.md, session 9.)
         known = self._known
         authors = {known[op_id].author for op_id in self._non_final_view()}
-        live_accounts = self._live.state.accounts
-        heads = []
-        for author in authors:
-            account = live_accounts[author]
-            heads.append((author, account.seq, account.head))
-        heads.sort()
-        return heads
+        accounts = self._live.state.accounts
+        return sorted((a, accounts[a].seq, accounts[a].head) for a in authors)
 
     def canonical_order(self, op_ids: list[bytes] | set[bytes]) -> list[bytes]:
         """Known non-final ids, or ids of the last final cut, sorted parents-first (by causal
